@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: executable -> C-backed modules and vendor modules -> HeatbridgeCore.
+// The daemon links no full Foundation (FoundationEssentials only); the simulator may use anything.
+let package = Package(
+    name: "heatbridge",
+    products: [
+        .executable(name: "heatbridge", targets: ["heatbridge"]),
+        .executable(name: "heatbridge-sim", targets: ["heatbridge-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
+    ],
+    targets: [
+        // C libraries, each behind one system-library target imported by exactly one Swift module.
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
+
+        .target(name: "HeatbridgeCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "HeatbridgeHTTP", dependencies: ["HeatbridgeCore", "CCurl", "CCurlShim"]),
+        .target(name: "HeatbridgeMQTT", dependencies: ["HeatbridgeCore", "CMosquitto"]),
+        .target(name: "HeatbridgeStore", dependencies: ["HeatbridgeCore", "CSQLite"]),
+        .target(name: "HeatbridgeConfig", dependencies: ["HeatbridgeCore", "CYAML"]),
+        .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
+        .executableTarget(
+            name: "heatbridge",
+            dependencies: [
+                "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
+                "VendorBosch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .target(
+            name: "HeatbridgeSimulator",
+            dependencies: ["HeatbridgeConfig", "VendorBosch", .product(name: "FlyingFox", package: "FlyingFox")]),
+        .executableTarget(
+            name: "heatbridge-sim",
+            dependencies: [
+                "HeatbridgeSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch"]),
+        .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
+        .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore"]),
+    ]
+)

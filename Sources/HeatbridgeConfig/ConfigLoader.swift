@@ -1,0 +1,132 @@
+import Glibc
+import HeatbridgeCore
+
+/// A loaded, checked config file.
+public struct LoadedConfig: Sendable {
+    public var config: HeatbridgeConfig
+    /// Short hash of the file's bytes (published in `bridge/info`).
+    public var hash: String
+}
+
+/// Loads the config file: reads it, parses the YAML, validates it, and checks every secret can be read.
+/// Every problem is reported, each with `file:line:column`; no secret's content ever appears in a message.
+public enum ConfigLoader {
+    public static func load(path: String, environment: [String: String]) -> Result<LoadedConfig, ConfigErrors> {
+        let text: String
+        switch FileIO.read(path) {
+        case .success(let bytes): text = String(decoding: bytes, as: UTF8.self)
+        case .failure(let e):
+            return .failure(ConfigErrors([ConfigDiagnostic(file: path, mark: SourceMark(line: 1, column: 1),
+                                                           message: "cannot read config file: \(e)", hint: "pass --config PATH")]))
+        }
+        let root: ConfigNode
+        switch YAMLReader.parse(text, file: path) {
+        case .success(let r): root = r
+        case .failure(let d): return .failure(ConfigErrors([d]))
+        }
+        let (config, diagnostics) = ConfigDecoder.decode(root, file: path)
+        var all = diagnostics
+        // Secrets are checked even when other errors exist, so the installer sees everything at once.
+        let refs = config?.secretRefs ?? secretRefsBestEffort(root, file: path)
+        for ref in refs {
+            if case .failure(let message) = readSecret(ref, environment: environment) {
+                all.append(ConfigDiagnostic(file: path, mark: ref.mark, message: message.text, hint: message.hint))
+            }
+        }
+        guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
+        return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
+    }
+
+    /// When the file has other errors the decoder returns no config; collect secret references directly.
+    static func secretRefsBestEffort(_ root: ConfigNode, file: String) -> [SecretRef] {
+        var refs: [SecretRef] = []
+        func walk(_ n: ConfigNode) {
+            switch n {
+            case .mapping(let entries, _):
+                for e in entries {
+                    if case .scalar(let v, let m, _) = e.value, !v.isEmpty {
+                        if e.key.hasSuffix("_file") && (e.key == "password_file" || e.key == "api_key_file") {
+                            refs.append(SecretRef(source: .file(v), key: e.key, mark: m))
+                        } else if e.key == "password_credential" || e.key == "api_key_credential" {
+                            refs.append(SecretRef(source: .credential(v), key: e.key, mark: m))
+                        }
+                    }
+                    walk(e.value)
+                }
+            case .sequence(let items, _): items.forEach(walk)
+            case .scalar: break
+            }
+        }
+        walk(root)
+        return refs
+    }
+
+    public struct SecretProblem: Error, Sendable {
+        public var text: String
+        public var hint: String?
+    }
+
+    /// Reads a secret: the file's content, or `$CREDENTIALS_DIRECTORY/<name>`, trailing newline removed.
+    public static func readSecret(_ ref: SecretRef, environment: [String: String]) -> Result<String, SecretProblem> {
+        let path: String
+        switch ref.source {
+        case .file(let p): path = p
+        case .credential(let name):
+            guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
+                return .failure(SecretProblem(text: "\(ref.key): credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
+                                              hint: "set LoadCredential=\(name):/path in the systemd unit, or use a *_file key"))
+            }
+            path = dir + "/" + name
+        }
+        switch FileIO.read(path) {
+        case .failure(let e):
+            return .failure(SecretProblem(text: "\(ref.key): cannot read secret file \(path): \(e)",
+                                          hint: "the file must exist and be readable by the heatbridge user"))
+        case .success(let bytes):
+            var s = String(decoding: bytes, as: UTF8.self)
+            while let last = s.last, last == "\n" || last == "\r" || last == " " { s.removeLast() }
+            if s.isEmpty {
+                return .failure(SecretProblem(text: "\(ref.key): secret file \(path) is empty", hint: nil))
+            }
+            return .success(s)
+        }
+    }
+
+    static func fnv1aHex(_ bytes: [UInt8]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// Small file helpers over POSIX calls (no Foundation in the daemon).
+public enum FileIO {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var errno: Int32
+        public var description: String { String(cString: strerror(errno)) }
+    }
+
+    /// Reads a whole file (up to 16 MiB).
+    public static func read(_ path: String) -> Result<[UInt8], Failure> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(Failure(errno: errno)) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(Failure(errno: errno))
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+            if out.count > 16 << 20 { return .failure(Failure(errno: EFBIG)) }
+        }
+        return .success(out)
+    }
+}

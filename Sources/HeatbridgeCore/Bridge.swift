@@ -1,0 +1,598 @@
+import Logging
+
+/// One configured cloud account with its adapter.
+public struct AccountRuntime: Sendable {
+    public var name: String
+    public var vendor: String
+    public var pollIntervalS: Double
+    public var adapter: any VendorAdapter
+
+    public init(name: String, vendor: String, pollIntervalS: Double, adapter: any VendorAdapter) {
+        self.name = name
+        self.vendor = vendor
+        self.pollIntervalS = pollIntervalS
+        self.adapter = adapter
+    }
+}
+
+/// What the bridge needs besides its ports.
+public struct BridgeSettings: Sendable {
+    public var topics: TopicLayout
+    public var version: String
+    /// Short hash of the config file, published in `bridge/info` so an installer can tell which config runs.
+    public var configHash: String
+    public var behaviour: BridgeBehaviour
+    public var accounts: [AccountRuntime]
+
+    public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime]) {
+        self.topics = topics
+        self.version = version
+        self.configHash = configHash
+        self.behaviour = behaviour
+        self.accounts = accounts
+    }
+}
+
+/// The bridge: publishes cached and cloud state, and runs commands from MQTT through validation, the store,
+/// the vendor adapter and staged results. All I/O goes through the injected ports.
+public actor Bridge {
+    struct DeviceEntry {
+        var account: String
+        var snapshot: DeviceSnapshot
+        var updatedAt: EpochSeconds
+        var source: String
+    }
+
+    struct AccountStatus {
+        var state: AccountState
+        var since: EpochSeconds
+        var retryAt: EpochSeconds?
+        var error: String?
+    }
+
+    struct AccountStats {
+        var polls = 0
+        var commands = 0
+        var errors = 0
+        var rateLimited = 0
+    }
+
+    let settings: BridgeSettings
+    let topics: TopicLayout
+    let mqtt: any MQTTPort
+    let store: any StatePort
+    let clock: any Clock
+    let logger: Logger
+    let processStats: @Sendable () -> [String: JSONValue]
+    let startedAt: EpochSeconds
+    let accounts: [String: AccountRuntime]
+
+    /// Last payload per retained topic: compared to skip unchanged publishes, replayed after a reconnect.
+    var retained: [String: [UInt8]] = [:]
+    /// Content of a retained topic without its volatile stamp, to tell a real change from a new timestamp.
+    var contentKeys: [String: String] = [:]
+    var devices: [String: DeviceEntry] = [:]
+    var accountStatus: [String: AccountStatus] = [:]
+    var stats: [String: AccountStats] = [:]
+    var queues: [String: [Command]] = [:]
+    var running: Set<String> = []
+    var wakeups: Set<String> = []
+    /// Commands that arrived for a device not known yet, before every account finished its first poll.
+    var deferred: [MQTTMessage] = []
+    var firstPollDone: Set<String> = []
+    var refreshPending: Set<String> = []
+
+    public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
+                processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
+        self.settings = settings
+        self.topics = settings.topics
+        self.mqtt = mqtt
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.processStats = processStats
+        self.startedAt = clock.now()
+        var byName: [String: AccountRuntime] = [:]
+        for a in settings.accounts { byName[a.name] = a }
+        self.accounts = byName
+    }
+
+    // MARK: lifecycle
+
+    /// Publishes the cache, then serves MQTT events, polls every account and publishes health until cancelled.
+    public func run() async {
+        loadCache()
+        for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
+        publishInfo()
+        resumeOpenCommands()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.consumeEvents() }
+            for a in self.settings.accounts {
+                group.addTask { await self.pollLoop(a) }
+            }
+            group.addTask { await self.healthLoop() }
+        }
+    }
+
+    /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
+    public func publishOffline() {
+        let payload = JSONValue.object(["state": "offline"]).bytes
+        retained[topics.bridgeState] = payload
+        mqtt.publish(topic: topics.bridgeState, payload: payload, qos: 1, retain: true)
+    }
+
+    // MARK: cache
+
+    func loadCache() {
+        let cached: [CachedDevice]
+        do {
+            cached = try store.loadDevices()
+        } catch {
+            logger.error("cannot read the state cache; starting without it", metadata: ["error": "\(error)"])
+            return
+        }
+        for c in cached where accounts[c.account] != nil {
+            let snapshot = DeviceSnapshot(
+                id: c.deviceId, vendorId: c.state["vendor_id"]?.stringValue ?? c.deviceId,
+                model: c.state["model"]?.stringValue,
+                online: c.availability.map { $0 == "online" },
+                attributes: c.state.objectValue?.filter { !Self.commonDeviceKeys.contains($0.key) } ?? [:],
+                nodes: c.nodes)
+            let entry = DeviceEntry(account: c.account, snapshot: snapshot, updatedAt: c.updatedAt, source: "cache")
+            devices[c.deviceId] = entry
+            publishDevice(entry, at: c.updatedAt)
+        }
+        if !cached.isEmpty {
+            logger.info("published cached state", metadata: ["devices": "\(cached.count)"])
+        }
+    }
+
+    static let commonDeviceKeys: Set<String> = ["vendor", "vendor_id", "account", "model", "online", "nodes", "source",
+                                                "stale", "error", "updated_at"]
+
+    // MARK: publishing
+
+    /// Publishes a retained topic when its content (ignoring `updated_at`) changed; returns true if it did.
+    @discardableResult
+    func publishRetained(_ topic: String, _ value: JSONValue, at stamp: EpochSeconds? = nil) -> Bool {
+        let content = value.serialized
+        if contentKeys[topic] == content { return false }
+        contentKeys[topic] = content
+        var stamped = value
+        if let stamp, case .object(var o) = value {
+            o["updated_at"] = .string(Timestamp.iso8601(stamp))
+            stamped = .object(o)
+        }
+        let payload = stamped.bytes
+        retained[topic] = payload
+        mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
+        return true
+    }
+
+    func publishRaw(_ topic: String, _ text: String) {
+        let payload = Array(text.utf8)
+        if retained[topic] == payload { return }
+        retained[topic] = payload
+        contentKeys[topic] = text
+        mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
+    }
+
+    func publishDevice(_ e: DeviceEntry, at stamp: EpochSeconds) {
+        let s = e.snapshot
+        let stale = clock.now() - e.updatedAt > settings.behaviour.staleAfterS
+        var o = s.attributes
+        o["vendor"] = .string(accounts[e.account]?.vendor)
+        o["vendor_id"] = .string(s.vendorId)
+        o["account"] = .string(e.account)
+        o["model"] = .string(s.model)
+        o["online"] = s.online.map(JSONValue.bool) ?? .null
+        o["nodes"] = .array(s.nodes.keys.sorted().map { .string($0) })
+        o["source"] = .string(e.source)
+        o["stale"] = .bool(stale)
+        o["error"] = s.error.map { ["code": .string($0.code.rawValue), "message": .string($0.message)] } ?? .null
+        publishRetained(topics.deviceState(s.id), .object(o), at: stamp)
+        if let online = s.online {
+            publishRaw(topics.availability(s.id), online ? "online" : "offline")
+        }
+        for (node, state) in s.nodes {
+            var n = state.objectValue ?? ["value": state]
+            n["source"] = .string(e.source)
+            n["stale"] = .bool(stale)
+            publishRetained(topics.nodeState(s.id, node), .object(n), at: stamp)
+        }
+    }
+
+    func publishInfo() {
+        let accountList: [JSONValue] = settings.accounts.map { a in
+            ["name": .string(a.name), "vendor": .string(a.vendor), "state": .string(accountStatus[a.name]?.state.rawValue)]
+        }
+        let info: JSONValue = [
+            "version": .string(settings.version),
+            "started_at": .string(Timestamp.iso8601(startedAt)),
+            "config_hash": .string(settings.configHash),
+            "accounts": .array(accountList),
+            "devices": .array(devices.keys.sorted().map { .string($0) }),
+        ]
+        publishRetained(topics.bridgeInfo, info)
+    }
+
+    func setAccount(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds? = nil) {
+        let now = clock.now()
+        let previous = accountStatus[name]
+        let since = previous?.state == state ? previous!.since : now
+        accountStatus[name] = AccountStatus(state: state, since: since, retryAt: retryAt, error: error)
+        let payload: JSONValue = [
+            "state": .string(state.rawValue), "since": .string(Timestamp.iso8601(since)),
+            "retry_at": .string(retryAt.map(Timestamp.iso8601)), "error": .string(error),
+        ]
+        if publishRetained(topics.account(name), payload), previous?.state != state {
+            if state == .ready || state == .starting {
+                logger.info("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)"])
+            } else {
+                logger.warning("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)",
+                                                            "error": "\(error ?? "")"])
+            }
+            publishInfo()
+        }
+    }
+
+    // MARK: MQTT events
+
+    func consumeEvents() async {
+        for await event in mqtt.events {
+            switch event {
+            case .connected: onConnected()
+            case .disconnected(let reason):
+                logger.warning("MQTT connection lost; reconnecting", metadata: ["reason": "\(reason)"])
+            case .message(let m): handleMessage(m)
+            }
+        }
+    }
+
+    /// After every (re)connect: subscribe, say online, and re-publish everything retained and every result the
+    /// broker has not taken yet, because a restarted broker may have lost them.
+    func onConnected() {
+        logger.info("MQTT connected")
+        mqtt.subscribe(topics.commandFilter, qos: 1)
+        let online = JSONValue.object(["state": "online"]).bytes
+        retained[topics.bridgeState] = online
+        for (topic, payload) in retained.sorted(by: { $0.key < $1.key }) {
+            mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
+        }
+        flushUnpublishedResults()
+    }
+
+    func flushUnpublishedResults() {
+        do {
+            for r in try store.unpublishedResults() {
+                guard mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false) else { return }
+                try store.markResultPublished(r.rowId)
+            }
+        } catch {
+            logger.error("cannot read pending results from the store", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: commands
+
+    func handleMessage(_ m: MQTTMessage) {
+        guard let (device, node, capability) = topics.parseCommand(m.topic) else { return }
+        // An empty payload is how MQTT deletes a retained message (we send one ourselves when clearing a
+        // retained command); it is not a command.
+        if m.payload.isEmpty { return }
+        let now = clock.now()
+        let body: [String: JSONValue]
+        do {
+            guard case .object(let o) = try JSONValue.parse(m.payload) else {
+                reject(device, node, capability, id: nil, CommandRejection(.invalidPayload, "command must be a JSON object"))
+                return clearIfRetained(m)
+            }
+            body = o
+        } catch {
+            reject(device, node, capability, id: nil, CommandRejection(.invalidPayload, "payload is not JSON: \(error)"))
+            return clearIfRetained(m)
+        }
+        var id: String?
+        if let v = body["id"] {
+            if let s = v.stringValue, !s.isEmpty, s.utf8.count <= 128 {
+                id = s
+            } else if let i = v.intValue {
+                id = String(i)
+            } else {
+                reject(device, node, capability, id: nil, CommandRejection(.invalidPayload, "\"id\" must be a non-empty string of at most 128 bytes"))
+                return clearIfRetained(m)
+            }
+        }
+        if m.retained {
+            reject(device, node, capability, id: id,
+                   CommandRejection(.retainedCommand, "retained commands are never executed; publish commands without the retain flag"))
+            return clearIfRetained(m)
+        }
+        if devices[device] == nil && firstPollDone.count < accounts.count {
+            deferred.append(m)
+            return
+        }
+        var validFor = settings.behaviour.commandValidForS
+        if let v = body["valid_for_s"] {
+            guard let d = v.doubleValue else {
+                return reject(device, node, capability, id: id, CommandRejection(.invalidPayload, "\"valid_for_s\" must be a number of seconds"))
+            }
+            guard d >= 1 && d <= 604_800 else {
+                return reject(device, node, capability, id: id, CommandRejection(.outOfRange, "\"valid_for_s\" must be 1…604800, got \(JSONValue.format(d))"))
+            }
+            validFor = d
+        }
+        guard let entry = devices[device], let account = accounts[entry.account] else {
+            let known = devices.keys.sorted().prefix(10).joined(separator: ", ")
+            return reject(device, node, capability, id: id,
+                          CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
+        }
+        var params = body
+        params["id"] = nil
+        params["valid_for_s"] = nil
+        let normalised: JSONValue
+        do {
+            normalised = try account.adapter.validate(node: node, capability: capability, body: params, device: entry.snapshot)
+        } catch {
+            return reject(device, node, capability, id: id, error)
+        }
+        let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: normalised,
+                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
+        do {
+            try store.insertCommand(command)
+        } catch {
+            logger.error("cannot persist command", metadata: ["id": "\(command.id)", "error": "\(error)"])
+            return reject(device, node, capability, id: command.id, CommandRejection(.storeFailed, "command could not be stored: \(error)"))
+        }
+        logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
+        publishResult(command, .accepted, code: nil, message: nil)
+        enqueue(command)
+    }
+
+    func clearIfRetained(_ m: MQTTMessage) {
+        if m.retained { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
+    }
+
+    func reject(_ device: String, _ node: String, _ capability: String, id: String?, _ r: CommandRejection) {
+        let cid = id ?? Self.newId()
+        logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)"])
+        let topic = topics.result(device: TopicLayout.sanitize(device), node: TopicLayout.sanitize(node),
+                                  capability: TopicLayout.sanitize(capability))
+        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now())
+        emitResult(commandId: cid, topic: topic, payload: payload)
+    }
+
+    func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
+        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(), extra: extra)
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload)
+    }
+
+    /// Results are written to the store before they are published, so one the broker never took is sent
+    /// again after the next connect (or restart).
+    func emitResult(commandId: String, topic: String, payload: JSONValue) {
+        let bytes = payload.bytes
+        var rowId: Int64?
+        do {
+            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes)
+        } catch {
+            logger.error("cannot persist result; publishing it anyway", metadata: ["id": "\(commandId)", "error": "\(error)"])
+        }
+        if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId {
+            try? store.markResultPublished(rowId)
+        }
+    }
+
+    static func newId() -> String {
+        let v = UInt64.random(in: 0...UInt64.max)
+        let hex = String(v, radix: 16)
+        return "hb-" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    func resumeOpenCommands() {
+        do {
+            let open = try store.openCommands()
+            for c in open { enqueue(c) }
+            if !open.isEmpty { logger.info("resuming commands from the store", metadata: ["count": "\(open.count)"]) }
+        } catch {
+            logger.error("cannot read open commands from the store", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func enqueue(_ c: Command) {
+        queues[c.device, default: []].append(c)
+        pump(c.device)
+    }
+
+    /// Runs the next command of `device` unless one is running; commands of one device run in arrival order.
+    func pump(_ device: String) {
+        guard !running.contains(device), let first = queues[device]?.first else { return }
+        let now = clock.now()
+        if now > first.validUntil {
+            queues[device]!.removeFirst()
+            finish(first, .expired, code: .expired, message: "not executed within valid_for_s")
+            return pump(device)
+        }
+        if let nb = first.notBefore, nb > now {
+            scheduleWake(device, after: nb - now)
+            return
+        }
+        queues[device]!.removeFirst()
+        running.insert(device)
+        Task { await self.execute(first) }
+    }
+
+    func scheduleWake(_ device: String, after seconds: Double) {
+        guard !wakeups.contains(device) else { return }
+        wakeups.insert(device)
+        Task {
+            try? await clock.sleep(seconds: seconds)
+            self.wake(device)
+        }
+    }
+
+    func wake(_ device: String) {
+        wakeups.remove(device)
+        pump(device)
+    }
+
+    func execute(_ original: Command) async {
+        var c = original
+        defer {
+            running.remove(c.device)
+            pump(c.device)
+        }
+        guard let entry = devices[c.device], let account = accounts[entry.account] else {
+            return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
+        }
+        c.attempts += 1
+        try? store.updateCommand(c)
+        stats[account.name, default: AccountStats()].commands += 1
+        do {
+            let message = try await account.adapter.execute(c, device: entry.snapshot)
+            finish(c, .done, code: nil, message: message)
+            if accountStatus[account.name]?.state != .ready { setAccount(account.name, .ready, error: nil) }
+            requestRefresh(account)
+        } catch {
+            stats[account.name, default: AccountStats()].errors += 1
+            if case .rateLimited(let retryAfter) = error.kind {
+                stats[account.name, default: AccountStats()].rateLimited += 1
+                let retryAt = clock.now() + max(retryAfter, 1)
+                setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
+                if retryAt > c.validUntil {
+                    return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
+                }
+                c.status = .queued
+                c.notBefore = retryAt
+                try? store.updateCommand(c)
+                publishResult(c, .queued, code: .rateLimited, message: error.message,
+                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+                queues[c.device, default: []].insert(c, at: 0)
+                return
+            }
+            logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
+            finish(c, .failed, code: error.code, message: error.message)
+            if let s = error.accountState { setAccount(account.name, s, error: error.message) }
+        }
+    }
+
+    func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?) {
+        var c = original
+        c.status = status
+        do {
+            try store.updateCommand(c)
+        } catch {
+            logger.error("cannot persist command status", metadata: ["id": "\(c.id)", "error": "\(error)"])
+        }
+        if status == .done {
+            logger.info("command done", metadata: ["id": "\(c.id)"])
+        }
+        publishResult(c, status, code: code, message: message)
+    }
+
+    // MARK: polling
+
+    func pollLoop(_ account: AccountRuntime) async {
+        while !Task.isCancelled {
+            await poll(account)
+            var wait = account.pollIntervalS
+            if let s = accountStatus[account.name], s.state != .ready, s.state != .starting {
+                // Retry a failing account sooner, but no sooner than the cloud asked.
+                wait = min(wait, 15)
+                if let r = s.retryAt { wait = max(wait, r - clock.now()) }
+            }
+            do { try await clock.sleep(seconds: max(wait, 0.05)) } catch { return }
+        }
+    }
+
+    func poll(_ account: AccountRuntime) async {
+        stats[account.name, default: AccountStats()].polls += 1
+        do {
+            let snapshots = try await account.adapter.fetchDevices()
+            apply(snapshots, account: account.name)
+            setAccount(account.name, .ready, error: nil)
+        } catch {
+            stats[account.name, default: AccountStats()].errors += 1
+            if case .rateLimited(let ra) = error.kind {
+                stats[account.name, default: AccountStats()].rateLimited += 1
+                setAccount(account.name, .rateLimited, error: error.message, retryAt: clock.now() + ra)
+            } else {
+                setAccount(account.name, error.accountState ?? .degraded, error: error.message)
+            }
+        }
+        if !firstPollDone.contains(account.name) {
+            firstPollDone.insert(account.name)
+            if firstPollDone.count == accounts.count {
+                let waiting = deferred
+                deferred = []
+                for m in waiting { handleMessage(m) }
+            }
+        }
+    }
+
+    /// After a command succeeded, read the account again soon so the state shows its effect.
+    func requestRefresh(_ account: AccountRuntime) {
+        guard !refreshPending.contains(account.name) else { return }
+        refreshPending.insert(account.name)
+        Task {
+            try? await clock.sleep(seconds: 1)
+            self.refreshPending.remove(account.name)
+            await self.poll(account)
+        }
+    }
+
+    func apply(_ snapshots: [DeviceSnapshot], account: String) {
+        let now = clock.now()
+        var changedList = false
+        for s in snapshots {
+            var snap = s
+            if snap.error != nil, let old = devices[s.id] {
+                // Keep the last known nodes of a device we cannot read right now.
+                if snap.nodes.isEmpty { snap.nodes = old.snapshot.nodes }
+            }
+            if devices[s.id] == nil { changedList = true }
+            let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
+            let before = devices[s.id]
+            devices[s.id] = entry
+            publishDevice(entry, at: now)
+            if before?.snapshot != snap || before?.source != "cloud" {
+                do {
+                    var state: [String: JSONValue] = snap.attributes
+                    state["vendor_id"] = .string(snap.vendorId)
+                    state["model"] = .string(snap.model)
+                    try store.saveDevice(CachedDevice(
+                        deviceId: snap.id, account: account, state: .object(state),
+                        availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now))
+                } catch {
+                    logger.error("cannot cache device state", metadata: ["device": "\(snap.id)", "error": "\(error)"])
+                }
+            }
+        }
+        if changedList { publishInfo() }
+    }
+
+    // MARK: health
+
+    func healthLoop() async {
+        while !Task.isCancelled {
+            publishHealth()
+            do { try await clock.sleep(seconds: 60) } catch { return }
+        }
+    }
+
+    func publishHealth() {
+        var o = processStats()
+        o["uptime_s"] = .number((clock.now() - startedAt).rounded())
+        o["outbox_depth"] = .int(queues.values.reduce(0) { $0 + $1.count } + running.count)
+        var perAccount: [String: JSONValue] = [:]
+        for a in settings.accounts {
+            let s = stats[a.name] ?? AccountStats()
+            perAccount[a.name] = ["polls": .int(s.polls), "commands": .int(s.commands), "errors": .int(s.errors),
+                                  "rate_limited": .int(s.rateLimited)]
+        }
+        o["accounts"] = .object(perAccount)
+        let m = mqtt.counters
+        o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
+                     "received": .int(m.received)]
+        publishRetained(topics.bridgeHealth, .object(o), at: clock.now())
+    }
+}

@@ -1,0 +1,141 @@
+/// The staged statuses of the MQTT contract: `accepted` or `rejected` first, then optionally `queued`,
+/// then exactly one of `done`, `failed`, `expired`.
+public enum CommandStatus: String, Sendable, Equatable {
+    case accepted, rejected, queued, done, failed, expired
+
+    /// Terminal statuses end a command; nothing follows them.
+    public var isTerminal: Bool {
+        switch self {
+        case .rejected, .done, .failed, .expired: return true
+        case .accepted, .queued: return false
+        }
+    }
+}
+
+/// Stable UPPER_SNAKE result codes. They are part of the MQTT contract: never rename one.
+public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let invalidPayload = ResultCode(rawValue: "INVALID_PAYLOAD")
+    public static let outOfRange = ResultCode(rawValue: "OUT_OF_RANGE")
+    public static let unknownTarget = ResultCode(rawValue: "UNKNOWN_TARGET")
+    public static let unsupported = ResultCode(rawValue: "UNSUPPORTED")
+    public static let retainedCommand = ResultCode(rawValue: "RETAINED_COMMAND")
+    public static let rateLimited = ResultCode(rawValue: "RATE_LIMITED")
+    public static let authFailed = ResultCode(rawValue: "AUTH_FAILED")
+    public static let forbidden = ResultCode(rawValue: "FORBIDDEN")
+    public static let consentRequired = ResultCode(rawValue: "CONSENT_REQUIRED")
+    public static let deviceOffline = ResultCode(rawValue: "DEVICE_OFFLINE")
+    public static let cloudUnavailable = ResultCode(rawValue: "CLOUD_UNAVAILABLE")
+    public static let cloudRejected = ResultCode(rawValue: "CLOUD_REJECTED")
+    public static let badResponse = ResultCode(rawValue: "BAD_RESPONSE")
+    public static let expired = ResultCode(rawValue: "EXPIRED")
+    public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
+}
+
+/// A command as it moves through the pipeline and the store.
+public struct Command: Sendable, Equatable {
+    /// Correlation id: the sender's `"id"`, or generated.
+    public var id: String
+    public var device: String
+    public var node: String
+    public var capability: String
+    /// Validated, normalised parameters (what the adapter executes).
+    public var params: JSONValue
+    /// Where it came from: `mqtt` (later also `trigger:<name>`).
+    public var source: String
+    public var receivedAt: EpochSeconds
+    /// After this instant a queued command ends `expired` instead of running late.
+    public var validUntil: EpochSeconds
+    public var status: CommandStatus
+    public var attempts: Int
+    /// Not to be tried before this instant (set while rate-limited).
+    public var notBefore: EpochSeconds?
+
+    public init(id: String, device: String, node: String, capability: String, params: JSONValue, source: String,
+                receivedAt: EpochSeconds, validUntil: EpochSeconds, status: CommandStatus = .accepted,
+                attempts: Int = 0, notBefore: EpochSeconds? = nil) {
+        self.id = id
+        self.device = device
+        self.node = node
+        self.capability = capability
+        self.params = params
+        self.source = source
+        self.receivedAt = receivedAt
+        self.validUntil = validUntil
+        self.status = status
+        self.attempts = attempts
+        self.notBefore = notBefore
+    }
+
+    /// The topic its results go to.
+    public func resultTopic(_ topics: TopicLayout) -> String {
+        topics.result(device: device, node: node, capability: capability)
+    }
+}
+
+/// Why a command was refused before it was accepted.
+public struct CommandRejection: Error, Sendable, Equatable {
+    public var code: ResultCode
+    public var message: String
+    public init(_ code: ResultCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Builds the JSON of one staged result.
+public enum CommandResultPayload {
+    public static func make(id: String, status: CommandStatus, code: ResultCode?, message: String?, at: EpochSeconds,
+                            extra: [String: JSONValue] = [:]) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "id": .string(id), "status": .string(status.rawValue), "code": .string(code?.rawValue),
+            "message": .string(message), "ts": .string(Timestamp.iso8601(at)),
+        ]
+        for (k, v) in extra { o[k] = v }
+        return .object(o)
+    }
+}
+
+/// Validation shared by every vendor for capabilities whose meaning is the same everywhere.
+public enum CapabilityValidation {
+    /// Longest DHW charge the bridge asks for; longer requests are almost always a unit mistake (s vs min).
+    public static let maxChargeMinutes = 240
+
+    /// `{"action":"start","duration_min":N}` or `{"action":"stop"}` → normalised parameters.
+    public static func dhwCharge(_ body: [String: JSONValue], defaultDurationMin: Int = 60) throws(CommandRejection) -> JSONValue {
+        try allowOnly(body, ["action", "duration_min"])
+        guard let actionValue = body["action"] else {
+            throw CommandRejection(.invalidPayload, "missing \"action\" (\"start\" or \"stop\")")
+        }
+        guard let action = actionValue.stringValue, action == "start" || action == "stop" else {
+            throw CommandRejection(.invalidPayload, "\"action\" must be \"start\" or \"stop\"")
+        }
+        if action == "stop" {
+            if body["duration_min"] != nil {
+                throw CommandRejection(.invalidPayload, "\"duration_min\" only goes with \"action\":\"start\"")
+            }
+            return ["action": "stop"]
+        }
+        var minutes = defaultDurationMin
+        if let d = body["duration_min"] {
+            guard let m = d.intValue else {
+                throw CommandRejection(.invalidPayload, "\"duration_min\" must be a whole number of minutes")
+            }
+            guard (1...maxChargeMinutes).contains(m) else {
+                throw CommandRejection(.outOfRange, "\"duration_min\" must be 1…\(maxChargeMinutes), got \(m)")
+            }
+            minutes = m
+        }
+        return ["action": "start", "duration_min": .int(minutes)]
+    }
+
+    /// Rejects members other than `allowed` (the envelope members `id` and `valid_for_s` are removed earlier).
+    public static func allowOnly(_ body: [String: JSONValue], _ allowed: Set<String>) throws(CommandRejection) {
+        if let unknown = body.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw CommandRejection(.invalidPayload, "unknown member \"\(unknown)\"; allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+}

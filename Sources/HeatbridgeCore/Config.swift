@@ -1,0 +1,458 @@
+/// A position in the config file, 1-based, for error messages an installer can act on.
+public struct SourceMark: Sendable, Equatable, Hashable {
+    public var line: Int
+    public var column: Int
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
+}
+
+/// The config file as a tree, independent of the YAML library that produced it.
+public indirect enum ConfigNode: Sendable {
+    /// A scalar; `plain` is false for quoted scalars (so `"null"` stays a string).
+    case scalar(String, SourceMark, plain: Bool)
+    case mapping([(key: String, keyMark: SourceMark, value: ConfigNode)], SourceMark)
+    case sequence([ConfigNode], SourceMark)
+
+    public var mark: SourceMark {
+        switch self {
+        case .scalar(_, let m, _), .mapping(_, let m), .sequence(_, let m): return m
+        }
+    }
+
+    var kindName: String {
+        switch self {
+        case .scalar: return "a scalar"
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        }
+    }
+
+    /// True for `~`, `null` and an empty plain scalar.
+    var isNull: Bool {
+        if case .scalar(let s, _, true) = self { return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL" }
+        return false
+    }
+}
+
+/// One problem in the config file.
+public struct ConfigDiagnostic: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var mark: SourceMark
+    public var message: String
+    public var hint: String?
+
+    public init(file: String, mark: SourceMark, message: String, hint: String? = nil) {
+        self.file = file
+        self.mark = mark
+        self.message = message
+        self.hint = hint
+    }
+
+    /// `file:line:column: error: message (hint: …)`, the compiler-style line editors and humans both read.
+    public var description: String {
+        var s = "\(file):\(mark.line):\(mark.column): error: \(message)"
+        if let hint { s += " (hint: \(hint))" }
+        return s
+    }
+}
+
+/// Where a secret comes from. Secrets are never written inline in the config file.
+public struct SecretRef: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        /// A file readable by the daemon (e.g. `/etc/heatbridge/bosch.key`, mode 0600).
+        case file(String)
+        /// A systemd credential: `$CREDENTIALS_DIRECTORY/<name>` (LoadCredential=).
+        case credential(String)
+    }
+    public var source: Source
+    /// The config key that named it (`api_key_file`), for error messages.
+    public var key: String
+    public var mark: SourceMark
+
+    public init(source: Source, key: String, mark: SourceMark) {
+        self.source = source
+        self.key = key
+        self.mark = mark
+    }
+}
+
+/// Every problem found in a config file.
+public struct ConfigErrors: Error, Sendable {
+    public var diagnostics: [ConfigDiagnostic]
+    public init(_ diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
+}
+
+/// A URL split into the parts the daemon needs.
+public struct ParsedURL: Sendable, Equatable {
+    public var scheme: String
+    public var host: String
+    public var port: Int?
+    public var path: String
+
+    /// Parses `scheme://host[:port][/path]`; IPv6 hosts in brackets. Nil when malformed.
+    public static func parse(_ text: String) -> ParsedURL? {
+        let parts = text.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let scheme = parts[0].lowercased()
+        guard !scheme.isEmpty, scheme.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" }) else { return nil }
+        var rest = parts[1]
+        var path = ""
+        if let slash = rest.firstIndex(of: "/") {
+            path = String(rest[slash...])
+            rest = rest[..<slash]
+        }
+        guard !rest.contains("@"), !rest.contains(" ") else { return nil }
+        var host = String(rest)
+        var port: Int?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let after = host[host.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { return nil }
+                port = p
+            } else if !after.isEmpty {
+                return nil
+            }
+            host = String(host[host.index(after: host.startIndex)..<close])
+        } else if let colon = host.lastIndex(of: ":") {
+            guard let p = Int(host[host.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+            port = p
+            host = String(host[..<colon])
+        }
+        guard !host.isEmpty else { return nil }
+        return ParsedURL(scheme: scheme, host: host, port: port, path: path)
+    }
+}
+
+/// The supported clouds.
+public enum VendorKind: String, Sendable, CaseIterable {
+    case bosch, homesmartlink, podero
+}
+
+/// `mqtt:` section.
+public struct MQTTConfig: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    public var port = 1883
+    public var tls = false
+    public var baseTopic = "heatbridge"
+    public var clientId = "heatbridge"
+    public var username: String?
+    public var password: SecretRef?
+    public var caFile: String?
+    public var keepaliveS = 30
+    public init() {}
+}
+
+/// `store:` section.
+public struct StoreConfig: Sendable, Equatable {
+    public var path = "/var/lib/heatbridge/heatbridge.db"
+    public init() {}
+}
+
+/// One entry of `accounts:`.
+public struct AccountConfig: Sendable, Equatable {
+    public var name: String
+    public var vendor: VendorKind
+    public var baseURL: String
+    public var apiKey: SecretRef?
+    /// Bosch `x-user-id` for remote-control calls.
+    public var userId: String?
+    public var pollIntervalS: Double
+    public var timeoutS: Double
+    /// Vendor device ids to bridge; nil bridges every accessible device.
+    public var devices: [String]?
+}
+
+/// `log:` section.
+public struct LogConfig: Sendable, Equatable {
+    public var level = "info"
+    public init() {}
+}
+
+/// `bridge:` section: command and cache behaviour.
+public struct BridgeBehaviour: Sendable, Equatable {
+    /// How late a command may still run when it carries no `valid_for_s`.
+    public var commandValidForS: Double = 600
+    /// Cached state older than this is published with `"stale":true`.
+    public var staleAfterS: Double = 900
+    public init() {}
+}
+
+/// The whole config file, validated.
+public struct HeatbridgeConfig: Sendable, Equatable {
+    public var mqtt = MQTTConfig()
+    public var store = StoreConfig()
+    public var accounts: [AccountConfig] = []
+    public var log = LogConfig()
+    public var bridge = BridgeBehaviour()
+    public init() {}
+
+    /// Every secret reference in the file, so the loader can check each is readable.
+    public var secretRefs: [SecretRef] {
+        var refs: [SecretRef] = []
+        if let p = mqtt.password { refs.append(p) }
+        for a in accounts { if let k = a.apiKey { refs.append(k) } }
+        return refs
+    }
+}
+
+/// Turns a `ConfigNode` tree into a `HeatbridgeConfig`, collecting every error instead of stopping at the first.
+public struct ConfigDecoder {
+    public let file: String
+    private var diagnostics: [ConfigDiagnostic] = []
+
+    public init(file: String) { self.file = file }
+
+    /// Decodes `root`; the config is nil when any error was found.
+    public static func decode(_ root: ConfigNode, file: String) -> (HeatbridgeConfig?, [ConfigDiagnostic]) {
+        var d = ConfigDecoder(file: file)
+        let config = d.decodeRoot(root)
+        return (d.diagnostics.isEmpty ? config : nil, d.diagnostics)
+    }
+
+    mutating func error(_ mark: SourceMark, _ message: String, hint: String? = nil) {
+        diagnostics.append(ConfigDiagnostic(file: file, mark: mark, message: message, hint: hint))
+    }
+
+    mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
+        var config = HeatbridgeConfig()
+        guard let top = mapping(root, path: "the file") else { return config }
+        let known = ["mqtt", "store", "accounts", "log", "bridge"]
+        checkKeys(top, known: known, section: "top level")
+        if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
+            error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
+        }
+        if let n = value(top, "store"), let m = mapping(n, path: "store") {
+            checkKeys(m, known: ["path"], section: "store")
+            if let p = string(m, "path") { config.store.path = p }
+        }
+        if let n = value(top, "log"), let m = mapping(n, path: "log") {
+            checkKeys(m, known: ["level"], section: "log")
+            if let l = enumString(m, "level", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"]) {
+                config.log.level = l
+            }
+        }
+        if let n = value(top, "bridge"), let m = mapping(n, path: "bridge") {
+            checkKeys(m, known: ["command_valid_for_s", "stale_after_s"], section: "bridge")
+            if let v = number(m, "command_valid_for_s", range: 1...86_400) { config.bridge.commandValidForS = v }
+            if let v = number(m, "stale_after_s", range: 10...604_800) { config.bridge.staleAfterS = v }
+        }
+        if let n = value(top, "accounts") {
+            if case .sequence(let items, _) = n {
+                var names: [String: SourceMark] = [:]
+                for item in items {
+                    guard let a = decodeAccount(item) else { continue }
+                    if let first = names[a.name] {
+                        error(item.mark, "duplicate account name \"\(a.name)\"", hint: "first used at line \(first.line)")
+                    } else {
+                        names[a.name] = item.mark
+                        config.accounts.append(a)
+                    }
+                }
+            } else if !n.isNull {
+                error(n.mark, "\"accounts\" must be a list, found \(n.kindName)", hint: "start each account with \"- name: …\"")
+            }
+        }
+        return config
+    }
+
+    mutating func decodeMQTT(_ node: ConfigNode) -> MQTTConfig {
+        var c = MQTTConfig()
+        guard let m = mapping(node, path: "mqtt") else { return c }
+        checkKeys(m, known: ["url", "base_topic", "client_id", "username", "password_file", "password_credential",
+                             "ca_file", "keepalive_s"], section: "mqtt",
+                  inlineSecrets: ["password": "password_file or password_credential"])
+        if let (url, mark) = stringWithMark(m, "url") {
+            if let u = ParsedURL.parse(url), u.scheme == "mqtt" || u.scheme == "mqtts", u.path.isEmpty || u.path == "/" {
+                c.host = u.host
+                c.tls = u.scheme == "mqtts"
+                c.port = u.port ?? (c.tls ? 8883 : 1883)
+            } else {
+                error(mark, "bad MQTT URL \"\(url)\"", hint: "use mqtt://HOST:PORT or mqtts://HOST:PORT")
+            }
+        } else if value(m, "url") == nil {
+            error(node.mark, "missing required key \"url\" in mqtt", hint: "e.g. url: mqtt://127.0.0.1:1883")
+        }
+        if let (b, mark) = stringWithMark(m, "base_topic") {
+            if b.isEmpty || b.hasPrefix("/") || b.hasSuffix("/") || b.contains("+") || b.contains("#") || b.contains("//") {
+                error(mark, "bad base_topic \"\(b)\"", hint: "topic levels without wildcards or leading/trailing '/', e.g. heatbridge")
+            } else {
+                c.baseTopic = b
+            }
+        }
+        if let id = string(m, "client_id") { c.clientId = id }
+        if let u = string(m, "username") { c.username = u }
+        c.password = secret(m, base: "password")
+        if let ca = string(m, "ca_file") { c.caFile = ca }
+        if let k = number(m, "keepalive_s", range: 5...3600) { c.keepaliveS = Int(k) }
+        return c
+    }
+
+    mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
+        guard let m = mapping(node, path: "account") else { return nil }
+        checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
+                             "poll_interval_s", "timeout_s", "devices"], section: "account",
+                  inlineSecrets: ["api_key": "api_key_file or api_key_credential"])
+        let name = string(m, "name")
+        if name == nil && value(m, "name") == nil {
+            error(node.mark, "missing required key \"name\" in account", hint: "a short id such as bosch-main")
+        }
+        if let (n, mark) = stringWithMark(m, "name"), TopicLayout.sanitize(n) != n {
+            error(mark, "account name \"\(n)\" may only contain a-z, 0-9, '_' and '-'", hint: "it becomes part of MQTT topics")
+        }
+        let vendor = enumString(m, "vendor", allowed: VendorKind.allCases.map(\.rawValue)).flatMap(VendorKind.init(rawValue:))
+        if value(m, "vendor") == nil {
+            error(node.mark, "missing required key \"vendor\" in account", hint: "one of bosch, homesmartlink, podero")
+        }
+        var baseURL: String?
+        if let (u, mark) = stringWithMark(m, "base_url") {
+            if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" {
+                baseURL = u.hasSuffix("/") ? String(u.dropLast()) : u
+            } else {
+                error(mark, "bad base_url \"\(u)\"", hint: "use https://HOST[:PORT][/PATH]")
+            }
+        } else if value(m, "base_url") == nil {
+            error(node.mark, "missing required key \"base_url\" in account", hint: "the vendor's API base URL")
+        }
+        let apiKey = secret(m, base: "api_key")
+        if vendor == .bosch && apiKey == nil && value(m, "api_key") == nil {
+            error(node.mark, "bosch account needs \"api_key_file\" or \"api_key_credential\"", hint: "the partner x-api-key")
+        }
+        let userId = string(m, "user_id")
+        if vendor == .bosch && userId == nil && value(m, "user_id") == nil {
+            error(node.mark, "bosch account needs \"user_id\"", hint: "sent as x-user-id on remote-control calls")
+        }
+        let poll = number(m, "poll_interval_s", range: 1...86_400) ?? 60
+        let timeout = number(m, "timeout_s", range: 0.1...300) ?? 10
+        var devices: [String]?
+        if let d = value(m, "devices") {
+            if case .sequence(let items, _) = d {
+                devices = items.compactMap { item in
+                    if case .scalar(let s, _, _) = item { return s }
+                    error(item.mark, "device ids must be scalars, found \(item.kindName)")
+                    return nil
+                }
+            } else {
+                error(d.mark, "\"devices\" must be a list of vendor device ids, found \(d.kindName)")
+            }
+        }
+        guard let name, let vendor, let baseURL else { return nil }
+        return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
+                             pollIntervalS: poll, timeoutS: timeout, devices: devices)
+    }
+
+    // MARK: helpers
+
+    typealias Entries = [(key: String, keyMark: SourceMark, value: ConfigNode)]
+
+    mutating func mapping(_ node: ConfigNode, path: String) -> Entries? {
+        if case .mapping(let entries, _) = node {
+            var seen: [String: SourceMark] = [:]
+            for e in entries {
+                if let first = seen[e.key] {
+                    error(e.keyMark, "duplicate key \"\(e.key)\"", hint: "first given at line \(first.line)")
+                }
+                seen[e.key] = e.keyMark
+            }
+            return entries
+        }
+        if node.isNull { return [] }
+        error(node.mark, "\(path) must be a mapping of keys, found \(node.kindName)")
+        return nil
+    }
+
+    func value(_ m: Entries, _ key: String) -> ConfigNode? {
+        m.first(where: { $0.key == key })?.value
+    }
+
+    mutating func checkKeys(_ m: Entries, known: [String], section: String, inlineSecrets: [String: String] = [:]) {
+        for e in m where !known.contains(e.key) {
+            if let use = inlineSecrets[e.key] {
+                error(e.keyMark, "inline secret \"\(e.key)\" is not allowed in \(section)",
+                      hint: "put it in a file readable only by heatbridge and use \(use)")
+                continue
+            }
+            let suggestion = known.min(by: { editDistance($0, e.key) < editDistance($1, e.key) })
+            if let s = suggestion, editDistance(s, e.key) <= max(2, e.key.count / 3) {
+                error(e.keyMark, "unknown key \"\(e.key)\" in \(section)", hint: "did you mean \"\(s)\"?")
+            } else {
+                error(e.keyMark, "unknown key \"\(e.key)\" in \(section)", hint: "known keys: \(known.joined(separator: ", "))")
+            }
+        }
+    }
+
+    mutating func stringWithMark(_ m: Entries, _ key: String) -> (String, SourceMark)? {
+        guard let n = value(m, key) else { return nil }
+        if case .scalar(let s, let mark, _) = n, !n.isNull { return (s, mark) }
+        error(n.mark, "\"\(key)\" must be a string, found \(n.isNull ? "nothing" : n.kindName)")
+        return nil
+    }
+
+    mutating func string(_ m: Entries, _ key: String) -> String? { stringWithMark(m, key)?.0 }
+
+    mutating func number(_ m: Entries, _ key: String, range: ClosedRange<Double>) -> Double? {
+        guard let (s, mark) = stringWithMark(m, key) else { return nil }
+        guard let v = Double(s), v.isFinite else {
+            error(mark, "\"\(key)\" must be a number, found \"\(s)\"")
+            return nil
+        }
+        guard range.contains(v) else {
+            error(mark, "\"\(key)\" must be within \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)), found \(s)")
+            return nil
+        }
+        return v
+    }
+
+    mutating func enumString(_ m: Entries, _ key: String, allowed: [String]) -> String? {
+        guard let (s, mark) = stringWithMark(m, key) else { return nil }
+        guard allowed.contains(s) else {
+            let close = allowed.min(by: { editDistance($0, s) < editDistance($1, s) })
+            let hint = close.map { editDistance($0, s) <= 2 ? "did you mean \"\($0)\"?" : "one of \(allowed.joined(separator: ", "))" }
+            error(mark, "bad \(key) \"\(s)\"", hint: hint)
+            return nil
+        }
+        return s
+    }
+
+    /// `<base>_file` or `<base>_credential` (not both).
+    mutating func secret(_ m: Entries, base: String) -> SecretRef? {
+        let fileKey = base + "_file", credKey = base + "_credential"
+        let file = stringWithMark(m, fileKey)
+        let cred = stringWithMark(m, credKey)
+        if file != nil, let cred {
+            error(cred.1, "give either \"\(fileKey)\" or \"\(credKey)\", not both")
+            return nil
+        }
+        if let (path, mark) = file {
+            guard path.hasPrefix("/") || path.hasPrefix("./") || !path.isEmpty else { return nil }
+            return SecretRef(source: .file(path), key: fileKey, mark: mark)
+        }
+        if let (name, mark) = cred {
+            guard !name.isEmpty, !name.contains("/") else {
+                error(mark, "bad credential name \"\(name)\"", hint: "a file name inside $CREDENTIALS_DIRECTORY")
+                return nil
+            }
+            return SecretRef(source: .credential(name), key: credKey, mark: mark)
+        }
+        return nil
+    }
+}
+
+/// Levenshtein distance, for did-you-mean hints.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}

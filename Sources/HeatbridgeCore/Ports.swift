@@ -1,0 +1,144 @@
+/// Ports: the protocols through which bridge logic reaches the outside world. Real implementations live
+/// in HeatbridgeHTTP, HeatbridgeMQTT and HeatbridgeStore; Core's unit tests use in-memory fakes.
+
+// MARK: HTTP
+
+/// One HTTP request as a vendor adapter builds it.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]?
+    /// Total time allowed for the exchange, in seconds.
+    public var timeout: Double
+
+    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: Double = 10) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+    }
+}
+
+/// A complete HTTP response. Header names are lower-cased.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Why no HTTP response arrived at all.
+public enum HTTPTransportError: Error, Sendable, Equatable {
+    case timeout
+    /// Refused, reset, DNS failure, TLS failure…: the text is the transport's own, never a secret.
+    case connection(String)
+}
+
+/// Sends HTTP requests. Implementations must not block the caller's executor.
+public protocol HTTPTransport: Sendable {
+    func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse
+}
+
+// MARK: MQTT
+
+/// A message received from the broker.
+public struct MQTTMessage: Sendable, Equatable {
+    public var topic: String
+    public var payload: [UInt8]
+    /// Set when the broker delivered a stored retained message (a retained command is never executed).
+    public var retained: Bool
+    public var qos: Int
+
+    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1) {
+        self.topic = topic
+        self.payload = payload
+        self.retained = retained
+        self.qos = qos
+    }
+}
+
+/// What the MQTT client reports.
+public enum MQTTEvent: Sendable, Equatable {
+    case connected
+    case disconnected(reason: Int)
+    case message(MQTTMessage)
+}
+
+/// Counters the MQTT client keeps, for `bridge/health`.
+public struct MQTTCounters: Sendable, Equatable {
+    public var connects = 0
+    public var published = 0
+    public var publishFailures = 0
+    public var received = 0
+    public init() {}
+}
+
+/// The bridge's view of an MQTT client. The client reconnects by itself; the bridge reacts to `.connected`
+/// by subscribing and re-publishing what the broker may have lost.
+public protocol MQTTPort: Sendable {
+    /// Events in arrival order; the stream ends when the client is shut down.
+    var events: AsyncStream<MQTTEvent> { get }
+    /// Hands a message to the client. Returns false when it could not be queued (not connected, too large):
+    /// the caller keeps what must not be lost and publishes it again after the next `.connected`.
+    @discardableResult
+    func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool
+    /// Subscribes (QoS as given); safe to call again after each reconnect.
+    func subscribe(_ filter: String, qos: Int)
+    var counters: MQTTCounters { get }
+}
+
+// MARK: Store
+
+/// A device's last known state as cached in the store.
+public struct CachedDevice: Sendable, Equatable {
+    public var deviceId: String
+    public var account: String
+    public var state: JSONValue
+    public var availability: String?
+    public var nodes: [String: JSONValue]
+    public var updatedAt: EpochSeconds
+
+    public init(deviceId: String, account: String, state: JSONValue, availability: String?, nodes: [String: JSONValue], updatedAt: EpochSeconds) {
+        self.deviceId = deviceId
+        self.account = account
+        self.state = state
+        self.availability = availability
+        self.nodes = nodes
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A staged result waiting in the store until the broker has taken it.
+public struct PendingResult: Sendable, Equatable {
+    public var rowId: Int64
+    public var topic: String
+    public var payload: [UInt8]
+
+    public init(rowId: Int64, topic: String, payload: [UInt8]) {
+        self.rowId = rowId
+        self.topic = topic
+        self.payload = payload
+    }
+}
+
+/// Durable state: cached devices, commands and their results. Every call is synchronous and short; an error
+/// means the write did not happen (disk full, I/O error) and the caller must say so instead of going on.
+public protocol StatePort: Sendable {
+    func loadDevices() throws -> [CachedDevice]
+    func saveDevice(_ device: CachedDevice) throws
+    func insertCommand(_ command: Command) throws
+    func updateCommand(_ command: Command) throws
+    /// Commands not yet in a terminal state, oldest first.
+    func openCommands() throws -> [Command]
+    /// Stores a result to publish; returns its row id.
+    func appendResult(commandId: String, topic: String, payload: [UInt8]) throws -> Int64
+    func markResultPublished(_ rowId: Int64) throws
+    func unpublishedResults() throws -> [PendingResult]
+}

@@ -1,0 +1,111 @@
+/// The state of one cloud account as published on `<base>/bridge/account/<name>`.
+public enum AccountState: String, Sendable, Equatable {
+    case starting, ready, degraded
+    case rateLimited = "rate_limited"
+    case authRequired = "auth_required"
+    case offline
+}
+
+/// A cloud call that did not succeed, classified the way the MQTT contract reports it.
+public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// 401: the key or token is missing, wrong or expired.
+        case authFailed
+        /// 403: no contract / no access to this device.
+        case forbidden
+        /// 451: the owner's consent is too old for remote control.
+        case consentRequired
+        /// 504 from the cloud: the device itself is offline.
+        case deviceOffline
+        /// 429: try again after `retryAfter` seconds.
+        case rateLimited(retryAfter: Double)
+        /// 5xx, timeouts, refused connections.
+        case unavailable
+        /// 4xx the adapter did not expect (the cloud refused the request as sent).
+        case rejected
+        /// A 2xx whose body could not be understood.
+        case badResponse
+    }
+
+    public var kind: Kind
+    /// HTTP status when there was one.
+    public var status: Int?
+    /// Human-readable detail; never contains a secret.
+    public var message: String
+
+    public init(_ kind: Kind, status: Int? = nil, message: String) {
+        self.kind = kind
+        self.status = status
+        self.message = message
+    }
+
+    public var description: String { status.map { "HTTP \($0): \(message)" } ?? message }
+
+    /// The result code a command failing with this error gets.
+    public var code: ResultCode {
+        switch kind {
+        case .authFailed: return .authFailed
+        case .forbidden: return .forbidden
+        case .consentRequired: return .consentRequired
+        case .deviceOffline: return .deviceOffline
+        case .rateLimited: return .rateLimited
+        case .unavailable: return .cloudUnavailable
+        case .rejected: return .cloudRejected
+        case .badResponse: return .badResponse
+        }
+    }
+
+    /// What this error says about the whole account, or nil when it concerns one device only.
+    public var accountState: AccountState? {
+        switch kind {
+        case .authFailed: return .authRequired
+        case .rateLimited: return .rateLimited
+        case .unavailable: return .offline
+        case .badResponse: return .degraded
+        case .forbidden, .consentRequired, .deviceOffline, .rejected: return nil
+        }
+    }
+}
+
+/// One device as a vendor adapter reads it from its cloud.
+public struct DeviceSnapshot: Sendable, Equatable {
+    /// Topic id, e.g. `bosch-101000001`.
+    public var id: String
+    /// The vendor's own id (gateway id, home id, heat pump id).
+    public var vendorId: String
+    public var model: String?
+    /// The cloud's view of the device's connectivity; nil when unknown.
+    public var online: Bool?
+    /// Device-level fields for `<device>/state` besides the common ones.
+    public var attributes: [String: JSONValue]
+    /// Node id (`hc1`, `dhw1`, …) → node state JSON.
+    public var nodes: [String: JSONValue]
+    /// Set when the device could not be read (no contract, consent, offline): its nodes may be empty.
+    public var error: CloudError?
+
+    public init(id: String, vendorId: String, model: String? = nil, online: Bool?, attributes: [String: JSONValue] = [:],
+                nodes: [String: JSONValue], error: CloudError? = nil) {
+        self.id = id
+        self.vendorId = vendorId
+        self.model = model
+        self.online = online
+        self.attributes = attributes
+        self.nodes = nodes
+        self.error = error
+    }
+}
+
+/// One cloud vendor's adapter: reads devices and executes commands. Adapters hold no MQTT or store
+/// knowledge; the bridge does the rest.
+public protocol VendorAdapter: Sendable {
+    /// `bosch`, `homesmartlink`, `podero`.
+    var vendor: String { get }
+    /// Reads every accessible device with its nodes. Throws when the account as a whole failed;
+    /// per-device failures are reported in `DeviceSnapshot.error`.
+    func fetchDevices() async throws(CloudError) -> [DeviceSnapshot]
+    /// Validates a command for a node of this vendor and returns normalised parameters.
+    /// Throws `UNKNOWN_TARGET`/`UNSUPPORTED`/`INVALID_PAYLOAD`/`OUT_OF_RANGE` rejections.
+    func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue
+    /// Executes a validated command; returns a short message for the `done` result.
+    func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String?
+}

@@ -1,0 +1,218 @@
+import CMosquitto
+import HeatbridgeCore
+import Dispatch
+import Glibc
+import Synchronization
+
+/// Connection settings for `MosquittoClient`.
+public struct MQTTConnectOptions: Sendable {
+    public var host: String
+    public var port: Int
+    public var clientId: String
+    /// False keeps a persistent session: the broker stores QoS 1 commands while the daemon is away.
+    public var cleanSession: Bool
+    public var username: String?
+    public var password: String?
+    public var caFile: String?
+    public var tls: Bool
+    public var keepaliveS: Int
+    /// Last will: (topic, payload), published retained with QoS 1 by the broker if the connection dies.
+    public var will: (topic: String, payload: [UInt8])?
+
+    public init(host: String, port: Int, clientId: String, cleanSession: Bool = false, username: String? = nil,
+                password: String? = nil, caFile: String? = nil, tls: Bool = false, keepaliveS: Int = 30,
+                will: (topic: String, payload: [UInt8])? = nil) {
+        self.host = host
+        self.port = port
+        self.clientId = clientId
+        self.cleanSession = cleanSession
+        self.username = username
+        self.password = password
+        self.caFile = caFile
+        self.tls = tls
+        self.keepaliveS = keepaliveS
+        self.will = will
+    }
+}
+
+/// A libmosquitto error code with the library's text.
+public struct MosquittoError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var operation: String
+    public var description: String { "\(operation): \(String(cString: mosquitto_strerror(code)))" }
+}
+
+/// MQTT v5 over libmosquitto, with its own network thread.
+///
+/// Why v5 and our own loop instead of `mosquitto_loop_start`: a retained command must never run, and only
+/// v5's "retain as published" subscription option tells us a live message was published retained. A v5
+/// persistent session also needs the Session Expiry Interval on *every* CONNECT, and libmosquitto 2.0's
+/// built-in reconnect drops CONNECT properties; so this client reconnects itself, with capped exponential
+/// backoff (1 s doubling to 30 s).
+public final class MosquittoClient: MQTTPort {
+    // The handle is only used through libmosquitto calls, which are thread-safe once `threaded_set` is on.
+    nonisolated(unsafe) private let handle: OpaquePointer
+    public let events: AsyncStream<MQTTEvent>
+    private let continuation: AsyncStream<MQTTEvent>.Continuation
+    private let stats = Mutex(MQTTCounters())
+    /// QoS 1 publishes handed to libmosquitto vs. acknowledged by the broker, for `flush`.
+    private let inflight = Mutex((sent: 0, acked: 0))
+    /// Set between CONNACK and the loss of the connection. Publishing before CONNACK is a protocol error
+    /// for mosquitto, so `publish` refuses then and the bridge re-publishes after `.connected`.
+    private let connected = Mutex(false)
+    private let stopping = Mutex(false)
+    private let loopDone = DispatchSemaphore(value: 0)
+    private let options: MQTTConnectOptions
+
+    private static let libInit: Int32 = mosquitto_lib_init()
+
+    public init(_ options: MQTTConnectOptions) throws(MosquittoError) {
+        _ = Self.libInit
+        self.options = options
+        (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self)
+        guard let h = mosquitto_new(options.clientId, options.cleanSession, nil) else {
+            throw MosquittoError(code: MOSQ_ERR_NOMEM.rawValue, operation: "mosquitto_new")
+        }
+        handle = h
+        // `self` must outlive the handle: `shutdown()` destroys the handle before the client goes away.
+        mosquitto_user_data_set(h, Unmanaged.passUnretained(self).toOpaque())
+        try check(mosquitto_int_option(h, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "protocol version")
+        try check(mosquitto_threaded_set(h, true), "threaded_set")
+        mosquitto_connect_callback_set(h) { _, obj, rc in
+            guard let obj else { return }
+            let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
+            if rc == 0 {
+                c.connected.withLock { $0 = true }
+                c.stats.withLock { $0.connects += 1 }
+                c.continuation.yield(.connected)
+            }
+        }
+        mosquitto_disconnect_callback_set(h) { _, obj, rc in
+            guard let obj else { return }
+            let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
+            c.connected.withLock { $0 = false }
+            c.continuation.yield(.disconnected(reason: Int(rc)))
+        }
+        mosquitto_message_callback_set(h) { _, obj, msg in
+            guard let obj, let m = msg?.pointee, let topic = m.topic else { return }
+            let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
+            let payload: [UInt8] = m.payloadlen > 0 && m.payload != nil
+                ? Array(UnsafeRawBufferPointer(start: m.payload, count: Int(m.payloadlen))) : []
+            c.stats.withLock { $0.received += 1 }
+            c.continuation.yield(.message(MQTTMessage(topic: String(cString: topic), payload: payload,
+                                                      retained: m.retain, qos: Int(m.qos))))
+        }
+        mosquitto_publish_callback_set(h) { _, obj, _ in
+            guard let obj else { return }
+            let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
+            c.inflight.withLock { $0.acked += 1 }
+        }
+        if let user = options.username {
+            try check(mosquitto_username_pw_set(h, user, options.password), "username_pw_set")
+        }
+        if options.tls {
+            try check(mosquitto_tls_set(h, options.caFile, options.caFile == nil ? "/etc/ssl/certs" : nil, nil, nil, nil), "tls_set")
+        }
+        if let will = options.will {
+            try check(will.payload.withUnsafeBytes {
+                mosquitto_will_set(h, will.topic, Int32($0.count), $0.baseAddress, 1, true)
+            }, "will_set")
+        }
+    }
+
+    private func check(_ rc: Int32, _ op: String) throws(MosquittoError) {
+        if rc != MOSQ_ERR_SUCCESS.rawValue { throw MosquittoError(code: rc, operation: op) }
+    }
+
+    /// Starts the network thread, which connects and keeps reconnecting until `shutdown()`.
+    public func start() {
+        DispatchQueue(label: "heatbridge.mqtt").async { self.networkLoop() }
+    }
+
+    private func networkLoop() {
+        defer { loopDone.signal() }
+        var props: OpaquePointer?
+        // Keep the session (and the QoS 1 commands queued in it) however long the daemon is away.
+        if !options.cleanSession {
+            mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), UInt32.max)
+        }
+        defer { mosquitto_property_free_all(&props) }
+        var delay = 1.0
+        var socketOpen = false
+        while !stopping.withLock({ $0 }) {
+            if !socketOpen {
+                let rc = mosquitto_connect_bind_v5(handle, options.host, Int32(options.port), Int32(options.keepaliveS), nil, props)
+                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    socketOpen = true
+                } else {
+                    continuation.yield(.disconnected(reason: Int(rc)))
+                    pause(&delay)
+                    continue
+                }
+            }
+            let rc = mosquitto_loop(handle, 500, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                socketOpen = false
+                connected.withLock { $0 = false }
+                if stopping.withLock({ $0 }) { break }
+                pause(&delay)
+            } else if connected.withLock({ $0 }) {
+                delay = 1
+            }
+        }
+    }
+
+    /// Sleeps `delay` seconds in small steps (so `shutdown` is quick), then doubles it up to 30 s.
+    private func pause(_ delay: inout Double) {
+        var left = delay
+        while left > 0 && !stopping.withLock({ $0 }) {
+            usleep(100_000)
+            left -= 0.1
+        }
+        delay = min(delay * 2, 30)
+    }
+
+    @discardableResult
+    public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool {
+        guard connected.withLock({ $0 }) else {
+            stats.withLock { $0.publishFailures += 1 }
+            return false
+        }
+        let rc = payload.withUnsafeBytes { raw in
+            mosquitto_publish(handle, nil, topic, Int32(raw.count), raw.baseAddress, Int32(qos), retain)
+        }
+        let ok = rc == MOSQ_ERR_SUCCESS.rawValue
+        if ok && qos > 0 { inflight.withLock { $0.sent += 1 } }
+        stats.withLock { ok ? ($0.published += 1) : ($0.publishFailures += 1) }
+        return ok
+    }
+
+    /// Subscribes with "retain as published", so a retained command can be told from a live one.
+    public func subscribe(_ filter: String, qos: Int) {
+        mosquitto_subscribe_v5(handle, nil, filter, Int32(qos), Int32(MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue), nil)
+    }
+
+    public var counters: MQTTCounters { stats.withLock { $0 } }
+
+    /// Waits until the broker acknowledged every QoS 1 publish so far, or `timeoutS` passed.
+    public func flush(timeoutS: Double) {
+        var waited = 0.0
+        while waited < timeoutS {
+            if inflight.withLock({ $0.acked >= $0.sent }) { return }
+            usleep(20_000)
+            waited += 0.02
+        }
+    }
+
+    /// Disconnects cleanly (no last will), stops the network thread and frees the handle.
+    public func shutdown() {
+        stopping.withLock { $0 = true }
+        mosquitto_disconnect(handle)
+        // The loop notices within its 500 ms select; a connect blocked on an unreachable host may take
+        // longer, and then the handle is deliberately leaked rather than freed under the thread's feet.
+        if loopDone.wait(timeout: .now() + 3) == .success {
+            mosquitto_destroy(handle)
+        }
+        continuation.finish()
+    }
+}

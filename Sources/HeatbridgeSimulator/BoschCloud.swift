@@ -1,0 +1,202 @@
+import HeatbridgeCore
+import VendorBosch
+
+/// A stateful fake of the Bosch Partner API, answering with `BoschWire` shapes and the documented error
+/// semantics (cloud-apis.md §1): x-api-key on every call, x-user-id on remote-control calls, 403 without a
+/// contract, 451 with an old consent, 504 for an offline gateway, token-bucket rate limits with 429.
+public struct BoschCloud: Sendable {
+    public struct Gateway: Sendable {
+        public var id: String
+        public var brand: String
+        public var deviceType: String
+        public var contract: Bool
+        public var consentCurrent: Bool
+        public var online: Bool
+        public var heatingCircuits: [String: BoschWire.HeatingCircuit]
+        public var dhwCircuits: [String: BoschWire.DhwCircuit]
+        public var charges: [String: ChargeState]
+    }
+
+    public struct ChargeState: Sendable {
+        public var active: Bool
+        public var durationMin: Int
+        public var startedAt: Double
+    }
+
+    public var apiKey: String
+    public var rateLimitEnabled: Bool
+    public var gateways: [String: Gateway]
+    var buckets: [String: TokenBucket] = [:]
+
+    public init(apiKey: String, rateLimitEnabled: Bool, gateways: [Gateway]) {
+        self.apiKey = apiKey
+        self.rateLimitEnabled = rateLimitEnabled
+        self.gateways = Dictionary(uniqueKeysWithValues: gateways.map { ($0.id, $0) })
+    }
+
+    /// A gateway with `hc1` and `dhw1`, as in the built-in scenario.
+    public static func makeGateway(id: String, brand: String = "bosch", deviceType: String = "CS7001iAW", contract: Bool = true,
+                                   consentCurrent: Bool = true, online: Bool = true, hcIds: [String] = ["1"], dhwIds: [String] = ["1"]) -> Gateway {
+        var hcs: [String: BoschWire.HeatingCircuit] = [:]
+        for h in hcIds {
+            hcs[h] = BoschWire.HeatingCircuit(
+                id: h, operationMode: "AUTO", currentSetPointTemperature: 21.0, roomTemperature: 20.5,
+                manualModeSettings: .init(setPointTemperature: 20.0),
+                autoModeSettings: .init(timeProgramId: "A", temperatureLevels: ["comfort": 21.0, "eco": 17.0]),
+                overridingModes: [.init(mode: "HOLIDAY", active: false)])
+        }
+        var dhws: [String: BoschWire.DhwCircuit] = [:]
+        var charges: [String: ChargeState] = [:]
+        for d in dhwIds {
+            dhws[d] = BoschWire.DhwCircuit(
+                id: d, operationMode: "HIGH", actualTemperature: 47.5,
+                ecoModeSettings: .init(startSetPointTemperature: 40, stopSetPointTemperature: 45),
+                lowModeSettings: .init(startSetPointTemperature: 45, stopSetPointTemperature: 50),
+                highModeSettings: .init(startSetPointTemperature: 50, stopSetPointTemperature: 55))
+            charges[d] = ChargeState(active: false, durationMin: 60, startedAt: 0)
+        }
+        return Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
+                       online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
+    }
+
+    /// The built-in scenario: two gateways, each with `hc1` and `dhw1`.
+    public static func defaultScenario() -> BoschCloud {
+        BoschCloud(apiKey: "xHCSAPI-demo-20270522", rateLimitEnabled: true, gateways: [
+            makeGateway(id: "101000001", brand: "buderus", deviceType: "Logatherm WLW186i"),
+            makeGateway(id: "101000002", brand: "bosch", deviceType: "Compress 7400i AW"),
+        ])
+    }
+
+    // MARK: request handling
+
+    struct Reply {
+        var status: Int
+        var body: [UInt8]
+        var headers: [String: String] = [:]
+        static func json(_ status: Int, _ body: [UInt8]) -> Reply { Reply(status: status, body: body) }
+        static func error(_ status: Int, _ message: String) -> Reply {
+            Reply(status: status, body: BoschWire.encode(BoschWire.ErrorBody(message: message, requestId: "sim-\(status)")))
+        }
+    }
+
+    /// Handles one request to the Bosch API (path relative to the API base).
+    mutating func handle(method: String, path: String, headers: [String: String], body: [UInt8], now: Double) -> Reply {
+        guard headers[BoschWire.apiKeyHeader] == apiKey else { return .error(401, "Unauthorized") }
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.first == "hvacs" else { return .error(404, "no such resource") }
+        let gatewayId = parts.count > 1 ? parts[1] : nil
+        if rateLimitEnabled {
+            // Buckets per (endpoint, path): 1 per 2 s with bursts of 3 with a gateway id; 2/s, burst 5 without.
+            let key = "\(method) \(path)"
+            var bucket = buckets[key] ?? (gatewayId == nil ? TokenBucket(capacity: 5, perSecond: 2, now: now)
+                                                          : TokenBucket(capacity: 3, perSecond: 0.5, now: now))
+            let wait = bucket.take(now: now)
+            buckets[key] = bucket
+            if let wait {
+                var r = Reply.error(429, "Too Many Requests")
+                r.headers["retry-after"] = String(Int(wait.rounded(.up)))
+                return r
+            }
+        }
+        guard let gatewayId else {
+            guard method == "GET" else { return .error(405, "method not allowed") }
+            let list = gateways.values.sorted { $0.id < $1.id }.map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
+            return .json(200, BoschWire.encode(list))
+        }
+        guard gatewayId.count == 9, gatewayId.allSatisfy(\.isNumber) else { return .error(400, "invalid gatewayId") }
+        guard var gw = gateways[gatewayId] else { return .error(404, "unknown gateway") }
+        guard gw.contract else { return .error(403, "Forbidden") }
+        let rest = Array(parts.dropFirst(2))
+        if rest == ["status"] {
+            return .json(200, BoschWire.encode(BoschWire.GatewayStatus(status: gw.online ? "ONLINE" : "OFFLINE")))
+        }
+        let remoteControl = ["heatingCircuits", "dhwCircuits", "system"].contains(rest.first ?? "") && rest.count >= 2
+        if remoteControl {
+            guard let user = headers[BoschWire.userIdHeader], !user.isEmpty else { return .error(400, "missing x-user-id header") }
+            guard gw.consentCurrent else { return .error(451, "Unavailable For Legal Reasons") }
+        }
+        guard gw.online else { return .error(504, "Gateway Timeout") }
+        refreshCharges(&gw, now: now)
+        defer { gateways[gatewayId] = gw }
+        switch (method, rest.count, rest.first) {
+        case ("GET", 1, "heatingCircuits"):
+            return .json(200, BoschWire.encode(gw.heatingCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
+        case ("GET", 1, "dhwCircuits"):
+            return .json(200, BoschWire.encode(gw.dhwCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
+        case ("GET", 2, "heatingCircuits"):
+            guard let hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
+            return .json(200, BoschWire.encode(hc))
+        case ("GET", 2, "dhwCircuits"):
+            guard let d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
+            return .json(200, BoschWire.encode(d))
+        case (_, 3, "dhwCircuits") where rest[2] == "charge":
+            guard let c = gw.charges[rest[1]] else { return .error(404, "no such DHW circuit") }
+            if method == "GET" {
+                let remaining = c.active ? max(0, c.durationMin - Int((now - c.startedAt) / 60)) : 0
+                return .json(200, BoschWire.encode(BoschWire.DhwCharge(chargeStatus: c.active ? BoschWire.chargeStart : BoschWire.chargeStop,
+                                                                       chargeDuration: c.durationMin, chargeRemainingTime: remaining)))
+            }
+            guard method == "PATCH" else { return .error(405, "method not allowed") }
+            guard let req = BoschWire.decode(BoschWire.DhwCharge.self, body),
+                  req.chargeStatus == BoschWire.chargeStart || req.chargeStatus == BoschWire.chargeStop else {
+                return .error(400, "invalid charge body")
+            }
+            if let d = req.chargeDuration, !(1...240).contains(d) { return .error(400, "chargeDuration out of range") }
+            if req.chargeStatus == BoschWire.chargeStart {
+                gw.charges[rest[1]] = ChargeState(active: true, durationMin: req.chargeDuration ?? c.durationMin, startedAt: now)
+            } else {
+                gw.charges[rest[1]]?.active = false
+            }
+            return Reply(status: 204, body: [])
+        default:
+            return .error(404, "no such resource")
+        }
+    }
+
+    func refreshCharges(_ gw: inout Gateway, now: Double) {
+        for (id, c) in gw.charges where c.active && now - c.startedAt >= Double(c.durationMin) * 60 {
+            gw.charges[id]?.active = false
+        }
+    }
+
+    /// State for the admin API.
+    public func stateJSON(now: Double) -> JSONValue {
+        var out: [String: JSONValue] = [:]
+        for gw in gateways.values {
+            var charges: [String: JSONValue] = [:]
+            for (id, c) in gw.charges {
+                let active = c.active && now - c.startedAt < Double(c.durationMin) * 60
+                charges[id] = ["active": .bool(active), "duration_min": .int(c.durationMin)]
+            }
+            out[gw.id] = ["online": .bool(gw.online), "contract": .bool(gw.contract), "consent_current": .bool(gw.consentCurrent),
+                          "charges": .object(charges)]
+        }
+        return ["api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out)]
+    }
+}
+
+/// Token bucket: `capacity` tokens, refilled at `perSecond`.
+struct TokenBucket: Sendable {
+    var capacity: Double
+    var perSecond: Double
+    var tokens: Double
+    var last: Double
+
+    init(capacity: Double, perSecond: Double, now: Double) {
+        self.capacity = capacity
+        self.perSecond = perSecond
+        self.tokens = capacity
+        self.last = now
+    }
+
+    /// Takes a token; returns nil on success or the seconds until one is available.
+    mutating func take(now: Double) -> Double? {
+        tokens = min(capacity, tokens + (now - last) * perSecond)
+        last = now
+        if tokens >= 1 {
+            tokens -= 1
+            return nil
+        }
+        return (1 - tokens) / perSecond
+    }
+}

@@ -1,0 +1,229 @@
+import FlyingFox
+import Foundation
+import HeatbridgeConfig
+import HeatbridgeCore
+import VendorBosch
+
+/// FlyingFox has a JSONValue too; the simulator means Core's.
+typealias JSON = HeatbridgeCore.JSONValue
+
+/// A fault to inject into matching requests (admin API `POST /admin/faults`).
+public struct Fault: Sendable {
+    public var vendor: String?
+    public var method: String?
+    public var pathContains: String?
+    /// Answer with this status (and `body`, or a vendor-style error body).
+    public var status: Int?
+    public var body: String?
+    public var retryAfter: Int?
+    /// Answer 200 with a body that is not JSON.
+    public var malformed: Bool
+    /// Delay before answering (beyond the client's timeout this is a timeout).
+    public var latencyMs: Int
+    /// How many requests it applies to; nil means until cleared.
+    public var remaining: Int?
+
+    static func from(_ j: JSON) -> Fault? {
+        guard case .object = j else { return nil }
+        return Fault(vendor: j["vendor"]?.stringValue, method: j["method"]?.stringValue?.uppercased(),
+                     pathContains: j["path_contains"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
+                     retryAfter: j["retry_after"]?.intValue, malformed: j["malformed"]?.boolValue ?? false,
+                     latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue)
+    }
+
+    func matches(vendor v: String, method m: String, path: String) -> Bool {
+        (vendor == nil || vendor == v) && (method == nil || method == m) && (pathContains.map { path.contains($0) } ?? true)
+    }
+}
+
+/// One request as the simulator saw it (admin API `GET /admin/requests`).
+struct LoggedRequest: Sendable {
+    var vendor: String
+    var method: String
+    var path: String
+    var status: Int
+    var hadApiKey: Bool
+    var hadUserId: Bool
+    var at: Double
+}
+
+/// The simulated clouds plus the admin API. Paths: `/bosch/…` (Bosch Partner API), `/admin/…`.
+public actor Simulator {
+    var bosch: BoschCloud
+    let seed: BoschCloud
+    var faults: [Fault] = []
+    var log: [LoggedRequest] = []
+    /// When set, every vendor request fails as if the cloud were down (503).
+    var down = false
+
+    public init(bosch: BoschCloud) {
+        self.bosch = bosch
+        self.seed = bosch
+    }
+
+    static func now() -> Double { Date().timeIntervalSince1970 }
+
+    public struct Answer: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: [UInt8]
+        public var delayMs: Int
+    }
+
+    /// Handles one HTTP request.
+    public func handle(method: String, path: String, headers: [String: String], body: [UInt8]) -> Answer {
+        if path.hasPrefix("/admin/") || path == "/admin" { return admin(method: method, path: path, body: body) }
+        guard path.hasPrefix("/bosch/") else { return Answer(status: 404, headers: [:], body: Array("{\"message\":\"unknown vendor\"}".utf8), delayMs: 0) }
+        let sub = String(path.dropFirst("/bosch".count))
+        var answer: Answer
+        var delay = 0
+        if let i = faults.firstIndex(where: { $0.matches(vendor: "bosch", method: method, path: sub) }) {
+            let f = faults[i]
+            delay = f.latencyMs
+            if let r = f.remaining {
+                if r <= 1 { faults.remove(at: i) } else { faults[i].remaining = r - 1 }
+            }
+            if f.malformed {
+                answer = Answer(status: 200, headers: [:], body: Array("<html>502 upstream garbage".utf8), delayMs: delay)
+            } else if let status = f.status {
+                var h: [String: String] = [:]
+                if let ra = f.retryAfter { h["retry-after"] = String(ra) }
+                let b = f.body.map { Array($0.utf8) } ?? BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
+                answer = Answer(status: status, headers: h, body: b, delayMs: delay)
+            } else {
+                answer = normal(method: method, sub: sub, headers: headers, body: body, delay: delay)
+            }
+        } else {
+            answer = normal(method: method, sub: sub, headers: headers, body: body, delay: delay)
+        }
+        log.append(LoggedRequest(vendor: "bosch", method: method, path: sub, status: answer.status,
+                                 hadApiKey: headers[BoschWire.apiKeyHeader] != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
+                                 at: Self.now()))
+        if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
+        return answer
+    }
+
+    func normal(method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int) -> Answer {
+        if down {
+            return Answer(status: 503, headers: [:], body: BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
+        }
+        let r = bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+        return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
+    }
+
+    func ok(_ j: JSON = ["ok": true]) -> Answer { Answer(status: 200, headers: [:], body: j.bytes, delayMs: 0) }
+    func bad(_ msg: String) -> Answer { Answer(status: 400, headers: [:], body: JSON.object(["error": .string(msg)]).bytes, delayMs: 0) }
+
+    func admin(method: String, path: String, body: [UInt8]) -> Answer {
+        let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
+        switch (method, path) {
+        case ("GET", "/admin/state"):
+            return ok(["bosch": bosch.stateJSON(now: Self.now()), "down": .bool(down), "faults": .int(faults.count)])
+        case ("GET", "/admin/requests"):
+            return ok(.array(log.map {
+                ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
+                 "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "at": .number($0.at)]
+            }))
+        case ("DELETE", "/admin/requests"):
+            log = []
+            return ok()
+        case ("POST", "/admin/faults"):
+            guard let j, let f = Fault.from(j) else { return bad("fault must be a JSON object") }
+            faults.append(f)
+            return ok()
+        case ("DELETE", "/admin/faults"):
+            faults = []
+            return ok()
+        case ("POST", "/admin/down"):
+            down = j?["down"]?.boolValue ?? true
+            return ok()
+        case ("POST", "/admin/rate-limit"):
+            bosch.rateLimitEnabled = j?["enabled"]?.boolValue ?? true
+            bosch.buckets = [:]
+            return ok()
+        case ("POST", "/admin/reset"):
+            bosch = seed
+            faults = []
+            log = []
+            down = false
+            return ok()
+        default:
+            if method == "POST", path.hasPrefix("/admin/bosch/gateways/") {
+                let id = String(path.dropFirst("/admin/bosch/gateways/".count))
+                guard bosch.gateways[id] != nil, let j else { return bad("unknown gateway \(id)") }
+                if let v = j["online"]?.boolValue { bosch.gateways[id]!.online = v }
+                if let v = j["contract"]?.boolValue { bosch.gateways[id]!.contract = v }
+                if let v = j["consent"]?.stringValue { bosch.gateways[id]!.consentCurrent = v != "old" }
+                return ok()
+            }
+            return Answer(status: 404, headers: [:], body: Array("{\"error\":\"unknown admin path\"}".utf8), delayMs: 0)
+        }
+    }
+}
+
+/// Serves a `Simulator` over HTTP on 127.0.0.1.
+public struct SimulatorServer: HTTPHandler {
+    let simulator: Simulator
+
+    public init(simulator: Simulator) { self.simulator = simulator }
+
+    public func handleRequest(_ request: FlyingFox.HTTPRequest) async throws -> FlyingFox.HTTPResponse {
+        var headers: [String: String] = [:]
+        for (k, v) in request.headers { headers[k.rawValue.lowercased()] = v }
+        let body = try await request.bodyData
+        let a = await simulator.handle(method: request.method.rawValue, path: request.path, headers: headers, body: Array(body))
+        if a.delayMs > 0 { try await Task.sleep(nanoseconds: UInt64(a.delayMs) * 1_000_000) }
+        var h = HTTPHeaders()
+        h[HTTPHeader("Content-Type")] = "application/json"
+        for (k, v) in a.headers { h[HTTPHeader(k)] = v }
+        return HTTPResponse(statusCode: HTTPStatusCode(a.status, phrase: "Status"), headers: h, body: Data(a.body))
+    }
+
+    /// Listens on 127.0.0.1:`port` until cancelled.
+    public func run(port: UInt16) async throws {
+        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30, handler: self)
+        try await server.run()
+    }
+}
+
+/// Loads a scenario file (YAML) into the simulated clouds.
+public enum Scenario {
+    /// ```yaml
+    /// bosch:
+    ///   api_key: xHCSAPI-…
+    ///   rate_limit: true
+    ///   gateways:
+    ///     - {id: "101000001", brand: buderus, device_type: WLW186i, contract: true, consent: current, online: true}
+    /// ```
+    public static func load(path: String) throws -> BoschCloud {
+        struct ScenarioError: Error, CustomStringConvertible { var description: String }
+        guard case .success(let bytes) = FileIO.read(path) else { throw ScenarioError(description: "cannot read \(path)") }
+        let root: ConfigNode
+        switch YAMLReader.parse(String(decoding: bytes, as: UTF8.self), file: path) {
+        case .success(let r): root = r
+        case .failure(let d): throw ScenarioError(description: d.description)
+        }
+        func scalar(_ n: ConfigNode?) -> String? { if case .scalar(let s, _, _)? = n { return s }; return nil }
+        func entries(_ n: ConfigNode?) -> [String: ConfigNode] {
+            guard case .mapping(let e, _)? = n else { return [:] }
+            return Dictionary(e.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        }
+        let b = entries(entries(root)["bosch"])
+        var cloud = BoschCloud.defaultScenario()
+        if let k = scalar(b["api_key"]) { cloud.apiKey = k }
+        if let r = scalar(b["rate_limit"]) { cloud.rateLimitEnabled = r == "true" }
+        if case .sequence(let items, _)? = b["gateways"] {
+            var gws: [String: BoschCloud.Gateway] = [:]
+            for item in items {
+                let g = entries(item)
+                guard let id = scalar(g["id"]) else { throw ScenarioError(description: "\(path):\(item.mark.line): gateway needs an id") }
+                gws[id] = BoschCloud.makeGateway(
+                    id: id, brand: scalar(g["brand"]) ?? "bosch", deviceType: scalar(g["device_type"]) ?? "CS7001iAW",
+                    contract: scalar(g["contract"]) != "false", consentCurrent: scalar(g["consent"]) != "old",
+                    online: scalar(g["online"]) != "false")
+            }
+            cloud.gateways = gws
+        }
+        return cloud
+    }
+}

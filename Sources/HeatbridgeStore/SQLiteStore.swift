@@ -1,0 +1,164 @@
+import HeatbridgeCore
+import Synchronization
+
+/// The daemon's durable state in one SQLite file (WAL): cached devices and nodes, commands, results.
+///
+/// Writes use `synchronous=FULL`: an accepted command must survive a power cut, not only `kill -9`.
+public final class SQLiteStore: StatePort {
+    // SQLiteConnection is used only inside `lock`, which serialises every call.
+    nonisolated(unsafe) private let conn: SQLiteConnection
+    private let lock = Mutex(())
+
+    /// Migrations, applied in order; `PRAGMA user_version` records how many ran. Append only.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE devices(device_id TEXT PRIMARY KEY, account TEXT NOT NULL, state TEXT NOT NULL,
+                             availability TEXT, updated_at REAL NOT NULL);
+        CREATE TABLE nodes(device_id TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL,
+                           PRIMARY KEY(device_id, node));
+        CREATE TABLE commands(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, device TEXT NOT NULL,
+                              node TEXT NOT NULL, capability TEXT NOT NULL, params TEXT NOT NULL, source TEXT NOT NULL,
+                              received_at REAL NOT NULL, valid_until REAL NOT NULL, status TEXT NOT NULL,
+                              attempts INTEGER NOT NULL DEFAULT 0, not_before REAL);
+        CREATE INDEX commands_by_id ON commands(id);
+        CREATE INDEX commands_open ON commands(status) WHERE status IN ('accepted', 'queued');
+        CREATE TABLE results(row INTEGER PRIMARY KEY AUTOINCREMENT, command_id TEXT NOT NULL, topic TEXT NOT NULL,
+                             payload BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX results_unpublished ON results(row) WHERE published = 0;
+        """
+    ]
+
+    /// Opens (creating if needed) and migrates the store at `path`.
+    public init(path: String) throws(SQLiteError) {
+        conn = try SQLiteConnection(path: path)
+        let mode = try conn.query("PRAGMA journal_mode=WAL").first?.first?.text
+        guard mode == "wal" else { throw SQLiteError(code: 1, message: "cannot enable WAL (journal_mode=\(mode ?? "?"))") }
+        try conn.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        try migrate()
+    }
+
+    /// The schema version after migration.
+    public var schemaVersion: Int {
+        lock.withLock { _ in Int(((try? conn.query("PRAGMA user_version"))?.first?.first?.int) ?? 0) }
+    }
+
+    private func migrate() throws(SQLiteError) {
+        let current = Int(try conn.query("PRAGMA user_version").first?.first?.int ?? 0)
+        guard current <= Self.migrations.count else {
+            throw SQLiteError(code: 1, message: "store schema \(current) is newer than this heatbridge (\(Self.migrations.count)); refusing to downgrade")
+        }
+        for v in current..<Self.migrations.count {
+            try conn.transaction { () throws(SQLiteError) in
+                try conn.exec(Self.migrations[v])
+                try conn.exec("PRAGMA user_version=\(v + 1)")
+            }
+        }
+    }
+
+    @discardableResult
+    private func locked<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        // Mutex.withLock cannot forward a typed throw here, so carry the result out.
+        let r: Result<T, SQLiteError> = lock.withLock { _ in
+            do throws(SQLiteError) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+
+    public func loadDevices() throws -> [CachedDevice] {
+        try locked { () throws(SQLiteError) in
+            var nodes: [String: [String: JSONValue]] = [:]
+            for row in try conn.query("SELECT device_id, node, state FROM nodes") {
+                guard let d = row[0].text, let n = row[1].text, let s = row[2].text, let v = try? JSONValue.parse(s) else { continue }
+                nodes[d, default: [:]][n] = v
+            }
+            return try conn.query("SELECT device_id, account, state, availability, updated_at FROM devices ORDER BY device_id").compactMap { row in
+                guard let id = row[0].text, let account = row[1].text, let s = row[2].text,
+                      let state = try? JSONValue.parse(s) else { return nil }
+                return CachedDevice(deviceId: id, account: account, state: state, availability: row[3].text,
+                                    nodes: nodes[id] ?? [:], updatedAt: row[4].double ?? 0)
+            }
+        }
+    }
+
+    public func saveDevice(_ d: CachedDevice) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.transaction { () throws(SQLiteError) in
+                try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
+                               [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
+                                d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
+                try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
+                for (node, state) in d.nodes {
+                    try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)",
+                                   [.text(d.deviceId), .text(node), .text(state.serialized)])
+                }
+            }
+        }
+    }
+
+    public func insertCommand(_ c: Command) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("""
+                INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
+                      .text(c.source), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
+                      .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null])
+        }
+    }
+
+    public func updateCommand(_ c: Command) throws {
+        // Senders may reuse ids; the newest command with this id is the one in flight.
+        try locked { () throws(SQLiteError) in
+            try conn.query("""
+                UPDATE commands SET status = ?, attempts = ?, not_before = ?
+                WHERE seq = (SELECT max(seq) FROM commands WHERE id = ?)
+                """, [.text(c.status.rawValue), .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null, .text(c.id)])
+        }
+    }
+
+    public func openCommands() throws -> [Command] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("""
+                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before
+                FROM commands WHERE status IN ('accepted', 'queued') ORDER BY seq
+                """).compactMap { r in
+                guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
+                      let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
+                      let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
+                return Command(id: id, device: device, node: node, capability: cap, params: params, source: source,
+                               receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
+                               attempts: Int(r[9].int ?? 0), notBefore: r[10].double)
+            }
+        }
+    }
+
+    public func appendResult(commandId: String, topic: String, payload: [UInt8]) throws -> Int64 {
+        try locked { () throws(SQLiteError) in
+            try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
+                           [.text(commandId), .text(topic), .blob(payload)])
+            return sqlite3_last_insert_rowid_wrapper(conn)
+        }
+    }
+
+    public func markResultPublished(_ rowId: Int64) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("UPDATE results SET published = 1 WHERE row = ?", [.int(rowId)])
+        }
+    }
+
+    public func unpublishedResults() throws -> [PendingResult] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("SELECT row, topic, payload FROM results WHERE published = 0 ORDER BY row").compactMap { r in
+                guard let row = r[0].int, let topic = r[1].text else { return nil }
+                return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
+            }
+        }
+    }
+
+    /// Every result stored for a command, oldest first (for tests and the audit trail).
+    public func results(commandId: String) throws -> [[UInt8]] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("SELECT payload FROM results WHERE command_id = ? ORDER BY row", [.text(commandId)]).map { $0[0].bytes }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import HeatbridgeCore
+
+/// The Bosch Partner API adapter: reads gateways with their heating and DHW circuits, executes DHW charges.
+public struct BoschAdapter: VendorAdapter {
+    public let vendor = "bosch"
+    let transport: any HTTPTransport
+    let baseURL: String
+    let apiKey: String
+    let userId: String
+    let timeout: Double
+    /// Gateway ids to bridge; nil means all the partner can access.
+    let allowList: Set<String>?
+
+    public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
+                allowList: [String]?) {
+        self.transport = transport
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+        self.userId = userId
+        self.timeout = timeout
+        self.allowList = allowList.map(Set.init)
+    }
+
+    /// Topic id of a gateway.
+    public static func deviceId(_ gatewayId: String) -> String { TopicLayout.sanitize("bosch-\(gatewayId)") }
+
+    // MARK: HTTP
+
+    func call(_ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false) async throws(CloudError) -> [UInt8] {
+        var headers = [(BoschWire.apiKeyHeader, apiKey), ("Accept", "application/json")]
+        if remoteControl { headers.append((BoschWire.userIdHeader, userId)) }
+        let response: HTTPResponse
+        do {
+            response = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body, timeout: timeout))
+        } catch {
+            switch error {
+            case .timeout: throw CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(method) \(path))")
+            case .connection(let why): throw CloudError(.unavailable, message: "cannot reach the Bosch API: \(why)")
+            }
+        }
+        if (200..<300).contains(response.status) { return response.body }
+        throw Self.classify(response, method: method, path: path)
+    }
+
+    /// Maps a non-2xx answer to the contract's error classes (cloud-apis.md §1.3).
+    static func classify(_ r: HTTPResponse, method: String, path: String) -> CloudError {
+        let detail = BoschWire.decode(BoschWire.ErrorBody.self, r.body)?.message.map { String($0.prefix(200)) }
+        func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
+        switch r.status {
+        case 401: return CloudError(.authFailed, status: 401, message: msg("API key rejected"))
+        case 403: return CloudError(.forbidden, status: 403, message: msg("no contract for this gateway"))
+        case 451: return CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
+        case 504: return CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
+        case 429:
+            let retry = r.headers["retry-after"].flatMap(Double.init) ?? 2
+            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
+        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("Bosch API error"))
+        default: return CloudError(.rejected, status: r.status, message: msg("\(method) \(path) refused"))
+        }
+    }
+
+    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false) async throws(CloudError) -> T {
+        let body = try await call("GET", path, remoteControl: remoteControl)
+        guard let v = BoschWire.decode(type, body) else {
+            throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path)")
+        }
+        return v
+    }
+
+    // MARK: reading
+
+    public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        let gateways = try await get([BoschWire.Gateway].self, BoschWire.Path.hvacs)
+        var out: [DeviceSnapshot] = []
+        for gw in gateways where allowList?.contains(gw.gatewayId) ?? true {
+            out.append(try await fetchGateway(gw))
+        }
+        return out
+    }
+
+    func fetchGateway(_ gw: BoschWire.Gateway) async throws(CloudError) -> DeviceSnapshot {
+        let id = Self.deviceId(gw.gatewayId)
+        let attributes: [String: JSONValue] = ["brand": .string(gw.brand)]
+        do {
+            let status = try await get(BoschWire.GatewayStatus.self, BoschWire.Path.status(gw.gatewayId))
+            let online = status.status.uppercased() == "ONLINE"
+            guard online else {
+                return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: false, attributes: attributes, nodes: [:])
+            }
+            var nodes: [String: JSONValue] = [:]
+            for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(gw.gatewayId)) {
+                let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
+                nodes[Self.nodeId("hc", ref.id)] = Self.nodeState(hc)
+            }
+            for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(gw.gatewayId)) {
+                let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
+                let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
+                nodes[Self.nodeId("dhw", ref.id)] = Self.nodeState(dhw, charge: charge)
+            }
+            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes)
+        } catch {
+            // Errors about this gateway alone leave the account healthy; the rest fail the whole poll.
+            guard error.accountState == nil else { throw error }
+            let online: Bool? = error.kind == .deviceOffline ? false : nil
+            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: online, attributes: attributes,
+                                  nodes: [:], error: error)
+        }
+    }
+
+    /// `hc` + `1` → `hc1`; an id already spelled `hc1` stays as it is.
+    static func nodeId(_ prefix: String, _ circuitId: String) -> String {
+        TopicLayout.sanitize(circuitId.lowercased().hasPrefix(prefix) ? circuitId : prefix + circuitId)
+    }
+
+    static func nodeState(_ hc: BoschWire.HeatingCircuit) -> JSONValue {
+        var levels: [String: JSONValue] = [:]
+        for (k, v) in hc.autoModeSettings?.temperatureLevels ?? [:] { levels[k] = .number(v) }
+        return [
+            "kind": "heating_circuit",
+            "operation_mode": .string(hc.operationMode?.lowercased()),
+            "setpoint": .number(hc.currentSetPointTemperature),
+            "room_temperature": .number(hc.roomTemperature),
+            "manual_setpoint": .number(hc.manualModeSettings?.setPointTemperature),
+            "time_program": .string(hc.autoModeSettings?.timeProgramId),
+            "levels": levels.isEmpty ? .null : .object(levels),
+            "overriding_modes": .array((hc.overridingModes ?? []).filter(\.active).map { .string($0.mode.lowercased()) }),
+        ]
+    }
+
+    static func nodeState(_ dhw: BoschWire.DhwCircuit, charge: BoschWire.DhwCharge) -> JSONValue {
+        func level(_ s: BoschWire.DhwModeSettings?) -> JSONValue {
+            guard let s else { return .null }
+            return ["start": .number(s.startSetPointTemperature), "stop": .number(s.stopSetPointTemperature)]
+        }
+        let active = charge.chargeStatus.uppercased() == BoschWire.chargeStart
+        return [
+            "kind": "dhw_circuit",
+            "operation_mode": .string(dhw.operationMode?.lowercased()),
+            "temperature": .number(dhw.actualTemperature),
+            "levels": ["eco": level(dhw.ecoModeSettings), "low": level(dhw.lowModeSettings), "high": level(dhw.highModeSettings)],
+            "charge": ["active": .bool(active), "duration_min": .int(charge.chargeDuration),
+                       "remaining_min": .int(active ? charge.chargeRemainingTime : 0)],
+        ]
+    }
+
+    // MARK: commands
+
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge"], "hc": [], "system": []]
+
+    public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        guard device.nodes[node] != nil else {
+            let known = device.nodes.keys.sorted().joined(separator: ", ")
+            throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(known.isEmpty ? "none known" : known)")
+        }
+        let kind = node.hasPrefix("dhw") ? "dhw" : node.hasPrefix("hc") ? "hc" : "system"
+        guard Self.capabilities[kind]?.contains(capability) == true else {
+            let supported = (Self.capabilities[kind] ?? []).sorted().joined(separator: ", ")
+            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)\(supported.isEmpty ? "" : "; supported: \(supported)")")
+        }
+        return try CapabilityValidation.dhwCharge(body)
+    }
+
+    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        guard command.capability == "charge", command.node.hasPrefix("dhw") else {
+            throw CloudError(.rejected, message: "\(command.capability) is not implemented for Bosch")
+        }
+        let circuit = String(command.node.dropFirst(3))
+        let start = command.params["action"]?.stringValue == "start"
+        let minutes = command.params["duration_min"]?.intValue
+        let body = BoschWire.DhwCharge(chargeStatus: start ? BoschWire.chargeStart : BoschWire.chargeStop,
+                                       chargeDuration: start ? minutes : nil)
+        _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
+        return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
+    }
+}

@@ -1,0 +1,168 @@
+import FoundationEssentials
+
+/// Wire types of the Bosch Home Comfort Group Partner API: every path, header, body and enum spelling the
+/// adapter and the simulator use, in one place so a correction is one edit.
+///
+/// Provenance (see shared/docs/cloud-apis.md §1): the paths, the headers, the status codes and the field names
+/// `operationMode`, `currentSetPointTemperature`, `manualModeSettings`, `autoModeSettings`, `overridingModes`,
+/// `startSetPointTemperature` and `stopSetPointTemperature` are documented [doc]. The JSON *shapes* are not
+/// published: every shape marked INFERRED below is our guess and must be checked against the vendor's OAS.
+public enum BoschWire {
+    public static let apiKeyHeader = "x-api-key"
+    /// Required on remote-control endpoints (circuits, charge, system/*) since 2024-07-30 [doc].
+    public static let userIdHeader = "x-user-id"
+
+    // MARK: paths [doc]
+
+    public enum Path {
+        public static let hvacs = "/hvacs"
+        public static func status(_ gw: String) -> String { "/hvacs/\(gw)/status" }
+        public static func heatingCircuits(_ gw: String) -> String { "/hvacs/\(gw)/heatingCircuits" }
+        public static func heatingCircuit(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/heatingCircuits/\(id)" }
+        public static func dhwCircuits(_ gw: String) -> String { "/hvacs/\(gw)/dhwCircuits" }
+        public static func dhwCircuit(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/dhwCircuits/\(id)" }
+        public static func charge(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/dhwCircuits/\(id)/charge" }
+    }
+
+    // MARK: bodies
+
+    /// One entry of `GET /hvacs`. INFERRED: an array of objects; only `gatewayId` is certain to exist.
+    public struct Gateway: Codable, Sendable, Equatable {
+        public var gatewayId: String
+        public var deviceType: String?
+        public var brand: String?
+        public init(gatewayId: String, deviceType: String? = nil, brand: String? = nil) {
+            self.gatewayId = gatewayId
+            self.deviceType = deviceType
+            self.brand = brand
+        }
+    }
+
+    /// `GET /hvacs/{id}/status`. Values `ONLINE`/`OFFLINE` [doc]; the field name is INFERRED.
+    public struct GatewayStatus: Codable, Sendable, Equatable {
+        public var status: String
+        public init(status: String) { self.status = status }
+    }
+
+    /// One entry of a circuit list (`GET …/heatingCircuits`, `GET …/dhwCircuits`). INFERRED: `[{"id":"1"}]`.
+    public struct CircuitRef: Codable, Sendable, Equatable {
+        public var id: String
+        public init(id: String) { self.id = id }
+    }
+
+    /// `GET …/heatingCircuits/{id}`. Field names [doc]; nesting and enum spellings INFERRED
+    /// (`OFF`/`AUTO`/`MANUAL`, upper case like the API's other enums).
+    public struct HeatingCircuit: Codable, Sendable, Equatable {
+        public var id: String
+        public var operationMode: String?
+        public var currentSetPointTemperature: Double?
+        public var roomTemperature: Double?
+        public var manualModeSettings: ManualModeSettings?
+        public var autoModeSettings: AutoModeSettings?
+        public var overridingModes: [OverridingMode]?
+
+        public init(id: String, operationMode: String?, currentSetPointTemperature: Double?, roomTemperature: Double?,
+                    manualModeSettings: ManualModeSettings?, autoModeSettings: AutoModeSettings?, overridingModes: [OverridingMode]?) {
+            self.id = id
+            self.operationMode = operationMode
+            self.currentSetPointTemperature = currentSetPointTemperature
+            self.roomTemperature = roomTemperature
+            self.manualModeSettings = manualModeSettings
+            self.autoModeSettings = autoModeSettings
+            self.overridingModes = overridingModes
+        }
+    }
+
+    /// INFERRED shape.
+    public struct ManualModeSettings: Codable, Sendable, Equatable {
+        public var setPointTemperature: Double?
+        public init(setPointTemperature: Double?) { self.setPointTemperature = setPointTemperature }
+    }
+
+    /// Selected time program and its temperature levels [doc 2024-09-26]; shape INFERRED.
+    public struct AutoModeSettings: Codable, Sendable, Equatable {
+        public var timeProgramId: String?
+        public var temperatureLevels: [String: Double]?
+        public init(timeProgramId: String?, temperatureLevels: [String: Double]?) {
+            self.timeProgramId = timeProgramId
+            self.temperatureLevels = temperatureLevels
+        }
+    }
+
+    /// State of one overriding mode (boost, away, holiday, summer/winter) [doc]; shape INFERRED.
+    public struct OverridingMode: Codable, Sendable, Equatable {
+        public var mode: String
+        public var active: Bool
+        public init(mode: String, active: Bool) {
+            self.mode = mode
+            self.active = active
+        }
+    }
+
+    /// `GET …/dhwCircuits/{id}`. Per-mode settings objects with start/stop setpoints [doc];
+    /// key names `ecoModeSettings`/`lowModeSettings`/`highModeSettings` and `actualTemperature` INFERRED.
+    public struct DhwCircuit: Codable, Sendable, Equatable {
+        public var id: String
+        public var operationMode: String?
+        public var actualTemperature: Double?
+        public var ecoModeSettings: DhwModeSettings?
+        public var lowModeSettings: DhwModeSettings?
+        public var highModeSettings: DhwModeSettings?
+
+        public init(id: String, operationMode: String?, actualTemperature: Double?, ecoModeSettings: DhwModeSettings?,
+                    lowModeSettings: DhwModeSettings?, highModeSettings: DhwModeSettings?) {
+            self.id = id
+            self.operationMode = operationMode
+            self.actualTemperature = actualTemperature
+            self.ecoModeSettings = ecoModeSettings
+            self.lowModeSettings = lowModeSettings
+            self.highModeSettings = highModeSettings
+        }
+    }
+
+    public struct DhwModeSettings: Codable, Sendable, Equatable {
+        public var startSetPointTemperature: Double?
+        public var stopSetPointTemperature: Double?
+        public init(startSetPointTemperature: Double?, stopSetPointTemperature: Double?) {
+            self.startSetPointTemperature = startSetPointTemperature
+            self.stopSetPointTemperature = stopSetPointTemperature
+        }
+    }
+
+    /// `GET`/`PATCH …/dhwCircuits/{id}/charge` (model `DhwCircuitsCharge` [doc]). INFERRED from the gateway's
+    /// resources `charge`, `chargeDuration`, `chargeRemainingTime` (minutes): `{"chargeStatus":"START"|"STOP", …}`.
+    public struct DhwCharge: Codable, Sendable, Equatable {
+        public var chargeStatus: String
+        public var chargeDuration: Int?
+        public var chargeRemainingTime: Int?
+        public init(chargeStatus: String, chargeDuration: Int? = nil, chargeRemainingTime: Int? = nil) {
+            self.chargeStatus = chargeStatus
+            self.chargeDuration = chargeDuration
+            self.chargeRemainingTime = chargeRemainingTime
+        }
+    }
+
+    public static let chargeStart = "START"
+    public static let chargeStop = "STOP"
+
+    /// Error body. `{"message":"Unauthorized"}` is documented for 401 [doc v1.2]; the rest INFERRED
+    /// (AWS API Gateway style, plus a `requestId` for support cases).
+    public struct ErrorBody: Codable, Sendable, Equatable {
+        public var message: String?
+        public var requestId: String?
+        public init(message: String?, requestId: String? = nil) {
+            self.message = message
+            self.requestId = requestId
+        }
+    }
+
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
+        try? JSONDecoder().decode(type, from: Data(bytes))
+    }
+}

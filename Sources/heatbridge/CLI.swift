@@ -1,0 +1,102 @@
+import ArgumentParser
+import Dispatch
+import Glibc
+import HeatbridgeConfig
+import HeatbridgeCore
+import Synchronization
+
+/// The version string shown by `heatbridge version` and in `bridge/info`.
+let heatbridgeVersion = "0.1.0"
+
+struct HeatbridgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "heatbridge",
+        abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
+        subcommands: [Run.self, CheckConfig.self, Version.self],
+        defaultSubcommand: Run.self)
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Config file (default $HEATBRIDGE_CONFIG or /etc/heatbridge/heatbridge.yaml).")
+    var config: String?
+
+    var path: String {
+        config ?? ProcessEnvironment.value("HEATBRIDGE_CONFIG") ?? "/etc/heatbridge/heatbridge.yaml"
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the daemon in the foreground (systemd Type=notify).")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let code = blockOn { await Daemon.run(configPath: options.path) }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Check the config file: every error with file:line:column and a hint. Exits non-zero on any error.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
+        case .failure(let errors):
+            let diagnostics = errors.diagnostics
+            for d in diagnostics { printErr(d.description) }
+            printErr("\(diagnostics.count) error\(diagnostics.count == 1 ? "" : "s") in \(options.path)")
+            throw ExitCode(1)
+        case .success(let loaded):
+            let c = loaded.config
+            print("\(options.path): OK (config \(loaded.hash.prefix(12)))")
+            print("  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)")
+            print("  store: \(c.store.path)")
+            for a in c.accounts {
+                print("  account \(a.name): \(a.vendor.rawValue) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
+            }
+        }
+    }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() { print("heatbridge \(heatbridgeVersion)") }
+}
+
+func printErr(_ s: String) {
+    var line = s + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// Runs `body` on the concurrency pool and blocks the calling (main) thread until it returns.
+func blockOn(_ body: @escaping @Sendable () async -> Int32) -> Int32 {
+    let result = Mutex<Int32>(0)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        let code = await body()
+        result.withLock { $0 = code }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0 }
+}
+
+/// The process environment without Foundation.
+enum ProcessEnvironment {
+    static func value(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    static func all() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return out
+    }
+}
