@@ -1,0 +1,225 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// The daemon as a separate process against a real mosquitto and the simulator over loopback HTTP.
+final class BridgeEndToEndTests: XCTestCase {
+    let gw = "bosch-101000001"
+    var charge: String { "heatbridge/\(gw)/dhw1/charge" }
+
+    func testPublishesBridgeDeviceAndNodeState() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "online" }
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "ready" }
+        let dev = c.waitJSON("heatbridge/\(gw)/state") { $0["source"]?.stringValue == "cloud" }
+        XCTAssertEqual(dev?["vendor"]?.stringValue, "bosch")
+        XCTAssertEqual(dev?["online"]?.boolValue, true)
+        XCTAssertEqual(dev?["nodes"], ["dhw1", "hc1"])
+        XCTAssertNotNil(dev?["updated_at"]?.stringValue.flatMap(Timestamp.parse))
+        let hc = c.waitJSON("heatbridge/\(gw)/hc1/state")
+        XCTAssertEqual(hc?["setpoint"]?.doubleValue, 21)
+        XCTAssertEqual(hc?["operation_mode"]?.stringValue, "auto")
+        let dhw = c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        XCTAssertEqual(dhw?["charge"]?["active"]?.boolValue, false)
+        XCTAssertEqual(String(decoding: c.all("heatbridge/\(gw)/availability").last?.payload ?? [], as: UTF8.self), "online")
+        let info = c.waitJSON("heatbridge/bridge/info") { $0["devices"]?.arrayValue?.count == 2 }
+        XCTAssertEqual(info?["version"]?.stringValue, "0.1.0")
+        // Retained topics are published only when their content changes: after more polls, still one each.
+        Thread.sleep(forTimeInterval: 5)
+        XCTAssertEqual(c.all("heatbridge/\(gw)/hc1/state").count, 1, "unchanged node state was published again")
+        // A late subscriber gets the state from the broker's retained store.
+        let late = try TestMQTTClient(port: h.brokerPort)
+        defer { late.close() }
+        try late.waitConnected()
+        late.subscribe("heatbridge/\(gw)/#")
+        late.subscribe("heatbridge/bridge/state")
+        let retained = late.waitJSON("heatbridge/\(gw)/state")
+        XCTAssertNotNil(retained)
+        XCTAssertEqual(late.all("heatbridge/\(gw)/state").first?.retained, true)
+        late.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "online" }
+        XCTAssertEqual(late.all("heatbridge/bridge/state").first?.retained, true)
+        XCTAssertEqual(h.stopDaemon(), 0)
+        c.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "offline" }
+    }
+
+    func testChargeIsDoneAndVisibleOnReadBack() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        c.publish("\(charge)/set", #"{"id":"chg-1","action":"start","duration_min":45}"#)
+        c.waitResult("\(charge)/result", id: "chg-1", status: "accepted")
+        let done = c.waitResult("\(charge)/result", id: "chg-1", status: "done")
+        XCTAssertNotNil(done?["ts"]?.stringValue.flatMap(Timestamp.parse))
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "chg-1"), ["accepted", "done"])
+        let state = try h.admin("GET", "/admin/state")
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["active"]?.boolValue, true)
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45)
+        c.waitJSON("heatbridge/\(gw)/dhw1/state") { $0["charge"]?["active"]?.boolValue == true && $0["charge"]?["duration_min"]?.intValue == 45 }
+        // The PATCH carried both headers the Partner API requires.
+        let log = try h.admin("GET", "/admin/requests").arrayValue ?? []
+        let patch = log.first { $0["method"]?.stringValue == "PATCH" }
+        XCTAssertEqual(patch?["had_api_key"]?.boolValue, true)
+        XCTAssertEqual(patch?["had_user_id"]?.boolValue, true)
+        // And stop.
+        c.publish("\(charge)/set", #"{"id":"chg-2","action":"stop"}"#)
+        c.waitResult("\(charge)/result", id: "chg-2", status: "done")
+        c.waitJSON("heatbridge/\(gw)/dhw1/state") { $0["charge"]?["active"]?.boolValue == false && $0["charge"]?["duration_min"]?.intValue == 45 }
+    }
+
+    func testCloudErrorsMapToResultCodes() throws {
+        let h = try Harness(timeoutS: 1)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        let cases: [(String, String)] = [
+            (#"{"method":"PATCH","path_contains":"charge","status":401,"body":"{\"message\":\"Unauthorized\"}","count":1}"#, "AUTH_FAILED"),
+            (#"{"method":"PATCH","path_contains":"charge","status":403,"count":1}"#, "FORBIDDEN"),
+            (#"{"method":"PATCH","path_contains":"charge","status":451,"count":1}"#, "CONSENT_REQUIRED"),
+            (#"{"method":"PATCH","path_contains":"charge","status":504,"count":1}"#, "DEVICE_OFFLINE"),
+            (#"{"method":"PATCH","path_contains":"charge","status":500,"count":1}"#, "CLOUD_UNAVAILABLE"),
+            (#"{"method":"PATCH","path_contains":"charge","status":503,"body":"<html>oops","count":1}"#, "CLOUD_UNAVAILABLE"),
+            (#"{"method":"PATCH","path_contains":"charge","latency_ms":2500,"count":1}"#, "CLOUD_UNAVAILABLE"),
+        ]
+        for (i, (fault, code)) in cases.enumerated() {
+            try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+            try h.injectFault(fault)
+            let id = "err-\(i)"
+            c.publish("\(charge)/set", "{\"id\":\"\(id)\",\"action\":\"start\"}")
+            let r = c.waitResult("\(charge)/result", id: id, status: "failed")
+            XCTAssertEqual(r?["code"]?.stringValue, code, "fault \(fault)")
+            XCTAssertEqual(c.statuses("\(charge)/result", id: id), ["accepted", "failed"])
+        }
+        // 401 marks the account auth_required until a call succeeds again.
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "auth_required" }
+        // 429: queued with retry_at, then retried and done.
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","status":429,"retry_after":1,"count":1}"#)
+        c.publish("\(charge)/set", #"{"id":"rl-1","action":"start","duration_min":30}"#)
+        let queued = c.waitResult("\(charge)/result", id: "rl-1", status: "queued")
+        XCTAssertEqual(queued?["code"]?.stringValue, "RATE_LIMITED")
+        XCTAssertNotNil(queued?["retry_at"]?.stringValue.flatMap(Timestamp.parse))
+        c.waitResult("\(charge)/result", id: "rl-1", status: "done")
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "rl-1"), ["accepted", "queued", "done"])
+        // No secret ever reaches MQTT or the log.
+        let everything = h.client.recorder.messages.withLock { $0.map { String(decoding: $0.payload, as: UTF8.self) } }.joined()
+        XCTAssertFalse(everything.contains(Harness.apiKey))
+        XCTAssertFalse(h.daemonOutput().contains(Harness.apiKey))
+    }
+
+    func testGarbageAndDownCloudDegradeTheAccountWithoutCrashing() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "ready" }
+        try h.injectFault(#"{"method":"GET","path_contains":"hvacs","malformed":true}"#)
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "degraded" }
+        try h.admin("DELETE", "/admin/faults")
+        c.waitJSON("heatbridge/bridge/account/bosch-test", timeout: 25) { $0["state"]?.stringValue == "ready" }
+        h.stopSim()
+        c.waitJSON("heatbridge/bridge/account/bosch-test", timeout: 25) { $0["state"]?.stringValue == "offline" }
+        XCTAssertTrue(h.daemon?.isRunning ?? false)
+    }
+
+    func testMalformedUnknownAndRetainedCommandsAreRejected() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        c.publish("\(charge)/set", "{not json")
+        let bad = c.waitJSON("\(charge)/result") { $0["status"]?.stringValue == "rejected" }
+        XCTAssertEqual(bad?["code"]?.stringValue, "INVALID_PAYLOAD")
+        XCTAssertNotNil(bad?["id"]?.stringValue, "a generated id")
+        c.publish("\(charge)/set", #"{"id":"r-2","action":"boil"}"#)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "r-2", status: "rejected")?["code"]?.stringValue, "INVALID_PAYLOAD")
+        c.publish("\(charge)/set", #"{"id":"r-3","action":"start","duration_min":100000}"#)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "r-3", status: "rejected")?["code"]?.stringValue, "OUT_OF_RANGE")
+        c.publish("heatbridge/bosch-999999999/dhw1/charge/set", #"{"id":"r-4","action":"start"}"#)
+        XCTAssertEqual(c.waitResult("heatbridge/bosch-999999999/dhw1/charge/result", id: "r-4", status: "rejected")?["code"]?.stringValue, "UNKNOWN_TARGET")
+        c.publish("heatbridge/\(gw)/dhw7/charge/set", #"{"id":"r-5","action":"start"}"#)
+        XCTAssertEqual(c.waitResult("heatbridge/\(gw)/dhw7/charge/result", id: "r-5", status: "rejected")?["code"]?.stringValue, "UNKNOWN_TARGET")
+        c.publish("heatbridge/\(gw)/hc1/charge/set", #"{"id":"r-6","action":"start"}"#)
+        XCTAssertEqual(c.waitResult("heatbridge/\(gw)/hc1/charge/result", id: "r-6", status: "rejected")?["code"]?.stringValue, "UNSUPPORTED")
+        // Retained: rejected, cleared with an empty retained publish, never executed.
+        try h.admin("DELETE", "/admin/requests")
+        c.publish("\(charge)/set", #"{"id":"r-7","action":"start"}"#, retain: true)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "r-7", status: "rejected")?["code"]?.stringValue, "RETAINED_COMMAND")
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, !c.all("\(charge)/set").contains(where: { $0.payload.isEmpty }) { usleep(50_000) }
+        XCTAssertTrue(c.all("\(charge)/set").contains { $0.payload.isEmpty }, "retained command not cleared")
+        let late = try TestMQTTClient(port: h.brokerPort)
+        defer { late.close() }
+        try late.waitConnected()
+        late.subscribe("\(charge)/set")
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(late.all("\(charge)/set").isEmpty, "broker still holds the retained command")
+        let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
+        XCTAssertTrue(patches.isEmpty, "a retained command reached the cloud")
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "r-7"), ["rejected"])
+    }
+
+    func testCommandPublishedWhileDaemonStoppedRunsAfterRestart() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "ready" }
+        Thread.sleep(forTimeInterval: 0.5)  // the persistent session holds the subscription now
+        h.killDaemon()
+        c.publish("\(charge)/set", #"{"id":"offline-1","action":"start","duration_min":15}"#)
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(c.statuses("\(charge)/result", id: "offline-1").isEmpty)
+        try h.startDaemon()
+        c.waitResult("\(charge)/result", id: "offline-1", status: "done")
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "offline-1"), ["accepted", "done"])
+        let state = try h.admin("GET", "/admin/state")
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 15)
+    }
+
+    func testRestartWithCloudDownPublishesCachedState() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/hc1/state") { $0["source"]?.stringValue == "cloud" }
+        XCTAssertEqual(h.stopDaemon(), 0)
+        h.stopSim()
+        // A fresh broker has no retained state: everything seen now comes from the daemon's SQLite cache.
+        try h.restartBroker()
+        c.clear()
+        try c.waitConnected()
+        Thread.sleep(forTimeInterval: 1.5)  // the test client reconnects by itself
+        c.subscribe("heatbridge/#")
+        try h.startDaemon()
+        let hc = c.waitJSON("heatbridge/\(gw)/hc1/state") { $0["source"]?.stringValue == "cache" }
+        XCTAssertEqual(hc?["setpoint"]?.doubleValue, 21)
+        XCTAssertEqual(c.waitJSON("heatbridge/\(gw)/state")?["source"]?.stringValue, "cache")
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
+        c.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "online" }
+    }
+
+    func testBrokerRestartReconnectsAndRepublishesRetainedTopics() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        try h.restartBroker()  // persistence off: the new broker knows nothing
+        c.clear()
+        Thread.sleep(forTimeInterval: 1.5)
+        c.subscribe("heatbridge/#")
+        c.waitJSON("heatbridge/bridge/state", timeout: 40) { $0["state"]?.stringValue == "online" }
+        c.waitJSON("heatbridge/\(gw)/dhw1/state", timeout: 40)
+        c.waitJSON("heatbridge/bridge/info", timeout: 40)
+        XCTAssertTrue(h.daemonOutput().contains("MQTT connection lost"))
+        // Commands work on the new connection.
+        c.publish("\(charge)/set", #"{"id":"after-restart","action":"stop"}"#)
+        c.waitResult("\(charge)/result", id: "after-restart", status: "done")
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import HeatbridgeCore
+import HeatbridgeMQTT
+import Synchronization
+import XCTest
+
+/// Real parts for black-box tests: a private mosquitto on a loopback port, `heatbridge-sim`, and the
+/// `heatbridge` daemon as separate processes, plus an MQTT client that records everything it sees.
+/// Anything that cannot be started fails the test loudly; nothing is skipped.
+final class Harness: @unchecked Sendable {
+    let dir: URL
+    let brokerPort: Int
+    let simPort: Int
+    var broker: Process?
+    var sim: Process?
+    var daemon: Process?
+    var daemonLog: URL { dir.appendingPathComponent("daemon.log") }
+    var client: TestMQTTClient!
+
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static func binary(_ name: String) -> String {
+        let env = ProcessInfo.processInfo.environment["HEATBRIDGE_BIN_DIR"]
+        let dir = env ?? packageRoot.appendingPathComponent(".build/debug").path
+        return dir + "/" + name
+    }
+
+    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = []) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-it-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        brokerPort = try Self.freePort()
+        simPort = try Self.freePort()
+        try startBroker()
+        try startSim(extra: simArgs)
+        try writeConfig(pollIntervalS: pollIntervalS, timeoutS: timeoutS)
+        client = try TestMQTTClient(port: brokerPort)
+        try client.waitConnected()
+        client.subscribe("heatbridge/#")
+    }
+
+    deinit { stopAll() }
+
+    func stopAll() {
+        for p in [daemon, sim, broker] { if let p, p.isRunning { p.terminate(); p.waitUntilExit() } }
+        client?.close()
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw HarnessError("cannot find a free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    func launch(_ path: String, _ args: [String], log: String, env: [String: String] = [:]) throws -> Process {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw HarnessError("\(path) is missing: build first (Scripts/test does)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let logURL = dir.appendingPathComponent(log)
+        if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        let h = try FileHandle(forWritingTo: logURL)
+        h.seekToEndOfFile()
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        return p
+    }
+
+    func startBroker() throws {
+        let conf = dir.appendingPathComponent("mosquitto.conf")
+        try "listener \(brokerPort) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n".write(to: conf, atomically: true, encoding: .utf8)
+        let path = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let path else { throw HarnessError("mosquitto is not installed (Scripts/test installs it)") }
+        broker = try launch(path, ["-c", conf.path], log: "broker.log")
+        try waitForPort(brokerPort, what: "mosquitto")
+    }
+
+    func restartBroker() throws {
+        broker?.terminate()
+        broker?.waitUntilExit()
+        try startBroker()
+    }
+
+    func startSim(extra: [String] = []) throws {
+        sim = try launch(Self.binary("heatbridge-sim"), ["--port", "\(simPort)"] + extra, log: "sim.log")
+        try waitForPort(simPort, what: "heatbridge-sim")
+    }
+
+    func stopSim() {
+        sim?.terminate()
+        sim?.waitUntilExit()
+    }
+
+    func waitForPort(_ port: Int, what: String, timeout: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if rc == 0 { return }
+            usleep(50_000)
+        }
+        throw HarnessError("\(what) did not listen on port \(port) within \(timeout) s")
+    }
+
+    static let apiKey = "xHCSAPI-demo-20270522"
+
+    var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
+
+    func writeConfig(pollIntervalS: Double, timeoutS: Double) throws {
+        let keyFile = dir.appendingPathComponent("bosch.key")
+        try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+        let yaml = """
+            mqtt:
+              url: mqtt://127.0.0.1:\(brokerPort)
+              base_topic: heatbridge
+              client_id: heatbridge-it
+            store:
+              path: \(dir.appendingPathComponent("state.db").path)
+            accounts:
+              - name: bosch-test
+                vendor: bosch
+                base_url: http://127.0.0.1:\(simPort)/bosch
+                api_key_file: \(keyFile.path)
+                user_id: it-user
+                poll_interval_s: \(pollIntervalS)
+                timeout_s: \(timeoutS)
+            log:
+              level: debug
+            """
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    func startDaemon() throws {
+        daemon = try launch(Self.binary("heatbridge"), ["run", "--config", configPath], log: "daemon.log")
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    @discardableResult
+    func stopDaemon() -> Int32 {
+        guard let d = daemon else { return -1 }
+        if d.isRunning { d.terminate() }
+        d.waitUntilExit()
+        return d.terminationStatus
+    }
+
+    func killDaemon() {
+        guard let d = daemon, d.isRunning else { return }
+        kill(d.processIdentifier, SIGKILL)
+        d.waitUntilExit()
+    }
+
+    func daemonOutput() -> String { (try? String(contentsOf: daemonLog, encoding: .utf8)) ?? "" }
+
+    // MARK: simulator admin
+
+    @discardableResult
+    func admin(_ method: String, _ path: String, _ body: String? = nil) throws -> JSONValue {
+        var req = URLRequest(url: URL(string: "http://127.0.0.1:\(simPort)\(path)")!)
+        req.httpMethod = method
+        req.httpBody = body.map { Data($0.utf8) }
+        let result = Mutex<Result<Data, Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: req) { data, _, error in
+            result.withLock { $0 = error.map { Result<Data, Error>.failure($0) } ?? .success(data ?? Data()) }
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + 10) == .success else { throw HarnessError("simulator admin \(path) timed out") }
+        let data = try result.withLock { $0! }.get()
+        return try JSONValue.parse(Array(data))
+    }
+
+    func injectFault(_ json: String) throws { try admin("POST", "/admin/faults", json) }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// An MQTT client for tests: records every message, retained or not.
+final class TestMQTTClient: @unchecked Sendable {
+    final class Recorder: Sendable {
+        let messages = Mutex<[MQTTMessage]>([])
+        let connects = Mutex(0)
+    }
+    let mqtt: MosquittoClient
+    let recorder = Recorder()
+    var reader: Task<Void, Never>?
+
+    init(port: Int) throws {
+        mqtt = try MosquittoClient(MQTTConnectOptions(host: "127.0.0.1", port: port, clientId: "it-\(UUID().uuidString.prefix(8))",
+                                                      cleanSession: true, keepaliveS: 10))
+        let m = mqtt
+        let r = recorder
+        reader = Task.detached {
+            for await e in m.events {
+                switch e {
+                case .message(let msg): r.messages.withLock { $0.append(msg) }
+                case .connected: r.connects.withLock { $0 += 1 }
+                case .disconnected: break
+                }
+            }
+        }
+        mqtt.start()
+    }
+
+    func waitConnected(timeout: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while recorder.connects.withLock({ $0 }) == 0 {
+            if Date() > deadline { throw HarnessError("test MQTT client could not connect") }
+            usleep(20_000)
+        }
+    }
+
+    func subscribe(_ filter: String) {
+        mqtt.subscribe(filter, qos: 1)
+        usleep(200_000)
+    }
+
+    func publish(_ topic: String, _ payload: String, retain: Bool = false) {
+        let ok = mqtt.publish(topic: topic, payload: Array(payload.utf8), qos: 1, retain: retain)
+        precondition(ok, "test client publish failed")
+    }
+
+    func close() {
+        mqtt.shutdown()
+        reader?.cancel()
+    }
+
+    func all(_ topic: String) -> [MQTTMessage] { recorder.messages.withLock { $0.filter { $0.topic == topic } } }
+
+    func clear() { recorder.messages.withLock { $0 = [] } }
+
+    /// Waits for a message on `topic` whose JSON satisfies `predicate`; fails the test with what was seen.
+    @discardableResult
+    func waitJSON(_ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+                  _ predicate: (JSONValue) -> Bool = { _ in true }) -> JSONValue? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for m in all(topic) {
+                if let j = try? JSONValue.parse(m.payload), predicate(j) { return j }
+            }
+            usleep(50_000)
+        }
+        let seen = all(topic).map { String(decoding: $0.payload, as: UTF8.self) }
+        XCTFail("no matching message on \(topic) within \(timeout) s; seen: \(seen)", file: file, line: line)
+        return nil
+    }
+
+    /// Waits for the result with `status` of command `id` on `topic`.
+    @discardableResult
+    func waitResult(_ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath,
+                    line: UInt = #line) -> JSONValue? {
+        waitJSON(topic, timeout: timeout, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
+    }
+
+    func statuses(_ topic: String, id: String) -> [String] {
+        all(topic).compactMap { try? JSONValue.parse($0.payload) }.filter { $0["id"]?.stringValue == id }.compactMap { $0["status"]?.stringValue }
+    }
+}
