@@ -1,0 +1,110 @@
+import HeatbridgeConfig
+import HeatbridgeCore
+import XCTest
+
+final class ConfigTests: XCTestCase {
+    var dir: String!
+
+    override func setUp() {
+        dir = "/tmp/hb-config-tests-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(dir, 0o700)
+    }
+
+    func write(_ name: String, _ text: String) -> String {
+        let path = dir + "/" + name
+        let f = fopen(path, "w")!
+        fputs(text, f)
+        fclose(f)
+        return path
+    }
+
+    func testValidConfigWithDefaultsAndCredential() throws {
+        _ = write("bosch.key", "xHCSAPI-secret\n")
+        let path = write("ok.yaml", """
+            mqtt:
+              url: mqtts://broker.local
+              username: hb
+              password_credential: mqtt-pass
+            accounts:
+              - name: bosch-main
+                vendor: bosch
+                base_url: https://api.example/v1/
+                api_key_file: \(dir!)/bosch.key
+                user_id: installer
+                devices: ["101000001"]
+            """)
+        _ = write("mqtt-pass", "pw")
+        let loaded = try ConfigLoader.load(path: path, environment: ["CREDENTIALS_DIRECTORY": dir]).get()
+        let c = loaded.config
+        XCTAssertEqual(c.mqtt.port, 8883)
+        XCTAssertTrue(c.mqtt.tls)
+        XCTAssertEqual(c.mqtt.baseTopic, "heatbridge")
+        XCTAssertEqual(c.accounts.first?.baseURL, "https://api.example/v1")
+        XCTAssertEqual(c.accounts.first?.pollIntervalS, 60)
+        XCTAssertEqual(c.accounts.first?.devices, ["101000001"])
+        XCTAssertEqual(c.store.path, "/var/lib/heatbridge/heatbridge.db")
+        XCTAssertEqual(loaded.hash.count, 16)
+        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].apiKey!, environment: [:]) else { return XCTFail() }
+        XCTAssertEqual(key, "xHCSAPI-secret")
+    }
+
+    func diagnostics(_ text: String, env: [String: String] = [:]) -> [ConfigDiagnostic] {
+        let path = write("c.yaml", text)
+        switch ConfigLoader.load(path: path, environment: env) {
+        case .success: XCTFail("expected errors"); return []
+        case .failure(let e): return e.diagnostics
+        }
+    }
+
+    func testEveryErrorIsReportedWithPosition() {
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+              keepalive_s: 2
+              base_topic: "a/#"
+            store: [1]
+            accounts:
+              - name: Bad Name
+                vendor: podero
+                base_url: ftp://x
+              - vendor: bosch
+                base_url: https://x
+                api_key_credential: k
+            extra: 1
+            """)
+        let lines = d.map { "\($0.mark.line):\($0.mark.column) \($0.message)" }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("3:16 \"keepalive_s\" must be within 5") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("4:15 bad base_topic") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("5:8 store must be a mapping") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("7:11 account name \"Bad Name\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("9:15 bad base_url") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("10:5 missing required key \"name\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("10:5 bosch account needs \"user_id\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("12:25 api_key_credential: credential \"k\" needs $CREDENTIALS_DIRECTORY") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("13:1 unknown key \"extra\" in top level") }, "\(lines)")
+        XCTAssertEqual(d.count, 9, "\(lines)")
+        // Sorted by position.
+        XCTAssertEqual(d.map(\.mark.line), d.map(\.mark.line).sorted())
+    }
+
+    func testYAMLSyntaxErrorsAndUnsupportedFeatures() {
+        XCTAssertEqual(diagnostics("mqtt:\n  url: 'x\n").first?.mark.line, 3)
+        XCTAssertTrue(diagnostics("a: &x 1\nb: *x\n").first?.message.contains("anchors") ?? false)
+        XCTAssertTrue(diagnostics("mqtt: {url: mqtt://h}\n---\nmqtt: {}\n").first?.message.contains("one YAML document") ?? false)
+        XCTAssertTrue(diagnostics("mqtt: {url: mqtt://h}\nmqtt: {url: mqtt://h}\n").first?.message.contains("duplicate key") ?? false)
+        XCTAssertTrue(diagnostics("").first?.message.contains("missing required section \"mqtt\"") ?? false)
+    }
+
+    func testSecretProblemsNeverShowTheSecret() {
+        _ = write("empty.key", "\n")
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://h
+              password_file: \(dir!)/empty.key
+            accounts:
+              - {name: a, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/nope, api_key_credential: y, user_id: u}
+            """)
+        XCTAssertTrue(d.contains { $0.message.contains("empty") })
+        XCTAssertTrue(d.contains { $0.message.contains("not both") })
+    }
+}

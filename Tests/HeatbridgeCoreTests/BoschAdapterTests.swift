@@ -1,0 +1,110 @@
+import HeatbridgeCore
+import Synchronization
+import VendorBosch
+import XCTest
+
+/// A transport answering from a table, recording requests.
+final class ScriptedTransport: HTTPTransport {
+    let answers: @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>
+    let requests = Mutex<[HTTPRequest]>([])
+    init(_ answers: @escaping @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>) { self.answers = answers }
+    func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
+        requests.withLock { $0.append(request) }
+        return try answers(request).get()
+    }
+}
+
+final class BoschAdapterTests: XCTestCase {
+    func adapter(_ t: ScriptedTransport) -> BoschAdapter {
+        BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "xHCSAPI-k", userId: "u1", timeout: 2, allowList: nil)
+    }
+
+    let device = DeviceSnapshot(id: "bosch-1", vendorId: "101000001", online: true, nodes: ["dhw1": [:], "hc1": [:]])
+
+    func command(_ params: JSONValue) -> Command {
+        Command(id: "c", device: "bosch-1", node: "dhw1", capability: "charge", params: params, source: "mqtt", receivedAt: 0, validUntil: 60)
+    }
+
+    func testChargeRequestCarriesHeadersAndBody() async throws {
+        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }
+        let msg = try await adapter(t).execute(command(["action": "start", "duration_min": 30]), device: device)
+        XCTAssertEqual(msg, "charge started for 30 min")
+        let r = try XCTUnwrap(t.requests.withLock { $0.first })
+        XCTAssertEqual(r.method, "PATCH")
+        XCTAssertEqual(r.url, "https://api.test/hvacs/101000001/dhwCircuits/1/charge")
+        XCTAssertTrue(r.headers.contains { $0 == ("x-api-key", "xHCSAPI-k") })
+        XCTAssertTrue(r.headers.contains { $0 == ("x-user-id", "u1") })
+        XCTAssertEqual(try JSONValue.parse(r.body ?? []), ["chargeStatus": "START", "chargeDuration": 30])
+    }
+
+    func testErrorClassification() async {
+        let cases: [(Result<HTTPResponse, HTTPTransportError>, ResultCode)] = [
+            (.success(HTTPResponse(status: 401, body: Array(#"{"message":"Unauthorized"}"#.utf8))), .authFailed),
+            (.success(HTTPResponse(status: 403)), .forbidden),
+            (.success(HTTPResponse(status: 451)), .consentRequired),
+            (.success(HTTPResponse(status: 504)), .deviceOffline),
+            (.success(HTTPResponse(status: 429, headers: ["retry-after": "7"])), .rateLimited),
+            (.success(HTTPResponse(status: 500, body: Array("<html>".utf8))), .cloudUnavailable),
+            (.success(HTTPResponse(status: 400)), .cloudRejected),
+            (.failure(.timeout), .cloudUnavailable),
+            (.failure(.connection("Couldn't connect to server")), .cloudUnavailable),
+        ]
+        for (answer, expected) in cases {
+            let t = ScriptedTransport { _ in answer }
+            do {
+                _ = try await adapter(t).execute(command(["action": "stop"]), device: device)
+                XCTFail("no error for \(answer)")
+            } catch {
+                XCTAssertEqual(error.code, expected, "\(answer)")
+                XCTAssertFalse(error.message.contains("xHCSAPI-k"))
+                if case .rateLimited(let after) = error.kind { XCTAssertEqual(after, 7) }
+            }
+        }
+    }
+
+    func testReadsGatewaysAndMapsDeviceErrors() async throws {
+        let t = ScriptedTransport { r in
+            let path = String(r.url.dropFirst("https://api.test".count))
+            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
+            switch path {
+            case "/hvacs": return ok(#"[{"gatewayId":"101000001","brand":"ivt"},{"gatewayId":"101000002"}]"#)
+            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
+            case "/hvacs/101000001/heatingCircuits", "/hvacs/101000001/dhwCircuits": return ok(#"[{"id":"1"}]"#)
+            case "/hvacs/101000001/heatingCircuits/1": return ok(#"{"id":"1","operationMode":"MANUAL","currentSetPointTemperature":19.5}"#)
+            case "/hvacs/101000001/dhwCircuits/1": return ok(#"{"id":"1","operationMode":"ECO","actualTemperature":41}"#)
+            case "/hvacs/101000001/dhwCircuits/1/charge": return ok(#"{"chargeStatus":"START","chargeDuration":30,"chargeRemainingTime":12}"#)
+            case "/hvacs/101000002/status": return .success(HTTPResponse(status: 403))
+            default: return .success(HTTPResponse(status: 404))
+            }
+        }
+        let devices = try await adapter(t).fetchDevices()
+        XCTAssertEqual(devices.map(\.id), ["bosch-101000001", "bosch-101000002"])
+        XCTAssertEqual(devices[0].nodes["hc1"]?["operation_mode"], "manual")
+        XCTAssertEqual(devices[0].nodes["hc1"]?["setpoint"], 19.5)
+        XCTAssertEqual(devices[0].nodes["dhw1"]?["charge"]?["remaining_min"], 12)
+        XCTAssertEqual(devices[1].error?.code, .forbidden)
+        XCTAssertTrue(devices[1].nodes.isEmpty)
+        // Remote-control reads carry x-user-id; the list does not need it.
+        let reqs = t.requests.withLock { $0 }
+        XCTAssertFalse(reqs.first { $0.url.hasSuffix("/hvacs") }!.headers.contains { $0.0 == "x-user-id" })
+        XCTAssertTrue(reqs.first { $0.url.hasSuffix("/heatingCircuits/1") }!.headers.contains { $0.0 == "x-user-id" })
+    }
+
+    func testGarbageBodyIsBadResponseAnd429FailsTheAccount() async {
+        let garbage = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array("<html>".utf8))) }
+        do { _ = try await adapter(garbage).fetchDevices(); XCTFail() } catch { XCTAssertEqual(error.code, .badResponse) }
+        let limited = ScriptedTransport { _ in .success(HTTPResponse(status: 429)) }
+        do { _ = try await adapter(limited).fetchDevices(); XCTFail() } catch { XCTAssertEqual(error.accountState, .rateLimited) }
+    }
+
+    func testValidation() {
+        let a = adapter(ScriptedTransport { _ in .success(HTTPResponse(status: 204)) })
+        func code(_ node: String, _ cap: String, _ body: [String: JSONValue]) -> ResultCode? {
+            do { _ = try a.validate(node: node, capability: cap, body: body, device: device); return nil } catch { return error.code }
+        }
+        XCTAssertNil(code("dhw1", "charge", ["action": "start"]))
+        XCTAssertEqual(code("dhw2", "charge", ["action": "start"]), .unknownTarget)
+        XCTAssertEqual(code("hc1", "charge", ["action": "start"]), .unsupported)
+        XCTAssertEqual(code("dhw1", "charge", ["action": "start", "duration_min": 9999]), .outOfRange)
+    }
+}

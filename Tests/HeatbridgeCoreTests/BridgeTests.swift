@@ -1,0 +1,178 @@
+import HeatbridgeCore
+import Logging
+import XCTest
+
+final class BridgeTests: XCTestCase {
+    var mqtt: FakeMQTT!
+    var store: FakeStore!
+    var clock: FakeClock!
+    var adapter: FakeAdapter!
+    var task: Task<Void, Never>?
+    let topics = TopicLayout(base: "hb")
+
+    override func setUp() {
+        mqtt = FakeMQTT()
+        store = FakeStore()
+        clock = FakeClock()
+        adapter = FakeAdapter()
+        adapter.snapshots.withLock {
+            $0 = [DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50], "hc1": ["setpoint": 21]])]
+        }
+    }
+
+    override func tearDown() { task?.cancel() }
+
+    func start(pollIntervalS: Double = 3600) -> Bridge {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let bridge = Bridge(settings: BridgeSettings(topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
+                                                     accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS, adapter: adapter)]),
+                            mqtt: mqtt, store: store, clock: clock, logger: logger)
+        task = Task { await bridge.run() }
+        mqtt.continuation.yield(.connected)
+        return bridge
+    }
+
+    func eventually(_ what: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line, _ cond: () -> Bool) {
+        let deadline = Date.now.addingTimeInterval(timeout)
+        while Date.now < deadline {
+            if cond() { return }
+            usleep(5_000)
+        }
+        XCTFail("timed out waiting for \(what)", file: file, line: line)
+    }
+
+    func results(_ id: String? = nil) -> [JSONValue] {
+        mqtt.json("hb/fake-1/dhw1/charge/result").filter { id == nil || $0["id"]?.stringValue == id }
+    }
+
+    func testPublishesStateAndSubscribesOnConnect() {
+        _ = start()
+        eventually("node state") { !mqtt.json("hb/fake-1/dhw1/state").isEmpty }
+        XCTAssertEqual(mqtt.subscriptions.withLock { $0 }, ["hb/+/+/+/set"])
+        XCTAssertEqual(mqtt.json("hb/fake-1/state").last?["vendor"]?.stringValue, "fake")
+        XCTAssertEqual(mqtt.on("hb/fake-1/availability").last, "online")
+        XCTAssertEqual(mqtt.json("hb/fake-1/dhw1/state").last?["source"]?.stringValue, "cloud")
+        XCTAssertEqual(mqtt.json("hb/bridge/state").last?["state"]?.stringValue, "online")
+        eventually("cached in store") { store.devices.withLock { $0["fake-1"] } != nil }
+    }
+
+    func testUnchangedStateIsNotRepublishedButChangesAre() {
+        _ = start(pollIntervalS: 1)
+        eventually("several polls") { clock.now() > 1_800_000_010 }
+        XCTAssertEqual(mqtt.on("hb/fake-1/hc1/state").count, 1)
+        adapter.snapshots.withLock { $0[0].nodes["hc1"] = ["setpoint": 19] }
+        eventually("changed state") { mqtt.on("hb/fake-1/hc1/state").count == 2 }
+        XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue, 19)
+    }
+
+    func testCommandAcceptedThenDone() {
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"a","action":"start","duration_min":30}"#)
+        eventually("done") { results("a").count == 2 }
+        XCTAssertEqual(results("a").map { $0["status"]?.stringValue }, ["accepted", "done"])
+        XCTAssertEqual(adapter.executed.withLock { $0.first?.params }, ["action": "start", "duration_min": 30])
+        XCTAssertEqual(store.commands.withLock { $0.first?.status }, .done)
+    }
+
+    func testRejections() {
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", "[1,2]")
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"v","action":"start","valid_for_s":"soon"}"#)
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"w","action":"start","valid_for_s":0}"#)
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":{"x":1},"action":"start"}"#)
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"r","action":"start"}"#, retained: true)
+        mqtt.send("hb/fake-1/dhw1/charge/set", "")  // the clearing publish: ignored
+        eventually("five rejections") { results().count == 5 }
+        XCTAssertEqual(results().map { $0["code"]?.stringValue }, ["INVALID_PAYLOAD", "INVALID_PAYLOAD", "OUT_OF_RANGE", "INVALID_PAYLOAD", "RETAINED_COMMAND"])
+        XCTAssertTrue(results().allSatisfy { $0["status"]?.stringValue == "rejected" })
+        XCTAssertTrue(mqtt.published.withLock { $0.contains { $0.topic == "hb/fake-1/dhw1/charge/set" && $0.payload.isEmpty && $0.retain } })
+        XCTAssertTrue(adapter.executed.withLock { $0.isEmpty })
+    }
+
+    func testRateLimitQueuesAndRetries() {
+        adapter.executeErrors.withLock { $0 = [CloudError(.rateLimited(retryAfter: 5), status: 429, message: "slow down")] }
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"q","action":"stop"}"#)
+        eventually("done after retry") { results("q").count == 3 }
+        XCTAssertEqual(results("q").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
+        XCTAssertEqual(results("q")[1]["code"]?.stringValue, "RATE_LIMITED")
+        XCTAssertEqual(adapter.executed.withLock { $0.count }, 2)
+    }
+
+    func testRateLimitPastValidityExpires() {
+        adapter.executeErrors.withLock { $0 = [CloudError(.rateLimited(retryAfter: 120), status: 429, message: "slow down")] }
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"e","action":"stop","valid_for_s":60}"#)
+        eventually("expired") { results("e").count == 2 }
+        XCTAssertEqual(results("e").map { $0["status"]?.stringValue }, ["accepted", "expired"])
+        XCTAssertEqual(results("e").last?["code"]?.stringValue, "EXPIRED")
+    }
+
+    func testAuthFailureFailsCommandAndMarksAccount() {
+        adapter.executeErrors.withLock { $0 = [CloudError(.authFailed, status: 401, message: "API key rejected")] }
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"f","action":"stop"}"#)
+        eventually("failed") { results("f").count == 2 }
+        XCTAssertEqual(results("f").last?["code"]?.stringValue, "AUTH_FAILED")
+        eventually("account auth_required") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "auth_required" }
+    }
+
+    func testCachedStateIsPublishedBeforeTheCloudAnswers() {
+        store.devices.withLock {
+            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1", "model": "M"], availability: "online",
+                                        nodes: ["dhw1": ["temperature": 44]], updatedAt: 1_700_000_000)
+        }
+        adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "down") }
+        _ = start()
+        eventually("cached node") { !mqtt.json("hb/fake-1/dhw1/state").isEmpty }
+        let node = mqtt.json("hb/fake-1/dhw1/state").first
+        XCTAssertEqual(node?["source"]?.stringValue, "cache")
+        XCTAssertEqual(node?["stale"]?.boolValue, true)
+        XCTAssertEqual(node?["temperature"]?.doubleValue, 44)
+        XCTAssertEqual(node?["updated_at"]?.stringValue, "2023-11-14T22:13:20Z")
+        eventually("account offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
+    }
+
+    func testResultsKeptWhileBrokerAwayArePublishedOnReconnect() {
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.online.withLock { $0 = false }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"k","action":"stop"}"#)
+        eventually("stored results") { store.results.withLock { $0.count } == 2 }
+        XCTAssertTrue(results("k").isEmpty)
+        mqtt.online.withLock { $0 = true }
+        mqtt.continuation.yield(.connected)
+        eventually("flushed") { results("k").count == 2 }
+        XCTAssertEqual(results("k").map { $0["status"]?.stringValue }, ["accepted", "done"])
+        XCTAssertTrue(store.results.withLock { $0.allSatisfy(\.published) })
+    }
+
+    func testStoreFailureRejectsInsteadOfLosingTheCommand() {
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        store.failing.withLock { $0 = true }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"s","action":"stop"}"#)
+        eventually("rejected") { results("s").count == 1 }
+        XCTAssertEqual(results("s").first?["code"]?.stringValue, "STORE_FAILED")
+        XCTAssertTrue(adapter.executed.withLock { $0.isEmpty })
+    }
+
+    func testOpenCommandsFromTheStoreResumeOnStart() {
+        store.commands.withLock {
+            $0 = [Command(id: "old", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                          receivedAt: 1_800_000_000, validUntil: 1_800_000_600)]
+        }
+        store.devices.withLock {
+            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
+                                        nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
+        }
+        _ = start()
+        eventually("resumed") { results("old").last?["status"]?.stringValue == "done" }
+    }
+}

@@ -1,0 +1,80 @@
+import HeatbridgeCore
+import XCTest
+
+final class JSONTests: XCTestCase {
+    func testRoundTripAndSortedKeys() throws {
+        let v = try JSONValue.parse(#" {"b": [1, 2.5, -3e2, true, null], "a": "x\"y\\z\u00e9\ud83d\ude00\n"} "#)
+        XCTAssertEqual(v.serialized, #"{"a":"x\"y\\zé😀\n","b":[1,2.5,-300,true,null]}"#)
+        XCTAssertEqual(try JSONValue.parse(v.serialized), v)
+    }
+
+    func testErrors() {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "01x", "\"\\ud800\"", "{} x", "\"a\u{01}\"", "1e999", "-"] {
+            XCTAssertThrowsError(try JSONValue.parse(bad), bad)
+        }
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        XCTAssertThrowsError(try JSONValue.parse(deep))
+    }
+
+    func testIntValue() {
+        XCTAssertEqual(JSONValue.number(3).intValue, 3)
+        XCTAssertNil(JSONValue.number(2.5).intValue)
+        XCTAssertNil(JSONValue.string("3").intValue)
+    }
+}
+
+final class TimestampTests: XCTestCase {
+    func testFormatAndParse() {
+        XCTAssertEqual(Timestamp.iso8601(0), "1970-01-01T00:00:00Z")
+        XCTAssertEqual(Timestamp.iso8601(1_795_305_600), "2026-11-22T00:00:00Z")
+        XCTAssertEqual(Timestamp.iso8601(951_782_400), "2000-02-29T00:00:00Z")
+        XCTAssertEqual(Timestamp.parse("2026-11-22T00:00:00Z"), 1_795_305_600)
+        XCTAssertEqual(Timestamp.parse("2026-11-22T01:00:00.250+01:00"), 1_795_305_600)
+        XCTAssertNil(Timestamp.parse("2026-13-01T00:00:00Z"))
+        XCTAssertNil(Timestamp.parse("yesterday"))
+    }
+}
+
+final class TopicTests: XCTestCase {
+    func testParseCommand() {
+        let t = TopicLayout(base: "home/hb")
+        XCTAssertEqual(t.parseCommand("home/hb/bosch-1/dhw1/charge/set")?.capability, "charge")
+        XCTAssertNil(t.parseCommand("home/hb/bosch-1/dhw1/charge/result"))
+        XCTAssertNil(t.parseCommand("home/hb/bosch-1/charge/set"))
+        XCTAssertNil(t.parseCommand("other/bosch-1/dhw1/charge/set"))
+        XCTAssertNil(t.parseCommand("home/hb//dhw1/charge/set"))
+        XCTAssertEqual(TopicLayout.sanitize("Bosch 12/3#"), "bosch_12_3_")
+    }
+}
+
+final class ChargeValidationTests: XCTestCase {
+    func testValidation() throws {
+        XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "start"]), ["action": "start", "duration_min": 60])
+        XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "stop"]), ["action": "stop"])
+        func code(_ b: [String: JSONValue]) -> ResultCode? {
+            do { _ = try CapabilityValidation.dhwCharge(b); return nil } catch { return error.code }
+        }
+        XCTAssertEqual(code([:]), .invalidPayload)
+        XCTAssertEqual(code(["action": "boil"]), .invalidPayload)
+        XCTAssertEqual(code(["action": "start", "duration_min": 0]), .outOfRange)
+        XCTAssertEqual(code(["action": "start", "duration_min": 241]), .outOfRange)
+        XCTAssertEqual(code(["action": "start", "duration_min": 1.5]), .invalidPayload)
+        XCTAssertEqual(code(["action": "stop", "duration_min": 5]), .invalidPayload)
+        XCTAssertEqual(code(["action": "start", "temp": 5]), .invalidPayload)
+    }
+}
+
+final class URLTests: XCTestCase {
+    func testParse() {
+        let u = ParsedURL.parse("mqtt://10.0.0.2:1884")
+        XCTAssertEqual(u?.scheme, "mqtt")
+        XCTAssertEqual(u?.host, "10.0.0.2")
+        XCTAssertEqual(u?.port, 1884)
+        XCTAssertEqual(u?.path, "")
+        XCTAssertEqual(ParsedURL.parse("https://api.example/v1/")?.path, "/v1/")
+        XCTAssertEqual(ParsedURL.parse("mqtts://[::1]:8883")?.host, "::1")
+        XCTAssertNil(ParsedURL.parse("broker:1883"))
+        XCTAssertNil(ParsedURL.parse("mqtt://host:99999"))
+        XCTAssertNil(ParsedURL.parse("mqtt://user:pw@host"))
+    }
+}

@@ -1,0 +1,80 @@
+import HeatbridgeCore
+import HeatbridgeStore
+import XCTest
+
+final class StoreTests: XCTestCase {
+    var path: String!
+
+    override func setUp() {
+        path = "/tmp/hb-store-\(UInt32.random(in: 0...UInt32.max)).db"
+    }
+
+    override func tearDown() {
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+    }
+
+    func testMigratesAndPersistsAcrossReopen() throws {
+        do {
+            let s = try SQLiteStore(path: path)
+            XCTAssertEqual(s.schemaVersion, 1)
+            try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
+                                          nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
+            try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
+                                          nodes: ["hc1": ["setpoint": 19]], updatedAt: 200))
+            let c = Command(id: "c1", device: "d", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                            receivedAt: 1, validUntil: 601)
+            try s.insertCommand(c)
+            var q = c
+            q.status = .queued
+            q.notBefore = 50
+            q.attempts = 1
+            try s.updateCommand(q)
+            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8))
+            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8))
+            try s.markResultPublished(r1)
+        }
+        let s = try SQLiteStore(path: path)
+        XCTAssertEqual(s.schemaVersion, 1)
+        let devices = try s.loadDevices()
+        XCTAssertEqual(devices.count, 1)
+        XCTAssertEqual(devices[0].state, ["model": "M2"])
+        XCTAssertEqual(devices[0].availability, "offline")
+        XCTAssertEqual(devices[0].nodes, ["hc1": ["setpoint": 19]])
+        XCTAssertEqual(devices[0].updatedAt, 200)
+        let open = try s.openCommands()
+        XCTAssertEqual(open.map(\.id), ["c1"])
+        XCTAssertEqual(open[0].status, .queued)
+        XCTAssertEqual(open[0].notBefore, 50)
+        XCTAssertEqual(open[0].attempts, 1)
+        XCTAssertEqual(try s.unpublishedResults().map { String(decoding: $0.payload, as: UTF8.self) }, ["two"])
+        var done = open[0]
+        done.status = .done
+        try s.updateCommand(done)
+        XCTAssertTrue(try s.openCommands().isEmpty)
+        XCTAssertEqual(try s.results(commandId: "c1").count, 2)
+    }
+
+    func testWALModeIsOn() throws {
+        let store = try SQLiteStore(path: path)
+        try store.saveDevice(CachedDevice(deviceId: "d", account: "a", state: [:], availability: nil, nodes: [:], updatedAt: 1))
+        XCTAssertEqual(access(path + "-wal", F_OK), 0, "WAL file missing while the store is open")
+        withExtendedLifetime(store) {}
+    }
+
+    func testUnwritableLocationIsAClearError() {
+        XCTAssertThrowsError(try SQLiteStore(path: "/nonexistent-dir/x.db")) { error in
+            XCTAssertTrue("\(error)".contains("/nonexistent-dir/x.db"), "\(error)")
+        }
+    }
+
+    func testNewerSchemaIsRefused() throws {
+        do { _ = try SQLiteStore(path: path) }
+        // Simulate a store written by a future version, with the sqlite3 shell.
+        let f = popen("sqlite3 \(path!) 'PRAGMA user_version=99'", "r")
+        XCTAssertNotNil(f)
+        if let f { pclose(f) }
+        XCTAssertThrowsError(try SQLiteStore(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("newer"), "\(error)")
+        }
+    }
+}
