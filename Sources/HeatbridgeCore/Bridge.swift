@@ -256,6 +256,7 @@ public actor Bridge {
         mqtt.subscribe(topics.commandFilter, qos: 1)
         let online = JSONValue.object(["state": "online"]).bytes
         retained[topics.bridgeState] = online
+        publishHealth()
         for (topic, payload) in retained.sorted(by: { $0.key < $1.key }) {
             mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
         }

@@ -88,7 +88,7 @@ final class Harness: @unchecked Sendable {
 
     func startBroker() throws {
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        try "listener \(brokerPort) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n".write(to: conf, atomically: true, encoding: .utf8)
+        try "listener \(brokerPort) 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n".write(to: conf, atomically: true, encoding: .utf8)
         let path = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let path else { throw HarnessError("mosquitto is not installed (Scripts/test installs it)") }
         broker = try launch(path, ["-c", conf.path], log: "broker.log")
