@@ -108,3 +108,24 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(d.contains { $0.message.contains("not both") })
     }
 }
+
+/// The files the project ships must stay valid.
+final class ShippedConfigTests: XCTestCase {
+    static let root = String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/"))
+
+    func testExampleConfigIsValidButForItsPlaceholderSecret() {
+        let path = "/" + Self.root + "/etc/heatbridge/heatbridge.yaml"
+        guard case .failure(let e) = ConfigLoader.load(path: path, environment: [:]) else {
+            return XCTFail("the example's secret path should not exist on a build machine")
+        }
+        XCTAssertEqual(e.diagnostics.count, 1, "\(e.diagnostics)")
+        XCTAssertTrue(e.diagnostics.first?.message.hasPrefix("api_key_file: cannot read secret file /etc/heatbridge/secrets/bosch.key") ?? false)
+    }
+
+    func testDemoConfigIsValid() throws {
+        let root = "/" + Self.root
+        XCTAssertEqual(chdir(root), 0)
+        let loaded = try ConfigLoader.load(path: root + "/etc/heatbridge/demo.yaml", environment: [:]).get()
+        XCTAssertEqual(loaded.config.accounts.first?.vendor, .bosch)
+    }
+}
