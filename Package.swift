@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
+        .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore"]),

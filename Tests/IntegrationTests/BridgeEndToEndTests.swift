@@ -111,6 +111,22 @@ final class BridgeEndToEndTests: XCTestCase {
         XCTAssertFalse(h.daemonOutput().contains(Harness.apiKey))
     }
 
+    func testSimulatorRateLimitQueuesAndEveryCommandEndsDone() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        // The charge PATCH allows a burst of 3, then 1 per 2 s (cloud-apis.md §1.6).
+        for i in 0..<5 { c.publish("\(charge)/set", "{\"id\":\"burst-\(i)\",\"action\":\"start\"}") }
+        for i in 0..<5 { c.waitResult("\(charge)/result", id: "burst-\(i)", status: "done", timeout: 30) }
+        let histories = (0..<5).map { c.statuses("\(charge)/result", id: "burst-\($0)") }
+        XCTAssertTrue(histories.contains(["accepted", "queued", "done"]), "\(histories)")
+        XCTAssertTrue(histories.allSatisfy { $0.first == "accepted" && $0.last == "done" && $0.filter { $0 == "done" }.count == 1 }, "\(histories)")
+        let log = try h.admin("GET", "/admin/requests").arrayValue ?? []
+        XCTAssertTrue(log.contains { $0["status"]?.intValue == 429 })
+    }
+
     func testGarbageAndDownCloudDegradeTheAccountWithoutCrashing() throws {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
