@@ -328,6 +328,11 @@ public actor Bridge {
             return reject(device, node, capability, id: id,
                           CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
         }
+        if let deviceError = entry.snapshot.error, entry.snapshot.nodes[node] == nil {
+            // We cannot even list this device's nodes: say why, rather than "unknown node".
+            return reject(device, node, capability, id: id,
+                          CommandRejection(deviceError.code, "device \"\(device)\" cannot be read: \(deviceError.message)"))
+        }
         var params = body
         params["id"] = nil
         params["valid_for_s"] = nil
@@ -446,7 +451,11 @@ public actor Bridge {
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
         }
         c.attempts += 1
-        try? store.updateCommand(c)
+        do {
+            try store.updateCommand(c)
+        } catch {
+            logger.error("cannot persist command attempt", metadata: ["id": "\(c.id)", "error": "\(error)"])
+        }
         stats[account.name, default: AccountStats()].commands += 1
         do {
             let message = try await account.adapter.execute(c, device: entry.snapshot)
@@ -464,7 +473,11 @@ public actor Bridge {
                 }
                 c.status = .queued
                 c.notBefore = retryAt
-                try? store.updateCommand(c)
+                do {
+                    try store.updateCommand(c)
+                } catch {
+                    logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                }
                 publishResult(c, .queued, code: .rateLimited, message: error.message,
                               extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
                 queues[c.device, default: []].insert(c, at: 0)

@@ -1,5 +1,6 @@
 @testable import HeatbridgeSimulator
 import VendorBosch
+import Foundation
 import XCTest
 
 /// The Bosch fake must enforce what cloud-apis.md §1 documents, or the daemon's tests prove nothing.
@@ -57,5 +58,26 @@ final class BoschCloudTests: XCTestCase {
         for _ in 0..<5 { XCTAssertEqual(cloud.handle(method: "GET", path: "/hvacs", headers: key, body: [], now: 200).status, 200) }
         XCTAssertEqual(cloud.handle(method: "GET", path: "/hvacs", headers: key, body: [], now: 200).status, 429)
         XCTAssertEqual(cloud.handle(method: "GET", path: "/hvacs", headers: key, body: [], now: 200.5).status, 200)
+    }
+
+    func testScenarioFile() throws {
+        let path = "/tmp/hb-scenario-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        let text = """
+            bosch:
+              api_key: xHCSAPI-test
+              rate_limit: false
+              gateways:
+                - {id: "101000007", brand: ivt, contract: false}
+                - {id: "101000008", consent: old, online: false}
+            """
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        let cloud = try Scenario.load(path: path)
+        XCTAssertEqual(cloud.apiKey, "xHCSAPI-test")
+        XCTAssertFalse(cloud.rateLimitEnabled)
+        XCTAssertEqual(cloud.gateways.keys.sorted(), ["101000007", "101000008"])
+        XCTAssertFalse(cloud.gateways["101000007"]!.contract)
+        XCTAssertFalse(cloud.gateways["101000008"]!.consentCurrent)
+        XCTAssertFalse(cloud.gateways["101000008"]!.online)
+        XCTAssertThrowsError(try Scenario.load(path: "/nonexistent.yaml"))
     }
 }

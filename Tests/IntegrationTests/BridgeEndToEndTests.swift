@@ -127,6 +127,27 @@ final class BridgeEndToEndTests: XCTestCase {
         XCTAssertTrue(log.contains { $0["status"]?.intValue == 429 })
     }
 
+    func testGatewayWithoutContractOrConsentIsReportedPerDevice() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/bosch/gateways/101000002", #"{"contract":false}"#)
+        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"consent":"old"}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let noContract = c.waitJSON("heatbridge/bosch-101000002/state") { $0["error"]?["code"]?.stringValue == "FORBIDDEN" }
+        XCTAssertEqual(noContract?["nodes"], [])
+        c.waitJSON("heatbridge/\(gw)/state") { $0["error"]?["code"]?.stringValue == "CONSENT_REQUIRED" }
+        // The account itself is fine: one gateway's contract is not the account's problem.
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "ready" }
+        c.publish("\(charge)/set", #"{"id":"consent-1","action":"start"}"#)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "consent-1", status: "rejected")?["code"]?.stringValue, "CONSENT_REQUIRED")
+        // Consent renewed: the next poll reads the circuits and commands run.
+        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"consent":"current"}"#)
+        c.waitJSON("heatbridge/\(gw)/dhw1/state", timeout: 20)
+        c.publish("\(charge)/set", #"{"id":"consent-2","action":"start"}"#)
+        c.waitResult("\(charge)/result", id: "consent-2", status: "done")
+    }
+
     func testGarbageAndDownCloudDegradeTheAccountWithoutCrashing() throws {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
