@@ -57,7 +57,7 @@ public actor Bridge {
         var rateLimited = 0
     }
 
-    let settings: BridgeSettings
+    var settings: BridgeSettings
     let topics: TopicLayout
     let mqtt: any MQTTPort
     let store: any StatePort
@@ -65,7 +65,7 @@ public actor Bridge {
     let logger: Logger
     let processStats: @Sendable () -> [String: JSONValue]
     let startedAt: EpochSeconds
-    let accounts: [String: AccountRuntime]
+    var accounts: [String: AccountRuntime]
 
     /// Last payload per retained topic: compared to skip unchanged publishes, replayed after a reconnect.
     var retained: [String: [UInt8]] = [:]
@@ -81,6 +81,9 @@ public actor Bridge {
     var deferred: [MQTTMessage] = []
     var firstPollDone: Set<String> = []
     var refreshPending: Set<String> = []
+    var pollTasks: [String: Task<Void, Never>] = [:]
+    var mqttConnected = false
+    var cacheLoaded = false
 
     public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
                 processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
@@ -102,16 +105,70 @@ public actor Bridge {
     /// Publishes the cache, then serves MQTT events, polls every account and publishes health until cancelled.
     public func run() async {
         loadCache()
+        cacheLoaded = true
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
         publishInfo()
         resumeOpenCommands()
+        startPolling()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.consumeEvents() }
-            for a in self.settings.accounts {
-                group.addTask { await self.pollLoop(a) }
-            }
             group.addTask { await self.healthLoop() }
         }
+        stopPolling()
+    }
+
+    /// True once the cache is published and the broker has accepted the connection: what `READY=1` means.
+    public var isReady: Bool { cacheLoaded && mqttConnected }
+
+    /// Answers as soon as the actor is free: the watchdog pings only while this returns, so a hung bridge is
+    /// restarted by systemd.
+    public func alive() -> Bool { true }
+
+    /// Test hook: runs `body` on the bridge's executor. Given a blocking body it hangs the bridge as a
+    /// deadlock would, which is how the tests prove the watchdog stops pinging.
+    public func runOnBridge(_ body: @Sendable () -> Void) { body() }
+
+    /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
+    /// removed accounts go offline and their retained topics are cleared.
+    public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour) {
+        stopPolling()
+        let newNames = Set(newAccounts.map(\.name))
+        for (id, entry) in devices where !newNames.contains(entry.account) {
+            publishRaw(topics.availability(id), "offline")
+            for node in entry.snapshot.nodes.keys { clearRetained(topics.nodeState(id, node)) }
+            clearRetained(topics.deviceState(id))
+            clearRetained(topics.availability(id))
+            devices[id] = nil
+        }
+        for name in accounts.keys where !newNames.contains(name) {
+            clearRetained(topics.account(name))
+            accountStatus[name] = nil
+            firstPollDone.remove(name)
+        }
+        settings.accounts = newAccounts
+        settings.behaviour = behaviour
+        accounts = Dictionary(newAccounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+        for a in newAccounts where accountStatus[a.name] == nil { setAccount(a.name, .starting, error: nil) }
+        publishInfo()
+        startPolling()
+        logger.info("configuration applied", metadata: ["accounts": "\(newAccounts.count)"])
+    }
+
+    func startPolling() {
+        for a in settings.accounts where pollTasks[a.name] == nil {
+            pollTasks[a.name] = Task { await self.pollLoop(a) }
+        }
+    }
+
+    func stopPolling() {
+        for t in pollTasks.values { t.cancel() }
+        pollTasks = [:]
+    }
+
+    func clearRetained(_ topic: String) {
+        retained[topic] = nil
+        contentKeys[topic] = nil
+        mqtt.publish(topic: topic, payload: [], qos: 1, retain: true)
     }
 
     /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
@@ -241,8 +298,11 @@ public actor Bridge {
     func consumeEvents() async {
         for await event in mqtt.events {
             switch event {
-            case .connected: onConnected()
+            case .connected:
+                mqttConnected = true
+                onConnected()
             case .disconnected(let reason):
+                mqttConnected = false
                 logger.warning("MQTT connection lost; reconnecting", metadata: ["reason": "\(reason)"])
             case .message(let m): handleMessage(m)
             }

@@ -8,8 +8,12 @@ import HeatbridgeStore
 import Logging
 import VendorBosch
 
-/// Wires the real parts together and runs the bridge until SIGTERM/SIGINT.
+/// Wires the real parts together and runs the bridge until SIGTERM/SIGINT; SIGHUP reloads the config.
 enum Daemon {
+    /// How long start-up waits for the broker before saying READY=1 anyway (with a STATUS saying so): a
+    /// broker that is down must not make systemd kill a daemon that is serving its cache and the clouds.
+    static let readyWaitS = 10.0
+
     static func run(configPath: String) async -> Int32 {
         let env = ProcessEnvironment.all()
         let loaded: LoadedConfig
@@ -19,11 +23,11 @@ enum Daemon {
             let diagnostics = errors.diagnostics
             for d in diagnostics { printErr("<3>" + d.description) }
             printErr("<3>not starting: \(diagnostics.count) config error(s); run heatbridge check-config")
-            return 78  // EX_CONFIG: systemd's RestartPreventExitStatus can stop a restart loop on it
+            return 78  // EX_CONFIG: the unit's RestartPreventExitStatus stops a restart loop on it
         }
         let config = loaded.config
-        let level = Logger.Level(rawValue: config.log.level) ?? .info
-        LoggingSystem.bootstrap { JournaldLogHandler(label: $0, level: level) }
+        currentLogLevel.withLock { $0 = Logger.Level(rawValue: config.log.level) ?? .info }
+        LoggingSystem.bootstrap { JournaldLogHandler(label: $0) }
         let logger = Logger(label: "heatbridge")
         logger.info("starting", metadata: ["version": "\(heatbridgeVersion)", "config": "\(configPath)", "config_hash": "\(loaded.hash.prefix(12))"])
 
@@ -34,28 +38,13 @@ enum Daemon {
             logger.critical("cannot open the store", metadata: ["path": "\(config.store.path)", "error": "\(error)"])
             return 1
         }
-
-        func secret(_ ref: SecretRef?) -> String? {
-            guard let ref else { return nil }
-            if case .success(let s) = ConfigLoader.readSecret(ref, environment: env) { return s }
-            return nil
-        }
-
         let http = CurlTransport()
-        var accounts: [AccountRuntime] = []
-        for a in config.accounts {
-            switch a.vendor {
-            case .bosch:
-                guard let key = secret(a.apiKey) else {
-                    logger.critical("cannot read the API key", metadata: ["account": "\(a.name)"])
-                    return 1
-                }
-                let adapter = BoschAdapter(transport: http, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
-                                           timeout: a.timeoutS, allowList: a.devices)
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
-            case .homesmartlink, .podero:
-                logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])
-            }
+        let accounts: [AccountRuntime]
+        switch makeAccounts(config, environment: env, transport: http, logger: logger) {
+        case .success(let a): accounts = a
+        case .failure(let why):
+            logger.critical("cannot set up accounts", metadata: ["error": "\(why)"])
+            return 1
         }
 
         let topics = TopicLayout(base: config.mqtt.baseTopic)
@@ -63,8 +52,8 @@ enum Daemon {
         do {
             mqtt = try MosquittoClient(MQTTConnectOptions(
                 host: config.mqtt.host, port: config.mqtt.port, clientId: config.mqtt.clientId, cleanSession: false,
-                username: config.mqtt.username, password: secret(config.mqtt.password), caFile: config.mqtt.caFile,
-                tls: config.mqtt.tls, keepaliveS: config.mqtt.keepaliveS,
+                username: config.mqtt.username, password: config.mqtt.password.flatMap { readSecret($0, env) },
+                caFile: config.mqtt.caFile, tls: config.mqtt.tls, keepaliveS: config.mqtt.keepaliveS,
                 will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)))
         } catch {
             logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
@@ -75,26 +64,139 @@ enum Daemon {
             settings: BridgeSettings(topics: topics, version: heatbridgeVersion, configHash: String(loaded.hash.prefix(12)),
                                      behaviour: config.bridge, accounts: accounts),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
+        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, logger: logger)
+        let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
 
         let runTask = Task { await bridge.run() }
-        let signals = SignalWatcher { signal in
-            if signal == SIGHUP {
-                logger.notice("SIGHUP: config reload is not supported yet; restart the service to apply changes")
-            } else {
+        let signals = SignalWatcher(testHooks ? [SIGTERM, SIGINT, SIGHUP, SIGUSR2] : [SIGTERM, SIGINT, SIGHUP]) { signal in
+            switch signal {
+            case SIGHUP:
+                Task { await reloader.reload() }
+            case SIGUSR2:
+                logger.warning("test hook: blocking the bridge")
+                Task { await bridge.runOnBridge { while true { sleep(60) } } }
+            default:
                 logger.info("stopping", metadata: ["signal": "\(signal)"])
                 SDNotify.send("STOPPING=1")
                 runTask.cancel()
             }
         }
         mqtt.start()
-        SDNotify.send("READY=1\nSTATUS=bridging \(accounts.count) account(s)")
+        let watchdog = startWatchdog(bridge: bridge, environment: env, logger: logger)
+
+        // READY=1 once the cache is published and the broker connected, or after a bounded wait.
+        var waited = 0.0
+        while await !bridge.isReady, waited < readyWaitS, !runTask.isCancelled {
+            try? await Task.sleep(nanoseconds: 50_000_000)
+            waited += 0.05
+        }
+        if await bridge.isReady {
+            SDNotify.send("READY=1\nSTATUS=Bridging \(accounts.count) account(s); broker \(config.mqtt.host):\(config.mqtt.port) connected")
+            logger.info("ready", metadata: ["startup_ms": "\(Int(waited * 1000))"])
+        } else {
+            SDNotify.send("READY=1\nSTATUS=Broker \(config.mqtt.host):\(config.mqtt.port) unreachable, retrying; clouds and cache active")
+            logger.warning("ready without the broker; still retrying", metadata: ["broker": "\(config.mqtt.host):\(config.mqtt.port)"])
+        }
+
         await runTask.value
+        watchdog?.cancel()
         await bridge.publishOffline()
         mqtt.flush(timeoutS: 2)
         mqtt.shutdown()
-        _ = signals
+        withExtendedLifetime(signals) {}
         logger.info("stopped")
         return 0
+    }
+
+    /// `WATCHDOG=1` at half of `$WATCHDOG_USEC`, only while the bridge actor answers: a hung bridge stops
+    /// the pings and systemd restarts the service.
+    static func startWatchdog(bridge: Bridge, environment env: [String: String], logger: Logger) -> Task<Void, Never>? {
+        guard let usec = env["WATCHDOG_USEC"].flatMap(Double.init), usec > 0 else { return nil }
+        if let pid = env["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return nil }
+        let interval = usec / 2 / 1e6
+        logger.info("watchdog enabled", metadata: ["interval_s": "\(interval)"])
+        return Task.detached {
+            while !Task.isCancelled {
+                if await bridge.alive() { SDNotify.send("WATCHDOG=1") }
+                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+            }
+        }
+    }
+
+    static func readSecret(_ ref: SecretRef, _ env: [String: String]) -> String? {
+        if case .success(let s) = ConfigLoader.readSecret(ref, environment: env) { return s }
+        return nil
+    }
+
+    /// One adapter per configured account of a vendor heatbridge implements.
+    static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
+                             logger: Logger) -> Result<[AccountRuntime], SetupError> {
+        var accounts: [AccountRuntime] = []
+        for a in config.accounts {
+            switch a.vendor {
+            case .bosch:
+                guard let ref = a.apiKey, let key = readSecret(ref, env) else {
+                    return .failure(SetupError(description: "account \(a.name): cannot read the API key"))
+                }
+                let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
+                                           timeout: a.timeoutS, allowList: a.devices)
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
+            case .homesmartlink, .podero:
+                logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])
+            }
+        }
+        return .success(accounts)
+    }
+
+    struct SetupError: Error, CustomStringConvertible { var description: String }
+}
+
+/// SIGHUP: validate the new config first; refuse it (and keep running on the old one) when invalid, apply it
+/// when valid. MQTT and store settings need a restart; everything else applies live.
+actor Reloader {
+    let path: String
+    var current: HeatbridgeConfig
+    let bridge: Bridge
+    let transport: any HTTPTransport
+    let logger: Logger
+
+    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, logger: Logger) {
+        self.path = path
+        self.current = current
+        self.bridge = bridge
+        self.transport = transport
+        self.logger = logger
+    }
+
+    func reload() async {
+        SDNotify.send("RELOADING=1\nMONOTONIC_USEC=\(SDNotify.monotonicUsec())")
+        logger.notice("SIGHUP: reloading the config", metadata: ["config": "\(path)"])
+        let env = ProcessEnvironment.all()
+        switch ConfigLoader.load(path: path, environment: env) {
+        case .failure(let errors):
+            for d in errors.diagnostics { logger.error("\(d.description)") }
+            logger.error("reload refused: the running config stays in force", metadata: ["errors": "\(errors.diagnostics.count)"])
+            SDNotify.send("READY=1\nSTATUS=Reload refused: \(errors.diagnostics.count) config error(s); running on the previous config")
+        case .success(let loaded):
+            let new = loaded.config
+            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, logger: logger) else {
+                logger.error("reload refused: cannot set up the new accounts")
+                SDNotify.send("READY=1\nSTATUS=Reload refused: cannot set up the new accounts")
+                return
+            }
+            var restartNeeded: [String] = []
+            if new.mqtt != current.mqtt { restartNeeded.append("mqtt") }
+            if new.store != current.store { restartNeeded.append("store") }
+            currentLogLevel.withLock { $0 = Logger.Level(rawValue: new.log.level) ?? .info }
+            await bridge.reconfigure(accounts: accounts, behaviour: new.bridge)
+            current = new
+            if restartNeeded.isEmpty {
+                SDNotify.send("READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); bridging \(accounts.count) account(s)")
+            } else {
+                logger.warning("reloaded; changes to these sections need a restart", metadata: ["sections": "\(restartNeeded.joined(separator: ","))"])
+                SDNotify.send("READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); restart to apply: \(restartNeeded.joined(separator: ", "))")
+            }
+        }
     }
 }
 
@@ -111,13 +213,13 @@ struct SystemClock: HeatbridgeCore.Clock {
     }
 }
 
-/// Turns SIGTERM, SIGINT and SIGHUP into calls of `handler` on a dispatch queue.
+/// Turns the given signals into calls of `handler` on a dispatch queue.
 final class SignalWatcher {
     private let sources: [any DispatchSourceSignal]
 
-    init(_ handler: @escaping @Sendable (Int32) -> Void) {
+    init(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
         var list: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT, SIGHUP] {
+        for sig in signals {
             signal(sig, SIG_IGN)  // let the dispatch source, not the default action, see it
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { handler(sig) }
@@ -130,6 +232,12 @@ final class SignalWatcher {
 
 /// sd_notify without libsystemd: one datagram to `$NOTIFY_SOCKET` (no-op when unset).
 enum SDNotify {
+    static func monotonicUsec() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+    }
+
     static func send(_ message: String) {
         guard let path = ProcessEnvironment.value("NOTIFY_SOCKET"), !path.isEmpty else { return }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

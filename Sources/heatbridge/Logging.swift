@@ -1,16 +1,24 @@
 import Glibc
 import Logging
+import Synchronization
+
+/// The process-wide log level: a reload changes it for every logger at once.
+let currentLogLevel = Mutex<Logger.Level>(.info)
 
 /// Writes one line per event to stderr with a syslog priority prefix (`<6>`), which journald turns into the
 /// entry's priority. Metadata follows as `key=value`. Nothing here knows secrets: callers never log them.
 struct JournaldLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level
     let label: String
 
-    init(label: String, level: Logger.Level) {
+    /// Reads (and sets) the process-wide level, so a config reload applies to loggers already handed out.
+    var logLevel: Logger.Level {
+        get { currentLogLevel.withLock { $0 } }
+        set { currentLogLevel.withLock { $0 = newValue } }
+    }
+
+    init(label: String) {
         self.label = label
-        self.logLevel = level
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -133,7 +133,7 @@ final class Harness: @unchecked Sendable {
 
     var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
 
-    func writeConfig(pollIntervalS: Double, timeoutS: Double) throws {
+    func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug") throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
         let yaml = """
@@ -144,7 +144,7 @@ final class Harness: @unchecked Sendable {
             store:
               path: \(dir.appendingPathComponent("state.db").path)
             accounts:
-              - name: bosch-test
+              - name: \(accountName)
                 vendor: bosch
                 base_url: http://127.0.0.1:\(simPort)/bosch
                 api_key_file: \(keyFile.path)
@@ -152,13 +152,22 @@ final class Harness: @unchecked Sendable {
                 poll_interval_s: \(pollIntervalS)
                 timeout_s: \(timeoutS)
             log:
-              level: debug
+              level: \(logLevel)
             """
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func startDaemon() throws {
-        daemon = try launch(Self.binary("heatbridge"), ["run", "--config", configPath], log: "daemon.log")
+    func startDaemon(env: [String: String] = [:], wrapper: [String] = []) throws {
+        let bin = Self.binary("heatbridge")
+        if wrapper.isEmpty {
+            daemon = try launch(bin, ["run", "--config", configPath], log: "daemon.log", env: env)
+        } else {
+            daemon = try launch(wrapper[0], Array(wrapper.dropFirst()) + [bin, "run", "--config", configPath], log: "daemon.log", env: env)
+        }
+    }
+
+    func signalDaemon(_ sig: Int32) {
+        if let d = daemon { kill(d.processIdentifier, sig) }
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -209,6 +218,8 @@ final class TestMQTTClient: @unchecked Sendable {
     final class Recorder: Sendable {
         let messages = Mutex<[MQTTMessage]>([])
         let connects = Mutex(0)
+        /// Subscriptions to renew after every reconnect (the test client's session is clean).
+        let filters = Mutex<[String]>([])
     }
     let mqtt: MosquittoClient
     let recorder = Recorder()
@@ -223,7 +234,9 @@ final class TestMQTTClient: @unchecked Sendable {
             for await e in m.events {
                 switch e {
                 case .message(let msg): r.messages.withLock { $0.append(msg) }
-                case .connected: r.connects.withLock { $0 += 1 }
+                case .connected:
+                    for f in r.filters.withLock({ $0 }) { m.subscribe(f, qos: 1) }
+                    r.connects.withLock { $0 += 1 }
                 case .disconnected: break
                 }
             }
@@ -240,6 +253,7 @@ final class TestMQTTClient: @unchecked Sendable {
     }
 
     func subscribe(_ filter: String) {
+        recorder.filters.withLock { if !$0.contains(filter) { $0.append(filter) } }
         mqtt.subscribe(filter, qos: 1)
         usleep(200_000)
     }
