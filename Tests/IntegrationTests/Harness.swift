@@ -46,7 +46,12 @@ final class Harness: @unchecked Sendable {
     deinit { stopAll() }
 
     func stopAll() {
-        for p in [daemon, sim, broker] { if let p, p.isRunning { p.terminate(); p.waitUntilExit() } }
+        if let d = daemon, d.isRunning {
+            signalDaemon(SIGKILL)  // the daemon itself, also when it runs under strace
+            kill(d.processIdentifier, SIGKILL)
+            d.waitUntilExit()
+        }
+        for p in [sim, broker] { if let p, p.isRunning { p.terminate(); p.waitUntilExit() } }
         client?.close()
     }
 
@@ -166,15 +171,26 @@ final class Harness: @unchecked Sendable {
         }
     }
 
+    /// The daemon's pid; when it runs under a wrapper (strace), the wrapper's child.
+    var daemonPID: Int32? {
+        guard let d = daemon else { return nil }
+        let pid = d.processIdentifier
+        if let kids = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8),
+           let child = kids.split(separator: " ").first.flatMap({ Int32($0) }) {
+            return child
+        }
+        return pid
+    }
+
     func signalDaemon(_ sig: Int32) {
-        if let d = daemon { kill(d.processIdentifier, sig) }
+        if let pid = daemonPID { kill(pid, sig) }
     }
 
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
     func stopDaemon() -> Int32 {
         guard let d = daemon else { return -1 }
-        if d.isRunning { d.terminate() }
+        if d.isRunning { signalDaemon(SIGTERM) }
         d.waitUntilExit()
         return d.terminationStatus
     }

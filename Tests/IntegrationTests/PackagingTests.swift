@@ -1,0 +1,182 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// The unit file, the daemon's behaviour inside the unit's sandbox, the install script and the .deb.
+final class PackagingTests: XCTestCase {
+    static let root = Harness.packageRoot
+
+    @discardableResult
+    func sh(_ command: String, env: [String: String] = [:], expect: Int32? = 0, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", command]
+        p.currentDirectoryURL = Self.root
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let out = String(decoding: data, as: UTF8.self)
+        if let expect { XCTAssertEqual(p.terminationStatus, expect, "\(command)\n\(out)", file: file, line: line) }
+        return out
+    }
+
+    func tempDir() throws -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("hb-pkg-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// The unit with ExecStart pointing at the built binary (systemd-analyze insists the binary exists).
+    func unitCopy() throws -> URL {
+        let dir = try tempDir()
+        let text = try String(contentsOf: Self.root.appendingPathComponent("systemd/heatbridge.service"), encoding: .utf8)
+            .replacingOccurrences(of: "ExecStart=/usr/bin/heatbridge", with: "ExecStart=\(Harness.binary("heatbridge"))")
+        let unit = dir.appendingPathComponent("heatbridge.service")
+        try text.write(to: unit, atomically: true, encoding: .utf8)
+        return unit
+    }
+
+    func testUnitLintsCleanAndIsHardened() throws {
+        let unit = try unitCopy()
+        let lint = try sh("systemd-analyze verify --recursive-errors=no '\(unit.path)'")
+        XCTAssertEqual(lint.trimmingCharacters(in: .whitespacesAndNewlines), "", "systemd-analyze verify printed warnings")
+        let security = try sh("systemd-analyze security --offline=true --no-pager '\(unit.path)'")
+        let line = security.split(separator: "\n").first { $0.contains("Overall exposure level") }
+        let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
+        XCTAssertNotNil(score, security)
+        XCTAssertLessThanOrEqual(score ?? 99, 2.0, String(line ?? ""))
+        let text = try String(contentsOf: unit, encoding: .utf8)
+        for required in ["Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "User=heatbridge",
+                         "StateDirectory=heatbridge", "ConfigurationDirectory=heatbridge", "ProtectSystem=strict",
+                         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
+                         "CapabilityBoundingSet=", "UMask=0077", "NoNewPrivileges=yes"] {
+            XCTAssertTrue(text.contains(required), "unit lacks \(required)")
+        }
+    }
+
+    /// Expands a systemd syscall group (`@system-service`) into syscall names.
+    func expand(_ group: String, seen: inout Set<String>) throws -> Set<String> {
+        if seen.contains(group) { return [] }
+        seen.insert(group)
+        var out: Set<String> = []
+        for raw in try sh("systemd-analyze syscall-filter '\(group)'").split(separator: "\n").dropFirst() {
+            let item = raw.trimmingCharacters(in: .whitespaces)
+            if item.isEmpty || item.hasPrefix("#") { continue }
+            if item.hasPrefix("@") { out.formUnion(try expand(item, seen: &seen)) } else { out.insert(item) }
+        }
+        return out
+    }
+
+    /// Runs a full scenario under strace and checks every syscall, socket family and mapping against what the
+    /// unit allows, so the hardening cannot break the daemon unnoticed (systemd itself is not PID 1 here).
+    func testDaemonStaysInsideTheUnitsSandbox() throws {
+        let unit = try String(contentsOf: Self.root.appendingPathComponent("systemd/heatbridge.service"), encoding: .utf8)
+        var allowGroups: [String] = []
+        var denyGroups: [String] = []
+        for line in unit.split(separator: "\n") where line.hasPrefix("SystemCallFilter=") {
+            let value = line.dropFirst("SystemCallFilter=".count)
+            if value.hasPrefix("~") { denyGroups += value.dropFirst().split(separator: " ").map(String.init) }
+            else { allowGroups += value.split(separator: " ").map(String.init) }
+        }
+        var seen = Set<String>()
+        var allowed = Set<String>()
+        for g in allowGroups { allowed.formUnion(try expand(g, seen: &seen)) }
+        var denied = Set<String>()
+        for g in denyGroups { seen = []; denied.formUnion(try expand(g, seen: &seen)) }
+        XCTAssertGreaterThan(allowed.count, 100)
+
+        let h = try Harness()
+        defer { h.stopAll() }
+        let trace = h.dir.appendingPathComponent("strace.txt").path
+        try h.startDaemon(env: ["NOTIFY_SOCKET": h.dir.appendingPathComponent("nowhere.sock").path, "WATCHDOG_USEC": "1000000"],
+                          wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", trace])
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        c.publish("heatbridge/bosch-101000001/dhw1/charge/set", #"{"id":"sb-1","action":"start"}"#)
+        c.waitResult("heatbridge/bosch-101000001/dhw1/charge/result", id: "sb-1", status: "done")
+        h.signalDaemon(SIGHUP)
+        Thread.sleep(forTimeInterval: 1)
+        h.stopDaemon()
+        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+        var used = Set<String>()
+        var families = Set<String>()
+        for l in lines {
+            let parts = l.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, let paren = parts[1].firstIndex(of: "(") else { continue }
+            let name = String(parts[1][..<paren])
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !name.isEmpty else { continue }
+            used.insert(name)
+            if name == "socket" || name == "socketpair" {
+                families.insert(String(parts[1][parts[1].index(after: paren)...].prefix { $0 != "," }))
+            }
+            XCTAssertFalse(l.contains("PROT_WRITE|PROT_EXEC") || l.contains("PROT_EXEC|PROT_WRITE"), "W+X mapping: \(l)")
+        }
+        XCTAssertTrue(used.contains("sendto"), "strace saw nothing useful")
+        // execve is strace starting the daemon; fchown is SQLite matching file owners, which it does only as root
+        // (the tests run as root; the unit runs as the heatbridge user).
+        let outside = used.subtracting(allowed).subtracting(["execve"])
+        XCTAssertEqual(outside, [], "syscalls outside SystemCallFilter=\(allowGroups)")
+        let forbidden = used.intersection(denied).subtracting(["fchown"])
+        XCTAssertEqual(forbidden, [], "syscalls the unit denies")
+        XCTAssertTrue(families.isSubset(of: ["AF_UNIX", "AF_INET", "AF_INET6"]), "socket families \(families)")
+    }
+
+    func testInstallScriptStagesIntoADestdirWithoutOverwritingConfig() throws {
+        let dest = try tempDir()
+        let env = ["DESTDIR": dest.path, "HEATBRIDGE_BINARY": Harness.binary("heatbridge")]
+        let out = try sh("Scripts/install", env: env)
+        XCTAssertTrue(out.contains("Next steps"), out)
+        for f in ["usr/bin/heatbridge", "lib/systemd/system/heatbridge.service", "etc/heatbridge/heatbridge.yaml"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dest.appendingPathComponent(f).path), f)
+        }
+        let config = dest.appendingPathComponent("etc/heatbridge/heatbridge.yaml")
+        try "# the installer's own config\n".write(to: config, atomically: true, encoding: .utf8)
+        try sh("Scripts/install", env: env)
+        XCTAssertEqual(try String(contentsOf: config, encoding: .utf8), "# the installer's own config\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: config.path + ".example"))
+        XCTAssertEqual(try sh("'\(dest.path)/usr/bin/heatbridge' version"), "heatbridge 0.1.0\n")
+    }
+
+    func testDebPackageContentsMetadataAndScratchInstall() throws {
+        let deb: String
+        if let prebuilt = ProcessInfo.processInfo.environment["HEATBRIDGE_DEB"] {
+            deb = prebuilt
+        } else {
+            deb = try sh("Scripts/package").split(separator: "\n").last.map(String.init) ?? ""
+        }
+        XCTAssertTrue(deb.hasSuffix(".deb"), deb)
+        let info = try sh("dpkg-deb --info '\(deb)'")
+        XCTAssertTrue(info.contains("Package: heatbridge"), info)
+        XCTAssertTrue(info.contains("Version: 0.1.0"), info)
+        XCTAssertTrue(info.contains("Depends: libmosquitto1, libcurl4, libsqlite3-0, libyaml-0-2"), info)
+        for script in ["postinst", "prerm", "postrm", "conffiles"] { XCTAssertTrue(info.contains(script), "no \(script)") }
+        XCTAssertEqual(try sh("dpkg-deb --field '\(deb)' Package"), "heatbridge\n")
+        let contents = try sh("dpkg-deb --contents '\(deb)'")
+        XCTAssertTrue(contents.hasPrefix("drwxr-xr-x root/root"), "package root must be 0755: \(contents.prefix(60))")
+        for f in ["./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml"] {
+            XCTAssertTrue(contents.contains(f), "missing \(f)")
+        }
+        let conffiles = try sh("dpkg-deb --ctrl-tarfile '\(deb)' | tar -xOf - ./conffiles")
+        XCTAssertEqual(conffiles, "/etc/heatbridge/heatbridge.yaml\n")
+        // The packaged binary is the static-stdlib build: no Swift runtime on the box.
+        let root = try tempDir()
+        try sh("mkdir -p '\(root.path)/var/lib/dpkg/info' '\(root.path)/var/lib/dpkg/updates' && touch '\(root.path)/var/lib/dpkg/status'")
+        try sh("dpkg --root='\(root.path)' --force-script-chrootless --force-depends --force-not-root --log=/dev/null -i '\(deb)'")
+        let bin = root.path + "/usr/bin/heatbridge"
+        XCTAssertEqual(try sh("'\(bin)' version"), "heatbridge 0.1.0\n")
+        XCTAssertFalse(try sh("readelf -d '\(bin)'").contains("libswiftCore.so"), "packaged binary needs the Swift runtime")
+        // The installed example config checks clean once its secret exists.
+        let secrets = root.path + "/etc/heatbridge/secrets"
+        try "xHCSAPI-packaged\n".write(toFile: secrets + "/bosch.key", atomically: true, encoding: .utf8)
+        try sh("sed -i 's#/etc/heatbridge/secrets#\(secrets)#' '\(root.path)/etc/heatbridge/heatbridge.yaml'")
+        let check = try sh("'\(bin)' check-config --config '\(root.path)/etc/heatbridge/heatbridge.yaml'")
+        XCTAssertTrue(check.contains(": OK"), check)
+        XCTAssertTrue(try sh("dpkg --root='\(root.path)' -l heatbridge").contains("ii  heatbridge"))
+    }
+}
