@@ -30,7 +30,12 @@ final class Harness: @unchecked Sendable {
         return dir + "/" + name
     }
 
-    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = []) throws {
+    /// Broker credentials when the harness runs an authenticating broker.
+    let mqttUser: (name: String, password: String)?
+
+    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = [],
+         mqttUser: (name: String, password: String)? = nil) throws {
+        self.mqttUser = mqttUser
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         brokerPort = try Self.freePort()
@@ -38,7 +43,7 @@ final class Harness: @unchecked Sendable {
         try startBroker()
         try startSim(extra: simArgs)
         try writeConfig(pollIntervalS: pollIntervalS, timeoutS: timeoutS)
-        client = try TestMQTTClient(port: brokerPort)
+        client = try TestMQTTClient(port: brokerPort, user: mqttUser)
         try client.waitConnected()
         client.subscribe("heatbridge/#")
     }
@@ -93,7 +98,18 @@ final class Harness: @unchecked Sendable {
 
     func startBroker() throws {
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        try "listener \(brokerPort) 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n".write(to: conf, atomically: true, encoding: .utf8)
+        var text = "listener \(brokerPort) 127.0.0.1\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n"
+        if let user = mqttUser {
+            let pw = dir.appendingPathComponent("broker.passwd").path
+            let p = try launch("/usr/bin/mosquitto_passwd", ["-b", "-c", pw, user.name, user.password], log: "passwd.log")
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw HarnessError("mosquitto_passwd failed") }
+            chmod(pw, 0o644)  // mosquitto drops to its own user when started as root
+            text += "allow_anonymous false\npassword_file \(pw)\n"
+        } else {
+            text += "allow_anonymous true\n"
+        }
+        try text.write(to: conf, atomically: true, encoding: .utf8)
         let path = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let path else { throw HarnessError("mosquitto is not installed (Scripts/test installs it)") }
         broker = try launch(path, ["-c", conf.path], log: "broker.log")
@@ -141,11 +157,17 @@ final class Harness: @unchecked Sendable {
     func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug") throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+        var auth = ""
+        if let user = mqttUser {
+            let pwFile = dir.appendingPathComponent("mqtt.pass")
+            try (user.password + "\n").write(to: pwFile, atomically: true, encoding: .utf8)
+            auth = "\n  username: \(user.name)\n  password_file: \(pwFile.path)"
+        }
         let yaml = """
             mqtt:
               url: mqtt://127.0.0.1:\(brokerPort)
               base_topic: heatbridge
-              client_id: heatbridge-it
+              client_id: heatbridge-it\(auth)
             store:
               path: \(dir.appendingPathComponent("state.db").path)
             accounts:
@@ -241,9 +263,10 @@ final class TestMQTTClient: @unchecked Sendable {
     let recorder = Recorder()
     var reader: Task<Void, Never>?
 
-    init(port: Int) throws {
+    init(port: Int, user: (name: String, password: String)? = nil) throws {
         mqtt = try MosquittoClient(MQTTConnectOptions(host: "127.0.0.1", port: port, clientId: "it-\(UUID().uuidString.prefix(8))",
-                                                      cleanSession: true, keepaliveS: 10))
+                                                      cleanSession: true, username: user?.name, password: user?.password,
+                                                      keepaliveS: 10))
         let m = mqtt
         let r = recorder
         reader = Task.detached {

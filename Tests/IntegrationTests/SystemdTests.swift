@@ -156,4 +156,36 @@ final class SystemdTests: XCTestCase {
         XCTAssertEqual(h.stopDaemon(), 0)
         XCTAssertFalse(h.daemonOutput().contains(Harness.apiKey), "the API key reached the log")
     }
+
+    /// A full scenario (start, commands, cloud errors, reload, stop) with an authenticating broker: neither the
+    /// broker password nor the API key may appear in any log line or MQTT payload.
+    func testNoSecretInAnyOutput() throws {
+        let password = "mqtt-Pa55-\(UUID().uuidString.prefix(6))"
+        let h = try Harness(mqttUser: ("heatbridge", password))
+        defer { h.stopAll() }
+        let notify = try NotifySocket(dir: h.dir)
+        defer { notify.close() }
+        try h.startDaemon(env: ["NOTIFY_SOCKET": notify.path])
+        let c: TestMQTTClient = h.client
+        notify.wait(for: "READY=1")
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        let topic = "heatbridge/bosch-101000001/dhw1/charge"
+        c.publish("\(topic)/set", #"{"id":"s-1","action":"start"}"#)
+        c.waitResult("\(topic)/result", id: "s-1", status: "done")
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","status":401,"count":1}"#)
+        c.publish("\(topic)/set", #"{"id":"s-2","action":"start"}"#)
+        c.waitResult("\(topic)/result", id: "s-2", status: "failed")
+        c.publish("\(topic)/set", "{broken")
+        c.waitJSON("\(topic)/result") { $0["status"]?.stringValue == "rejected" }
+        h.signalDaemon(SIGHUP)
+        notify.wait(for: "READY=1", count: 2)
+        XCTAssertEqual(h.stopDaemon(), 0)
+        let logs = h.daemonOutput() + notify.all().map(\.text).joined()
+        let mqtt = c.recorder.messages.withLock { $0.map { $0.topic + String(decoding: $0.payload, as: UTF8.self) } }.joined()
+        XCTAssertTrue(logs.contains("command done"), "the scenario did not run")
+        for secret in [password, Harness.apiKey] {
+            XCTAssertFalse(logs.contains(secret), "secret in the log")
+            XCTAssertFalse(mqtt.contains(secret), "secret on MQTT")
+        }
+    }
 }
