@@ -37,6 +37,18 @@ public enum ConfigLoader {
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
     }
 
+    /// The store path from a file that may have other problems (e.g. secrets this user cannot read), so
+    /// `heatbridge status` works for an operator who is not the heatbridge user.
+    public static func storePath(path: String) -> String? {
+        guard case .success(let bytes) = FileIO.read(path),
+              case .success(let root) = YAMLReader.parse(String(decoding: bytes, as: UTF8.self), file: path),
+              case .mapping(let top, _) = root else { return nil }
+        guard let store = top.first(where: { $0.key == "store" })?.value else { return StoreConfig().path }
+        guard case .mapping(let entries, _) = store,
+              case .scalar(let p, _, _)? = entries.first(where: { $0.key == "path" })?.value else { return StoreConfig().path }
+        return p
+    }
+
     /// When the file has other errors the decoder returns no config; collect secret references directly.
     static func secretRefsBestEffort(_ root: ConfigNode, file: String) -> [SecretRef] {
         var refs: [SecretRef] = []

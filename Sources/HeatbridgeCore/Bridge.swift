@@ -76,12 +76,17 @@ public actor Bridge {
     var stats: [String: AccountStats] = [:]
     var queues: [String: [Command]] = [:]
     var running: Set<String> = []
-    var wakeups: Set<String> = []
+    /// Pending wake-up time per device (the earliest one counts).
+    var wakeups: [String: EpochSeconds] = [:]
     /// Commands that arrived for a device not known yet, before every account finished its first poll.
     var deferred: [MQTTMessage] = []
     var firstPollDone: Set<String> = []
     var refreshPending: Set<String> = []
     var pollTasks: [String: Task<Void, Never>] = [:]
+    /// When each account polls next: the `retry_at` of commands held while the account is down.
+    var nextPollAt: [String: EpochSeconds] = [:]
+    /// Commands whose last attempt the cloud answered definitively (e.g. 429): not in doubt, no read-back needed.
+    var definitelyNotApplied: Set<String> = []
     var mqttConnected = false
     var cacheLoaded = false
 
@@ -246,6 +251,7 @@ public actor Bridge {
         o["nodes"] = .array(s.nodes.keys.sorted().map { .string($0) })
         o["source"] = .string(e.source)
         o["stale"] = .bool(stale)
+        if e.source == "cache" { o["age_s"] = .number((clock.now() - e.updatedAt).rounded()) }
         o["error"] = s.error.map { ["code": .string($0.code.rawValue), "message": .string($0.message)] } ?? .null
         publishRetained(topics.deviceState(s.id), .object(o), at: stamp)
         if let online = s.online {
@@ -255,6 +261,7 @@ public actor Bridge {
             var n = state.objectValue ?? ["value": state]
             n["source"] = .string(e.source)
             n["stale"] = .bool(stale)
+            if e.source == "cache" { n["age_s"] = .number((clock.now() - e.updatedAt).rounded()) }
             publishRetained(topics.nodeState(s.id, node), .object(n), at: stamp)
         }
     }
@@ -282,6 +289,15 @@ public actor Bridge {
             "state": .string(state.rawValue), "since": .string(Timestamp.iso8601(since)),
             "retry_at": .string(retryAt.map(Timestamp.iso8601)), "error": .string(error),
         ]
+        do {
+            try store.saveAccountState(name: name, state: payload)
+        } catch {
+            logger.error("cannot store account state", metadata: ["account": "\(name)", "error": "\(error)"])
+        }
+        if state == .ready, previous?.state != .ready {
+            // Commands held while the account was down run now, in arrival order per device.
+            for (device, entry) in devices where entry.account == name { pump(device) }
+        }
         if publishRetained(topics.account(name), payload), previous?.state != state {
             if state == .ready || state == .starting {
                 logger.info("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)"])
@@ -404,15 +420,26 @@ public actor Bridge {
         }
         let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: normalised,
                               source: "mqtt", receivedAt: now, validUntil: now + validFor)
-        do {
-            try store.insertCommand(command)
-        } catch {
-            logger.error("cannot persist command", metadata: ["id": "\(command.id)", "error": "\(error)"])
-            return reject(device, node, capability, id: command.id, CommandRejection(.storeFailed, "command could not be stored: \(error)"))
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+            return reject(device, node, capability, id: command.id,
+                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"))
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
-        publishResult(command, .accepted, code: nil, message: nil)
+        supersede(by: command)
         enqueue(command)
+    }
+
+    /// A newer command for the same device, node and capability replaces older ones still waiting.
+    func supersede(by newer: Command) {
+        guard var queue = queues[newer.device] else { return }
+        let old = queue.filter { $0.node == newer.node && $0.capability == newer.capability && $0.id != newer.id }
+        guard !old.isEmpty else { return }
+        queue.removeAll { c in old.contains { $0.id == c.id } }
+        queues[newer.device] = queue
+        for c in old {
+            finish(c, .expired, code: .superseded, message: "superseded by command \(newer.id)")
+        }
     }
 
     func clearIfRetained(_ m: MQTTMessage) {
@@ -425,27 +452,36 @@ public actor Bridge {
         let topic = topics.result(device: TopicLayout.sanitize(device), node: TopicLayout.sanitize(node),
                                   capability: TopicLayout.sanitize(capability))
         let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now())
-        emitResult(commandId: cid, topic: topic, payload: payload)
+        emitResult(commandId: cid, topic: topic, payload: payload, command: nil, isNew: false)
     }
 
+    /// Records `c` (already carrying its new status) together with its result, then publishes the result.
     func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
         let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(), extra: extra)
-        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload)
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: c, isNew: false)
     }
 
-    /// Results are written to the store before they are published, so one the broker never took is sent
-    /// again after the next connect (or restart).
-    func emitResult(commandId: String, topic: String, payload: JSONValue) {
+    /// Results (with the command's new state, in one transaction) are written to the store before they are
+    /// published, so one the broker never took is sent again after the next connect or restart. Returns false
+    /// when the store refused the write; the result is then published anyway, since it is all we have.
+    @discardableResult
+    func emitResult(commandId: String, topic: String, payload: JSONValue, command: Command?, isNew: Bool) -> Bool {
         let bytes = payload.bytes
         var rowId: Int64?
         do {
-            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes)
+            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, command: command, isNew: isNew)
         } catch {
-            logger.error("cannot persist result; publishing it anyway", metadata: ["id": "\(commandId)", "error": "\(error)"])
+            logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
+            if isNew { return false }
         }
         if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId {
-            try? store.markResultPublished(rowId)
+            do {
+                try store.markResultPublished(rowId)
+            } catch {
+                logger.error("cannot mark result published", metadata: ["id": "\(commandId)", "error": "\(error)"])
+            }
         }
+        return rowId != nil
     }
 
     static func newId() -> String {
@@ -470,13 +506,31 @@ public actor Bridge {
     }
 
     /// Runs the next command of `device` unless one is running; commands of one device run in arrival order.
+    /// While the device's account is down the command waits (`queued`) until it recovers or expires.
     func pump(_ device: String) {
         guard !running.contains(device), let first = queues[device]?.first else { return }
+        // A command resumed from the store for a device not cached yet waits for the first polls to find it.
+        if devices[device] == nil && firstPollDone.count < accounts.count { return }
         let now = clock.now()
         if now > first.validUntil {
             queues[device]!.removeFirst()
             finish(first, .expired, code: .expired, message: "not executed within valid_for_s")
             return pump(device)
+        }
+        if let account = devices[device]?.account, let status = accountStatus[account],
+           let code = Self.holdCode(status.state) {
+            let retryAt = max(status.retryAt ?? nextPollAt[account] ?? now + 15, now)
+            if first.status != .queued {
+                var q = first
+                q.status = .queued
+                q.notBefore = retryAt
+                queues[device]![0] = q
+                publishResult(q, .queued, code: code, message: "account \(account) is \(status.state.rawValue)\(status.error.map { ": \($0)" } ?? "")",
+                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+            }
+            // Wake for expiry; recovery wakes it through setAccount(.ready).
+            scheduleWake(device, after: max(0.05, first.validUntil - now + 0.01))
+            return
         }
         if let nb = first.notBefore, nb > now {
             scheduleWake(device, after: nb - now)
@@ -487,17 +541,27 @@ public actor Bridge {
         Task { await self.execute(first) }
     }
 
-    func scheduleWake(_ device: String, after seconds: Double) {
-        guard !wakeups.contains(device) else { return }
-        wakeups.insert(device)
-        Task {
-            try? await clock.sleep(seconds: seconds)
-            self.wake(device)
+    /// The result code a command waiting on an account in `state` is queued with; nil when it may run.
+    static func holdCode(_ state: AccountState) -> ResultCode? {
+        switch state {
+        case .offline: return .cloudUnavailable
+        case .authRequired: return .authFailed
+        case .rateLimited, .starting, .ready, .degraded: return nil
         }
     }
 
-    func wake(_ device: String) {
-        wakeups.remove(device)
+    func scheduleWake(_ device: String, after seconds: Double) {
+        let at = clock.now() + seconds
+        if let existing = wakeups[device], existing <= at { return }
+        wakeups[device] = at
+        Task {
+            try? await clock.sleep(seconds: seconds)
+            self.wake(device, at: at)
+        }
+    }
+
+    func wake(_ device: String, at: EpochSeconds) {
+        if wakeups[device] == at { wakeups[device] = nil }
         pump(device)
     }
 
@@ -509,6 +573,18 @@ public actor Bridge {
         }
         guard let entry = devices[c.device], let account = accounts[entry.account] else {
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
+        }
+        // A command tried before without a definitive answer (the daemon died mid-call) may have reached the
+        // cloud: read the device back before sending it again.
+        if c.attempts > 0 && !definitelyNotApplied.contains(c.id) {
+            do {
+                if try await account.adapter.confirm(c, device: entry.snapshot) == true {
+                    logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
+                    return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
+                }
+            } catch {
+                logger.notice("read-back failed; sending the command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+            }
         }
         c.attempts += 1
         do {
@@ -524,6 +600,7 @@ public actor Bridge {
             requestRefresh(account)
         } catch {
             stats[account.name, default: AccountStats()].errors += 1
+            if error.status != nil && error.kind != .unavailable { definitelyNotApplied.insert(c.id) }
             if case .rateLimited(let retryAfter) = error.kind {
                 stats[account.name, default: AccountStats()].rateLimited += 1
                 let retryAt = clock.now() + max(retryAfter, 1)
@@ -531,15 +608,18 @@ public actor Bridge {
                 if retryAt > c.validUntil {
                     return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
                 }
+                let alreadyQueued = c.status == .queued
                 c.status = .queued
                 c.notBefore = retryAt
-                do {
-                    try store.updateCommand(c)
-                } catch {
-                    logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                if alreadyQueued {
+                    // The contract has at most one `queued` per command; later retries only move retry_at.
+                    do { try store.updateCommand(c) } catch {
+                        logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                    }
+                } else {
+                    publishResult(c, .queued, code: .rateLimited, message: error.message,
+                                  extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
                 }
-                publishResult(c, .queued, code: .rateLimited, message: error.message,
-                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
                 queues[c.device, default: []].insert(c, at: 0)
                 return
             }
@@ -552,11 +632,7 @@ public actor Bridge {
     func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?) {
         var c = original
         c.status = status
-        do {
-            try store.updateCommand(c)
-        } catch {
-            logger.error("cannot persist command status", metadata: ["id": "\(c.id)", "error": "\(error)"])
-        }
+        definitelyNotApplied.remove(c.id)
         if status == .done {
             logger.info("command done", metadata: ["id": "\(c.id)"])
         }
@@ -574,6 +650,7 @@ public actor Bridge {
                 wait = min(wait, 15)
                 if let r = s.retryAt { wait = max(wait, r - clock.now()) }
             }
+            nextPollAt[account.name] = clock.now() + max(wait, 0.05)
             do { try await clock.sleep(seconds: max(wait, 0.05)) } catch { return }
         }
     }
@@ -592,14 +669,23 @@ public actor Bridge {
             } else {
                 setAccount(account.name, error.accountState ?? .degraded, error: error.message)
             }
+            markStale(account: account.name)
         }
         if !firstPollDone.contains(account.name) {
             firstPollDone.insert(account.name)
             if firstPollDone.count == accounts.count {
+                for device in queues.keys { pump(device) }
                 let waiting = deferred
                 deferred = []
                 for m in waiting { handleMessage(m) }
             }
+        }
+    }
+
+    /// While an account cannot be read, its devices' state ages: republish what crossed `stale_after_s`.
+    func markStale(account: String) {
+        for (_, entry) in devices where entry.account == account {
+            publishDevice(entry, at: entry.updatedAt)
         }
     }
 
@@ -628,8 +714,10 @@ public actor Bridge {
             let before = devices[s.id]
             devices[s.id] = entry
             publishDevice(entry, at: now)
-            if before?.snapshot != snap || before?.source != "cloud" {
-                do {
+            // Saved on every successful read, not only on change: the row's time is when the cloud last
+            // confirmed the state, which is what staleness (and `heatbridge status`) is about.
+            _ = before
+            do {
                     var state: [String: JSONValue] = snap.attributes
                     state["vendor_id"] = .string(snap.vendorId)
                     state["model"] = .string(snap.model)
@@ -639,7 +727,6 @@ public actor Bridge {
                 } catch {
                     logger.error("cannot cache device state", metadata: ["device": "\(snap.id)", "error": "\(error)"])
                 }
-            }
         }
         if changedList { publishInfo() }
     }

@@ -32,6 +32,7 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let cloudRejected = ResultCode(rawValue: "CLOUD_REJECTED")
     public static let badResponse = ResultCode(rawValue: "BAD_RESPONSE")
     public static let expired = ResultCode(rawValue: "EXPIRED")
+    public static let superseded = ResultCode(rawValue: "SUPERSEDED")
     public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
 }
 

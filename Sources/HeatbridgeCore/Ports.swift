@@ -137,8 +137,11 @@ public protocol StatePort: Sendable {
     func updateCommand(_ command: Command) throws
     /// Commands not yet in a terminal state, oldest first.
     func openCommands() throws -> [Command]
-    /// Stores a result to publish; returns its row id.
-    func appendResult(commandId: String, topic: String, payload: [UInt8]) throws -> Int64
+    /// Stores a result to publish; returns its row id. When `command` is given its new state is written in
+    /// the same transaction (inserted when `isNew`), so a crash never leaves a status without its result.
+    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64
+    /// Keeps the last published state of an account, for `heatbridge status`.
+    func saveAccountState(name: String, state: JSONValue) throws
     func markResultPublished(_ rowId: Int64) throws
     func unpublishedResults() throws -> [PendingResult]
 }

@@ -108,4 +108,11 @@ public protocol VendorAdapter: Sendable {
     func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue
     /// Executes a validated command; returns a short message for the `done` result.
     func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String?
+    /// Reads the device back to tell whether `command` already took effect: true (applied), false (not), or
+    /// nil (cannot tell). Used for commands that may have reached the cloud before the daemon died.
+    func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool?
+}
+
+extension VendorAdapter {
+    public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? { nil }
 }

@@ -25,12 +25,18 @@ public final class SQLiteStore: StatePort {
         CREATE TABLE results(row INTEGER PRIMARY KEY AUTOINCREMENT, command_id TEXT NOT NULL, topic TEXT NOT NULL,
                              payload BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0);
         CREATE INDEX results_unpublished ON results(row) WHERE published = 0;
+        """,
         """
+        CREATE TABLE accounts(name TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
+        CREATE INDEX results_by_command ON results(command_id);
+        """,
     ]
 
-    /// Opens (creating if needed) and migrates the store at `path`.
-    public init(path: String) throws(SQLiteError) {
-        conn = try SQLiteConnection(path: path)
+    /// Opens (creating if needed) and migrates the store at `path`. `readOnly` opens an existing store next to
+    /// a running daemon (WAL lets both work) without migrating or writing anything.
+    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        conn = try SQLiteConnection(path: path, readOnly: readOnly)
+        if readOnly { return }
         let mode = try conn.query("PRAGMA journal_mode=WAL").first?.first?.text
         guard mode == "wal" else { throw SQLiteError(code: 1, message: "cannot enable WAL (journal_mode=\(mode ?? "?"))") }
         try conn.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
@@ -96,24 +102,28 @@ public final class SQLiteStore: StatePort {
     }
 
     public func insertCommand(_ c: Command) throws {
-        try locked { () throws(SQLiteError) in
-            try conn.query("""
-                INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?)
-                """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
-                      .text(c.source), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
-                      .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null])
-        }
+        try locked { () throws(SQLiteError) in try insert(c) }
     }
 
     public func updateCommand(_ c: Command) throws {
+        try locked { () throws(SQLiteError) in try update(c) }
+    }
+
+    private func insert(_ c: Command) throws(SQLiteError) {
+        try conn.query("""
+            INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?)
+            """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
+                  .text(c.source), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
+                  .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null])
+    }
+
+    private func update(_ c: Command) throws(SQLiteError) {
         // Senders may reuse ids; the newest command with this id is the one in flight.
-        try locked { () throws(SQLiteError) in
-            try conn.query("""
-                UPDATE commands SET status = ?, attempts = ?, not_before = ?
-                WHERE seq = (SELECT max(seq) FROM commands WHERE id = ?)
-                """, [.text(c.status.rawValue), .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null, .text(c.id)])
-        }
+        try conn.query("""
+            UPDATE commands SET status = ?, attempts = ?, not_before = ?
+            WHERE seq = (SELECT max(seq) FROM commands WHERE id = ?)
+            """, [.text(c.status.rawValue), .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null, .text(c.id)])
     }
 
     public func openCommands() throws -> [Command] {
@@ -132,11 +142,23 @@ public final class SQLiteStore: StatePort {
         }
     }
 
-    public func appendResult(commandId: String, topic: String, payload: [UInt8]) throws -> Int64 {
+    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64 {
         try locked { () throws(SQLiteError) in
-            try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
-                           [.text(commandId), .text(topic), .blob(payload)])
-            return sqlite3_last_insert_rowid_wrapper(conn)
+            try conn.transaction { () throws(SQLiteError) in
+                if let c = command {
+                    if isNew { try insert(c) } else { try update(c) }
+                }
+                try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
+                               [.text(commandId), .text(topic), .blob(payload)])
+                return sqlite3_last_insert_rowid_wrapper(conn)
+            }
+        }
+    }
+
+    public func saveAccountState(name: String, state: JSONValue) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("INSERT OR REPLACE INTO accounts(name, state, updated_at) VALUES (?,?,strftime('%s','now'))",
+                           [.text(name), .text(state.serialized)])
         }
     }
 
@@ -152,6 +174,45 @@ public final class SQLiteStore: StatePort {
                 guard let row = r[0].int, let topic = r[1].text else { return nil }
                 return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
             }
+        }
+    }
+
+    /// What `heatbridge status` shows: accounts, devices, outbox depth and the last `limit` commands.
+    public func statusReport(limit: Int, now: Double) throws -> JSONValue {
+        try locked { () throws(SQLiteError) in
+            var accounts: [JSONValue] = []
+            for r in try conn.query("SELECT name, state FROM accounts ORDER BY name") {
+                var o = (r[1].text.flatMap { try? JSONValue.parse($0) })?.objectValue ?? [:]
+                o["name"] = .string(r[0].text)
+                accounts.append(.object(o))
+            }
+            let devices: [JSONValue] = try conn.query("SELECT device_id, account, availability, updated_at FROM devices ORDER BY device_id").map { r in
+                let updated = r[3].double ?? 0
+                return ["device": .string(r[0].text), "account": .string(r[1].text), "availability": .string(r[2].text),
+                        "updated_at": .string(Timestamp.iso8601(updated)), "age_s": .number((now - updated).rounded())]
+            }
+            let depth = try conn.query("SELECT count(*) FROM commands WHERE status IN ('accepted', 'queued')").first?.first?.int ?? 0
+            let unpublished = try conn.query("SELECT count(*) FROM results WHERE published = 0").first?.first?.int ?? 0
+            var commands: [JSONValue] = []
+            for r in try conn.query("""
+                SELECT id, device, node, capability, status, received_at, seq FROM commands ORDER BY seq DESC LIMIT ?
+                """, [.int(Int64(limit))]) {
+                let results = try conn.query("SELECT payload FROM results WHERE command_id = ? ORDER BY row", [r[0]]).compactMap {
+                    try? JSONValue.parse($0[0].bytes)
+                }
+                commands.append(["id": .string(r[0].text), "target": .string("\(r[1].text ?? "")/\(r[2].text ?? "")/\(r[3].text ?? "")"),
+                                 "status": .string(r[4].text), "received_at": .string(Timestamp.iso8601(r[5].double ?? 0)),
+                                 "results": .array(results)])
+            }
+            return ["accounts": .array(accounts), "devices": .array(devices), "outbox_depth": .int(Int(depth)),
+                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands)]
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" for a healthy file.
+    public func integrityCheck() throws -> String {
+        try locked { () throws(SQLiteError) in
+            try conn.query("PRAGMA integrity_check").compactMap { $0.first?.text }.joined(separator: "; ")
         }
     }
 

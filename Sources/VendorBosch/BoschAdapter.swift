@@ -172,4 +172,14 @@ public struct BoschAdapter: VendorAdapter {
         _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
         return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
     }
+
+    public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        guard command.capability == "charge", command.node.hasPrefix("dhw") else { return nil }
+        let circuit = String(command.node.dropFirst(3))
+        let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, circuit), remoteControl: true)
+        if command.params["action"]?.stringValue == "start" {
+            return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue
+        }
+        return now.chargeStatus == BoschWire.chargeStop
+    }
 }

@@ -3,6 +3,7 @@ import Dispatch
 import Glibc
 import HeatbridgeConfig
 import HeatbridgeCore
+import HeatbridgeStore
 import Synchronization
 
 /// The version string shown by `heatbridge version` and in `bridge/info`.
@@ -12,7 +13,7 @@ struct HeatbridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heatbridge",
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
-        subcommands: [Run.self, CheckConfig.self, Version.self],
+        subcommands: [Run.self, CheckConfig.self, Status.self, Version.self],
         defaultSubcommand: Run.self)
 }
 
@@ -56,6 +57,61 @@ struct CheckConfig: ParsableCommand {
             for a in c.accounts {
                 print("  account \(a.name): \(a.vendor.rawValue) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
             }
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show accounts, devices, the outbox and the last commands from the store (works while the daemon runs).")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Print JSON instead of text.") var json = false
+    @Option(help: "How many recent commands to show.") var last = 10
+
+    func run() throws {
+        let config: HeatbridgeConfig
+        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
+        case .success(let l): config = l.config
+        case .failure(let errors):
+            // Only the store path matters here; secrets may be unreadable for this user.
+            guard let path = ConfigLoader.storePath(path: options.path) else {
+                for d in errors.diagnostics { printErr(d.description) }
+                throw ExitCode(1)
+            }
+            var c = HeatbridgeConfig()
+            c.store.path = path
+            config = c
+        }
+        let report: JSONValue
+        do {
+            let store = try SQLiteStore(path: config.store.path, readOnly: true)
+            report = try store.statusReport(limit: max(1, last), now: SystemClock().now())
+        } catch {
+            printErr("cannot read the store \(config.store.path): \(error)")
+            throw ExitCode(1)
+        }
+        if json {
+            print(report.serialized)
+            return
+        }
+        print("accounts:")
+        for a in report["accounts"]?.arrayValue ?? [] {
+            let err = a["error"]?.stringValue.map { " (\($0))" } ?? ""
+            print("  \(a["name"]?.stringValue ?? "?")  \(a["state"]?.stringValue ?? "?") since \(a["since"]?.stringValue ?? "?")\(err)")
+        }
+        print("devices:")
+        for d in report["devices"]?.arrayValue ?? [] {
+            let age = d["age_s"]?.intValue ?? 0
+            let stale = Double(age) > config.bridge.staleAfterS ? "  STALE" : ""
+            print("  \(d["device"]?.stringValue ?? "?")  \(d["availability"]?.stringValue ?? "unknown")  updated \(d["updated_at"]?.stringValue ?? "?") (\(age) s ago)\(stale)")
+        }
+        print("outbox: \(report["outbox_depth"]?.intValue ?? 0) open command(s), \(report["unpublished_results"]?.intValue ?? 0) result(s) not yet published")
+        print("last commands:")
+        for c in report["commands"]?.arrayValue ?? [] {
+            let steps = (c["results"]?.arrayValue ?? []).map { r in
+                [r["status"]?.stringValue, r["code"]?.stringValue].compactMap { $0 }.joined(separator: " ")
+            }.joined(separator: " -> ")
+            print("  \(c["received_at"]?.stringValue ?? "")  \(c["id"]?.stringValue ?? "")  \(c["target"]?.stringValue ?? "")  \(steps)")
         }
     }
 }

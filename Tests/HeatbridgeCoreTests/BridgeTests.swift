@@ -180,4 +180,87 @@ final class BridgeTests: XCTestCase {
         _ = start()
         eventually("resumed") { results("old").last?["status"]?.stringValue == "done" }
     }
+
+    // MARK: outbox
+
+    func hcResults(_ id: String) -> [JSONValue] {
+        mqtt.json("hb/fake-1/hc1/charge/result").filter { $0["id"]?.stringValue == id }
+    }
+
+    func testCommandsWaitWhileTheCloudIsDownAndRunInOrderWhenItReturns() {
+        adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "connection refused") }
+        _ = start(pollIntervalS: 10)
+        eventually("account offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
+        // The device must be known: let one poll succeed, then take the cloud away again.
+        adapter.fetchError.withLock { $0 = nil }
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "connection refused") }
+        eventually("offline again") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"o1","action":"stop"}"#)
+        mqtt.send("hb/fake-1/hc1/charge/set", #"{"id":"o2","action":"stop"}"#)
+        eventually("queued") { results("o1").count == 2 && hcResults("o2").isEmpty == false }
+        XCTAssertEqual(results("o1").last?["status"]?.stringValue, "queued")
+        XCTAssertEqual(results("o1").last?["code"]?.stringValue, "CLOUD_UNAVAILABLE")
+        XCTAssertNotNil(results("o1").last?["retry_at"]?.stringValue)
+        XCTAssertTrue(adapter.executed.withLock { $0.isEmpty }, "a command ran while the account was offline")
+        adapter.fetchError.withLock { $0 = nil }
+        eventually("both done") { results("o1").last?["status"]?.stringValue == "done" && hcResults("o2").last?["status"]?.stringValue == "done" }
+        XCTAssertEqual(adapter.executed.withLock { $0.map(\.id) }, ["o1", "o2"])
+        XCTAssertEqual(results("o1").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
+    }
+
+    func testNewerCommandSupersedesAWaitingOne() {
+        _ = start(pollIntervalS: 10)
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        adapter.fetchError.withLock { $0 = CloudError(.authFailed, status: 401, message: "expired key") }
+        // Force the account down through a failing command.
+        adapter.executeErrors.withLock { $0 = [CloudError(.authFailed, status: 401, message: "expired key")] }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"s0","action":"stop"}"#)
+        eventually("auth_required") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "auth_required" }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"s1","action":"start"}"#)
+        eventually("s1 queued") { results("s1").last?["status"]?.stringValue == "queued" }
+        XCTAssertEqual(results("s1").last?["code"]?.stringValue, "AUTH_FAILED")
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"s2","action":"stop"}"#)
+        eventually("s1 superseded") { results("s1").last?["status"]?.stringValue == "expired" }
+        XCTAssertEqual(results("s1").last?["code"]?.stringValue, "SUPERSEDED")
+        adapter.fetchError.withLock { $0 = nil }
+        eventually("s2 done") { results("s2").last?["status"]?.stringValue == "done" }
+        XCTAssertFalse(adapter.executed.withLock { $0.contains { $0.id == "s1" } })
+    }
+
+    func testWaitingCommandExpires() {
+        _ = start(pollIntervalS: 3600)
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        adapter.executeErrors.withLock { $0 = [CloudError(.unavailable, message: "down")] }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x0","action":"stop"}"#)
+        eventually("offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x1","action":"start","valid_for_s":30}"#)
+        eventually("expired") { results("x1").last?["status"]?.stringValue == "expired" }
+        XCTAssertEqual(results("x1").map { $0["status"]?.stringValue }, ["accepted", "queued", "expired"])
+        XCTAssertEqual(results("x1").last?["code"]?.stringValue, "EXPIRED")
+    }
+
+    func testCommandInDoubtAfterACrashIsConfirmedByReadBackNotResent() {
+        store.commands.withLock {
+            $0 = [Command(id: "doubt", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                          receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)]
+        }
+        adapter.confirmAnswer.withLock { $0 = true }
+        _ = start()
+        eventually("done") { results("doubt").last?["status"]?.stringValue == "done" }
+        XCTAssertEqual(adapter.confirmed.withLock { $0 }, ["doubt"])
+        XCTAssertTrue(adapter.executed.withLock { $0.isEmpty }, "sent again although the read-back showed it applied")
+        XCTAssertEqual(results("doubt").last?["message"]?.stringValue, "confirmed by read-back after a restart")
+    }
+
+    func testCommandInDoubtNotVisibleIsSentAgain() {
+        store.commands.withLock {
+            $0 = [Command(id: "doubt2", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                          receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)]
+        }
+        adapter.confirmAnswer.withLock { $0 = false }
+        _ = start()
+        eventually("done") { results("doubt2").last?["status"]?.stringValue == "done" }
+        XCTAssertEqual(adapter.executed.withLock { $0.map(\.id) }, ["doubt2"])
+    }
 }

@@ -45,8 +45,11 @@ final class FakeStore: StatePort {
         commands.withLock { list in if let i = list.lastIndex(where: { $0.id == c.id }) { list[i] = c } }
     }
     func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
-    func appendResult(commandId: String, topic: String, payload: [UInt8]) throws -> Int64 {
+    let accounts = Mutex<[String: JSONValue]>([:])
+    func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
+    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64 {
         try check()
+        if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
         return results.withLock { r in
             r.append((Int64(r.count + 1), topic, payload, false))
             return Int64(r.count)
@@ -80,6 +83,14 @@ final class FakeAdapter: VendorAdapter {
     /// Errors for the next executions, in order; empty means success.
     let executeErrors = Mutex<[CloudError]>([])
     let executed = Mutex<[Command]>([])
+    /// What `confirm` answers.
+    let confirmAnswer = Mutex<Bool?>(nil)
+    let confirmed = Mutex<[String]>([])
+
+    func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        confirmed.withLock { $0.append(command.id) }
+        return confirmAnswer.withLock { $0 }
+    }
 
     func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
         if let e = fetchError.withLock({ $0 }) { throw e }

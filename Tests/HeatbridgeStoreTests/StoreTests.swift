@@ -16,7 +16,7 @@ final class StoreTests: XCTestCase {
     func testMigratesAndPersistsAcrossReopen() throws {
         do {
             let s = try SQLiteStore(path: path)
-            XCTAssertEqual(s.schemaVersion, 1)
+            XCTAssertEqual(s.schemaVersion, 2)
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
                                           nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
@@ -29,12 +29,12 @@ final class StoreTests: XCTestCase {
             q.notBefore = 50
             q.attempts = 1
             try s.updateCommand(q)
-            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8))
-            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8))
+            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), command: nil, isNew: false)
+            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), command: nil, isNew: false)
             try s.markResultPublished(r1)
         }
         let s = try SQLiteStore(path: path)
-        XCTAssertEqual(s.schemaVersion, 1)
+        XCTAssertEqual(s.schemaVersion, 2)
         let devices = try s.loadDevices()
         XCTAssertEqual(devices.count, 1)
         XCTAssertEqual(devices[0].state, ["model": "M2"])

@@ -327,6 +327,19 @@ final class TestMQTTClient: @unchecked Sendable {
         return nil
     }
 
+    /// Waits until the newest message on `topic` satisfies `predicate` (older matches do not count).
+    @discardableResult
+    func waitLatest(_ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+                    _ predicate: (JSONValue) -> Bool) -> JSONValue? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let m = all(topic).last, let j = try? JSONValue.parse(m.payload), predicate(j) { return j }
+            usleep(50_000)
+        }
+        XCTFail("the newest message on \(topic) did not match within \(timeout) s; last: \(all(topic).last.map { String(decoding: $0.payload, as: UTF8.self) } ?? "none")", file: file, line: line)
+        return nil
+    }
+
     /// Waits for the result with `status` of command `id` on `topic`.
     @discardableResult
     func waitResult(_ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath,
