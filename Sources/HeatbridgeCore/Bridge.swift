@@ -85,6 +85,8 @@ public actor Bridge {
     var pollTasks: [String: Task<Void, Never>] = [:]
     /// When each account polls next: the `retry_at` of commands held while the account is down.
     var nextPollAt: [String: EpochSeconds] = [:]
+    /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
+    var currentInbox: Int64?
     /// Commands whose last attempt the cloud answered definitively (e.g. 429): not in doubt, no read-back needed.
     var definitelyNotApplied: Set<String> = []
     var mqttConnected = false
@@ -114,6 +116,13 @@ public actor Bridge {
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
         publishInfo()
         resumeOpenCommands()
+        do {
+            let pending = try store.inboxPending()
+            if !pending.isEmpty { logger.info("handling commands stored before a restart", metadata: ["count": "\(pending.count)"]) }
+            for m in pending { handleMessage(m) }
+        } catch {
+            logger.error("cannot read the command inbox", metadata: ["error": "\(error)"])
+        }
         startPolling()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.consumeEvents() }
@@ -353,6 +362,16 @@ public actor Bridge {
     // MARK: commands
 
     func handleMessage(_ m: MQTTMessage) {
+        currentInbox = m.inboxRow
+        defer {
+            // Every way out of here either stored a result (which consumed the row) or needs none.
+            if let row = currentInbox {
+                do { try store.inboxRemove(row) } catch {
+                    logger.error("cannot clear the command inbox", metadata: ["error": "\(error)"])
+                }
+            }
+            currentInbox = nil
+        }
         guard let (device, node, capability) = topics.parseCommand(m.topic) else { return }
         // An empty payload is how MQTT deletes a retained message (we send one ourselves when clearing a
         // retained command); it is not a command.
@@ -387,6 +406,7 @@ public actor Bridge {
         }
         if devices[device] == nil && firstPollDone.count < accounts.count {
             deferred.append(m)
+            currentInbox = nil  // still to be handled: keep it in the inbox
             return
         }
         var validFor = settings.behaviour.commandValidForS
@@ -417,6 +437,12 @@ public actor Bridge {
             normalised = try account.adapter.validate(node: node, capability: capability, body: params, device: entry.snapshot)
         } catch {
             return reject(device, node, capability, id: id, error)
+        }
+        if let id, m.inboxRow != nil,
+           (try? store.hasCommand(id: id, device: device, node: node, capability: capability, params: normalised, since: now - 600)) == true {
+            // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
+            logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
+            return
         }
         let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: normalised,
                               source: "mqtt", receivedAt: now, validUntil: now + validFor)
@@ -469,7 +495,9 @@ public actor Bridge {
         let bytes = payload.bytes
         var rowId: Int64?
         do {
-            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, command: command, isNew: isNew)
+            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, command: command, isNew: isNew,
+                                           inboxRow: currentInbox)
+            currentInbox = nil
         } catch {
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
             if isNew { return false }

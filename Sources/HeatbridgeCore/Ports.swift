@@ -55,12 +55,16 @@ public struct MQTTMessage: Sendable, Equatable {
     /// Set when the broker delivered a stored retained message (a retained command is never executed).
     public var retained: Bool
     public var qos: Int
+    /// Row of this message in the store's inbox when it was persisted on arrival (before the broker got its
+    /// acknowledgement), so a crash between arrival and acceptance cannot lose it.
+    public var inboxRow: Int64?
 
-    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1) {
+    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil) {
         self.topic = topic
         self.payload = payload
         self.retained = retained
         self.qos = qos
+        self.inboxRow = inboxRow
     }
 }
 
@@ -139,7 +143,16 @@ public protocol StatePort: Sendable {
     func openCommands() throws -> [Command]
     /// Stores a result to publish; returns its row id. When `command` is given its new state is written in
     /// the same transaction (inserted when `isNew`), so a crash never leaves a status without its result.
-    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64
+    /// `inboxRow`, when given, is removed from the inbox in the same transaction: the message is handled.
+    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64
+    /// Persists an arriving command message; returns its inbox row.
+    func inboxAdd(_ message: MQTTMessage) throws -> Int64
+    /// Messages persisted but not handled yet (the daemon died in between), oldest first.
+    func inboxPending() throws -> [MQTTMessage]
+    func inboxRemove(_ row: Int64) throws
+    /// Whether a command with this id, target and parameters was already accepted since `since`: a broker
+    /// redelivering a message the daemon had stored but not acknowledged must not run it twice.
+    func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool
     /// Keeps the last published state of an account, for `heatbridge status`.
     func saveAccountState(name: String, state: JSONValue) throws
     func markResultPublished(_ rowId: Int64) throws

@@ -63,12 +63,17 @@ public final class MosquittoClient: MQTTPort {
     private let stopping = Mutex(false)
     private let loopDone = DispatchSemaphore(value: 0)
     private let options: MQTTConnectOptions
+    /// Runs on the network thread for each message before it is handed over. libmosquitto calls the message
+    /// callback before it sends the QoS 1 PUBACK, so what `intake` persists is safe before the broker forgets
+    /// the message (a crash before that makes the broker deliver it again).
+    private let intake: (@Sendable (inout MQTTMessage) -> Void)?
 
     private static let libInit: Int32 = mosquitto_lib_init()
 
-    public init(_ options: MQTTConnectOptions) throws(MosquittoError) {
+    public init(_ options: MQTTConnectOptions, intake: (@Sendable (inout MQTTMessage) -> Void)? = nil) throws(MosquittoError) {
         _ = Self.libInit
         self.options = options
+        self.intake = intake
         (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self)
         guard let h = mosquitto_new(options.clientId, options.cleanSession, nil) else {
             throw MosquittoError(code: MOSQ_ERR_NOMEM.rawValue, operation: "mosquitto_new")
@@ -102,8 +107,9 @@ public final class MosquittoClient: MQTTPort {
             let payload: [UInt8] = m.payloadlen > 0 && m.payload != nil
                 ? Array(UnsafeRawBufferPointer(start: m.payload, count: Int(m.payloadlen))) : []
             c.stats.withLock { $0.received += 1 }
-            c.continuation.yield(.message(MQTTMessage(topic: String(cString: topic), payload: payload,
-                                                      retained: m.retain, qos: Int(m.qos))))
+            var message = MQTTMessage(topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos))
+            c.intake?(&message)
+            c.continuation.yield(.message(message))
         }
         mosquitto_publish_callback_set(h) { _, obj, _ in
             guard let obj else { return }

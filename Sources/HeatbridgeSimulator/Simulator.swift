@@ -44,6 +44,7 @@ struct LoggedRequest: Sendable {
     var status: Int
     var hadApiKey: Bool
     var hadUserId: Bool
+    var body: String
     var at: Double
 }
 
@@ -98,7 +99,7 @@ public actor Simulator {
         }
         log.append(LoggedRequest(vendor: "bosch", method: method, path: sub, status: answer.status,
                                  hadApiKey: headers[BoschWire.apiKeyHeader] != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
-                                 at: Self.now()))
+                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: Self.now()))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
         return answer
     }
@@ -122,7 +123,8 @@ public actor Simulator {
         case ("GET", "/admin/requests"):
             return ok(.array(log.map {
                 ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
-                 "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "at": .number($0.at)]
+                 "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "body": .string($0.body),
+                 "at": .number($0.at)]
             }))
         case ("DELETE", "/admin/requests"):
             log = []

@@ -30,6 +30,10 @@ public final class SQLiteStore: StatePort {
         CREATE TABLE accounts(name TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
         CREATE INDEX results_by_command ON results(command_id);
         """,
+        """
+        CREATE TABLE inbox(row INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+                           retained INTEGER NOT NULL, received_at REAL NOT NULL DEFAULT (strftime('%s','now')));
+        """,
     ]
 
     /// Opens (creating if needed) and migrates the store at `path`. `readOnly` opens an existing store next to
@@ -142,16 +146,48 @@ public final class SQLiteStore: StatePort {
         }
     }
 
-    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64 {
+    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
         try locked { () throws(SQLiteError) in
             try conn.transaction { () throws(SQLiteError) in
                 if let c = command {
                     if isNew { try insert(c) } else { try update(c) }
                 }
+                if let inboxRow { try conn.query("DELETE FROM inbox WHERE row = ?", [.int(inboxRow)]) }
                 try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
                                [.text(commandId), .text(topic), .blob(payload)])
                 return sqlite3_last_insert_rowid_wrapper(conn)
             }
+        }
+    }
+
+    public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
+        try locked { () throws(SQLiteError) in
+            try conn.query("INSERT INTO inbox(topic, payload, retained) VALUES (?,?,?)",
+                           [.text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0)])
+            return sqlite3_last_insert_rowid_wrapper(conn)
+        }
+    }
+
+    public func inboxPending() throws -> [MQTTMessage] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("SELECT row, topic, payload, retained FROM inbox ORDER BY row").compactMap { r in
+                guard let row = r[0].int, let topic = r[1].text else { return nil }
+                return MQTTMessage(topic: topic, payload: r[2].bytes, retained: r[3].int == 1, qos: 1, inboxRow: row)
+            }
+        }
+    }
+
+    public func inboxRemove(_ row: Int64) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("DELETE FROM inbox WHERE row = ?", [.int(row)])
+        }
+    }
+
+    public func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: Double) throws -> Bool {
+        try locked { () throws(SQLiteError) in
+            try !conn.query("""
+                SELECT 1 FROM commands WHERE id = ? AND device = ? AND node = ? AND capability = ? AND params = ? AND received_at >= ? LIMIT 1
+                """, [.text(id), .text(device), .text(node), .text(capability), .text(params.serialized), .real(since)]).isEmpty
         }
     }
 

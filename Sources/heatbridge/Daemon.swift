@@ -54,7 +54,12 @@ enum Daemon {
                 host: config.mqtt.host, port: config.mqtt.port, clientId: config.mqtt.clientId, cleanSession: false,
                 username: config.mqtt.username, password: config.mqtt.password.flatMap { readSecret($0, env) },
                 caFile: config.mqtt.caFile, tls: config.mqtt.tls, keepaliveS: config.mqtt.keepaliveS,
-                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)))
+                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)),
+                intake: { message in
+                    // Commands are stored before libmosquitto acknowledges them to the broker.
+                    guard !message.payload.isEmpty, topics.parseCommand(message.topic) != nil else { return }
+                    message.inboxRow = try? store.inboxAdd(message)
+                })
         } catch {
             logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
             return 1

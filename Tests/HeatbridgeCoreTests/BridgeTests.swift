@@ -263,4 +263,23 @@ final class BridgeTests: XCTestCase {
         eventually("done") { results("doubt2").last?["status"]?.stringValue == "done" }
         XCTAssertEqual(adapter.executed.withLock { $0.map(\.id) }, ["doubt2"])
     }
+
+    func testInboxMessagesFromBeforeACrashAreHandledOnceOnStart() throws {
+        store.devices.withLock {
+            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
+                                        nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
+        }
+        _ = try store.inboxAdd(MQTTMessage(topic: "hb/fake-1/dhw1/charge/set", payload: Array(#"{"id":"in1","action":"stop"}"#.utf8)))
+        _ = start()
+        eventually("done") { results("in1").last?["status"]?.stringValue == "done" }
+        XCTAssertTrue(try store.inboxPending().isEmpty)
+        // The broker redelivers it (the crash came before the acknowledgement): not run twice.
+        var again = MQTTMessage(topic: "hb/fake-1/dhw1/charge/set", payload: Array(#"{"id":"in1","action":"stop"}"#.utf8))
+        again.inboxRow = try store.inboxAdd(again)
+        mqtt.continuation.yield(.message(again))
+        eventually("inbox drained") { (try? store.inboxPending().isEmpty) == true }
+        usleep(50_000)
+        XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
+        XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done"])
+    }
 }

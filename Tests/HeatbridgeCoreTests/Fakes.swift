@@ -47,8 +47,18 @@ final class FakeStore: StatePort {
     func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
     let accounts = Mutex<[String: JSONValue]>([:])
     func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
-    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool) throws -> Int64 {
+    let inbox = Mutex<[MQTTMessage]>([])
+    func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
+        inbox.withLock { var m = m; m.inboxRow = Int64($0.count + 1000); $0.append(m); return m.inboxRow! }
+    }
+    func inboxPending() throws -> [MQTTMessage] { inbox.withLock { $0 } }
+    func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
+    func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool {
+        commands.withLock { $0.contains { $0.id == id && $0.device == device && $0.node == node && $0.capability == capability && $0.params == params && $0.receivedAt >= since } }
+    }
+    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
         try check()
+        if let inboxRow { try inboxRemove(inboxRow) }
         if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
         return results.withLock { r in
             r.append((Int64(r.count + 1), topic, payload, false))

@@ -16,7 +16,7 @@ final class StoreTests: XCTestCase {
     func testMigratesAndPersistsAcrossReopen() throws {
         do {
             let s = try SQLiteStore(path: path)
-            XCTAssertEqual(s.schemaVersion, 2)
+            XCTAssertEqual(s.schemaVersion, 3)
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
                                           nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
@@ -29,12 +29,12 @@ final class StoreTests: XCTestCase {
             q.notBefore = 50
             q.attempts = 1
             try s.updateCommand(q)
-            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), command: nil, isNew: false)
-            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), command: nil, isNew: false)
+            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), command: nil, isNew: false, inboxRow: nil)
+            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), command: nil, isNew: false, inboxRow: nil)
             try s.markResultPublished(r1)
         }
         let s = try SQLiteStore(path: path)
-        XCTAssertEqual(s.schemaVersion, 2)
+        XCTAssertEqual(s.schemaVersion, 3)
         let devices = try s.loadDevices()
         XCTAssertEqual(devices.count, 1)
         XCTAssertEqual(devices[0].state, ["model": "M2"])
@@ -76,5 +76,19 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try SQLiteStore(path: path)) { error in
             XCTAssertTrue("\(error)".contains("newer"), "\(error)")
         }
+    }
+
+    func testInboxIsConsumedWithTheResultInOneTransaction() throws {
+        let s = try SQLiteStore(path: path)
+        let row = try s.inboxAdd(MQTTMessage(topic: "hb/d/n/c/set", payload: Array("{}".utf8), retained: true))
+        XCTAssertEqual(try s.inboxPending().map(\.inboxRow), [row])
+        XCTAssertEqual(try s.inboxPending().first?.retained, true)
+        let c = Command(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], source: "mqtt", receivedAt: 100, validUntil: 700)
+        _ = try s.appendResult(commandId: "i1", topic: "t", payload: [1], command: c, isNew: true, inboxRow: row)
+        XCTAssertTrue(try s.inboxPending().isEmpty)
+        XCTAssertTrue(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], since: 50))
+        XCTAssertFalse(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 2], since: 50))
+        XCTAssertFalse(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], since: 150))
+        XCTAssertEqual(try s.integrityCheck(), "ok")
     }
 }

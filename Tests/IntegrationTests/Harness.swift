@@ -33,9 +33,13 @@ final class Harness: @unchecked Sendable {
     /// Broker credentials when the harness runs an authenticating broker.
     let mqttUser: (name: String, password: String)?
 
+    /// Whether the broker keeps sessions and retained messages across its own restarts.
+    let brokerPersistence: Bool
+
     init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = [],
-         mqttUser: (name: String, password: String)? = nil) throws {
+         mqttUser: (name: String, password: String)? = nil, brokerPersistence: Bool = false) throws {
         self.mqttUser = mqttUser
+        self.brokerPersistence = brokerPersistence
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         brokerPort = try Self.freePort()
@@ -98,7 +102,16 @@ final class Harness: @unchecked Sendable {
 
     func startBroker() throws {
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        var text = "listener \(brokerPort) 127.0.0.1\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n"
+        var text = "listener \(brokerPort) 127.0.0.1\nset_tcp_nodelay true\nlog_dest stderr\n"
+        if brokerPersistence {
+            let db = dir.appendingPathComponent("broker-db")
+            try FileManager.default.createDirectory(at: db, withIntermediateDirectories: true)
+            chmod(db.path, 0o777)  // mosquitto drops to its own user when started as root
+            chmod(dir.path, 0o755)
+            text += "persistence true\npersistence_location \(db.path)/\n"
+        } else {
+            text += "persistence false\n"
+        }
         if let user = mqttUser {
             let pw = dir.appendingPathComponent("broker.passwd").path
             let p = try launch("/usr/bin/mosquitto_passwd", ["-b", "-c", pw, user.name, user.password], log: "passwd.log")
@@ -263,9 +276,9 @@ final class TestMQTTClient: @unchecked Sendable {
     let recorder = Recorder()
     var reader: Task<Void, Never>?
 
-    init(port: Int, user: (name: String, password: String)? = nil) throws {
-        mqtt = try MosquittoClient(MQTTConnectOptions(host: "127.0.0.1", port: port, clientId: "it-\(UUID().uuidString.prefix(8))",
-                                                      cleanSession: true, username: user?.name, password: user?.password,
+    init(port: Int, user: (name: String, password: String)? = nil, persistentId: String? = nil) throws {
+        mqtt = try MosquittoClient(MQTTConnectOptions(host: "127.0.0.1", port: port, clientId: persistentId ?? "it-\(UUID().uuidString.prefix(8))",
+                                                      cleanSession: persistentId == nil, username: user?.name, password: user?.password,
                                                       keepaliveS: 10))
         let m = mqtt
         let r = recorder
@@ -350,4 +363,22 @@ final class TestMQTTClient: @unchecked Sendable {
     func statuses(_ topic: String, id: String) -> [String] {
         all(topic).compactMap { try? JSONValue.parse($0.payload) }.filter { $0["id"]?.stringValue == id }.compactMap { $0["status"]?.stringValue }
     }
+}
+
+/// Runs a shell command in the package root and returns its combined output and exit status.
+func runShell(_ command: String, env: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-c", command]
+    p.currentDirectoryURL = Harness.packageRoot
+    var e = ProcessInfo.processInfo.environment
+    for (k, v) in env { e[k] = v }
+    p.environment = e
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }

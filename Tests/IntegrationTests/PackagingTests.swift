@@ -8,21 +8,8 @@ final class PackagingTests: XCTestCase {
 
     @discardableResult
     func sh(_ command: String, env: [String: String] = [:], expect: Int32? = 0, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", command]
-        p.currentDirectoryURL = Self.root
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let out = String(decoding: data, as: UTF8.self)
-        if let expect { XCTAssertEqual(p.terminationStatus, expect, "\(command)\n\(out)", file: file, line: line) }
+        let (status, out) = try runShell(command, env: env)
+        if let expect { XCTAssertEqual(status, expect, "\(command)\n\(out)", file: file, line: line) }
         return out
     }
 

@@ -1,0 +1,115 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// The durable outbox against the real daemon: cloud outages, supersede and expiry, `kill -9`, broker outages.
+final class OutboxTests: XCTestCase {
+    let gw1 = "heatbridge/bosch-101000001/dhw1/charge"
+    let gw2 = "heatbridge/bosch-101000002/dhw1/charge"
+
+    func testCloudDownQueuesSupersedesExpiresThenRunsWhenBack() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000002/dhw1/state")
+        try h.admin("POST", "/admin/down", #"{"down":true}"#)
+        c.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
+        c.publish("\(gw1)/set", #"{"id":"q1","action":"start","duration_min":20}"#)
+        c.publish("\(gw2)/set", #"{"id":"q2","action":"start","duration_min":21}"#)
+        let q = c.waitResult("\(gw1)/result", id: "q1", status: "queued")
+        XCTAssertEqual(q?["code"]?.stringValue, "CLOUD_UNAVAILABLE")
+        XCTAssertNotNil(q?["retry_at"]?.stringValue.flatMap(Timestamp.parse))
+        c.waitResult("\(gw2)/result", id: "q2", status: "queued")
+        // A newer command for the same target replaces the waiting one.
+        c.publish("\(gw1)/set", #"{"id":"q3","action":"start","duration_min":22}"#)
+        XCTAssertEqual(c.waitResult("\(gw1)/result", id: "q1", status: "expired")?["code"]?.stringValue, "SUPERSEDED")
+        // A short-lived one expires while the cloud is still down.
+        c.publish("\(gw2)/set", #"{"id":"q4","action":"stop","valid_for_s":2}"#)
+        XCTAssertEqual(c.waitResult("\(gw2)/result", id: "q2", status: "expired")?["code"]?.stringValue, "SUPERSEDED")
+        XCTAssertEqual(c.waitResult("\(gw2)/result", id: "q4", status: "expired")?["code"]?.stringValue, "EXPIRED")
+        // State ages while the cloud is away; `heatbridge status` sees the waiting command.
+        let status = try runShell("'\(Harness.binary("heatbridge"))' status --json --config '\(h.configPath)'").output
+        XCTAssertEqual(try JSONValue.parse(status)["outbox_depth"]?.intValue, 1, status)
+        try h.admin("POST", "/admin/down", #"{"down":false}"#)
+        c.waitResult("\(gw1)/result", id: "q3", status: "done", timeout: 20)
+        XCTAssertEqual(c.statuses("\(gw1)/result", id: "q3"), ["accepted", "queued", "done"])
+        let state = try h.admin("GET", "/admin/state")
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 22)
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000002"]?["charges"]?["1"]?["active"]?.boolValue, false, "an expired command ran")
+        let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
+        XCTAssertEqual(patches.count, 1, "only q3 may reach the cloud: \(patches)")
+    }
+
+    /// 30 × `kill -9` at random moments while commands stream in: afterwards every command has exactly one
+    /// terminal result, the store passes `PRAGMA integrity_check` after every kill, and no charge reached the
+    /// cloud twice (each command has its own duration, so the simulator's log tells).
+    func testKillNineLoopLosesAndDuplicatesNothing() throws {
+        let h = try Harness(pollIntervalS: 5)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        // Each charge takes 150 ms in the cloud, so many kills land while a call is in flight.
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","latency_ms":150}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        var rng = SystemRandomNumberGenerator()
+        let n = 30
+        let db = h.dir.appendingPathComponent("state.db").path
+        for i in 0..<n {
+            c.publish("\(gw1)/set", "{\"id\":\"k\(i)\",\"action\":\"start\",\"duration_min\":\(i + 1)}")
+            Thread.sleep(forTimeInterval: Double.random(in: 0...0.25, using: &rng))
+            h.killDaemon()
+            let check = try runShell("sqlite3 '\(db)' 'PRAGMA integrity_check'").output
+            XCTAssertEqual(check, "ok\n", "after kill \(i)")
+            try h.startDaemon()
+        }
+        for i in 0..<n {
+            c.waitJSON("\(gw1)/result", timeout: 30) { $0["id"]?.stringValue == "k\(i)" && ["done", "failed", "expired"].contains($0["status"]?.stringValue ?? "") }
+        }
+        Thread.sleep(forTimeInterval: 1)
+        var seen = Set<[UInt8]>()
+        var terminal: [String: [String]] = [:]
+        for m in c.all("\(gw1)/result") where seen.insert(m.payload).inserted {
+            guard let j = try? JSONValue.parse(m.payload), let id = j["id"]?.stringValue, let st = j["status"]?.stringValue,
+                  ["done", "failed", "expired", "rejected"].contains(st) else { continue }
+            terminal[id, default: []].append(st)
+        }
+        for i in 0..<n {
+            XCTAssertEqual(terminal["k\(i)"]?.count, 1, "k\(i): \(terminal["k\(i)"] ?? [])")
+            XCTAssertNotEqual(terminal["k\(i)"]?.first, "failed", "k\(i) failed")
+        }
+        let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
+        var perDuration: [Int: Int] = [:]
+        for p in patches {
+            if let d = (try? JSONValue.parse(p["body"]?.stringValue ?? ""))?["chargeDuration"]?.intValue { perDuration[d, default: 0] += 1 }
+        }
+        XCTAssertTrue(perDuration.values.allSatisfy { $0 == 1 }, "a command reached the cloud twice: \(perDuration.filter { $0.value > 1 })")
+        XCTAssertGreaterThan(perDuration.count, 0)
+        XCTAssertEqual(try runShell("sqlite3 '\(db)' 'PRAGMA integrity_check'").output, "ok\n")
+        let confirmed = h.daemonOutput().components(separatedBy: "confirmed by read-back").count - 1
+        print("kill loop: \(patches.count) PATCHes for \(n) commands; \(confirmed) confirmed by read-back after a kill")
+    }
+
+    func testBrokerAwayThirtySecondsLosesNoResult() throws {
+        let h = try Harness(brokerPersistence: true)
+        defer { h.stopAll() }
+        // A subscriber with a persistent session: the broker keeps what it misses while it is away.
+        let watcher = try TestMQTTClient(port: h.brokerPort, persistentId: "it-watcher-\(UUID().uuidString.prefix(6))")
+        defer { watcher.close() }
+        try watcher.waitConnected()
+        watcher.subscribe("\(gw1)/result")
+        try h.startDaemon()
+        h.client.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","latency_ms":1000,"count":1}"#)
+        h.client.publish("\(gw1)/set", #"{"id":"away-1","action":"start","duration_min":33}"#)
+        watcher.waitResult("\(gw1)/result", id: "away-1", status: "accepted")
+        h.broker?.terminate()  // mid-call: `done` is produced while no broker is there
+        h.broker?.waitUntilExit()
+        Thread.sleep(forTimeInterval: 30)
+        try h.startBroker()
+        watcher.waitResult("\(gw1)/result", id: "away-1", status: "done", timeout: 60)
+        XCTAssertEqual(watcher.statuses("\(gw1)/result", id: "away-1").filter { $0 == "done" }.count, 1)
+        XCTAssertTrue(h.daemon?.isRunning ?? false)
+    }
+}
