@@ -409,7 +409,7 @@ public actor Bridge {
             currentInbox = nil  // still to be handled: keep it in the inbox
             return
         }
-        var validFor = settings.behaviour.commandValidForS
+        var validFor = settings.behaviour.validFor(capability)
         if let v = body["valid_for_s"] {
             guard let d = v.doubleValue else {
                 return reject(device, node, capability, id: id, CommandRejection(.invalidPayload, "\"valid_for_s\" must be a number of seconds"))

@@ -177,7 +177,12 @@ public struct BridgeBehaviour: Sendable, Equatable {
     public var commandValidForS: Double = 600
     /// Cached state older than this is published with `"stale":true`.
     public var staleAfterS: Double = 900
+    /// Per-capability defaults for `valid_for_s` (e.g. a DHW charge is worth less an hour late than a mode).
+    public var capabilityValidForS: [String: Double] = [:]
     public init() {}
+
+    /// How long a command for `capability` may wait when it carries no `valid_for_s`.
+    public func validFor(_ capability: String) -> Double { capabilityValidForS[capability] ?? commandValidForS }
 }
 
 /// The whole config file, validated.
@@ -235,9 +240,18 @@ public struct ConfigDecoder {
             }
         }
         if let n = value(top, "bridge"), let m = mapping(n, path: "bridge") {
-            checkKeys(m, known: ["command_valid_for_s", "stale_after_s"], section: "bridge")
+            checkKeys(m, known: ["command_valid_for_s", "capability_valid_for_s", "stale_after_s"], section: "bridge")
             if let v = number(m, "command_valid_for_s", range: 1...86_400) { config.bridge.commandValidForS = v }
             if let v = number(m, "stale_after_s", range: 10...604_800) { config.bridge.staleAfterS = v }
+            if let n = value(m, "capability_valid_for_s"), let caps = mapping(n, path: "capability_valid_for_s") {
+                for e in caps {
+                    guard TopicLayout.sanitize(e.key) == e.key else {
+                        error(e.keyMark, "bad capability name \"\(e.key)\"", hint: "as in the topic, e.g. charge, derogation, mode")
+                        continue
+                    }
+                    if let v = number(caps, e.key, range: 1...604_800) { config.bridge.capabilityValidForS[e.key] = v }
+                }
+            }
         }
         if let n = value(top, "accounts") {
             if case .sequence(let items, _) = n {

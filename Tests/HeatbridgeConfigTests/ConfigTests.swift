@@ -32,6 +32,8 @@ final class ConfigTests: XCTestCase {
                 api_key_file: \(dir!)/bosch.key
                 user_id: installer
                 devices: ["101000001"]
+            bridge:
+              capability_valid_for_s: {charge: 1800}
             """)
         _ = write("mqtt-pass", "pw")
         let loaded = try ConfigLoader.load(path: path, environment: ["CREDENTIALS_DIRECTORY": dir]).get()
@@ -43,6 +45,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.accounts.first?.pollIntervalS, 60)
         XCTAssertEqual(c.accounts.first?.devices, ["101000001"])
         XCTAssertEqual(c.store.path, "/var/lib/heatbridge/heatbridge.db")
+        XCTAssertEqual(c.bridge.validFor("charge"), 1800)
+        XCTAssertEqual(c.bridge.validFor("mode"), 600)
         XCTAssertEqual(loaded.hash.count, 16)
         guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].apiKey!, environment: [:]) else { return XCTFail() }
         XCTAssertEqual(key, "xHCSAPI-secret")
