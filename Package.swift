@@ -27,12 +27,13 @@ let package = Package(
         .target(name: "HeatbridgeMQTT", dependencies: ["HeatbridgeCore", "CMosquitto"]),
         .target(name: "HeatbridgeStore", dependencies: ["HeatbridgeCore", "CSQLite"]),
         .target(name: "HeatbridgeConfig", dependencies: ["HeatbridgeCore", "CYAML"]),
+        .target(name: "HeatbridgeSystem", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
                 "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
-                "VendorBosch",
+                "HeatbridgeSystem", "VendorBosch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -49,6 +50,7 @@ let package = Package(
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
+        .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch"]),
         .testTarget(
             name: "IntegrationTests",

@@ -57,6 +57,11 @@ public enum Timestamp {
         return EpochSeconds(days * 86_400 + h * 3600 + mi * 60 + se - offset)
     }
 
+    /// Days since 1970-01-01 of a proleptic Gregorian date.
+    public static func daysFromCivil(_ y: Int64, _ m: Int64, _ d: Int64) -> Int64 { days(fromCivil: y, m, d) }
+    /// The (year, month, day) of a day count since 1970-01-01.
+    public static func civilFromDays(_ z: Int64) -> (Int64, Int64, Int64) { civil(fromDays: z) }
+
     private static func pad(_ v: Int64, _ width: Int) -> String {
         let s = String(v)
         return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
