@@ -23,8 +23,12 @@ public struct BridgeSettings: Sendable {
     public var configHash: String
     public var behaviour: BridgeBehaviour
     public var accounts: [AccountRuntime]
+    /// The box's local time, for evaluating week programs.
+    public var localTime: any LocalTime
 
-    public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime]) {
+    public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
+                localTime: any LocalTime = FixedOffsetTime(offsetS: 0)) {
+        self.localTime = localTime
         self.topics = topics
         self.version = version
         self.configHash = configHash
@@ -85,6 +89,8 @@ public actor Bridge {
     var pollTasks: [String: Task<Void, Never>] = [:]
     /// When each account polls next: the `retry_at` of commands held while the account is down.
     var nextPollAt: [String: EpochSeconds] = [:]
+    /// Per device, the task that re-publishes node state at the next switch point of its week programs.
+    var scheduleTimers: [String: (at: EpochSeconds, task: Task<Void, Never>)] = [:]
     /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
     var currentInbox: Int64?
     /// Commands whose last attempt the cloud answered definitively (e.g. 429): not in doubt, no read-back needed.
@@ -129,6 +135,7 @@ public actor Bridge {
             group.addTask { await self.healthLoop() }
         }
         stopPolling()
+        for t in scheduleTimers.values { t.task.cancel() }
     }
 
     /// True once the cache is published and the broker has accepted the connection: what `READY=1` means.
@@ -150,6 +157,7 @@ public actor Bridge {
         for (id, entry) in devices where !newNames.contains(entry.account) {
             publishRaw(topics.availability(id), "offline")
             for node in entry.snapshot.nodes.keys { clearRetained(topics.nodeState(id, node)) }
+            for node in entry.snapshot.schedules.keys { clearRetained(topics.nodeSchedule(id, node)) }
             clearRetained(topics.deviceState(id))
             clearRetained(topics.availability(id))
             devices[id] = nil
@@ -208,7 +216,7 @@ public actor Bridge {
                 model: c.state["model"]?.stringValue,
                 online: c.availability.map { $0 == "online" },
                 attributes: c.state.objectValue?.filter { !Self.commonDeviceKeys.contains($0.key) } ?? [:],
-                nodes: c.nodes)
+                nodes: c.nodes, schedules: c.schedules.compactMapValues { WeekSchedule(json: $0) })
             let entry = DeviceEntry(account: c.account, snapshot: snapshot, updatedAt: c.updatedAt, source: "cache")
             devices[c.deviceId] = entry
             publishDevice(entry, at: c.updatedAt)
@@ -266,13 +274,44 @@ public actor Bridge {
         if let online = s.online {
             publishRaw(topics.availability(s.id), online ? "online" : "offline")
         }
+        let now = clock.now()
+        var nextSwitch: EpochSeconds?
         for (node, state) in s.nodes {
             var n = state.objectValue ?? ["value": state]
             n["source"] = .string(e.source)
             n["stale"] = .bool(stale)
-            if e.source == "cache" { n["age_s"] = .number((clock.now() - e.updatedAt).rounded()) }
+            if e.source == "cache" { n["age_s"] = .number((now - e.updatedAt).rounded()) }
+            if let program = s.schedules[node] {
+                // Computed here from the cached program, so it stays right while the cloud is away.
+                n["schedule_now"] = program.nowJSON(at: now, in: settings.localTime)
+                if let next = program.now(at: now, in: settings.localTime)?.next?.at {
+                    nextSwitch = min(nextSwitch ?? next, next)
+                }
+                var p = program.json.objectValue ?? [:]
+                p["source"] = .string(e.source)
+                publishRetained(topics.nodeSchedule(s.id, node), .object(p), at: stamp)
+            }
             publishRetained(topics.nodeState(s.id, node), .object(n), at: stamp)
         }
+        if let nextSwitch { armScheduleTimer(s.id, at: nextSwitch) }
+    }
+
+    /// Re-publishes a device's node state just after its next switch point (`schedule_now` moves on).
+    func armScheduleTimer(_ device: String, at: EpochSeconds) {
+        if let existing = scheduleTimers[device], existing.at == at { return }
+        scheduleTimers[device]?.task.cancel()
+        let delay = max(0, at - clock.now()) + 0.5
+        let task = Task {
+            do { try await clock.sleep(seconds: delay) } catch { return }
+            self.scheduleTick(device)
+        }
+        scheduleTimers[device] = (at, task)
+    }
+
+    func scheduleTick(_ device: String) {
+        scheduleTimers[device] = nil
+        guard let entry = devices[device] else { return }
+        publishDevice(entry, at: entry.updatedAt)
     }
 
     func publishInfo() {
@@ -734,8 +773,9 @@ public actor Bridge {
         for s in snapshots {
             var snap = s
             if snap.error != nil, let old = devices[s.id] {
-                // Keep the last known nodes of a device we cannot read right now.
+                // Keep the last known nodes and programs of a device we cannot read right now.
                 if snap.nodes.isEmpty { snap.nodes = old.snapshot.nodes }
+                if snap.schedules.isEmpty { snap.schedules = old.snapshot.schedules }
             }
             if devices[s.id] == nil { changedList = true }
             let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
@@ -751,7 +791,8 @@ public actor Bridge {
                     state["model"] = .string(snap.model)
                     try store.saveDevice(CachedDevice(
                         deviceId: snap.id, account: account, state: .object(state),
-                        availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now))
+                        availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now,
+                        schedules: snap.schedules.mapValues(\.json)))
                 } catch {
                     logger.error("cannot cache device state", metadata: ["device": "\(snap.id)", "error": "\(error)"])
                 }

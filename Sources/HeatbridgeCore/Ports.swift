@@ -108,8 +108,12 @@ public struct CachedDevice: Sendable, Equatable {
     public var availability: String?
     public var nodes: [String: JSONValue]
     public var updatedAt: EpochSeconds
+    /// Week programs by node, in the neutral JSON format.
+    public var schedules: [String: JSONValue]
 
-    public init(deviceId: String, account: String, state: JSONValue, availability: String?, nodes: [String: JSONValue], updatedAt: EpochSeconds) {
+    public init(deviceId: String, account: String, state: JSONValue, availability: String?, nodes: [String: JSONValue], updatedAt: EpochSeconds,
+                schedules: [String: JSONValue] = [:]) {
+        self.schedules = schedules
         self.deviceId = deviceId
         self.account = account
         self.state = state

@@ -11,6 +11,7 @@ public struct TopicLayout: Sendable, Equatable {
     public func deviceState(_ device: String) -> String { "\(base)/\(device)/state" }
     public func availability(_ device: String) -> String { "\(base)/\(device)/availability" }
     public func nodeState(_ device: String, _ node: String) -> String { "\(base)/\(device)/\(node)/state" }
+    public func nodeSchedule(_ device: String, _ node: String) -> String { "\(base)/\(device)/\(node)/schedule" }
     public func result(device: String, node: String, capability: String) -> String {
         "\(base)/\(device)/\(node)/\(capability)/result"
     }

@@ -82,9 +82,12 @@ public struct DeviceSnapshot: Sendable, Equatable {
     public var nodes: [String: JSONValue]
     /// Set when the device could not be read (no contract, consent, offline): its nodes may be empty.
     public var error: CloudError?
+    /// Week programs by node, in the neutral format.
+    public var schedules: [String: WeekSchedule]
 
     public init(id: String, vendorId: String, model: String? = nil, online: Bool?, attributes: [String: JSONValue] = [:],
-                nodes: [String: JSONValue], error: CloudError? = nil) {
+                nodes: [String: JSONValue], error: CloudError? = nil, schedules: [String: WeekSchedule] = [:]) {
+        self.schedules = schedules
         self.id = id
         self.vendorId = vendorId
         self.model = model

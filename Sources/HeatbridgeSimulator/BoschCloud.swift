@@ -15,6 +15,8 @@ public struct BoschCloud: Sendable {
         public var heatingCircuits: [String: BoschWire.HeatingCircuit]
         public var dhwCircuits: [String: BoschWire.DhwCircuit]
         public var charges: [String: ChargeState]
+        /// Heating time programs by circuit id and program id.
+        public var timePrograms: [String: [String: BoschWire.TimeProgram]] = [:]
     }
 
     public struct ChargeState: Sendable {
@@ -55,8 +57,20 @@ public struct BoschCloud: Sendable {
                 highModeSettings: .init(startSetPointTemperature: 50, stopSetPointTemperature: 55))
             charges[d] = ChargeState(active: false, durationMin: 60, startedAt: 0)
         }
-        return Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
-                       online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
+        var programs: [String: [String: BoschWire.TimeProgram]] = [:]
+        for h in hcIds {
+            // Weekdays 06:00 comfort, 22:00 eco; weekends 07:30 comfort, 23:00 eco.
+            var points: [BoschWire.SwitchPoint] = []
+            for (i, day) in BoschWire.days.enumerated() {
+                points.append(.init(dayOfWeek: day, time: i < 5 ? 360 : 450, setpoint: "comfort"))
+                points.append(.init(dayOfWeek: day, time: i < 5 ? 1320 : 1380, setpoint: "eco"))
+            }
+            programs[h] = ["A": BoschWire.TimeProgram(id: "A", switchPoints: points)]
+        }
+        var gw = Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
+                         online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
+        gw.timePrograms = programs
+        return gw
     }
 
     /// The built-in scenario: two gateways, each with `hc1` and `dhw1`.
@@ -129,6 +143,9 @@ public struct BoschCloud: Sendable {
         case ("GET", 2, "dhwCircuits"):
             guard let d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
             return .json(200, BoschWire.encode(d))
+        case ("GET", 4, "heatingCircuits") where rest[2] == "timePrograms":
+            guard let p = gw.timePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
+            return .json(200, BoschWire.encode(p))
         case (_, 3, "dhwCircuits") where rest[2] == "charge":
             guard let c = gw.charges[rest[1]] else { return .error(404, "no such DHW circuit") }
             if method == "GET" {

@@ -34,6 +34,9 @@ public final class SQLiteStore: StatePort {
         CREATE TABLE inbox(row INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
                            retained INTEGER NOT NULL, received_at REAL NOT NULL DEFAULT (strftime('%s','now')));
         """,
+        """
+        CREATE TABLE schedules(device_id TEXT NOT NULL, node TEXT NOT NULL, program TEXT NOT NULL, PRIMARY KEY(device_id, node));
+        """,
     ]
 
     /// Opens (creating if needed) and migrates the store at `path`. `readOnly` opens an existing store next to
@@ -81,11 +84,16 @@ public final class SQLiteStore: StatePort {
                 guard let d = row[0].text, let n = row[1].text, let s = row[2].text, let v = try? JSONValue.parse(s) else { continue }
                 nodes[d, default: [:]][n] = v
             }
+            var schedules: [String: [String: JSONValue]] = [:]
+            for row in try conn.query("SELECT device_id, node, program FROM schedules") {
+                guard let d = row[0].text, let n = row[1].text, let s = row[2].text, let v = try? JSONValue.parse(s) else { continue }
+                schedules[d, default: [:]][n] = v
+            }
             return try conn.query("SELECT device_id, account, state, availability, updated_at FROM devices ORDER BY device_id").compactMap { row in
                 guard let id = row[0].text, let account = row[1].text, let s = row[2].text,
                       let state = try? JSONValue.parse(s) else { return nil }
                 return CachedDevice(deviceId: id, account: account, state: state, availability: row[3].text,
-                                    nodes: nodes[id] ?? [:], updatedAt: row[4].double ?? 0)
+                                    nodes: nodes[id] ?? [:], updatedAt: row[4].double ?? 0, schedules: schedules[id] ?? [:])
             }
         }
     }
@@ -100,6 +108,11 @@ public final class SQLiteStore: StatePort {
                 for (node, state) in d.nodes {
                     try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)",
                                    [.text(d.deviceId), .text(node), .text(state.serialized)])
+                }
+                try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
+                for (node, program) in d.schedules {
+                    try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                                   [.text(d.deviceId), .text(node), .text(program.serialized)])
                 }
             }
         }

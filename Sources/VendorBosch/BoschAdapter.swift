@@ -88,16 +88,28 @@ public struct BoschAdapter: VendorAdapter {
                 return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: false, attributes: attributes, nodes: [:])
             }
             var nodes: [String: JSONValue] = [:]
+            var schedules: [String: WeekSchedule] = [:]
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(gw.gatewayId)) {
                 let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
-                nodes[Self.nodeId("hc", ref.id)] = Self.nodeState(hc)
+                let node = Self.nodeId("hc", ref.id)
+                nodes[node] = Self.nodeState(hc)
+                if let tp = hc.autoModeSettings?.timeProgramId {
+                    do {
+                        let program = try await get(BoschWire.TimeProgram.self,
+                                                    BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true)
+                        schedules[node] = Self.schedule(program, levels: hc.autoModeSettings?.temperatureLevels ?? [:])
+                    } catch where error.kind == .rejected {
+                        // 404 and friends: this circuit has no readable program (e.g. ISRC); the rest still counts.
+                    }
+                }
             }
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(gw.gatewayId)) {
                 let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
                 let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
                 nodes[Self.nodeId("dhw", ref.id)] = Self.nodeState(dhw, charge: charge)
             }
-            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes)
+            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
+                                  schedules: schedules)
         } catch {
             // Errors about this gateway alone leave the account healthy; the rest fail the whole poll.
             guard error.accountState == nil else { throw error }
@@ -110,6 +122,16 @@ public struct BoschAdapter: VendorAdapter {
     /// `hc` + `1` → `hc1`; an id already spelled `hc1` stays as it is.
     static func nodeId(_ prefix: String, _ circuitId: String) -> String {
         TopicLayout.sanitize(circuitId.lowercased().hasPrefix(prefix) ? circuitId : prefix + circuitId)
+    }
+
+    /// Bosch switch points → the neutral week program (unknown day names are ignored).
+    static func schedule(_ p: BoschWire.TimeProgram, levels: [String: Double]) -> WeekSchedule {
+        var days: [[WeekSchedule.SwitchPoint]] = Array(repeating: [], count: 7)
+        for sp in p.switchPoints {
+            guard let d = BoschWire.days.firstIndex(of: sp.dayOfWeek), (0..<1440).contains(sp.time) else { continue }
+            days[d].append(WeekSchedule.SwitchPoint(minute: sp.time, level: sp.setpoint))
+        }
+        return WeekSchedule(days: days, levels: levels)
     }
 
     static func nodeState(_ hc: BoschWire.HeatingCircuit) -> JSONValue {

@@ -22,6 +22,9 @@ public enum BoschWire {
         public static func dhwCircuits(_ gw: String) -> String { "/hvacs/\(gw)/dhwCircuits" }
         public static func dhwCircuit(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/dhwCircuits/\(id)" }
         public static func charge(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/dhwCircuits/\(id)/charge" }
+        public static func heatingTimeProgram(_ gw: String, _ id: String, _ tp: String) -> String {
+            "/hvacs/\(gw)/heatingCircuits/\(id)/timePrograms/\(tp)"
+        }
     }
 
     // MARK: bodies
@@ -141,6 +144,32 @@ public enum BoschWire {
             self.chargeRemainingTime = chargeRemainingTime
         }
     }
+
+    /// `GET …/heatingCircuits/{id}/timePrograms/{tp}` (`TimeProgram`/`SwitchPoint` exist in the OAS [doc]).
+    /// Shape INFERRED from the gateway's switch programs: `{"switchPoints":[{"dayOfWeek":"Mo","time":360,
+    /// "setpoint":"comfort"}]}`, `time` in minutes after midnight, `setpoint` a level of `autoModeSettings`.
+    public struct TimeProgram: Codable, Sendable, Equatable {
+        public var id: String?
+        public var switchPoints: [SwitchPoint]
+        public init(id: String?, switchPoints: [SwitchPoint]) {
+            self.id = id
+            self.switchPoints = switchPoints
+        }
+    }
+
+    public struct SwitchPoint: Codable, Sendable, Equatable {
+        public var dayOfWeek: String
+        public var time: Int
+        public var setpoint: String
+        public init(dayOfWeek: String, time: Int, setpoint: String) {
+            self.dayOfWeek = dayOfWeek
+            self.time = time
+            self.setpoint = setpoint
+        }
+    }
+
+    /// Day names of switch points, Monday first (INFERRED, as the gateway spells them).
+    public static let days = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]
 
     public static let chargeStart = "START"
     public static let chargeStop = "STOP"

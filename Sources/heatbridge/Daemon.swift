@@ -5,6 +5,7 @@ import HeatbridgeCore
 import HeatbridgeHTTP
 import HeatbridgeMQTT
 import HeatbridgeStore
+import HeatbridgeSystem
 import Logging
 import VendorBosch
 
@@ -67,7 +68,7 @@ enum Daemon {
 
         let bridge = Bridge(
             settings: BridgeSettings(topics: topics, version: heatbridgeVersion, configHash: String(loaded.hash.prefix(12)),
-                                     behaviour: config.bridge, accounts: accounts),
+                                     behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime()),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"

@@ -107,4 +107,31 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertEqual(code("hc1", "charge", ["action": "start"]), .unsupported)
         XCTAssertEqual(code("dhw1", "charge", ["action": "start", "duration_min": 9999]), .outOfRange)
     }
+
+    func testReadsTheHeatingTimeProgram() async throws {
+        let t = ScriptedTransport { r in
+            let path = String(r.url.dropFirst("https://api.test".count))
+            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
+            switch path {
+            case "/hvacs": return ok(#"[{"gatewayId":"101000001"}]"#)
+            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
+            case "/hvacs/101000001/heatingCircuits": return ok(#"[{"id":"1"},{"id":"2"}]"#)
+            case "/hvacs/101000001/dhwCircuits": return ok("[]")
+            case "/hvacs/101000001/heatingCircuits/1":
+                return ok(#"{"id":"1","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"A","temperatureLevels":{"comfort":21.5,"eco":16}}}"#)
+            case "/hvacs/101000001/heatingCircuits/2":
+                return ok(#"{"id":"2","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"B"}}"#)
+            case "/hvacs/101000001/heatingCircuits/1/timePrograms/A":
+                return ok(#"{"id":"A","switchPoints":[{"dayOfWeek":"Mo","time":360,"setpoint":"comfort"},{"dayOfWeek":"Mo","time":1320,"setpoint":"eco"},{"dayOfWeek":"Xx","time":1,"setpoint":"eco"}]}"#)
+            default: return .success(HTTPResponse(status: 404))
+            }
+        }
+        let d = try await adapter(t).fetchDevices()
+        let program = try XCTUnwrap(d.first?.schedules["hc1"])
+        XCTAssertEqual(program.days[0], [.init(minute: 360, level: "comfort"), .init(minute: 1320, level: "eco")])
+        XCTAssertTrue(program.days[1...].allSatisfy(\.isEmpty))
+        XCTAssertEqual(program.levels, ["comfort": 21.5, "eco": 16])
+        XCTAssertNil(d.first?.schedules["hc2"], "a 404 program is no program, not a failed gateway")
+        XCTAssertNil(d.first?.error)
+    }
 }

@@ -282,4 +282,24 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
         XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done"])
     }
+
+    func testScheduleIsPublishedAndScheduleNowMovesAtSwitchPoints() {
+        // Fake time starts 2027-01-15T08:00:00Z (UTC box); switch points at 08:01 (eco) and 08:03 (comfort).
+        let program = WeekSchedule(days: Array(repeating: [.init(minute: 481, level: "eco"), .init(minute: 483, level: "comfort")], count: 7),
+                                   levels: ["eco": 17, "comfort": 21])
+        adapter.snapshots.withLock { $0[0].schedules = ["hc1": program] }
+        _ = start()
+        eventually("schedule topic") { !mqtt.json("hb/fake-1/hc1/schedule").isEmpty }
+        let sched = mqtt.json("hb/fake-1/hc1/schedule").last
+        XCTAssertEqual(sched?["days"]?["fri"]?.arrayValue?.count, 2)
+        XCTAssertEqual(sched?["levels"]?["comfort"]?.doubleValue, 21)
+        XCTAssertNotNil(sched?["version"]?.stringValue)
+        XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue, "comfort")
+        XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["next"]?["at"]?.stringValue, "2027-01-15T08:01:00Z")
+        // No poll happens (interval 1 h): the switch point alone re-publishes the node state.
+        eventually("eco after 08:01") { mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue == "eco" }
+        XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["setpoint"]?.doubleValue, 17)
+        eventually("comfort after 08:03") { mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue == "comfort" }
+        eventually("schedule cached") { store.devices.withLock { $0["fake-1"]?.schedules["hc1"] } != nil }
+    }
 }

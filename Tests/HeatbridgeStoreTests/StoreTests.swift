@@ -16,11 +16,11 @@ final class StoreTests: XCTestCase {
     func testMigratesAndPersistsAcrossReopen() throws {
         do {
             let s = try SQLiteStore(path: path)
-            XCTAssertEqual(s.schemaVersion, 3)
+            XCTAssertEqual(s.schemaVersion, 4)
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
                                           nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
-                                          nodes: ["hc1": ["setpoint": 19]], updatedAt: 200))
+                                          nodes: ["hc1": ["setpoint": 19]], updatedAt: 200, schedules: ["hc1": ["days": [:]]]))
             let c = Command(id: "c1", device: "d", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
                             receivedAt: 1, validUntil: 601)
             try s.insertCommand(c)
@@ -34,13 +34,14 @@ final class StoreTests: XCTestCase {
             try s.markResultPublished(r1)
         }
         let s = try SQLiteStore(path: path)
-        XCTAssertEqual(s.schemaVersion, 3)
+        XCTAssertEqual(s.schemaVersion, 4)
         let devices = try s.loadDevices()
         XCTAssertEqual(devices.count, 1)
         XCTAssertEqual(devices[0].state, ["model": "M2"])
         XCTAssertEqual(devices[0].availability, "offline")
         XCTAssertEqual(devices[0].nodes, ["hc1": ["setpoint": 19]])
         XCTAssertEqual(devices[0].updatedAt, 200)
+        XCTAssertEqual(devices[0].schedules, ["hc1": ["days": [:]]])
         let open = try s.openCommands()
         XCTAssertEqual(open.map(\.id), ["c1"])
         XCTAssertEqual(open[0].status, .queued)

@@ -22,6 +22,11 @@ final class BridgeEndToEndTests: XCTestCase {
         let hc = c.waitJSON("heatbridge/\(gw)/hc1/state")
         XCTAssertEqual(hc?["setpoint"]?.doubleValue, 21)
         XCTAssertEqual(hc?["operation_mode"]?.stringValue, "auto")
+        let program = c.waitJSON("heatbridge/\(gw)/hc1/schedule")
+        XCTAssertEqual(program?["days"]?["sat"], [["at": "07:30", "level": "comfort"], ["at": "23:00", "level": "eco"]])
+        XCTAssertEqual(program?["levels"], ["comfort": 21, "eco": 17])
+        XCTAssertEqual(program?["source"]?.stringValue, "cloud")
+        XCTAssertNotNil(hc?["schedule_now"]?["level"]?.stringValue)
         let dhw = c.waitJSON("heatbridge/\(gw)/dhw1/state")
         XCTAssertEqual(dhw?["charge"]?["active"]?.boolValue, false)
         XCTAssertEqual(String(decoding: c.all("heatbridge/\(gw)/availability").last?.payload ?? [], as: UTF8.self), "online")
@@ -244,6 +249,12 @@ final class BridgeEndToEndTests: XCTestCase {
         try h.startDaemon()
         let hc = c.waitJSON("heatbridge/\(gw)/hc1/state") { $0["source"]?.stringValue == "cache" }
         XCTAssertEqual(hc?["setpoint"]?.doubleValue, 21)
+        // The week program comes from the cache too, and schedule_now is computed locally.
+        let program = c.waitJSON("heatbridge/\(gw)/hc1/schedule") { $0["source"]?.stringValue == "cache" }
+        XCTAssertEqual(program?["days"]?["mon"], [["at": "06:00", "level": "comfort"], ["at": "22:00", "level": "eco"]])
+        XCTAssertEqual(hc?["schedule_now"]?["source"]?.stringValue, "computed")
+        XCTAssertTrue(["comfort", "eco"].contains(hc?["schedule_now"]?["level"]?.stringValue ?? ""))
+        XCTAssertNotNil(hc?["schedule_now"]?["next"]?["at"]?.stringValue.flatMap(Timestamp.parse))
         XCTAssertEqual(c.waitJSON("heatbridge/\(gw)/state")?["source"]?.stringValue, "cache")
         c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
         c.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "online" }
