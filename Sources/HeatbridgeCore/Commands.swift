@@ -33,6 +33,7 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let badResponse = ResultCode(rawValue: "BAD_RESPONSE")
     public static let expired = ResultCode(rawValue: "EXPIRED")
     public static let superseded = ResultCode(rawValue: "SUPERSEDED")
+    public static let conflict = ResultCode(rawValue: "CONFLICT")
     public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
 }
 
@@ -131,6 +132,77 @@ public enum CapabilityValidation {
             minutes = m
         }
         return ["action": "start", "duration_min": .int(minutes)]
+    }
+
+    /// Limits a vendor puts on week programs.
+    public struct ScheduleLimits: Sendable {
+        public var maxPointsPerDay: Int
+        /// Switch times must be multiples of this many minutes.
+        public var gridMinutes: Int
+        public init(maxPointsPerDay: Int, gridMinutes: Int) {
+            self.maxPointsPerDay = maxPointsPerDay
+            self.gridMinutes = gridMinutes
+        }
+    }
+
+    /// `<node>/schedule/set`: a whole week in the neutral format, checked against the device's limits and
+    /// the levels of its current program. Optional `"version"` (the program the edit was based on) and
+    /// `"force"`. Normalised to `{"days":…,"base_version":…,"force":…}`.
+    public static func weekSchedule(_ body: [String: JSONValue], current: WeekSchedule?, limits: ScheduleLimits) throws(CommandRejection) -> JSONValue {
+        try allowOnly(body, ["days", "levels", "version", "force"])
+        guard let current else {
+            throw CommandRejection(.unsupported, "no week program is known for this node yet; wait for the first poll")
+        }
+        guard let days = body["days"]?.objectValue else {
+            throw CommandRejection(.invalidPayload, "\"days\" must be an object with mon…sun")
+        }
+        if let extra = days.keys.sorted().first(where: { !WeekSchedule.dayNames.contains($0) }) {
+            throw CommandRejection(.invalidPayload, "unknown day \"\(extra)\"; days are \(WeekSchedule.dayNames.joined(separator: ", "))")
+        }
+        var out: [[WeekSchedule.SwitchPoint]] = []
+        for name in WeekSchedule.dayNames {
+            guard let points = days[name]?.arrayValue else {
+                throw CommandRejection(.invalidPayload, "\"days\" needs all seven days; \"\(name)\" is missing (send [] for none)")
+            }
+            guard points.count <= limits.maxPointsPerDay else {
+                throw CommandRejection(.outOfRange, "\(name): \(points.count) switch points, at most \(limits.maxPointsPerDay) per day")
+            }
+            var day: [WeekSchedule.SwitchPoint] = []
+            for p in points {
+                guard let atText = p["at"]?.stringValue, let at = WeekSchedule.minutes(atText) else {
+                    throw CommandRejection(.invalidPayload, "\(name): each switch point needs \"at\":\"HH:MM\"")
+                }
+                guard at % limits.gridMinutes == 0 else {
+                    throw CommandRejection(.outOfRange, "\(name) \(atText): switch times must be on the \(limits.gridMinutes)-minute grid")
+                }
+                guard let level = p["level"]?.stringValue else {
+                    throw CommandRejection(.invalidPayload, "\(name) \(atText): missing \"level\"")
+                }
+                guard current.levels[level] != nil else {
+                    throw CommandRejection(.outOfRange, "\(name) \(atText): unknown level \"\(level)\"; levels: \(current.levels.keys.sorted().joined(separator: ", "))")
+                }
+                if day.contains(where: { $0.minute == at }) {
+                    throw CommandRejection(.invalidPayload, "\(name) \(atText): two switch points at the same time")
+                }
+                day.append(.init(minute: at, level: level))
+            }
+            out.append(day)
+        }
+        if let levels = body["levels"], levels != WeekSchedule(days: out, levels: current.levels).json["levels"] {
+            throw CommandRejection(.unsupported, "level temperatures cannot be changed through the schedule; leave \"levels\" out")
+        }
+        var version: JSONValue = .null
+        if let v = body["version"] {
+            guard let s = v.stringValue, !s.isEmpty else { throw CommandRejection(.invalidPayload, "\"version\" must be the program's version string") }
+            version = .string(s)
+        }
+        var force = false
+        if let f = body["force"] {
+            guard let b = f.boolValue else { throw CommandRejection(.invalidPayload, "\"force\" must be true or false") }
+            force = b
+        }
+        let program = WeekSchedule(days: out, levels: current.levels)
+        return ["days": program.json["days"]!, "base_version": version, "force": .bool(force)]
     }
 
     /// Rejects members other than `allowed` (the envelope members `id` and `valid_for_s` are removed earlier).

@@ -25,6 +25,8 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case rejected
         /// A 2xx whose body could not be understood.
         case badResponse
+        /// The device's state changed since the command was based on it (e.g. a week program edited meanwhile).
+        case conflict
     }
 
     public var kind: Kind
@@ -52,6 +54,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unavailable: return .cloudUnavailable
         case .rejected: return .cloudRejected
         case .badResponse: return .badResponse
+        case .conflict: return .conflict
         }
     }
 
@@ -62,7 +65,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rateLimited: return .rateLimited
         case .unavailable: return .offline
         case .badResponse: return .degraded
-        case .forbidden, .consentRequired, .deviceOffline, .rejected: return nil
+        case .forbidden, .consentRequired, .deviceOffline, .rejected, .conflict: return nil
         }
     }
 }

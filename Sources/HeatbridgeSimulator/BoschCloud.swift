@@ -102,8 +102,11 @@ public struct BoschCloud: Sendable {
         if rateLimitEnabled {
             // Buckets per (endpoint, path): 1 per 2 s with bursts of 3 with a gateway id; 2/s, burst 5 without.
             let key = "\(method) \(path)"
-            var bucket = buckets[key] ?? (gatewayId == nil ? TokenBucket(capacity: 5, perSecond: 2, now: now)
-                                                          : TokenBucket(capacity: 3, perSecond: 0.5, now: now))
+            // PUT of a time program: 1 per 10 s for the same program (cloud-apis.md §1.6).
+            let programPut = method == "PUT" && path.contains("/timePrograms/")
+            var bucket = buckets[key] ?? (programPut ? TokenBucket(capacity: 1, perSecond: 0.1, now: now)
+                                          : gatewayId == nil ? TokenBucket(capacity: 5, perSecond: 2, now: now)
+                                          : TokenBucket(capacity: 3, perSecond: 0.5, now: now))
             let wait = bucket.take(now: now)
             buckets[key] = bucket
             if let wait {
@@ -146,6 +149,15 @@ public struct BoschCloud: Sendable {
         case ("GET", 4, "heatingCircuits") where rest[2] == "timePrograms":
             guard let p = gw.timePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
             return .json(200, BoschWire.encode(p))
+        case ("PUT", 4, "heatingCircuits") where rest[2] == "timePrograms":
+            guard gw.timePrograms[rest[1]]?[rest[3]] != nil else { return .error(404, "no such time program") }
+            guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body),
+                  p.switchPoints.allSatisfy({ BoschWire.days.contains($0.dayOfWeek) && (0..<1440).contains($0.time) && $0.time % 15 == 0 }),
+                  p.switchPoints.allSatisfy({ ["comfort", "eco"].contains($0.setpoint) }) else {
+                return .error(400, "invalid time program")
+            }
+            gw.timePrograms[rest[1]]![rest[3]] = BoschWire.TimeProgram(id: rest[3], switchPoints: p.switchPoints)
+            return Reply(status: 204, body: [])
         case (_, 3, "dhwCircuits") where rest[2] == "charge":
             guard let c = gw.charges[rest[1]] else { return .error(404, "no such DHW circuit") }
             if method == "GET" {
@@ -185,8 +197,14 @@ public struct BoschCloud: Sendable {
                 let active = c.active && now - c.startedAt < Double(c.durationMin) * 60
                 charges[id] = ["active": .bool(active), "duration_min": .int(c.durationMin)]
             }
+            var programs: [String: JSONValue] = [:]
+            for (hc, byId) in gw.timePrograms {
+                for (tp, p) in byId {
+                    programs["\(hc)/\(tp)"] = .array(p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
+                }
+            }
             out[gw.id] = ["online": .bool(gw.online), "contract": .bool(gw.contract), "consent_current": .bool(gw.consentCurrent),
-                          "charges": .object(charges)]
+                          "charges": .object(charges), "programs": .object(programs)]
         }
         return ["api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out)]
     }

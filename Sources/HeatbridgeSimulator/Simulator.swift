@@ -150,6 +150,14 @@ public actor Simulator {
             down = false
             return ok()
         default:
+            if method == "POST", path.hasPrefix("/admin/bosch/gateways/"), path.contains("/programs/") {
+                // /admin/bosch/gateways/<id>/programs/<hc>/<tp>: an edit made elsewhere (the vendor's app).
+                let parts = path.dropFirst("/admin/bosch/gateways/".count).split(separator: "/").map(String.init)
+                guard parts.count == 4, bosch.gateways[parts[0]]?.timePrograms[parts[2]]?[parts[3]] != nil,
+                      let p = BoschWire.decode(BoschWire.TimeProgram.self, body) else { return bad("unknown program or bad body") }
+                bosch.gateways[parts[0]]!.timePrograms[parts[2]]![parts[3]] = p
+                return ok()
+            }
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/") {
                 let id = String(path.dropFirst("/admin/bosch/gateways/".count))
                 guard bosch.gateways[id] != nil, let j else { return bad("unknown gateway \(id)") }

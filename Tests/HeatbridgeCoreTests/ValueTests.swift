@@ -78,3 +78,43 @@ final class URLTests: XCTestCase {
         XCTAssertNil(ParsedURL.parse("mqtt://user:pw@host"))
     }
 }
+
+final class ScheduleValidationTests: XCTestCase {
+    let current = WeekSchedule(days: Array(repeating: [.init(minute: 360, level: "comfort")], count: 7), levels: ["comfort": 21, "eco": 17])
+    let limits = CapabilityValidation.ScheduleLimits(maxPointsPerDay: 2, gridMinutes: 15)
+
+    func week(_ points: JSONValue) -> [String: JSONValue] {
+        var days: [String: JSONValue] = [:]
+        for d in WeekSchedule.dayNames { days[d] = points }
+        return ["days": .object(days)]
+    }
+
+    func code(_ body: [String: JSONValue], current: WeekSchedule?? = .none) -> ResultCode? {
+        do {
+            _ = try CapabilityValidation.weekSchedule(body, current: current ?? self.current, limits: limits)
+            return nil
+        } catch { return error.code }
+    }
+
+    func testValidation() throws {
+        let ok = try CapabilityValidation.weekSchedule(week([["at": "06:00", "level": "comfort"], ["at": "22:00", "level": "eco"]]),
+                                                       current: current, limits: limits)
+        XCTAssertEqual(ok["days"]?["sun"]?.arrayValue?.count, 2)
+        XCTAssertEqual(ok["force"], false)
+        XCTAssertNil(code(week([])))
+        XCTAssertEqual(code(week([["at": "06:10", "level": "comfort"]])), .outOfRange)
+        XCTAssertEqual(code(week([["at": "06:00", "level": "boost"]])), .outOfRange)
+        XCTAssertEqual(code(week([["at": "06:00", "level": "eco"], ["at": "07:00", "level": "eco"], ["at": "08:00", "level": "eco"]])), .outOfRange)
+        XCTAssertEqual(code(week([["at": "6:00", "level": "eco"]])), .invalidPayload)
+        XCTAssertEqual(code(week([["at": "06:00", "level": "eco"], ["at": "06:00", "level": "comfort"]])), .invalidPayload)
+        XCTAssertEqual(code(["days": ["mon": []]]), .invalidPayload)
+        XCTAssertEqual(code(["days": ["mon": [], "funday": []]]), .invalidPayload)
+        var withLevels = week([])
+        withLevels["levels"] = ["comfort": 23, "eco": 17]
+        XCTAssertEqual(code(withLevels), .unsupported)
+        XCTAssertEqual(code(week([]), current: .some(nil)), .unsupported)
+        var forced = week([])
+        forced["force"] = "yes"
+        XCTAssertEqual(code(forced), .invalidPayload)
+    }
+}
