@@ -94,13 +94,16 @@ final class PackagingTests: XCTestCase {
         var used = Set<String>()
         var families = Set<String>()
         for l in lines {
+            // "<pid> <syscall>(…": strace pads the pid column, so skip the run of spaces.
             let parts = l.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, let paren = parts[1].firstIndex(of: "(") else { continue }
-            let name = String(parts[1][..<paren])
+            guard parts.count == 2 else { continue }
+            let call = parts[1].drop { $0 == " " }
+            guard let paren = call.firstIndex(of: "(") else { continue }
+            let name = String(call[..<paren])
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !name.isEmpty else { continue }
             used.insert(name)
             if name == "socket" || name == "socketpair" {
-                families.insert(String(parts[1][parts[1].index(after: paren)...].prefix { $0 != "," }))
+                families.insert(String(call[call.index(after: paren)...].prefix { $0 != "," }))
             }
             XCTAssertFalse(l.contains("PROT_WRITE|PROT_EXEC") || l.contains("PROT_EXEC|PROT_WRITE"), "W+X mapping: \(l)")
         }
