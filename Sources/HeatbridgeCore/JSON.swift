@@ -315,3 +315,13 @@ private struct JSONParser {
         return d
     }
 }
+
+/// 64-bit FNV-1a: a short, stable content hash (config hash, week-program versions). Not for security.
+public func fnv1a64(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes {
+        h ^= UInt64(b)
+        h = h &* 0x0000_0100_0000_01b3
+    }
+    return h
+}

@@ -45,7 +45,7 @@ public struct WeekSchedule: Sendable, Equatable {
         for (k, v) in self.levels { levels[k] = .number(v) }
         let body: JSONValue = ["days": .object(days), "levels": .object(levels)]
         var o = body.objectValue!
-        o["version"] = .string(Self.hash(body.serialized))
+        o["version"] = .string(String(fnv1a64(Array(body.serialized.utf8)), radix: 16))
         return .object(o)
     }
 
@@ -111,15 +111,6 @@ public struct WeekSchedule: Sendable, Equatable {
         guard parts.count == 2, parts[0].count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]),
               (0..<24).contains(h), (0..<60).contains(m) else { return nil }
         return h * 60 + m
-    }
-
-    static func hash(_ s: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
-        }
-        return String(h, radix: 16)
     }
 }
 

@@ -4,16 +4,7 @@ import XCTest
 /// `heatbridge check-config` as an installer runs it.
 final class CheckConfigTests: XCTestCase {
     func run(_ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Harness.binary("heatbridge"))
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runProcess(Harness.binary("heatbridge"), args)
     }
 
     func testReportsEveryMistakeWithLineAndColumn() throws {

@@ -365,11 +365,11 @@ final class TestMQTTClient: @unchecked Sendable {
     }
 }
 
-/// Runs a shell command in the package root and returns its combined output and exit status.
-func runShell(_ command: String, env: [String: String] = [:]) throws -> (status: Int32, output: String) {
+/// Runs `path` with `args` in the package root; returns its exit status and combined output.
+func runProcess(_ path: String, _ args: [String], env: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = ["-c", command]
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
     p.currentDirectoryURL = Harness.packageRoot
     var e = ProcessInfo.processInfo.environment
     for (k, v) in env { e[k] = v }
@@ -381,4 +381,9 @@ func runShell(_ command: String, env: [String: String] = [:]) throws -> (status:
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Runs a shell command in the package root and returns its exit status and combined output.
+func runShell(_ command: String, env: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    try runProcess("/bin/bash", ["-c", command], env: env)
 }
