@@ -54,6 +54,6 @@ let package = Package(
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore"]),
+            dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),
     ]
 )

@@ -587,11 +587,12 @@ public actor Bridge {
         if let account = devices[device]?.account, let status = accountStatus[account],
            let code = Self.holdCode(status.state) {
             let retryAt = max(status.retryAt ?? nextPollAt[account] ?? now + 15, now)
-            if first.status != .queued {
-                var q = first
+            // Every command waiting for this device says so, not only the first in line.
+            for (i, waiting) in queues[device]!.enumerated() where waiting.status != .queued {
+                // retry_at is the account's next try; the command itself runs as soon as the account is back.
+                var q = waiting
                 q.status = .queued
-                q.notBefore = retryAt
-                queues[device]![0] = q
+                queues[device]![i] = q
                 publishResult(q, .queued, code: code, message: "account \(account) is \(status.state.rawValue)\(status.error.map { ": \($0)" } ?? "")",
                               extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
             }

@@ -1,5 +1,6 @@
 import Foundation
 import HeatbridgeCore
+import HeatbridgeSystem
 import XCTest
 
 /// The daemon as a separate process against a real mosquitto and the simulator over loopback HTTP.
@@ -253,8 +254,12 @@ final class BridgeEndToEndTests: XCTestCase {
         let program = c.waitJSON("heatbridge/\(gw)/hc1/schedule") { $0["source"]?.stringValue == "cache" }
         XCTAssertEqual(program?["days"]?["mon"], [["at": "06:00", "level": "comfort"], ["at": "22:00", "level": "eco"]])
         XCTAssertEqual(hc?["schedule_now"]?["source"]?.stringValue, "computed")
-        XCTAssertTrue(["comfort", "eco"].contains(hc?["schedule_now"]?["level"]?.stringValue ?? ""))
-        XCTAssertNotNil(hc?["schedule_now"]?["next"]?["at"]?.stringValue.flatMap(Timestamp.parse))
+        // The same evaluation here, in this machine's time zone (the daemon's), must agree.
+        let expected = WeekSchedule(json: program ?? .null)?.now(at: Date().timeIntervalSince1970, in: GlibcLocalTime())
+        XCTAssertNotNil(expected)
+        XCTAssertEqual(hc?["schedule_now"]?["level"]?.stringValue, expected?.level)
+        XCTAssertEqual(hc?["schedule_now"]?["setpoint"]?.doubleValue, expected?.setpoint)
+        XCTAssertEqual(hc?["schedule_now"]?["next"]?["at"]?.stringValue, expected?.next.map { Timestamp.iso8601($0.at) })
         XCTAssertEqual(c.waitJSON("heatbridge/\(gw)/state")?["source"]?.stringValue, "cache")
         c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
         c.waitJSON("heatbridge/bridge/state") { $0["state"]?.stringValue == "online" }

@@ -31,14 +31,23 @@ final class OutboxTests: XCTestCase {
         // State ages while the cloud is away; `heatbridge status` sees the waiting command.
         let status = try runShell("'\(Harness.binary("heatbridge"))' status --json --config '\(h.configPath)'").output
         XCTAssertEqual(try JSONValue.parse(status)["outbox_depth"]?.intValue, 1, status)
+        // Two more commands for the same device, other nodes: they must run in arrival order after q3.
+        let program = try XCTUnwrap(c.waitJSON("heatbridge/bosch-101000001/hc1/schedule"))
+        var days = program["days"]?.objectValue ?? [:]
+        days["sun"] = [["at": "08:00", "level": "comfort"], ["at": "23:00", "level": "eco"]]
+        c.publish("heatbridge/bosch-101000001/hc1/schedule/set", JSONValue.object(["id": "q5", "days": .object(days)]).serialized)
+        c.waitResult("heatbridge/bosch-101000001/hc1/schedule/result", id: "q5", status: "queued")
+        try h.admin("DELETE", "/admin/requests")
         try h.admin("POST", "/admin/down", #"{"down":false}"#)
         c.waitResult("\(gw1)/result", id: "q3", status: "done", timeout: 20)
+        c.waitResult("heatbridge/bosch-101000001/hc1/schedule/result", id: "q5", status: "done", timeout: 20)
         XCTAssertEqual(c.statuses("\(gw1)/result", id: "q3"), ["accepted", "queued", "done"])
+        let writes = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { ["PATCH", "PUT"].contains($0["method"]?.stringValue ?? "") }
+        XCTAssertEqual(writes.map { $0["method"]?.stringValue ?? "" }, ["PATCH", "PUT"], "arrival order per device")
         let state = try h.admin("GET", "/admin/state")
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 22)
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000002"]?["charges"]?["1"]?["active"]?.boolValue, false, "an expired command ran")
-        let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
-        XCTAssertEqual(patches.count, 1, "only q3 may reach the cloud: \(patches)")
+        XCTAssertEqual(writes.count, 2, "only q3 and q5 may reach the cloud: \(writes)")
     }
 
     /// 30 × `kill -9` at random moments while commands stream in: afterwards every command has exactly one
