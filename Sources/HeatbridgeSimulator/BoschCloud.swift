@@ -140,6 +140,48 @@ public struct BoschCloud: Sendable {
             return .json(200, BoschWire.encode(gw.heatingCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
         case ("GET", 1, "dhwCircuits"):
             return .json(200, BoschWire.encode(gw.dhwCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
+        case ("PATCH", 2, "heatingCircuits"):
+            guard var hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
+            guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body), p.operationMode != nil || p.manualModeSettings != nil else {
+                return .error(400, "invalid heating circuit body")
+            }
+            if let mode = p.operationMode {
+                guard BoschWire.heatingModes.contains(mode) else { return .error(400, "invalid operationMode") }
+                hc.operationMode = mode
+            }
+            if let sp = p.manualModeSettings?.setPointTemperature {
+                guard BoschWire.roomSetpointRange.contains(sp) else { return .error(400, "setPointTemperature out of range") }
+                hc.manualModeSettings = .init(setPointTemperature: sp)
+            }
+            // The circuit follows its mode: manual → the manual setpoint, auto → the comfort level, off → frost protection.
+            switch hc.operationMode {
+            case "MANUAL": hc.currentSetPointTemperature = hc.manualModeSettings?.setPointTemperature
+            case "OFF": hc.currentSetPointTemperature = 5
+            default: hc.currentSetPointTemperature = hc.autoModeSettings?.temperatureLevels?["comfort"]
+            }
+            gw.heatingCircuits[rest[1]] = hc
+            return Reply(status: 204, body: [])
+        case ("PATCH", 2, "dhwCircuits"):
+            guard var d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
+            guard let p = BoschWire.decode(BoschWire.DhwCircuitPatch.self, body) else { return .error(400, "invalid DHW circuit body") }
+            if let mode = p.operationMode {
+                guard BoschWire.dhwModes.contains(mode) else { return .error(400, "invalid operationMode") }
+                d.operationMode = mode
+            }
+            // Start and stop depend on each other (clarified v1.30): start below stop, both in range.
+            func valid(_ x: BoschWire.DhwModeSettings?) -> Bool {
+                guard let x else { return true }
+                guard let a = x.startSetPointTemperature, let b = x.stopSetPointTemperature else { return false }
+                return a < b && BoschWire.dhwSetpointRange.contains(a) && BoschWire.dhwSetpointRange.contains(b)
+            }
+            guard valid(p.ecoModeSettings), valid(p.lowModeSettings), valid(p.highModeSettings) else {
+                return .error(400, "invalid start/stop setpoints")
+            }
+            d.ecoModeSettings = p.ecoModeSettings ?? d.ecoModeSettings
+            d.lowModeSettings = p.lowModeSettings ?? d.lowModeSettings
+            d.highModeSettings = p.highModeSettings ?? d.highModeSettings
+            gw.dhwCircuits[rest[1]] = d
+            return Reply(status: 204, body: [])
         case ("GET", 2, "heatingCircuits"):
             guard let hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
             return .json(200, BoschWire.encode(hc))

@@ -167,7 +167,7 @@ public struct BoschAdapter: VendorAdapter {
 
     // MARK: commands
 
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge"], "hc": ["schedule"], "system": []]
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint"], "system": []]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
     /// other controllers take more. 6 per day on a 15-minute grid is what the km200-family gateways accept.
@@ -183,14 +183,64 @@ public struct BoschAdapter: VendorAdapter {
             let supported = (Self.capabilities[kind] ?? []).sorted().joined(separator: ", ")
             throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)\(supported.isEmpty ? "" : "; supported: \(supported)")")
         }
-        if capability == "schedule" {
+        switch (kind, capability) {
+        case ("hc", "schedule"):
             return try CapabilityValidation.weekSchedule(body, current: device.schedules[node], limits: Self.scheduleLimits)
+        case ("hc", "mode"):
+            try CapabilityValidation.allowOnly(body, ["mode"])
+            return ["mode": .string(try Self.enumMember(body, "mode", BoschWire.heatingModes))]
+        case ("hc", "setpoint"):
+            try CapabilityValidation.allowOnly(body, ["setpoint"])
+            return ["setpoint": .number(try Self.temperature(body, "setpoint", BoschWire.roomSetpointRange))]
+        case ("dhw", "mode"):
+            try CapabilityValidation.allowOnly(body, ["mode"])
+            return ["mode": .string(try Self.enumMember(body, "mode", BoschWire.dhwModes))]
+        case ("dhw", "setpoint"):
+            try CapabilityValidation.allowOnly(body, ["level", "start", "stop"])
+            let level = try Self.enumMember(body, "level", ["ECO", "LOW", "HIGH"]).lowercased()
+            let start = try Self.temperature(body, "start", BoschWire.dhwSetpointRange)
+            let stop = try Self.temperature(body, "stop", BoschWire.dhwSetpointRange)
+            guard start < stop else {
+                throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
+            }
+            return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
+        default:
+            return try CapabilityValidation.dhwCharge(body)
         }
-        return try CapabilityValidation.dhwCharge(body)
+    }
+
+    /// A required string member from `allowed` (case-insensitive); returns the wire spelling.
+    static func enumMember(_ body: [String: JSONValue], _ key: String, _ allowed: [String]) throws(CommandRejection) -> String {
+        guard let v = body[key] else {
+            throw CommandRejection(.invalidPayload, "missing \"\(key)\"; one of \(allowed.map { $0.lowercased() }.joined(separator: ", "))")
+        }
+        guard let s = v.stringValue, allowed.contains(s.uppercased()) else {
+            throw CommandRejection(.invalidPayload, "\"\(key)\" must be one of \(allowed.map { $0.lowercased() }.joined(separator: ", "))")
+        }
+        return s.uppercased()
+    }
+
+    /// A required temperature in °C within `range`, in 0.5 °C steps.
+    static func temperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>) throws(CommandRejection) -> Double {
+        guard let v = body[key] else { throw CommandRejection(.invalidPayload, "missing \"\(key)\" (°C)") }
+        guard let t = v.doubleValue else { throw CommandRejection(.invalidPayload, "\"\(key)\" must be a number of °C") }
+        guard range.contains(t) else {
+            throw CommandRejection(.outOfRange, "\"\(key)\" must be \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)) °C, got \(JSONValue.format(t))")
+        }
+        guard (t * 2).rounded() == t * 2 else {
+            throw CommandRejection(.outOfRange, "\"\(key)\" must be in 0.5 °C steps, got \(JSONValue.format(t))")
+        }
+        return t
     }
 
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
+        if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
+            return try await patchHeatingCircuit(command, device: device)
+        }
+        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
+            return try await patchDhwCircuit(command, device: device)
+        }
         guard command.capability == "charge", command.node.hasPrefix("dhw") else {
             throw CloudError(.rejected, message: "\(command.capability) is not implemented for Bosch")
         }
@@ -201,6 +251,47 @@ public struct BoschAdapter: VendorAdapter {
                                        chargeDuration: start ? minutes : nil)
         _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
         return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
+    }
+
+    func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let circuit = String(command.node.dropFirst(2))
+        let patch: BoschWire.HeatingCircuitPatch
+        if let mode = command.params["mode"]?.stringValue {
+            patch = .init(operationMode: mode)
+        } else {
+            patch = .init(manualModeSettings: .init(setPointTemperature: command.params["setpoint"]?.doubleValue))
+        }
+        _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, circuit), body: BoschWire.encode(patch), remoteControl: true)
+        // The cloud stores a mode change while an overriding mode (holiday, away, boost…) is active, but the
+        // circuit ignores it until that mode ends: say so instead of pretending it took effect.
+        let overriding = device.nodes[command.node]?["overriding_modes"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        var message = command.params["mode"] != nil ? "operation mode set to \(command.params["mode"]!.stringValue!.lowercased())"
+                                                    : "manual setpoint set to \(JSONValue.format(command.params["setpoint"]?.doubleValue ?? 0)) °C"
+        if !overriding.isEmpty {
+            message += "; not effective while \(overriding.joined(separator: ", ")) is active"
+        } else if command.params["setpoint"] != nil, device.nodes[command.node]?["operation_mode"]?.stringValue != "manual" {
+            message += "; it applies in manual mode"
+        }
+        return message
+    }
+
+    func patchDhwCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let circuit = String(command.node.dropFirst(3))
+        var patch = BoschWire.DhwCircuitPatch()
+        if let mode = command.params["mode"]?.stringValue {
+            patch.operationMode = mode
+        } else {
+            let settings = BoschWire.DhwModeSettings(startSetPointTemperature: command.params["start"]?.doubleValue,
+                                                     stopSetPointTemperature: command.params["stop"]?.doubleValue)
+            switch command.params["level"]?.stringValue {
+            case "eco": patch.ecoModeSettings = settings
+            case "low": patch.lowModeSettings = settings
+            default: patch.highModeSettings = settings
+            }
+        }
+        _ = try await call("PATCH", BoschWire.Path.dhwCircuit(device.vendorId, circuit), body: BoschWire.encode(patch), remoteControl: true)
+        if let mode = command.params["mode"]?.stringValue { return "DHW mode set to \(mode.lowercased())" }
+        return "DHW \(command.params["level"]?.stringValue ?? "") level set to \(JSONValue.format(command.params["start"]?.doubleValue ?? 0))…\(JSONValue.format(command.params["stop"]?.doubleValue ?? 0)) °C"
     }
 
     /// The program id and current program of a heating circuit, read fresh from the cloud.
@@ -235,6 +326,24 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
+            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),
+                                   remoteControl: true)
+            if let mode = command.params["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
+            return hc.manualModeSettings?.setPointTemperature == command.params["setpoint"]?.doubleValue
+        }
+        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
+            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, String(command.node.dropFirst(3))),
+                                  remoteControl: true)
+            if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
+            let s: BoschWire.DhwModeSettings?
+            switch command.params["level"]?.stringValue {
+            case "eco": s = d.ecoModeSettings
+            case "low": s = d.lowModeSettings
+            default: s = d.highModeSettings
+            }
+            return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
+        }
         if command.capability == "schedule" {
             let (_, now) = try await currentProgram(command, device: device)
             return now.json["days"] == command.params["days"]

@@ -145,6 +145,42 @@ public enum BoschWire {
         }
     }
 
+    /// `PATCH …/heatingCircuits/{id}`: only the members to change [doc: operation mode, manual setpoint,
+    /// auto-mode program & levels]; member shapes INFERRED like the GET body.
+    public struct HeatingCircuitPatch: Codable, Sendable, Equatable {
+        public var operationMode: String?
+        public var manualModeSettings: ManualModeSettings?
+        public init(operationMode: String? = nil, manualModeSettings: ManualModeSettings? = nil) {
+            self.operationMode = operationMode
+            self.manualModeSettings = manualModeSettings
+        }
+    }
+
+    /// `PATCH …/dhwCircuits/{id}` [doc v1.12]: operation mode and/or one level's start/stop setpoints.
+    public struct DhwCircuitPatch: Codable, Sendable, Equatable {
+        public var operationMode: String?
+        public var ecoModeSettings: DhwModeSettings?
+        public var lowModeSettings: DhwModeSettings?
+        public var highModeSettings: DhwModeSettings?
+        public init(operationMode: String? = nil, ecoModeSettings: DhwModeSettings? = nil, lowModeSettings: DhwModeSettings? = nil,
+                    highModeSettings: DhwModeSettings? = nil) {
+            self.operationMode = operationMode
+            self.ecoModeSettings = ecoModeSettings
+            self.lowModeSettings = lowModeSettings
+            self.highModeSettings = highModeSettings
+        }
+    }
+
+    /// Heating circuit operation modes (INFERRED upper-case spelling of the gateway's off/auto/manual).
+    public static let heatingModes = ["OFF", "AUTO", "MANUAL"]
+    /// DHW operation modes (INFERRED from the gateway's Off/eco/low/high/ownprogram; `AUTO` = own program).
+    public static let dhwModes = ["OFF", "ECO", "LOW", "HIGH", "AUTO"]
+    /// Room setpoint range of the controllers (analog: km200 minValue/maxValue 5…30 °C), 0.5 °C steps.
+    public static let roomSetpointRange = 5.0...30.0
+    /// DHW start/stop setpoint range (INFERRED: consumer integrations clamp levels to 30…53 °C; heat pumps
+    /// with an electric heater reach 65 °C, the upper bound used here).
+    public static let dhwSetpointRange = 30.0...65.0
+
     /// `GET …/heatingCircuits/{id}/timePrograms/{tp}` (`TimeProgram`/`SwitchPoint` exist in the OAS [doc]).
     /// Shape INFERRED from the gateway's switch programs: `{"switchPoints":[{"dayOfWeek":"Mo","time":360,
     /// "setpoint":"comfort"}]}`, `time` in minutes after midnight, `setpoint` a level of `autoModeSettings`.

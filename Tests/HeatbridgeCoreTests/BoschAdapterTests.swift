@@ -134,4 +134,20 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertNil(d.first?.schedules["hc2"], "a 404 program is no program, not a failed gateway")
         XCTAssertNil(d.first?.error)
     }
+
+    func testModeChangeUnderAnOverridingModeSaysItIsNotEffective() async throws {
+        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }
+        let dev = DeviceSnapshot(id: "bosch-1", vendorId: "101000001", online: true,
+                                 nodes: ["hc1": ["operation_mode": "auto", "overriding_modes": ["holiday"]]])
+        let a = adapter(t)
+        let params = try a.validate(node: "hc1", capability: "mode", body: ["mode": "Manual"], device: dev)
+        XCTAssertEqual(params, ["mode": "MANUAL"])
+        let cmd = Command(id: "m", device: "bosch-1", node: "hc1", capability: "mode", params: params, source: "mqtt", receivedAt: 0, validUntil: 60)
+        let msg = try await a.execute(cmd, device: dev)
+        XCTAssertEqual(msg, "operation mode set to manual; not effective while holiday is active")
+        let r = try XCTUnwrap(t.requests.withLock { $0.first })
+        XCTAssertEqual(r.method, "PATCH")
+        XCTAssertEqual(r.url, "https://api.test/hvacs/101000001/heatingCircuits/1")
+        XCTAssertEqual(try JSONValue.parse(r.body ?? []), ["operationMode": "MANUAL"])
+    }
 }
