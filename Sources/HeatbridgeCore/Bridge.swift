@@ -25,10 +25,13 @@ public struct BridgeSettings: Sendable {
     public var accounts: [AccountRuntime]
     /// The box's local time, for evaluating week programs.
     public var localTime: any LocalTime
+    /// Home Assistant discovery; nil leaves Home Assistant's topics alone.
+    public var discovery: HomeAssistantDiscovery?
 
     public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
-                localTime: any LocalTime = FixedOffsetTime(offsetS: 0)) {
+                localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil) {
         self.localTime = localTime
+        self.discovery = discovery
         self.topics = topics
         self.version = version
         self.configHash = configHash
@@ -91,6 +94,14 @@ public actor Bridge {
     var nextPollAt: [String: EpochSeconds] = [:]
     /// Per device, the task that re-publishes node state at the next switch point of its week programs.
     var scheduleTimers: [String: (at: EpochSeconds, task: Task<Void, Never>)] = [:]
+    /// Bridge-local settings (`<device>/<node>/charge_duration_min` …), persisted in the store.
+    var localSettings: [String: JSONValue] = [:]
+    var rediscoveryPending = false
+    var clearedConfigs: Set<String> = []
+    /// Retained topics to delete once the broker is reachable.
+    var pendingClears: Set<String> = []
+    /// Successful polls in a row that no longer listed a device.
+    var missingPolls: [String: Int] = [:]
     /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
     var currentInbox: Int64?
     /// Commands whose last attempt the cloud answered definitively (e.g. 429): not in doubt, no read-back needed.
@@ -117,6 +128,10 @@ public actor Bridge {
 
     /// Publishes the cache, then serves MQTT events, polls every account and publishes health until cancelled.
     public func run() async {
+        do { localSettings = try store.loadSettings() } catch {
+            logger.error("cannot read settings from the store", metadata: ["error": "\(error)"])
+        }
+        publishBridgeDiscovery()
         loadCache()
         cacheLoaded = true
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
@@ -154,14 +169,7 @@ public actor Bridge {
     public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour) {
         stopPolling()
         let newNames = Set(newAccounts.map(\.name))
-        for (id, entry) in devices where !newNames.contains(entry.account) {
-            publishRaw(topics.availability(id), "offline")
-            for node in entry.snapshot.nodes.keys { clearRetained(topics.nodeState(id, node)) }
-            for node in entry.snapshot.schedules.keys { clearRetained(topics.nodeSchedule(id, node)) }
-            clearRetained(topics.deviceState(id))
-            clearRetained(topics.availability(id))
-            devices[id] = nil
-        }
+        for (id, entry) in devices where !newNames.contains(entry.account) { removeDevice(id) }
         for name in accounts.keys where !newNames.contains(name) {
             clearRetained(topics.account(name))
             accountStatus[name] = nil
@@ -172,6 +180,7 @@ public actor Bridge {
         accounts = Dictionary(newAccounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         for a in newAccounts where accountStatus[a.name] == nil { setAccount(a.name, .starting, error: nil) }
         publishInfo()
+        publishBridgeDiscovery()
         startPolling()
         logger.info("configuration applied", metadata: ["accounts": "\(newAccounts.count)"])
     }
@@ -187,10 +196,27 @@ public actor Bridge {
         pollTasks = [:]
     }
 
+    /// A device that is gone (contract ended, removed from the config): availability offline first, so
+    /// subscribers see it leave, then every retained topic of it cleared, Home Assistant's config included.
+    func removeDevice(_ id: String) {
+        guard let entry = devices[id] else { return }
+        logger.notice("device removed", metadata: ["device": "\(id)"])
+        publishRaw(topics.availability(id), "offline")
+        if let d = settings.discovery { clearRetained(d.deviceConfigTopic(id)) }
+        for node in entry.snapshot.nodes.keys { clearRetained(topics.nodeState(id, node)) }
+        for node in entry.snapshot.schedules.keys { clearRetained(topics.nodeSchedule(id, node)) }
+        clearRetained(topics.deviceState(id))
+        clearRetained(topics.availability(id))
+        devices[id] = nil
+        scheduleTimers[id]?.task.cancel()
+        scheduleTimers[id] = nil
+    }
+
+    /// Deletes a retained topic on the broker; when the broker is away, the deletion waits for the next connect.
     func clearRetained(_ topic: String) {
         retained[topic] = nil
         contentKeys[topic] = nil
-        mqtt.publish(topic: topic, payload: [], qos: 1, retain: true)
+        if !mqtt.publish(topic: topic, payload: [], qos: 1, retain: true) { pendingClears.insert(topic) }
     }
 
     /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
@@ -258,6 +284,7 @@ public actor Bridge {
 
     func publishDevice(_ e: DeviceEntry, at stamp: EpochSeconds) {
         let s = e.snapshot
+        publishDeviceDiscovery(e)
         let stale = clock.now() - e.updatedAt > settings.behaviour.staleAfterS
         var o = s.attributes
         o["vendor"] = .string(accounts[e.account]?.vendor)
@@ -281,6 +308,10 @@ public actor Bridge {
             n["source"] = .string(e.source)
             n["stale"] = .bool(stale)
             if e.source == "cache" { n["age_s"] = .number((now - e.updatedAt).rounded()) }
+            if case .object(var charge)? = n["charge"] {
+                charge["default_duration_min"] = .int(chargeDefault(s.id, node))
+                n["charge"] = .object(charge)
+            }
             if let program = s.schedules[node] {
                 // Computed here from the cached program, so it stays right while the cloud is away.
                 n["schedule_now"] = program.nowJSON(at: now, in: settings.localTime)
@@ -312,6 +343,67 @@ public actor Bridge {
         scheduleTimers[device] = nil
         guard let entry = devices[device] else { return }
         publishDevice(entry, at: entry.updatedAt)
+    }
+
+    // MARK: Home Assistant
+
+    func publishBridgeDiscovery() {
+        guard let d = settings.discovery else { return }
+        if d.enabled {
+            publishRetained(d.bridgeConfigTopic, d.bridgeConfig(accounts: settings.accounts.map(\.name)))
+        } else {
+            clearRetained(d.bridgeConfigTopic)
+        }
+    }
+
+    func publishDeviceDiscovery(_ e: DeviceEntry) {
+        guard let d = settings.discovery else { return }
+        let topic = d.deviceConfigTopic(e.snapshot.id)
+        guard d.enabled else {
+            // Discovery switched off: take back what an earlier run announced (once per device).
+            if !clearedConfigs.contains(topic) {
+                clearedConfigs.insert(topic)
+                clearRetained(topic)
+            }
+            return
+        }
+        guard let adapter = accounts[e.account]?.adapter else { return }
+        let config = d.deviceConfig(e.snapshot, vendor: adapter.vendor) { node in
+            var caps = adapter.capabilities(of: node)
+            if caps.contains("charge") { caps.insert("charge-duration") }
+            return caps
+        }
+        publishRetained(topic, config)
+    }
+
+    /// Home Assistant came (back) online: after a short random delay, so a whole network of bridges does not
+    /// answer at once, re-publish every config and then every state.
+    func scheduleRediscovery() {
+        guard let d = settings.discovery, d.enabled, !rediscoveryPending else { return }
+        rediscoveryPending = true
+        let delay = Double.random(in: 0.5...2.5)
+        Task {
+            try? await clock.sleep(seconds: delay)
+            self.rediscover(prefix: d.prefix)
+        }
+    }
+
+    func rediscover(prefix: String) {
+        rediscoveryPending = false
+        let configs = retained.filter { $0.key.hasPrefix(prefix + "/") }
+        for (topic, payload) in configs.sorted(by: { $0.key < $1.key }) { mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true) }
+        for (topic, payload) in retained.sorted(by: { $0.key < $1.key }) where !topic.hasPrefix(prefix + "/") {
+            mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
+        }
+        logger.info("re-published discovery and state for Home Assistant", metadata: ["configs": "\(configs.count)"])
+    }
+
+    // MARK: bridge-local settings
+
+    func settingKey(_ device: String, _ node: String, _ name: String) -> String { "\(device)/\(node)/\(name)" }
+
+    func chargeDefault(_ device: String, _ node: String) -> Int {
+        localSettings[settingKey(device, node, "charge_duration_min")]?.intValue ?? 60
     }
 
     func publishInfo() {
@@ -378,10 +470,19 @@ public actor Bridge {
     func onConnected() {
         logger.info("MQTT connected")
         mqtt.subscribe(topics.commandFilter, qos: 1)
+        if let d = settings.discovery, d.enabled { mqtt.subscribe(d.statusTopic, qos: 1) }
         let online = JSONValue.object(["state": "online"]).bytes
         retained[topics.bridgeState] = online
         publishHealth()
-        for (topic, payload) in retained.sorted(by: { $0.key < $1.key }) {
+        // Configs before states, so Home Assistant knows an entity before its first value arrives.
+        for topic in pendingClears.sorted() where mqtt.publish(topic: topic, payload: [], qos: 1, retain: true) {
+            pendingClears.remove(topic)
+        }
+        let prefix = settings.discovery.map { $0.prefix + "/" }
+        for (topic, payload) in retained.sorted(by: { a, b in
+            let ca = prefix.map { a.key.hasPrefix($0) } ?? false, cb = prefix.map { b.key.hasPrefix($0) } ?? false
+            return ca != cb ? ca : a.key < b.key
+        }) {
             mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)
         }
         flushUnpublishedResults()
@@ -410,6 +511,10 @@ public actor Bridge {
                 }
             }
             currentInbox = nil
+        }
+        if let d = settings.discovery, m.topic == d.statusTopic {
+            if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
+            return
         }
         guard let (device, node, capability) = topics.parseCommand(m.topic) else { return }
         // An empty payload is how MQTT deletes a retained message (we send one ourselves when clearing a
@@ -471,6 +576,12 @@ public actor Bridge {
         var params = body
         params["id"] = nil
         params["valid_for_s"] = nil
+        if capability == "charge-duration", entry.snapshot.nodes[node]?["charge"] != nil {
+            return setChargeDuration(device, node, id: id, params: params, entry: entry, now: now, validFor: validFor)
+        }
+        if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
+            params["duration_min"] = .int(chargeDefault(device, node))
+        }
         let normalised: JSONValue
         do {
             normalised = try account.adapter.validate(node: node, capability: capability, body: params, device: entry.snapshot)
@@ -493,6 +604,39 @@ public actor Bridge {
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
         supersede(by: command)
         enqueue(command)
+    }
+
+    /// `dhw<N>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
+    /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
+    func setChargeDuration(_ device: String, _ node: String, id: String?, params: [String: JSONValue], entry: DeviceEntry,
+                           now: EpochSeconds, validFor: Double) {
+        let value: JSONValue
+        do throws(CommandRejection) {
+            try CapabilityValidation.allowOnly(params, ["minutes"])
+            guard let m = params["minutes"]?.intValue else {
+                throw CommandRejection(.invalidPayload, "\"minutes\" must be a whole number")
+            }
+            guard (1...CapabilityValidation.maxChargeMinutes).contains(m) else {
+                throw CommandRejection(.outOfRange, "\"minutes\" must be 1…\(CapabilityValidation.maxChargeMinutes), got \(m)")
+            }
+            value = .int(m)
+        } catch {
+            return reject(device, node, "charge-duration", id: id, error)
+        }
+        let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: "charge-duration", params: ["minutes": value],
+                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+            return reject(device, node, "charge-duration", id: command.id, CommandRejection(.storeFailed, "command could not be stored"))
+        }
+        do {
+            try store.saveSetting(settingKey(device, node, "charge_duration_min"), value)
+        } catch {
+            return finish(command, .failed, code: .storeFailed, message: "setting could not be stored: \(error)")
+        }
+        localSettings[settingKey(device, node, "charge_duration_min")] = value
+        finish(command, .done, code: nil, message: "charges without duration_min now last \(value.intValue ?? 0) min")
+        publishDevice(entry, at: entry.updatedAt)
     }
 
     /// A newer command for the same device, node and capability replaces older ones still waiting.
@@ -771,6 +915,20 @@ public actor Bridge {
     func apply(_ snapshots: [DeviceSnapshot], account: String) {
         let now = clock.now()
         var changedList = false
+        let present = Set(snapshots.map(\.id))
+        for (id, entry) in devices where entry.account == account {
+            if present.contains(id) {
+                missingPolls[id] = nil
+                continue
+            }
+            // Gone from two successful reads in a row (one empty answer could be a cloud hiccup): remove it.
+            missingPolls[id, default: 0] += 1
+            if missingPolls[id]! >= 2 {
+                missingPolls[id] = nil
+                removeDevice(id)
+                changedList = true
+            }
+        }
         for s in snapshots {
             var snap = s
             if snap.error != nil, let old = devices[s.id] {

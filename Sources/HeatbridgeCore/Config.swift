@@ -185,8 +185,16 @@ public struct BridgeBehaviour: Sendable, Equatable {
     public func validFor(_ capability: String) -> Double { capabilityValidForS[capability] ?? commandValidForS }
 }
 
+/// `homeassistant:` section.
+public struct HomeAssistantConfig: Sendable, Equatable {
+    public var discovery = false
+    public var prefix = "homeassistant"
+    public init() {}
+}
+
 /// The whole config file, validated.
 public struct HeatbridgeConfig: Sendable, Equatable {
+    public var homeAssistant = HomeAssistantConfig()
     public var mqtt = MQTTConfig()
     public var store = StoreConfig()
     public var accounts: [AccountConfig] = []
@@ -224,10 +232,28 @@ public struct ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
+        }
+        if let n = value(top, "homeassistant"), let m = mapping(n, path: "homeassistant") {
+            checkKeys(m, known: ["discovery", "prefix"], section: "homeassistant")
+            if let (d, mark) = stringWithMark(m, "discovery") {
+                if d == "true" || d == "false" { config.homeAssistant.discovery = d == "true" } else {
+                    error(mark, "\"discovery\" must be true or false, found \"\(d)\"")
+                }
+            }
+            if let (p, mark) = stringWithMark(m, "prefix") {
+                if p.isEmpty || p.contains("+") || p.contains("#") || p.hasPrefix("/") || p.hasSuffix("/") {
+                    error(mark, "bad discovery prefix \"\(p)\"", hint: "topic levels without wildcards, e.g. homeassistant")
+                } else if p == config.mqtt.baseTopic || p.hasPrefix(config.mqtt.baseTopic + "/") || config.mqtt.baseTopic.hasPrefix(p + "/") {
+                    error(mark, "discovery prefix \"\(p)\" overlaps the base topic \"\(config.mqtt.baseTopic)\"",
+                          hint: "they must differ, e.g. homeassistant and heatbridge")
+                } else {
+                    config.homeAssistant.prefix = p
+                }
+            }
         }
         if let n = value(top, "store"), let m = mapping(n, path: "store") {
             checkKeys(m, known: ["path"], section: "store")

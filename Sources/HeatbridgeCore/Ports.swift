@@ -157,6 +157,9 @@ public protocol StatePort: Sendable {
     /// Whether a command with this id, target and parameters was already accepted since `since`: a broker
     /// redelivering a message the daemon had stored but not acknowledged must not run it twice.
     func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool
+    /// Bridge-local settings (e.g. a DHW circuit's default charge duration), by key.
+    func loadSettings() throws -> [String: JSONValue]
+    func saveSetting(_ key: String, _ value: JSONValue) throws
     /// Keeps the last published state of an account, for `heatbridge status`.
     func saveAccountState(name: String, state: JSONValue) throws
     func markResultPublished(_ rowId: Int64) throws

@@ -109,6 +109,8 @@ public protocol VendorAdapter: Sendable {
     /// Reads every accessible device with its nodes. Throws when the account as a whole failed;
     /// per-device failures are reported in `DeviceSnapshot.error`.
     func fetchDevices() async throws(CloudError) -> [DeviceSnapshot]
+    /// The command capabilities a node has (`charge`, `mode`, …), for Home Assistant discovery.
+    func capabilities(of node: String) -> Set<String>
     /// Validates a command for a node of this vendor and returns normalised parameters.
     /// Throws `UNKNOWN_TARGET`/`UNSUPPORTED`/`INVALID_PAYLOAD`/`OUT_OF_RANGE` rejections.
     func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue

@@ -37,6 +37,9 @@ public final class SQLiteStore: StatePort {
         """
         CREATE TABLE schedules(device_id TEXT NOT NULL, node TEXT NOT NULL, program TEXT NOT NULL, PRIMARY KEY(device_id, node));
         """,
+        """
+        CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
     ]
 
     /// Opens (creating if needed) and migrates the store at `path`. `readOnly` opens an existing store next to
@@ -201,6 +204,22 @@ public final class SQLiteStore: StatePort {
             try !conn.query("""
                 SELECT 1 FROM commands WHERE id = ? AND device = ? AND node = ? AND capability = ? AND params = ? AND received_at >= ? LIMIT 1
                 """, [.text(id), .text(device), .text(node), .text(capability), .text(params.serialized), .real(since)]).isEmpty
+        }
+    }
+
+    public func loadSettings() throws -> [String: JSONValue] {
+        try locked { () throws(SQLiteError) in
+            var out: [String: JSONValue] = [:]
+            for r in try conn.query("SELECT key, value FROM settings") {
+                if let k = r[0].text, let v = r[1].text.flatMap({ try? JSONValue.parse($0) }) { out[k] = v }
+            }
+            return out
+        }
+    }
+
+    public func saveSetting(_ key: String, _ value: JSONValue) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("INSERT OR REPLACE INTO settings(key, value) VALUES (?,?)", [.text(key), .text(value.serialized)])
         }
     }
 

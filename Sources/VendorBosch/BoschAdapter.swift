@@ -173,6 +173,10 @@ public struct BoschAdapter: VendorAdapter {
     /// other controllers take more. 6 per day on a 15-minute grid is what the km200-family gateways accept.
     static let scheduleLimits = CapabilityValidation.ScheduleLimits(maxPointsPerDay: 6, gridMinutes: 15)
 
+    public func capabilities(of node: String) -> Set<String> {
+        Self.capabilities[node.hasPrefix("dhw") ? "dhw" : node.hasPrefix("hc") ? "hc" : "system"] ?? []
+    }
+
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         guard device.nodes[node] != nil else {
             let known = device.nodes.keys.sorted().joined(separator: ", ")

@@ -68,7 +68,9 @@ enum Daemon {
 
         let bridge = Bridge(
             settings: BridgeSettings(topics: topics, version: heatbridgeVersion, configHash: String(loaded.hash.prefix(12)),
-                                     behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime()),
+                                     behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime(),
+                                     discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
+                                                                       topics: topics, version: heatbridgeVersion)),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
@@ -193,6 +195,7 @@ actor Reloader {
             var restartNeeded: [String] = []
             if new.mqtt != current.mqtt { restartNeeded.append("mqtt") }
             if new.store != current.store { restartNeeded.append("store") }
+            if new.homeAssistant != current.homeAssistant { restartNeeded.append("homeassistant") }
             currentLogLevel.withLock { $0 = Logger.Level(rawValue: new.log.level) ?? .info }
             await bridge.reconfigure(accounts: accounts, behaviour: new.bridge)
             current = new

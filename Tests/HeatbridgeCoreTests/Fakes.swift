@@ -46,6 +46,9 @@ final class FakeStore: StatePort {
     }
     func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
     let accounts = Mutex<[String: JSONValue]>([:])
+    let settings = Mutex<[String: JSONValue]>([:])
+    func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
+    func saveSetting(_ key: String, _ value: JSONValue) throws { try check(); settings.withLock { $0[key] = value } }
     func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
     let inbox = Mutex<[MQTTMessage]>([])
     func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
@@ -101,6 +104,8 @@ final class FakeAdapter: VendorAdapter {
         confirmed.withLock { $0.append(command.id) }
         return confirmAnswer.withLock { $0 }
     }
+
+    func capabilities(of node: String) -> Set<String> { ["charge"] }
 
     func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
         if let e = fetchError.withLock({ $0 }) { throw e }

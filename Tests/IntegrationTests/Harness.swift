@@ -167,7 +167,8 @@ final class Harness: @unchecked Sendable {
 
     var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
 
-    func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug") throws {
+    func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug",
+                     discovery: Bool = false, devices: [String]? = nil) throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
         var auth = ""
@@ -190,7 +191,9 @@ final class Harness: @unchecked Sendable {
                 api_key_file: \(keyFile.path)
                 user_id: it-user
                 poll_interval_s: \(pollIntervalS)
-                timeout_s: \(timeoutS)
+                timeout_s: \(timeoutS)\(devices.map { "\n    devices: [\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" } ?? "")
+            homeassistant:
+              discovery: \(discovery)
             log:
               level: \(logLevel)
             """

@@ -1,0 +1,131 @@
+/// Home Assistant MQTT discovery: one retained device-based config per device (`<prefix>/device/<id>/config`)
+/// for the capabilities the device really has. Every entity commands through the normal `…/set` topics, so
+/// Home Assistant's commands get the normal validation and staged results.
+public struct HomeAssistantDiscovery: Sendable {
+    /// When false, configs announced earlier are cleared instead of published.
+    public let enabled: Bool
+    public let prefix: String
+    public let topics: TopicLayout
+    public let version: String
+
+    public init(enabled: Bool, prefix: String, topics: TopicLayout, version: String) {
+        self.enabled = enabled
+        self.prefix = prefix
+        self.topics = topics
+        self.version = version
+    }
+
+    /// Object ids are unique per bridge: the base topic is part of them.
+    var bridgeKey: String { TopicLayout.sanitize(topics.base.replacingSlashes()) }
+    public var bridgeDeviceId: String { "heatbridge_\(bridgeKey)" }
+    public var statusTopic: String { "\(prefix)/status" }
+    public func configTopic(_ objectId: String) -> String { "\(prefix)/device/\(objectId)/config" }
+    public var bridgeConfigTopic: String { configTopic("\(bridgeKey)_bridge") }
+    public func deviceConfigTopic(_ device: String) -> String { configTopic("\(bridgeKey)_\(device)") }
+
+    var origin: JSONValue { ["name": "heatbridge", "sw": .string(version), "url": "https://github.com/heatbridge/heatbridge"] }
+
+    func availability(device: String?) -> JSONValue {
+        var list: [JSONValue] = [["topic": .string(topics.bridgeState), "value_template": "{{ value_json.state }}"]]
+        if let device { list.append(["topic": .string(topics.availability(device))]) }
+        return .array(list)
+    }
+
+    /// The bridge itself: connectivity per account and the outbox depth.
+    public func bridgeConfig(accounts: [String]) -> JSONValue {
+        var cmps: [String: JSONValue] = [:]
+        for a in accounts {
+            cmps["heatbridge_bridge_\(a)_connectivity"] = [
+                "p": "binary_sensor", "unique_id": .string("heatbridge_bridge_\(a)_connectivity"), "name": .string("Cloud \(a)"),
+                "device_class": "connectivity", "state_topic": .string(topics.account(a)),
+                "value_template": "{{ 'ON' if value_json.state == 'ready' else 'OFF' }}",
+            ]
+        }
+        cmps["heatbridge_bridge_outbox"] = [
+            "p": "sensor", "unique_id": "heatbridge_bridge_outbox", "name": "Commands waiting", "state_topic": .string(topics.bridgeHealth),
+            "value_template": "{{ value_json.outbox_depth }}", "state_class": "measurement", "entity_category": "diagnostic",
+        ]
+        return [
+            "dev": ["ids": [.string(bridgeDeviceId)], "name": "heatbridge", "mf": "heatbridge", "sw": .string(version)],
+            "o": origin, "cmps": .object(cmps), "qos": 1,
+            "availability": availability(device: nil),
+        ]
+    }
+
+    /// A bridged device, with entities for the nodes and capabilities it has.
+    public func deviceConfig(_ d: DeviceSnapshot, vendor: String, capabilities: (String) -> Set<String>) -> JSONValue {
+        var cmps: [String: JSONValue] = [:]
+        for node in d.nodes.keys.sorted() {
+            let caps = capabilities(node)
+            let state = topics.nodeState(d.id, node)
+            func uid(_ entity: String) -> String { "heatbridge_\(d.id)_\(node)_\(entity)" }
+            func set(_ cap: String) -> JSONValue { .string("\(topics.base)/\(d.id)/\(node)/\(cap)/set") }
+            if node.hasPrefix("hc") {
+                var climate: [String: JSONValue] = [
+                    "p": "climate", "unique_id": .string(uid("climate")), "name": .string("Heating circuit \(node.dropFirst(2))"),
+                    "current_temperature_topic": .string(state), "current_temperature_template": "{{ value_json.room_temperature }}",
+                    "temperature_state_topic": .string(state), "temperature_state_template": "{{ value_json.setpoint }}",
+                    "min_temp": 5, "max_temp": 30, "temp_step": 0.5, "temperature_unit": "C",
+                ]
+                if caps.contains("mode") {
+                    // Home Assistant's modes auto/heat/off are the circuit's auto/manual/off.
+                    climate["modes"] = ["auto", "heat", "off"]
+                    climate["mode_state_topic"] = .string(state)
+                    climate["mode_state_template"] = "{{ {'auto': 'auto', 'manual': 'heat', 'off': 'off'}.get(value_json.operation_mode, 'auto') }}"
+                    climate["mode_command_topic"] = set("mode")
+                    climate["mode_command_template"] = #"{"mode": "{{ {'auto': 'auto', 'heat': 'manual', 'off': 'off'}[value] }}"}"#
+                }
+                if caps.contains("setpoint") {
+                    climate["temperature_command_topic"] = set("setpoint")
+                    climate["temperature_command_template"] = #"{"setpoint": {{ value }}}"#
+                }
+                cmps[uid("climate")] = .object(climate)
+            }
+            if node.hasPrefix("dhw") {
+                var heater: [String: JSONValue] = [
+                    "p": "water_heater", "unique_id": .string(uid("water_heater")), "name": .string("Hot water \(node.dropFirst(3))"),
+                    "current_temperature_topic": .string(state), "current_temperature_template": "{{ value_json.temperature }}",
+                    "temperature_unit": "C", "min_temp": 30, "max_temp": 65,
+                ]
+                if caps.contains("mode") {
+                    // Only the levels with a Home Assistant counterpart: off, eco (Eco+), performance (Comfort).
+                    heater["modes"] = ["off", "eco", "performance"]
+                    heater["mode_state_topic"] = .string(state)
+                    heater["mode_state_template"] = "{{ {'off': 'off', 'eco': 'eco', 'high': 'performance'}.get(value_json.operation_mode, 'eco') }}"
+                    heater["mode_command_topic"] = set("mode")
+                    heater["mode_command_template"] = #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'performance': 'high'}[value] }}"}"#
+                }
+                cmps[uid("water_heater")] = .object(heater)
+                if caps.contains("charge") {
+                    cmps[uid("charge")] = [
+                        "p": "button", "unique_id": .string(uid("charge")), "name": "Charge hot water now",
+                        "command_topic": set("charge"), "payload_press": #"{"action": "start"}"#,
+                    ]
+                    cmps[uid("charge_duration")] = [
+                        "p": "number", "unique_id": .string(uid("charge_duration")), "name": "Hot water charge duration",
+                        "command_topic": set("charge-duration"), "command_template": #"{"minutes": {{ value | int }}}"#,
+                        "state_topic": .string(state), "value_template": "{{ value_json.charge.default_duration_min }}",
+                        "min": 5, "max": .int(CapabilityValidation.maxChargeMinutes), "step": 5, "unit_of_measurement": "min",
+                        "entity_category": "config",
+                    ]
+                    cmps[uid("charging")] = [
+                        "p": "binary_sensor", "unique_id": .string(uid("charging")), "name": "Hot water charging",
+                        "state_topic": .string(state), "value_template": "{{ 'ON' if value_json.charge.active else 'OFF' }}",
+                        "device_class": "running",
+                    ]
+                }
+            }
+        }
+        return [
+            "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string("\(vendor.capitalized) \(d.vendorId)"),
+                    "mf": .string(vendor.capitalized), "mdl": .string(d.model), "via_device": .string(bridgeDeviceId)],
+            "o": origin, "cmps": .object(cmps), "qos": 1,
+            "availability": availability(device: d.id), "availability_mode": "all",
+        ]
+    }
+}
+
+extension String {
+    fileprivate func replacingSlashes() -> String { String(map { $0 == "/" ? "_" : $0 }) }
+    fileprivate var capitalized: String { prefix(1).uppercased() + dropFirst() }
+}

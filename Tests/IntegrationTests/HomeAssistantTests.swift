@@ -1,0 +1,113 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// Home Assistant discovery through the real broker, with commands exactly as Home Assistant renders them.
+final class HomeAssistantTests: XCTestCase {
+    let gw1Config = "homeassistant/device/heatbridge_bosch-101000001/config"
+    let gw2Config = "homeassistant/device/heatbridge_bosch-101000002/config"
+
+    func start(_ h: Harness) throws {
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: true)
+        h.client.subscribe("homeassistant/#")
+        try h.startDaemon()
+    }
+
+    /// Every `*topic` value in a discovery config, with its key.
+    func topics(in j: JSONValue, key: String = "") -> [(String, String)] {
+        switch j {
+        case .object(let o): return o.flatMap { topics(in: $0.value, key: $0.key) }
+        case .array(let a): return a.flatMap { topics(in: $0, key: key) }
+        case .string(let s) where key.hasSuffix("topic"): return [(key, s)]
+        default: return []
+        }
+    }
+
+    func testConfigsAreCompleteAndEveryReferencedTopicIsReal() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try start(h)
+        let c: TestMQTTClient = h.client
+        let config = try XCTUnwrap(c.waitJSON(gw1Config))
+        XCTAssertEqual(config["dev"]?["ids"], ["heatbridge_bosch-101000001"])
+        XCTAssertEqual(config["dev"]?["via_device"]?.stringValue, "heatbridge_heatbridge")
+        XCTAssertEqual(config["dev"]?["mf"]?.stringValue, "Bosch")
+        XCTAssertEqual(config["o"]?["name"]?.stringValue, "heatbridge")
+        XCTAssertEqual(config["o"]?["sw"]?.stringValue, "0.1.0")
+        XCTAssertEqual(config["availability_mode"]?.stringValue, "all")
+        XCTAssertEqual(config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
+                       ["heatbridge/bridge/state", "heatbridge/bosch-101000001/availability"])
+        let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
+        XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["climate", "water_heater", "button", "number", "binary_sensor"])
+        for (key, cmp) in cmps {
+            XCTAssertEqual(cmp["unique_id"]?.stringValue, key)
+            XCTAssertTrue(key.hasPrefix("heatbridge_bosch-101000001_"), key)
+        }
+        let bridge = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_bridge/config"))
+        XCTAssertEqual(bridge["dev"]?["ids"], ["heatbridge_heatbridge"])
+        // Every topic a config names is one the bridge publishes (state) or subscribes to (…/set).
+        c.waitJSON("heatbridge/bridge/health")
+        Thread.sleep(forTimeInterval: 1)
+        let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
+        for (key, topic) in topics(in: config) + topics(in: bridge) {
+            if key.hasSuffix("command_topic") {
+                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
+            } else {
+                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
+            }
+        }
+
+        // Commands exactly as Home Assistant renders its templates.
+        let climate = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_climate"])
+        XCTAssertEqual(climate["temperature_command_template"]?.stringValue, #"{"setpoint": {{ value }}}"#)
+        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"setpoint": 21.5}"#)
+        c.waitJSON("heatbridge/bosch-101000001/hc1/setpoint/result") { $0["status"]?.stringValue == "done" }
+        XCTAssertEqual(climate["mode_command_template"]?.stringValue, #"{"mode": "{{ {'auto': 'auto', 'heat': 'manual', 'off': 'off'}[value] }}"}"#)
+        c.publish(climate["mode_command_topic"]!.stringValue!, #"{"mode": "manual"}"#)  // HA mode "heat"
+        c.waitJSON("heatbridge/bosch-101000001/hc1/state") { $0["operation_mode"]?.stringValue == "manual" && $0["setpoint"]?.doubleValue == 21.5 }
+        let number = try XCTUnwrap(cmps["heatbridge_bosch-101000001_dhw1_charge_duration"])
+        c.publish(number["command_topic"]!.stringValue!, #"{"minutes": 45}"#)  // after "{"minutes": {{ value | int }}}" with 45.0
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["default_duration_min"]?.intValue == 45 }
+        let button = try XCTUnwrap(cmps["heatbridge_bosch-101000001_dhw1_charge"])
+        c.publish(button["command_topic"]!.stringValue!, button["payload_press"]!.stringValue!)
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/charge/result") { $0["status"]?.stringValue == "done" }
+        let state = try h.admin("GET", "/admin/state")
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45,
+                       "the button's charge used the number's duration")
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["active"]?.boolValue == true }
+    }
+
+    func testBirthMessageRemovalOfflineAndSwitchingOff() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try start(h)
+        let c: TestMQTTClient = h.client
+        c.waitJSON(gw2Config)
+        // Home Assistant restarts: its birth message makes the bridge announce everything again.
+        let before = c.all(gw1Config).count
+        c.publish("homeassistant/status", "online")
+        let deadline = Date().addingTimeInterval(6)
+        while Date() < deadline, c.all(gw1Config).count == before { usleep(50_000) }
+        XCTAssertGreaterThan(c.all(gw1Config).count, before, "no re-publish after homeassistant/status online")
+        // The cloud reports gateway 1 offline: its availability goes offline (and so do its entities).
+        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"online":false}"#)
+        let d1 = Date().addingTimeInterval(10)
+        while Date() < d1, String(decoding: c.all("heatbridge/bosch-101000001/availability").last?.payload ?? [], as: UTF8.self) != "offline" { usleep(50_000) }
+        XCTAssertEqual(String(decoding: c.all("heatbridge/bosch-101000001/availability").last?.payload ?? [], as: UTF8.self), "offline")
+        // Gateway 2 leaves the config: after two polls without it, its config and state are cleared.
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: true, devices: ["101000001"])
+        h.signalDaemon(SIGHUP)
+        let d2 = Date().addingTimeInterval(15)
+        while Date() < d2, c.all(gw2Config).last?.payload.isEmpty != true { usleep(50_000) }
+        XCTAssertEqual(c.all(gw2Config).last?.payload.isEmpty, true, "removed device's config not cleared")
+        XCTAssertEqual(c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty, true)
+        // Discovery switched off (needs a restart): what was announced is taken back.
+        XCTAssertEqual(h.stopDaemon(), 0)
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: false)
+        try h.startDaemon()
+        let d3 = Date().addingTimeInterval(15)
+        while Date() < d3, c.all(gw1Config).last?.payload.isEmpty != true { usleep(50_000) }
+        XCTAssertEqual(c.all(gw1Config).last?.payload.isEmpty, true, "configs not cleared when discovery was switched off")
+        XCTAssertEqual(c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty, true)
+    }
+}
