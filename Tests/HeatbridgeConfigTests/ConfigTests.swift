@@ -91,6 +91,19 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(d.map(\.mark.line), d.map(\.mark.line).sorted())
     }
 
+    func testHomeAssistantSection() throws {
+        let d = diagnostics("""
+            mqtt: {url: "mqtt://h", base_topic: home}
+            homeassistant: {discovery: yes, prefix: home}
+            """)
+        XCTAssertEqual(d.map(\.message), ["\"discovery\" must be true or false, found \"yes\"",
+                                          "discovery prefix \"home\" overlaps the base topic \"home\""])
+        let ok = try ConfigLoader.load(path: write("ha.yaml", "mqtt: {url: \"mqtt://h\"}\nhomeassistant: {discovery: true}\n"),
+                                       environment: [:]).get()
+        XCTAssertTrue(ok.config.homeAssistant.discovery)
+        XCTAssertEqual(ok.config.homeAssistant.prefix, "homeassistant")
+    }
+
     func testYAMLSyntaxErrorsAndUnsupportedFeatures() {
         XCTAssertEqual(diagnostics("mqtt:\n  url: 'x\n").first?.mark.line, 3)
         XCTAssertTrue(diagnostics("a: &x 1\nb: *x\n").first?.message.contains("anchors") ?? false)
