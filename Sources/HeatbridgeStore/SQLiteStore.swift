@@ -42,6 +42,9 @@ public final class SQLiteStore: StatePort {
         """,
     ]
 
+    /// The schema version this build migrates to.
+    public static var latestSchemaVersion: Int { migrations.count }
+
     /// Opens (creating if needed) and migrates the store at `path`. `readOnly` opens an existing store next to
     /// a running daemon (WAL lets both work) without migrating or writing anything.
     public init(path: String, readOnly: Bool = false) throws(SQLiteError) {

@@ -16,7 +16,7 @@ final class StoreTests: XCTestCase {
     func testMigratesAndPersistsAcrossReopen() throws {
         do {
             let s = try SQLiteStore(path: path)
-            XCTAssertEqual(s.schemaVersion, 4)
+            XCTAssertEqual(s.schemaVersion, SQLiteStore.latestSchemaVersion)
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
                                           nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
             try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
@@ -32,9 +32,10 @@ final class StoreTests: XCTestCase {
             let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), command: nil, isNew: false, inboxRow: nil)
             _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), command: nil, isNew: false, inboxRow: nil)
             try s.markResultPublished(r1)
+            try s.saveSetting("d/dhw1/charge_duration_min", 45)
         }
         let s = try SQLiteStore(path: path)
-        XCTAssertEqual(s.schemaVersion, 4)
+        XCTAssertEqual(s.schemaVersion, SQLiteStore.latestSchemaVersion)
         let devices = try s.loadDevices()
         XCTAssertEqual(devices.count, 1)
         XCTAssertEqual(devices[0].state, ["model": "M2"])
@@ -42,6 +43,8 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(devices[0].nodes, ["hc1": ["setpoint": 19]])
         XCTAssertEqual(devices[0].updatedAt, 200)
         XCTAssertEqual(devices[0].schedules, ["hc1": ["days": [:]]])
+        XCTAssertEqual(try s.loadSettings(), ["d/dhw1/charge_duration_min": 45])
+        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 5)
         let open = try s.openCommands()
         XCTAssertEqual(open.map(\.id), ["c1"])
         XCTAssertEqual(open[0].status, .queued)
