@@ -10,9 +10,12 @@ public struct BoschAdapter: VendorAdapter {
     let timeout: Double
     /// Gateway ids to bridge; nil means all the partner can access.
     let allowList: Set<String>?
+    /// Client-side buckets mirroring the documented limits; nil sends without waiting (tests of the adapter).
+    let budget: RateBudget?
 
     public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
-                allowList: [String]?) {
+                allowList: [String]?, budget: RateBudget? = nil) {
+        self.budget = budget
         self.transport = transport
         self.baseURL = baseURL
         self.apiKey = apiKey
@@ -26,7 +29,22 @@ public struct BoschAdapter: VendorAdapter {
 
     // MARK: HTTP
 
+    /// The documented limit for a request (cloud-apis.md §1.6), one burst token short of the cloud's so that
+    /// clock drift between the two buckets never produces a 429.
+    static func limit(method: String, path: String) -> RateBudget.Limit {
+        if method == "PUT" && path.contains("/timePrograms/") { return .init(capacity: 1, perSecond: 0.1) }
+        if path.hasPrefix("/hvacs/") { return .init(capacity: 2, perSecond: 0.5) }
+        return .init(capacity: 4, perSecond: 2)
+    }
+
     func call(_ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false) async throws(CloudError) -> [UInt8] {
+        if let budget {
+            do {
+                try await budget.acquire("\(method) \(path)", Self.limit(method: method, path: path))
+            } catch {
+                throw CloudError(.unavailable, message: "cancelled while waiting for the rate budget")
+            }
+        }
         var headers = [(BoschWire.apiKeyHeader, apiKey), ("Accept", "application/json")]
         if remoteControl { headers.append((BoschWire.userIdHeader, userId)) }
         let response: HTTPResponse

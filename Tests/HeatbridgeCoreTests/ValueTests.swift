@@ -118,3 +118,20 @@ final class ScheduleValidationTests: XCTestCase {
         XCTAssertEqual(code(forced), .invalidPayload)
     }
 }
+
+final class RateBudgetTests: XCTestCase {
+    func testBurstThenSustainedRate() async throws {
+        let clock = FakeClock()
+        let budget = RateBudget(clock: clock)
+        let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
+        let t0 = clock.now()
+        try await budget.acquire("a", limit)
+        try await budget.acquire("a", limit)
+        XCTAssertLessThan(clock.now() - t0, 0.5, "the burst must not wait")
+        try await budget.acquire("a", limit)
+        XCTAssertGreaterThanOrEqual(clock.now() - t0, 1.9, "the third request waits for a token (2 s at 0.5/s)")
+        try await budget.acquire("b", limit)  // another key has its own bucket
+        let waits = await budget.waits
+        XCTAssertEqual(waits, 1)
+    }
+}
