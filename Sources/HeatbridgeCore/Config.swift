@@ -163,6 +163,9 @@ public struct AccountConfig: Sendable, Equatable {
     public var timeoutS: Double
     /// Vendor device ids to bridge; nil bridges every accessible device.
     public var devices: [String]?
+    /// Keep to the vendor's documented rate limits on the client side (off only against a simulator
+    /// that has its limits off too, e.g. for benchmarks).
+    public var rateLimit: Bool = true
 }
 
 /// `log:` section.
@@ -333,7 +336,7 @@ public struct ConfigDecoder {
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
         guard let m = mapping(node, path: "account") else { return nil }
         checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
-                             "poll_interval_s", "timeout_s", "devices"], section: "account",
+                             "poll_interval_s", "timeout_s", "devices", "rate_limit"], section: "account",
                   inlineSecrets: ["api_key": "api_key_file or api_key_credential"])
         let name = string(m, "name")
         if name == nil && value(m, "name") == nil {
@@ -378,9 +381,15 @@ public struct ConfigDecoder {
                 error(d.mark, "\"devices\" must be a list of vendor device ids, found \(d.kindName)")
             }
         }
+        var rateLimit = true
+        if let (r, mark) = stringWithMark(m, "rate_limit") {
+            if r == "true" || r == "false" { rateLimit = r == "true" } else {
+                error(mark, "\"rate_limit\" must be true or false, found \"\(r)\"")
+            }
+        }
         guard let name, let vendor, let baseURL else { return nil }
         return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
-                             pollIntervalS: poll, timeoutS: timeout, devices: devices)
+                             pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
     }
 
     // MARK: helpers

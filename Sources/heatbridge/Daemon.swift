@@ -147,7 +147,8 @@ enum Daemon {
                     return .failure(SetupError(description: "account \(a.name): cannot read the API key"))
                 }
                 let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
-                                           timeout: a.timeoutS, allowList: a.devices, budget: RateBudget(clock: SystemClock()))
+                                           timeout: a.timeoutS, allowList: a.devices,
+                                           budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil)
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
             case .homesmartlink, .podero:
                 logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])

@@ -32,6 +32,7 @@ final class ConfigTests: XCTestCase {
                 api_key_file: \(dir!)/bosch.key
                 user_id: installer
                 devices: ["101000001"]
+                rate_limit: false
             bridge:
               capability_valid_for_s: {charge: 1800}
             """)
@@ -44,6 +45,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.accounts.first?.baseURL, "https://api.example/v1")
         XCTAssertEqual(c.accounts.first?.pollIntervalS, 60)
         XCTAssertEqual(c.accounts.first?.devices, ["101000001"])
+        XCTAssertEqual(c.accounts.first?.rateLimit, false)
         XCTAssertEqual(c.store.path, "/var/lib/heatbridge/heatbridge.db")
         XCTAssertEqual(c.bridge.validFor("charge"), 1800)
         XCTAssertEqual(c.bridge.validFor("mode"), 600)
