@@ -42,3 +42,26 @@ public actor RateBudget {
         }
     }
 }
+
+/// Remembers requests that recently answered "not there" (404) or "device offline" (504), so a poll cycle
+/// does not spend rate budget asking again every time.
+public actor NegativeCache {
+    let clock: any Clock
+    var until: [String: (EpochSeconds, CloudError)] = [:]
+
+    public init(clock: any Clock) { self.clock = clock }
+
+    /// The cached error for `key`, if it has not expired.
+    public func lookup(_ key: String) -> CloudError? {
+        guard let (t, e) = until[key] else { return nil }
+        if clock.now() >= t {
+            until[key] = nil
+            return nil
+        }
+        return e
+    }
+
+    public func remember(_ key: String, _ error: CloudError, forS seconds: Double) {
+        until[key] = (clock.now() + seconds, error)
+    }
+}

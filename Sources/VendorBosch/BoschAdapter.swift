@@ -12,10 +12,17 @@ public struct BoschAdapter: VendorAdapter {
     let allowList: Set<String>?
     /// Client-side buckets mirroring the documented limits; nil sends without waiting (tests of the adapter).
     let budget: RateBudget?
+    /// Reads that answered 404/504 recently are not repeated every poll; nil asks every time.
+    let negative: NegativeCache?
+
+    /// How long a 404 (resource this gateway does not have) and a 504 (gateway offline) are believed.
+    public static let notFoundTTL = 600.0
+    public static let offlineTTL = 60.0
 
     public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
-                allowList: [String]?, budget: RateBudget? = nil) {
+                allowList: [String]?, budget: RateBudget? = nil, negativeCache: NegativeCache? = nil) {
         self.budget = budget
+        self.negative = negativeCache
         self.transport = transport
         self.baseURL = baseURL
         self.apiKey = apiKey
@@ -78,7 +85,15 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false) async throws(CloudError) -> T {
-        let body = try await call("GET", path, remoteControl: remoteControl)
+        if let cached = await negative?.lookup(path) { throw cached }
+        let body: [UInt8]
+        do {
+            body = try await call("GET", path, remoteControl: remoteControl)
+        } catch {
+            if let negative, error.status == 404 { await negative.remember(path, error, forS: Self.notFoundTTL) }
+            if let negative, error.kind == .deviceOffline { await negative.remember(path, error, forS: Self.offlineTTL) }
+            throw error
+        }
         guard let v = BoschWire.decode(type, body) else {
             throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path)")
         }

@@ -148,7 +148,8 @@ enum Daemon {
                 }
                 let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
                                            timeout: a.timeoutS, allowList: a.devices,
-                                           budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil)
+                                           budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
+                                           negativeCache: NegativeCache(clock: SystemClock()))
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
             case .homesmartlink, .podero:
                 logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])

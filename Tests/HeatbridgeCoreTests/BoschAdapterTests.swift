@@ -150,4 +150,30 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertEqual(r.url, "https://api.test/hvacs/101000001/heatingCircuits/1")
         XCTAssertEqual(try JSONValue.parse(r.body ?? []), ["operationMode": "MANUAL"])
     }
+
+    func testNotFoundAndOfflineAnswersAreNotAskedAgainEveryPoll() async throws {
+        let t = ScriptedTransport { r in
+            let path = String(r.url.dropFirst("https://api.test".count))
+            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
+            switch path {
+            case "/hvacs": return ok(#"[{"gatewayId":"101000001"}]"#)
+            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
+            case "/hvacs/101000001/heatingCircuits": return ok(#"[{"id":"1"}]"#)
+            case "/hvacs/101000001/dhwCircuits": return ok("[]")
+            case "/hvacs/101000001/heatingCircuits/1": return ok(#"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#)
+            default: return .success(HTTPResponse(status: 404))
+            }
+        }
+        let clock = FakeClock()
+        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
+                             negativeCache: NegativeCache(clock: clock))
+        let program = "/hvacs/101000001/heatingCircuits/1/timePrograms/A"
+        func asked() -> Int { t.requests.withLock { $0.filter { $0.url.hasSuffix(program) }.count } }
+        _ = try await a.fetchDevices()
+        _ = try await a.fetchDevices()
+        XCTAssertEqual(asked(), 1, "a 404 was asked again on the next poll")
+        try await clock.sleep(seconds: BoschAdapter.notFoundTTL + 1)
+        _ = try await a.fetchDevices()
+        XCTAssertEqual(asked(), 2, "after its time the 404 is checked again")
+    }
 }
