@@ -938,16 +938,14 @@ public actor Bridge {
             }
             if devices[s.id] == nil { changedList = true }
             let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
-            let before = devices[s.id]
             devices[s.id] = entry
             publishDevice(entry, at: now)
             // Saved on every successful read, not only on change: the row's time is when the cloud last
             // confirmed the state, which is what staleness (and `heatbridge status`) is about.
-            _ = before
             do {
-                    var state: [String: JSONValue] = snap.attributes
-                    state["vendor_id"] = .string(snap.vendorId)
-                    state["model"] = .string(snap.model)
+                var state: [String: JSONValue] = snap.attributes
+                state["vendor_id"] = .string(snap.vendorId)
+                state["model"] = .string(snap.model)
                     try store.saveDevice(CachedDevice(
                         deviceId: snap.id, account: account, state: .object(state),
                         availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now,

@@ -8,6 +8,15 @@ final class ScriptedTransport: HTTPTransport {
     let answers: @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>
     let requests = Mutex<[HTTPRequest]>([])
     init(_ answers: @escaping @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>) { self.answers = answers }
+
+    /// Answers by path (relative to https://api.test): `(status, body)` per path, 404 for the rest.
+    static func routes(_ table: [String: (Int, String)]) -> ScriptedTransport {
+        ScriptedTransport { r in
+            let path = String(r.url.dropFirst("https://api.test".count))
+            guard let (status, body) = table[path] else { return .success(HTTPResponse(status: 404)) }
+            return .success(HTTPResponse(status: status, body: Array(body.utf8)))
+        }
+    }
     func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
         requests.withLock { $0.append(request) }
         return try answers(request).get()
@@ -63,20 +72,16 @@ final class BoschAdapterTests: XCTestCase {
     }
 
     func testReadsGatewaysAndMapsDeviceErrors() async throws {
-        let t = ScriptedTransport { r in
-            let path = String(r.url.dropFirst("https://api.test".count))
-            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
-            switch path {
-            case "/hvacs": return ok(#"[{"gatewayId":"101000001","brand":"ivt"},{"gatewayId":"101000002"}]"#)
-            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
-            case "/hvacs/101000001/heatingCircuits", "/hvacs/101000001/dhwCircuits": return ok(#"[{"id":"1"}]"#)
-            case "/hvacs/101000001/heatingCircuits/1": return ok(#"{"id":"1","operationMode":"MANUAL","currentSetPointTemperature":19.5}"#)
-            case "/hvacs/101000001/dhwCircuits/1": return ok(#"{"id":"1","operationMode":"ECO","actualTemperature":41}"#)
-            case "/hvacs/101000001/dhwCircuits/1/charge": return ok(#"{"chargeStatus":"START","chargeDuration":30,"chargeRemainingTime":12}"#)
-            case "/hvacs/101000002/status": return .success(HTTPResponse(status: 403))
-            default: return .success(HTTPResponse(status: 404))
-            }
-        }
+        let t = ScriptedTransport.routes([
+            "/hvacs": (200, #"[{"gatewayId":"101000001","brand":"ivt"},{"gatewayId":"101000002"}]"#),
+            "/hvacs/101000001/status": (200, #"{"status":"ONLINE"}"#),
+            "/hvacs/101000001/heatingCircuits": (200, #"[{"id":"1"}]"#),
+            "/hvacs/101000001/dhwCircuits": (200, #"[{"id":"1"}]"#),
+            "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","operationMode":"MANUAL","currentSetPointTemperature":19.5}"#),
+            "/hvacs/101000001/dhwCircuits/1": (200, #"{"id":"1","operationMode":"ECO","actualTemperature":41}"#),
+            "/hvacs/101000001/dhwCircuits/1/charge": (200, #"{"chargeStatus":"START","chargeDuration":30,"chargeRemainingTime":12}"#),
+            "/hvacs/101000002/status": (403, ""),
+        ])
         let devices = try await adapter(t).fetchDevices()
         XCTAssertEqual(devices.map(\.id), ["bosch-101000001", "bosch-101000002"])
         XCTAssertEqual(devices[0].nodes["hc1"]?["operation_mode"], "manual")
@@ -109,23 +114,15 @@ final class BoschAdapterTests: XCTestCase {
     }
 
     func testReadsTheHeatingTimeProgram() async throws {
-        let t = ScriptedTransport { r in
-            let path = String(r.url.dropFirst("https://api.test".count))
-            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
-            switch path {
-            case "/hvacs": return ok(#"[{"gatewayId":"101000001"}]"#)
-            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
-            case "/hvacs/101000001/heatingCircuits": return ok(#"[{"id":"1"},{"id":"2"}]"#)
-            case "/hvacs/101000001/dhwCircuits": return ok("[]")
-            case "/hvacs/101000001/heatingCircuits/1":
-                return ok(#"{"id":"1","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"A","temperatureLevels":{"comfort":21.5,"eco":16}}}"#)
-            case "/hvacs/101000001/heatingCircuits/2":
-                return ok(#"{"id":"2","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"B"}}"#)
-            case "/hvacs/101000001/heatingCircuits/1/timePrograms/A":
-                return ok(#"{"id":"A","switchPoints":[{"dayOfWeek":"Mo","time":360,"setpoint":"comfort"},{"dayOfWeek":"Mo","time":1320,"setpoint":"eco"},{"dayOfWeek":"Xx","time":1,"setpoint":"eco"}]}"#)
-            default: return .success(HTTPResponse(status: 404))
-            }
-        }
+        let t = ScriptedTransport.routes([
+            "/hvacs": (200, #"[{"gatewayId":"101000001"}]"#),
+            "/hvacs/101000001/status": (200, #"{"status":"ONLINE"}"#),
+            "/hvacs/101000001/heatingCircuits": (200, #"[{"id":"1"},{"id":"2"}]"#),
+            "/hvacs/101000001/dhwCircuits": (200, "[]"),
+            "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"A","temperatureLevels":{"comfort":21.5,"eco":16}}}"#),
+            "/hvacs/101000001/heatingCircuits/2": (200, #"{"id":"2","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"B"}}"#),
+            "/hvacs/101000001/heatingCircuits/1/timePrograms/A": (200, #"{"id":"A","switchPoints":[{"dayOfWeek":"Mo","time":360,"setpoint":"comfort"},{"dayOfWeek":"Mo","time":1320,"setpoint":"eco"},{"dayOfWeek":"Xx","time":1,"setpoint":"eco"}]}"#),
+        ])
         let d = try await adapter(t).fetchDevices()
         let program = try XCTUnwrap(d.first?.schedules["hc1"])
         XCTAssertEqual(program.days[0], [.init(minute: 360, level: "comfort"), .init(minute: 1320, level: "eco")])
@@ -152,18 +149,13 @@ final class BoschAdapterTests: XCTestCase {
     }
 
     func testNotFoundAndOfflineAnswersAreNotAskedAgainEveryPoll() async throws {
-        let t = ScriptedTransport { r in
-            let path = String(r.url.dropFirst("https://api.test".count))
-            func ok(_ s: String) -> Result<HTTPResponse, HTTPTransportError> { .success(HTTPResponse(status: 200, body: Array(s.utf8))) }
-            switch path {
-            case "/hvacs": return ok(#"[{"gatewayId":"101000001"}]"#)
-            case "/hvacs/101000001/status": return ok(#"{"status":"ONLINE"}"#)
-            case "/hvacs/101000001/heatingCircuits": return ok(#"[{"id":"1"}]"#)
-            case "/hvacs/101000001/dhwCircuits": return ok("[]")
-            case "/hvacs/101000001/heatingCircuits/1": return ok(#"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#)
-            default: return .success(HTTPResponse(status: 404))
-            }
-        }
+        let t = ScriptedTransport.routes([
+            "/hvacs": (200, #"[{"gatewayId":"101000001"}]"#),
+            "/hvacs/101000001/status": (200, #"{"status":"ONLINE"}"#),
+            "/hvacs/101000001/heatingCircuits": (200, #"[{"id":"1"}]"#),
+            "/hvacs/101000001/dhwCircuits": (200, "[]"),
+            "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#),
+        ])
         let clock = FakeClock()
         let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
                              negativeCache: NegativeCache(clock: clock))
