@@ -29,29 +29,30 @@ let package = Package(
         .target(name: "HeatbridgeConfig", dependencies: ["HeatbridgeCore", "CYAML"]),
         .target(name: "HeatbridgeSystem", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
+        .target(name: "VendorPodero", dependencies: ["HeatbridgeCore"]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
                 "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
-                "HeatbridgeSystem", "VendorBosch",
+                "HeatbridgeSystem", "VendorBosch", "VendorPodero",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "VendorBosch", .product(name: "FlyingFox", package: "FlyingFox")]),
+            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(
             name: "heatbridge-sim",
             dependencies: [
                 "HeatbridgeSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch"]),
+        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
-        .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch"]),
+        .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),

@@ -205,6 +205,43 @@ public enum CapabilityValidation {
         return ["days": program.json["days"]!, "base_version": version, "force": .bool(force)]
     }
 
+    /// A required string member from `allowed`, matched case-insensitively; returns the spelling in `allowed`.
+    public static func oneOf(_ body: [String: JSONValue], _ key: String, _ allowed: [String]) throws(CommandRejection) -> String {
+        let names = allowed.map { $0.lowercased() }.joined(separator: ", ")
+        guard let v = body[key] else { throw CommandRejection(.invalidPayload, "missing \"\(key)\"; one of \(names)") }
+        guard let s = v.stringValue, let match = allowed.first(where: { $0.lowercased() == s.lowercased() }) else {
+            throw CommandRejection(.invalidPayload, "\"\(key)\" must be one of \(names)")
+        }
+        return match
+    }
+
+    /// A required temperature in °C within `range`, on a `step` grid (0.5 °C unless the vendor takes finer).
+    public static func temperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
+                                   step: Double = 0.5) throws(CommandRejection) -> Double {
+        guard let v = body[key] else { throw CommandRejection(.invalidPayload, "missing \"\(key)\" (°C)") }
+        guard let t = v.doubleValue else { throw CommandRejection(.invalidPayload, "\"\(key)\" must be a number of °C") }
+        guard range.contains(t) else {
+            throw CommandRejection(.outOfRange, "\"\(key)\" must be \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)) °C, got \(JSONValue.format(t))")
+        }
+        guard ((t / step).rounded() * step - t).magnitude < 1e-9 else {
+            throw CommandRejection(.outOfRange, "\"\(key)\" must be in \(JSONValue.format(step)) °C steps, got \(JSONValue.format(t))")
+        }
+        return t
+    }
+
+    /// Like `temperature`, but nil when the member is absent.
+    public static func optionalTemperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
+                                           step: Double = 0.5) throws(CommandRejection) -> Double? {
+        body[key] == nil ? nil : try temperature(body, key, range, step: step)
+    }
+
+    /// An optional boolean member.
+    public static func optionalBool(_ body: [String: JSONValue], _ key: String) throws(CommandRejection) -> Bool? {
+        guard let v = body[key] else { return nil }
+        guard let b = v.boolValue else { throw CommandRejection(.invalidPayload, "\"\(key)\" must be true or false") }
+        return b
+    }
+
     /// Rejects members other than `allowed` (the envelope members `id` and `valid_for_s` are removed earlier).
     public static func allowOnly(_ body: [String: JSONValue], _ allowed: Set<String>) throws(CommandRejection) {
         if let unknown = body.keys.sorted().first(where: { !allowed.contains($0) }) {

@@ -159,6 +159,14 @@ public struct AccountConfig: Sendable, Equatable {
     public var apiKey: SecretRef?
     /// Bosch `x-user-id` for remote-control calls.
     public var userId: String?
+    /// OAuth / Basic client id (Podero, HomeSmartlink).
+    public var clientId: String?
+    /// OAuth / Basic client secret (Podero, HomeSmartlink): only from a file or a credential.
+    public var clientSecret: SecretRef?
+    /// Podero organisation id.
+    public var orgId: String?
+    /// Podero token endpoint; nil derives `<scheme://host[/prefix]>/oauth2/token/` from `base_url`.
+    public var tokenURL: String?
     public var pollIntervalS: Double
     public var timeoutS: Double
     /// Vendor device ids to bridge; nil bridges every accessible device.
@@ -209,7 +217,10 @@ public struct HeatbridgeConfig: Sendable, Equatable {
     public var secretRefs: [SecretRef] {
         var refs: [SecretRef] = []
         if let p = mqtt.password { refs.append(p) }
-        for a in accounts { if let k = a.apiKey { refs.append(k) } }
+        for a in accounts {
+            if let k = a.apiKey { refs.append(k) }
+            if let k = a.clientSecret { refs.append(k) }
+        }
         return refs
     }
 }
@@ -336,8 +347,10 @@ public struct ConfigDecoder {
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
         guard let m = mapping(node, path: "account") else { return nil }
         checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
-                             "poll_interval_s", "timeout_s", "devices", "rate_limit"], section: "account",
-                  inlineSecrets: ["api_key": "api_key_file or api_key_credential"])
+                             "poll_interval_s", "timeout_s", "devices", "rate_limit", "client_id", "client_secret_file",
+                             "client_secret_credential", "org_id", "token_url"], section: "account",
+                  inlineSecrets: ["api_key": "api_key_file or api_key_credential",
+                                  "client_secret": "client_secret_file or client_secret_credential"])
         let name = string(m, "name")
         if name == nil && value(m, "name") == nil {
             error(node.mark, "missing required key \"name\" in account", hint: "a short id such as bosch-main")
@@ -367,7 +380,30 @@ public struct ConfigDecoder {
         if vendor == .bosch && userId == nil && value(m, "user_id") == nil {
             error(node.mark, "bosch account needs \"user_id\"", hint: "sent as x-user-id on remote-control calls")
         }
-        let poll = number(m, "poll_interval_s", range: 1...86_400) ?? 60
+        let clientId = string(m, "client_id")
+        let clientSecret = secret(m, base: "client_secret")
+        let orgId = string(m, "org_id")
+        var tokenURL: String?
+        if let (u, mark) = stringWithMark(m, "token_url") {
+            if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
+                error(mark, "bad token_url \"\(u)\"", hint: "use https://HOST[:PORT]/oauth2/token/")
+            }
+        }
+        if vendor == .podero {
+            if clientId == nil && value(m, "client_id") == nil {
+                error(node.mark, "podero account needs \"client_id\"", hint: "the OAuth application's client id")
+            }
+            if clientSecret == nil && value(m, "client_secret") == nil {
+                error(node.mark, "podero account needs \"client_secret_file\" or \"client_secret_credential\"",
+                      hint: "the OAuth client secret, in a file readable only by heatbridge")
+            }
+            if orgId == nil && value(m, "org_id") == nil {
+                error(node.mark, "podero account needs \"org_id\"", hint: "the organisation id from the Podero back office")
+            }
+        }
+        // Podero refreshes heat-pump state from the manufacturer cloud every 5–15 min: polling faster only
+        // repeats the same answer, so its default is 5 min.
+        let poll = number(m, "poll_interval_s", range: 1...86_400) ?? (vendor == .podero ? 300 : 60)
         let timeout = number(m, "timeout_s", range: 0.1...300) ?? 10
         var devices: [String]?
         if let d = value(m, "devices") {
@@ -389,6 +425,7 @@ public struct ConfigDecoder {
         }
         guard let name, let vendor, let baseURL else { return nil }
         return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
+                             clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
                              pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
     }
 

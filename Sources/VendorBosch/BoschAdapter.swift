@@ -225,18 +225,18 @@ public struct BoschAdapter: VendorAdapter {
             return try CapabilityValidation.weekSchedule(body, current: device.schedules[node], limits: Self.scheduleLimits)
         case ("hc", "mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
-            return ["mode": .string(try Self.enumMember(body, "mode", BoschWire.heatingModes))]
+            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.heatingModes))]
         case ("hc", "setpoint"):
             try CapabilityValidation.allowOnly(body, ["setpoint"])
-            return ["setpoint": .number(try Self.temperature(body, "setpoint", BoschWire.roomSetpointRange))]
+            return ["setpoint": .number(try CapabilityValidation.temperature(body, "setpoint", BoschWire.roomSetpointRange))]
         case ("dhw", "mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
-            return ["mode": .string(try Self.enumMember(body, "mode", BoschWire.dhwModes))]
+            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.dhwModes))]
         case ("dhw", "setpoint"):
             try CapabilityValidation.allowOnly(body, ["level", "start", "stop"])
-            let level = try Self.enumMember(body, "level", ["ECO", "LOW", "HIGH"]).lowercased()
-            let start = try Self.temperature(body, "start", BoschWire.dhwSetpointRange)
-            let stop = try Self.temperature(body, "stop", BoschWire.dhwSetpointRange)
+            let level = try CapabilityValidation.oneOf(body, "level", ["ECO", "LOW", "HIGH"]).lowercased()
+            let start = try CapabilityValidation.temperature(body, "start", BoschWire.dhwSetpointRange)
+            let stop = try CapabilityValidation.temperature(body, "stop", BoschWire.dhwSetpointRange)
             guard start < stop else {
                 throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
             }
@@ -244,30 +244,6 @@ public struct BoschAdapter: VendorAdapter {
         default:
             return try CapabilityValidation.dhwCharge(body)
         }
-    }
-
-    /// A required string member from `allowed` (case-insensitive); returns the wire spelling.
-    static func enumMember(_ body: [String: JSONValue], _ key: String, _ allowed: [String]) throws(CommandRejection) -> String {
-        guard let v = body[key] else {
-            throw CommandRejection(.invalidPayload, "missing \"\(key)\"; one of \(allowed.map { $0.lowercased() }.joined(separator: ", "))")
-        }
-        guard let s = v.stringValue, allowed.contains(s.uppercased()) else {
-            throw CommandRejection(.invalidPayload, "\"\(key)\" must be one of \(allowed.map { $0.lowercased() }.joined(separator: ", "))")
-        }
-        return s.uppercased()
-    }
-
-    /// A required temperature in °C within `range`, in 0.5 °C steps.
-    static func temperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>) throws(CommandRejection) -> Double {
-        guard let v = body[key] else { throw CommandRejection(.invalidPayload, "missing \"\(key)\" (°C)") }
-        guard let t = v.doubleValue else { throw CommandRejection(.invalidPayload, "\"\(key)\" must be a number of °C") }
-        guard range.contains(t) else {
-            throw CommandRejection(.outOfRange, "\"\(key)\" must be \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)) °C, got \(JSONValue.format(t))")
-        }
-        guard (t * 2).rounded() == t * 2 else {
-            throw CommandRejection(.outOfRange, "\"\(key)\" must be in 0.5 °C steps, got \(JSONValue.format(t))")
-        }
-        return t
     }
 
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {

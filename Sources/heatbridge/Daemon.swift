@@ -8,6 +8,7 @@ import HeatbridgeStore
 import HeatbridgeSystem
 import Logging
 import VendorBosch
+import VendorPodero
 
 /// Wires the real parts together and runs the bridge until SIGTERM/SIGINT; SIGHUP reloads the config.
 enum Daemon {
@@ -41,7 +42,7 @@ enum Daemon {
         }
         let http = CurlTransport()
         let accounts: [AccountRuntime]
-        switch makeAccounts(config, environment: env, transport: http, logger: logger) {
+        switch makeAccounts(config, environment: env, transport: http, store: store, logger: logger) {
         case .success(let a): accounts = a
         case .failure(let why):
             logger.critical("cannot set up accounts", metadata: ["error": "\(why)"])
@@ -72,7 +73,7 @@ enum Daemon {
                                      discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
                                                                        topics: topics, version: heatbridgeVersion)),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
-        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, logger: logger)
+        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
 
         let runTask = Task { await bridge.run() }
@@ -138,7 +139,7 @@ enum Daemon {
 
     /// One adapter per configured account of a vendor heatbridge implements.
     static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
-                             logger: Logger) -> Result<[AccountRuntime], SetupError> {
+                             store: SQLiteStore, logger: Logger) -> Result<[AccountRuntime], SetupError> {
         var accounts: [AccountRuntime] = []
         for a in config.accounts {
             switch a.vendor {
@@ -151,7 +152,22 @@ enum Daemon {
                                            budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
                                            negativeCache: NegativeCache(clock: SystemClock()))
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
-            case .homesmartlink, .podero:
+            case .podero:
+                guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
+                    return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
+                }
+                let key = "token/\(a.name)"
+                // The token outlives a restart in the store (a 10 h token is worth keeping); never in the log.
+                let persistence = TokenPersistence(
+                    load: { (try? store.loadSettings())?[key].flatMap(BearerToken.init(json:)) },
+                    save: { try? store.saveSetting(key, $0.json) })
+                let session = PoderoSession(transport: transport, tokenURL: a.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
+                                            clientId: a.clientId ?? "", clientSecret: secret, timeout: a.timeoutS,
+                                            clock: SystemClock(), persistence: persistence)
+                let client = PoderoClient(transport: transport, baseURL: a.baseURL, orgId: a.orgId ?? "", session: session, timeout: a.timeoutS)
+                let adapter = PoderoAdapter(client: client, allowList: a.devices, clock: SystemClock())
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
+            case .homesmartlink:
                 logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])
             }
         }
@@ -168,9 +184,11 @@ actor Reloader {
     var current: HeatbridgeConfig
     let bridge: Bridge
     let transport: any HTTPTransport
+    let store: SQLiteStore
     let logger: Logger
 
-    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, logger: Logger) {
+    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, store: SQLiteStore, logger: Logger) {
+        self.store = store
         self.path = path
         self.current = current
         self.bridge = bridge
@@ -189,7 +207,7 @@ actor Reloader {
             SDNotify.send("READY=1\nSTATUS=Reload refused: \(errors.diagnostics.count) config error(s); running on the previous config")
         case .success(let loaded):
             let new = loaded.config
-            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, logger: logger) else {
+            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, store: store, logger: logger) else {
                 logger.error("reload refused: cannot set up the new accounts")
                 SDNotify.send("READY=1\nSTATUS=Reload refused: cannot set up the new accounts")
                 return
