@@ -3,6 +3,7 @@ import Foundation
 import HeatbridgeConfig
 import HeatbridgeCore
 import VendorBosch
+import VendorPodero
 
 /// FlyingFox has a JSONValue too; the simulator means Core's.
 typealias JSON = HeatbridgeCore.JSONValue
@@ -48,18 +49,31 @@ struct LoggedRequest: Sendable {
     var at: Double
 }
 
-/// The simulated clouds plus the admin API. Paths: `/bosch/…` (Bosch Partner API), `/admin/…`.
+/// The simulated clouds plus the admin API. Paths: `/bosch/…` (Bosch Partner API), `/podero/…` (Podero
+/// Partner API and its token endpoint), `/admin/…`.
 public actor Simulator {
     var bosch: BoschCloud
     let seed: BoschCloud
+    var podero: PoderoCloud
+    let poderoSeed: PoderoCloud
     var faults: [Fault] = []
     var log: [LoggedRequest] = []
     /// When set, every vendor request fails as if the cloud were down (503).
     var down = false
 
-    public init(bosch: BoschCloud) {
+    public init(bosch: BoschCloud, podero: PoderoCloud = .defaultScenario()) {
         self.bosch = bosch
         self.seed = bosch
+        self.podero = podero
+        self.poderoSeed = podero
+    }
+
+    static let vendors = ["bosch", "podero"]
+
+    /// A vendor-style error body for an injected fault.
+    static func faultBody(vendor: String) -> [UInt8] {
+        vendor == "podero" ? PoderoWire.errorBody("injected fault")
+                           : BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -74,11 +88,13 @@ public actor Simulator {
     /// Handles one HTTP request.
     public func handle(method: String, path: String, headers: [String: String], body: [UInt8]) -> Answer {
         if path.hasPrefix("/admin/") || path == "/admin" { return admin(method: method, path: path, body: body) }
-        guard path.hasPrefix("/bosch/") else { return Answer(status: 404, headers: [:], body: Array("{\"message\":\"unknown vendor\"}".utf8), delayMs: 0) }
-        let sub = String(path.dropFirst("/bosch".count))
+        guard let vendor = Self.vendors.first(where: { path.hasPrefix("/\($0)/") }) else {
+            return Answer(status: 404, headers: [:], body: Array("{\"message\":\"unknown vendor\"}".utf8), delayMs: 0)
+        }
+        let sub = String(path.dropFirst(vendor.count + 1))
         var answer: Answer
         var delay = 0
-        if let i = faults.firstIndex(where: { $0.matches(vendor: "bosch", method: method, path: sub) }) {
+        if let i = faults.firstIndex(where: { $0.matches(vendor: vendor, method: method, path: sub) }) {
             let f = faults[i]
             delay = f.latencyMs
             if let r = f.remaining {
@@ -89,26 +105,30 @@ public actor Simulator {
             } else if let status = f.status {
                 var h: [String: String] = [:]
                 if let ra = f.retryAfter { h["retry-after"] = String(ra) }
-                let b = f.body.map { Array($0.utf8) } ?? BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
+                let b = f.body.map { Array($0.utf8) } ?? Self.faultBody(vendor: vendor)
                 answer = Answer(status: status, headers: h, body: b, delayMs: delay)
             } else {
-                answer = normal(method: method, sub: sub, headers: headers, body: body, delay: delay)
+                answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay)
             }
         } else {
-            answer = normal(method: method, sub: sub, headers: headers, body: body, delay: delay)
+            answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay)
         }
-        log.append(LoggedRequest(vendor: "bosch", method: method, path: sub, status: answer.status,
-                                 hadApiKey: headers[BoschWire.apiKeyHeader] != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
+        // had_api_key: the vendor's credential header was present (x-api-key, or Authorization for Podero).
+        let credential = vendor == "bosch" ? headers[BoschWire.apiKeyHeader] : headers["authorization"]
+        log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: answer.status,
+                                 hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
                                  body: String(decoding: body.prefix(2048), as: UTF8.self), at: Self.now()))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
         return answer
     }
 
-    func normal(method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int) -> Answer {
+    func normal(vendor: String, method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int) -> Answer {
         if down {
-            return Answer(status: 503, headers: [:], body: BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
+            return Answer(status: 503, headers: [:], body: vendor == "podero" ? PoderoWire.errorBody("Service Unavailable")
+                                                                             : BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
         }
-        let r = bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+        let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+                                   : bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
     }
 
@@ -119,7 +139,7 @@ public actor Simulator {
         let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
         switch (method, path) {
         case ("GET", "/admin/state"):
-            return ok(["bosch": bosch.stateJSON(now: Self.now()), "down": .bool(down), "faults": .int(faults.count)])
+            return ok(["bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "down": .bool(down), "faults": .int(faults.count)])
         case ("GET", "/admin/requests"):
             return ok(.array(log.map {
                 ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
@@ -145,11 +165,26 @@ public actor Simulator {
             return ok()
         case ("POST", "/admin/reset"):
             bosch = seed
+            podero = poderoSeed
             faults = []
             log = []
             down = false
             return ok()
+        case ("POST", "/admin/podero"):
+            // Knobs: token lifetime, refresh cadence, expire every token now, force a state refresh now.
+            if let v = j?["token_ttl_s"]?.doubleValue { podero.tokenTTL = v }
+            if let v = j?["state_cadence_s"]?.doubleValue { podero.stateCadenceS = v }
+            if j?["expire_tokens"]?.boolValue == true { podero.expireTokens() }
+            if j?["refresh"]?.boolValue == true { podero.refresh(now: Self.now(), force: true) }
+            return ok()
         default:
+            if method == "POST", path.hasPrefix("/admin/podero/heat-pumps/") {
+                // Fields set as the cloud would report them (connection_status, actions, …).
+                let id = String(path.dropFirst("/admin/podero/heat-pumps/".count))
+                guard podero.heatPumps[id] != nil, let fields = j?.objectValue else { return bad("unknown heat pump \(id) or bad body") }
+                for (k, v) in fields { podero.heatPumps[id]!.object[k] = v }
+                return ok()
+            }
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/"), path.contains("/programs/") {
                 // /admin/bosch/gateways/<id>/programs/<hc>/<tp>: an edit made elsewhere (the vendor's app).
                 let parts = path.dropFirst("/admin/bosch/gateways/".count).split(separator: "/").map(String.init)
@@ -181,7 +216,10 @@ public struct SimulatorServer: HTTPHandler {
         var headers: [String: String] = [:]
         for (k, v) in request.headers { headers[k.rawValue.lowercased()] = v }
         let body = try await request.bodyData
-        let a = await simulator.handle(method: request.method.rawValue, path: request.path, headers: headers, body: Array(body))
+        // The query goes along (decoded), so `…/statistics?resolution=1DAY` reaches the vendor handler.
+        let query = request.query.map { "\($0.name)=\($0.value)" }.joined(separator: "&")
+        let path = query.isEmpty ? request.path : request.path + "?" + query
+        let a = await simulator.handle(method: request.method.rawValue, path: path, headers: headers, body: Array(body))
         if a.delayMs > 0 { try await Task.sleep(nanoseconds: UInt64(a.delayMs) * 1_000_000) }
         var h = HTTPHeaders()
         h[HTTPHeader("Content-Type")] = "application/json"
@@ -196,6 +234,13 @@ public struct SimulatorServer: HTTPHandler {
     }
 }
 
+/// The simulated clouds a scenario describes.
+public struct ScenarioClouds: Sendable {
+    public var bosch: BoschCloud
+    public var podero: PoderoCloud
+    public static func builtIn() -> ScenarioClouds { ScenarioClouds(bosch: .defaultScenario(), podero: .defaultScenario()) }
+}
+
 /// Loads a scenario file (YAML) into the simulated clouds.
 public enum Scenario {
     /// ```yaml
@@ -204,8 +249,15 @@ public enum Scenario {
     ///   rate_limit: true
     ///   gateways:
     ///     - {id: "101000001", brand: buderus, device_type: WLW186i, contract: true, consent: current, online: true}
+    /// podero:
+    ///   client_id: demo-client
+    ///   client_secret: demo-secret
+    ///   org_id: org-demo
+    ///   token_ttl_s: 36000
+    ///   state_cadence_s: 600
     /// ```
-    public static func load(path: String) throws -> BoschCloud {
+    /// A vendor section left out keeps its built-in scenario.
+    public static func load(path: String) throws -> ScenarioClouds {
         struct ScenarioError: Error, CustomStringConvertible { var description: String }
         guard case .success(let bytes) = FileIO.read(path) else { throw ScenarioError(description: "cannot read \(path)") }
         let root: ConfigNode
@@ -234,6 +286,13 @@ public enum Scenario {
             }
             cloud.gateways = gws
         }
-        return cloud
+        let p = entries(entries(root)["podero"])
+        var podero = PoderoCloud.defaultScenario()
+        if let v = scalar(p["client_id"]) { podero.clientId = v }
+        if let v = scalar(p["client_secret"]) { podero.clientSecret = v }
+        if let v = scalar(p["org_id"]) { podero.orgId = v }
+        if let v = scalar(p["token_ttl_s"]).flatMap(Double.init) { podero.tokenTTL = v }
+        if let v = scalar(p["state_cadence_s"]).flatMap(Double.init) { podero.stateCadenceS = v }
+        return ScenarioClouds(bosch: cloud, podero: podero)
     }
 }

@@ -71,7 +71,7 @@ final class BoschCloudTests: XCTestCase {
                 - {id: "101000008", consent: old, online: false}
             """
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
-        let cloud = try Scenario.load(path: path)
+        let cloud = try Scenario.load(path: path).bosch
         XCTAssertEqual(cloud.apiKey, "xHCSAPI-test")
         XCTAssertFalse(cloud.rateLimitEnabled)
         XCTAssertEqual(cloud.gateways.keys.sorted(), ["101000007", "101000008"])
