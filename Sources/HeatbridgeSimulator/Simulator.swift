@@ -175,6 +175,7 @@ public actor Simulator {
             if let v = j?["token_ttl_s"]?.doubleValue { podero.tokenTTL = v }
             if let v = j?["state_cadence_s"]?.doubleValue { podero.stateCadenceS = v }
             if j?["expire_tokens"]?.boolValue == true { podero.expireTokens() }
+            if let v = j?["client_secret"]?.stringValue { podero.clientSecret = v }
             if j?["refresh"]?.boolValue == true { podero.refresh(now: Self.now(), force: true) }
             return ok()
         default:

@@ -168,7 +168,7 @@ final class Harness: @unchecked Sendable {
     var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
 
     func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug",
-                     discovery: Bool = false, devices: [String]? = nil) throws {
+                     discovery: Bool = false, devices: [String]? = nil, extraAccounts: String = "") throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
         var auth = ""
@@ -191,13 +191,30 @@ final class Harness: @unchecked Sendable {
                 api_key_file: \(keyFile.path)
                 user_id: it-user
                 poll_interval_s: \(pollIntervalS)
-                timeout_s: \(timeoutS)\(devices.map { "\n    devices: [\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" } ?? "")
+                timeout_s: \(timeoutS)\(devices.map { "\n    devices: [\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" } ?? "")\(extraAccounts)
             homeassistant:
               discovery: \(discovery)
             log:
               level: \(logLevel)
             """
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// A Podero account against the simulator, to pass as `extraAccounts` (the built-in scenario's client).
+    func poderoAccount(secret: String = "demo-secret", pollIntervalS: Double = 1, name: String = "podero-test") throws -> String {
+        let file = dir.appendingPathComponent("\(name).secret")
+        try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
+        return """
+
+              - name: \(name)
+                vendor: podero
+                base_url: http://127.0.0.1:\(simPort)/podero/api/partners/v2.0
+                client_id: demo-client
+                client_secret_file: \(file.path)
+                org_id: org-demo
+                poll_interval_s: \(pollIntervalS)
+                timeout_s: 2
+            """
     }
 
     func startDaemon(env: [String: String] = [:], wrapper: [String] = []) throws {
