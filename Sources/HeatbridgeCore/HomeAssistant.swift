@@ -115,6 +115,9 @@ public struct HomeAssistantDiscovery: Sendable {
                     ]
                 }
             }
+            if node == "hp" && caps.contains("optimization") {
+                heatPump(state: state, caps: caps, uid: uid, set: set, into: &cmps)
+            }
         }
         return [
             "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string("\(vendor.capitalized) \(d.vendorId)"),
@@ -122,6 +125,48 @@ public struct HomeAssistantDiscovery: Sendable {
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ]
+    }
+
+    /// A Podero heat pump (node `hp`): power and temperatures, smart optimisation as a switch and a level
+    /// select, a one-hour power pause and its end as buttons, and whether it is paused.
+    func heatPump(state: String, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue, into cmps: inout [String: JSONValue]) {
+        cmps[uid("power")] = [
+            "p": "sensor", "unique_id": .string(uid("power")), "name": "Power", "state_topic": .string(state),
+            "value_template": "{{ value_json.power_w }}", "device_class": "power", "unit_of_measurement": "W", "state_class": "measurement",
+        ]
+        for (key, name) in [("outdoor", "Outdoor temperature"), ("indoor", "Indoor temperature"), ("outlet", "Flow temperature"),
+                            ("inlet", "Return temperature"), ("dhw", "Hot water temperature")] {
+            // A missing sensor is null in the state; it renders "None", which Home Assistant shows as unknown.
+            cmps[uid("temp_\(key)")] = [
+                "p": "sensor", "unique_id": .string(uid("temp_\(key)")), "name": .string(name), "state_topic": .string(state),
+                "value_template": .string("{{ value_json.temperatures.\(key) }}"), "device_class": "temperature",
+                "unit_of_measurement": "°C", "state_class": "measurement",
+            ]
+        }
+        cmps[uid("optimization")] = [
+            "p": "switch", "unique_id": .string(uid("optimization")), "name": "Smart optimisation", "state_topic": .string(state),
+            "value_template": "{{ 'ON' if value_json.optimization.active else 'OFF' }}", "state_on": "ON", "state_off": "OFF",
+            "command_topic": set("optimization"), "payload_on": #"{"active": true}"#, "payload_off": #"{"active": false}"#,
+        ]
+        cmps[uid("optimization_level")] = [
+            "p": "select", "unique_id": .string(uid("optimization_level")), "name": "Optimisation level", "state_topic": .string(state),
+            "value_template": "{{ value_json.optimization.level }}", "options": ["Low", "Mid", "Max"],
+            "command_topic": set("optimization"), "command_template": #"{"level": "{{ value }}"}"#,
+        ]
+        if caps.contains("pause") {
+            cmps[uid("pause_1h")] = [
+                "p": "button", "unique_id": .string(uid("pause_1h")), "name": "Pause 1 h", "command_topic": set("pause"),
+                "payload_press": #"{"duration_min": 60}"#,
+            ]
+            cmps[uid("pause_end")] = [
+                "p": "button", "unique_id": .string(uid("pause_end")), "name": "End pause", "command_topic": set("pause"),
+                "payload_press": #"{"action": "stop"}"#,
+            ]
+            cmps[uid("paused")] = [
+                "p": "binary_sensor", "unique_id": .string(uid("paused")), "name": "Paused", "state_topic": .string(state),
+                "value_template": "{{ 'ON' if value_json.pause.active else 'OFF' }}",
+            ]
+        }
     }
 }
 

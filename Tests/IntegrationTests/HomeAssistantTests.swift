@@ -77,6 +77,48 @@ final class HomeAssistantTests: XCTestCase {
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["active"]?.boolValue == true }
     }
 
+    func testPoderoHeatPumpEntitiesWork() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, discovery: true, extraAccounts: try h.poderoAccount())
+        h.client.subscribe("homeassistant/#")
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let dev = "podero-3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b"
+        let config = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_\(dev)/config"))
+        XCTAssertEqual(config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
+                       ["heatbridge/bridge/state", "heatbridge/\(dev)/availability"])
+        let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
+        XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["sensor", "switch", "select", "button", "binary_sensor"])
+        XCTAssertEqual(cmps["heatbridge_\(dev)_hp_power"]?["unit_of_measurement"], "W")
+        c.waitJSON("heatbridge/\(dev)/hp/state")
+        let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
+        for (key, topic) in topics(in: config) {
+            if key.hasSuffix("command_topic") {
+                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
+            } else {
+                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
+            }
+        }
+        // Payloads exactly as Home Assistant sends them: switch off, select "Low" through its template, pause button.
+        let sw = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_optimization"])
+        c.publish(sw["command_topic"]!.stringValue!, sw["payload_off"]!.stringValue!)
+        c.waitJSON("heatbridge/\(dev)/hp/optimization/result") { $0["status"]?.stringValue == "done" }
+        let select = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_optimization_level"])
+        XCTAssertEqual(select["command_template"]?.stringValue, #"{"level": "{{ value }}"}"#)
+        c.publish(select["command_topic"]!.stringValue!, #"{"level": "Low"}"#)
+        let button = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_pause_1h"])
+        c.publish(button["command_topic"]!.stringValue!, button["payload_press"]!.stringValue!)
+        c.waitJSON("heatbridge/\(dev)/hp/pause/result") { $0["status"]?.stringValue == "done" }
+        c.waitJSON("heatbridge/\(dev)/hp/state") {
+            $0["optimization"]?["active"] == false && $0["optimization"]?["level"] == "Low" && $0["pause"]?["active"] == true
+        }
+        let hp = try h.admin("GET", "/admin/state")["podero"]?["heat_pumps"]?["3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b"]
+        XCTAssertEqual(hp?["is_smart_optimization_active"], false)
+        XCTAssertEqual(hp?["optimization_level"], "Low")
+        XCTAssertEqual(hp?["is_pause_power_active"], true)
+    }
+
     func testBirthMessageRemovalOfflineAndSwitchingOff() throws {
         let h = try Harness()
         defer { h.stopAll() }
