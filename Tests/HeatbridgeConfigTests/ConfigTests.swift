@@ -88,7 +88,9 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.hasPrefix("10:5 bosch account needs \"user_id\"") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("12:25 api_key_credential: credential \"k\" needs $CREDENTIALS_DIRECTORY") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("13:1 unknown key \"extra\" in top level") }, "\(lines)")
-        XCTAssertEqual(d.count, 9, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("7:5 podero account needs \"client_id\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("7:5 podero account needs \"org_id\"") }, "\(lines)")
+        XCTAssertEqual(d.count, 12, "\(lines)")
         // Sorted by position.
         XCTAssertEqual(d.map(\.mark.line), d.map(\.mark.line).sorted())
     }
@@ -145,6 +147,31 @@ final class ShippedConfigTests: XCTestCase {
         let root = "/" + Self.root
         XCTAssertEqual(chdir(root), 0)
         let loaded = try ConfigLoader.load(path: root + "/etc/heatbridge/demo.yaml", environment: [:]).get()
-        XCTAssertEqual(loaded.config.accounts.first?.vendor, .bosch)
+        XCTAssertEqual(loaded.config.accounts.map(\.vendor), [.bosch, .podero])
+        let podero = try XCTUnwrap(loaded.config.accounts.last)
+        XCTAssertEqual(podero.clientId, "demo-client")
+        XCTAssertEqual(podero.orgId, "org-demo")
+        XCTAssertEqual(podero.pollIntervalS, 30)
+    }
+
+    func testPoderoAccountNeedsItsCredentialsAndNeverInline() {
+        let yaml = """
+            mqtt:
+              url: mqtt://127.0.0.1:1883
+            accounts:
+              - name: p
+                vendor: podero
+                base_url: https://app.podero.com/api/partners/v2.0
+                client_secret: hunter2
+            """
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("podero-\(getpid()).yaml").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        guard case .failure(let e) = ConfigLoader.load(path: path, environment: [:]) else { return XCTFail("accepted") }
+        let messages = e.diagnostics.map(\.message)
+        XCTAssertTrue(messages.contains { $0.contains("inline secret \"client_secret\" is not allowed") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("podero account needs \"client_id\"") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("podero account needs \"org_id\"") }, "\(messages)")
+        XCTAssertFalse(messages.joined().contains("hunter2"), "a secret was echoed")
     }
 }
