@@ -30,29 +30,30 @@ let package = Package(
         .target(name: "HeatbridgeSystem", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorPodero", dependencies: ["HeatbridgeCore"]),
+        .target(name: "VendorHomeSmartlink", dependencies: ["HeatbridgeCore"]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
                 "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
-                "HeatbridgeSystem", "VendorBosch", "VendorPodero",
+                "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", .product(name: "FlyingFox", package: "FlyingFox")]),
+            dependencies: ["HeatbridgeConfig", "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(
             name: "heatbridge-sim",
             dependencies: [
                 "HeatbridgeSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero"]),
+        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
-        .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero"]),
+        .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),

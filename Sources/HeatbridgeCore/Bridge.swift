@@ -806,7 +806,10 @@ public actor Bridge {
         }
         stats[account.name, default: AccountStats()].commands += 1
         do {
-            let message = try await account.adapter.execute(c, device: entry.snapshot)
+            let running = c
+            let message = try await account.adapter.execute(c, device: entry.snapshot) { progress, message in
+                await self.publishProgress(running, progress, message: message)
+            }
             finish(c, .done, code: nil, message: message)
             if accountStatus[account.name]?.state != .ready { setAccount(account.name, .ready, error: nil) }
             requestRefresh(account)
@@ -839,6 +842,14 @@ public actor Bridge {
             finish(c, .failed, code: error.code, message: error.message)
             if let s = error.accountState { setAccount(account.name, s, error: error.message) }
         }
+    }
+
+    /// A delivery report while the command runs. Stored and published like every result, but the command's
+    /// own row keeps its status, so a restart still finds it open.
+    func publishProgress(_ c: Command, _ progress: JSONValue, message: String?) {
+        let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: clock.now(),
+                                                extra: ["progress": progress])
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: nil, isNew: false)
     }
 
     func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?) {

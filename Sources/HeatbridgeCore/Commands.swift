@@ -1,13 +1,14 @@
 /// The staged statuses of the MQTT contract: `accepted` or `rejected` first, then optionally `queued`,
-/// then exactly one of `done`, `failed`, `expired`.
+/// then any number of `progress` (delivery reports, e.g. HomeSmartlink derogations), then exactly one of
+/// `done`, `failed`, `expired`.
 public enum CommandStatus: String, Sendable, Equatable {
-    case accepted, rejected, queued, done, failed, expired
+    case accepted, rejected, queued, progress, done, failed, expired
 
     /// Terminal statuses end a command; nothing follows them.
     public var isTerminal: Bool {
         switch self {
         case .rejected, .done, .failed, .expired: return true
-        case .accepted, .queued: return false
+        case .accepted, .queued, .progress: return false
         }
     }
 }
@@ -35,6 +36,7 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let superseded = ResultCode(rawValue: "SUPERSEDED")
     public static let conflict = ResultCode(rawValue: "CONFLICT")
     public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
+    public static let notAcknowledged = ResultCode(rawValue: "NOT_ACKNOWLEDGED")
 }
 
 /// A command as it moves through the pipeline and the store.

@@ -167,6 +167,12 @@ public struct AccountConfig: Sendable, Equatable {
     public var orgId: String?
     /// Podero token endpoint; nil derives `<scheme://host[/prefix]>/oauth2/token/` from `base_url`.
     public var tokenURL: String?
+    /// HomeSmartlink home ids to bridge (the API has no "list my homes" for partners).
+    public var homes: [String] = []
+    /// HomeSmartlink: how long a derogation may wait for every home's acknowledgement.
+    public var reportTimeoutS: Double = 300
+    /// HomeSmartlink: how often the delivery report is read meanwhile.
+    public var reportIntervalS: Double = 10
     public var pollIntervalS: Double
     public var timeoutS: Double
     /// Vendor device ids to bridge; nil bridges every accessible device.
@@ -348,7 +354,7 @@ public struct ConfigDecoder {
         guard let m = mapping(node, path: "account") else { return nil }
         checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
                              "poll_interval_s", "timeout_s", "devices", "rate_limit", "client_id", "client_secret_file",
-                             "client_secret_credential", "org_id", "token_url"], section: "account",
+                             "client_secret_credential", "org_id", "token_url", "homes", "report_timeout_s", "report_interval_s"], section: "account",
                   inlineSecrets: ["api_key": "api_key_file or api_key_credential",
                                   "client_secret": "client_secret_file or client_secret_credential"])
         let name = string(m, "name")
@@ -401,6 +407,32 @@ public struct ConfigDecoder {
                 error(node.mark, "podero account needs \"org_id\"", hint: "the organisation id from the Podero back office")
             }
         }
+        var homes: [String] = []
+        if let d = value(m, "homes") {
+            if case .sequence(let items, _) = d {
+                homes = items.compactMap { item in
+                    if case .scalar(let s, _, _) = item, !s.isEmpty { return s }
+                    error(item.mark, "home ids must be non-empty scalars, found \(item.kindName)")
+                    return nil
+                }
+            } else {
+                error(d.mark, "\"homes\" must be a list of HomeSmartlink home ids, found \(d.kindName)")
+            }
+        }
+        if vendor == .homesmartlink {
+            if clientId == nil && value(m, "client_id") == nil {
+                error(node.mark, "homesmartlink account needs \"client_id\"", hint: "the ClientId received at partner registration")
+            }
+            if clientSecret == nil && value(m, "client_secret") == nil {
+                error(node.mark, "homesmartlink account needs \"client_secret_file\" or \"client_secret_credential\"",
+                      hint: "the ClientSecret, in a file readable only by heatbridge")
+            }
+            if homes.isEmpty && value(m, "homes") == nil {
+                error(node.mark, "homesmartlink account needs \"homes\"", hint: "the home ids to bridge; heatbridge homesmartlink homes --email lists them")
+            }
+        }
+        let reportTimeout = number(m, "report_timeout_s", range: 1...3600) ?? 300
+        let reportInterval = number(m, "report_interval_s", range: 0.2...600) ?? 10
         // Podero refreshes heat-pump state from the manufacturer cloud every 5–15 min: polling faster only
         // repeats the same answer, so its default is 5 min.
         let poll = number(m, "poll_interval_s", range: 1...86_400) ?? (vendor == .podero ? 300 : 60)
@@ -426,6 +458,7 @@ public struct ConfigDecoder {
         guard let name, let vendor, let baseURL else { return nil }
         return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
                              clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
+                             homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval,
                              pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
     }
 

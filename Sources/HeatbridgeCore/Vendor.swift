@@ -27,6 +27,8 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case badResponse
         /// The device's state changed since the command was based on it (e.g. a week program edited meanwhile).
         case conflict
+        /// The cloud took the command but not every targeted device confirmed receipt in time.
+        case notAcknowledged
     }
 
     public var kind: Kind
@@ -55,6 +57,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rejected: return .cloudRejected
         case .badResponse: return .badResponse
         case .conflict: return .conflict
+        case .notAcknowledged: return .notAcknowledged
         }
     }
 
@@ -65,7 +68,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rateLimited: return .rateLimited
         case .unavailable: return .offline
         case .badResponse: return .degraded
-        case .forbidden, .consentRequired, .deviceOffline, .rejected, .conflict: return nil
+        case .forbidden, .consentRequired, .deviceOffline, .rejected, .conflict, .notAcknowledged: return nil
         }
     }
 }
@@ -116,11 +119,21 @@ public protocol VendorAdapter: Sendable {
     func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue
     /// Executes a validated command; returns a short message for the `done` result.
     func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String?
+    /// The same, for commands whose delivery the cloud reports in steps: `progress` publishes a non-terminal
+    /// `progress` result (e.g. `{"requested":3,"sent":3,"received":1}`). Defaults to `execute`.
+    func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String?
     /// Reads the device back to tell whether `command` already took effect: true (applied), false (not), or
     /// nil (cannot tell). Used for commands that may have reached the cloud before the daemon died.
     func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool?
 }
 
+/// Receives delivery progress of a running command.
+public typealias ProgressSink = @Sendable (_ progress: JSONValue, _ message: String?) async -> Void
+
 extension VendorAdapter {
+    public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
+        try await execute(command, device: device)
+    }
+
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? { nil }
 }

@@ -3,6 +3,7 @@ import Foundation
 import HeatbridgeConfig
 import HeatbridgeCore
 import VendorBosch
+import VendorHomeSmartlink
 import VendorPodero
 
 /// FlyingFox has a JSONValue too; the simulator means Core's.
@@ -56,24 +57,29 @@ public actor Simulator {
     let seed: BoschCloud
     var podero: PoderoCloud
     let poderoSeed: PoderoCloud
+    var hsl: HSLCloud
+    let hslSeed: HSLCloud
     var faults: [Fault] = []
     var log: [LoggedRequest] = []
     /// When set, every vendor request fails as if the cloud were down (503).
     var down = false
 
-    public init(bosch: BoschCloud, podero: PoderoCloud = .defaultScenario()) {
+    public init(bosch: BoschCloud, podero: PoderoCloud = .defaultScenario(), hsl: HSLCloud = .defaultScenario()) {
         self.bosch = bosch
         self.seed = bosch
         self.podero = podero
         self.poderoSeed = podero
+        self.hsl = hsl
+        self.hslSeed = hsl
     }
 
-    static let vendors = ["bosch", "podero"]
+    static let vendors = ["bosch", "podero", "homesmartlink"]
 
     /// A vendor-style error body for an injected fault.
     static func faultBody(vendor: String) -> [UInt8] {
         vendor == "podero" ? PoderoWire.errorBody("injected fault")
-                           : BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
+            : vendor == "homesmartlink" ? HSLWire.errorBody("injected fault")
+            : BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -113,7 +119,7 @@ public actor Simulator {
         } else {
             answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay)
         }
-        // had_api_key: the vendor's credential header was present (x-api-key, or Authorization for Podero).
+        // had_api_key: the vendor's credential header was present (x-api-key, or Authorization elsewhere).
         let credential = vendor == "bosch" ? headers[BoschWire.apiKeyHeader] : headers["authorization"]
         log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: answer.status,
                                  hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
@@ -128,7 +134,8 @@ public actor Simulator {
                                                                              : BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
         }
         let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
-                                   : bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+            : vendor == "homesmartlink" ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+            : bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
     }
 
@@ -139,7 +146,7 @@ public actor Simulator {
         let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
         switch (method, path) {
         case ("GET", "/admin/state"):
-            return ok(["bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "down": .bool(down), "faults": .int(faults.count)])
+            return ok(["bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: Self.now()), "down": .bool(down), "faults": .int(faults.count)])
         case ("GET", "/admin/requests"):
             return ok(.array(log.map {
                 ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
@@ -166,6 +173,7 @@ public actor Simulator {
         case ("POST", "/admin/reset"):
             bosch = seed
             podero = poderoSeed
+            hsl = hslSeed
             faults = []
             log = []
             down = false
@@ -177,6 +185,13 @@ public actor Simulator {
             if j?["expire_tokens"]?.boolValue == true { podero.expireTokens() }
             if let v = j?["client_secret"]?.stringValue { podero.clientSecret = v }
             if j?["refresh"]?.boolValue == true { podero.refresh(now: Self.now(), force: true) }
+            return ok()
+        case ("POST", "/admin/homesmartlink"):
+            // Knobs: acknowledgement delay, homes that never acknowledge, diagnosis delay, client secret.
+            if let v = j?["ack_delay_s"]?.doubleValue { hsl.ackDelayS = v }
+            if let v = j?["never_ack"]?.arrayValue { hsl.neverAck = Set(v.compactMap(\.stringValue)) }
+            if let v = j?["diagnosis_delay_s"]?.doubleValue { hsl.diagnosisDelayS = v }
+            if let v = j?["client_secret"]?.stringValue { hsl.clientSecret = v }
             return ok()
         default:
             if method == "POST", path.hasPrefix("/admin/podero/heat-pumps/") {
@@ -239,6 +254,7 @@ public struct SimulatorServer: HTTPHandler {
 public struct ScenarioClouds: Sendable {
     public var bosch: BoschCloud
     public var podero: PoderoCloud
+    public var hsl: HSLCloud = .defaultScenario()
     public static func builtIn() -> ScenarioClouds { ScenarioClouds(bosch: .defaultScenario(), podero: .defaultScenario()) }
 }
 

@@ -6,15 +6,15 @@ import HeatbridgeSimulator
 @main
 struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "heatbridge-sim",
-                                                    abstract: "Serve simulated heating clouds on 127.0.0.1 (Bosch at /bosch, Podero at /podero, admin at /admin).")
+                                                    abstract: "Serve simulated heating clouds on 127.0.0.1 (Bosch at /bosch, Podero at /podero, HomeSmartlink at /homesmartlink, admin at /admin).")
     @Option(help: "TCP port on 127.0.0.1.") var port: UInt16 = 8480
-    @Option(help: "Scenario YAML file (default: built-in: two Bosch gateways with hc1 and dhw1, one Podero heat pump).") var scenario: String?
+    @Option(help: "Scenario YAML file (default: built-in: two Bosch gateways with hc1 and dhw1, one Podero heat pump, one HomeSmartlink home).") var scenario: String?
     @Flag(help: "Disable the vendors' rate limits (for benchmarks).") var noRateLimit = false
 
     func run() async throws {
         var clouds = try scenario.map { try Scenario.load(path: $0) } ?? ScenarioClouds.builtIn()
         if noRateLimit { clouds.bosch.rateLimitEnabled = false }
-        let sim = Simulator(bosch: clouds.bosch, podero: clouds.podero)
+        let sim = Simulator(bosch: clouds.bosch, podero: clouds.podero, hsl: clouds.hsl)
         FileHandle.standardError.write(Data("heatbridge-sim listening on 127.0.0.1:\(port)\n".utf8))
         try await SimulatorServer(simulator: sim).run(port: port)
     }

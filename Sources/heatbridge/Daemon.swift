@@ -8,6 +8,7 @@ import HeatbridgeStore
 import HeatbridgeSystem
 import Logging
 import VendorBosch
+import VendorHomeSmartlink
 import VendorPodero
 
 /// Wires the real parts together and runs the bridge until SIGTERM/SIGINT; SIGHUP reloads the config.
@@ -168,7 +169,13 @@ enum Daemon {
                 let adapter = PoderoAdapter(client: client, allowList: a.devices, clock: SystemClock())
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
             case .homesmartlink:
-                logger.warning("vendor not implemented yet; account skipped", metadata: ["account": "\(a.name)", "vendor": "\(a.vendor.rawValue)"])
+                guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
+                    return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
+                }
+                let adapter = HSLAdapter(transport: transport, baseURL: a.baseURL, clientId: a.clientId ?? "", clientSecret: secret,
+                                         homes: a.homes, timeout: a.timeoutS, clock: SystemClock(), localTime: GlibcLocalTime(),
+                                         reportTimeoutS: a.reportTimeoutS, reportIntervalS: a.reportIntervalS)
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
             }
         }
         return .success(accounts)

@@ -147,8 +147,10 @@ final class ShippedConfigTests: XCTestCase {
         let root = "/" + Self.root
         XCTAssertEqual(chdir(root), 0)
         let loaded = try ConfigLoader.load(path: root + "/etc/heatbridge/demo.yaml", environment: [:]).get()
-        XCTAssertEqual(loaded.config.accounts.map(\.vendor), [.bosch, .podero])
-        let podero = try XCTUnwrap(loaded.config.accounts.last)
+        XCTAssertEqual(loaded.config.accounts.map(\.vendor), [.bosch, .podero, .homesmartlink])
+        XCTAssertEqual(loaded.config.accounts.last?.homes, ["64f1c0a2e9b3"])
+        XCTAssertEqual(loaded.config.accounts.last?.reportIntervalS, 1)
+        let podero = loaded.config.accounts[1]
         XCTAssertEqual(podero.clientId, "demo-client")
         XCTAssertEqual(podero.orgId, "org-demo")
         XCTAssertEqual(podero.pollIntervalS, 30)

@@ -217,6 +217,26 @@ final class Harness: @unchecked Sendable {
             """
     }
 
+    /// A HomeSmartlink account against the simulator's built-in home, to pass as `extraAccounts`.
+    func hslAccount(secret: String = "hsl-demo-secret", pollIntervalS: Double = 1, reportTimeoutS: Double = 10,
+                    name: String = "hsl-test") throws -> String {
+        let file = dir.appendingPathComponent("\(name).secret")
+        try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
+        return """
+
+              - name: \(name)
+                vendor: homesmartlink
+                base_url: http://127.0.0.1:\(simPort)/homesmartlink
+                client_id: hsl-demo
+                client_secret_file: \(file.path)
+                homes: ["64f1c0a2e9b3"]
+                poll_interval_s: \(pollIntervalS)
+                timeout_s: 2
+                report_timeout_s: \(reportTimeoutS)
+                report_interval_s: 0.5
+            """
+    }
+
     func startDaemon(env: [String: String] = [:], wrapper: [String] = []) throws {
         let bin = Self.binary("heatbridge")
         if wrapper.isEmpty {

@@ -1,0 +1,284 @@
+import HeatbridgeCore
+
+/// The HomeSmartlink 3rd Party API adapter: each configured home is a device (`hsl-<homeId>`), each room a
+/// node (`room-<roomId>`) listing its heaters; derogations (temporary setpoint offsets, the API's load
+/// shedding) are sent per window and followed through the delivery report until every home acknowledged.
+public struct HSLAdapter: VendorAdapter {
+    public let vendor = "homesmartlink"
+    let transport: any HTTPTransport
+    let baseURL: String
+    let clientId: String
+    let authorization: String
+    let homes: [String]
+    let timeout: Double
+    let clock: any Clock
+    let localTime: any LocalTime
+    /// How long a derogation may take to be acknowledged by every home before it fails `NOT_ACKNOWLEDGED`.
+    let reportTimeoutS: Double
+    /// How often the delivery report is read while waiting.
+    let reportIntervalS: Double
+    /// Derogations sent by this process, shown in the room state (`derogation`).
+    let book = DerogationBook()
+
+    public init(transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String, homes: [String], timeout: Double,
+                clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10) {
+        self.transport = transport
+        self.baseURL = baseURL
+        self.clientId = clientId
+        self.authorization = Base64.basicAuthorization(user: clientId, password: clientSecret)
+        self.homes = homes
+        self.timeout = timeout
+        self.clock = clock
+        self.localTime = localTime
+        self.reportTimeoutS = reportTimeoutS
+        self.reportIntervalS = reportIntervalS
+    }
+
+    public static func deviceId(_ homeId: String) -> String { TopicLayout.sanitize("hsl-\(homeId)") }
+    public static func nodeId(_ roomId: Int) -> String { "room-\(roomId)" }
+
+    // MARK: HTTP
+
+    func call(_ method: String, _ path: String, body: JSONValue?) async throws(CloudError) -> HSLWire.Envelope {
+        let headers = [("Authorization", authorization), ("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json")]
+        let r: HTTPResponse
+        do {
+            r = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body?.bytes, timeout: timeout))
+        } catch {
+            switch error {
+            case .timeout: throw CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(method) \(path))")
+            case .connection(let why): throw CloudError(.unavailable, message: "cannot reach the HomeSmartlink API: \(why)")
+            }
+        }
+        guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)") }
+        switch HSLWire.open(r.body, clientId: clientId) {
+        case .success(let e): return e
+        case .failure(.notJSON): throw CloudError(.badResponse, status: r.status, message: "unreadable answer to \(method) \(path)")
+        case .failure(.missingAuthorisation):
+            throw CloudError(.badResponse, status: r.status, message: "answer to \(method) \(path) has no valid authorisation block")
+        case .failure(.otherClient):
+            // Never act on data addressed to another partner; its id is not repeated here.
+            throw CloudError(.badResponse, status: r.status, message: "answer to \(method) \(path) is addressed to another client")
+        }
+    }
+
+    static func classify(_ r: HTTPResponse, what: String) -> CloudError {
+        let detail = HSLWire.errorMessage(r.body)
+        func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
+        switch r.status {
+        case 401: return CloudError(.authFailed, status: 401, message: msg("client id or secret rejected"))
+        case 403: return CloudError(.forbidden, status: 403, message: msg("this home is not shared with the partner"))
+        case 429:
+            let retry = r.headers["retry-after"].flatMap(Double.init) ?? 30
+            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
+        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("HomeSmartlink API error"))
+        default: return CloudError(.rejected, status: r.status, message: msg("\(what) refused"))
+        }
+    }
+
+    // MARK: reading
+
+    public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        var out: [DeviceSnapshot] = []
+        let now = clock.now()
+        for home in homes {
+            let e: HSLWire.Envelope
+            do {
+                e = try await call("POST", HSLWire.Path.config, body: ["homeId": .string(home)])
+            } catch where error.accountState == nil {
+                // This home alone is refused (not shared, unknown): report it on its device, keep the others.
+                out.append(DeviceSnapshot(id: Self.deviceId(home), vendorId: home, online: nil, nodes: [:], error: error))
+                continue
+            }
+            guard let devices = e.response.arrayValue else {
+                throw CloudError(.badResponse, status: 200, message: "device list of home \(home) is not an array")
+            }
+            out.append(await snapshot(home: home, devices: devices, gateway: e.root["gateway"], now: now))
+        }
+        return out
+    }
+
+    func snapshot(home: String, devices: [JSONValue], gateway: JSONValue?, now: EpochSeconds) async -> DeviceSnapshot {
+        typealias F = HSLWire.F
+        var rooms: [Int: (name: String, heaters: [JSONValue])] = [:]
+        var gatewayOnline: Bool?
+        for d in devices {
+            guard let room = d[F.roomId]?.intValue else { continue }
+            let category = d[F.category]?.stringValue ?? "None"
+            let online = d[F.online]?.boolValue ?? false
+            if category == "Gateway" {
+                gatewayOnline = online
+                continue
+            }
+            rooms[room, default: (d[F.roomName]?.stringValue ?? "", [])].heaters.append(d)
+        }
+        var nodes: [String: JSONValue] = [:]
+        var schedules: [String: WeekSchedule] = [:]
+        for (room, r) in rooms {
+            let node = Self.nodeId(room)
+            let heaters = r.heaters.sorted { ($0[F.header]?.stringValue ?? "") < ($1[F.header]?.stringValue ?? "") }
+            let onlineHeaters = heaters.filter { $0[F.online]?.boolValue == true }
+            let temps = onlineHeaters.compactMap { HSLWire.number($0[F.measured]) }
+            let lead = onlineHeaters.first
+            let derogation = await book.state(home: home, room: room, at: now)
+            nodes[node] = [
+                "kind": "room", "name": .string(r.name),
+                "temperature": temps.isEmpty ? .null : .number((temps.reduce(0, +) / Double(temps.count) * 10).rounded() / 10),
+                "setpoint": .number(HSLWire.number(lead?[F.setpoint])),
+                "mode": .string(lead?[F.mode]?.stringValue?.lowercased()),
+                "heaters": .array(heaters.map(Self.heater)),
+                "derogation": derogation,
+            ]
+            if let program = heaters.lazy.compactMap({ Self.schedule($0[F.weekSchedule]) }).first {
+                schedules[node] = program
+            }
+        }
+        let anyOnline = rooms.values.contains { $0.heaters.contains { $0[F.online]?.boolValue == true } }
+        let online: Bool? = devices.isEmpty ? nil : (gatewayOnline ?? anyOnline)
+        var attributes: [String: JSONValue] = [:]
+        if let g = gateway, g.objectValue != nil {
+            attributes["gateway"] = ["id": g["token"] ?? .null, "version": g["version"] ?? .null, "last_ping": g["lastPing"] ?? .null,
+                                     "installation_date": g["installationDate"] ?? .null]
+        }
+        return DeviceSnapshot(id: Self.deviceId(home), vendorId: home, model: "HomeSmartlink home", online: online,
+                              attributes: attributes, nodes: nodes, schedules: schedules)
+    }
+
+    static func heater(_ d: JSONValue) -> JSONValue {
+        typealias F = HSLWire.F
+        return ["id": d[F.header] ?? .null, "category": d[F.category] ?? .null, "online": d[F.online] ?? .null,
+                "mode": .string(d[F.mode]?.stringValue?.lowercased()), "setpoint": .number(HSLWire.number(d[F.setpoint])),
+                "temperature": .number(HSLWire.number(d[F.measured])), "last_update": d[F.lastUpdate] ?? .null,
+                "software_version": d[F.softwareVersion] ?? .null]
+    }
+
+    /// Seven days (Monday first) of comfort ranges → switch points: `comfort` at each start, `eco` at each end.
+    /// The partner API gives no level temperatures, so `levels` is empty and `schedule_now` has no setpoint.
+    static func schedule(_ v: JSONValue?) -> WeekSchedule? {
+        guard let days = v?.arrayValue, days.count == 7 else { return nil }
+        var out: [[WeekSchedule.SwitchPoint]] = []
+        for day in days {
+            var points: [WeekSchedule.SwitchPoint] = []
+            for r in day.arrayValue ?? [] {
+                guard let s = r["start"]?.intValue, let e = r["end"]?.intValue, (0..<1440).contains(s), s < e, e <= 1440 else { continue }
+                points.removeAll { $0.minute == s }
+                points.append(.init(minute: s, level: "comfort"))
+                if e < 1440 { points.append(.init(minute: e, level: "eco")) }
+            }
+            out.append(points.sorted { $0.minute < $1.minute })
+        }
+        return WeekSchedule(days: out, levels: [:])
+    }
+
+    // MARK: commands
+
+    public func capabilities(of node: String) -> Set<String> { node.hasPrefix("room-") ? ["derogation"] : [] }
+
+    public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        guard device.nodes[node] != nil else {
+            let known = device.nodes.keys.sorted().joined(separator: ", ")
+            throw CommandRejection(.unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
+        }
+        guard capability == "derogation" else {
+            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: derogation")
+        }
+        return try DerogationRequest.validate(body, now: clock.now(), localTime: localTime)
+    }
+
+    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        try await execute(command, device: device) { _, _ in }
+    }
+
+    public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
+        guard let room = Int(command.node.dropFirst("room-".count)) else { throw CloudError(.rejected, message: "\(command.node) is not a room") }
+        let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)
+        guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
+            throw CloudError(.rejected, message: "the derogation window is already over")
+        }
+        return try await derogate(items: [(device.vendorId, room)], delta: delta, windows: windows, progress: progress)
+    }
+
+    /// One derogation call per window (the API wants one start and end per call), then the delivery report of
+    /// every call's start trigger until all homes acknowledged or `reportTimeoutS` passed.
+    func derogate(items: [(home: String, room: Int)], delta: Int, windows: [DerogationRequest.Window],
+                  progress: ProgressSink) async throws(CloudError) -> String {
+        var triggers: [String] = []
+        for w in windows {
+            let list: [JSONValue] = items.map {
+                ["homeId": .string($0.home), "roomId": .int($0.room), "startTime": .int(w.start), "endTime": .int(w.end),
+                 "delta": .int(delta), "date": .string(w.date)]
+            }
+            let e = try await call("POST", HSLWire.Path.derogations, body: ["derogations": .array(list)])
+            guard let t = e.root["startTrigger"]?.stringValue ?? e.root["startTrigger"]?.intValue.map(String.init) else {
+                throw CloudError(.badResponse, status: 200, message: "derogation accepted without a startTrigger; delivery cannot be followed")
+            }
+            triggers.append(t)
+            for i in items { await book.add(home: i.home, room: i.room, from: w.from, until: w.until, delta: delta) }
+        }
+        let deadline = clock.now() + reportTimeoutS
+        var last: JSONValue = .null
+        while true {
+            var requested = 0, sent = 0, received = 0
+            var missing = Set<String>()
+            for t in triggers {
+                let r = try await call("POST", HSLWire.Path.report, body: ["trigger": .string(t)])
+                let s = r.response["summary"]
+                requested += s?["requested"]?.intValue ?? 0
+                sent += s?["sent"]?.intValue ?? 0
+                received += s?["received"]?.intValue ?? 0
+                for d in r.response["details"]?.arrayValue ?? [] where d["acknowledge"]?.boolValue != true {
+                    if let h = d["homeId"]?.stringValue { missing.insert(h) }
+                }
+                if r.response["details"]?.arrayValue == nil, (s?["received"]?.intValue ?? 0) < (s?["requested"]?.intValue ?? 1) {
+                    for i in items { missing.insert(i.home) }
+                }
+            }
+            let p: JSONValue = ["requested": .int(requested), "sent": .int(sent), "received": .int(received)]
+            if p != last {
+                last = p
+                await progress(p, "\(received) of \(requested) acknowledged")
+            }
+            if requested > 0 && received >= requested && missing.isEmpty {
+                let span = windows.map { "\($0.date) \(WeekSchedule.hhmm($0.start))–\(WeekSchedule.hhmm(min($0.end, 1439)))" }.joined(separator: " and ")
+                return "derogation \(delta > 0 ? "+" : "")\(delta) °C \(span) acknowledged by \(received) of \(requested)"
+            }
+            if clock.now() >= deadline {
+                let homes = missing.isEmpty ? Set(items.map(\.home)) : missing
+                throw CloudError(.notAcknowledged, message: "not acknowledged within \(JSONValue.format(reportTimeoutS)) s by home(s) \(homes.sorted().joined(separator: ", ")) (\(received) of \(requested) received)")
+            }
+            do { try await clock.sleep(seconds: reportIntervalS) } catch {
+                throw CloudError(.unavailable, message: "stopped while waiting for the delivery report")
+            }
+        }
+    }
+}
+
+/// Derogations this process sent, so the room state can say one is active and until when. In memory only:
+/// after a restart the room's setpoint (read back from the cloud) still shows the effect.
+actor DerogationBook {
+    struct Entry { var from: EpochSeconds; var until: EpochSeconds; var delta: Int }
+    var entries: [String: [Entry]] = [:]
+
+    func add(home: String, room: Int, from: EpochSeconds, until: EpochSeconds, delta: Int) {
+        let key = "\(home)/\(room)"
+        entries[key, default: []].removeAll { $0.from == from }
+        entries[key, default: []].append(Entry(from: from, until: until, delta: delta))
+    }
+
+    func state(home: String, room: Int, at now: EpochSeconds) -> JSONValue {
+        let key = "\(home)/\(room)"
+        entries[key]?.removeAll { $0.until <= now }
+        let list = (entries[key] ?? []).sorted { $0.from < $1.from }
+        guard let current = list.first(where: { $0.from <= now }) else {
+            if let next = list.first {
+                return ["active": false, "next": ["delta": .int(next.delta), "from": .string(Timestamp.iso8601(next.from)),
+                                                  "until": .string(Timestamp.iso8601(next.until))]]
+            }
+            return ["active": false]
+        }
+        // Back-to-back windows (a split across midnight) read as one.
+        var until = current.until
+        for e in list where e.from <= until && e.delta == current.delta { until = max(until, e.until) }
+        return ["active": true, "delta": .int(current.delta), "until": .string(Timestamp.iso8601(until))]
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// The HomeSmartlink account end to end: daemon, real broker, simulator over HTTP.
+final class HomeSmartlinkTests: XCTestCase {
+    let dev = "heatbridge/hsl-64f1c0a2e9b3"
+
+    func harness(secret: String = "hsl-demo-secret", poll: Double = 1, reportTimeoutS: Double = 10) throws -> Harness {
+        let h = try Harness(pollIntervalS: 30)
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5,
+                          extraAccounts: try h.hslAccount(secret: secret, pollIntervalS: poll, reportTimeoutS: reportTimeoutS))
+        return h
+    }
+
+    func hslRequests(_ h: Harness, path: String) throws -> [JSONValue] {
+        (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter {
+            $0["vendor"]?.stringValue == "homesmartlink" && $0["path"]?.stringValue == path
+        }
+    }
+
+    func testRoomsAndSchedulesArePublished() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let device = try XCTUnwrap(c.waitJSON("\(dev)/state"))
+        XCTAssertEqual(device["nodes"], ["room-1", "room-2", "room-3"])
+        XCTAssertEqual(device["gateway"]?["version"], "3.1.7")
+        XCTAssertEqual(device["online"], true)
+        let living = try XCTUnwrap(c.waitJSON("\(dev)/room-1/state"))
+        XCTAssertEqual(living["name"], "Living room")
+        XCTAssertEqual(living["heaters"]?.arrayValue?.count, 2)
+        XCTAssertEqual(living["setpoint"], 20)
+        XCTAssertEqual(living["temperature"], 20.3, "pv is a string on the wire and a number on MQTT (mean of 20.5 and 20)")
+        let bath = try XCTUnwrap(c.waitJSON("\(dev)/room-3/state"))
+        XCTAssertEqual(bath["heaters"]?.arrayValue?.map { $0["online"] }, [false, true], "the offline heater is listed")
+        XCTAssertEqual(bath["heaters"]?.arrayValue?.first?["temperature"], .null)
+        let schedule = try XCTUnwrap(c.waitJSON("\(dev)/room-2/schedule"))
+        XCTAssertEqual(schedule["days"]?["mon"], [["at": "06:00", "level": "comfort"], ["at": "08:30", "level": "eco"],
+                                                  ["at": "17:00", "level": "comfort"], ["at": "22:00", "level": "eco"]])
+        XCTAssertEqual(schedule["days"]?["sun"], [["at": "08:00", "level": "comfort"], ["at": "23:00", "level": "eco"]])
+        XCTAssertNotNil(c.waitJSON("\(dev)/room-2/state")?["schedule_now"]?["level"]?.stringValue)
+        // The simulator answers /config with the doc's "reponse" spelling: the rooms above came through it.
+        XCTAssertFalse(try hslRequests(h, path: "/partners/1/config").isEmpty)
+    }
+
+    func testDerogationGoesThroughProgressToDoneAndShowsOnReadBack() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/room-1/state")
+        c.publish("\(dev)/room-1/derogation/set", #"{"id":"d1","delta":-2,"duration_min":90}"#)
+        let done = c.waitResult("\(dev)/room-1/derogation/result", id: "d1", status: "done")
+        XCTAssertTrue(done?["message"]?.stringValue?.contains("acknowledged by 1 of 1") ?? false, "\(done ?? .null)")
+        XCTAssertEqual(c.statuses("\(dev)/room-1/derogation/result", id: "d1").filter { $0 != "progress" }, ["accepted", "done"])
+        let progress = c.all("\(dev)/room-1/derogation/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["status"] == "progress" }
+        XCTAssertEqual(progress.first?["progress"]?["requested"], 1)
+        XCTAssertEqual(progress.last?["progress"]?["received"], 1)
+        // The cloud lowers the room's setpoint during the window: read back on the next poll.
+        c.waitJSON("\(dev)/room-1/state") { $0["setpoint"] == 18 && $0["derogation"]?["active"] == true && $0["derogation"]?["delta"] == -2 }
+        let call = try XCTUnwrap(try hslRequests(h, path: "/partners/1/derogations").first)
+        let item = try JSONValue.parse(call["body"]?.stringValue ?? "")["derogations"]?.arrayValue?.first
+        XCTAssertEqual(item?["roomId"], 1)
+        XCTAssertEqual(item?["delta"], -2)
+        XCTAssertEqual((item?["startTime"]?.intValue ?? 1) % 5, 0)
+        XCTAssertEqual((item?["endTime"]?.intValue ?? 1) % 5, 0)
+    }
+
+    func testWindowAcrossMidnightBecomesTwoCalls() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/room-2/state")
+        // Tomorrow 23:00 to the day after 01:00, in the box's local time.
+        var t = time(nil) + 86_400
+        var tm = tm()
+        localtime_r(&t, &tm)
+        let day = String(format: "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday)
+        t += 86_400
+        localtime_r(&t, &tm)
+        let next = String(format: "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday)
+        c.publish("\(dev)/room-2/derogation/set", "{\"id\":\"night\",\"delta\":-1,\"start\":\"23:00\",\"end\":\"01:00\",\"date\":\"\(day)\",\"end_date\":\"\(next)\"}")
+        XCTAssertNotNil(c.waitResult("\(dev)/room-2/derogation/result", id: "night", status: "done"))
+        let calls = try hslRequests(h, path: "/partners/1/derogations").compactMap {
+            try? JSONValue.parse($0["body"]?.stringValue ?? "")["derogations"]?.arrayValue?.first
+        }
+        XCTAssertEqual(calls.count, 2)
+        XCTAssertEqual(calls.map { $0["date"]?.stringValue ?? "" }, [day, next])
+        XCTAssertEqual(calls.map { $0["startTime"]?.intValue ?? -1 }, [1380, 0])
+        XCTAssertEqual(calls.map { $0["endTime"]?.intValue ?? -1 }, [1440, 60])
+        // Both triggers were followed.
+        XCTAssertGreaterThanOrEqual(Set(try hslRequests(h, path: "/partners/1/report").compactMap { $0["body"]?.stringValue }).count, 2)
+    }
+
+    func testAHomeThatNeverAcknowledgesFailsNotAcknowledged() throws {
+        let h = try harness(reportTimeoutS: 3)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/homesmartlink", #"{"never_ack":["64f1c0a2e9b3"]}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/room-1/state")
+        c.publish("\(dev)/room-1/derogation/set", #"{"id":"shed","delta":-3,"duration_min":60}"#)
+        let failed = c.waitResult("\(dev)/room-1/derogation/result", id: "shed", status: "failed")
+        XCTAssertEqual(failed?["code"], "NOT_ACKNOWLEDGED")
+        XCTAssertTrue(failed?["message"]?.stringValue?.contains("64f1c0a2e9b3") ?? false, "\(failed ?? .null)")
+        XCTAssertTrue(failed?["message"]?.stringValue?.contains("0 of 1 received") ?? false, "\(failed ?? .null)")
+        XCTAssertTrue(c.statuses("\(dev)/room-1/derogation/result", id: "shed").contains("progress"))
+    }
+
+    func testBadDerogationsAreRejectedLocallyNamingTheField() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/room-2/state")
+        try h.admin("DELETE", "/admin/requests")
+        let cases: [(String, String, String, String)] = [
+            ("room-2", #"{"id":"r1","delta":6,"duration_min":30}"#, "OUT_OF_RANGE", "\"delta\" must be -5…+5 °C, got 6"),
+            ("room-2", #"{"id":"r2","delta":1.5,"duration_min":30}"#, "INVALID_PAYLOAD", "\"delta\" must be a whole number"),
+            ("room-2", #"{"id":"r3","delta":-1,"start":"18:03","end":"19:00"}"#, "OUT_OF_RANGE", "\"start\" 18:03 is not on the 5-minute grid"),
+            ("room-2", #"{"id":"r4","delta":-1,"start":"20:00","end":"18:00"}"#, "OUT_OF_RANGE", "\"end\" 18:00 must be after \"start\" 20:00"),
+            ("room-9", #"{"id":"r5","delta":-1,"duration_min":30}"#, "UNKNOWN_TARGET", "has no room \"room-9\""),
+            ("room-2", #"{"id":"r6","delta":-1,"duration_min":2000}"#, "OUT_OF_RANGE", "\"duration_min\" must be 5…1440"),
+            ("room-2", #"{"id":"r7","delta":-1,"start":"18:00","end":"19:00","date":"2026-02-31"}"#, "INVALID_PAYLOAD", "\"date\" must be YYYY-MM-DD"),
+            ("room-2", #"{"id":"r8","delta":-1,"start":"18:00","end":"19:00","date":"2020-01-01"}"#, "OUT_OF_RANGE", "already over"),
+            ("room-2", #"{"id":"r9","delta":-1}"#, "INVALID_PAYLOAD", "give \"start\" and \"end\" (HH:MM) or \"duration_min\""),
+        ]
+        for (room, payload, code, text) in cases {
+            c.publish("\(dev)/\(room)/derogation/set", payload)
+            let id = try JSONValue.parse(payload)["id"]!.stringValue!
+            let r = c.waitResult("\(dev)/\(room)/derogation/result", id: id, status: "rejected")
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload)
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")")
+        }
+        XCTAssertTrue(try hslRequests(h, path: "/partners/1/derogations").isEmpty, "bad input reached the cloud")
+    }
+
+    func testWrongCredentialsMeanAuthRequiredAndAuthFailed() throws {
+        let h = try harness(poll: 30)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/room-1/state")
+        // The partner's secret is rotated on the cloud side; the next call fails.
+        try h.admin("POST", "/admin/homesmartlink", #"{"client_secret":"rotated"}"#)
+        c.publish("\(dev)/room-1/derogation/set", #"{"id":"a1","delta":-1,"duration_min":30}"#)
+        let failed = c.waitResult("\(dev)/room-1/derogation/result", id: "a1", status: "failed")
+        XCTAssertEqual(failed?["code"], "AUTH_FAILED")
+        c.waitJSON("heatbridge/bridge/account/hsl-test") { $0["state"]?.stringValue == "auth_required" }
+        XCTAssertFalse(h.daemonOutput().contains("hsl-demo-secret"), "the secret reached the log")
+    }
+}
