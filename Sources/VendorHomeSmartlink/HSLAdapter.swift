@@ -282,3 +282,54 @@ actor DerogationBook {
         return ["active": true, "delta": .int(current.delta), "until": .string(Timestamp.iso8601(until))]
     }
 }
+
+// MARK: installer tools
+
+extension HSLAdapter {
+    /// Homes linked to a user's e-mail (GET INVITATIONS): what an installer puts in `homes:`.
+    public func invitations(email: String) async throws(CloudError) -> [JSONValue] {
+        let e = try await call("POST", HSLWire.Path.invitations, body: ["email": .string(email)])
+        guard let list = e.response.arrayValue else { throw CloudError(.badResponse, status: 200, message: "invitation list is not an array") }
+        return list
+    }
+
+    /// Every user of the partner, following the pages until a short one (pages start at 1).
+    public func allUsers(pageSize: Int = 50, maxPages: Int = 1000) async throws(CloudError) -> [JSONValue] {
+        var out: [JSONValue] = []
+        for page in 1...maxPages {
+            let e = try await call("GET", HSLWire.Path.users(page: page, size: pageSize), body: nil)
+            guard let list = e.response.arrayValue else { throw CloudError(.badResponse, status: 200, message: "user list is not an array") }
+            out += list
+            if list.count < pageSize { break }
+        }
+        return out
+    }
+
+    /// Starts a diagnosis of a home; returns the message id to fetch the result with.
+    public func requestDiagnosis(home: String) async throws(CloudError) -> String {
+        // DIAGNOSYS REQUEST answers {"status","messageId"} without the usual envelope [doc].
+        let headers = [("Authorization", authorization), ("Content-Type", "application/json; charset=utf-8")]
+        let r: HTTPResponse
+        do {
+            r = try await transport.send(HTTPRequest(method: "POST", url: baseURL + HSLWire.Path.request, headers: headers,
+                                                     body: JSONValue.object(["homeId": .string(home)]).bytes, timeout: timeout))
+        } catch {
+            throw CloudError(.unavailable, message: "cannot reach the HomeSmartlink API")
+        }
+        guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "diagnosis request") }
+        let j = try? JSONValue.parse(r.body)
+        guard j?["status"]?.stringValue == "OK", let id = j?["messageId"]?.stringValue else {
+            throw CloudError(.rejected, status: r.status, message: "diagnosis refused for home \(home) (status \(j?["status"]?.stringValue ?? "?"))")
+        }
+        return id
+    }
+
+    /// The diagnosis result, or nil while it is not ready (the doc recommends waiting about 5 minutes).
+    public func diagnosisResult(messageId: String) async throws(CloudError) -> JSONValue? {
+        do {
+            return try await call("PUT", HSLWire.Path.request, body: ["messageId": .string(messageId)]).response
+        } catch where error.status == 404 {
+            return nil
+        }
+    }
+}

@@ -152,4 +152,30 @@ final class HomeSmartlinkTests: XCTestCase {
         c.waitJSON("heatbridge/bridge/account/hsl-test") { $0["state"]?.stringValue == "auth_required" }
         XCTAssertFalse(h.daemonOutput().contains("hsl-demo-secret"), "the secret reached the log")
     }
+
+    func testInstallerCommandsFindHomesUsersAndDiagnose() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        let bin = Harness.binary("heatbridge")
+        let homes = try runProcess(bin, ["homesmartlink", "homes", "--config", h.configPath, "--email", "owner@example.invalid"])
+        XCTAssertEqual(homes.status, 0, homes.output)
+        XCTAssertTrue(homes.output.contains("home 64f1c0a2e9b3"), homes.output)
+        XCTAssertTrue(homes.output.contains("room-1  Living room  2 device(s)"), homes.output)
+        let none = try runProcess(bin, ["homesmartlink", "homes", "--config", h.configPath, "--email", "nobody@example.invalid"])
+        XCTAssertTrue(none.output.contains("no home is linked"), none.output)
+        let bad = try runProcess(bin, ["homesmartlink", "homes", "--config", h.configPath, "--email", "not-an-address"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+
+        // Seven users read three at a time: every page is fetched.
+        let users = try runProcess(bin, ["homesmartlink", "users", "--config", h.configPath, "--page-size", "3"])
+        XCTAssertEqual(users.status, 0, users.output)
+        XCTAssertTrue(users.output.contains("7 user(s)"), users.output)
+        XCTAssertEqual(try hslRequests(h, path: "/partners/1/users?page=3&size=3").count, 1)
+
+        try h.admin("POST", "/admin/homesmartlink", #"{"diagnosis_delay_s":1}"#)
+        let diag = try runProcess(bin, ["homesmartlink", "diagnose", "--config", h.configPath, "hsl-64f1c0a2e9b3", "--interval-s", "0.5"])
+        XCTAssertEqual(diag.status, 0, diag.output)
+        XCTAssertTrue(diag.output.contains("diagnosis requested for home 64f1c0a2e9b3"), diag.output)
+        XCTAssertTrue(diag.output.contains("\"deviceStatus\""), diag.output)
+    }
 }
