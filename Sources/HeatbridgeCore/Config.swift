@@ -173,6 +173,8 @@ public struct AccountConfig: Sendable, Equatable {
     public var reportTimeoutS: Double = 300
     /// HomeSmartlink: how often the delivery report is read meanwhile.
     public var reportIntervalS: Double = 10
+    /// HomeSmartlink: how long after a diagnosis request its result is first asked for (then every poll).
+    public var diagnosisCheckS: Double = 60
     public var pollIntervalS: Double
     public var timeoutS: Double
     /// Vendor device ids to bridge; nil bridges every accessible device.
@@ -354,7 +356,7 @@ public struct ConfigDecoder {
         guard let m = mapping(node, path: "account") else { return nil }
         checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
                              "poll_interval_s", "timeout_s", "devices", "rate_limit", "client_id", "client_secret_file",
-                             "client_secret_credential", "org_id", "token_url", "homes", "report_timeout_s", "report_interval_s"], section: "account",
+                             "client_secret_credential", "org_id", "token_url", "homes", "report_timeout_s", "report_interval_s", "diagnosis_check_s"], section: "account",
                   inlineSecrets: ["api_key": "api_key_file or api_key_credential",
                                   "client_secret": "client_secret_file or client_secret_credential"])
         let name = string(m, "name")
@@ -433,6 +435,7 @@ public struct ConfigDecoder {
         }
         let reportTimeout = number(m, "report_timeout_s", range: 1...3600) ?? 300
         let reportInterval = number(m, "report_interval_s", range: 0.2...600) ?? 10
+        let diagnosisCheck = number(m, "diagnosis_check_s", range: 0...3600) ?? 60
         // Podero refreshes heat-pump state from the manufacturer cloud every 5–15 min: polling faster only
         // repeats the same answer, so its default is 5 min.
         let poll = number(m, "poll_interval_s", range: 1...86_400) ?? (vendor == .podero ? 300 : 60)
@@ -458,7 +461,7 @@ public struct ConfigDecoder {
         guard let name, let vendor, let baseURL else { return nil }
         return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
                              clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
-                             homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval,
+                             homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck,
                              pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
     }
 

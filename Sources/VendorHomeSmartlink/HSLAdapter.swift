@@ -19,9 +19,15 @@ public struct HSLAdapter: VendorAdapter {
     let reportIntervalS: Double
     /// Derogations sent by this process, shown in the room state (`derogation`).
     let book = DerogationBook()
+    /// Diagnoses requested and not yet answered, checked on each poll.
+    let diagnoses = DiagnosisBook()
+    /// A diagnosis result is asked for no sooner than this after the request, then on every poll.
+    let diagnosisCheckS: Double
 
     public init(transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String, homes: [String], timeout: Double,
-                clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10) {
+                clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10,
+                diagnosisCheckS: Double = 60) {
+        self.diagnosisCheckS = diagnosisCheckS
         self.transport = transport
         self.baseURL = baseURL
         self.clientId = clientId
@@ -93,7 +99,9 @@ public struct HSLAdapter: VendorAdapter {
             guard let devices = e.response.arrayValue else {
                 throw CloudError(.badResponse, status: 200, message: "device list of home \(home) is not an array")
             }
-            out.append(await snapshot(home: home, devices: devices, gateway: e.root["gateway"], now: now))
+            var snap = await snapshot(home: home, devices: devices, gateway: e.root["gateway"], now: now)
+            snap.nodes["system"] = try await systemNode(home: home, now: now)
+            out.append(snap)
         }
         return out
     }
@@ -170,14 +178,32 @@ public struct HSLAdapter: VendorAdapter {
         return WeekSchedule(days: out, levels: [:])
     }
 
+    /// Node `system`: the home's diagnosis, requested with `system/diagnosis/set` and fetched here once ready.
+    func systemNode(home: String, now: EpochSeconds) async throws(CloudError) -> JSONValue {
+        if let p = await diagnoses.pending(home), now - p.requestedAt >= diagnosisCheckS,
+           let result = try await diagnosisResult(messageId: p.messageId) {
+            await diagnoses.complete(home, result: result, at: now)
+        }
+        return ["kind": "system", "diagnosis": await diagnoses.state(home)]
+    }
+
     // MARK: commands
 
-    public func capabilities(of node: String) -> Set<String> { node.hasPrefix("room-") ? ["derogation"] : [] }
+    public func capabilities(of node: String) -> Set<String> {
+        node.hasPrefix("room-") ? ["derogation"] : node == "system" ? ["diagnosis"] : []
+    }
 
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         guard device.nodes[node] != nil else {
             let known = device.nodes.keys.sorted().joined(separator: ", ")
             throw CommandRejection(.unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
+        }
+        if node == "system" {
+            guard capability == "diagnosis" else {
+                throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on system; supported: diagnosis")
+            }
+            try CapabilityValidation.allowOnly(body, [])
+            return [:]
         }
         guard capability == "derogation" else {
             throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: derogation")
@@ -190,6 +216,13 @@ public struct HSLAdapter: VendorAdapter {
     }
 
     public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
+        if command.node == "system" && command.capability == "diagnosis" {
+            // Done once requested: the result takes minutes, and waiting here would hold this home's
+            // derogations behind it. The polls fetch it and publish it in the system node state.
+            let mid = try await requestDiagnosis(home: device.vendorId)
+            await diagnoses.add(device.vendorId, messageId: mid, at: clock.now())
+            return "diagnosis requested (message \(mid)); the result appears in the system state when ready (about 5 min)"
+        }
         guard let room = Int(command.node.dropFirst("room-".count)) else { throw CloudError(.rejected, message: "\(command.node) is not a room") }
         let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)
         guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
@@ -250,6 +283,27 @@ public struct HSLAdapter: VendorAdapter {
                 throw CloudError(.unavailable, message: "stopped while waiting for the delivery report")
             }
         }
+    }
+}
+
+/// Diagnoses per home: the pending request and the last result.
+actor DiagnosisBook {
+    struct Pending { var messageId: String; var requestedAt: EpochSeconds }
+    var pendingByHome: [String: Pending] = [:]
+    var results: [String: JSONValue] = [:]
+
+    func add(_ home: String, messageId: String, at: EpochSeconds) { pendingByHome[home] = Pending(messageId: messageId, requestedAt: at) }
+    func pending(_ home: String) -> Pending? { pendingByHome[home] }
+    func complete(_ home: String, result: JSONValue, at: EpochSeconds) {
+        guard let p = pendingByHome.removeValue(forKey: home) else { return }
+        results[home] = ["state": "ready", "message_id": .string(p.messageId), "requested_at": .string(Timestamp.iso8601(p.requestedAt)),
+                         "ready_at": .string(Timestamp.iso8601(at)), "result": result]
+    }
+    func state(_ home: String) -> JSONValue {
+        if let p = pendingByHome[home] {
+            return ["state": "pending", "message_id": .string(p.messageId), "requested_at": .string(Timestamp.iso8601(p.requestedAt))]
+        }
+        return results[home] ?? .null
     }
 }
 

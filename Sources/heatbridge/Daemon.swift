@@ -174,7 +174,8 @@ enum Daemon {
                 }
                 let adapter = HSLAdapter(transport: transport, baseURL: a.baseURL, clientId: a.clientId ?? "", clientSecret: secret,
                                          homes: a.homes, timeout: a.timeoutS, clock: SystemClock(), localTime: GlibcLocalTime(),
-                                         reportTimeoutS: a.reportTimeoutS, reportIntervalS: a.reportIntervalS)
+                                         reportTimeoutS: a.reportTimeoutS, reportIntervalS: a.reportIntervalS,
+                                         diagnosisCheckS: a.diagnosisCheckS)
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
             }
         }

@@ -234,6 +234,7 @@ final class Harness: @unchecked Sendable {
                 timeout_s: 2
                 report_timeout_s: \(reportTimeoutS)
                 report_interval_s: 0.5
+                diagnosis_check_s: 1
             """
     }
 

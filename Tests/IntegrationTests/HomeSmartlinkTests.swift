@@ -25,7 +25,7 @@ final class HomeSmartlinkTests: XCTestCase {
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         let device = try XCTUnwrap(c.waitJSON("\(dev)/state"))
-        XCTAssertEqual(device["nodes"], ["room-1", "room-2", "room-3"])
+        XCTAssertEqual(device["nodes"], ["room-1", "room-2", "room-3", "system"])
         XCTAssertEqual(device["gateway"]?["version"], "3.1.7")
         XCTAssertEqual(device["online"], true)
         let living = try XCTUnwrap(c.waitJSON("\(dev)/room-1/state"))
@@ -177,5 +177,23 @@ final class HomeSmartlinkTests: XCTestCase {
         XCTAssertEqual(diag.status, 0, diag.output)
         XCTAssertTrue(diag.output.contains("diagnosis requested for home 64f1c0a2e9b3"), diag.output)
         XCTAssertTrue(diag.output.contains("\"deviceStatus\""), diag.output)
+    }
+
+    func testDiagnosisIsRequestedAndItsResultPublishedWhenReady() throws {
+        let h = try harness()
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/homesmartlink", #"{"diagnosis_delay_s":3}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("\(dev)/system/state")
+        c.publish("\(dev)/system/diagnosis/set", #"{"id":"diag"}"#)
+        let done = c.waitResult("\(dev)/system/diagnosis/result", id: "diag", status: "done")
+        XCTAssertTrue(done?["message"]?.stringValue?.contains("diagnosis requested (message msg-") ?? false, "\(done ?? .null)")
+        c.waitJSON("\(dev)/system/state") { $0["diagnosis"]?["state"] == "pending" }
+        let ready = c.waitJSON("\(dev)/system/state") { $0["diagnosis"]?["state"] == "ready" }
+        XCTAssertEqual(ready?["diagnosis"]?["result"]?["acknowledge"], true)
+        XCTAssertNotNil(ready?["diagnosis"]?["result"]?["deviceStatus"]?.arrayValue)
+        c.publish("\(dev)/system/diagnosis/set", #"{"id":"bad","now":true}"#)
+        XCTAssertEqual(c.waitResult("\(dev)/system/diagnosis/result", id: "bad", status: "rejected")?["code"], "INVALID_PAYLOAD")
     }
 }
