@@ -548,7 +548,7 @@ public actor Bridge {
                    CommandRejection(.retainedCommand, "retained commands are never executed; publish commands without the retain flag"))
             return clearIfRetained(m)
         }
-        if devices[device] == nil && firstPollDone.count < accounts.count {
+        if (devices[device] == nil || device == Self.groupDevice) && firstPollDone.count < accounts.count {
             deferred.append(m)
             currentInbox = nil  // still to be handled: keep it in the inbox
             return
@@ -562,6 +562,9 @@ public actor Bridge {
                 return reject(device, node, capability, id: id, CommandRejection(.outOfRange, "\"valid_for_s\" must be 1…604800, got \(JSONValue.format(d))"))
             }
             validFor = d
+        }
+        if device == Self.groupDevice {
+            return acceptGroup(node, capability, id: id, body: body, inboxRow: m.inboxRow, now: now, validFor: validFor)
         }
         guard let entry = devices[device], let account = accounts[entry.account] else {
             let known = devices.keys.sorted().prefix(10).joined(separator: ", ")
@@ -604,6 +607,116 @@ public actor Bridge {
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
         supersede(by: command)
         enqueue(command)
+    }
+
+    // MARK: groups
+
+    /// The pseudo device of group commands: `<base>/group/<name>/<capability>/set`.
+    static let groupDevice = "group"
+
+    /// A group command: validated for every member (by the member's own adapter) before it is accepted, so a
+    /// mistake is named with the member it concerns; then stored and queued like any command.
+    func acceptGroup(_ group: String, _ capability: String, id: String?, body: [String: JSONValue], inboxRow: Int64?,
+                     now: EpochSeconds, validFor: Double) {
+        let device = Self.groupDevice
+        guard let members = settings.behaviour.groups[group] else {
+            let known = settings.behaviour.groups.keys.sorted().joined(separator: ", ")
+            return reject(device, group, capability, id: id,
+                          CommandRejection(.unknownTarget, "unknown group \"\(group)\"; groups: \(known.isEmpty ? "none configured" : known)"))
+        }
+        var params = body
+        params["id"] = nil
+        params["valid_for_s"] = nil
+        var normalised: JSONValue?
+        var vendors = Set<String>()
+        for m in members {
+            guard let entry = devices[m.device], let account = accounts[entry.account] else {
+                return reject(device, group, capability, id: id,
+                              CommandRejection(.unknownTarget, "group \"\(group)\": member \(m.key): unknown device \"\(m.device)\""))
+            }
+            vendors.insert(account.adapter.vendor)
+            do {
+                let n = try account.adapter.validate(node: m.node, capability: capability, body: params, device: entry.snapshot)
+                if normalised == nil { normalised = n }
+            } catch {
+                return reject(device, group, capability, id: id, CommandRejection(error.code, "group \"\(group)\": member \(m.key): \(error.message)"))
+            }
+        }
+        guard vendors.count == 1, let normalised else {
+            return reject(device, group, capability, id: id,
+                          CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
+        }
+        if let id, inboxRow != nil,
+           (try? store.hasCommand(id: id, device: device, node: group, capability: capability, params: normalised, since: now - 600)) == true {
+            logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
+            return
+        }
+        let command = Command(id: id ?? Self.newId(), device: device, node: group, capability: capability, params: normalised,
+                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+            return reject(device, group, capability, id: command.id,
+                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"))
+        }
+        logger.info("group command accepted", metadata: ["id": "\(command.id)", "group": "\(group)", "members": "\(members.count)"])
+        supersede(by: command)
+        enqueue(command)
+    }
+
+    /// Runs a group command: per account, one call for all its members where the adapter can batch them,
+    /// member by member otherwise. The final result lists every member's outcome.
+    func executeGroup(_ original: Command) async {
+        var c = original
+        c.attempts += 1
+        do { try store.updateCommand(c) } catch {
+            logger.error("cannot persist command attempt", metadata: ["id": "\(c.id)", "error": "\(error)"])
+        }
+        let members = settings.behaviour.groups[c.node] ?? []
+        var outcomes: [MemberOutcome] = []
+        var byAccount: [String: [(device: DeviceSnapshot, node: String)]] = [:]
+        for m in members {
+            guard let entry = devices[m.device] else {
+                outcomes.append(MemberOutcome(member: m.key, error: CloudError(.rejected, message: "device \(m.device) is no longer bridged")))
+                continue
+            }
+            byAccount[entry.account, default: []].append((entry.snapshot, m.node))
+        }
+        let running = c
+        let sink: ProgressSink = { progress, message in await self.publishProgress(running, progress, message: message) }
+        for (name, list) in byAccount.sorted(by: { $0.key < $1.key }) {
+            guard let account = accounts[name] else { continue }
+            stats[name, default: AccountStats()].commands += 1
+            let first = outcomes.count
+            if let batching = account.adapter as? any GroupExecuting {
+                outcomes += await batching.executeGroup(c, members: list, progress: sink)
+            } else {
+                for (snapshot, node) in list {
+                    var one = c
+                    one.device = snapshot.id
+                    one.node = node
+                    do {
+                        _ = try await account.adapter.execute(one, device: snapshot, progress: sink)
+                        outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: nil))
+                    } catch {
+                        outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: error))
+                    }
+                }
+            }
+            for o in outcomes[first...] where o.error?.accountState != nil { setAccount(name, o.error!.accountState!, error: o.error!.message) }
+            requestRefresh(account)
+        }
+        var report: [String: JSONValue] = [:]
+        for o in outcomes {
+            report[o.member] = o.error.map { ["status": "failed", "code": .string($0.code.rawValue), "message": .string($0.message)] } ?? ["status": "done"]
+        }
+        let failed = outcomes.filter { $0.error != nil }
+        if failed.isEmpty {
+            finish(c, .done, code: nil, message: "\(outcomes.count) of \(outcomes.count) members done", extra: ["members": .object(report)])
+        } else {
+            finish(c, .failed, code: failed[0].error!.code,
+                   message: "\(failed.count) of \(outcomes.count) members failed: \(failed.map(\.member).joined(separator: ", "))",
+                   extra: ["members": .object(report)])
+        }
     }
 
     /// `dhw<N>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
@@ -783,6 +896,7 @@ public actor Bridge {
             running.remove(c.device)
             pump(c.device)
         }
+        if c.device == Self.groupDevice { return await executeGroup(c) }
         guard let entry = devices[c.device], let account = accounts[entry.account] else {
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
         }
@@ -852,14 +966,14 @@ public actor Bridge {
         emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: nil, isNew: false)
     }
 
-    func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?) {
+    func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
         var c = original
         c.status = status
         definitelyNotApplied.remove(c.id)
         if status == .done {
             logger.info("command done", metadata: ["id": "\(c.id)"])
         }
-        publishResult(c, status, code: code, message: message)
+        publishResult(c, status, code: code, message: message, extra: extra)
     }
 
     // MARK: polling

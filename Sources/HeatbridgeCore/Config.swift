@@ -198,10 +198,23 @@ public struct BridgeBehaviour: Sendable, Equatable {
     public var staleAfterS: Double = 900
     /// Per-capability defaults for `valid_for_s` (e.g. a DHW charge is worth less an hour late than a mode).
     public var capabilityValidForS: [String: Double] = [:]
+    /// `groups:` — group name → its members, for `<base>/group/<name>/<capability>/set`.
+    public var groups: [String: [GroupMember]] = [:]
     public init() {}
 
     /// How long a command for `capability` may wait when it carries no `valid_for_s`.
     public func validFor(_ capability: String) -> Double { capabilityValidForS[capability] ?? commandValidForS }
+}
+
+/// One member of a group: a device's node, written `<device>/<node>` in the config.
+public struct GroupMember: Sendable, Equatable, Hashable {
+    public var device: String
+    public var node: String
+    public init(device: String, node: String) {
+        self.device = device
+        self.node = node
+    }
+    public var key: String { "\(device)/\(node)" }
 }
 
 /// `homeassistant:` section.
@@ -254,7 +267,7 @@ public struct ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
@@ -299,6 +312,34 @@ public struct ConfigDecoder {
                     }
                     if let v = number(caps, e.key, range: 1...604_800) { config.bridge.capabilityValidForS[e.key] = v }
                 }
+            }
+        }
+        if let n = value(top, "groups"), let m = mapping(n, path: "groups") {
+            for e in m {
+                guard TopicLayout.sanitize(e.key) == e.key else {
+                    error(e.keyMark, "group name \"\(e.key)\" may only contain a-z, 0-9, '_' and '-'", hint: "it becomes part of MQTT topics")
+                    continue
+                }
+                guard case .sequence(let items, _) = e.value, !items.isEmpty else {
+                    error(e.value.mark, "group \"\(e.key)\" must be a non-empty list of \"<device>/<node>\"", hint: "e.g. [hsl-64f1c0a2e9b3/room-1]")
+                    continue
+                }
+                var members: [GroupMember] = []
+                for item in items {
+                    guard case .scalar(let text, let mark, _) = item else {
+                        error(item.mark, "group members are \"<device>/<node>\" strings, found \(item.kindName)")
+                        continue
+                    }
+                    let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+                    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
+                          TopicLayout.sanitize(parts[0]) == parts[0], TopicLayout.sanitize(parts[1]) == parts[1] else {
+                        error(mark, "bad group member \"\(text)\"", hint: "<device>/<node> as in the topics, e.g. hsl-64f1c0a2e9b3/room-1")
+                        continue
+                    }
+                    let member = GroupMember(device: parts[0], node: parts[1])
+                    if members.contains(member) { error(mark, "\"\(text)\" is listed twice in group \"\(e.key)\"") } else { members.append(member) }
+                }
+                config.bridge.groups[e.key] = members
             }
         }
         if let n = value(top, "accounts") {

@@ -137,3 +137,23 @@ extension VendorAdapter {
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? { nil }
 }
+
+/// What became of one member of a group command.
+public struct MemberOutcome: Sendable {
+    /// `<device>/<node>`.
+    public var member: String
+    /// nil when the member's part succeeded.
+    public var error: CloudError?
+    public init(member: String, error: CloudError?) {
+        self.member = member
+        self.error = error
+    }
+}
+
+/// Adapters that can send one command to several nodes at once (HomeSmartlink: one derogation call for
+/// every room sharing a window). Others get a group's members one by one.
+public protocol GroupExecuting: VendorAdapter {
+    /// Runs a validated command for all `members` (all of this adapter's account) and reports each one.
+    func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
+                      progress: @escaping ProgressSink) async -> [MemberOutcome]
+}

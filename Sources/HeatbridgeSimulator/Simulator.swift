@@ -192,6 +192,12 @@ public actor Simulator {
             if let v = j?["never_ack"]?.arrayValue { hsl.neverAck = Set(v.compactMap(\.stringValue)) }
             if let v = j?["diagnosis_delay_s"]?.doubleValue { hsl.diagnosisDelayS = v }
             if let v = j?["client_secret"]?.stringValue { hsl.clientSecret = v }
+            if let id = j?["add_home"]?.stringValue, var copy = hsl.homes.values.sorted(by: { $0.id < $1.id }).first {
+                // Another home shaped like the first (same rooms and heaters), e.g. for group derogations.
+                copy.id = id
+                copy.email = "owner-\(id)@example.invalid"
+                hsl.homes[id] = copy
+            }
             return ok()
         default:
             if method == "POST", path.hasPrefix("/admin/podero/heat-pumps/") {

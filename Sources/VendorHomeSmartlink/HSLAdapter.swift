@@ -3,7 +3,7 @@ import HeatbridgeCore
 /// The HomeSmartlink 3rd Party API adapter: each configured home is a device (`hsl-<homeId>`), each room a
 /// node (`room-<roomId>`) listing its heaters; derogations (temporary setpoint offsets, the API's load
 /// shedding) are sent per window and followed through the delivery report until every home acknowledged.
-public struct HSLAdapter: VendorAdapter {
+public struct HSLAdapter: VendorAdapter, GroupExecuting {
     public let vendor = "homesmartlink"
     let transport: any HTTPTransport
     let baseURL: String
@@ -228,13 +228,49 @@ public struct HSLAdapter: VendorAdapter {
         guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
             throw CloudError(.rejected, message: "the derogation window is already over")
         }
-        return try await derogate(items: [(device.vendorId, room)], delta: delta, windows: windows, progress: progress)
+        let delivery = try await derogate(items: [(device.vendorId, room)], delta: delta, windows: windows, progress: progress)
+        if let error = delivery.error { throw error }
+        return delivery.message
+    }
+
+    /// A group derogation: one call per window for every room of the group (the API wants all items of a call
+    /// to share start and end), one delivery report; members in homes that did not acknowledge fail.
+    public func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
+                             progress: @escaping ProgressSink) async -> [MemberOutcome] {
+        let keys = members.map { "\($0.device.id)/\($0.node)" }
+        func all(_ e: CloudError?) -> [MemberOutcome] { keys.map { MemberOutcome(member: $0, error: e) } }
+        guard command.capability == "derogation" else {
+            return all(CloudError(.rejected, message: "\(command.capability) cannot be sent to a HomeSmartlink group"))
+        }
+        var items: [(home: String, room: Int)] = []
+        for m in members {
+            guard let room = Int(m.node.dropFirst("room-".count)) else { return all(CloudError(.rejected, message: "\(m.node) is not a room")) }
+            items.append((m.device.vendorId, room))
+        }
+        let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)
+        guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
+            return all(CloudError(.rejected, message: "the derogation window is already over"))
+        }
+        do {
+            let delivery = try await derogate(items: items, delta: delta, windows: windows, progress: progress)
+            guard let error = delivery.error else { return all(nil) }
+            return zip(keys, items).map { key, item in MemberOutcome(member: key, error: delivery.missingHomes.contains(item.home) ? error : nil) }
+        } catch {
+            return all(error)
+        }
     }
 
     /// One derogation call per window (the API wants one start and end per call), then the delivery report of
     /// every call's start trigger until all homes acknowledged or `reportTimeoutS` passed.
+    /// How a derogation's delivery ended: acknowledged everywhere (`error` nil), or not by `missingHomes`.
+    struct Delivery {
+        var message: String
+        var missingHomes: Set<String>
+        var error: CloudError?
+    }
+
     func derogate(items: [(home: String, room: Int)], delta: Int, windows: [DerogationRequest.Window],
-                  progress: ProgressSink) async throws(CloudError) -> String {
+                  progress: ProgressSink) async throws(CloudError) -> Delivery {
         var triggers: [String] = []
         for w in windows {
             let list: [JSONValue] = items.map {
@@ -273,11 +309,13 @@ public struct HSLAdapter: VendorAdapter {
             }
             if requested > 0 && received >= requested && missing.isEmpty {
                 let span = windows.map { "\($0.date) \(WeekSchedule.hhmm($0.start))–\(WeekSchedule.hhmm(min($0.end, 1439)))" }.joined(separator: " and ")
-                return "derogation \(delta > 0 ? "+" : "")\(delta) °C \(span) acknowledged by \(received) of \(requested)"
+                return Delivery(message: "derogation \(delta > 0 ? "+" : "")\(delta) °C \(span) acknowledged by \(received) of \(requested)",
+                                missingHomes: [], error: nil)
             }
             if clock.now() >= deadline {
                 let homes = missing.isEmpty ? Set(items.map(\.home)) : missing
-                throw CloudError(.notAcknowledged, message: "not acknowledged within \(JSONValue.format(reportTimeoutS)) s by home(s) \(homes.sorted().joined(separator: ", ")) (\(received) of \(requested) received)")
+                return Delivery(message: "", missingHomes: homes, error: CloudError(.notAcknowledged,
+                    message: "not acknowledged within \(JSONValue.format(reportTimeoutS)) s by home(s) \(homes.sorted().joined(separator: ", ")) (\(received) of \(requested) received)"))
             }
             do { try await clock.sleep(seconds: reportIntervalS) } catch {
                 throw CloudError(.unavailable, message: "stopped while waiting for the delivery report")

@@ -95,6 +95,28 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(d.map(\.mark.line), d.map(\.mark.line).sorted())
     }
 
+    func testGroupsAreCheckedMemberByMember() throws {
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+            groups:
+              peak: [hsl-1/room-1, hsl-1/room-2]
+              Bad Name: [hsl-1/room-1]
+              broken: [hsl-1, "a/b/c", hsl-1/room-1, hsl-1/room-1]
+              empty: []
+            """)
+        let lines = d.map { "\($0.mark.line):\($0.mark.column) \($0.message)" }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("5:3 group name \"Bad Name\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("6:12 bad group member \"hsl-1\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("bad group member \"a/b/c\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("\"hsl-1/room-1\" is listed twice in group \"broken\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("group \"empty\" must be a non-empty list") }, "\(lines)")
+        XCTAssertEqual(d.count, 5, "\(lines)")
+        _ = write("ok.yaml", "mqtt:\n  url: mqtt://h:1883\ngroups:\n  peak: [hsl-1/room-1, hsl-1/room-2]\n")
+        let ok = try ConfigLoader.load(path: dir + "/ok.yaml", environment: [:]).get()
+        XCTAssertEqual(ok.config.bridge.groups["peak"], [GroupMember(device: "hsl-1", node: "room-1"), GroupMember(device: "hsl-1", node: "room-2")])
+    }
+
     func testHomeAssistantSection() throws {
         let d = diagnostics("""
             mqtt: {url: "mqtt://h", base_topic: home}

@@ -168,7 +168,7 @@ final class Harness: @unchecked Sendable {
     var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
 
     func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug",
-                     discovery: Bool = false, devices: [String]? = nil, extraAccounts: String = "") throws {
+                     discovery: Bool = false, devices: [String]? = nil, extraAccounts: String = "", extraSections: String = "") throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
         var auth = ""
@@ -196,7 +196,7 @@ final class Harness: @unchecked Sendable {
               discovery: \(discovery)
             log:
               level: \(logLevel)
-            """
+            """ + extraSections
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
@@ -219,7 +219,7 @@ final class Harness: @unchecked Sendable {
 
     /// A HomeSmartlink account against the simulator's built-in home, to pass as `extraAccounts`.
     func hslAccount(secret: String = "hsl-demo-secret", pollIntervalS: Double = 1, reportTimeoutS: Double = 10,
-                    name: String = "hsl-test") throws -> String {
+                    name: String = "hsl-test", homes: [String] = ["64f1c0a2e9b3"]) throws -> String {
         let file = dir.appendingPathComponent("\(name).secret")
         try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
         return """
@@ -229,7 +229,7 @@ final class Harness: @unchecked Sendable {
                 base_url: http://127.0.0.1:\(simPort)/homesmartlink
                 client_id: hsl-demo
                 client_secret_file: \(file.path)
-                homes: ["64f1c0a2e9b3"]
+                homes: [\(homes.map { "\"\($0)\"" }.joined(separator: ", "))]
                 poll_interval_s: \(pollIntervalS)
                 timeout_s: 2
                 report_timeout_s: \(reportTimeoutS)

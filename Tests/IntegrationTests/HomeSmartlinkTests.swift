@@ -196,4 +196,52 @@ final class HomeSmartlinkTests: XCTestCase {
         c.publish("\(dev)/system/diagnosis/set", #"{"id":"bad","now":true}"#)
         XCTAssertEqual(c.waitResult("\(dev)/system/diagnosis/result", id: "bad", status: "rejected")?["code"], "INVALID_PAYLOAD")
     }
+
+    func testGroupDerogationIsOneCallPerWindowAndReportsEachMember() throws {
+        let h = try Harness(pollIntervalS: 30)
+        defer { h.stopAll() }
+        let second = "64f1c0a2e9c7"
+        try h.admin("POST", "/admin/homesmartlink", "{\"add_home\":\"\(second)\"}")
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5,
+                          extraAccounts: try h.hslAccount(reportTimeoutS: 3, homes: ["64f1c0a2e9b3", second]),
+                          extraSections: """
+
+                              groups:
+                                evening-peak: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-2, hsl-\(second)/room-1]
+                                wrong: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-9]
+                              """)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/hsl-\(second)/room-1/state")
+        c.publish("heatbridge/group/evening-peak/derogation/set", #"{"id":"g1","delta":-2,"duration_min":120}"#)
+        let done = c.waitResult("heatbridge/group/evening-peak/derogation/result", id: "g1", status: "done")
+        XCTAssertEqual(done?["members"]?.objectValue?.keys.sorted(),
+                       ["hsl-64f1c0a2e9b3/room-1", "hsl-64f1c0a2e9b3/room-2", "hsl-\(second)/room-1"])
+        XCTAssertTrue(c.statuses("heatbridge/group/evening-peak/derogation/result", id: "g1").contains("progress"))
+        // One API call for the three rooms of two homes (one window), all items sharing start and end.
+        let calls = try hslRequests(h, path: "/partners/1/derogations")
+        XCTAssertEqual(calls.count, 1)
+        let items = try JSONValue.parse(calls[0]["body"]?.stringValue ?? "")["derogations"]?.arrayValue ?? []
+        XCTAssertEqual(items.count, 3)
+        XCTAssertEqual(Set(items.map { "\($0["startTime"] ?? .null)-\($0["endTime"] ?? .null)" }).count, 1)
+        c.waitJSON("heatbridge/hsl-\(second)/room-1/state") { $0["setpoint"] == 18 && $0["derogation"]?["active"] == true }
+        c.waitJSON("\(dev)/room-2/state") { $0["setpoint"] == 16 }
+
+        // The second home never acknowledges: its member fails, the others are done.
+        try h.admin("POST", "/admin/homesmartlink", "{\"never_ack\":[\"\(second)\"]}")
+        c.publish("heatbridge/group/evening-peak/derogation/set", #"{"id":"g2","delta":-1,"duration_min":60}"#)
+        let failed = c.waitResult("heatbridge/group/evening-peak/derogation/result", id: "g2", status: "failed")
+        XCTAssertEqual(failed?["code"], "NOT_ACKNOWLEDGED")
+        XCTAssertEqual(failed?["members"]?["hsl-\(second)/room-1"]?["code"], "NOT_ACKNOWLEDGED")
+        XCTAssertEqual(failed?["members"]?["hsl-64f1c0a2e9b3/room-1"]?["status"], "done")
+
+        // A group naming a room that does not exist is refused before any call, naming the member.
+        c.publish("heatbridge/group/wrong/derogation/set", #"{"id":"g3","delta":-1,"duration_min":60}"#)
+        let wrong = c.waitResult("heatbridge/group/wrong/derogation/result", id: "g3", status: "rejected")
+        XCTAssertEqual(wrong?["code"], "UNKNOWN_TARGET")
+        XCTAssertTrue(wrong?["message"]?.stringValue?.contains("member hsl-64f1c0a2e9b3/room-9") ?? false, "\(wrong ?? .null)")
+        c.publish("heatbridge/group/nope/derogation/set", #"{"id":"g4","delta":-1,"duration_min":60}"#)
+        XCTAssertEqual(c.waitResult("heatbridge/group/nope/derogation/result", id: "g4", status: "rejected")?["code"], "UNKNOWN_TARGET")
+        XCTAssertEqual(try hslRequests(h, path: "/partners/1/derogations").count, 2)
+    }
 }
