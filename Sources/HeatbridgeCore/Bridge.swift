@@ -798,6 +798,14 @@ public actor Bridge {
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
             if isNew { return false }
         }
+        if let st = payload["status"]?.stringValue, CommandStatus(rawValue: st)?.isTerminal == true {
+            // Retained summary of the last command that ended, e.g. for a Home Assistant sensor.
+            var target = String(topic.dropFirst(topics.base.count + 1))
+            if target.hasSuffix("/result") { target.removeLast("/result".count) }
+            var last = payload.objectValue ?? [:]
+            last["target"] = .string(target)
+            publishRetained(topics.bridgeLastResult, .object(last))
+        }
         if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId {
             do {
                 try store.markResultPublished(rowId)

@@ -221,7 +221,21 @@ public struct GroupMember: Sendable, Equatable, Hashable {
 public struct HomeAssistantConfig: Sendable, Equatable {
     public var discovery = false
     public var prefix = "homeassistant"
+    /// Derogation buttons on every HomeSmartlink room.
+    public var derogationPresets: [DerogationPreset] = [DerogationPreset(name: "-2 °C for 2 h", delta: -2, durationMin: 120)]
     public init() {}
+}
+
+/// A Home Assistant button that sends `{"delta":…,"duration_min":…}` to a room's derogation.
+public struct DerogationPreset: Sendable, Equatable {
+    public var name: String
+    public var delta: Int
+    public var durationMin: Int
+    public init(name: String, delta: Int, durationMin: Int) {
+        self.name = name
+        self.delta = delta
+        self.durationMin = durationMin
+    }
 }
 
 /// The whole config file, validated.
@@ -273,7 +287,28 @@ public struct ConfigDecoder {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
         }
         if let n = value(top, "homeassistant"), let m = mapping(n, path: "homeassistant") {
-            checkKeys(m, known: ["discovery", "prefix"], section: "homeassistant")
+            checkKeys(m, known: ["discovery", "prefix", "derogation_presets"], section: "homeassistant")
+            if let n = value(m, "derogation_presets") {
+                if case .sequence(let items, _) = n {
+                    var presets: [DerogationPreset] = []
+                    for item in items {
+                        guard let p = mapping(item, path: "derogation preset") else { continue }
+                        checkKeys(p, known: ["name", "delta", "duration_min"], section: "derogation preset")
+                        let name = string(p, "name")
+                        let delta = number(p, "delta", range: -5...5)
+                        let duration = number(p, "duration_min", range: 5...1440)
+                        if let delta, delta.rounded() != delta || delta == 0 { error(item.mark, "\"delta\" must be a whole number of °C other than 0") }
+                        guard let name, let delta, let duration else {
+                            error(item.mark, "a derogation preset needs \"name\", \"delta\" and \"duration_min\"", hint: "e.g. {name: \"-2 °C for 2 h\", delta: -2, duration_min: 120}")
+                            continue
+                        }
+                        presets.append(DerogationPreset(name: name, delta: Int(delta), durationMin: Int(duration)))
+                    }
+                    config.homeAssistant.derogationPresets = presets
+                } else {
+                    error(n.mark, "\"derogation_presets\" must be a list, found \(n.kindName)")
+                }
+            }
             if let (d, mark) = stringWithMark(m, "discovery") {
                 if d == "true" || d == "false" { config.homeAssistant.discovery = d == "true" } else {
                     error(mark, "\"discovery\" must be true or false, found \"\(d)\"")

@@ -7,8 +7,11 @@ public struct HomeAssistantDiscovery: Sendable {
     public let prefix: String
     public let topics: TopicLayout
     public let version: String
+    /// Buttons offered on every HomeSmartlink room.
+    public let derogationPresets: [DerogationPreset]
 
-    public init(enabled: Bool, prefix: String, topics: TopicLayout, version: String) {
+    public init(enabled: Bool, prefix: String, topics: TopicLayout, version: String, derogationPresets: [DerogationPreset] = []) {
+        self.derogationPresets = derogationPresets
         self.enabled = enabled
         self.prefix = prefix
         self.topics = topics
@@ -44,6 +47,11 @@ public struct HomeAssistantDiscovery: Sendable {
         cmps["heatbridge_bridge_outbox"] = [
             "p": "sensor", "unique_id": "heatbridge_bridge_outbox", "name": "Commands waiting", "state_topic": .string(topics.bridgeHealth),
             "value_template": "{{ value_json.outbox_depth }}", "state_class": "measurement", "entity_category": "diagnostic",
+        ]
+        cmps["heatbridge_bridge_last_result"] = [
+            "p": "sensor", "unique_id": "heatbridge_bridge_last_result", "name": "Last command result",
+            "state_topic": .string(topics.bridgeLastResult), "value_template": "{{ value_json.status }}{{ ' ' ~ value_json.code if value_json.code else '' }}",
+            "json_attributes_topic": .string(topics.bridgeLastResult), "entity_category": "diagnostic",
         ]
         return [
             "dev": ["ids": [.string(bridgeDeviceId)], "name": "heatbridge", "mf": "heatbridge", "sw": .string(version)],
@@ -115,6 +123,9 @@ public struct HomeAssistantDiscovery: Sendable {
                     ]
                 }
             }
+            if node.hasPrefix("room-") {
+                room(state: state, node: node, name: d.nodes[node]?["name"]?.stringValue, caps: caps, uid: uid, set: set, into: &cmps)
+            }
             if node == "hp" && caps.contains("optimization") {
                 heatPump(state: state, caps: caps, uid: uid, set: set, into: &cmps)
             }
@@ -125,6 +136,34 @@ public struct HomeAssistantDiscovery: Sendable {
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ]
+    }
+
+    /// A HomeSmartlink room: measured temperature and setpoint, whether a derogation is active, and one
+    /// button per installer preset (`homeassistant.derogation_presets`).
+    func room(state: String, node: String, name: String?, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue,
+              into cmps: inout [String: JSONValue]) {
+        let label = name.map { $0.isEmpty ? node : $0 } ?? node
+        cmps[uid("temperature")] = [
+            "p": "sensor", "unique_id": .string(uid("temperature")), "name": .string("\(label) temperature"), "state_topic": .string(state),
+            "value_template": "{{ value_json.temperature }}", "device_class": "temperature", "unit_of_measurement": "°C",
+            "state_class": "measurement",
+        ]
+        cmps[uid("setpoint")] = [
+            "p": "sensor", "unique_id": .string(uid("setpoint")), "name": .string("\(label) setpoint"), "state_topic": .string(state),
+            "value_template": "{{ value_json.setpoint }}", "device_class": "temperature", "unit_of_measurement": "°C",
+        ]
+        guard caps.contains("derogation") else { return }
+        cmps[uid("derogation_active")] = [
+            "p": "binary_sensor", "unique_id": .string(uid("derogation_active")), "name": .string("\(label) derogation active"),
+            "state_topic": .string(state), "value_template": "{{ 'ON' if value_json.derogation.active else 'OFF' }}",
+        ]
+        for (i, p) in derogationPresets.enumerated() {
+            let id = uid("derogation_preset_\(i + 1)")
+            cmps[id] = [
+                "p": "button", "unique_id": .string(id), "name": .string("\(label) \(p.name)"), "command_topic": set("derogation"),
+                "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#),
+            ]
+        }
     }
 
     /// A Podero heat pump (node `hp`): power and temperatures, smart optimisation as a switch and a level

@@ -7,6 +7,8 @@ public struct TopicLayout: Sendable, Equatable {
     public var bridgeState: String { "\(base)/bridge/state" }
     public var bridgeInfo: String { "\(base)/bridge/info" }
     public var bridgeHealth: String { "\(base)/bridge/health" }
+    /// The last command that ended (any device), for dashboards.
+    public var bridgeLastResult: String { "\(base)/bridge/last_result" }
     public func account(_ name: String) -> String { "\(base)/bridge/account/\(name)" }
     public func deviceState(_ device: String) -> String { "\(base)/\(device)/state" }
     public func availability(_ device: String) -> String { "\(base)/\(device)/availability" }

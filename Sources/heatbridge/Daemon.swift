@@ -72,7 +72,8 @@ enum Daemon {
             settings: BridgeSettings(topics: topics, version: heatbridgeVersion, configHash: String(loaded.hash.prefix(12)),
                                      behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime(),
                                      discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
-                                                                       topics: topics, version: heatbridgeVersion)),
+                                                                       topics: topics, version: heatbridgeVersion,
+                                                                       derogationPresets: config.homeAssistant.derogationPresets)),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"

@@ -49,7 +49,7 @@ final class HomeAssistantTests: XCTestCase {
         c.waitJSON("heatbridge/bridge/health")
         Thread.sleep(forTimeInterval: 1)
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
-        for (key, topic) in topics(in: config) + topics(in: bridge) {
+        for (key, topic) in topics(in: config) + topics(in: bridge) where topic != "heatbridge/bridge/last_result" {
             if key.hasSuffix("command_topic") {
                 XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
             } else {
@@ -75,6 +75,50 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45,
                        "the button's charge used the number's duration")
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["active"]?.boolValue == true }
+        // The bridge's "last command result" sensor reads a topic that exists once a command ended.
+        let last = c.waitJSON("heatbridge/bridge/last_result") { $0["target"] == "bosch-101000001/dhw1/charge" }
+        XCTAssertEqual(last?["status"], "done")
+        XCTAssertTrue(topics(in: bridge).contains { $0.1 == "heatbridge/bridge/last_result" })
+    }
+
+    func testHomeSmartlinkRoomEntitiesWork() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, discovery: true, extraAccounts: try h.hslAccount())
+        // Presets come from the config: replace the default with two of the installer's own.
+        var yaml = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        yaml = yaml.replacingOccurrences(of: "  discovery: true", with: """
+              discovery: true
+              derogation_presets:
+                - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
+                - {name: "-1 °C for 30 min", delta: -1, duration_min: 30}
+            """)
+        try yaml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        h.client.subscribe("homeassistant/#")
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let dev = "hsl-64f1c0a2e9b3"
+        let config = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_\(dev)/config"))
+        let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
+        XCTAssertEqual(cmps["heatbridge_\(dev)_room-1_temperature"]?["name"], "Living room temperature")
+        XCTAssertNotNil(cmps["heatbridge_\(dev)_room-2_setpoint"])
+        XCTAssertNotNil(cmps["heatbridge_\(dev)_room-3_derogation_active"])
+        let preset = try XCTUnwrap(cmps["heatbridge_\(dev)_room-1_derogation_preset_2"])
+        XCTAssertEqual(preset["name"], "Living room -1 °C for 30 min")
+        XCTAssertNil(cmps["heatbridge_\(dev)_room-1_derogation_preset_3"])
+        c.waitJSON("heatbridge/\(dev)/room-1/state")
+        let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
+        for (key, topic) in topics(in: config) {
+            if key.hasSuffix("command_topic") {
+                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
+            } else {
+                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
+            }
+        }
+        // The button's payload exactly as Home Assistant sends it.
+        c.publish(preset["command_topic"]!.stringValue!, preset["payload_press"]!.stringValue!)
+        c.waitJSON("heatbridge/\(dev)/room-1/derogation/result") { $0["status"]?.stringValue == "done" }
+        c.waitJSON("heatbridge/\(dev)/room-1/state") { $0["derogation"]?["active"] == true && $0["setpoint"] == 19 }
     }
 
     func testPoderoHeatPumpEntitiesWork() throws {
