@@ -591,13 +591,20 @@ public actor Bridge {
         } catch {
             return reject(device, node, capability, id: id, error)
         }
-        if let id, m.inboxRow != nil,
-           (try? store.hasCommand(id: id, device: device, node: node, capability: capability, params: normalised, since: now - 600)) == true {
+        accept(device, node, capability, id: id, params: normalised, inboxRow: m.inboxRow, now: now, validFor: validFor)
+    }
+
+    /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
+    /// transaction) and queued; `STORE_FAILED` when the store refuses it.
+    func accept(_ device: String, _ node: String, _ capability: String, id: String?, params: JSONValue, inboxRow: Int64?,
+                now: EpochSeconds, validFor: Double) {
+        if let id, inboxRow != nil,
+           (try? store.hasCommand(id: id, device: device, node: node, capability: capability, params: params, since: now - 600)) == true {
             // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
             logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
             return
         }
-        let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: normalised,
+        let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: params,
                               source: "mqtt", receivedAt: now, validUntil: now + validFor)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
         guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
@@ -646,21 +653,7 @@ public actor Bridge {
             return reject(device, group, capability, id: id,
                           CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
         }
-        if let id, inboxRow != nil,
-           (try? store.hasCommand(id: id, device: device, node: group, capability: capability, params: normalised, since: now - 600)) == true {
-            logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
-            return
-        }
-        let command = Command(id: id ?? Self.newId(), device: device, node: group, capability: capability, params: normalised,
-                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
-        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
-            return reject(device, group, capability, id: command.id,
-                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"))
-        }
-        logger.info("group command accepted", metadata: ["id": "\(command.id)", "group": "\(group)", "members": "\(members.count)"])
-        supersede(by: command)
-        enqueue(command)
+        accept(device, group, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor)
     }
 
     /// Runs a group command: per account, one call for all its members where the adapter can batch them,

@@ -157,3 +157,30 @@ public protocol GroupExecuting: VendorAdapter {
     func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
                       progress: @escaping ProgressSink) async -> [MemberOutcome]
 }
+
+extension CloudError {
+    /// No HTTP answer at all: the cloud counts as unavailable.
+    public static func transport(_ e: HTTPTransportError, api: String, what: String, timeout: Double) -> CloudError {
+        switch e {
+        case .timeout: return CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(what))")
+        case .connection(let why): return CloudError(.unavailable, message: "cannot reach the \(api): \(why)")
+        }
+    }
+
+    /// The statuses every vendor answers alike: 401, 403, 429 (`Retry-After` clamped to 1…3600 s), 5xx and
+    /// other 4xx. Vendors map their own extras (Bosch 451/504, Podero 409/422) before falling back to this.
+    /// `detail` is the cloud's own message, already cut short; it never holds a secret we sent.
+    public static func status(_ r: HTTPResponse, api: String, what: String, detail: String?, unauthorized: String, forbidden: String,
+                              retryAfterDefault: Double) -> CloudError {
+        func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
+        switch r.status {
+        case 401: return CloudError(.authFailed, status: 401, message: msg(unauthorized))
+        case 403: return CloudError(.forbidden, status: 403, message: msg(forbidden))
+        case 429:
+            let retry = r.headers["retry-after"].flatMap(Double.init) ?? retryAfterDefault
+            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
+        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("\(api) error"))
+        default: return CloudError(.rejected, status: r.status, message: msg("\(what) refused"))
+        }
+    }
+}

@@ -58,10 +58,7 @@ public struct BoschAdapter: VendorAdapter {
         do {
             response = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body, timeout: timeout))
         } catch {
-            switch error {
-            case .timeout: throw CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(method) \(path))")
-            case .connection(let why): throw CloudError(.unavailable, message: "cannot reach the Bosch API: \(why)")
-            }
+            throw CloudError.transport(error, api: "Bosch API", what: "\(method) \(path)", timeout: timeout)
         }
         if (200..<300).contains(response.status) { return response.body }
         throw Self.classify(response, method: method, path: path)
@@ -72,15 +69,11 @@ public struct BoschAdapter: VendorAdapter {
         let detail = BoschWire.decode(BoschWire.ErrorBody.self, r.body)?.message.map { String($0.prefix(200)) }
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
         switch r.status {
-        case 401: return CloudError(.authFailed, status: 401, message: msg("API key rejected"))
-        case 403: return CloudError(.forbidden, status: 403, message: msg("no contract for this gateway"))
         case 451: return CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
         case 504: return CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
-        case 429:
-            let retry = r.headers["retry-after"].flatMap(Double.init) ?? 2
-            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
-        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("Bosch API error"))
-        default: return CloudError(.rejected, status: r.status, message: msg("\(method) \(path) refused"))
+        default:
+            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: "API key rejected",
+                           forbidden: "no contract for this gateway", retryAfterDefault: 2)
         }
     }
 

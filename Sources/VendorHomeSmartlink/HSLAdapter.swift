@@ -51,10 +51,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         do {
             r = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body?.bytes, timeout: timeout))
         } catch {
-            switch error {
-            case .timeout: throw CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(method) \(path))")
-            case .connection(let why): throw CloudError(.unavailable, message: "cannot reach the HomeSmartlink API: \(why)")
-            }
+            throw CloudError.transport(error, api: "HomeSmartlink API", what: "\(method) \(path)", timeout: timeout)
         }
         guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)") }
         switch HSLWire.open(r.body, clientId: clientId) {
@@ -69,17 +66,8 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     }
 
     static func classify(_ r: HTTPResponse, what: String) -> CloudError {
-        let detail = HSLWire.errorMessage(r.body)
-        func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
-        switch r.status {
-        case 401: return CloudError(.authFailed, status: 401, message: msg("client id or secret rejected"))
-        case 403: return CloudError(.forbidden, status: 403, message: msg("this home is not shared with the partner"))
-        case 429:
-            let retry = r.headers["retry-after"].flatMap(Double.init) ?? 30
-            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
-        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("HomeSmartlink API error"))
-        default: return CloudError(.rejected, status: r.status, message: msg("\(what) refused"))
-        }
+        .status(r, api: "HomeSmartlink API", what: what, detail: HSLWire.errorMessage(r.body), unauthorized: "client id or secret rejected",
+                forbidden: "this home is not shared with the partner", retryAfterDefault: 30)
     }
 
     // MARK: reading
@@ -406,7 +394,7 @@ extension HSLAdapter {
             r = try await transport.send(HTTPRequest(method: "POST", url: baseURL + HSLWire.Path.request, headers: headers,
                                                      body: JSONValue.object(["homeId": .string(home)]).bytes, timeout: timeout))
         } catch {
-            throw CloudError(.unavailable, message: "cannot reach the HomeSmartlink API")
+            throw CloudError.transport(error, api: "HomeSmartlink API", what: "diagnosis request", timeout: timeout)
         }
         guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "diagnosis request") }
         let j = try? JSONValue.parse(r.body)

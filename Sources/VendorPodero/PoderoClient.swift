@@ -160,10 +160,7 @@ public struct PoderoClient: Sendable {
             do {
                 r = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body?.bytes, timeout: timeout))
             } catch {
-                switch error {
-                case .timeout: throw CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(method) \(path))")
-                case .connection(let why): throw CloudError(.unavailable, message: "cannot reach the Podero API: \(why)")
-                }
+                throw CloudError.transport(error, api: "Podero API", what: "\(method) \(path)", timeout: timeout)
             }
             if r.status == 401 && attempt == 1 {
                 // An expired or revoked token: renew once and retry; a second 401 means the credentials are bad.
@@ -184,15 +181,11 @@ public struct PoderoClient: Sendable {
         let detail = PoderoWire.errorDetail(r.body)
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
         switch r.status {
-        case 401: return CloudError(.authFailed, status: 401, message: msg("access token rejected twice; check the client credentials"))
-        case 403: return CloudError(.forbidden, status: 403, message: msg("not allowed for this organisation"))
         case 409: return CloudError(.conflict, status: 409, message: msg("the heat pump refused the change in its current state"))
         case 422: return CloudError(.rejected, status: 422, message: msg("Podero rejected the values"))
-        case 429:
-            let retry = r.headers["retry-after"].flatMap(Double.init) ?? 30
-            return CloudError(.rateLimited(retryAfter: min(max(retry, 1), 3600)), status: 429, message: msg("rate limit exceeded"))
-        case 500...599: return CloudError(.unavailable, status: r.status, message: msg("Podero API error"))
-        default: return CloudError(.rejected, status: r.status, message: msg("\(what) refused"))
+        default:
+            return .status(r, api: "Podero API", what: what, detail: detail, unauthorized: "access token rejected twice; check the client credentials",
+                           forbidden: "not allowed for this organisation", retryAfterDefault: 30)
         }
     }
 }
