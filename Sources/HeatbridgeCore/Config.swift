@@ -485,18 +485,7 @@ public struct ConfigDecoder {
                 error(node.mark, "podero account needs \"org_id\"", hint: "the organisation id from the Podero back office")
             }
         }
-        var homes: [String] = []
-        if let d = value(m, "homes") {
-            if case .sequence(let items, _) = d {
-                homes = items.compactMap { item in
-                    if case .scalar(let s, _, _) = item, !s.isEmpty { return s }
-                    error(item.mark, "home ids must be non-empty scalars, found \(item.kindName)")
-                    return nil
-                }
-            } else {
-                error(d.mark, "\"homes\" must be a list of HomeSmartlink home ids, found \(d.kindName)")
-            }
-        }
+        let homes = scalarList(m, "homes", what: "HomeSmartlink home ids") ?? []
         if vendor == .homesmartlink {
             if clientId == nil && value(m, "client_id") == nil {
                 error(node.mark, "homesmartlink account needs \"client_id\"", hint: "the ClientId received at partner registration")
@@ -516,18 +505,7 @@ public struct ConfigDecoder {
         // repeats the same answer, so its default is 5 min.
         let poll = number(m, "poll_interval_s", range: 1...86_400) ?? (vendor == .podero ? 300 : 60)
         let timeout = number(m, "timeout_s", range: 0.1...300) ?? 10
-        var devices: [String]?
-        if let d = value(m, "devices") {
-            if case .sequence(let items, _) = d {
-                devices = items.compactMap { item in
-                    if case .scalar(let s, _, _) = item { return s }
-                    error(item.mark, "device ids must be scalars, found \(item.kindName)")
-                    return nil
-                }
-            } else {
-                error(d.mark, "\"devices\" must be a list of vendor device ids, found \(d.kindName)")
-            }
-        }
+        let devices = scalarList(m, "devices", what: "vendor device ids")
         var rateLimit = true
         if let (r, mark) = stringWithMark(m, "rate_limit") {
             if r == "true" || r == "false" { rateLimit = r == "true" } else {
@@ -542,6 +520,20 @@ public struct ConfigDecoder {
     }
 
     // MARK: helpers
+
+    /// A list of non-empty scalars (ids); nil when the key is absent.
+    mutating func scalarList(_ m: Entries, _ key: String, what: String) -> [String]? {
+        guard let d = value(m, key) else { return nil }
+        guard case .sequence(let items, _) = d else {
+            error(d.mark, "\"\(key)\" must be a list of \(what), found \(d.kindName)")
+            return nil
+        }
+        return items.compactMap { item in
+            if case .scalar(let s, _, _) = item, !s.isEmpty { return s }
+            error(item.mark, "\(what) must be non-empty scalars, found \(item.kindName)")
+            return nil
+        }
+    }
 
     typealias Entries = [(key: String, keyMark: SourceMark, value: ConfigNode)]
 

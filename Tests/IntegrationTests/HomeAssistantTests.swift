@@ -23,6 +23,17 @@ final class HomeAssistantTests: XCTestCase {
         }
     }
 
+    /// Every topic a discovery config names is one the bridge publishes (state) or subscribes to (…/set).
+    func assertTopicsReal(_ config: JSONValue, published: Set<String>, except: Set<String> = [], file: StaticString = #filePath, line: UInt = #line) {
+        for (key, topic) in topics(in: config) where !except.contains(topic) {
+            if key.hasSuffix("command_topic") {
+                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic", file: file, line: line)
+            } else {
+                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)", file: file, line: line)
+            }
+        }
+    }
+
     func testConfigsAreCompleteAndEveryReferencedTopicIsReal() throws {
         let h = try Harness()
         defer { h.stopAll() }
@@ -49,13 +60,8 @@ final class HomeAssistantTests: XCTestCase {
         c.waitJSON("heatbridge/bridge/health")
         Thread.sleep(forTimeInterval: 1)
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
-        for (key, topic) in topics(in: config) + topics(in: bridge) where topic != "heatbridge/bridge/last_result" {
-            if key.hasSuffix("command_topic") {
-                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
-            } else {
-                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
-            }
-        }
+        assertTopicsReal(config, published: published)
+        assertTopicsReal(bridge, published: published, except: ["heatbridge/bridge/last_result"])
 
         // Commands exactly as Home Assistant renders its templates.
         let climate = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_climate"])
@@ -108,13 +114,7 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertNil(cmps["heatbridge_\(dev)_room-1_derogation_preset_3"])
         c.waitJSON("heatbridge/\(dev)/room-1/state")
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
-        for (key, topic) in topics(in: config) {
-            if key.hasSuffix("command_topic") {
-                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
-            } else {
-                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
-            }
-        }
+        assertTopicsReal(config, published: published)
         // The button's payload exactly as Home Assistant sends it.
         c.publish(preset["command_topic"]!.stringValue!, preset["payload_press"]!.stringValue!)
         c.waitJSON("heatbridge/\(dev)/room-1/derogation/result") { $0["status"]?.stringValue == "done" }
@@ -137,13 +137,7 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(cmps["heatbridge_\(dev)_hp_power"]?["unit_of_measurement"], "W")
         c.waitJSON("heatbridge/\(dev)/hp/state")
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
-        for (key, topic) in topics(in: config) {
-            if key.hasSuffix("command_topic") {
-                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic")
-            } else {
-                XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)")
-            }
-        }
+        assertTopicsReal(config, published: published)
         // Payloads exactly as Home Assistant sends them: switch off, select "Low" through its template, pause button.
         let sw = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_optimization"])
         c.publish(sw["command_topic"]!.stringValue!, sw["payload_off"]!.stringValue!)
