@@ -130,7 +130,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             }
         }
         let anyOnline = rooms.values.contains { $0.heaters.contains { $0[F.online]?.boolValue == true } }
-        let online: Bool? = devices.isEmpty ? nil : (gatewayOnline ?? anyOnline)
+        // The gateway carries every command to the heaters: a home whose gateway block is missing or has no
+        // token cannot be reached, whatever its heaters last reported.
+        let hasGateway = !(gateway?["token"]?.stringValue ?? "").isEmpty
+        let online: Bool? = devices.isEmpty ? nil : hasGateway && (gatewayOnline ?? anyOnline)
         var attributes: [String: JSONValue] = [:]
         if let g = gateway, g.objectValue != nil {
             attributes["gateway"] = ["id": g["token"] ?? .null, "version": g["version"] ?? .null, "last_ping": g["lastPing"] ?? .null,

@@ -96,4 +96,25 @@ final class HSLAdapterTests: XCTestCase {
         }
         XCTAssertEqual(t.requests.withLock { $0.first?.headers.first { $0.0 == "Authorization" }?.1 }, Base64.basicAuthorization(user: "me", password: "s"))
     }
+
+    func testAvailabilityFollowsTheGateway() async throws {
+        func devices(gateway: String, gatewayDeviceOnline: Bool) -> ScriptedTransport {
+            let body = """
+                {"authorisation":{"type":"BASIC","client":"me"},"gateway":\(gateway),"reponse":[
+                 {"header":"GW","roomId":0,"roomName":"","softwareVersion":1,"category":"Gateway","online":\(gatewayDeviceOnline)},
+                 {"header":"H1","roomId":1,"roomName":"Living","softwareVersion":1,"category":"Heater","online":true,"mode":"Manual","sp":20,"pv":"19.5"}]}
+                """
+            return ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(body.utf8))) }
+        }
+        func online(_ t: ScriptedTransport) async throws -> Bool? {
+            try await HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
+                                 clock: FakeClock(), localTime: tz).fetchDevices().first?.online
+        }
+        let ok = try await online(devices(gateway: #"{"token":"GW","version":"1"}"#, gatewayDeviceOnline: true))
+        XCTAssertEqual(ok, true)
+        let gwDown = try await online(devices(gateway: #"{"token":"GW","version":"1"}"#, gatewayDeviceOnline: false))
+        XCTAssertEqual(gwDown, false)
+        let noGateway = try await online(devices(gateway: "null", gatewayDeviceOnline: true))
+        XCTAssertEqual(noGateway, false)
+    }
 }
