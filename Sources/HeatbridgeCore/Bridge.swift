@@ -108,6 +108,11 @@ public actor Bridge {
     var definitelyNotApplied: Set<String> = []
     var mqttConnected = false
     var cacheLoaded = false
+    /// Local triggers: their persisted state (`trigger/<name>` in the settings), timers, and firings waiting
+    /// for the first polls (a target is only known once its account answered).
+    var triggerStates: [String: TriggerState] = [:]
+    var triggerTimers: [String: Task<Void, Never>] = [:]
+    var pendingFires: [(rule: TriggerRule, reason: String)] = []
 
     public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
                 processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
@@ -137,6 +142,7 @@ public actor Bridge {
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
         publishInfo()
         resumeOpenCommands()
+        startTriggers()
         do {
             let pending = try store.inboxPending()
             if !pending.isEmpty { logger.info("handling commands stored before a restart", metadata: ["count": "\(pending.count)"]) }
@@ -151,6 +157,7 @@ public actor Bridge {
         }
         stopPolling()
         for t in scheduleTimers.values { t.task.cancel() }
+        for t in triggerTimers.values { t.cancel() }
     }
 
     /// True once the cache is published and the broker has accepted the connection: what `READY=1` means.
@@ -176,7 +183,9 @@ public actor Bridge {
             firstPollDone.remove(name)
         }
         settings.accounts = newAccounts
+        let triggersChanged = settings.behaviour.triggers != behaviour.triggers
         settings.behaviour = behaviour
+        if triggersChanged { startTriggers() }
         accounts = Dictionary(newAccounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         for a in newAccounts where accountStatus[a.name] == nil { setAccount(a.name, .starting, error: nil) }
         publishInfo()
@@ -470,6 +479,7 @@ public actor Bridge {
     func onConnected() {
         logger.info("MQTT connected")
         mqtt.subscribe(topics.commandFilter, qos: 1)
+        subscribeTriggerTopics()
         if let d = settings.discovery, d.enabled { mqtt.subscribe(d.statusTopic, qos: 1) }
         let online = JSONValue.object(["state": "online"]).bytes
         retained[topics.bridgeState] = online
@@ -516,6 +526,7 @@ public actor Bridge {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return
         }
+        if !m.payload.isEmpty { evaluateConditions(m) }
         guard let (device, node, capability) = topics.parseCommand(m.topic) else { return }
         // An empty payload is how MQTT deletes a retained message (we send one ourselves when clearing a
         // retained command); it is not a command.
@@ -553,6 +564,16 @@ public actor Bridge {
             currentInbox = nil  // still to be handled: keep it in the inbox
             return
         }
+        submit(device, node, capability, id: id, body: body, inboxRow: m.inboxRow, source: "mqtt", now: now)
+    }
+
+    /// Validates a command (from MQTT or a local trigger) and accepts or rejects it; every outcome is a result
+    /// on the target's result topic.
+    func submit(_ device: String, _ node: String, _ capability: String, id: String?, body: [String: JSONValue], inboxRow: Int64?,
+                source: String, now: EpochSeconds) {
+        func reject(_ device: String, _ node: String, _ capability: String, id: String?, _ r: CommandRejection) {
+            self.reject(device, node, capability, id: id, r, source: source)
+        }
         var validFor = settings.behaviour.validFor(capability)
         if let v = body["valid_for_s"] {
             guard let d = v.doubleValue else {
@@ -564,7 +585,7 @@ public actor Bridge {
             validFor = d
         }
         if device == Self.groupDevice {
-            return acceptGroup(node, capability, id: id, body: body, inboxRow: m.inboxRow, now: now, validFor: validFor)
+            return acceptGroup(node, capability, id: id, body: body, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
         }
         guard let entry = devices[device], let account = accounts[entry.account] else {
             let known = devices.keys.sorted().prefix(10).joined(separator: ", ")
@@ -580,7 +601,7 @@ public actor Bridge {
         params["id"] = nil
         params["valid_for_s"] = nil
         if capability == "charge-duration", entry.snapshot.nodes[node]?["charge"] != nil {
-            return setChargeDuration(device, node, id: id, params: params, entry: entry, now: now, validFor: validFor)
+            return setChargeDuration(device, node, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source)
         }
         if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
             params["duration_min"] = .int(chargeDefault(device, node))
@@ -591,13 +612,13 @@ public actor Bridge {
         } catch {
             return reject(device, node, capability, id: id, error)
         }
-        accept(device, node, capability, id: id, params: normalised, inboxRow: m.inboxRow, now: now, validFor: validFor)
+        accept(device, node, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
     }
 
     /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
     /// transaction) and queued; `STORE_FAILED` when the store refuses it.
     func accept(_ device: String, _ node: String, _ capability: String, id: String?, params: JSONValue, inboxRow: Int64?,
-                now: EpochSeconds, validFor: Double) {
+                now: EpochSeconds, validFor: Double, source: String) {
         if let id, inboxRow != nil,
            (try? store.hasCommand(id: id, device: device, node: node, capability: capability, params: params, since: now - 600)) == true {
             // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
@@ -605,11 +626,12 @@ public actor Bridge {
             return
         }
         let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: params,
-                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
-        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
+                              source: source, receivedAt: now, validUntil: now + validFor)
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
+                                                 extra: Self.sourceExtra(source))
         guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
             return reject(device, node, capability, id: command.id,
-                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"))
+                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
         supersede(by: command)
@@ -624,7 +646,10 @@ public actor Bridge {
     /// A group command: validated for every member (by the member's own adapter) before it is accepted, so a
     /// mistake is named with the member it concerns; then stored and queued like any command.
     func acceptGroup(_ group: String, _ capability: String, id: String?, body: [String: JSONValue], inboxRow: Int64?,
-                     now: EpochSeconds, validFor: Double) {
+                     now: EpochSeconds, validFor: Double, source: String) {
+        func reject(_ device: String, _ node: String, _ capability: String, id: String?, _ r: CommandRejection) {
+            self.reject(device, node, capability, id: id, r, source: source)
+        }
         let device = Self.groupDevice
         guard let members = settings.behaviour.groups[group] else {
             let known = settings.behaviour.groups.keys.sorted().joined(separator: ", ")
@@ -653,7 +678,7 @@ public actor Bridge {
             return reject(device, group, capability, id: id,
                           CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
         }
-        accept(device, group, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor)
+        accept(device, group, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
     }
 
     /// Runs a group command: per account, one call for all its members where the adapter can batch them,
@@ -715,7 +740,7 @@ public actor Bridge {
     /// `dhw<N>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
     /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
     func setChargeDuration(_ device: String, _ node: String, id: String?, params: [String: JSONValue], entry: DeviceEntry,
-                           now: EpochSeconds, validFor: Double) {
+                           now: EpochSeconds, validFor: Double, source: String) {
         let value: JSONValue
         do throws(CommandRejection) {
             try CapabilityValidation.allowOnly(params, ["minutes"])
@@ -727,13 +752,13 @@ public actor Bridge {
             }
             value = .int(m)
         } catch {
-            return reject(device, node, "charge-duration", id: id, error)
+            return reject(device, node, "charge-duration", id: id, error, source: source)
         }
         let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: "charge-duration", params: ["minutes": value],
-                              source: "mqtt", receivedAt: now, validUntil: now + validFor)
+                              source: source, receivedAt: now, validUntil: now + validFor)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
         guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
-            return reject(device, node, "charge-duration", id: command.id, CommandRejection(.storeFailed, "command could not be stored"))
+            return reject(device, node, "charge-duration", id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }
         do {
             try store.saveSetting(settingKey(device, node, "charge_duration_min"), value)
@@ -761,18 +786,20 @@ public actor Bridge {
         if m.retained { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
     }
 
-    func reject(_ device: String, _ node: String, _ capability: String, id: String?, _ r: CommandRejection) {
+    func reject(_ device: String, _ node: String, _ capability: String, id: String?, _ r: CommandRejection, source: String = "mqtt") {
         let cid = id ?? Self.newId()
-        logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)"])
+        logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
         let topic = topics.result(device: TopicLayout.sanitize(device), node: TopicLayout.sanitize(node),
                                   capability: TopicLayout.sanitize(capability))
-        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now())
+        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(),
+                                                extra: Self.sourceExtra(source))
         emitResult(commandId: cid, topic: topic, payload: payload, command: nil, isNew: false)
     }
 
     /// Records `c` (already carrying its new status) together with its result, then publishes the result.
     func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
-        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(), extra: extra)
+        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(),
+                                                extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
         emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: c, isNew: false)
     }
 
@@ -808,6 +835,9 @@ public actor Bridge {
         }
         return rowId != nil
     }
+
+    /// Results of commands a local trigger issued say so (`"source":"trigger:<name>"`); MQTT commands' do not.
+    static func sourceExtra(_ source: String) -> [String: JSONValue] { source == "mqtt" ? [:] : ["source": .string(source)] }
 
     static func newId() -> String {
         let v = UInt64.random(in: 0...UInt64.max)
@@ -963,7 +993,7 @@ public actor Bridge {
     /// own row keeps its status, so a restart still finds it open.
     func publishProgress(_ c: Command, _ progress: JSONValue, message: String?) {
         let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: clock.now(),
-                                                extra: ["progress": progress])
+                                                extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
         emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: nil, isNew: false)
     }
 
@@ -1016,6 +1046,9 @@ public actor Bridge {
                 let waiting = deferred
                 deferred = []
                 for m in waiting { handleMessage(m) }
+                let fires = pendingFires
+                pendingFires = []
+                for f in fires { fire(f.rule, reason: f.reason) }
             }
         }
     }

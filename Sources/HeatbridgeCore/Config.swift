@@ -200,6 +200,8 @@ public struct BridgeBehaviour: Sendable, Equatable {
     public var capabilityValidForS: [String: Double] = [:]
     /// `groups:` — group name → its members, for `<base>/group/<name>/<capability>/set`.
     public var groups: [String: [GroupMember]] = [:]
+    /// `triggers:` — local rules that issue commands on their own.
+    public var triggers: [TriggerRule] = []
     public init() {}
 
     /// How long a command for `capability` may wait when it carries no `valid_for_s`.
@@ -263,7 +265,7 @@ public struct HeatbridgeConfig: Sendable, Equatable {
 /// Turns a `ConfigNode` tree into a `HeatbridgeConfig`, collecting every error instead of stopping at the first.
 public struct ConfigDecoder {
     public let file: String
-    private var diagnostics: [ConfigDiagnostic] = []
+    var diagnostics: [ConfigDiagnostic] = []
 
     public init(file: String) { self.file = file }
 
@@ -281,7 +283,7 @@ public struct ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
@@ -392,6 +394,9 @@ public struct ConfigDecoder {
             } else if !n.isNull {
                 error(n.mark, "\"accounts\" must be a list, found \(n.kindName)", hint: "start each account with \"- name: …\"")
             }
+        }
+        if let n = value(top, "triggers") {
+            config.bridge.triggers = decodeTriggers(n, groups: config.bridge.groups, accounts: config.accounts)
         }
         return config
     }

@@ -164,4 +164,6 @@ public protocol StatePort: Sendable {
     func saveAccountState(name: String, state: JSONValue) throws
     func markResultPublished(_ rowId: Int64) throws
     func unpublishedResults() throws -> [PendingResult]
+    /// Audits one firing of a local trigger (what fired, when, why, and the command it issued).
+    func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws
 }

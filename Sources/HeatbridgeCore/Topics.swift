@@ -9,6 +9,8 @@ public struct TopicLayout: Sendable, Equatable {
     public var bridgeHealth: String { "\(base)/bridge/health" }
     /// The last command that ended (any device), for dashboards.
     public var bridgeLastResult: String { "\(base)/bridge/last_result" }
+    /// Local triggers with their state and next fire times.
+    public var bridgeTriggers: String { "\(base)/bridge/triggers" }
     public func account(_ name: String) -> String { "\(base)/bridge/account/\(name)" }
     public func deviceState(_ device: String) -> String { "\(base)/\(device)/state" }
     public func availability(_ device: String) -> String { "\(base)/\(device)/availability" }

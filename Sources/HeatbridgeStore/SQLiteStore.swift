@@ -40,6 +40,10 @@ public final class SQLiteStore: StatePort {
         """
         CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
+        """
+        CREATE TABLE trigger_fires(row INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, fired_at REAL NOT NULL,
+                                   command_id TEXT NOT NULL, reason TEXT NOT NULL);
+        """,
     ]
 
     /// The schema version this build migrates to.
@@ -223,6 +227,22 @@ public final class SQLiteStore: StatePort {
     public func saveSetting(_ key: String, _ value: JSONValue) throws {
         try locked { () throws(SQLiteError) in
             try conn.query("INSERT OR REPLACE INTO settings(key, value) VALUES (?,?)", [.text(key), .text(value.serialized)])
+        }
+    }
+
+    public func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.query("INSERT INTO trigger_fires(name, fired_at, command_id, reason) VALUES (?,?,?,?)",
+                           [.text(name), .real(at), .text(commandId), .text(reason)])
+        }
+    }
+
+    /// The last `limit` trigger firings, newest first, for `heatbridge triggers`.
+    public func triggerFires(limit: Int) throws -> [(name: String, at: EpochSeconds, commandId: String, reason: String)] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("SELECT name, fired_at, command_id, reason FROM trigger_fires ORDER BY row DESC LIMIT ?", [.int(Int64(limit))]).map {
+                ($0[0].text ?? "", $0[1].double ?? 0, $0[2].text ?? "", $0[3].text ?? "")
+            }
         }
     }
 

@@ -13,7 +13,7 @@ struct HeatbridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heatbridge",
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
-        subcommands: [Run.self, CheckConfig.self, Status.self, Onboard.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
+        subcommands: [Run.self, CheckConfig.self, Status.self, Triggers.self, Onboard.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
         defaultSubcommand: Run.self)
 }
 
@@ -57,6 +57,8 @@ struct CheckConfig: ParsableCommand {
             for a in c.accounts {
                 print("  account \(a.name): \(a.vendor.rawValue) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
             }
+            for g in c.bridge.groups.keys.sorted() { print("  group \(g): \(c.bridge.groups[g]!.map(\.key).joined(separator: ", "))") }
+            for t in c.bridge.triggers { print("  trigger \(t.name): \(t.action.target)") }
         }
     }
 }

@@ -240,10 +240,17 @@ actor Reloader {
 
 /// Real time for the bridge.
 struct SystemClock: HeatbridgeCore.Clock {
+    /// Test hook: with `HEATBRIDGE_TEST_HOOKS=1`, `HEATBRIDGE_TEST_CLOCK_OFFSET_S` shifts the daemon's wall clock,
+    /// so black-box tests can put it seconds before a trigger's time instead of waiting for it.
+    static let offset: Double = {
+        guard ProcessEnvironment.value("HEATBRIDGE_TEST_HOOKS") == "1" else { return 0 }
+        return ProcessEnvironment.value("HEATBRIDGE_TEST_CLOCK_OFFSET_S").flatMap(Double.init) ?? 0
+    }()
+
     func now() -> EpochSeconds {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + Self.offset
     }
 
     func sleep(seconds: Double) async throws {

@@ -50,6 +50,11 @@ final class FakeStore: StatePort {
     func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
     func saveSetting(_ key: String, _ value: JSONValue) throws { try check(); settings.withLock { $0[key] = value } }
     func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
+    let triggerFires = Mutex<[(name: String, at: EpochSeconds, commandId: String, reason: String)]>([])
+    func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws {
+        try check()
+        triggerFires.withLock { $0.append((name, at, commandId, reason)) }
+    }
     let inbox = Mutex<[MQTTMessage]>([])
     func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
         inbox.withLock { var m = m; m.inboxRow = Int64($0.count + 1000); $0.append(m); return m.inboxRow! }

@@ -44,7 +44,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(devices[0].updatedAt, 200)
         XCTAssertEqual(devices[0].schedules, ["hc1": ["days": [:]]])
         XCTAssertEqual(try s.loadSettings(), ["d/dhw1/charge_duration_min": 45])
-        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 5)
+        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 6)
         let open = try s.openCommands()
         XCTAssertEqual(open.map(\.id), ["c1"])
         XCTAssertEqual(open[0].status, .queued)
