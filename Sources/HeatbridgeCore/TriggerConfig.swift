@@ -10,13 +10,15 @@ extension ConfigDecoder {
         var rules: [TriggerRule] = []
         var names: [String: SourceMark] = [:]
         for item in items {
-            guard let r = decodeTrigger(item, groups: groups, accounts: accounts) else { continue }
-            if let first = names[r.name] {
-                error(item.mark, "duplicate trigger name \"\(r.name)\"", hint: "first used at line \(first.line)")
-            } else {
-                names[r.name] = item.mark
-                rules.append(r)
+            // Names are checked before the rest, so a duplicate is reported even when either rule has other errors.
+            if case .mapping(let entries, _) = item, let n = entries.first(where: { $0.key == "name" }), case .scalar(let name, _, _) = n.value {
+                if let first = names[name] {
+                    error(item.mark, "duplicate trigger name \"\(name)\"", hint: "first used at line \(first.line)")
+                    continue
+                }
+                names[name] = item.mark
             }
+            if let r = decodeTrigger(item, groups: groups, accounts: accounts) { rules.append(r) }
         }
         return rules
     }

@@ -117,6 +117,70 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ok.config.bridge.groups["peak"], [GroupMember(device: "hsl-1", node: "room-1"), GroupMember(device: "hsl-1", node: "room-2")])
     }
 
+    func testTriggersAreValidatedWithPositions() throws {
+        _ = write("k", "key")
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101"]}
+            groups:
+              peak: [bosch-101/hc1]
+            triggers:
+              - {name: t1, at: "25:00", action: {target: bosch-101/dhw1, capability: charge}}
+              - {name: t2, cron: "0 3 * *", action: {target: bosch-101/dhw1, capability: charge}}
+              - {name: t3, above: 2000, action: {target: bosch-101/dhw1, capability: charge}}
+              - {name: t4, topic: pv/w, above: 1, action: {target: group/nope, capability: derogation}}
+              - {name: t5, at: "06:00", action: {target: bosch-999/dhw1, capability: charge}}
+              - {name: t6, at: "06:00", days: [mon, funday], action: {target: hsl-1/room-1, capability: derogation}}
+              - {name: t7, topic: "pv/#/w", changes: true, action: {target: group/peak, capability: mode}}
+              - {name: t1, at: "06:00", action: {target: bosch-101/dhw1, capability: charge}}
+            """)
+        let lines = d.map { "\($0.mark.line):\($0.mark.column) \($0.message)" }
+        XCTAssertTrue(lines.contains { $0.contains("\"at\" must be a local time HH:MM (00:00…23:59), found \"25:00\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("a cron expression has 5 fields") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("trigger \"t3\": a condition (above) needs a \"topic\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("unknown target group \"nope\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("unknown target device \"bosch-999\": 999 is not in any bosch account's devices") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("unknown weekday \"funday\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("unknown target device \"hsl-1\": no homesmartlink account is configured") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("bad topic filter \"pv/#/w\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("duplicate trigger name \"t1\"") }, "\(lines)")
+        XCTAssertTrue(lines.allSatisfy { !$0.hasPrefix("0:") }, "every error has a position: \(lines)")
+        XCTAssertEqual(d.count, 9, "\(lines)")
+    }
+
+    func testExampleTriggersDecode() throws {
+        _ = write("k", "key")
+        let path = write("t.yaml", """
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u}
+            triggers:
+              - name: morning
+                at: "06:30"
+                days: [mon, tue, wed, thu, fri]
+                run_if_within_s: 900
+                action: {target: bosch-101/dhw1, capability: charge, params: {action: start, duration_min: 30}, valid_for_s: 600}
+              - name: surplus
+                topic: pv/surplus_w
+                path: value
+                above: 2000
+                hysteresis: 200
+                hold_s: 300
+                action: {target: bosch-101/dhw1, capability: charge, params: {action: start}}
+            """)
+        let c = try ConfigLoader.load(path: path, environment: [:]).get().config
+        XCTAssertEqual(c.bridge.triggers.count, 2)
+        XCTAssertEqual(c.bridge.triggers[0].kind, .time(.daily(minute: 390, days: [0, 1, 2, 3, 4])))
+        XCTAssertEqual(c.bridge.triggers[0].runIfWithinS, 900)
+        XCTAssertEqual(c.bridge.triggers[0].action.params, ["action": "start", "duration_min": 30])
+        XCTAssertEqual(c.bridge.triggers[0].action.validForS, 600)
+        XCTAssertEqual(c.bridge.triggers[1].kind, .condition(TopicCondition(topic: "pv/surplus_w", path: ["value"], test: .above(2000),
+                                                                          hysteresis: 200, holdS: 300)))
+    }
+
     func testHomeAssistantSection() throws {
         let d = diagnostics("""
             mqtt: {url: "mqtt://h", base_topic: home}
