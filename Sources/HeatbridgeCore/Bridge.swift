@@ -113,6 +113,10 @@ public actor Bridge {
     var triggerStates: [String: TriggerState] = [:]
     var triggerTimers: [String: Task<Void, Never>] = [:]
     var pendingFires: [(rule: TriggerRule, reason: String)] = []
+    /// When each device last had a command accepted (`limits.min_spacing_s`).
+    var lastAcceptedAt: [String: EpochSeconds] = [:]
+    /// Since when each DHW node (`<device>/<node>`) has been off or below the legionella threshold.
+    var legionellaLowSince: [String: EpochSeconds] = [:]
 
     public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
                 processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
@@ -135,6 +139,9 @@ public actor Bridge {
     public func run() async {
         do { localSettings = try store.loadSettings() } catch {
             logger.error("cannot read settings from the store", metadata: ["error": "\(error)"])
+        }
+        for (k, v) in localSettings where k.hasPrefix("legionella/") {
+            if let since = v["since"]?.doubleValue { legionellaLowSince[String(k.dropFirst("legionella/".count))] = since }
         }
         publishBridgeDiscovery()
         loadCache()
@@ -612,6 +619,9 @@ public actor Bridge {
         } catch {
             return reject(device, node, capability, id: id, error)
         }
+        if let r = checkLimits(device, node, capability, params: normalised, source: source, now: now) {
+            return reject(device, node, capability, id: id, r)
+        }
         accept(device, node, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
     }
 
@@ -634,6 +644,11 @@ public actor Bridge {
                           CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
+        if device == Self.groupDevice {
+            for m in settings.behaviour.groups[node] ?? [] { lastAcceptedAt[m.device] = now }
+        } else {
+            lastAcceptedAt[device] = now
+        }
         supersede(by: command)
         enqueue(command)
     }
@@ -667,8 +682,9 @@ public actor Bridge {
                               CommandRejection(.unknownTarget, "group \"\(group)\": member \(m.key): unknown device \"\(m.device)\""))
             }
             vendors.insert(account.adapter.vendor)
-            do {
+            do throws(CommandRejection) {
                 let n = try account.adapter.validate(node: m.node, capability: capability, body: params, device: entry.snapshot)
+                if let r = checkLimits(m.device, m.node, capability, params: n, source: source, now: now) { throw r }
                 if normalised == nil { normalised = n }
             } catch {
                 return reject(device, group, capability, id: id, CommandRejection(error.code, "group \"\(group)\": member \(m.key): \(error.message)"))
@@ -1099,6 +1115,7 @@ public actor Bridge {
             let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
             devices[s.id] = entry
             publishDevice(entry, at: now)
+            if snap.error == nil { watchLegionella(snap, now: now) }
             // Saved on every successful read, not only on change: the row's time is when the cloud last
             // confirmed the state, which is what staleness (and `heatbridge status`) is about.
             do {

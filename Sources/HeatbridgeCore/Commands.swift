@@ -37,6 +37,7 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let conflict = ResultCode(rawValue: "CONFLICT")
     public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
     public static let notAcknowledged = ResultCode(rawValue: "NOT_ACKNOWLEDGED")
+    public static let safetyLimit = ResultCode(rawValue: "SAFETY_LIMIT")
 }
 
 /// A command as it moves through the pipeline and the store.

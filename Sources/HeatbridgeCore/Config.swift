@@ -202,10 +202,30 @@ public struct BridgeBehaviour: Sendable, Equatable {
     public var groups: [String: [GroupMember]] = [:]
     /// `triggers:` — local rules that issue commands on their own.
     public var triggers: [TriggerRule] = []
+    /// `limits:` — the installer's safety limits, enforced for every command (MQTT or trigger).
+    public var limits = SafetyLimits()
     public init() {}
 
     /// How long a command for `capability` may wait when it carries no `valid_for_s`.
     public func validFor(_ capability: String) -> Double { capabilityValidForS[capability] ?? commandValidForS }
+}
+
+/// `limits:` in the config. Every limit is off unless set.
+public struct SafetyLimits: Sendable, Equatable {
+    /// Room setpoint bounds (°C) for `hc<N>/setpoint` and the Podero comfort band.
+    public var setpointMin: Double?
+    public var setpointMax: Double?
+    /// Largest derogation, in whole °C either way.
+    public var derogationMaxDelta: Int?
+    /// Longest derogation.
+    public var derogationMaxMinutes: Int?
+    /// Minimum time between two commands for the same device.
+    public var minSpacingS: Double?
+    /// Anti-legionella: DHW that has been off or below `legionellaMinTemperature` for `legionellaMaxHours` gets a
+    /// charge from the bridge, and commands that would keep it so are refused.
+    public var legionellaMinTemperature: Double?
+    public var legionellaMaxHours: Double?
+    public init() {}
 }
 
 /// One member of a group: a device's node, written `<device>/<node>` in the config.
@@ -283,7 +303,7 @@ public struct ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
@@ -394,6 +414,9 @@ public struct ConfigDecoder {
             } else if !n.isNull {
                 error(n.mark, "\"accounts\" must be a list, found \(n.kindName)", hint: "start each account with \"- name: …\"")
             }
+        }
+        if let n = value(top, "limits"), let m = mapping(n, path: "limits") {
+            config.bridge.limits = decodeLimits(m)
         }
         if let n = value(top, "triggers") {
             config.bridge.triggers = decodeTriggers(n, groups: config.bridge.groups, accounts: config.accounts)
@@ -522,6 +545,32 @@ public struct ConfigDecoder {
                              clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
                              homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck,
                              pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
+    }
+
+    mutating func decodeLimits(_ m: Entries) -> SafetyLimits {
+        checkKeys(m, known: ["setpoint", "derogation", "min_spacing_s", "legionella"], section: "limits")
+        var l = SafetyLimits()
+        if let n = value(m, "setpoint"), let s = mapping(n, path: "limits.setpoint") {
+            checkKeys(s, known: ["min", "max"], section: "limits.setpoint")
+            l.setpointMin = number(s, "min", range: 5...30)
+            l.setpointMax = number(s, "max", range: 5...30)
+            if let lo = l.setpointMin, let hi = l.setpointMax, lo >= hi { error(n.mark, "limits.setpoint: min must be below max") }
+        }
+        if let n = value(m, "derogation"), let d = mapping(n, path: "limits.derogation") {
+            checkKeys(d, known: ["max_delta", "max_duration_min"], section: "limits.derogation")
+            l.derogationMaxDelta = number(d, "max_delta", range: 1...5).map { Int($0) }
+            l.derogationMaxMinutes = number(d, "max_duration_min", range: 5...1440).map { Int($0) }
+        }
+        l.minSpacingS = number(m, "min_spacing_s", range: 1...86_400)
+        if let n = value(m, "legionella"), let g = mapping(n, path: "limits.legionella") {
+            checkKeys(g, known: ["min_temperature", "max_hours"], section: "limits.legionella")
+            l.legionellaMinTemperature = number(g, "min_temperature", range: 30...70)
+            l.legionellaMaxHours = number(g, "max_hours", range: 1...720)
+            if (l.legionellaMinTemperature == nil) != (l.legionellaMaxHours == nil) {
+                error(n.mark, "limits.legionella needs both \"min_temperature\" and \"max_hours\"")
+            }
+        }
+        return l
     }
 
     // MARK: helpers

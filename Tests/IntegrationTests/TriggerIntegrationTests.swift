@@ -111,4 +111,64 @@ final class TriggerIntegrationTests: XCTestCase {
         XCTAssertEqual(firings(c, "peak-shed").count, 1, "a restart re-fired the condition")
         c.publish("test/tariff", "", retain: true)
     }
+
+    func testLimitsRejectWithTheirCodeAndTheLegionellaGuardCharges() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, extraAccounts: try h.hslAccount(), extraSections: """
+
+            limits:
+              setpoint: {min: 16, max: 23}
+              derogation: {max_delta: 3, max_duration_min: 180}
+              min_spacing_s: 5
+              legionella: {min_temperature: 50, max_hours: 1}
+            """)
+        try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
+        let c: TestMQTTClient = h.client
+        let gw = "heatbridge/bosch-101000001"
+        c.waitJSON("heatbridge/hsl-64f1c0a2e9b3/room-1/state")
+        c.waitJSON("\(gw)/hc1/state")
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"hot","setpoint":24}"#)
+        let hot = c.waitResult("\(gw)/hc1/setpoint/result", id: "hot", status: "rejected")
+        XCTAssertEqual(hot?["code"], "OUT_OF_RANGE")
+        XCTAssertTrue(hot?["message"]?.stringValue?.contains("limits.setpoint.max (23 °C)") ?? false, "\(hot ?? .null)")
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"ok","setpoint":20}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "ok", status: "done")
+        c.publish("\(gw)/hc1/mode/set", #"{"id":"soon","mode":"manual"}"#)
+        let soon = c.waitResult("\(gw)/hc1/mode/result", id: "soon", status: "rejected")
+        XCTAssertEqual(soon?["code"], "SAFETY_LIMIT")
+        XCTAssertTrue(soon?["message"]?.stringValue?.contains("limits.min_spacing_s is 5 s") ?? false, "\(soon ?? .null)")
+        let room = "heatbridge/hsl-64f1c0a2e9b3/room-1"
+        c.publish("\(room)/derogation/set", #"{"id":"deep","delta":-4,"duration_min":60}"#)
+        let deep = c.waitResult("\(room)/derogation/result", id: "deep", status: "rejected")
+        XCTAssertEqual(deep?["code"], "SAFETY_LIMIT")
+        XCTAssertTrue(deep?["message"]?.stringValue?.contains("limits.derogation.max_delta") ?? false, "\(deep ?? .null)")
+        Thread.sleep(forTimeInterval: 5)
+        c.publish("\(room)/derogation/set", #"{"id":"long","delta":-2,"duration_min":240}"#)
+        let long = c.waitResult("\(room)/derogation/result", id: "long", status: "rejected")
+        XCTAssertEqual(long?["code"], "SAFETY_LIMIT")
+        XCTAssertTrue(long?["message"]?.stringValue?.contains("limits.derogation.max_duration_min (180 min)") ?? false, "\(long ?? .null)")
+
+        // Hot water switched off: the guard starts counting (and remembers it across the restart below).
+        c.publish("\(gw)/dhw1/mode/set", #"{"id":"off","mode":"off"}"#)
+        c.waitResult("\(gw)/dhw1/mode/result", id: "off", status: "done")
+        c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "off" }
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertEqual(h.stopDaemon(), 0)
+        // Two hours later (shifted clock): past max_hours, the bridge charges the water itself, once, and
+        // refuses to keep it off.
+        try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1", "HEATBRIDGE_TEST_CLOCK_OFFSET_S": "7200"])
+        let charge = c.waitJSON("\(gw)/dhw1/charge/result") { $0["source"] == "limit:legionella" && $0["status"] == "done" }
+        XCTAssertNotNil(charge)
+        c.waitJSON("\(gw)/dhw1/state") { $0["charge"]?["active"] == true }
+        c.publish("\(gw)/dhw1/mode/set", #"{"id":"still-off","mode":"off"}"#)
+        let refused = c.waitResult("\(gw)/dhw1/mode/result", id: "still-off", status: "rejected")
+        XCTAssertEqual(refused?["code"], "SAFETY_LIMIT")
+        XCTAssertTrue(refused?["message"]?.stringValue?.contains("limits.legionella allows 1 h") ?? false, "\(refused ?? .null)")
+        Thread.sleep(forTimeInterval: 3)
+        let charges = c.all("\(gw)/dhw1/charge/result").compactMap { try? JSONValue.parse($0.payload) }
+            .filter { $0["source"] == "limit:legionella" && $0["status"] == "accepted" }
+        XCTAssertEqual(charges.count, 1, "the guard charges once per episode")
+    }
 }
