@@ -113,6 +113,11 @@ public actor Bridge {
     var triggerStates: [String: TriggerState] = [:]
     var triggerTimers: [String: Task<Void, Never>] = [:]
     var pendingFires: [(rule: TriggerRule, reason: String)] = []
+    /// The command each device is executing right now.
+    var inFlight: [String: Command] = [:]
+    /// Active leases by `<device>/<node>/<capability>`, and the timers that end them.
+    var leases: [String: Lease] = [:]
+    var leaseTimers: [String: Task<Void, Never>] = [:]
     /// When each device last had a command accepted (`limits.min_spacing_s`).
     var lastAcceptedAt: [String: EpochSeconds] = [:]
     /// Since when each DHW node (`<device>/<node>`) has been off or below the legionella threshold.
@@ -143,6 +148,7 @@ public actor Bridge {
         for (k, v) in localSettings where k.hasPrefix("legionella/") {
             if let since = v["since"]?.doubleValue { legionellaLowSince[String(k.dropFirst("legionella/".count))] = since }
         }
+        restoreLeases()
         publishBridgeDiscovery()
         loadCache()
         cacheLoaded = true
@@ -165,6 +171,7 @@ public actor Bridge {
         stopPolling()
         for t in scheduleTimers.values { t.task.cancel() }
         for t in triggerTimers.values { t.cancel() }
+        for t in leaseTimers.values { t.cancel() }
     }
 
     /// True once the cache is published and the broker has accepted the connection: what `READY=1` means.
@@ -324,6 +331,7 @@ public actor Bridge {
             n["source"] = .string(e.source)
             n["stale"] = .bool(stale)
             if e.source == "cache" { n["age_s"] = .number((now - e.updatedAt).rounded()) }
+            if let l = leaseState(device: s.id, node: node, now: now) { n["leases"] = l }
             if case .object(var charge)? = n["charge"] {
                 charge["default_duration_min"] = .int(chargeDefault(s.id, node))
                 n["charge"] = .object(charge)
@@ -453,6 +461,7 @@ public actor Bridge {
         if state == .ready, previous?.state != .ready {
             // Commands held while the account was down run now, in arrival order per device.
             for (device, entry) in devices where entry.account == name { pump(device) }
+            if let p = previous?.state, p == .offline || p == .authRequired { reassertLeases(account: name) }
         }
         if publishRetained(topics.account(name), payload), previous?.state != state {
             if state == .ready || state == .starting {
@@ -613,6 +622,12 @@ public actor Bridge {
         if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
             params["duration_min"] = .int(chargeDefault(device, node))
         }
+        // Lease members are the bridge's, for capabilities the vendor cannot end by itself.
+        var lease: LeaseRequest?
+        let restore = account.adapter.restoreParams(node: node, capability: capability, device: entry.snapshot)
+        if restore != nil {
+            do { lease = try LeaseRequest.take(&params) } catch { return reject(device, node, capability, id: id, error) }
+        }
         let normalised: JSONValue
         do {
             normalised = try account.adapter.validate(node: node, capability: capability, body: params, device: entry.snapshot)
@@ -622,26 +637,37 @@ public actor Bridge {
         if let r = checkLimits(device, node, capability, params: normalised, source: source, now: now) {
             return reject(device, node, capability, id: id, r)
         }
-        accept(device, node, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
+        guard let command = accept(device, node, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor,
+                                   source: source) else { return }
+        if let lease, let restore {
+            startLease(command, request: lease, restore: pendingValue(device, node, capability, over: restore, before: command.id), now: now)
+        } else if !source.hasPrefix("lease:"), leases["\(device)/\(node)/\(capability)"] != nil {
+            // A plain command for a leased target takes over: the lease ends without restoring.
+            logger.info("lease replaced by a command without duration", metadata: ["target": "\(device)/\(node)/\(capability)"])
+            leaseTimers.removeValue(forKey: "\(device)/\(node)/\(capability)")?.cancel()
+            saveLease(nil, key: "\(device)/\(node)/\(capability)")
+        }
     }
 
     /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
     /// transaction) and queued; `STORE_FAILED` when the store refuses it.
+    @discardableResult
     func accept(_ device: String, _ node: String, _ capability: String, id: String?, params: JSONValue, inboxRow: Int64?,
-                now: EpochSeconds, validFor: Double, source: String) {
+                now: EpochSeconds, validFor: Double, source: String) -> Command? {
         if let id, inboxRow != nil,
            (try? store.hasCommand(id: id, device: device, node: node, capability: capability, params: params, since: now - 600)) == true {
             // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
             logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
-            return
+            return nil
         }
         let command = Command(id: id ?? Self.newId(), device: device, node: node, capability: capability, params: params,
                               source: source, receivedAt: now, validUntil: now + validFor)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
                                                  extra: Self.sourceExtra(source))
         guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
-            return reject(device, node, capability, id: command.id,
-                          CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
+            reject(device, node, capability, id: command.id,
+                   CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
+            return nil
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(device)/\(node)/\(capability)"])
         if device == Self.groupDevice {
@@ -651,6 +677,7 @@ public actor Bridge {
         }
         supersede(by: command)
         enqueue(command)
+        return command
     }
 
     // MARK: groups
@@ -910,6 +937,7 @@ public actor Bridge {
         }
         queues[device]!.removeFirst()
         running.insert(device)
+        inFlight[device] = first
         Task { await self.execute(first) }
     }
 
@@ -941,6 +969,7 @@ public actor Bridge {
         var c = original
         defer {
             running.remove(c.device)
+            inFlight[c.device] = nil
             pump(c.device)
         }
         if c.device == Self.groupDevice { return await executeGroup(c) }
@@ -1021,6 +1050,7 @@ public actor Bridge {
             logger.info("command done", metadata: ["id": "\(c.id)"])
         }
         publishResult(c, status, code: code, message: message, extra: extra)
+        if status.isTerminal { leaseCommandFinished(c, status) }
     }
 
     // MARK: polling

@@ -125,12 +125,17 @@ public protocol VendorAdapter: Sendable {
     /// Reads the device back to tell whether `command` already took effect: true (applied), false (not), or
     /// nil (cannot tell). Used for commands that may have reached the cloud before the daemon died.
     func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool?
+    /// The parameters of a command that would put `capability` back to the node's current value, for leases
+    /// on capabilities without a native end; nil when the capability cannot be leased.
+    func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue?
 }
 
 /// Receives delivery progress of a running command.
 public typealias ProgressSink = @Sendable (_ progress: JSONValue, _ message: String?) async -> Void
 
 extension VendorAdapter {
+    public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? { nil }
+
     public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
         try await execute(command, device: device)
     }

@@ -331,6 +331,16 @@ public struct BoschAdapter: VendorAdapter {
         return "time program \(tp) written (\(points.count) switch points)"
     }
 
+    /// Leasable: circuit modes and the manual setpoint (the API has no end time for them).
+    public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? {
+        guard let state = device.nodes[node] else { return nil }
+        switch (node.hasPrefix("hc") ? "hc" : node.hasPrefix("dhw") ? "dhw" : "", capability) {
+        case ("hc", "setpoint"): return state["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] }
+        case ("hc", "mode"), ("dhw", "mode"): return state["operation_mode"]?.stringValue.map { ["mode": .string($0)] }
+        default: return nil
+        }
+    }
+
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
         if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
             let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),

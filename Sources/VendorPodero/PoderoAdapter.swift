@@ -289,6 +289,24 @@ public struct PoderoAdapter: VendorAdapter {
         }
     }
 
+    /// Leasable: the preferences that have no end time of their own (optimisation, comfort band, DHW).
+    public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? {
+        guard let state = device.nodes[node] else { return nil }
+        let keys: [String]
+        switch capability {
+        case "optimization": keys = ["active", "level"]
+        case "comfort": keys = ["min", "max"]
+        case "dhw": keys = ["standard", "minimum"]
+        default: return nil
+        }
+        var o: [String: JSONValue] = [:]
+        for k in keys {
+            guard let v = state[capability]?[k], v != .null else { return nil }
+            o[k] = v
+        }
+        return .object(o)
+    }
+
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
         let hp = try await client.request("GET", try path(device))
         var wanted = putBody(command)

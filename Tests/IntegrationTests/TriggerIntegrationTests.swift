@@ -171,4 +171,58 @@ final class TriggerIntegrationTests: XCTestCase {
             .filter { $0["source"] == "limit:legionella" && $0["status"] == "accepted" }
         XCTAssertEqual(charges.count, 1, "the guard charges once per episode")
     }
+
+    func testLeasesRestoreTheirValueSurviveRestartsAndDeadManLeasesLapse() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let gw = "heatbridge/bosch-101000001"
+        c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"] == 20 }
+        // A setpoint for 3 s: the previous 20 °C comes back by itself.
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"l1","setpoint":18,"duration_s":3}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "l1", status: "done")
+        let leased = c.waitJSON("\(gw)/hc1/state") { $0["leases"]?["setpoint"] != nil }
+        XCTAssertLessThanOrEqual(leased?["leases"]?["setpoint"]?["remaining_s"]?.doubleValue ?? 99, 3)
+        XCTAssertEqual(leased?["leases"]?["setpoint"]?["restore"], ["setpoint": 20])
+        let restored = c.waitJSON("\(gw)/hc1/setpoint/result") { $0["source"] == "lease:l1" && $0["status"] == "done" }
+        XCTAssertEqual(restored?["id"], "l1-restore")
+        c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 20 && $0["leases"] == nil }
+
+        // A lease outlives a restart of the daemon.
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"l2","setpoint":17,"duration_s":6}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "l2", status: "done")
+        c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"] == 17 && $0["leases"]?["setpoint"] != nil }
+        XCTAssertEqual(h.stopDaemon(), 0)
+        try h.startDaemon()
+        XCTAssertNotNil(c.waitJSON("\(gw)/hc1/setpoint/result", timeout: 20) { $0["source"] == "lease:l2" && $0["status"] == "done" })
+        c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 20 }
+
+        // Dead-man: renewed once within 2 s, then no more: it lapses about 2 s after the last renewal.
+        c.publish("\(gw)/hc1/mode/set", #"{"id":"d1","mode":"manual","duration_s":60,"renew_within_s":2}"#)
+        c.waitResult("\(gw)/hc1/mode/result", id: "d1", status: "done")
+        Thread.sleep(forTimeInterval: 1.2)
+        c.publish("\(gw)/hc1/mode/set", #"{"id":"d2","mode":"manual","duration_s":60,"renew_within_s":2}"#)
+        let renewedAt = Date()
+        c.waitResult("\(gw)/hc1/mode/result", id: "d2", status: "done")
+        let lapse = c.waitJSON("\(gw)/hc1/mode/result", timeout: 10) { $0["source"] == "lease:d2" && $0["status"] == "done" }
+        XCTAssertNotNil(lapse)
+        XCTAssertGreaterThan(Date().timeIntervalSince(renewedAt), 1.8, "lapsed before the renewal deadline")
+        XCTAssertEqual(c.all("\(gw)/hc1/mode/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:d1" }.count, 0,
+                       "the renewed lease must not end on the first command's deadline")
+        c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "auto" }
+
+        // A plain command for a leased target takes over: nothing is restored later.
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"l3","setpoint":19,"duration_s":3}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "l3", status: "done")
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"plain","setpoint":21.5}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "plain", status: "done")
+        Thread.sleep(forTimeInterval: 4)
+        XCTAssertEqual(c.all("\(gw)/hc1/setpoint/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:l3" }.count, 0)
+        c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 21.5 && $0["leases"] == nil }
+        c.publish("\(gw)/dhw1/charge/set", #"{"id":"bad","action":"start","renew_within_s":5}"#)
+        XCTAssertEqual(c.waitResult("\(gw)/dhw1/charge/result", id: "bad", status: "rejected")?["code"], "INVALID_PAYLOAD",
+                       "a capability with its own duration takes no lease members")
+    }
 }
