@@ -703,6 +703,16 @@ public actor Bridge {
         params["valid_for_s"] = nil
         var normalised: JSONValue?
         var vendors = Set<String>()
+        // A group lease: every member must be leasable; each member restores its own value.
+        var restores: [GroupMember: JSONValue] = [:]
+        for m in members {
+            guard let entry = devices[m.device], let account = accounts[entry.account] else { continue }
+            if let r = account.adapter.restoreParams(node: m.node, capability: capability, device: entry.snapshot) { restores[m] = r }
+        }
+        var lease: LeaseRequest?
+        if restores.count == members.count {
+            do { lease = try LeaseRequest.take(&params) } catch { return reject(device, group, capability, id: id, error) }
+        }
         for m in members {
             guard let entry = devices[m.device], let account = accounts[entry.account] else {
                 return reject(device, group, capability, id: id,
@@ -721,7 +731,17 @@ public actor Bridge {
             return reject(device, group, capability, id: id,
                           CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
         }
-        accept(device, group, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
+        guard let command = accept(device, group, capability, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor,
+                                   source: source) else { return }
+        if let lease {
+            for m in members {
+                var one = command
+                one.device = m.device
+                one.node = m.node
+                startLease(one, request: lease, restore: pendingValue(m.device, m.node, capability, over: restores[m]!, before: command.id), now: now,
+                           group: group)
+            }
+        }
     }
 
     /// Runs a group command: per account, one call for all its members where the adapter can batch them,

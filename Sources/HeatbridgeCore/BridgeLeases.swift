@@ -19,6 +19,8 @@ struct Lease: Sendable, Equatable {
     var durationS: Double
     /// False until the command is done: a lease whose command fails restores nothing.
     var applied: Bool
+    /// Set when a group command leased this member (restores then get ids of their own).
+    var group: String?
 
     var key: String { "\(device)/\(node)/\(capability)" }
     var endsAt: EpochSeconds { min(until, renewBy ?? .infinity) }
@@ -26,7 +28,8 @@ struct Lease: Sendable, Equatable {
     var json: JSONValue {
         ["command_id": .string(commandId), "device": .string(device), "node": .string(node), "capability": .string(capability),
          "params": params, "restore": restore, "until": .number(until), "renew_within_s": renewWithinS.map(JSONValue.number) ?? .null,
-         "renew_by": renewBy.map(JSONValue.number) ?? .null, "duration_s": .number(durationS), "applied": .bool(applied)]
+         "renew_by": renewBy.map(JSONValue.number) ?? .null, "duration_s": .number(durationS), "applied": .bool(applied),
+         "group": group.map(JSONValue.string) ?? .null]
     }
 
     init(commandId: String, device: String, node: String, capability: String, params: JSONValue, restore: JSONValue, until: EpochSeconds,
@@ -50,6 +53,7 @@ struct Lease: Sendable, Equatable {
         self.init(commandId: id, device: d, node: n, capability: c, params: p, restore: r, until: u,
                   renewWithinS: json["renew_within_s"]?.doubleValue, renewBy: json["renew_by"]?.doubleValue,
                   durationS: json["duration_s"]?.doubleValue ?? 0, applied: json["applied"]?.boolValue ?? true)
+        group = json["group"]?.stringValue
     }
 }
 
@@ -103,13 +107,14 @@ extension Bridge {
 
     /// Starts (or renews) the lease of an accepted command. A renewal keeps the value to restore from the
     /// first command, so the lease always ends where it started.
-    func startLease(_ c: Command, request: LeaseRequest, restore: JSONValue, now: EpochSeconds) {
+    func startLease(_ c: Command, request: LeaseRequest, restore: JSONValue, now: EpochSeconds, group: String? = nil) {
         let key = "\(c.device)/\(c.node)/\(c.capability)"
         let previous = leases[key]
-        let lease = Lease(commandId: c.id, device: c.device, node: c.node, capability: c.capability, params: c.params,
+        var lease = Lease(commandId: c.id, device: c.device, node: c.node, capability: c.capability, params: c.params,
                           restore: previous?.restore ?? restore, until: now + request.durationS, renewWithinS: request.renewWithinS,
                           renewBy: request.renewWithinS.map { now + $0 }, durationS: request.durationS,
                           applied: previous?.applied ?? false)
+        lease.group = group
         saveLease(lease)
         armLease(lease)
         if let e = devices[c.device] { publishDevice(e, at: e.updatedAt) }
@@ -134,6 +139,16 @@ extension Bridge {
     /// The leased command ended: done starts the lease's time (it may have waited queued); anything else
     /// drops a lease that never took effect, since there is nothing to restore.
     func leaseCommandFinished(_ c: Command, _ status: CommandStatus) {
+        if c.device == Self.groupDevice {
+            // A group command leases each member under the group command's id.
+            for m in settings.behaviour.groups[c.node] ?? [] {
+                var one = c
+                one.device = m.device
+                one.node = m.node
+                leaseCommandFinished(one, status)
+            }
+            return
+        }
         let key = "\(c.device)/\(c.node)/\(c.capability)"
         guard var lease = leases[key], lease.commandId == c.id else { return }
         let now = clock.now()
@@ -188,7 +203,8 @@ extension Bridge {
         leaseTimers[key] = nil
         // A lease whose command has not run yet still restores: the command may run later, the restore after it.
         guard case .object(let body) = lease.restore else { return }
-        submit(lease.device, lease.node, lease.capability, id: "\(lease.commandId)-restore", body: body, inboxRow: nil,
+        let rid = lease.group == nil ? "\(lease.commandId)-restore" : "\(lease.commandId)-restore-\(lease.device)-\(lease.node)"
+        submit(lease.device, lease.node, lease.capability, id: rid, body: body, inboxRow: nil,
                source: "lease:\(lease.commandId)", now: now)
     }
 

@@ -71,7 +71,7 @@ final class TriggerIntegrationTests: XCTestCase {
               heating: [bosch-101000001/hc1, bosch-101000002/hc1]
             triggers:
               - {name: peak-shed, topic: test/tariff, path: state, equals: peak,
-                 action: {target: group/heating, capability: setpoint, params: {setpoint: 18}, valid_for_s: 300}}
+                 action: {target: group/heating, capability: setpoint, params: {setpoint: 18, duration_s: 4}, valid_for_s: 300}}
               - {name: pv-charge, topic: test/pv_w, above: 2000, hysteresis: 200, hold_s: 2,
                  action: {target: bosch-101000001/dhw1, capability: charge, params: {action: start, duration_min: 20}}}
             """)
@@ -85,7 +85,13 @@ final class TriggerIntegrationTests: XCTestCase {
         let shed = c.waitJSON("heatbridge/group/heating/setpoint/result") { $0["source"] == "trigger:peak-shed" && $0["status"] == "done" }
         XCTAssertEqual(shed?["members"]?.objectValue?.keys.sorted(), ["bosch-101000001/hc1", "bosch-101000002/hc1"])
         c.publish("test/tariff", #"{"state":"peak"}"#, retain: true)
-        c.waitJSON("heatbridge/bosch-101000002/hc1/state", timeout: 40) { $0["manual_setpoint"] == 18 }
+        c.waitJSON("heatbridge/bosch-101000002/hc1/state", timeout: 40) { $0["manual_setpoint"] == 18 && $0["leases"]?["setpoint"] != nil }
+        // The shed is a lease: at its end each room gets its own previous setpoint back.
+        let gid = try XCTUnwrap(shed?["id"]?.stringValue)
+        for gw in ["101000001", "101000002"] {
+            XCTAssertNotNil(c.waitJSON("heatbridge/bosch-\(gw)/hc1/setpoint/result", timeout: 20) { $0["source"]?.stringValue == "lease:\(gid)" && $0["status"] == "done" })
+            c.waitLatest("heatbridge/bosch-\(gw)/hc1/state", timeout: 20) { $0["manual_setpoint"] == 20 && $0["leases"] == nil }
+        }
 
         // PV surplus that flaps across the threshold never holds for 2 s: no charge.
         for v in ["2500", "1500", "2600", "1700", "2400", "1500"] {
@@ -212,6 +218,16 @@ final class TriggerIntegrationTests: XCTestCase {
         XCTAssertEqual(c.all("\(gw)/hc1/mode/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:d1" }.count, 0,
                        "the renewed lease must not end on the first command's deadline")
         c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "auto" }
+
+        // The cloud goes away and comes back while a lease runs: its value is sent again.
+        c.publish("\(gw)/hc1/setpoint/set", #"{"id":"long","setpoint":19.5,"duration_min":30}"#)
+        c.waitResult("\(gw)/hc1/setpoint/result", id: "long", status: "done")
+        try h.admin("POST", "/admin/down", #"{"down":true}"#)
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"] == "offline" }
+        try h.admin("POST", "/admin/down", #"{"down":false}"#)
+        let reasserted = c.waitJSON("\(gw)/hc1/setpoint/result", timeout: 30) { $0["source"] == "lease:long" && $0["status"] == "done" }
+        XCTAssertTrue(reasserted?["id"]?.stringValue?.hasPrefix("long-reassert-") ?? false, "\(reasserted ?? .null)")
+        c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 19.5 && $0["leases"]?["setpoint"] != nil }
 
         // A plain command for a leased target takes over: nothing is restored later.
         c.publish("\(gw)/hc1/setpoint/set", #"{"id":"l3","setpoint":19,"duration_s":3}"#)
