@@ -26,13 +26,7 @@ struct AccountOption: ParsableArguments {
     @Option(help: "Account name from the config (default: the only account of that vendor).") var account: String?
 
     func resolve(vendor: VendorKind) throws -> (AccountConfig, String) {
-        let config: HeatbridgeConfig
-        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
-        case .success(let l): config = l.config
-        case .failure(let errors):
-            for d in errors.diagnostics { printErr(d.description) }
-            throw ExitCode(1)
-        }
+        let config = try options.loadOrExit()
         let candidates = config.accounts.filter { $0.vendor == vendor && (account == nil || $0.name == account) }
         guard candidates.count == 1, let a = candidates.first else {
             let names = config.accounts.filter { $0.vendor == vendor }.map(\.name)
@@ -57,6 +51,32 @@ extension PoderoClient {
         let session = PoderoSession(transport: transport, tokenURL: a.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
                                     clientId: a.clientId ?? "", clientSecret: secret, timeout: a.timeoutS, clock: SystemClock())
         return PoderoClient(transport: transport, baseURL: a.baseURL, orgId: a.orgId ?? "", session: session, timeout: a.timeoutS)
+    }
+}
+
+/// Runs a CLI command's cloud work: a cloud error is printed with its code and the command exits 1; the
+/// body's own code (0 ok, others its own meaning) becomes the exit status.
+func runCloud(_ what: String, _ body: @escaping @Sendable () async throws(CloudError) -> Int32) throws {
+    let code = blockOn {
+        do throws(CloudError) {
+            return try await body()
+        } catch {
+            printErr("\(what) failed: \(error.code.rawValue): \(error.message)")
+            return 1
+        }
+    }
+    if code != 0 { throw ExitCode(code) }
+}
+
+extension ConfigOption {
+    /// The config, or every error printed and exit 1.
+    func loadOrExit() throws -> HeatbridgeConfig {
+        switch ConfigLoader.load(path: path, environment: ProcessEnvironment.all()) {
+        case .success(let l): return l.config
+        case .failure(let errors):
+            for d in errors.diagnostics { printErr(d.description) }
+            throw ExitCode(1)
+        }
     }
 }
 
@@ -113,28 +133,22 @@ struct OnboardPodero: ParsableCommand {
         let body = PoderoAdapter.onboardingBody(user: user, language: lang, priceZone: zone, successURL: successURL,
                                                 cancelURL: cancelURL, building: building, optimize: !noOptimization)
         let heatPumpsOnly = heatPumpsOnly
-        let code = blockOn {
-            do throws(CloudError) {
-                let s = try await client.request("POST", PoderoWire.Path.onboarding, body: body)
-                guard var url = s["authentication_url"]?.stringValue else {
-                    printErr("Podero answered without an authentication_url")
-                    return 1
-                }
-                if heatPumpsOnly, let q = url.firstIndex(of: "?") {
-                    // The Connect page for heat pumps takes the same session id and skips the type choice [doc].
-                    let base = url[..<q].hasSuffix("/") ? String(url[..<q].dropLast()) : String(url[..<q])
-                    url = base + PoderoWire.heatPumpConnectPath + String(url[q...])
-                }
-                print("onboarding session \(s["id"]?.stringValue ?? "?") for user \(s["user"]?.stringValue ?? "?")")
-                print("  open:    \(url)")
-                print("  expires: end of \(s["expiration_date"]?.stringValue ?? "?") (valid until the end of the next day)")
-                return 0
-            } catch {
-                printErr("onboarding failed: \(error.code.rawValue): \(error.message)")
+        try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
+            let s = try await client.request("POST", PoderoWire.Path.onboarding, body: body)
+            guard var url = s["authentication_url"]?.stringValue else {
+                printErr("Podero answered without an authentication_url")
                 return 1
             }
+            if heatPumpsOnly, let q = url.firstIndex(of: "?") {
+                // The Connect page for heat pumps takes the same session id and skips the type choice [doc].
+                let base = url[..<q].hasSuffix("/") ? String(url[..<q].dropLast()) : String(url[..<q])
+                url = base + PoderoWire.heatPumpConnectPath + String(url[q...])
+            }
+            print("onboarding session \(s["id"]?.stringValue ?? "?") for user \(s["user"]?.stringValue ?? "?")")
+            print("  open:    \(url)")
+            print("  expires: end of \(s["expiration_date"]?.stringValue ?? "?") (valid until the end of the next day)")
+            return 0
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -155,34 +169,28 @@ struct PoderoStats: ParsableCommand {
         let client = PoderoClient.forCLI(a, secret: secret)
         let adapter = PoderoAdapter(client: client, allowList: nil, clock: SystemClock())
         let wanted = device, json = json
-        let code = blockOn {
-            do throws(CloudError) {
-                let devices = try await adapter.fetchDevices()
-                guard let d = devices.first(where: { $0.id == wanted || $0.vendorId == wanted }),
-                      let owner = d.attributes["owner_id"]?.stringValue else {
-                    printErr("no heat pump \"\(wanted)\" in organisation \(client.orgId); known: \(devices.map(\.id).joined(separator: ", "))")
-                    return 1
-                }
-                let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + "?resolution=\(resolutions.joined(separator: ","))&keywords=savings,consumption"
-                let stats = try await client.request("GET", path)
-                if json {
-                    print(stats.serialized)
-                    return 0
-                }
-                print("\(d.id) (\(d.model ?? "heat pump"))")
-                for row in stats["data"]?.arrayValue ?? [] {
-                    let kwh = row["consumption"]?["total"]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
-                    let savings = row["savings"]?["total"]?.doubleValue.map(JSONValue.format) ?? "?"
-                    let pct = row["savings"]?["percentage"]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
-                    print("  \(row["resolution"]?.stringValue ?? "?")  \(row["period"]?["start_period"]?.stringValue ?? "?") → \(row["period"]?["end_period"]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
-                }
-                return 0
-            } catch {
-                printErr("stats failed: \(error.code.rawValue): \(error.message)")
+        try runCloud("stats") { () async throws(CloudError) -> Int32 in
+            let devices = try await adapter.fetchDevices()
+            guard let d = devices.first(where: { $0.id == wanted || $0.vendorId == wanted }),
+                  let owner = d.attributes["owner_id"]?.stringValue else {
+                printErr("no heat pump \"\(wanted)\" in organisation \(client.orgId); known: \(devices.map(\.id).joined(separator: ", "))")
                 return 1
             }
+            let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + "?resolution=\(resolutions.joined(separator: ","))&keywords=savings,consumption"
+            let stats = try await client.request("GET", path)
+            if json {
+                print(stats.serialized)
+                return 0
+            }
+            print("\(d.id) (\(d.model ?? "heat pump"))")
+            for row in stats["data"]?.arrayValue ?? [] {
+                let kwh = row["consumption"]?["total"]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
+                let savings = row["savings"]?["total"]?.doubleValue.map(JSONValue.format) ?? "?"
+                let pct = row["savings"]?["percentage"]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
+                print("  \(row["resolution"]?.stringValue ?? "?")  \(row["period"]?["start_period"]?.stringValue ?? "?") → \(row["period"]?["end_period"]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
+            }
+            return 0
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -210,23 +218,17 @@ struct HSLHomes: ParsableCommand {
         let (a, secret) = try account.resolve(vendor: .homesmartlink)
         let adapter = HSLAdapter.forCLI(a, secret: secret)
         let email = email
-        let code = blockOn {
-            do throws(CloudError) {
-                let homes = try await adapter.invitations(email: email)
-                if homes.isEmpty { print("no home is linked to \(email)") }
-                for h in homes {
-                    print("home \(h["_id"]?.stringValue ?? "?")  \(h["city"]?.stringValue ?? "")  gateway \(h["hasGateway"]?.boolValue == true ? "yes" : "no")\(h["role"]?.intValue == 2 ? "  (admin)" : "")")
-                    for r in h["rooms"]?.arrayValue ?? [] {
-                        print("  room-\(r["roomNumber"]?.intValue.map(String.init) ?? "?")  \(r["name"]?.stringValue ?? "")  \(r["deviceCount"]?.stringValue ?? r["deviceCount"]?.intValue.map(String.init) ?? "?") device(s)")
-                    }
+        try runCloud("homes") { () async throws(CloudError) -> Int32 in
+            let homes = try await adapter.invitations(email: email)
+            if homes.isEmpty { print("no home is linked to \(email)") }
+            for h in homes {
+                print("home \(h["_id"]?.stringValue ?? "?")  \(h["city"]?.stringValue ?? "")  gateway \(h["hasGateway"]?.boolValue == true ? "yes" : "no")\(h["role"]?.intValue == 2 ? "  (admin)" : "")")
+                for r in h["rooms"]?.arrayValue ?? [] {
+                    print("  room-\(r["roomNumber"]?.intValue.map(String.init) ?? "?")  \(r["name"]?.stringValue ?? "")  \(r["deviceCount"]?.stringValue ?? r["deviceCount"]?.intValue.map(String.init) ?? "?") device(s)")
                 }
-                return 0
-            } catch {
-                printErr("homes failed: \(error.code.rawValue): \(error.message)")
-                return 1
             }
+            return 0
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -240,20 +242,14 @@ struct HSLUsers: ParsableCommand {
         let (a, secret) = try account.resolve(vendor: .homesmartlink)
         let adapter = HSLAdapter.forCLI(a, secret: secret)
         let size = pageSize
-        let code = blockOn {
-            do throws(CloudError) {
-                let users = try await adapter.allUsers(pageSize: size)
-                for u in users {
-                    print("home \(u["homeId"]?.stringValue ?? "?")  \(u["firstName"]?.stringValue ?? "") \(u["lastName"]?.stringValue ?? "")  \(u["zipCode"]?.stringValue ?? "") \(u["city"]?.stringValue ?? "")")
-                }
-                print("\(users.count) user(s)")
-                return 0
-            } catch {
-                printErr("users failed: \(error.code.rawValue): \(error.message)")
-                return 1
+        try runCloud("users") { () async throws(CloudError) -> Int32 in
+            let users = try await adapter.allUsers(pageSize: size)
+            for u in users {
+                print("home \(u["homeId"]?.stringValue ?? "?")  \(u["firstName"]?.stringValue ?? "") \(u["lastName"]?.stringValue ?? "")  \(u["zipCode"]?.stringValue ?? "") \(u["city"]?.stringValue ?? "")")
             }
+            print("\(users.count) user(s)")
+            return 0
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -270,26 +266,20 @@ struct HSLDiagnose: ParsableCommand {
         let adapter = HSLAdapter.forCLI(a, secret: secret)
         let id = home.hasPrefix("hsl-") ? String(home.dropFirst(4)) : home
         let waitS = waitS, intervalS = max(intervalS, 0.2)
-        let code = blockOn {
-            do throws(CloudError) {
-                let mid = try await adapter.requestDiagnosis(home: id)
-                print("diagnosis requested for home \(id): message \(mid)")
-                let deadline = SystemClock().now() + waitS
-                while SystemClock().now() < deadline {
-                    if let r = try await adapter.diagnosisResult(messageId: mid) {
-                        print(r.serialized)
-                        return 0
-                    }
-                    try? await Task.sleep(nanoseconds: UInt64(intervalS * 1e9))
+        try runCloud("diagnosis") { () async throws(CloudError) -> Int32 in
+            let mid = try await adapter.requestDiagnosis(home: id)
+            print("diagnosis requested for home \(id): message \(mid)")
+            let deadline = SystemClock().now() + waitS
+            while SystemClock().now() < deadline {
+                if let r = try await adapter.diagnosisResult(messageId: mid) {
+                    print(r.serialized)
+                    return 0
                 }
-                printErr("no result within \(JSONValue.format(waitS)) s; message id \(mid)")
-                return 3
-            } catch {
-                printErr("diagnosis failed: \(error.code.rawValue): \(error.message)")
-                return 1
+                try? await Task.sleep(nanoseconds: UInt64(intervalS * 1e9))
             }
+            printErr("no result within \(JSONValue.format(waitS)) s; message id \(mid)")
+            return 3
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -302,13 +292,7 @@ struct Triggers: ParsableCommand {
     @Option(help: "How many recent firings to show.") var last = 10
 
     func run() throws {
-        let config: HeatbridgeConfig
-        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
-        case .success(let l): config = l.config
-        case .failure(let errors):
-            for d in errors.diagnostics { printErr(d.description) }
-            throw ExitCode(1)
-        }
+        let config = try options.loadOrExit()
         var states: [String: JSONValue] = [:]
         var fires: [(name: String, at: EpochSeconds, commandId: String, reason: String)] = []
         do {
