@@ -6,8 +6,11 @@ public struct AccountRuntime: Sendable {
     public var vendor: String
     public var pollIntervalS: Double
     public var adapter: any VendorAdapter
+    /// When the account's API key stops working (Bosch keys embed it); warned about 30 days ahead.
+    public var keyExpiresAt: EpochSeconds?
 
-    public init(name: String, vendor: String, pollIntervalS: Double, adapter: any VendorAdapter) {
+    public init(name: String, vendor: String, pollIntervalS: Double, adapter: any VendorAdapter, keyExpiresAt: EpochSeconds? = nil) {
+        self.keyExpiresAt = keyExpiresAt
         self.name = name
         self.vendor = vendor
         self.pollIntervalS = pollIntervalS
@@ -113,6 +116,8 @@ public actor Bridge {
     var triggerStates: [String: TriggerState] = [:]
     var triggerTimers: [String: Task<Void, Never>] = [:]
     var pendingFires: [(rule: TriggerRule, reason: String)] = []
+    /// Accounts whose key-expiry warning was logged this run.
+    var keyWarned: Set<String> = []
     /// The command each device is executing right now.
     var inFlight: [String: Command] = [:]
     /// Active leases by `<device>/<node>/<capability>`, and the timers that end them.
@@ -449,10 +454,21 @@ public actor Bridge {
         let previous = accountStatus[name]
         let since = previous?.state == state ? previous!.since : now
         accountStatus[name] = AccountStatus(state: state, since: since, retryAt: retryAt, error: error)
-        let payload: JSONValue = [
+        var payload: JSONValue = [
             "state": .string(state.rawValue), "since": .string(Timestamp.iso8601(since)),
             "retry_at": .string(retryAt.map(Timestamp.iso8601)), "error": .string(error),
         ]
+        if let expires = accounts[name]?.keyExpiresAt, case .object(var o) = payload {
+            o["key_expires_at"] = .string(Timestamp.iso8601(expires))
+            if let warning = Self.keyWarning(expires: expires, now: now) {
+                o["warning"] = .string(warning)
+                if !keyWarned.contains(name) {
+                    keyWarned.insert(name)
+                    logger.warning("API key expires soon", metadata: ["account": "\(name)", "expires": "\(Timestamp.iso8601(expires))"])
+                }
+            }
+            payload = .object(o)
+        }
         do {
             try store.saveAccountState(name: name, state: payload)
         } catch {
@@ -472,6 +488,14 @@ public actor Bridge {
             }
             publishInfo()
         }
+    }
+
+    /// Within 30 days of expiry (or past it): what the installer must do.
+    static func keyWarning(expires: EpochSeconds, now: EpochSeconds) -> String? {
+        let days = (expires - now) / 86_400
+        if days < 0 { return "the API key expired on \(Timestamp.iso8601(expires)); request a new one from Bosch" }
+        if days <= 30 { return "the API key expires in \(Int(days.rounded(.up))) days (\(Timestamp.iso8601(expires))); rotate it" }
+        return nil
     }
 
     // MARK: MQTT events

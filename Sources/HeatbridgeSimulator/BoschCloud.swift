@@ -28,6 +28,10 @@ public struct BoschCloud: Sendable {
     public var apiKey: String
     public var rateLimitEnabled: Bool
     public var gateways: [String: Gateway]
+    /// Contracts by gateway id. A gateway without an entry counts as ACTIVE when `contract` is set; one
+    /// whose contract is REVOKED, REJECTED or CLOSED is no longer listed by `/hvacs`.
+    public var contracts: [String: BoschWire.Contract] = [:]
+    public var companyId = "C-4711"
     var buckets: [String: TokenBucket] = [:]
 
     public init(apiKey: String, rateLimitEnabled: Bool, gateways: [Gateway]) {
@@ -73,12 +77,16 @@ public struct BoschCloud: Sendable {
         return gw
     }
 
-    /// The built-in scenario: two gateways, each with `hc1` and `dhw1`.
+    /// The built-in scenario: two gateways, each with `hc1` and `dhw1`, and a pending contract for a third.
     public static func defaultScenario() -> BoschCloud {
-        BoschCloud(apiKey: "xHCSAPI-demo-20270522", rateLimitEnabled: true, gateways: [
+        var cloud = BoschCloud(apiKey: "xHCSAPI-demo-20270522", rateLimitEnabled: true, gateways: [
             makeGateway(id: "101000001", brand: "buderus", deviceType: "Logatherm WLW186i"),
             makeGateway(id: "101000002", brand: "bosch", deviceType: "Compress 7400i AW"),
         ])
+        // Shared by its owner, not accepted yet: accepting it makes the gateway appear.
+        cloud.contracts["101000003"] = BoschWire.Contract(gatewayId: "101000003", status: "PENDING", statusDate: "2026-11-20T10:00:00Z",
+                                                          userId: "owner-101000003", addressLines: ["Hauptstraße 5", "80331 München"])
+        return cloud
     }
 
     // MARK: request handling
@@ -97,8 +105,8 @@ public struct BoschCloud: Sendable {
     mutating func handle(method: String, path: String, headers: [String: String], body: [UInt8], now: Double) -> Reply {
         guard headers[BoschWire.apiKeyHeader] == apiKey else { return .error(401, "Unauthorized") }
         let parts = path.split(separator: "/").map(String.init)
-        guard parts.first == "hvacs" else { return .error(404, "no such resource") }
-        let gatewayId = parts.count > 1 ? parts[1] : nil
+        guard ["hvacs", "contracts", "api-keys"].contains(parts.first ?? "") else { return .error(404, "no such resource") }
+        let gatewayId = parts.count > 1 && parts[0] == "hvacs" ? parts[1] : nil
         if rateLimitEnabled {
             // Buckets per (endpoint, path): 1 per 2 s with bursts of 3 with a gateway id; 2/s, burst 5 without.
             let key = "\(method) \(path)"
@@ -115,9 +123,16 @@ public struct BoschCloud: Sendable {
                 return r
             }
         }
+        if parts.first == "contracts" { return contractRequest(method: method, parts: parts, body: body, now: now) }
+        if parts.first == "api-keys" {
+            guard method == "GET", parts == ["api-keys", "me"] else { return .error(405, "method not allowed") }
+            return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
+        }
         guard let gatewayId else {
             guard method == "GET" else { return .error(405, "method not allowed") }
-            let list = gateways.values.sorted { $0.id < $1.id }.map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
+            let ended: Set<String> = ["REVOKED", "REJECTED", "CLOSED"]
+            let list = gateways.values.filter { !ended.contains(contracts[$0.id]?.status ?? "") }.sorted { $0.id < $1.id }
+                .map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
             return .json(200, BoschWire.encode(list))
         }
         guard gatewayId.count == 9, gatewayId.allSatisfy(\.isNumber) else { return .error(400, "invalid gatewayId") }
@@ -222,6 +237,56 @@ public struct BoschCloud: Sendable {
         default:
             return .error(404, "no such resource")
         }
+    }
+
+    /// `/contracts…`: list, get, PATCH with ACCEPT/REJECT/REVOKE, DELETE to acknowledge a CLOSED one.
+    mutating func contractRequest(method: String, parts: [String], body: [UInt8], now: Double) -> Reply {
+        let date = Timestamp.iso8601(now)
+        if parts.count == 1 {
+            guard method == "GET" else { return .error(405, "method not allowed") }
+            return .json(200, BoschWire.encode(allContracts().sorted { $0.gatewayId < $1.gatewayId }))
+        }
+        let id = parts[1]
+        guard var c = allContracts().first(where: { $0.gatewayId == id }) else { return .error(404, "no contract for this gateway") }
+        switch method {
+        case "GET": return .json(200, BoschWire.encode(c))
+        case "PATCH":
+            guard let a = BoschWire.decode(BoschWire.ContractAction.self, body), BoschWire.contractActions.contains(a.action) else {
+                return .error(400, "action must be ACCEPT, REJECT or REVOKE")
+            }
+            switch (a.action, c.status) {
+            case ("ACCEPT", "PENDING"): c.status = "ACTIVE"
+            case ("REJECT", "PENDING"): c.status = "REJECTED"
+            case ("REVOKE", "ACTIVE"): c.status = "REVOKED"
+            default: return .error(409, "cannot \(a.action) a \(c.status) contract")
+            }
+            c.statusDate = date
+            contracts[id] = c
+            if c.status == "ACTIVE" {
+                if gateways[id] == nil { gateways[id] = Self.makeGateway(id: id) }
+                gateways[id]!.contract = true
+            } else {
+                gateways[id]?.contract = false
+            }
+            return .json(200, BoschWire.encode(c))
+        case "DELETE":
+            guard c.status == "CLOSED" else { return .error(409, "only a CLOSED contract is acknowledged") }
+            contracts[id] = nil
+            gateways[id] = nil
+            return Reply(status: 204, body: [])
+        default:
+            return .error(405, "method not allowed")
+        }
+    }
+
+    /// Explicit contracts plus an ACTIVE one for every contracted gateway without an entry.
+    func allContracts() -> [BoschWire.Contract] {
+        var out = contracts
+        for gw in gateways.values where out[gw.id] == nil && gw.contract {
+            out[gw.id] = BoschWire.Contract(gatewayId: gw.id, status: "ACTIVE", statusDate: "2026-01-15T09:00:00Z", userId: "owner-\(gw.id)",
+                                            addressLines: ["Musterstraße 1", "70173 Stuttgart"])
+        }
+        return Array(out.values)
     }
 
     func refreshCharges(_ gw: inout Gateway, now: Double) {

@@ -207,6 +207,17 @@ public actor Simulator {
                 for (k, v) in fields { podero.heatPumps[id]!.object[k] = v }
                 return ok()
             }
+            if method == "POST", path.hasPrefix("/admin/bosch/contracts/") {
+                // The end user changes a contract (e.g. closes it in the app): {"status":"CLOSED"}.
+                let id = String(path.dropFirst("/admin/bosch/contracts/".count))
+                guard let st = j?["status"]?.stringValue, BoschWire.contractStatuses.contains(st) else { return bad("status must be one of \(BoschWire.contractStatuses)") }
+                var c = bosch.allContracts().first { $0.gatewayId == id } ?? BoschWire.Contract(gatewayId: id, status: st)
+                c.status = st
+                c.statusDate = Timestamp.iso8601(Self.now())
+                bosch.contracts[id] = c
+                if st != "ACTIVE" { bosch.gateways[id]?.contract = false }
+                return ok()
+            }
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/"), path.contains("/programs/") {
                 // /admin/bosch/gateways/<id>/programs/<hc>/<tp>: an edit made elsewhere (the vendor's app).
                 let parts = path.dropFirst("/admin/bosch/gateways/".count).split(separator: "/").map(String.init)

@@ -373,3 +373,59 @@ public struct BoschAdapter: VendorAdapter {
         return now.chargeStatus == BoschWire.chargeStop
     }
 }
+
+// MARK: installer tools
+
+extension BoschAdapter {
+    /// Every contract of the partner, in any status.
+    public func contracts() async throws(CloudError) -> [BoschWire.Contract] {
+        try await get([BoschWire.Contract].self, BoschWire.Path.contracts)
+    }
+
+    public func contract(_ gatewayId: String) async throws(CloudError) -> BoschWire.Contract {
+        try await get(BoschWire.Contract.self, BoschWire.Path.contract(gatewayId))
+    }
+
+    /// ACCEPT (pending → active), REJECT (pending), REVOKE (active).
+    public func changeContract(_ gatewayId: String, action: String) async throws(CloudError) -> BoschWire.Contract? {
+        let body = try await call("PATCH", BoschWire.Path.contract(gatewayId), body: BoschWire.encode(BoschWire.ContractAction(action: action)))
+        return BoschWire.decode(BoschWire.Contract.self, body)
+    }
+
+    /// Acknowledges a contract the end user closed.
+    public func acknowledgeContract(_ gatewayId: String) async throws(CloudError) {
+        _ = try await call("DELETE", BoschWire.Path.contract(gatewayId))
+    }
+
+    /// The partner's own identity (`companyId` for the portal link).
+    public func identity() async throws(CloudError) -> BoschWire.KeyIdentity {
+        try await get(BoschWire.KeyIdentity.self, BoschWire.Path.apiKeysMe)
+    }
+
+    /// The Gateway Management Portal link a customer opens to share a gateway with the partner. The session id
+    /// must be a plain token (the portal mangles anything else) and the redirect URI https [doc].
+    public static func onboardingLink(brand: String, companyId: String, redirectURI: String, sessionId: String) -> Result<String, CommandRejection> {
+        guard let host = BoschWire.portalHosts[brand.lowercased()] else {
+            return .failure(CommandRejection(.invalidPayload, "--brand must be one of \(BoschWire.portalHosts.keys.sorted().joined(separator: ", "))"))
+        }
+        guard let u = ParsedURL.parse(redirectURI), u.scheme == "https" else {
+            return .failure(CommandRejection(.invalidPayload, "--redirect-uri must be an https URL (it is allow-listed at onboarding)"))
+        }
+        guard !sessionId.isEmpty, sessionId.count <= 128,
+              sessionId.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_" }) else {
+            return .failure(CommandRejection(.invalidPayload, "--session-id must be a plain token (letters, digits, '-' and '_', at most 128): the portal sanitises anything else"))
+        }
+        func enc(_ s: String) -> String {
+            var out = ""
+            for b in s.utf8 {
+                let c = Character(UnicodeScalar(b))
+                if c.isASCII && (c.isLetter || c.isNumber || "-_.~".contains(c)) { out.append(c) } else {
+                    let hex = String(b, radix: 16, uppercase: true)
+                    out += "%" + (hex.count == 1 ? "0" + hex : hex)
+                }
+            }
+            return out
+        }
+        return .success("https://\(host)/invite?companyId=\(enc(companyId))&redirectUri=\(enc(redirectURI))&sessionId=\(enc(sessionId))")
+    }
+}

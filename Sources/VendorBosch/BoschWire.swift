@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HeatbridgeCore
 
 /// Wire types of the Bosch Home Comfort Group Partner API: every path, header, body and enum spelling the
 /// adapter and the simulator use, in one place so a correction is one edit.
@@ -25,6 +26,60 @@ public enum BoschWire {
         public static func heatingTimeProgram(_ gw: String, _ id: String, _ tp: String) -> String {
             "/hvacs/\(gw)/heatingCircuits/\(id)/timePrograms/\(tp)"
         }
+        public static let contracts = "/contracts"
+        public static func contract(_ gw: String) -> String { "/contracts/\(gw)" }
+        public static let apiKeysMe = "/api-keys/me"
+    }
+
+    // MARK: contracts and keys [doc: contracts page, v1.17, v1.21, v1.31, v1.32]
+
+    /// One contract (`GET /contracts`, `GET /contracts/{gatewayId}`). Field names [doc]; the status values
+    /// other than ACTIVE are INFERRED (PENDING, REJECTED, REVOKED, CLOSED).
+    public struct Contract: Codable, Sendable, Equatable {
+        public var gatewayId: String
+        public var status: String
+        public var statusDate: String?
+        public var partnerUserId: String?
+        public var userId: String?
+        public var addressLines: [String]?
+        public init(gatewayId: String, status: String, statusDate: String? = nil, partnerUserId: String? = nil, userId: String? = nil,
+                    addressLines: [String]? = nil) {
+            self.gatewayId = gatewayId
+            self.status = status
+            self.statusDate = statusDate
+            self.partnerUserId = partnerUserId
+            self.userId = userId
+            self.addressLines = addressLines
+        }
+    }
+
+    /// `PATCH /contracts/{gatewayId}` body. INFERRED field name; the actions are [doc v1.32].
+    public struct ContractAction: Codable, Sendable, Equatable {
+        public var action: String
+        public init(action: String) { self.action = action }
+    }
+    public static let contractActions = ["ACCEPT", "REJECT", "REVOKE"]
+    public static let contractStatuses = ["PENDING", "ACTIVE", "REJECTED", "REVOKED", "CLOSED"]
+
+    /// `GET /api-keys/me`: at least the partner's `companyId` [doc].
+    public struct KeyIdentity: Codable, Sendable, Equatable {
+        public var companyId: String
+        public init(companyId: String) { self.companyId = companyId }
+    }
+
+    /// The Gateway Management Portal host per brand, for the partner redirect link [doc].
+    public static let portalHosts = ["bosch": "devices.bosch-homecom.com", "buderus": "devices.buderus-connect.de",
+                                     "ivt": "devices.ivt-connect.com"]
+
+    /// The expiry date keys embed (UTC) [pub]. INFERRED position: the last eight characters, `YYYYMMDD`
+    /// (`xHCSAPI-…-20270522`); nil when the key does not end that way.
+    public static func keyExpiry(_ key: String) -> EpochSeconds? {
+        let tail = Array(key.utf8.suffix(8))
+        guard tail.count == 8, tail.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        let digits = tail.map { Int64($0 - 0x30) }
+        let y = digits[0...3].reduce(0) { $0 * 10 + $1 }, m = digits[4] * 10 + digits[5], d = digits[6] * 10 + digits[7]
+        guard (2000...2200).contains(y), (1...12).contains(m), (1...31).contains(d) else { return nil }
+        return EpochSeconds(Timestamp.daysFromCivil(y, m, d) * 86_400)
     }
 
     // MARK: bodies

@@ -153,7 +153,8 @@ enum Daemon {
                                            timeout: a.timeoutS, allowList: a.devices,
                                            budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
                                            negativeCache: NegativeCache(clock: SystemClock()))
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter,
+                                               keyExpiresAt: BoschWire.keyExpiry(key)))
             case .podero:
                 guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
                     return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))

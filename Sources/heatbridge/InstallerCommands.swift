@@ -4,6 +4,7 @@ import HeatbridgeCore
 import HeatbridgeHTTP
 import HeatbridgeStore
 import HeatbridgeSystem
+import VendorBosch
 import VendorHomeSmartlink
 import VendorPodero
 
@@ -11,7 +12,7 @@ import VendorPodero
 struct Onboard: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start connecting a customer's device to a vendor account (prints the link the customer opens).",
-        subcommands: [OnboardPodero.self])
+        subcommands: [OnboardBosch.self, OnboardPodero.self])
 }
 
 /// `heatbridge podero …`: on-demand Podero tools.
@@ -343,6 +344,87 @@ struct Triggers: ParsableCommand {
             for f in recent {
                 print("  \(f["at"]?.stringValue ?? "")  \(f["trigger"]?.stringValue ?? "")  \(f["command_id"]?.stringValue ?? "")  (\(f["reason"]?.stringValue ?? ""))")
             }
+        }
+    }
+}
+
+extension BoschAdapter {
+    /// An adapter for one configured Bosch account, for a single CLI run.
+    static func forCLI(_ a: AccountConfig, secret: String) -> BoschAdapter {
+        BoschAdapter(transport: CurlTransport(), baseURL: a.baseURL, apiKey: secret, userId: a.userId ?? "", timeout: a.timeoutS, allowList: nil)
+    }
+}
+
+/// `heatbridge contracts …`: the Bosch contracts (the owners' consent to this partner), and acting on them.
+struct Contracts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List and act on Bosch contracts: list, show GATEWAY, accept/reject GATEWAY (pending), revoke GATEWAY (active), ack GATEWAY (closed by the owner).")
+    @OptionGroup var account: AccountOption
+    @Argument(help: "list, show, accept, reject, revoke or ack.") var action: String
+    @Argument(help: "The gateway id (all but list).") var gateway: String?
+    @Flag(help: "Print JSON instead of text.") var json = false
+
+    static func line(_ c: BoschWire.Contract) -> String {
+        "\(c.gatewayId)  \(c.status)  since \(c.statusDate ?? "?")\(c.addressLines.map { "  " + $0.joined(separator: ", ") } ?? "")"
+    }
+
+    func run() throws {
+        let actions = ["list", "show", "accept", "reject", "revoke", "ack"]
+        guard actions.contains(action) else { throw usageError("unknown action \"\(action)\"; one of \(actions.joined(separator: ", "))") }
+        if action != "list" {
+            guard let g = gateway else { throw usageError("\(action) needs a gateway id") }
+            guard g.count == 9, g.allSatisfy(\.isNumber) else { throw usageError("gateway id \"\(g)\" must be 9 digits") }
+        }
+        let (a, secret) = try account.resolve(vendor: .bosch)
+        let adapter = BoschAdapter.forCLI(a, secret: secret)
+        let action = action, gateway = gateway ?? "", json = json
+        try runCloud("contracts \(action)") { () async throws(CloudError) -> Int32 in
+            switch action {
+            case "list":
+                let list = try await adapter.contracts()
+                if json { print(String(decoding: BoschWire.encode(list), as: UTF8.self)); return 0 }
+                if list.isEmpty { print("no contracts") }
+                for c in list { print(Self.line(c)) }
+            case "show":
+                let c = try await adapter.contract(gateway)
+                print(json ? String(decoding: BoschWire.encode(c), as: UTF8.self) : Self.line(c))
+            case "ack":
+                try await adapter.acknowledgeContract(gateway)
+                print("\(gateway): closed contract acknowledged")
+            default:
+                let c = try await adapter.changeContract(gateway, action: action.uppercased())
+                print(c.map(Self.line) ?? "\(gateway): \(action) sent")
+            }
+            return 0
+        }
+    }
+}
+
+struct OnboardBosch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bosch",
+        abstract: "Print the Gateway Management Portal link a customer opens to share a gateway with this partner.")
+    @OptionGroup var account: AccountOption
+    @Option(help: "bosch, buderus or ivt (picks the portal).") var brand: String
+    @Option(name: .customLong("redirect-uri"), help: "Where the portal sends the customer afterwards (https, allow-listed at onboarding).") var redirectURI: String
+    @Option(name: .customLong("session-id"), help: "Your plain token to recognise the customer when they come back.") var sessionId: String
+
+    func run() throws {
+        // Checked before any call: a bad link is worse than none.
+        if case .failure(let e) = BoschAdapter.onboardingLink(brand: brand, companyId: "x", redirectURI: redirectURI, sessionId: sessionId) {
+            throw usageError(e.message)
+        }
+        let (a, secret) = try account.resolve(vendor: .bosch)
+        let adapter = BoschAdapter.forCLI(a, secret: secret)
+        let brand = brand, redirectURI = redirectURI, sessionId = sessionId
+        try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
+            let me = try await adapter.identity()
+            guard case .success(let link) = BoschAdapter.onboardingLink(brand: brand, companyId: me.companyId, redirectURI: redirectURI,
+                                                                      sessionId: sessionId) else { return 2 }
+            print("company \(me.companyId)")
+            print("  open: \(link)")
+            print("  afterwards the portal redirects to \(redirectURI) with gatewayId and contractStatus; accept with: heatbridge contracts accept <gatewayId>")
+            return 0
         }
     }
 }
