@@ -57,6 +57,21 @@ public enum Timestamp {
         return EpochSeconds(days * 86_400 + h * 3600 + mi * 60 + se - offset)
     }
 
+    /// `2026-11-22` → its day count; nil unless a real date in that exact form (2026-02-31 is refused).
+    public static func day(_ s: String) -> Int64? {
+        let p = s.split(separator: "-", omittingEmptySubsequences: false)
+        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, let y = Int64(p[0]), let m = Int64(p[1]), let d = Int64(p[2]),
+              (1...12).contains(m), (1...31).contains(d) else { return nil }
+        let day = days(fromCivil: y, m, d)
+        return date(day) == s ? day : nil
+    }
+
+    /// A day count → `2026-11-22`.
+    public static func date(_ day: Int64) -> String {
+        let (y, m, d) = civil(fromDays: day)
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+    }
+
     /// Days since 1970-01-01 of a proleptic Gregorian date.
     public static func daysFromCivil(_ y: Int64, _ m: Int64, _ d: Int64) -> Int64 { days(fromCivil: y, m, d) }
     /// The (year, month, day) of a day count since 1970-01-01.

@@ -17,6 +17,8 @@ public struct BoschCloud: Sendable {
         public var charges: [String: ChargeState]
         /// Heating time programs by circuit id and program id.
         public var timePrograms: [String: [String: BoschWire.TimeProgram]] = [:]
+        public var silentMode = "OFF"
+        public var holidayModes: [BoschWire.HolidayMode] = []
     }
 
     public struct ChargeState: Sendable {
@@ -150,6 +152,7 @@ public struct BoschCloud: Sendable {
         guard gw.online else { return .error(504, "Gateway Timeout") }
         refreshCharges(&gw, now: now)
         defer { gateways[gatewayId] = gw }
+        if rest.first == "system" { return system(method: method, rest: rest, body: body, gw: &gw) }
         switch (method, rest.count, rest.first) {
         case ("GET", 1, "heatingCircuits"):
             return .json(200, BoschWire.encode(gw.heatingCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
@@ -233,6 +236,35 @@ public struct BoschCloud: Sendable {
             } else {
                 gw.charges[rest[1]]?.active = false
             }
+            return Reply(status: 204, body: [])
+        default:
+            return .error(404, "no such resource")
+        }
+    }
+
+    /// `…/system/silentMode` and `…/system/holidayModes[/{id}]`.
+    func system(method: String, rest: [String], body: [UInt8], gw: inout Gateway) -> Reply {
+        switch (method, rest.count > 1 ? rest[1] : "", rest.count) {
+        case ("GET", "silentMode", 2): return .json(200, BoschWire.encode(BoschWire.SilentMode(silentMode: gw.silentMode)))
+        case ("PATCH", "silentMode", 2):
+            guard let m = BoschWire.decode(BoschWire.SilentMode.self, body), BoschWire.silentModes.contains(m.silentMode) else {
+                return .error(400, "silentMode must be ON, OFF or AUTO")
+            }
+            gw.silentMode = m.silentMode
+            return Reply(status: 204, body: [])
+        case ("GET", "holidayModes", 2): return .json(200, BoschWire.encode(gw.holidayModes))
+        case ("POST", "holidayModes", 2):
+            guard var h = BoschWire.decode(BoschWire.HolidayMode.self, body), h.startDate <= h.endDate, !h.assignedTo.isEmpty else {
+                return .error(400, "invalid holiday mode")
+            }
+            guard gw.holidayModes.count < BoschWire.maxHolidayModes else { return .error(409, "all holiday slots are in use") }
+            let used = Set(gw.holidayModes.compactMap(\.id))
+            h.id = (1...BoschWire.maxHolidayModes).map { "hm\($0)" }.first { !used.contains($0) }
+            gw.holidayModes.append(h)
+            return .json(201, BoschWire.encode(h))
+        case ("DELETE", "holidayModes", 3):
+            guard let i = gw.holidayModes.firstIndex(where: { $0.id == rest[2] }) else { return .error(404, "no such holiday mode") }
+            gw.holidayModes.remove(at: i)
             return Reply(status: 204, body: [])
         default:
             return .error(404, "no such resource")

@@ -134,6 +134,7 @@ public struct BoschAdapter: VendorAdapter {
                 let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
                 nodes[Self.nodeId("dhw", ref.id)] = Self.nodeState(dhw, charge: charge)
             }
+            nodes["system"] = try await systemState(gw.gatewayId)
             return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
                                   schedules: schedules)
         } catch {
@@ -143,6 +144,25 @@ public struct BoschAdapter: VendorAdapter {
             return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: online, attributes: attributes,
                                   nodes: [:], error: error)
         }
+    }
+
+    /// Node `system`: silent mode and holiday modes. A gateway without one of them (404: not a heat pump, an
+    /// older controller) shows `null` there; the rest of the gateway is unaffected.
+    func systemState(_ gw: String) async throws(CloudError) -> JSONValue {
+        var silent: JSONValue = .null
+        var holidays: JSONValue = .null
+        do {
+            silent = .string(try await get(BoschWire.SilentMode.self, BoschWire.Path.silentMode(gw), remoteControl: true).silentMode.lowercased())
+        } catch where error.kind == .rejected {}
+        do {
+            holidays = .array(try await get([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(gw), remoteControl: true).map(Self.holidayJSON))
+        } catch where error.kind == .rejected {}
+        return ["kind": "system", "silent_mode": silent, "holidays": holidays]
+    }
+
+    static func holidayJSON(_ h: BoschWire.HolidayMode) -> JSONValue {
+        ["id": .string(h.id), "start": .string(h.startDate), "end": .string(h.endDate), "assigned_to": .array(h.assignedTo.map { .string($0) }),
+         "hc_mode": .string(h.hcMode?.lowercased()), "dhw_mode": .string(h.dhwMode?.lowercased())]
     }
 
     /// `hc` + `1` → `hc1`; an id already spelled `hc1` stays as it is.
@@ -193,7 +213,8 @@ public struct BoschAdapter: VendorAdapter {
 
     // MARK: commands
 
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint"], "system": []]
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint"],
+                                                      "system": ["silent-mode", "holiday"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
     /// other controllers take more. 6 per day on a 15-minute grid is what the km200-family gateways accept.
@@ -234,13 +255,70 @@ public struct BoschAdapter: VendorAdapter {
                 throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
             }
             return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
+        case ("system", "silent-mode"):
+            try CapabilityValidation.allowOnly(body, ["mode"])
+            guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
+                throw CommandRejection(.unsupported, "this gateway has no silent mode")
+            }
+            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.silentModes))]
+        case ("system", "holiday"):
+            return try Self.validateHoliday(body, device: device)
         default:
             return try CapabilityValidation.dhwCharge(body)
         }
     }
 
+    /// `{"action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco",
+    /// "dhw_mode":"off"}` or `{"action":"delete","holiday_id":"hm1"}`.
+    static func validateHoliday(_ body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        guard let existing = device.nodes["system"]?["holidays"]?.arrayValue else {
+            throw CommandRejection(.unsupported, "this gateway has no holiday modes")
+        }
+        let action = try CapabilityValidation.oneOf(body, "action", ["create", "delete"])
+        if action == "delete" {
+            // "holiday_id", since "id" is every command's own correlation id.
+            try CapabilityValidation.allowOnly(body, ["action", "holiday_id"])
+            guard let id = body["holiday_id"]?.stringValue else { throw CommandRejection(.invalidPayload, "missing \"holiday_id\" (e.g. hm1)") }
+            let ids = existing.compactMap { $0["id"]?.stringValue }
+            guard ids.contains(id) else {
+                throw CommandRejection(.unknownTarget, "no holiday mode \"\(id)\"; existing: \(ids.isEmpty ? "none" : ids.joined(separator: ", "))")
+            }
+            return ["action": "delete", "id": .string(id)]
+        }
+        try CapabilityValidation.allowOnly(body, ["action", "start", "end", "assigned_to", "hc_mode", "dhw_mode"])
+        var days: [String: Int64] = [:]
+        for k in ["start", "end"] {
+            guard let s = body[k]?.stringValue else { throw CommandRejection(.invalidPayload, "missing \"\(k)\" (YYYY-MM-DD)") }
+            guard let d = Timestamp.day(s) else { throw CommandRejection(.invalidPayload, "\"\(k)\" must be a date YYYY-MM-DD, got \"\(s)\"") }
+            days[k] = d
+        }
+        guard days["end"]! >= days["start"]! else {
+            throw CommandRejection(.outOfRange, "\"end\" \(body["end"]!.stringValue!) is before \"start\" \(body["start"]!.stringValue!)")
+        }
+        let circuits = device.nodes.keys.filter { $0.hasPrefix("hc") || $0.hasPrefix("dhw") }.sorted()
+        var assigned = circuits
+        if let a = body["assigned_to"] {
+            guard let list = a.arrayValue?.compactMap(\.stringValue), list.count == a.arrayValue?.count, !list.isEmpty else {
+                throw CommandRejection(.invalidPayload, "\"assigned_to\" must be a list of circuits, e.g. [\"hc1\", \"dhw1\"]")
+            }
+            if let bad = list.first(where: { !circuits.contains($0) }) {
+                throw CommandRejection(.unknownTarget, "\"assigned_to\": no circuit \"\(bad)\"; circuits: \(circuits.joined(separator: ", "))")
+            }
+            assigned = list
+        }
+        guard existing.count < BoschWire.maxHolidayModes else {
+            throw CommandRejection(.outOfRange, "all \(BoschWire.maxHolidayModes) holiday slots are in use; delete one first")
+        }
+        var out: [String: JSONValue] = ["action": "create", "start": body["start"]!, "end": body["end"]!,
+                                        "assigned_to": .array(assigned.map { .string($0) })]
+        if body["hc_mode"] != nil { out["hc_mode"] = .string(try CapabilityValidation.oneOf(body, "hc_mode", BoschWire.holidayHcModes)) }
+        if body["dhw_mode"] != nil { out["dhw_mode"] = .string(try CapabilityValidation.oneOf(body, "dhw_mode", BoschWire.holidayDhwModes)) }
+        return .object(out)
+    }
+
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
+        if command.node == "system" { return try await executeSystem(command, device: device) }
         if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
             return try await patchHeatingCircuit(command, device: device)
         }
@@ -257,6 +335,26 @@ public struct BoschAdapter: VendorAdapter {
                                        chargeDuration: start ? minutes : nil)
         _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
         return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
+    }
+
+    func executeSystem(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let p = command.params
+        let gw = device.vendorId
+        if command.capability == "silent-mode" {
+            let mode = p["mode"]?.stringValue ?? "OFF"
+            _ = try await call("PATCH", BoschWire.Path.silentMode(gw), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)), remoteControl: true)
+            return "silent mode \(mode.lowercased())"
+        }
+        if p["action"]?.stringValue == "delete", let id = p["id"]?.stringValue {
+            _ = try await call("DELETE", BoschWire.Path.holidayMode(gw, id), remoteControl: true)
+            return "holiday mode \(id) deleted"
+        }
+        let h = BoschWire.HolidayMode(startDate: p["start"]?.stringValue ?? "", endDate: p["end"]?.stringValue ?? "",
+                                      assignedTo: p["assigned_to"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                                      hcMode: p["hc_mode"]?.stringValue, dhwMode: p["dhw_mode"]?.stringValue)
+        let body = try await call("POST", BoschWire.Path.holidayModes(gw), body: BoschWire.encode(h), remoteControl: true)
+        let id = BoschWire.decode(BoschWire.HolidayMode.self, body)?.id
+        return "holiday mode \(id ?? "") \(h.startDate)…\(h.endDate) for \(h.assignedTo.joined(separator: ", "))"
     }
 
     func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
@@ -342,6 +440,13 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        if command.node == "system" {
+            let now = try await systemState(device.vendorId)
+            if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }
+            let holidays = now["holidays"]?.arrayValue ?? []
+            if command.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == command.params["id"] } }
+            return holidays.contains { $0["start"] == command.params["start"] && $0["end"] == command.params["end"] }
+        }
         if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
             let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),
                                    remoteControl: true)

@@ -26,10 +26,45 @@ public enum BoschWire {
         public static func heatingTimeProgram(_ gw: String, _ id: String, _ tp: String) -> String {
             "/hvacs/\(gw)/heatingCircuits/\(id)/timePrograms/\(tp)"
         }
+        public static func silentMode(_ gw: String) -> String { "/hvacs/\(gw)/system/silentMode" }
+        public static func holidayModes(_ gw: String) -> String { "/hvacs/\(gw)/system/holidayModes" }
+        public static func holidayMode(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/system/holidayModes/\(id)" }
         public static let contracts = "/contracts"
         public static func contract(_ gw: String) -> String { "/contracts/\(gw)" }
         public static let apiKeysMe = "/api-keys/me"
     }
+
+    // MARK: system [doc v1.1, v1.8: paths; bodies INFERRED from the gateway's local resources]
+
+    /// `GET/PATCH …/system/silentMode` (heat pumps). INFERRED: `{"silentMode": "ON"|"OFF"|"AUTO"}`.
+    public struct SilentMode: Codable, Sendable, Equatable {
+        public var silentMode: String
+        public init(silentMode: String) { self.silentMode = silentMode }
+    }
+    public static let silentModes = ["ON", "OFF", "AUTO"]
+
+    /// One holiday mode (`GET/POST …/system/holidayModes`). INFERRED from the gateway's `hm1`…`hm5` slots:
+    /// start and end date, the circuits it applies to, and what heating and hot water do meanwhile.
+    public struct HolidayMode: Codable, Sendable, Equatable {
+        public var id: String?
+        public var startDate: String
+        public var endDate: String
+        public var assignedTo: [String]
+        public var hcMode: String?
+        public var dhwMode: String?
+        public init(id: String? = nil, startDate: String, endDate: String, assignedTo: [String], hcMode: String? = nil, dhwMode: String? = nil) {
+            self.id = id
+            self.startDate = startDate
+            self.endDate = endDate
+            self.assignedTo = assignedTo
+            self.hcMode = hcMode
+            self.dhwMode = dhwMode
+        }
+    }
+    public static let holidayHcModes = ["AUTO_SAT", "FIX_TEMP", "OFF", "ECO"]
+    public static let holidayDhwModes = ["AUTO_SAT", "OFF", "TD_OFF"]
+    /// The gateway has five holiday slots.
+    public static let maxHolidayModes = 5
 
     // MARK: contracts and keys [doc: contracts page, v1.17, v1.21, v1.31, v1.32]
 

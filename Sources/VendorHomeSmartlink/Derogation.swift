@@ -19,20 +19,8 @@ public enum DerogationRequest {
         public var until: EpochSeconds
     }
 
-    static func date(_ day: Int64) -> String {
-        let (y, m, d) = Timestamp.civilFromDays(day)
-        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(y)-\(two(m))-\(two(d))"
-    }
-
-    static func day(_ s: String) -> Int64? {
-        let p = s.split(separator: "-")
-        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, let y = Int64(p[0]), let m = Int64(p[1]), let d = Int64(p[2]),
-              (1...12).contains(m), (1...31).contains(d) else { return nil }
-        let day = Timestamp.daysFromCivil(y, m, d)
-        // Reject 2026-02-31 and friends: the round trip must give the same date back.
-        return date(day) == s ? day : nil
-    }
+    static func date(_ day: Int64) -> String { Timestamp.date(day) }
+    static func day(_ s: String) -> Int64? { Timestamp.day(s) }
 
     static func gridTime(_ body: [String: JSONValue], _ key: String) throws(CommandRejection) -> Int? {
         guard let v = body[key] else { return nil }

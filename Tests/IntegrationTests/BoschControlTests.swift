@@ -55,4 +55,44 @@ final class BoschControlTests: XCTestCase {
         let writes = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue != "GET" }
         XCTAssertTrue(writes.isEmpty, "bad input reached the cloud: \(writes)")
     }
+
+    func testSilentModeAndHolidayModes() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let sys = try XCTUnwrap(c.waitJSON("\(dev)/system/state"))
+        XCTAssertEqual(sys["silent_mode"], "off")
+        XCTAssertEqual(sys["holidays"], [])
+        c.publish("\(dev)/system/silent-mode/set", #"{"id":"s","mode":"auto"}"#)
+        c.waitResult("\(dev)/system/silent-mode/result", id: "s", status: "done")
+        c.publish("\(dev)/system/holiday/set", #"{"id":"h1","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco","dhw_mode":"off"}"#)
+        let created = c.waitResult("\(dev)/system/holiday/result", id: "h1", status: "done")
+        XCTAssertEqual(created?["message"], "holiday mode hm1 2026-12-20…2027-01-03 for hc1, dhw1")
+        let after = c.waitJSON("\(dev)/system/state") { $0["silent_mode"] == "auto" && ($0["holidays"]?.arrayValue?.count ?? 0) == 1 }
+        XCTAssertEqual(after?["holidays"]?.arrayValue?.first?["hc_mode"], "eco")
+        // Bad input is refused before any call, naming the field.
+        try h.admin("DELETE", "/admin/requests")
+        let cases: [(String, String, String, String)] = [
+            ("holiday", #"{"id":"b1","action":"create","start":"2027-01-03","end":"2026-12-20"}"#, "OUT_OF_RANGE", "\"end\" 2026-12-20 is before \"start\" 2027-01-03"),
+            ("holiday", #"{"id":"b2","action":"create","start":"2026-13-01","end":"2027-01-03"}"#, "INVALID_PAYLOAD", "\"start\" must be a date YYYY-MM-DD"),
+            ("holiday", #"{"id":"b3","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc7"]}"#, "UNKNOWN_TARGET", "no circuit \"hc7\""),
+            ("holiday", #"{"id":"b4","action":"create","start":"2026-12-20","end":"2027-01-03","hc_mode":"party"}"#, "INVALID_PAYLOAD", "\"hc_mode\" must be one of"),
+            ("holiday", #"{"id":"b5","action":"delete","holiday_id":"hm9"}"#, "UNKNOWN_TARGET", "no holiday mode \"hm9\""),
+            ("silent-mode", #"{"id":"b6","mode":"loud"}"#, "INVALID_PAYLOAD", "\"mode\" must be one of on, off, auto"),
+        ]
+        for (cap, payload, code, text) in cases {
+            c.publish("\(dev)/system/\(cap)/set", payload)
+            let id = (try JSONValue.parse(payload))["id"]!.stringValue!
+            let r = c.waitResult("\(dev)/system/\(cap)/result", id: id, status: "rejected")
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload)
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")")
+        }
+        let writes = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue != "GET" }
+        XCTAssertTrue(writes.isEmpty, "bad input reached the cloud: \(writes)")
+        c.publish("\(dev)/system/holiday/set", #"{"id":"h2","action":"delete","holiday_id":"hm1"}"#)
+        c.waitJSON("\(dev)/system/holiday/result") { $0["status"] == "done" && $0["message"] == "holiday mode hm1 deleted" }
+        c.waitJSON("\(dev)/system/state") { $0["holidays"] == [] && $0["silent_mode"] == "auto" }
+    }
 }

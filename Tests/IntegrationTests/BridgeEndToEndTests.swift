@@ -18,7 +18,7 @@ final class BridgeEndToEndTests: XCTestCase {
         let dev = c.waitJSON("heatbridge/\(gw)/state") { $0["source"]?.stringValue == "cloud" }
         XCTAssertEqual(dev?["vendor"]?.stringValue, "bosch")
         XCTAssertEqual(dev?["online"]?.boolValue, true)
-        XCTAssertEqual(dev?["nodes"], ["dhw1", "hc1"])
+        XCTAssertEqual(dev?["nodes"], ["dhw1", "hc1", "system"])
         XCTAssertNotNil(dev?["updated_at"]?.stringValue.flatMap(Timestamp.parse))
         let hc = c.waitJSON("heatbridge/\(gw)/hc1/state")
         XCTAssertEqual(hc?["setpoint"]?.doubleValue, 21)
