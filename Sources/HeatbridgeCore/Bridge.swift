@@ -1120,6 +1120,8 @@ public actor Bridge {
             apply(snapshots, account: account.name)
             setAccount(account.name, .ready, error: nil)
         } catch {
+            // Stopping (SIGTERM, reload) cancels a poll mid-call: that says nothing about the cloud.
+            if Task.isCancelled { return }
             stats[account.name, default: AccountStats()].errors += 1
             if case .rateLimited(let ra) = error.kind {
                 stats[account.name, default: AccountStats()].rateLimited += 1

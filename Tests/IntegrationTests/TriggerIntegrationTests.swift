@@ -223,7 +223,7 @@ final class TriggerIntegrationTests: XCTestCase {
         c.publish("\(gw)/hc1/setpoint/set", #"{"id":"long","setpoint":19.5,"duration_min":30}"#)
         c.waitResult("\(gw)/hc1/setpoint/result", id: "long", status: "done")
         try h.admin("POST", "/admin/down", #"{"down":true}"#)
-        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"] == "offline" }
+        c.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"] == "offline" }
         try h.admin("POST", "/admin/down", #"{"down":false}"#)
         let reasserted = c.waitJSON("\(gw)/hc1/setpoint/result", timeout: 30) { $0["source"] == "lease:long" && $0["status"] == "done" }
         XCTAssertTrue(reasserted?["id"]?.stringValue?.hasPrefix("long-reassert-") ?? false, "\(reasserted ?? .null)")
