@@ -18,6 +18,7 @@ public struct BoschCloud: Sendable {
         /// Heating time programs by circuit id and program id.
         public var timePrograms: [String: [String: BoschWire.TimeProgram]] = [:]
         public var silentMode = "OFF"
+        public var heatCurves: [String: BoschWire.HeatCurve] = [:]
         public var holidayModes: [BoschWire.HolidayMode] = []
     }
 
@@ -76,6 +77,11 @@ public struct BoschCloud: Sendable {
         var gw = Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
                          online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
         gw.timePrograms = programs
+        for h in hcIds {
+            gw.heatCurves[h] = BoschWire.HeatCurve(controlType: "WDCOPTIMIZED", minFlowTemperature: 25, maxFlowTemperature: 55,
+                                                   basepointTemperature: 25, endpointTemperature: 45, roomInfluenceTemperature: 3,
+                                                   roomTemperatureOffset: 0)
+        }
         return gw
     }
 
@@ -206,6 +212,25 @@ public struct BoschCloud: Sendable {
         case ("GET", 2, "dhwCircuits"):
             guard let d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
             return .json(200, BoschWire.encode(d))
+        case ("GET", 3, "heatingCircuits") where rest[2] == "heatCurve":
+            guard let c = gw.heatCurves[rest[1]] else { return .error(404, "no heat curve") }
+            return .json(200, BoschWire.encode(c))
+        case ("PATCH", 3, "heatingCircuits") where rest[2] == "heatCurve":
+            guard var c = gw.heatCurves[rest[1]], c.controlType != "ISRC" else { return .error(404, "no heat curve") }
+            guard let p = BoschWire.decode(BoschWire.HeatCurve.self, body) else { return .error(400, "invalid heat curve") }
+            if let v = p.minFlowTemperature { c.minFlowTemperature = v }
+            if let v = p.maxFlowTemperature { c.maxFlowTemperature = v }
+            if let v = p.basepointTemperature { c.basepointTemperature = v }
+            if let v = p.endpointTemperature { c.endpointTemperature = v }
+            if let v = p.roomInfluenceTemperature { c.roomInfluenceTemperature = v }
+            if let v = p.roomTemperatureOffset { c.roomTemperatureOffset = v }
+            if let t = p.controlType { c.controlType = t }
+            guard (c.minFlowTemperature ?? 0) < (c.maxFlowTemperature ?? 100) else { return .error(400, "minFlowTemperature must be below maxFlowTemperature") }
+            gw.heatCurves[rest[1]] = c
+            return Reply(status: 204, body: [])
+        case ("GET", 3, "heatingCircuits") where rest[2] == "heatingDistributionType":
+            guard gw.heatingCircuits[rest[1]] != nil else { return .error(404, "no such heating circuit") }
+            return .json(200, BoschWire.encode(BoschWire.HeatingDistribution(heatingDistributionType: "FLOOR")))
         case ("GET", 4, "heatingCircuits") where rest[2] == "timePrograms":
             guard let p = gw.timePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
             return .json(200, BoschWire.encode(p))

@@ -118,7 +118,17 @@ public struct BoschAdapter: VendorAdapter {
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(gw.gatewayId)) {
                 let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
                 let node = Self.nodeId("hc", ref.id)
-                nodes[node] = Self.nodeState(hc)
+                var state = Self.nodeState(hc).objectValue ?? [:]
+                // Not every circuit has these (404: ISRC, older controllers); the rest of the circuit still counts.
+                do {
+                    state["heat_curve"] = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(gw.gatewayId, ref.id),
+                                                                       remoteControl: true))
+                } catch where error.kind == .rejected { state["heat_curve"] = .null }
+                do {
+                    state["distribution"] = .string(try await get(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
+                                                                  remoteControl: true).heatingDistributionType.lowercased())
+                } catch where error.kind == .rejected { state["distribution"] = .null }
+                nodes[node] = .object(state)
                 if let tp = hc.autoModeSettings?.timeProgramId {
                     do {
                         let program = try await get(BoschWire.TimeProgram.self,
@@ -158,6 +168,12 @@ public struct BoschAdapter: VendorAdapter {
             holidays = .array(try await get([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(gw), remoteControl: true).map(Self.holidayJSON))
         } catch where error.kind == .rejected {}
         return ["kind": "system", "silent_mode": silent, "holidays": holidays]
+    }
+
+    static func curveJSON(_ c: BoschWire.HeatCurve) -> JSONValue {
+        ["control_type": .string(c.controlType?.lowercased()), "min_flow": .number(c.minFlowTemperature), "max_flow": .number(c.maxFlowTemperature),
+         "basepoint": .number(c.basepointTemperature), "endpoint": .number(c.endpointTemperature),
+         "room_influence_k": .number(c.roomInfluenceTemperature), "room_offset_k": .number(c.roomTemperatureOffset)]
     }
 
     static func holidayJSON(_ h: BoschWire.HolidayMode) -> JSONValue {
@@ -213,7 +229,7 @@ public struct BoschAdapter: VendorAdapter {
 
     // MARK: commands
 
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint"],
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint", "heat-curve"],
                                                       "system": ["silent-mode", "holiday"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
@@ -255,6 +271,8 @@ public struct BoschAdapter: VendorAdapter {
                 throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
             }
             return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
+        case ("hc", "heat-curve"):
+            return try Self.validateHeatCurve(body, current: device.nodes[node]?["heat_curve"])
         case ("system", "silent-mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
             guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
@@ -266,6 +284,35 @@ public struct BoschAdapter: VendorAdapter {
         default:
             return try CapabilityValidation.dhwCharge(body)
         }
+    }
+
+    /// Heat-curve fields to change (°C; the room terms in Kelvin), checked against each other with the
+    /// current values for the ones not sent.
+    static func validateHeatCurve(_ body: [String: JSONValue], current: JSONValue?) throws(CommandRejection) -> JSONValue {
+        guard let current, current != .null else { throw CommandRejection(.unsupported, "this circuit has no heat curve") }
+        guard current["control_type"]?.stringValue != "isrc" else {
+            throw CommandRejection(.unsupported, "an ISRC (room-controlled) circuit has no heat curve")
+        }
+        let keys: [(String, ClosedRange<Double>)] = [("min_flow", BoschWire.flowRange), ("max_flow", BoschWire.flowRange),
+                                                     ("basepoint", BoschWire.flowRange), ("endpoint", BoschWire.flowRange),
+                                                     ("room_influence_k", BoschWire.roomInfluenceRange), ("room_offset_k", BoschWire.roomOffsetRange)]
+        try CapabilityValidation.allowOnly(body, Set(keys.map(\.0) + ["control_type"]))
+        var out: [String: JSONValue] = [:]
+        for (k, range) in keys {
+            if let v = try CapabilityValidation.optionalTemperature(body, k, range) { out[k] = .number(v) }
+        }
+        if body["control_type"] != nil {
+            out["control_type"] = .string(try CapabilityValidation.oneOf(body, "control_type", ["WDCOPTIMIZED", "WDCSIMPLIFIED"]))
+        }
+        guard !out.isEmpty else { throw CommandRejection(.invalidPayload, "give at least one of \(keys.map(\.0).joined(separator: ", ")), control_type") }
+        func value(_ k: String) -> Double? { out[k]?.doubleValue ?? current[k]?.doubleValue }
+        if let lo = value("min_flow"), let hi = value("max_flow"), lo >= hi {
+            throw CommandRejection(.outOfRange, "\"min_flow\" (\(JSONValue.format(lo))) must be below \"max_flow\" (\(JSONValue.format(hi)))")
+        }
+        if let b = value("basepoint"), let e = value("endpoint"), b >= e {
+            throw CommandRejection(.outOfRange, "\"basepoint\" (\(JSONValue.format(b))) must be below \"endpoint\" (\(JSONValue.format(e)))")
+        }
+        return .object(out)
     }
 
     /// `{"action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco",
@@ -319,6 +366,17 @@ public struct BoschAdapter: VendorAdapter {
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
         if command.node == "system" { return try await executeSystem(command, device: device) }
+        if command.capability == "heat-curve" {
+            let p = command.params
+            let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
+                                           maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
+                                           endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
+                                           roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
+            _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))), body: BoschWire.encode(body),
+                               remoteControl: true)
+            return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
+                .joined(separator: ", ")
+        }
         if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
             return try await patchHeatingCircuit(command, device: device)
         }
@@ -440,6 +498,13 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        if command.capability == "heat-curve" {
+            let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))),
+                                                 remoteControl: true))
+            return (command.params.objectValue ?? [:]).allSatisfy { k, v in
+                k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
+            }
+        }
         if command.node == "system" {
             let now = try await systemState(device.vendorId)
             if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }

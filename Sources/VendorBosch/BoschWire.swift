@@ -26,12 +26,53 @@ public enum BoschWire {
         public static func heatingTimeProgram(_ gw: String, _ id: String, _ tp: String) -> String {
             "/hvacs/\(gw)/heatingCircuits/\(id)/timePrograms/\(tp)"
         }
+        public static func heatCurve(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/heatingCircuits/\(id)/heatCurve" }
+        public static func distribution(_ gw: String, _ id: String) -> String {
+            "/hvacs/\(gw)/heatingCircuits/\(id)/heatingDistributionType"
+        }
         public static func silentMode(_ gw: String) -> String { "/hvacs/\(gw)/system/silentMode" }
         public static func holidayModes(_ gw: String) -> String { "/hvacs/\(gw)/system/holidayModes" }
         public static func holidayMode(_ gw: String, _ id: String) -> String { "/hvacs/\(gw)/system/holidayModes/\(id)" }
         public static let contracts = "/contracts"
         public static func contract(_ gw: String) -> String { "/contracts/\(gw)" }
         public static let apiKeysMe = "/api-keys/me"
+    }
+
+    // MARK: heat curve [doc v1.1, v1.9, v1.14, v1.20; field names INFERRED from the gateway's resources]
+
+    /// `GET/PATCH …/heatingCircuits/{id}/heatCurve`. Temperatures °C except the two room terms, which are
+    /// Kelvin [doc v1.14]. ISRC circuits (room-controlled) have no curve: `controlType` ISRC and no points.
+    public struct HeatCurve: Codable, Sendable, Equatable {
+        public var controlType: String?
+        public var minFlowTemperature: Double?
+        public var maxFlowTemperature: Double?
+        public var basepointTemperature: Double?
+        public var endpointTemperature: Double?
+        public var roomInfluenceTemperature: Double?
+        public var roomTemperatureOffset: Double?
+        public init(controlType: String? = nil, minFlowTemperature: Double? = nil, maxFlowTemperature: Double? = nil,
+                    basepointTemperature: Double? = nil, endpointTemperature: Double? = nil, roomInfluenceTemperature: Double? = nil,
+                    roomTemperatureOffset: Double? = nil) {
+            self.controlType = controlType
+            self.minFlowTemperature = minFlowTemperature
+            self.maxFlowTemperature = maxFlowTemperature
+            self.basepointTemperature = basepointTemperature
+            self.endpointTemperature = endpointTemperature
+            self.roomInfluenceTemperature = roomInfluenceTemperature
+            self.roomTemperatureOffset = roomTemperatureOffset
+        }
+    }
+    /// `controlType` values (consumer cloud) [analog].
+    public static let controlTypes = ["WDCOPTIMIZED", "WDCSIMPLIFIED", "ISRC"]
+    public static let flowRange = 10.0...90.0
+    public static let roomInfluenceRange = 0.0...10.0
+    public static let roomOffsetRange = -5.0...5.0
+
+    /// `GET …/heatingDistributionType` [doc v1.15]: property `heatingDistributionType` (values INFERRED,
+    /// e.g. `FLOOR`, `RADIATOR`).
+    public struct HeatingDistribution: Codable, Sendable, Equatable {
+        public var heatingDistributionType: String
+        public init(heatingDistributionType: String) { self.heatingDistributionType = heatingDistributionType }
     }
 
     // MARK: system [doc v1.1, v1.8: paths; bodies INFERRED from the gateway's local resources]

@@ -95,4 +95,39 @@ final class BoschControlTests: XCTestCase {
         c.waitJSON("\(dev)/system/holiday/result") { $0["status"] == "done" && $0["message"] == "holiday mode hm1 deleted" }
         c.waitJSON("\(dev)/system/state") { $0["holidays"] == [] && $0["silent_mode"] == "auto" }
     }
+
+    func testHeatCurveIsReadAndWritten() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let hc = try XCTUnwrap(c.waitJSON("\(dev)/hc1/state") { $0["heat_curve"] != nil })
+        XCTAssertEqual(hc["heat_curve"]?["max_flow"], 55)
+        XCTAssertEqual(hc["heat_curve"]?["room_influence_k"], 3)
+        XCTAssertEqual(hc["distribution"], "floor")
+        try h.admin("DELETE", "/admin/requests")
+        let cases: [(String, String, String)] = [
+            (#"{"id":"c1","min_flow":60}"#, "OUT_OF_RANGE", "\"min_flow\" (60) must be below \"max_flow\" (55)"),
+            (#"{"id":"c2","max_flow":120}"#, "OUT_OF_RANGE", "\"max_flow\" must be 10…90 °C"),
+            (#"{"id":"c3","basepoint":50}"#, "OUT_OF_RANGE", "\"basepoint\" (50) must be below \"endpoint\" (45)"),
+            (#"{"id":"c4","slope":1.2}"#, "INVALID_PAYLOAD", "unknown member \"slope\""),
+            (#"{"id":"c5","control_type":"isrc"}"#, "INVALID_PAYLOAD", "\"control_type\" must be one of wdcoptimized, wdcsimplified"),
+            (#"{"id":"c6"}"#, "INVALID_PAYLOAD", "give at least one of"),
+        ]
+        for (payload, code, text) in cases {
+            c.publish("\(dev)/hc1/heat-curve/set", payload)
+            let id = (try JSONValue.parse(payload))["id"]!.stringValue!
+            let r = c.waitResult("\(dev)/hc1/heat-curve/result", id: id, status: "rejected")
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload)
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")")
+        }
+        XCTAssertTrue((try h.admin("GET", "/admin/requests").arrayValue ?? []).allSatisfy { $0["method"]?.stringValue == "GET" }, "bad input reached the cloud")
+        c.publish("\(dev)/hc1/heat-curve/set", #"{"id":"ok","max_flow":50,"room_influence_k":2.5}"#)
+        c.waitResult("\(dev)/hc1/heat-curve/result", id: "ok", status: "done")
+        c.waitJSON("\(dev)/hc1/state") { $0["heat_curve"]?["max_flow"] == 50 && $0["heat_curve"]?["room_influence_k"] == 2.5 && $0["heat_curve"]?["min_flow"] == 25 }
+        let patch = (try h.admin("GET", "/admin/requests").arrayValue ?? []).first { $0["method"]?.stringValue == "PATCH" }
+        XCTAssertEqual(try JSONValue.parse(patch?["body"]?.stringValue ?? ""), ["maxFlowTemperature": 50, "roomInfluenceTemperature": 2.5],
+                       "only the changed fields are sent, the room term in Kelvin")
+    }
 }
