@@ -101,8 +101,10 @@ extension Bridge {
     /// A topic message: updates every matching condition, fires the ones that held long enough.
     func evaluateConditions(_ m: MQTTMessage) {
         let now = clock.now()
+        var matched = false
         for rule in settings.behaviour.triggers {
             guard case .condition(let c) = rule.kind, mqttTopic(m.topic, matches: c.topic), let v = c.value(of: m.payload) else { continue }
+            matched = true
             var state = triggerStates[rule.name] ?? TriggerState()
             let previous = state.value
             if case .changes = c.test {
@@ -130,7 +132,8 @@ extension Bridge {
             saveTriggerState(rule.name, state)
             checkCondition(rule)
         }
-        publishTriggers()
+        // Every MQTT message (commands too) passes here: only a matched condition changes the trigger view.
+        if matched { publishTriggers() }
     }
 
     /// Fires a condition that has held for its hold time, or wakes up when it will have.

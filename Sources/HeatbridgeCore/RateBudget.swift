@@ -43,25 +43,30 @@ public actor RateBudget {
     }
 }
 
-/// Remembers requests that recently answered "not there" (404) or "device offline" (504), so a poll cycle
-/// does not spend rate budget asking again every time.
-public actor NegativeCache {
+/// Remembers answers for a while so a poll cycle does not spend rate budget asking again: errors that say
+/// "not there" (404) or "device offline" (504), and bodies of resources that hardly ever change (e.g. a heating
+/// circuit's distribution type, a property of the installation).
+public actor AnswerCache {
     let clock: any Clock
-    var until: [String: (EpochSeconds, CloudError)] = [:]
+    var until: [String: (EpochSeconds, Result<[UInt8], CloudError>)] = [:]
 
     public init(clock: any Clock) { self.clock = clock }
 
-    /// The cached error for `key`, if it has not expired.
-    public func lookup(_ key: String) -> CloudError? {
-        guard let (t, e) = until[key] else { return nil }
+    /// The cached answer for `key`, if it has not expired.
+    public func lookup(_ key: String) -> Result<[UInt8], CloudError>? {
+        guard let (t, answer) = until[key] else { return nil }
         if clock.now() >= t {
             until[key] = nil
             return nil
         }
-        return e
+        return answer
     }
 
     public func remember(_ key: String, _ error: CloudError, forS seconds: Double) {
-        until[key] = (clock.now() + seconds, error)
+        until[key] = (clock.now() + seconds, .failure(error))
+    }
+
+    public func remember(_ key: String, body: [UInt8], forS seconds: Double) {
+        until[key] = (clock.now() + seconds, .success(body))
     }
 }

@@ -12,17 +12,19 @@ public struct BoschAdapter: VendorAdapter {
     let allowList: Set<String>?
     /// Client-side buckets mirroring the documented limits; nil sends without waiting (tests of the adapter).
     let budget: RateBudget?
-    /// Reads that answered 404/504 recently are not repeated every poll; nil asks every time.
-    let negative: NegativeCache?
+    /// Reads that answered 404/504 recently, and static resources, are not repeated every poll; nil asks every time.
+    let answers: AnswerCache?
 
     /// How long a 404 (resource this gateway does not have) and a 504 (gateway offline) are believed.
     public static let notFoundTTL = 600.0
     public static let offlineTTL = 60.0
+    /// How long an installation property (the heating distribution type) is believed without asking again.
+    public static let staticTTL = 86_400.0
 
     public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
-                allowList: [String]?, budget: RateBudget? = nil, negativeCache: NegativeCache? = nil) {
+                allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil) {
         self.budget = budget
-        self.negative = negativeCache
+        self.answers = answerCache
         self.transport = transport
         self.baseURL = baseURL
         self.apiKey = apiKey
@@ -77,19 +79,25 @@ public struct BoschAdapter: VendorAdapter {
         }
     }
 
-    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false) async throws(CloudError) -> T {
-        if let cached = await negative?.lookup(path) { throw cached }
+    /// A GET decoded as `T`. `keepFor` caches a successful answer that long (resources that do not change).
+    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil) async throws(CloudError) -> T {
         let body: [UInt8]
-        do {
-            body = try await call("GET", path, remoteControl: remoteControl)
-        } catch {
-            if let negative, error.status == 404 { await negative.remember(path, error, forS: Self.notFoundTTL) }
-            if let negative, error.kind == .deviceOffline { await negative.remember(path, error, forS: Self.offlineTTL) }
-            throw error
+        switch await answers?.lookup(path) {
+        case .failure(let cached)?: throw cached
+        case .success(let cached)?: body = cached
+        case nil:
+            do {
+                body = try await call("GET", path, remoteControl: remoteControl)
+            } catch {
+                if let answers, error.status == 404 { await answers.remember(path, error, forS: Self.notFoundTTL) }
+                if let answers, error.kind == .deviceOffline { await answers.remember(path, error, forS: Self.offlineTTL) }
+                throw error
+            }
         }
         guard let v = BoschWire.decode(type, body) else {
             throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path)")
         }
+        if let keepFor, let answers { await answers.remember(path, body: body, forS: keepFor) }
         return v
     }
 
@@ -126,7 +134,7 @@ public struct BoschAdapter: VendorAdapter {
                 } catch where error.kind == .rejected { state["heat_curve"] = .null }
                 do {
                     state["distribution"] = .string(try await get(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
-                                                                  remoteControl: true).heatingDistributionType.lowercased())
+                                                                  remoteControl: true, keepFor: Self.staticTTL).heatingDistributionType.lowercased())
                 } catch where error.kind == .rejected { state["distribution"] = .null }
                 nodes[node] = .object(state)
                 if let tp = hc.autoModeSettings?.timeProgramId {

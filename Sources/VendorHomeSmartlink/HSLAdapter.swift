@@ -45,7 +45,8 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     // MARK: HTTP
 
-    func call(_ method: String, _ path: String, body: JSONValue?) async throws(CloudError) -> HSLWire.Envelope {
+    /// One exchange with Basic auth; a non-2xx answer becomes its error class.
+    func send(_ method: String, _ path: String, body: JSONValue?) async throws(CloudError) -> HTTPResponse {
         let headers = [("Authorization", authorization), ("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json")]
         let r: HTTPResponse
         do {
@@ -54,6 +55,12 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             throw CloudError.transport(error, api: "HomeSmartlink API", what: "\(method) \(path)", timeout: timeout)
         }
         guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)") }
+        return r
+    }
+
+    /// `send`, then the answer's envelope checked and opened.
+    func call(_ method: String, _ path: String, body: JSONValue?) async throws(CloudError) -> HSLWire.Envelope {
+        let r = try await send(method, path, body: body)
         switch HSLWire.open(r.body, clientId: clientId) {
         case .success(let e): return e
         case .failure(.notJSON): throw CloudError(.badResponse, status: r.status, message: "unreadable answer to \(method) \(path)")
@@ -391,15 +398,7 @@ extension HSLAdapter {
     /// Starts a diagnosis of a home; returns the message id to fetch the result with.
     public func requestDiagnosis(home: String) async throws(CloudError) -> String {
         // DIAGNOSYS REQUEST answers {"status","messageId"} without the usual envelope [doc].
-        let headers = [("Authorization", authorization), ("Content-Type", "application/json; charset=utf-8")]
-        let r: HTTPResponse
-        do {
-            r = try await transport.send(HTTPRequest(method: "POST", url: baseURL + HSLWire.Path.request, headers: headers,
-                                                     body: JSONValue.object(["homeId": .string(home)]).bytes, timeout: timeout))
-        } catch {
-            throw CloudError.transport(error, api: "HomeSmartlink API", what: "diagnosis request", timeout: timeout)
-        }
-        guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "diagnosis request") }
+        let r = try await send("POST", HSLWire.Path.request, body: ["homeId": .string(home)])
         let j = try? JSONValue.parse(r.body)
         guard j?["status"]?.stringValue == "OK", let id = j?["messageId"]?.stringValue else {
             throw CloudError(.rejected, status: r.status, message: "diagnosis refused for home \(home) (status \(j?["status"]?.stringValue ?? "?"))")

@@ -152,7 +152,7 @@ enum Daemon {
                 let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
                                            timeout: a.timeoutS, allowList: a.devices,
                                            budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
-                                           negativeCache: NegativeCache(clock: SystemClock()))
+                                           answerCache: AnswerCache(clock: SystemClock()))
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter,
                                                keyExpiresAt: BoschWire.keyExpiry(key)))
             case .podero:

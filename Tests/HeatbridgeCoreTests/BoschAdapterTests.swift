@@ -158,7 +158,7 @@ final class BoschAdapterTests: XCTestCase {
         ])
         let clock = FakeClock()
         let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
-                             negativeCache: NegativeCache(clock: clock))
+                             answerCache: AnswerCache(clock: clock))
         let program = "/hvacs/101000001/heatingCircuits/1/timePrograms/A"
         func asked() -> Int { t.requests.withLock { $0.filter { $0.url.hasSuffix(program) }.count } }
         _ = try await a.fetchDevices()
