@@ -60,3 +60,38 @@ final class TriggerTests: XCTestCase {
         XCTAssertFalse(mqttTopic("other/current", matches: "tariff/+"))
     }
 }
+
+final class LeaseRequestTests: XCTestCase {
+    func take(_ body: [String: JSONValue]) throws(CommandRejection) -> (LeaseRequest?, [String: JSONValue]) {
+        var b = body
+        let r = try LeaseRequest.take(&b)
+        return (r, b)
+    }
+
+    func testLeaseMembersAreTakenOutAndChecked() throws {
+        let (none, untouched) = try take(["setpoint": 18])
+        XCTAssertNil(none)
+        XCTAssertEqual(untouched, ["setpoint": 18])
+        let (lease, rest) = try take(["setpoint": 18, "duration_min": 90, "renew_within_s": 300])
+        XCTAssertEqual(lease?.durationS, 5400)
+        XCTAssertEqual(lease?.renewWithinS, 300)
+        XCTAssertEqual(rest, ["setpoint": 18], "the vendor never sees the lease members")
+        let cases: [([String: JSONValue], ResultCode, String)] = [
+            (["duration_min": 5, "duration_s": 60], .invalidPayload, "not both"),
+            (["duration_min": 1.5], .invalidPayload, "\"duration_min\" must be a whole number"),
+            (["duration_min": 20_000], .outOfRange, "\"duration_min\" must be 1…10080"),
+            (["duration_s": 0], .outOfRange, "\"duration_s\" must be 1…604800"),
+            (["renew_within_s": 60], .invalidPayload, "needs a \"duration_min\" or \"duration_s\""),
+            (["duration_s": 60, "renew_within_s": 0], .outOfRange, "\"renew_within_s\" must be 1…86400"),
+        ]
+        for (body, code, text) in cases {
+            do {
+                _ = try take(body)
+                XCTFail("accepted \(body)")
+            } catch {
+                XCTAssertEqual(error.code, code, "\(body)")
+                XCTAssertTrue(error.message.contains(text), "\(body): \(error.message)")
+            }
+        }
+    }
+}
