@@ -117,6 +117,41 @@ public enum FileIO {
         public var description: String { String(cString: strerror(errno)) }
     }
 
+    /// Replaces `path` with `bytes` so that a reader (or a crash) sees either the old or the new content, never
+    /// a mix: a temporary file beside it, written with `mode`, synced, then renamed over it; the directory is
+    /// synced too so the rename survives a power cut.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) -> Result<Void, Failure> {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { return .failure(Failure(errno: errno)) }
+        var ok = fchmod(fd, mode) == 0
+        var offset = 0
+        while ok && offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                ok = false
+            } else {
+                offset += n
+            }
+        }
+        if ok { ok = fsync(fd) == 0 }
+        let err = errno
+        close(fd)
+        guard ok, rename(tmp, path) == 0 else {
+            let e = ok ? errno : err
+            unlink(tmp)
+            return .failure(Failure(errno: e))
+        }
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
+        return .success(())
+    }
+
     /// Reads a whole file (up to 16 MiB).
     public static func read(_ path: String) -> Result<[UInt8], Failure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -4,16 +4,14 @@ import Logging
 public struct AccountRuntime: Sendable {
     public var name: String
     public var vendor: String
-    public var pollIntervalS: Double
+    public var pollIntervalS: Double { pacing.baseS }
+    public var pacing: PollPacing
     public var adapter: any VendorAdapter
-    /// When the account's API key stops working (Bosch keys embed it); warned about 30 days ahead.
-    public var keyExpiresAt: EpochSeconds?
 
-    public init(name: String, vendor: String, pollIntervalS: Double, adapter: any VendorAdapter, keyExpiresAt: EpochSeconds? = nil) {
-        self.keyExpiresAt = keyExpiresAt
+    public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter) {
         self.name = name
         self.vendor = vendor
-        self.pollIntervalS = pollIntervalS
+        self.pacing = PollPacing(baseS: pollIntervalS, maxS: maxPollIntervalS)
         self.adapter = adapter
     }
 }
@@ -91,7 +89,11 @@ public actor Bridge {
     /// Commands that arrived for a device not known yet, before every account finished its first poll.
     var deferred: [MQTTMessage] = []
     var firstPollDone: Set<String> = []
+    /// Devices with a read-back scheduled after a command.
     var refreshPending: Set<String> = []
+    /// Polls in a row per account that changed nothing, and when a command last succeeded there (pacing).
+    var unchangedPolls: [String: Int] = [:]
+    var lastCommandAt: [String: EpochSeconds] = [:]
     var pollTasks: [String: Task<Void, Never>] = [:]
     /// When each account polls next: the `retry_at` of commands held while the account is down.
     var nextPollAt: [String: EpochSeconds] = [:]
@@ -458,7 +460,7 @@ public actor Bridge {
             "state": .string(state.rawValue), "since": .string(Timestamp.iso8601(since)),
             "retry_at": .string(retryAt.map(Timestamp.iso8601)), "error": .string(error),
         ]
-        if let expires = accounts[name]?.keyExpiresAt, case .object(var o) = payload {
+        if let expires = accounts[name]?.adapter.credentialExpiry(), case .object(var o) = payload {
             o["key_expires_at"] = .string(Timestamp.iso8601(expires))
             if let warning = Self.keyWarning(expires: expires, now: now) {
                 o["warning"] = .string(warning)
@@ -793,14 +795,14 @@ public actor Bridge {
             stats[name, default: AccountStats()].commands += 1
             let first = outcomes.count
             if let batching = account.adapter as? any GroupExecuting {
-                outcomes += await batching.executeGroup(c, members: list, progress: sink)
+                outcomes += await RequestPriority.$current.withValue(.command) { await batching.executeGroup(c, members: list, progress: sink) }
             } else {
                 for (snapshot, node) in list {
                     var one = c
                     one.device = snapshot.id
                     one.node = node
                     do {
-                        _ = try await account.adapter.execute(one, device: snapshot, progress: sink)
+                        _ = try await RequestPriority.with(.command) { () async throws(CloudError) in try await account.adapter.execute(one, device: snapshot, progress: sink) }
                         outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: nil))
                     } catch {
                         outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: error))
@@ -808,7 +810,7 @@ public actor Bridge {
                 }
             }
             for o in outcomes[first...] where o.error?.accountState != nil { setAccount(name, o.error!.accountState!, error: o.error!.message) }
-            requestRefresh(account)
+            for (snapshot, _) in list { commandSucceeded(account, device: snapshot.id) }
         }
         var report: [String: JSONValue] = [:]
         for o in outcomes {
@@ -1024,7 +1026,7 @@ public actor Bridge {
         // cloud: read the device back before sending it again.
         if c.attempts > 0 && !definitelyNotApplied.contains(c.id) {
             do {
-                if try await account.adapter.confirm(c, device: entry.snapshot) == true {
+                if try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) }) == true {
                     logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
                     return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
                 }
@@ -1041,12 +1043,15 @@ public actor Bridge {
         stats[account.name, default: AccountStats()].commands += 1
         do {
             let running = c
-            let message = try await account.adapter.execute(c, device: entry.snapshot) { progress, message in
-                await self.publishProgress(running, progress, message: message)
+            let snapshot = entry.snapshot
+            let message = try await RequestPriority.with(.command) { () async throws(CloudError) in
+                try await account.adapter.execute(running, device: snapshot) { progress, message in
+                    await self.publishProgress(running, progress, message: message)
+                }
             }
             finish(c, .done, code: nil, message: message)
             if accountStatus[account.name]?.state != .ready { setAccount(account.name, .ready, error: nil) }
-            requestRefresh(account)
+            commandSucceeded(account, device: c.device)
         } catch {
             stats[account.name, default: AccountStats()].errors += 1
             if error.status != nil && error.kind != .unavailable { definitelyNotApplied.insert(c.id) }
@@ -1102,14 +1107,20 @@ public actor Bridge {
     func pollLoop(_ account: AccountRuntime) async {
         while !Task.isCancelled {
             await poll(account)
-            var wait = account.pollIntervalS
+            await maintainCredential(account)
+            let now = clock.now()
+            var wait = account.pacing.interval(unchanged: unchangedPolls[account.name] ?? 0,
+                                               sinceCommand: lastCommandAt[account.name].map { now - $0 })
             if let s = accountStatus[account.name], s.state != .ready, s.state != .starting {
                 // Retry a failing account sooner, but no sooner than the cloud asked.
                 wait = min(wait, 15)
-                if let r = s.retryAt { wait = max(wait, r - clock.now()) }
+                if let r = s.retryAt { wait = max(wait, r - now) }
             }
-            nextPollAt[account.name] = clock.now() + max(wait, 0.05)
-            do { try await clock.sleep(seconds: max(wait, 0.05)) } catch { return }
+            nextPollAt[account.name] = now + max(wait, 0.05)
+            // In steps, so a command that moves the next poll earlier (see `commandSucceeded`) is honoured.
+            while let at = nextPollAt[account.name], clock.now() < at {
+                do { try await clock.sleep(seconds: max(min(at - clock.now(), 5), 0.05)) } catch { return }
+            }
         }
     }
 
@@ -1117,11 +1128,13 @@ public actor Bridge {
         stats[account.name, default: AccountStats()].polls += 1
         do {
             let snapshots = try await account.adapter.fetchDevices()
-            apply(snapshots, account: account.name)
+            let changed = apply(snapshots, account: account.name)
+            unchangedPolls[account.name] = changed ? 0 : (unchangedPolls[account.name] ?? 0) + 1
             setAccount(account.name, .ready, error: nil)
         } catch {
             // Stopping (SIGTERM, reload) cancels a poll mid-call: that says nothing about the cloud.
             if Task.isCancelled { return }
+            unchangedPolls[account.name] = 0
             stats[account.name, default: AccountStats()].errors += 1
             if case .rateLimited(let ra) = error.kind {
                 stats[account.name, default: AccountStats()].rateLimited += 1
@@ -1145,6 +1158,21 @@ public actor Bridge {
         }
     }
 
+    /// Lets the adapter renew a credential close to its expiry (Bosch key rotation, when enabled).
+    func maintainCredential(_ account: AccountRuntime) async {
+        switch await account.adapter.renewCredential(now: clock.now()) {
+        case nil: return
+        case .renewed(let expires)?:
+            logger.notice("API key rotated and stored", metadata: ["account": "\(account.name)",
+                                                                   "expires": "\(expires.map(Timestamp.iso8601) ?? "unknown")"])
+            keyWarned.remove(account.name)
+        case .failed(let why)?:
+            logger.warning("API key rotation failed; the current key stays in use", metadata: ["account": "\(account.name)", "error": "\(why)"])
+        }
+        // Re-publish the account with the new expiry (or the same warning).
+        if let s = accountStatus[account.name] { setAccount(account.name, s.state, error: s.error, retryAt: s.retryAt) }
+    }
+
     /// While an account cannot be read, its devices' state ages: republish what crossed `stale_after_s`.
     func markStale(account: String) {
         for (_, entry) in devices where entry.account == account {
@@ -1152,20 +1180,40 @@ public actor Bridge {
         }
     }
 
-    /// After a command succeeded, read the account again soon so the state shows its effect.
-    func requestRefresh(_ account: AccountRuntime) {
-        guard !refreshPending.contains(account.name) else { return }
-        refreshPending.insert(account.name)
+    /// After a command succeeded: read the device back soon so the state shows its effect (at read-back
+    /// priority, just that device when the adapter can), then poll the account faster for a while.
+    func commandSucceeded(_ account: AccountRuntime, device: String) {
+        let now = clock.now()
+        lastCommandAt[account.name] = now
+        unchangedPolls[account.name] = 0
+        if let at = nextPollAt[account.name] { nextPollAt[account.name] = min(at, now + account.pacing.interval(unchanged: 0, sinceCommand: 0)) }
+        let key = "\(account.name)/\(device)"
+        guard !refreshPending.contains(key) else { return }
+        refreshPending.insert(key)
         Task {
             try? await clock.sleep(seconds: 1)
-            self.refreshPending.remove(account.name)
-            await self.poll(account)
+            self.refreshPending.remove(key)
+            await RequestPriority.$current.withValue(.readBack) { await self.refresh(account, device: device) }
         }
     }
 
-    func apply(_ snapshots: [DeviceSnapshot], account: String) {
+    /// Reads one device again; adapters that cannot read a single device get a full poll.
+    func refresh(_ account: AccountRuntime, device: String) async {
+        guard let entry = devices[device], entry.account == account.name else { return await poll(account) }
+        do {
+            guard let snap = try await account.adapter.refresh(entry.snapshot) else { return await poll(account) }
+            _ = update(snap, account: account.name, now: clock.now())
+        } catch {
+            logger.notice("read-back after a command failed", metadata: ["device": "\(device)", "error": "\(error)"])
+        }
+    }
+
+    /// Takes an account's poll; returns whether anything changed (a device's state, or the device list).
+    @discardableResult
+    func apply(_ snapshots: [DeviceSnapshot], account: String) -> Bool {
         let now = clock.now()
         var changedList = false
+        var changed = false
         let present = Set(snapshots.map(\.id))
         for (id, entry) in devices where entry.account == account {
             if present.contains(id) {
@@ -1174,6 +1222,7 @@ public actor Bridge {
             }
             // Gone from two successful reads in a row (one empty answer could be a cloud hiccup): remove it.
             missingPolls[id, default: 0] += 1
+            changed = true
             if missingPolls[id]! >= 2 {
                 missingPolls[id] = nil
                 removeDevice(id)
@@ -1181,32 +1230,40 @@ public actor Bridge {
             }
         }
         for s in snapshots {
-            var snap = s
-            if snap.error != nil, let old = devices[s.id] {
-                // Keep the last known nodes and programs of a device we cannot read right now.
-                if snap.nodes.isEmpty { snap.nodes = old.snapshot.nodes }
-                if snap.schedules.isEmpty { snap.schedules = old.snapshot.schedules }
-            }
             if devices[s.id] == nil { changedList = true }
-            let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
-            devices[s.id] = entry
-            publishDevice(entry, at: now)
-            if snap.error == nil { watchLegionella(snap, now: now) }
-            // Saved on every successful read, not only on change: the row's time is when the cloud last
-            // confirmed the state, which is what staleness (and `heatbridge status`) is about.
-            do {
-                var state: [String: JSONValue] = snap.attributes
-                state["vendor_id"] = .string(snap.vendorId)
-                state["model"] = .string(snap.model)
-                    try store.saveDevice(CachedDevice(
-                        deviceId: snap.id, account: account, state: .object(state),
-                        availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now,
-                        schedules: snap.schedules.mapValues(\.json)))
-                } catch {
-                    logger.error("cannot cache device state", metadata: ["device": "\(snap.id)", "error": "\(error)"])
-                }
+            if update(s, account: account, now: now) { changed = true }
         }
         if changedList { publishInfo() }
+        return changed || changedList
+    }
+
+    /// Takes one device's fresh snapshot: publishes and caches it. Returns whether it differs from before.
+    func update(_ s: DeviceSnapshot, account: String, now: EpochSeconds) -> Bool {
+        var snap = s
+        let old = devices[s.id]
+        if snap.error != nil, let old {
+            // Keep the last known nodes and programs of a device we cannot read right now.
+            if snap.nodes.isEmpty { snap.nodes = old.snapshot.nodes }
+            if snap.schedules.isEmpty { snap.schedules = old.snapshot.schedules }
+        }
+        let entry = DeviceEntry(account: account, snapshot: snap, updatedAt: now, source: "cloud")
+        devices[s.id] = entry
+        publishDevice(entry, at: now)
+        if snap.error == nil { watchLegionella(snap, now: now) }
+        // Saved on every successful read, not only on change: the row's time is when the cloud last
+        // confirmed the state, which is what staleness (and `heatbridge status`) is about.
+        do {
+            var state: [String: JSONValue] = snap.attributes
+            state["vendor_id"] = .string(snap.vendorId)
+            state["model"] = .string(snap.model)
+            try store.saveDevice(CachedDevice(
+                deviceId: snap.id, account: account, state: .object(state),
+                availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: now,
+                schedules: snap.schedules.mapValues(\.json)))
+        } catch {
+            logger.error("cannot cache device state", metadata: ["device": "\(snap.id)", "error": "\(error)"])
+        }
+        return old?.snapshot != snap
     }
 
     // MARK: health

@@ -176,6 +176,11 @@ public struct AccountConfig: Sendable, Equatable {
     /// HomeSmartlink: how long after a diagnosis request its result is first asked for (then every poll).
     public var diagnosisCheckS: Double = 60
     public var pollIntervalS: Double
+    /// The slowest an account is polled while nothing changes (`poll_max_interval_s`, default 4 × poll_interval_s).
+    public var maxPollIntervalS: Double? = nil
+    /// Bosch: rotate the API key with `POST /api-keys` 30 days before it expires and write the new key to
+    /// `api_key_file` (which therefore must be a file the daemon may replace).
+    public var rotateKey: Bool = false
     public var timeoutS: Double
     /// Vendor device ids to bridge; nil bridges every accessible device.
     public var devices: [String]?
@@ -460,7 +465,8 @@ public struct ConfigDecoder {
         guard let m = mapping(node, path: "account") else { return nil }
         checkKeys(m, known: ["name", "vendor", "base_url", "api_key_file", "api_key_credential", "user_id",
                              "poll_interval_s", "timeout_s", "devices", "rate_limit", "client_id", "client_secret_file",
-                             "client_secret_credential", "org_id", "token_url", "homes", "report_timeout_s", "report_interval_s", "diagnosis_check_s"], section: "account",
+                             "client_secret_credential", "org_id", "token_url", "homes", "report_timeout_s", "report_interval_s", "diagnosis_check_s",
+                             "poll_max_interval_s", "rotate_key"], section: "account",
                   inlineSecrets: ["api_key": "api_key_file or api_key_credential",
                                   "client_secret": "client_secret_file or client_secret_credential"])
         let name = string(m, "name")
@@ -540,11 +546,30 @@ public struct ConfigDecoder {
                 error(mark, "\"rate_limit\" must be true or false, found \"\(r)\"")
             }
         }
+        var maxPoll: Double?
+        if let (_, mark) = stringWithMark(m, "poll_max_interval_s"), let v = number(m, "poll_max_interval_s", range: 1...86_400) {
+            if v < poll { error(mark, "\"poll_max_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
+                                hint: "set it equal to poll_interval_s to poll at a fixed rate") } else { maxPoll = v }
+        }
+        var rotateKey = false
+        if let (r, mark) = stringWithMark(m, "rotate_key") {
+            if r == "true" || r == "false" { rotateKey = r == "true" } else {
+                error(mark, "\"rotate_key\" must be true or false, found \"\(r)\"")
+            }
+            if rotateKey && vendor != .bosch { error(mark, "\"rotate_key\" is only for bosch accounts") }
+            if rotateKey, let ref = apiKey, case .credential = ref.source {
+                error(mark, "\"rotate_key\" needs \"api_key_file\": a systemd credential is read-only",
+                      hint: "keep the key in a file owned by the heatbridge user, mode 0600")
+            }
+        }
         guard let name, let vendor, let baseURL else { return nil }
-        return AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
-                             clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
-                             homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck,
-                             pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
+        var a = AccountConfig(name: name, vendor: vendor, baseURL: baseURL, apiKey: apiKey, userId: userId,
+                              clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL,
+                              homes: homes, reportTimeoutS: reportTimeout, reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck,
+                              pollIntervalS: poll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
+        a.maxPollIntervalS = maxPoll
+        a.rotateKey = rotateKey
+        return a
     }
 
     mutating func decodeLimits(_ m: Entries) -> SafetyLimits {

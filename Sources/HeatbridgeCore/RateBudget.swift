@@ -19,26 +19,74 @@ public actor RateBudget {
 
     let clock: any Clock
     var buckets: [String: Bucket] = [:]
+    /// Requests waiting per key and priority: a token goes to the most urgent waiter first.
+    var waiting: [String: [RequestPriority: Int]] = [:]
     /// Requests that had to wait, for health and tests.
     public private(set) var waits = 0
 
     public init(clock: any Clock) { self.clock = clock }
 
     /// Waits until `key` has a token under `limit`, then takes it.
-    public func acquire(_ key: String, _ limit: Limit) async throws {
+    ///
+    /// Background work (polls, sync) leaves the last burst token of a bucket to commands and their read-back,
+    /// and never takes a token while a more urgent request waits for the same key: a poll cycle that runs
+    /// into the limit slows down, a command does not.
+    public func acquire(_ key: String, _ limit: Limit, priority: RequestPriority = RequestPriority.current) async throws {
+        let reserve = priority >= .readBack || limit.capacity < 2 ? 0.0 : 1.0
+        var registered = false
+        defer { if registered { waiting[key]![priority]! -= 1 } }
         while true {
             let now = clock.now()
             var b = buckets[key] ?? Bucket(tokens: limit.capacity, last: now)
             b.tokens = min(limit.capacity, b.tokens + (now - b.last) * limit.perSecond)
             b.last = now
-            if b.tokens >= 1 {
+            let urgentWaiting = (waiting[key] ?? [:]).contains { $0.key > priority && $0.value > 0 }
+            if b.tokens >= 1 + reserve && !urgentWaiting {
                 b.tokens -= 1
                 buckets[key] = b
                 return
             }
             buckets[key] = b
-            waits += 1
-            try await clock.sleep(seconds: (1 - b.tokens) / limit.perSecond)
+            if !registered {
+                registered = true
+                waiting[key, default: [:]][priority, default: 0] += 1
+                waits += 1
+            }
+            // Until the token this request needs is there; when yielding to a more urgent waiter, until that
+            // one can have its token.
+            let need = urgentWaiting ? 1.0 : 1 + reserve
+            try await clock.sleep(seconds: max((need - b.tokens) / limit.perSecond, 0.01))
+        }
+    }
+}
+
+/// How urgent a cloud request is, set by the bridge for the work it starts (a task-local, so adapters need
+/// no extra parameter). Under a shared rate budget the more urgent request gets the token first.
+public enum RequestPriority: Int, Sendable, Comparable, CustomStringConvertible {
+    /// Schedule and component sync: needed, but rarely urgent.
+    case sync = 0
+    /// State polls.
+    case poll = 1
+    /// Reading a device back after a command.
+    case readBack = 2
+    /// The command itself.
+    case command = 3
+
+    @TaskLocal public static var current: RequestPriority = .poll
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+
+    public var description: String { ["sync", "poll", "read-back", "command"][rawValue] }
+
+    /// Runs `operation` with requests at `priority`.
+    public static func with<T: Sendable>(_ priority: RequestPriority, isolation: isolated (any Actor)? = #isolation,
+                                         _ operation: () async throws(CloudError) -> T) async throws(CloudError) -> T {
+        do {
+            return try await $current.withValue(priority, operation: { try await operation() }, isolation: isolation)
+        } catch let e as CloudError {
+            throw e
+        } catch {
+            throw CloudError(.unavailable, message: "\(error)")
         }
     }
 }
@@ -65,6 +113,9 @@ public actor AnswerCache {
     public func remember(_ key: String, _ error: CloudError, forS seconds: Double) {
         until[key] = (clock.now() + seconds, .failure(error))
     }
+
+    /// Drops `key`, e.g. after a command changed the resource.
+    public func forget(_ key: String) { until[key] = nil }
 
     public func remember(_ key: String, body: [UInt8], forS seconds: Double) {
         until[key] = (clock.now() + seconds, .success(body))

@@ -128,6 +128,21 @@ public protocol VendorAdapter: Sendable {
     /// The parameters of a command that would put `capability` back to the node's current value, for leases
     /// on capabilities without a native end; nil when the capability cannot be leased.
     func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue?
+    /// Reads one device again (the read-back after a command); nil when the adapter can only read them all.
+    func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot?
+    /// When the account's credential stops working, for credentials that say so (Bosch API keys).
+    func credentialExpiry() -> EpochSeconds?
+    /// Renews a credential close to its expiry when the installer enabled it; nil when nothing was due.
+    /// Called after every poll, so it must be cheap when there is nothing to do.
+    func renewCredential(now: EpochSeconds) async -> CredentialRenewal?
+}
+
+/// What `renewCredential` did.
+public enum CredentialRenewal: Sendable, Equatable {
+    /// A new credential is in use and stored; it expires at this time (when known).
+    case renewed(expires: EpochSeconds?)
+    /// Renewal was due but failed; the old credential stays in use. Never contains the secret.
+    case failed(String)
 }
 
 /// Receives delivery progress of a running command.
@@ -141,6 +156,9 @@ extension VendorAdapter {
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? { nil }
+    public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? { nil }
+    public func credentialExpiry() -> EpochSeconds? { nil }
+    public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? { nil }
 }
 
 /// What became of one member of a group command.

@@ -1,4 +1,6 @@
+import Foundation
 import HeatbridgeCore
+import HeatbridgeSystem
 import VendorBosch
 
 /// A stateful fake of the Bosch Partner API, answering with `BoschWire` shapes and the documented error
@@ -20,6 +22,14 @@ public struct BoschCloud: Sendable {
         public var silentMode = "OFF"
         public var heatCurves: [String: BoschWire.HeatCurve] = [:]
         public var holidayModes: [BoschWire.HolidayMode] = []
+        /// DHW time programs by circuit id and program id.
+        public var dhwTimePrograms: [String: [String: BoschWire.TimeProgram]] = [:]
+        /// The gateway clock's offset from the simulator's local time.
+        public var clockOffsetS: Double = 0
+        public var components: [BoschWire.Component] = []
+        /// Components a system detection (`POST …/components`) will find in addition.
+        public var undetected: [BoschWire.Component] = []
+        public var detections = 0
     }
 
     public struct ChargeState: Sendable {
@@ -35,6 +45,12 @@ public struct BoschCloud: Sendable {
     /// whose contract is REVOKED, REJECTED or CLOSED is no longer listed by `/hvacs`.
     public var contracts: [String: BoschWire.Contract] = [:]
     public var companyId = "C-4711"
+    /// What `GET /health` reports.
+    public var health = "UP"
+    /// Keys issued by `POST /api-keys` (valid alongside `apiKey` until their expiry) [pub: security].
+    public var issuedKeys: [(id: String, key: String, createdAt: Double, expiresAt: Double)] = []
+    /// Event types asked for with `POST /webhooks/simulation`.
+    public var webhookSimulations: [BoschWire.WebhookSimulation] = []
     var buckets: [String: TokenBucket] = [:]
 
     public init(apiKey: String, rateLimitEnabled: Bool, gateways: [Gateway]) {
@@ -61,7 +77,8 @@ public struct BoschCloud: Sendable {
                 id: d, operationMode: "HIGH", actualTemperature: 47.5,
                 ecoModeSettings: .init(startSetPointTemperature: 40, stopSetPointTemperature: 45),
                 lowModeSettings: .init(startSetPointTemperature: 45, stopSetPointTemperature: 50),
-                highModeSettings: .init(startSetPointTemperature: 50, stopSetPointTemperature: 55))
+                highModeSettings: .init(startSetPointTemperature: 50, stopSetPointTemperature: 55),
+                autoModeSettings: .init(operationMode: "HIGH", timeProgramId: BoschWire.defaultDhwProgram))
             charges[d] = ChargeState(active: false, durationMin: 60, startedAt: 0)
         }
         var programs: [String: [String: BoschWire.TimeProgram]] = [:]
@@ -77,6 +94,17 @@ public struct BoschCloud: Sendable {
         var gw = Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
                          online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
         gw.timePrograms = programs
+        for d in dhwIds {
+            // Every day 05:30 high, 21:00 eco.
+            var points: [BoschWire.SwitchPoint] = []
+            for day in BoschWire.days {
+                points.append(.init(dayOfWeek: day, time: 330, setpoint: "high"))
+                points.append(.init(dayOfWeek: day, time: 1260, setpoint: "eco"))
+            }
+            gw.dhwTimePrograms[d] = [BoschWire.defaultDhwProgram: BoschWire.TimeProgram(id: BoschWire.defaultDhwProgram, switchPoints: points)]
+        }
+        gw.components = [BoschWire.Component(id: "gateway", type: "GATEWAY", softwareVersion: "05.04.00", serialNumber: "SN-\(id)"),
+                         BoschWire.Component(id: "hs1", type: "HEATPUMP", softwareVersion: "11.2.3", serialNumber: nil)]
         for h in hcIds {
             gw.heatCurves[h] = BoschWire.HeatCurve(controlType: "WDCOPTIMIZED", minFlowTemperature: 25, maxFlowTemperature: 55,
                                                    basepointTemperature: 25, endpointTemperature: 45, roomInfluenceTemperature: 3,
@@ -111,9 +139,11 @@ public struct BoschCloud: Sendable {
 
     /// Handles one request to the Bosch API (path relative to the API base).
     mutating func handle(method: String, path: String, headers: [String: String], body: [UInt8], now: Double) -> Reply {
-        guard headers[BoschWire.apiKeyHeader] == apiKey else { return .error(401, "Unauthorized") }
+        let presented = headers[BoschWire.apiKeyHeader] ?? ""
+        issuedKeys.removeAll { $0.expiresAt <= now }
+        guard presented == apiKey || issuedKeys.contains(where: { $0.key == presented }) else { return .error(401, "Unauthorized") }
         let parts = path.split(separator: "/").map(String.init)
-        guard ["hvacs", "contracts", "api-keys"].contains(parts.first ?? "") else { return .error(404, "no such resource") }
+        guard ["hvacs", "contracts", "api-keys", "health", "webhooks"].contains(parts.first ?? "") else { return .error(404, "no such resource") }
         let gatewayId = parts.count > 1 && parts[0] == "hvacs" ? parts[1] : nil
         if rateLimitEnabled {
             // Buckets per (endpoint, path): 1 per 2 s with bursts of 3 with a gateway id; 2/s, burst 5 without.
@@ -132,9 +162,18 @@ public struct BoschCloud: Sendable {
             }
         }
         if parts.first == "contracts" { return contractRequest(method: method, parts: parts, body: body, now: now) }
-        if parts.first == "api-keys" {
-            guard method == "GET", parts == ["api-keys", "me"] else { return .error(405, "method not allowed") }
-            return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
+        if parts.first == "api-keys" { return keyRequest(method: method, parts: parts, now: now) }
+        if parts == ["health"] {
+            guard method == "GET" else { return .error(405, "method not allowed") }
+            return .json(200, BoschWire.encode(BoschWire.Health(status: health)))
+        }
+        if parts.first == "webhooks" {
+            guard method == "POST", parts == ["webhooks", "simulation"] else { return .error(404, "no such resource") }
+            guard let w = BoschWire.decode(BoschWire.WebhookSimulation.self, body), BoschWire.webhookEventTypes.contains(w.eventType) else {
+                return .error(400, "eventType must be one of \(BoschWire.webhookEventTypes.joined(separator: ", "))")
+            }
+            webhookSimulations.append(w)
+            return Reply(status: 202, body: [])
         }
         guard let gatewayId else {
             guard method == "GET" else { return .error(405, "method not allowed") }
@@ -150,6 +189,20 @@ public struct BoschCloud: Sendable {
         if rest == ["status"] {
             return .json(200, BoschWire.encode(BoschWire.GatewayStatus(status: gw.online ? "ONLINE" : "OFFLINE")))
         }
+        if rest == ["components"] {
+            guard gw.online else { return .error(504, "Gateway Timeout") }
+            switch method {
+            case "GET": return .json(200, BoschWire.encode(gw.components))
+            case "POST":
+                // A detection finds what was connected since the last one.
+                gw.components += gw.undetected
+                gw.undetected = []
+                gw.detections += 1
+                gateways[gatewayId] = gw
+                return Reply(status: 202, body: [])
+            default: return .error(405, "method not allowed")
+            }
+        }
         let remoteControl = ["heatingCircuits", "dhwCircuits", "system"].contains(rest.first ?? "") && rest.count >= 2
         if remoteControl {
             guard let user = headers[BoschWire.userIdHeader], !user.isEmpty else { return .error(400, "missing x-user-id header") }
@@ -158,7 +211,7 @@ public struct BoschCloud: Sendable {
         guard gw.online else { return .error(504, "Gateway Timeout") }
         refreshCharges(&gw, now: now)
         defer { gateways[gatewayId] = gw }
-        if rest.first == "system" { return system(method: method, rest: rest, body: body, gw: &gw) }
+        if rest.first == "system" { return system(method: method, rest: rest, body: body, gw: &gw, now: now) }
         switch (method, rest.count, rest.first) {
         case ("GET", 1, "heatingCircuits"):
             return .json(200, BoschWire.encode(gw.heatingCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
@@ -231,14 +284,22 @@ public struct BoschCloud: Sendable {
         case ("GET", 3, "heatingCircuits") where rest[2] == "heatingDistributionType":
             guard gw.heatingCircuits[rest[1]] != nil else { return .error(404, "no such heating circuit") }
             return .json(200, BoschWire.encode(BoschWire.HeatingDistribution(heatingDistributionType: "FLOOR")))
+        case ("GET", 4, "dhwCircuits") where rest[2] == "timePrograms":
+            guard let p = gw.dhwTimePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
+            return .json(200, BoschWire.encode(p))
+        case ("PUT", 4, "dhwCircuits") where rest[2] == "timePrograms":
+            guard gw.dhwTimePrograms[rest[1]]?[rest[3]] != nil else { return .error(404, "no such time program") }
+            guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body), Self.validProgram(p, levels: BoschWire.dhwProgramLevels) else {
+                return .error(400, "invalid time program")
+            }
+            gw.dhwTimePrograms[rest[1]]![rest[3]] = BoschWire.TimeProgram(id: rest[3], switchPoints: p.switchPoints)
+            return Reply(status: 204, body: [])
         case ("GET", 4, "heatingCircuits") where rest[2] == "timePrograms":
             guard let p = gw.timePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
             return .json(200, BoschWire.encode(p))
         case ("PUT", 4, "heatingCircuits") where rest[2] == "timePrograms":
             guard gw.timePrograms[rest[1]]?[rest[3]] != nil else { return .error(404, "no such time program") }
-            guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body),
-                  p.switchPoints.allSatisfy({ BoschWire.days.contains($0.dayOfWeek) && (0..<1440).contains($0.time) && $0.time % 15 == 0 }),
-                  p.switchPoints.allSatisfy({ ["comfort", "eco"].contains($0.setpoint) }) else {
+            guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body), Self.validProgram(p, levels: ["comfort", "eco"]) else {
                 return .error(400, "invalid time program")
             }
             gw.timePrograms[rest[1]]![rest[3]] = BoschWire.TimeProgram(id: rest[3], switchPoints: p.switchPoints)
@@ -267,9 +328,48 @@ public struct BoschCloud: Sendable {
         }
     }
 
-    /// `…/system/silentMode` and `…/system/holidayModes[/{id}]`.
-    func system(method: String, rest: [String], body: [UInt8], gw: inout Gateway) -> Reply {
+    /// Days, times on the 15-minute grid, known levels, at most 6 points per day.
+    static func validProgram(_ p: BoschWire.TimeProgram, levels: [String]) -> Bool {
+        p.switchPoints.allSatisfy { BoschWire.days.contains($0.dayOfWeek) && (0..<1440).contains($0.time) && $0.time % 15 == 0 && levels.contains($0.setpoint) }
+            && BoschWire.days.allSatisfy { d in p.switchPoints.filter { $0.dayOfWeek == d }.count <= 6 }
+    }
+
+    /// `/api-keys`: `me`, list, rotate (`POST`), delete. New keys end in their expiry date like real ones.
+    mutating func keyRequest(method: String, parts: [String], now: Double) -> Reply {
+        switch (method, parts.count) {
+        case ("GET", 2) where parts[1] == "me": return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
+        case ("GET", 1):
+            var list = [BoschWire.StoredApiKey(keyId: "key-0", createdAt: nil, expiresAt: BoschWire.keyExpiry(apiKey).map(Timestamp.iso8601))]
+            list += issuedKeys.map { BoschWire.StoredApiKey(keyId: $0.id, createdAt: Timestamp.iso8601($0.createdAt), expiresAt: Timestamp.iso8601($0.expiresAt)) }
+            return .json(200, BoschWire.encode(list))
+        case ("POST", 1):
+            guard issuedKeys.count + 1 < BoschWire.maxValidKeys else { return .error(409, "at most \(BoschWire.maxValidKeys) valid keys per partner") }
+            let expires = ((now + 182 * 86_400) / 86_400).rounded(.down) * 86_400
+            let stamp = Timestamp.date(Int64(expires / 86_400)).replacingOccurrences(of: "-", with: "")
+            let id = "key-\(issuedKeys.count + 1)"
+            let key = "xHCSAPI-sim\(issuedKeys.count + 1)-\(stamp)"
+            issuedKeys.append((id, key, now, expires))
+            return .json(201, BoschWire.encode(BoschWire.NewApiKey(keyId: id, apiKey: key, expiresAt: Timestamp.iso8601(expires))))
+        case ("DELETE", 2):
+            guard let i = issuedKeys.firstIndex(where: { $0.id == parts[1] }) else { return .error(404, "no such key") }
+            issuedKeys.remove(at: i)
+            return Reply(status: 204, body: [])
+        default:
+            return .error(405, "method not allowed")
+        }
+    }
+
+    /// `…/system/silentMode`, `…/system/holidayModes[/{id}]` and `…/system/dateTime`.
+    mutating func system(method: String, rest: [String], body: [UInt8], gw: inout Gateway, now: Double) -> Reply {
         switch (method, rest.count > 1 ? rest[1] : "", rest.count) {
+        case ("GET", "dateTime", 2):
+            return .json(200, BoschWire.encode(BoschWire.DateTime(dateTime: BoschAdapter.localDateTime(now + gw.clockOffsetS, GlibcLocalTime()))))
+        case ("PUT", "dateTime", 2):
+            guard let d = BoschWire.decode(BoschWire.DateTime.self, body), d.dateTime.count == 19, let wall = Timestamp.parse(d.dateTime + "Z") else {
+                return .error(400, "dateTime must be YYYY-MM-DDTHH:MM:SS")
+            }
+            gw.clockOffsetS = (wall - BoschAdapter.localWall(now, GlibcLocalTime())).rounded()
+            return Reply(status: 204, body: [])
         case ("GET", "silentMode", 2): return .json(200, BoschWire.encode(BoschWire.SilentMode(silentMode: gw.silentMode)))
         case ("PATCH", "silentMode", 2):
             guard let m = BoschWire.decode(BoschWire.SilentMode.self, body), BoschWire.silentModes.contains(m.silentMode) else {
@@ -367,10 +467,18 @@ public struct BoschCloud: Sendable {
                     programs["\(hc)/\(tp)"] = .array(p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
                 }
             }
+            for (d, byId) in gw.dhwTimePrograms {
+                for (tp, p) in byId {
+                    programs["dhw\(d)/\(tp)"] = .array(p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
+                }
+            }
             out[gw.id] = ["online": .bool(gw.online), "contract": .bool(gw.contract), "consent_current": .bool(gw.consentCurrent),
-                          "charges": .object(charges), "programs": .object(programs)]
+                          "charges": .object(charges), "programs": .object(programs), "clock_offset_s": .number(gw.clockOffsetS),
+                          "detections": .int(gw.detections), "components": .array(gw.components.map { .string($0.type) })]
         }
-        return ["api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out)]
+        return ["api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out),
+                "issued_keys": .int(issuedKeys.count), "health": .string(health),
+                "webhook_simulations": .array(webhookSimulations.map { ["event_type": .string($0.eventType), "gateway_id": .string($0.gatewayId)] })]
     }
 }
 

@@ -61,6 +61,8 @@ public actor Simulator {
     let hslSeed: HSLCloud
     var faults: [Fault] = []
     var log: [LoggedRequest] = []
+    /// Answers per vendor and status since the last reset, never trimmed (the log keeps only the last 10,000).
+    var statusCounts: [String: Int] = [:]
     /// When set, every vendor request fails as if the cloud were down (503).
     var down = false
 
@@ -125,6 +127,7 @@ public actor Simulator {
                                  hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
                                  body: String(decoding: body.prefix(2048), as: UTF8.self), at: Self.now()))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
+        statusCounts["\(vendor) \(answer.status)", default: 0] += 1
         return answer
     }
 
@@ -155,6 +158,13 @@ public actor Simulator {
             }))
         case ("DELETE", "/admin/requests"):
             log = []
+            statusCounts = [:]
+            return ok()
+        case ("GET", "/admin/stats"):
+            // {"bosch 200": 1234, "bosch 429": 0, …}: what a long run answered, beyond the log's window.
+            return ok(.object(statusCounts.mapValues { .int($0) }))
+        case ("POST", "/admin/bosch"):
+            if let v = j?["health"]?.stringValue { bosch.health = v }
             return ok()
         case ("POST", "/admin/faults"):
             guard let j, let f = Fault.from(j) else { return bad("fault must be a JSON object") }
@@ -176,6 +186,7 @@ public actor Simulator {
             hsl = hslSeed
             faults = []
             log = []
+            statusCounts = [:]
             down = false
             return ok()
         case ("POST", "/admin/podero"):
@@ -232,6 +243,14 @@ public actor Simulator {
                 if let v = j["online"]?.boolValue { bosch.gateways[id]!.online = v }
                 if let v = j["contract"]?.boolValue { bosch.gateways[id]!.contract = v }
                 if let v = j["consent"]?.stringValue { bosch.gateways[id]!.consentCurrent = v != "old" }
+                if let v = j["clock_offset_s"]?.doubleValue { bosch.gateways[id]!.clockOffsetS = v }
+                if let list = j["undetected"]?.arrayValue {
+                    // Components plugged in since the last system detection: found by the next POST …/components.
+                    bosch.gateways[id]!.undetected = list.compactMap { c in
+                        c["type"]?.stringValue.map { BoschWire.Component(id: c["id"]?.stringValue, type: $0, softwareVersion: c["software_version"]?.stringValue,
+                                                                         serialNumber: c["serial_number"]?.stringValue) }
+                    }
+                }
                 return ok()
             }
             return Answer(status: 404, headers: [:], body: Array("{\"error\":\"unknown admin path\"}".utf8), delayMs: 0)

@@ -5,7 +5,7 @@ public struct BoschAdapter: VendorAdapter {
     public let vendor = "bosch"
     let transport: any HTTPTransport
     let baseURL: String
-    let apiKey: String
+    let key: BoschKey
     let userId: String
     let timeout: Double
     /// Gateway ids to bridge; nil means all the partner can access.
@@ -20,14 +20,25 @@ public struct BoschAdapter: VendorAdapter {
     public static let offlineTTL = 60.0
     /// How long an installation property (the heating distribution type) is believed without asking again.
     public static let staticTTL = 86_400.0
+    /// Components and the gateway clock are synced this often (lowest priority), not every poll.
+    public static let syncTTL = 3600.0
+    /// `GET /health` is asked at most this often.
+    public static let healthTTL = 60.0
+
+    /// For the gateway clock's offset; nil leaves the offset out.
+    let clock: (any HeatbridgeCore.Clock)?
+    let localTime: any LocalTime
 
     public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
-                allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil) {
+                allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil, rotation: BoschKey.Rotation? = nil,
+                clock: (any HeatbridgeCore.Clock)? = nil, localTime: any LocalTime = FixedOffsetTime(offsetS: 0)) {
         self.budget = budget
         self.answers = answerCache
         self.transport = transport
         self.baseURL = baseURL
-        self.apiKey = apiKey
+        self.key = BoschKey(apiKey, rotation: rotation)
+        self.clock = clock
+        self.localTime = localTime
         self.userId = userId
         self.timeout = timeout
         self.allowList = allowList.map(Set.init)
@@ -46,15 +57,18 @@ public struct BoschAdapter: VendorAdapter {
         return .init(capacity: 4, perSecond: 2)
     }
 
-    func call(_ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false) async throws(CloudError) -> [UInt8] {
+    /// One request. `priority` lowers (never raises) the task's priority, for background sync reads.
+    func call(_ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false,
+              priority: RequestPriority? = nil) async throws(CloudError) -> [UInt8] {
         if let budget {
             do {
-                try await budget.acquire("\(method) \(path)", Self.limit(method: method, path: path))
+                try await budget.acquire("\(method) \(path)", Self.limit(method: method, path: path),
+                                         priority: min(priority ?? RequestPriority.current, RequestPriority.current))
             } catch {
                 throw CloudError(.unavailable, message: "cancelled while waiting for the rate budget")
             }
         }
-        var headers = [(BoschWire.apiKeyHeader, apiKey), ("Accept", "application/json")]
+        var headers = [(BoschWire.apiKeyHeader, key.current), ("Accept", "application/json")]
         if remoteControl { headers.append((BoschWire.userIdHeader, userId)) }
         let response: HTTPResponse
         do {
@@ -80,14 +94,15 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     /// A GET decoded as `T`. `keepFor` caches a successful answer that long (resources that do not change).
-    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil) async throws(CloudError) -> T {
+    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil,
+                           priority: RequestPriority? = nil) async throws(CloudError) -> T {
         let body: [UInt8]
         switch await answers?.lookup(path) {
         case .failure(let cached)?: throw cached
         case .success(let cached)?: body = cached
         case nil:
             do {
-                body = try await call("GET", path, remoteControl: remoteControl)
+                body = try await call("GET", path, remoteControl: remoteControl, priority: priority)
             } catch {
                 if let answers, error.status == 404 { await answers.remember(path, error, forS: Self.notFoundTTL) }
                 if let answers, error.kind == .deviceOffline { await answers.remember(path, error, forS: Self.offlineTTL) }
@@ -104,12 +119,34 @@ public struct BoschAdapter: VendorAdapter {
     // MARK: reading
 
     public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        try await checkHealth()
         let gateways = try await get([BoschWire.Gateway].self, BoschWire.Path.hvacs)
         var out: [DeviceSnapshot] = []
         for gw in gateways where allowList?.contains(gw.gatewayId) ?? true {
             out.append(try await fetchGateway(gw))
         }
         return out
+    }
+
+    /// `GET /health`: when Bosch itself says the API is down, the account is offline with that reason and
+    /// the poll spends no more requests (the cache keeps serving). A missing endpoint (404) or a body we cannot
+    /// read (its shape is a guess) says nothing: the poll goes on and shows what really works.
+    func checkHealth() async throws(CloudError) {
+        let health: BoschWire.Health
+        do {
+            health = try await get(BoschWire.Health.self, BoschWire.Path.health, keepFor: Self.healthTTL)
+        } catch where error.status == 404 || error.kind == .badResponse {
+            return
+        }
+        let status = health.status.uppercased()
+        guard status == "UP" || status == "OK" else {
+            throw CloudError(.unavailable, message: "Bosch reports the Partner API as \(status) (GET /health)")
+        }
+    }
+
+    public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? {
+        try await fetchGateway(BoschWire.Gateway(gatewayId: device.vendorId, deviceType: device.model,
+                                                 brand: device.attributes["brand"]?.stringValue))
     }
 
     func fetchGateway(_ gw: BoschWire.Gateway) async throws(CloudError) -> DeviceSnapshot {
@@ -140,7 +177,8 @@ public struct BoschAdapter: VendorAdapter {
                 if let tp = hc.autoModeSettings?.timeProgramId {
                     do {
                         let program = try await get(BoschWire.TimeProgram.self,
-                                                    BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true)
+                                                    BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true,
+                                                    priority: .sync)
                         schedules[node] = Self.schedule(program, levels: hc.autoModeSettings?.temperatureLevels ?? [:])
                     } catch where error.kind == .rejected {
                         // 404 and friends: this circuit has no readable program (e.g. ISRC); the rest still counts.
@@ -150,7 +188,16 @@ public struct BoschAdapter: VendorAdapter {
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(gw.gatewayId)) {
                 let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
                 let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
-                nodes[Self.nodeId("dhw", ref.id)] = Self.nodeState(dhw, charge: charge)
+                let node = Self.nodeId("dhw", ref.id)
+                nodes[node] = Self.nodeState(dhw, charge: charge)
+                let tp = dhw.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
+                do {
+                    let program = try await get(BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(gw.gatewayId, ref.id, tp),
+                                                remoteControl: true, priority: .sync)
+                    schedules[node] = Self.schedule(program, levels: Self.dhwLevels(dhw))
+                } catch where error.kind == .rejected {
+                    // No DHW program on this controller (404): the circuit itself still counts.
+                }
             }
             nodes["system"] = try await systemState(gw.gatewayId)
             return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
@@ -164,18 +211,63 @@ public struct BoschAdapter: VendorAdapter {
         }
     }
 
-    /// Node `system`: silent mode and holiday modes. A gateway without one of them (404: not a heat pump, an
-    /// older controller) shows `null` there; the rest of the gateway is unaffected.
+    /// Node `system`: silent mode, holiday modes, the gateway clock and the detected components. A gateway
+    /// without one of them (404: not a heat pump, an older controller) shows `null` there; the rest of the
+    /// gateway is unaffected. Clock and components are synced hourly at the lowest priority.
     func systemState(_ gw: String) async throws(CloudError) -> JSONValue {
         var silent: JSONValue = .null
         var holidays: JSONValue = .null
+        var clockOffset: JSONValue = .null
+        var dateTime: JSONValue = .null
+        var components: JSONValue = .null
         do {
             silent = .string(try await get(BoschWire.SilentMode.self, BoschWire.Path.silentMode(gw), remoteControl: true).silentMode.lowercased())
         } catch where error.kind == .rejected {}
         do {
             holidays = .array(try await get([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(gw), remoteControl: true).map(Self.holidayJSON))
         } catch where error.kind == .rejected {}
-        return ["kind": "system", "silent_mode": silent, "holidays": holidays]
+        do {
+            let path = BoschWire.Path.dateTime(gw), offsetKey = "clock-offset " + path
+            let readAt = clock?.now()
+            let fresh = await answers?.lookup(path) == nil
+            let t = try await get(BoschWire.DateTime.self, path, remoteControl: true, keepFor: Self.syncTTL, priority: .sync)
+            dateTime = .string(t.dateTime)
+            // Both clocks advance alike, so the offset measured at the read stays true while the answer is cached.
+            if fresh, let readAt, let gwWall = Timestamp.parse(t.dateTime + "Z") {
+                let offset = (gwWall - Self.localWall(readAt, localTime)).rounded()
+                clockOffset = .number(offset)
+                await answers?.remember(offsetKey, body: Array(JSONValue.format(offset).utf8), forS: Self.syncTTL)
+            } else if case .success(let b)? = await answers?.lookup(offsetKey), let v = Double(String(decoding: b, as: UTF8.self)) {
+                clockOffset = .number(v)
+            }
+        } catch where error.kind == .rejected {}
+        do {
+            components = .array(try await get([BoschWire.Component].self, BoschWire.Path.components(gw), keepFor: Self.syncTTL, priority: .sync)
+                .map { ["id": .string($0.id), "type": .string($0.type), "software_version": .string($0.softwareVersion),
+                        "serial_number": .string($0.serialNumber)] })
+        } catch where error.kind == .rejected {}
+        return ["kind": "system", "silent_mode": silent, "holidays": holidays, "date_time": dateTime, "clock_offset_s": clockOffset,
+                "components": components]
+    }
+
+    /// The box's local wall time at `t`, as seconds since 1970-01-01 00:00 local.
+    public static func localWall(_ t: EpochSeconds, _ local: any LocalTime) -> EpochSeconds {
+        let c = local.components(t)
+        return EpochSeconds(c.day * 86_400 + Int64(c.minute) * 60) + (t - (t / 60).rounded(.down) * 60)
+    }
+
+    /// `2026-11-22T10:00:00`: the box's local time at `t` in the gateway's format.
+    public static func localDateTime(_ t: EpochSeconds, _ local: any LocalTime) -> String {
+        String(Timestamp.iso8601(localWall(t, local)).dropLast())
+    }
+
+    /// A DHW program's levels: each level's stop temperature (what the tank is heated to).
+    static func dhwLevels(_ dhw: BoschWire.DhwCircuit) -> [String: Double] {
+        var out: [String: Double] = [:]
+        if let v = dhw.ecoModeSettings?.stopSetPointTemperature { out["eco"] = v }
+        if let v = dhw.lowModeSettings?.stopSetPointTemperature { out["low"] = v }
+        if let v = dhw.highModeSettings?.stopSetPointTemperature { out["high"] = v }
+        return out
     }
 
     static func curveJSON(_ c: BoschWire.HeatCurve) -> JSONValue {
@@ -237,8 +329,9 @@ public struct BoschAdapter: VendorAdapter {
 
     // MARK: commands
 
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint"], "hc": ["schedule", "mode", "setpoint", "heat-curve"],
-                                                      "system": ["silent-mode", "holiday"]]
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint", "schedule"],
+                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve"],
+                                                      "system": ["silent-mode", "holiday", "date-time", "detect"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
     /// other controllers take more. 6 per day on a 15-minute grid is what the km200-family gateways accept.
@@ -259,8 +352,13 @@ public struct BoschAdapter: VendorAdapter {
             throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)\(supported.isEmpty ? "" : "; supported: \(supported)")")
         }
         switch (kind, capability) {
-        case ("hc", "schedule"):
+        case ("hc", "schedule"), ("dhw", "schedule"):
             return try CapabilityValidation.weekSchedule(body, current: device.schedules[node], limits: Self.scheduleLimits)
+        case ("system", "date-time"):
+            return try Self.validateDateTime(body, device: device)
+        case ("system", "detect"):
+            try CapabilityValidation.allowOnly(body, [])
+            return [:]
         case ("hc", "mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
             return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.heatingModes))]
@@ -291,6 +389,31 @@ public struct BoschAdapter: VendorAdapter {
             return try Self.validateHoliday(body, device: device)
         default:
             return try CapabilityValidation.dhwCharge(body)
+        }
+    }
+
+    /// `{"date_time":"2026-11-22T10:00:00"}` (the gateway's local time) or `{"sync":true}` (the box's local time
+    /// when the command runs, so a queued sync is not stale).
+    static func validateDateTime(_ body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        try CapabilityValidation.allowOnly(body, ["date_time", "sync"])
+        guard device.nodes["system"]?["date_time"]?.stringValue != nil else {
+            throw CommandRejection(.unsupported, "this gateway has no readable date/time")
+        }
+        switch (body["date_time"], body["sync"]) {
+        case (nil, let sync?):
+            guard sync.boolValue == true else { throw CommandRejection(.invalidPayload, "\"sync\" must be true (or send \"date_time\")") }
+            return ["sync": true]
+        case (let v?, nil):
+            guard let text = v.stringValue, text.count == 19, let t = Timestamp.parse(text + "Z") else {
+                throw CommandRejection(.invalidPayload, "\"date_time\" must be local time YYYY-MM-DDTHH:MM:SS without a zone, e.g. 2026-11-22T10:00:00")
+            }
+            // The gateway refuses nonsense dates; so do we, before any call.
+            guard (Timestamp.parse("2020-01-01T00:00:00Z")!..<Timestamp.parse("2100-01-01T00:00:00Z")!).contains(t) else {
+                throw CommandRejection(.outOfRange, "\"date_time\" \(text) is outside 2020…2099")
+            }
+            return ["date_time": .string(text)]
+        default:
+            throw CommandRejection(.invalidPayload, "send either \"date_time\":\"YYYY-MM-DDTHH:MM:SS\" or \"sync\":true")
         }
     }
 
@@ -406,6 +529,20 @@ public struct BoschAdapter: VendorAdapter {
     func executeSystem(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let p = command.params
         let gw = device.vendorId
+        if command.capability == "date-time" {
+            guard let value = p["date_time"]?.stringValue ?? clock.map({ Self.localDateTime($0.now(), localTime) }) else {
+                throw CloudError(.rejected, message: "no clock to sync the gateway to")
+            }
+            _ = try await call("PUT", BoschWire.Path.dateTime(gw), body: BoschWire.encode(BoschWire.DateTime(dateTime: value)), remoteControl: true)
+            await answers?.forget(BoschWire.Path.dateTime(gw))
+            return "gateway clock set to \(value)"
+        }
+        if command.capability == "detect" {
+            _ = try await call("POST", BoschWire.Path.components(gw))
+            // The next poll reads the components again instead of the hour-old list.
+            await answers?.forget(BoschWire.Path.components(gw))
+            return "system detection started; components are read again on the next poll"
+        }
         if command.capability == "silent-mode" {
             let mode = p["mode"]?.stringValue ?? "OFF"
             _ = try await call("PATCH", BoschWire.Path.silentMode(gw), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)), remoteControl: true)
@@ -464,23 +601,33 @@ public struct BoschAdapter: VendorAdapter {
         return "DHW \(command.params["level"]?.stringValue ?? "") level set to \(JSONValue.format(command.params["start"]?.doubleValue ?? 0))…\(JSONValue.format(command.params["stop"]?.doubleValue ?? 0)) °C"
     }
 
-    /// The program id and current program of a heating circuit, read fresh from the cloud.
-    func currentProgram(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> (tp: String, program: WeekSchedule) {
+    /// The program path and current program of a heating or DHW circuit, read fresh from the cloud.
+    func currentProgram(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> (path: String, tp: String, program: WeekSchedule) {
+        if command.node.hasPrefix("dhw") {
+            let circuit = String(command.node.dropFirst(3))
+            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, circuit), remoteControl: true)
+            let tp = d.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
+            let path = BoschWire.Path.dhwTimeProgram(device.vendorId, circuit, tp)
+            let p = try await get(BoschWire.TimeProgram.self, path, remoteControl: true)
+            return (path, tp, Self.schedule(p, levels: Self.dhwLevels(d)))
+        }
         let circuit = String(command.node.dropFirst(2))
         let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, circuit), remoteControl: true)
         guard let tp = hc.autoModeSettings?.timeProgramId else {
             throw CloudError(.rejected, message: "\(command.node) has no selected time program")
         }
-        let p = try await get(BoschWire.TimeProgram.self, BoschWire.Path.heatingTimeProgram(device.vendorId, circuit, tp), remoteControl: true)
-        return (tp, Self.schedule(p, levels: hc.autoModeSettings?.temperatureLevels ?? [:]))
+        let path = BoschWire.Path.heatingTimeProgram(device.vendorId, circuit, tp)
+        let p = try await get(BoschWire.TimeProgram.self, path, remoteControl: true)
+        return (path, tp, Self.schedule(p, levels: hc.autoModeSettings?.temperatureLevels ?? [:]))
     }
 
     /// PUT of the whole program, after checking it was not changed in the cloud since the edit was made.
+    /// The budget spaces PUTs of one program 10 s apart, as documented.
     func writeSchedule(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         guard let wanted = WeekSchedule(json: ["days": command.params["days"] ?? .null, "levels": [:]]) else {
             throw CloudError(.rejected, message: "stored schedule parameters are unreadable")
         }
-        let (tp, now) = try await currentProgram(command, device: device)
+        let (path, tp, now) = try await currentProgram(command, device: device)
         if let base = command.params["base_version"]?.stringValue, command.params["force"]?.boolValue != true,
            now.json["version"]?.stringValue != base {
             throw CloudError(.conflict, message: "the program changed in the cloud since version \(base) (now \(now.json["version"]?.stringValue ?? "?")); resend with the new version or \"force\":true")
@@ -489,9 +636,7 @@ public struct BoschAdapter: VendorAdapter {
         for (d, day) in wanted.days.enumerated() {
             for p in day { points.append(.init(dayOfWeek: BoschWire.days[d], time: p.minute, setpoint: p.level)) }
         }
-        let circuit = String(command.node.dropFirst(2))
-        _ = try await call("PUT", BoschWire.Path.heatingTimeProgram(device.vendorId, circuit, tp),
-                           body: BoschWire.encode(BoschWire.TimeProgram(id: tp, switchPoints: points)), remoteControl: true)
+        _ = try await call("PUT", path, body: BoschWire.encode(BoschWire.TimeProgram(id: tp, switchPoints: points)), remoteControl: true)
         return "time program \(tp) written (\(points.count) switch points)"
     }
 
@@ -513,6 +658,8 @@ public struct BoschAdapter: VendorAdapter {
                 k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
             }
         }
+        // Setting the clock again or re-running detection does no harm: send them again.
+        if command.capability == "date-time" || command.capability == "detect" { return nil }
         if command.node == "system" {
             let now = try await systemState(device.vendorId)
             if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }
@@ -539,7 +686,7 @@ public struct BoschAdapter: VendorAdapter {
             return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
         }
         if command.capability == "schedule" {
-            let (_, now) = try await currentProgram(command, device: device)
+            let (_, _, now) = try await currentProgram(command, device: device)
             return now.json["days"] == command.params["days"]
         }
         guard command.capability == "charge", command.node.hasPrefix("dhw") else { return nil }
@@ -549,6 +696,52 @@ public struct BoschAdapter: VendorAdapter {
             return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue
         }
         return now.chargeStatus == BoschWire.chargeStop
+    }
+}
+
+// MARK: API key
+
+extension BoschAdapter {
+    public func credentialExpiry() -> EpochSeconds? { key.expiresAt }
+
+    /// Rotates the key with `POST /api-keys` once it is within the configured time of its expiry: the new key
+    /// is stored first (atomically, 0600) and only then used, so a crash in between loses nothing; the old
+    /// key stays valid until its own expiry [pub: security].
+    public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? {
+        guard let rotation = key.rotation, key.claimRotation(now: now) else { return nil }
+        let fresh: BoschWire.NewApiKey
+        do {
+            fresh = try await newKey()
+        } catch {
+            return .failed(error.description)
+        }
+        if let problem = rotation.persist(fresh.apiKey) { return .failed("cannot store the new key: \(problem)") }
+        key.replace(with: fresh.apiKey)
+        return .renewed(expires: BoschWire.keyExpiry(fresh.apiKey) ?? fresh.expiresAt.flatMap(Timestamp.parse))
+    }
+
+    /// `POST /api-keys`: a new key valid 6 months; the caller stores it.
+    public func newKey() async throws(CloudError) -> BoschWire.NewApiKey {
+        let body = try await call("POST", BoschWire.Path.apiKeys)
+        guard let k = BoschWire.decode(BoschWire.NewApiKey.self, body), k.apiKey.hasPrefix("xHCSAPI") else {
+            throw CloudError(.badResponse, status: 200, message: "unreadable answer to POST /api-keys")
+        }
+        return k
+    }
+
+    /// The partner's stored keys (ids and dates, never the keys).
+    public func listKeys() async throws(CloudError) -> [BoschWire.StoredApiKey] {
+        try await get([BoschWire.StoredApiKey].self, BoschWire.Path.apiKeys)
+    }
+
+    public func deleteKey(_ id: String) async throws(CloudError) {
+        _ = try await call("DELETE", BoschWire.Path.apiKey(id))
+    }
+
+    /// `POST /webhooks/simulation`: asks Bosch to send a test event to the partner's webhook endpoints.
+    public func simulateWebhook(eventType: String, gatewayId: String?) async throws(CloudError) {
+        _ = try await call("POST", BoschWire.Path.webhookSimulation,
+                           body: BoschWire.encode(BoschWire.WebhookSimulation(eventType: eventType, gatewayId: gatewayId)))
     }
 }
 

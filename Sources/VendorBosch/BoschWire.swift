@@ -36,7 +36,88 @@ public enum BoschWire {
         public static let contracts = "/contracts"
         public static func contract(_ gw: String) -> String { "/contracts/\(gw)" }
         public static let apiKeysMe = "/api-keys/me"
+        /// `POST` rotates, `GET` lists (path INFERRED: the release note's path is cut off).
+        public static let apiKeys = "/api-keys"
+        public static func apiKey(_ id: String) -> String { "/api-keys/\(id)" }
+        public static let health = "/health"
+        public static let webhookSimulation = "/webhooks/simulation"
+        public static func dateTime(_ gw: String) -> String { "/hvacs/\(gw)/system/dateTime" }
+        public static func components(_ gw: String) -> String { "/hvacs/\(gw)/components" }
+        public static func dhwTimeProgram(_ gw: String, _ id: String, _ tp: String) -> String {
+            "/hvacs/\(gw)/dhwCircuits/\(id)/timePrograms/\(tp)"
+        }
     }
+
+    // MARK: service, keys, system [doc for the endpoints; every body INFERRED]
+
+    /// `GET /health` (since 2023-09-01; body unknown). INFERRED `{"status":"UP"}`; anything but `UP`/`OK`
+    /// counts as the API reporting trouble.
+    public struct Health: Codable, Sendable, Equatable {
+        public var status: String
+        public init(status: String) { self.status = status }
+    }
+
+    /// `POST /api-keys`: a new key valid 6 months [pub: security]. INFERRED `{"keyId":…,"apiKey":…,"expiresAt":…}`.
+    public struct NewApiKey: Codable, Sendable, Equatable {
+        public var keyId: String?
+        public var apiKey: String
+        public var expiresAt: String?
+        public init(keyId: String?, apiKey: String, expiresAt: String?) {
+            self.keyId = keyId
+            self.apiKey = apiKey
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// One entry of the key list (never the key itself). INFERRED.
+    public struct StoredApiKey: Codable, Sendable, Equatable {
+        public var keyId: String
+        public var createdAt: String?
+        public var expiresAt: String?
+        public init(keyId: String, createdAt: String?, expiresAt: String?) {
+            self.keyId = keyId
+            self.createdAt = createdAt
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// At most this many valid keys per partner [pub: security].
+    public static let maxValidKeys = 10
+
+    /// `GET/PUT …/system/dateTime` [doc v1.9]. INFERRED: the gateway's local time without a zone,
+    /// `{"dateTime":"2026-11-22T10:00:00"}` (the gateway keeps `LocalDateTime`).
+    public struct DateTime: Codable, Sendable, Equatable {
+        public var dateTime: String
+        public init(dateTime: String) { self.dateTime = dateTime }
+    }
+
+    /// One entry of `GET …/components` [doc: types GATEWAY, POOLMODULE, CASCADE; `softwareVersion` always,
+    /// `serialNumber` optional]. The `id` field is INFERRED.
+    public struct Component: Codable, Sendable, Equatable {
+        public var id: String?
+        public var type: String
+        public var softwareVersion: String?
+        public var serialNumber: String?
+        public init(id: String?, type: String, softwareVersion: String?, serialNumber: String?) {
+            self.id = id
+            self.type = type
+            self.softwareVersion = softwareVersion
+            self.serialNumber = serialNumber
+        }
+    }
+
+    /// `POST /webhooks/simulation` [doc v1.25]: body INFERRED as the event type plus a gateway.
+    public struct WebhookSimulation: Codable, Sendable, Equatable {
+        public var eventType: String
+        public var gatewayId: String?
+        public init(eventType: String, gatewayId: String?) {
+            self.eventType = eventType
+            self.gatewayId = gatewayId
+        }
+    }
+
+    /// Event types: the two documented strings, the others INFERRED in the same style (cloud-apis.md §1.7).
+    public static let webhookEventTypes = ["CONNECTIVITY_STATUS", "APPLIANCE_STATUS", "CONTRACT_STATUS", "DATA_POINT", "DAILY_AGGREGATE"]
 
     // MARK: heat curve [doc v1.1, v1.9, v1.14, v1.20; field names INFERRED from the gateway's resources]
 
@@ -242,17 +323,34 @@ public enum BoschWire {
         public var ecoModeSettings: DhwModeSettings?
         public var lowModeSettings: DhwModeSettings?
         public var highModeSettings: DhwModeSettings?
+        /// `autoModeSettings.operationMode` [doc v1.7]; its `timeProgramId` is INFERRED like the heating one's.
+        public var autoModeSettings: DhwAutoModeSettings?
 
         public init(id: String, operationMode: String?, actualTemperature: Double?, ecoModeSettings: DhwModeSettings?,
-                    lowModeSettings: DhwModeSettings?, highModeSettings: DhwModeSettings?) {
+                    lowModeSettings: DhwModeSettings?, highModeSettings: DhwModeSettings?, autoModeSettings: DhwAutoModeSettings? = nil) {
             self.id = id
             self.operationMode = operationMode
             self.actualTemperature = actualTemperature
             self.ecoModeSettings = ecoModeSettings
             self.lowModeSettings = lowModeSettings
             self.highModeSettings = highModeSettings
+            self.autoModeSettings = autoModeSettings
         }
     }
+
+    public struct DhwAutoModeSettings: Codable, Sendable, Equatable {
+        public var operationMode: String?
+        public var timeProgramId: String?
+        public init(operationMode: String?, timeProgramId: String?) {
+            self.operationMode = operationMode
+            self.timeProgramId = timeProgramId
+        }
+    }
+
+    /// DHW program id when the circuit does not name one (INFERRED, like the heating programs' `A`).
+    public static let defaultDhwProgram = "A"
+    /// Levels a DHW program switches between (INFERRED: the three heat-pump DHW levels).
+    public static let dhwProgramLevels = ["eco", "low", "high"]
 
     public struct DhwModeSettings: Codable, Sendable, Equatable {
         public var startSetPointTemperature: Double?

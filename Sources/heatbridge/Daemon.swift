@@ -149,12 +149,23 @@ enum Daemon {
                 guard let ref = a.apiKey, let key = readSecret(ref, env) else {
                     return .failure(SetupError(description: "account \(a.name): cannot read the API key"))
                 }
+                var rotation: BoschKey.Rotation?
+                if a.rotateKey, case .file(let path) = ref.source {
+                    // The new key goes to the configured file before it is used; it is never logged.
+                    rotation = BoschKey.Rotation(persist: { newKey in
+                        switch FileIO.writeAtomically(path, Array((newKey + "\n").utf8), mode: 0o600) {
+                        case .success: return nil
+                        case .failure(let e): return "\(path): \(e)"
+                        }
+                    })
+                }
                 let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
                                            timeout: a.timeoutS, allowList: a.devices,
                                            budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
-                                           answerCache: AnswerCache(clock: SystemClock()))
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter,
-                                               keyExpiresAt: BoschWire.keyExpiry(key)))
+                                           answerCache: AnswerCache(clock: SystemClock()), rotation: rotation,
+                                           clock: SystemClock(), localTime: GlibcLocalTime())
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
+                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
             case .podero:
                 guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
                     return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
@@ -169,7 +180,8 @@ enum Daemon {
                                             clock: SystemClock(), persistence: persistence)
                 let client = PoderoClient(transport: transport, baseURL: a.baseURL, orgId: a.orgId ?? "", session: session, timeout: a.timeoutS)
                 let adapter = PoderoAdapter(client: client, allowList: a.devices, clock: SystemClock())
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
+                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
             case .homesmartlink:
                 guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
                     return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
@@ -178,7 +190,8 @@ enum Daemon {
                                          homes: a.homes, timeout: a.timeoutS, clock: SystemClock(), localTime: GlibcLocalTime(),
                                          reportTimeoutS: a.reportTimeoutS, reportIntervalS: a.reportIntervalS,
                                          diagnosisCheckS: a.diagnosisCheckS)
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS, adapter: adapter))
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
+                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
             }
         }
         return .success(accounts)

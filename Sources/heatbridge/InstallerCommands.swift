@@ -428,3 +428,87 @@ struct OnboardBosch: ParsableCommand {
         }
     }
 }
+
+/// `heatbridge bosch …`: Bosch partner tools (API keys, webhook test events).
+struct BoschTools: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bosch", abstract: "Bosch Partner API tools for installers.",
+                                                    subcommands: [BoschKeys.self, BoschWebhookTest.self])
+}
+
+/// `heatbridge bosch keys list|rotate|delete ID`. Keys are never printed: only their ids and dates.
+struct BoschKeys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "List the partner's API keys, rotate the configured key (the new one is written to api_key_file, 0600), or delete one by id.")
+    @OptionGroup var account: AccountOption
+    @Argument(help: "list, rotate or delete.") var action: String
+    @Argument(help: "The key id (delete).") var keyId: String?
+
+    func run() throws {
+        guard ["list", "rotate", "delete"].contains(action) else { throw usageError("unknown action \"\(action)\"; one of list, rotate, delete") }
+        if action == "delete" {
+            guard let id = keyId, !id.isEmpty, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw usageError("delete needs a key id as listed by `heatbridge bosch keys list`")
+            }
+        }
+        let (a, secret) = try account.resolve(vendor: .bosch)
+        var keyFile: String?
+        if action == "rotate" {
+            guard let ref = a.apiKey, case .file(let path) = ref.source else {
+                throw usageError("rotate writes the new key to api_key_file; account \(a.name) reads its key from a systemd credential")
+            }
+            keyFile = path
+        }
+        let adapter = BoschAdapter.forCLI(a, secret: secret)
+        let action = action, keyId = keyId ?? "", keyPath = keyFile ?? ""
+        try runCloud("keys \(action)") { () async throws(CloudError) -> Int32 in
+            switch action {
+            case "list":
+                let keys = try await adapter.listKeys()
+                if let exp = BoschWire.keyExpiry(secret) { print("configured key expires \(Timestamp.iso8601(exp))") }
+                for k in keys { print("\(k.keyId)  created \(k.createdAt ?? "?")  expires \(k.expiresAt ?? "?")") }
+                if keys.count >= BoschWire.maxValidKeys - 1 { print("note: Bosch allows \(BoschWire.maxValidKeys) valid keys; delete unused ones") }
+            case "rotate":
+                let fresh = try await adapter.newKey()
+                // Stored before anything else is said: the key exists only in this process until then.
+                if case .failure(let e) = FileIO.writeAtomically(keyPath, Array((fresh.apiKey + "\n").utf8), mode: 0o600) {
+                    printErr("the new key \(fresh.keyId ?? "") could not be written to \(keyPath): \(e); the old key stays in use")
+                    return 1
+                }
+                let exp = BoschWire.keyExpiry(fresh.apiKey).map(Timestamp.iso8601) ?? fresh.expiresAt ?? "?"
+                print("new key \(fresh.keyId ?? "") written to \(keyPath) (expires \(exp)); the old key stays valid until its own expiry")
+                print("  apply it: systemctl reload heatbridge")
+            default:
+                try await adapter.deleteKey(keyId)
+                print("key \(keyId) deleted")
+            }
+            return 0
+        }
+    }
+}
+
+/// `heatbridge bosch webhook-test --event TYPE [--gateway ID]`: Bosch sends a simulated event to the
+/// partner's webhook endpoints (configured at onboarding), to check the receiving side end to end.
+struct BoschWebhookTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "webhook-test",
+        abstract: "Ask Bosch to send a simulated webhook event (POST /webhooks/simulation) to the partner's endpoints.")
+    @OptionGroup var account: AccountOption
+    @Option(help: "Event type: \(BoschWire.webhookEventTypes.joined(separator: ", ")).") var event: String
+    @Option(help: "Gateway id the event is about (9 digits).") var gateway: String?
+
+    func run() throws {
+        guard let type = BoschWire.webhookEventTypes.first(where: { $0 == event.uppercased() }) else {
+            throw usageError("--event \"\(event)\" is not an event type; valid: \(BoschWire.webhookEventTypes.joined(separator: ", "))")
+        }
+        if let g = gateway, !(g.count == 9 && g.allSatisfy(\.isNumber)) { throw usageError("--gateway \"\(g)\" must be 9 digits") }
+        let (a, secret) = try account.resolve(vendor: .bosch)
+        let adapter = BoschAdapter.forCLI(a, secret: secret)
+        let gateway = gateway
+        try runCloud("webhook-test") { () async throws(CloudError) -> Int32 in
+            try await adapter.simulateWebhook(eventType: type, gatewayId: gateway)
+            print("\(type) event requested\(gateway.map { " for \($0)" } ?? ""); Bosch sends it to the webhook endpoints set at onboarding")
+            return 0
+        }
+    }
+}

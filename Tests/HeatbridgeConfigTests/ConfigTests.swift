@@ -263,3 +263,51 @@ final class ShippedConfigTests: XCTestCase {
         XCTAssertFalse(messages.joined().contains("hunter2"), "a secret was echoed")
     }
 }
+
+extension ConfigTests {
+    func testPollPacingAndKeyRotationKeys() throws {
+        _ = write("bosch.key", "xHCSAPI-secret-20270101\n")
+        let good = write("rot.yaml", """
+            mqtt:
+              url: mqtt://127.0.0.1:1883
+            accounts:
+              - name: b
+                vendor: bosch
+                base_url: https://api.test
+                api_key_file: \(dir!)/bosch.key
+                user_id: u
+                poll_interval_s: 30
+                poll_max_interval_s: 300
+                rotate_key: true
+            """)
+        guard case .success(let l) = ConfigLoader.load(path: good, environment: [:]) else { return XCTFail("refused") }
+        XCTAssertEqual(l.config.accounts[0].maxPollIntervalS, 300)
+        XCTAssertTrue(l.config.accounts[0].rotateKey)
+        let bad = write("rot-bad.yaml", """
+            mqtt:
+              url: mqtt://127.0.0.1:1883
+            accounts:
+              - name: b
+                vendor: bosch
+                base_url: https://api.test
+                api_key_credential: bosch-key
+                user_id: u
+                poll_interval_s: 30
+                poll_max_interval_s: 10
+                rotate_key: true
+              - name: p
+                vendor: podero
+                base_url: https://p.test
+                client_id: c
+                client_secret_file: \(dir!)/bosch.key
+                org_id: o
+                rotate_key: yes
+            """)
+        guard case .failure(let e) = ConfigLoader.load(path: bad, environment: [:]) else { return XCTFail("accepted") }
+        let text = e.diagnostics.map(\.description).joined(separator: "\n")
+        XCTAssertTrue(text.contains("rot-bad.yaml:10:"), text)
+        XCTAssertTrue(text.contains("\"poll_max_interval_s\" (10) must not be below poll_interval_s (30)"), text)
+        XCTAssertTrue(text.contains("\"rotate_key\" needs \"api_key_file\""), text)
+        XCTAssertTrue(text.contains("\"rotate_key\" must be true or false, found \"yes\""), text)
+    }
+}

@@ -168,4 +168,120 @@ final class BoschAdapterTests: XCTestCase {
         _ = try await a.fetchDevices()
         XCTAssertEqual(asked(), 2, "after its time the 404 is checked again")
     }
+
+    func testHealthDownTakesTheAccountOfflineWithoutFurtherCalls() async {
+        let t = ScriptedTransport.routes(["/health": (200, #"{"status":"DOWN"}"#), "/hvacs": (200, "[]")])
+        do {
+            _ = try await adapter(t).fetchDevices()
+            XCTFail("a DOWN health must fail the poll")
+        } catch {
+            XCTAssertEqual(error.accountState, .offline)
+            XCTAssertTrue(error.message.contains("DOWN"), error.message)
+        }
+        XCTAssertEqual(t.requests.withLock { $0.map(\.url) }, ["https://api.test/health"])
+        // UP (or no /health at all, as in the other tests) lets the poll go on.
+        let up = ScriptedTransport.routes(["/health": (200, #"{"status":"UP"}"#), "/hvacs": (200, "[]")])
+        let none = try? await adapter(up).fetchDevices()
+        XCTAssertEqual(none?.count, 0)
+    }
+
+    func testKeyRotationStoresTheNewKeyBeforeUsingIt() async throws {
+        let issued = Mutex(0)
+        let t = ScriptedTransport { r in
+            if r.method == "POST" && r.url.hasSuffix("/api-keys") {
+                let n = issued.withLock { $0 += 1; return $0 }
+                return .success(HTTPResponse(status: 201, body: Array(#"{"keyId":"k\#(n)","apiKey":"xHCSAPI-new\#(n)-20270601","expiresAt":"2027-06-01T00:00:00Z"}"#.utf8)))
+            }
+            return .success(HTTPResponse(status: 200, body: Array("[]".utf8)))
+        }
+        let stored = Mutex<[String]>([])
+        let failWith = Mutex<String?>("No space left on device")
+        let rotation = BoschKey.Rotation(retryS: 3600) { key in
+            if let e = failWith.withLock({ $0 }) { return e }
+            stored.withLock { $0.append(key) }
+            return nil
+        }
+        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "xHCSAPI-old-20261201", userId: "u", timeout: 2, allowList: nil,
+                             rotation: rotation)
+        let now = Timestamp.parse("2026-11-22T00:00:00Z")!
+        func keyUsed() async throws -> String? {
+            _ = try await a.fetchDevices()
+            return t.requests.withLock { $0.last?.headers.first { $0.0 == "x-api-key" }?.1 }
+        }
+        // The store fails (full disk): the old key stays in use and nothing secret is in the reason.
+        guard case .failed(let why)? = await a.renewCredential(now: now) else { return XCTFail("rotation was due") }
+        XCTAssertTrue(why.contains("No space left"), why)
+        XCTAssertFalse(why.contains("xHCSAPI"), "the key must not appear in the reason")
+        let afterFailure = try await keyUsed()
+        XCTAssertEqual(afterFailure, "xHCSAPI-old-20261201")
+        let tooSoon = await a.renewCredential(now: now + 60)
+        XCTAssertNil(tooSoon, "a failed rotation is retried after retry_s, not on every poll")
+        failWith.withLock { $0 = nil }
+        let renewed = await a.renewCredential(now: now + 3601)
+        XCTAssertEqual(renewed, .renewed(expires: Timestamp.parse("2027-06-01T00:00:00Z")))
+        XCTAssertEqual(stored.withLock { $0 }, ["xHCSAPI-new2-20270601"])
+        let afterRotation = try await keyUsed()
+        XCTAssertEqual(afterRotation, "xHCSAPI-new2-20270601")
+        XCTAssertEqual(a.credentialExpiry(), Timestamp.parse("2027-06-01T00:00:00Z"))
+        let notDue = await a.renewCredential(now: now + 7200)
+        XCTAssertNil(notDue, "a fresh key is not rotated again")
+        // Without rotation configured nothing happens, however close the expiry.
+        let plain = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "xHCSAPI-old-20261201", userId: "u", timeout: 2, allowList: nil)
+        let off = await plain.renewCredential(now: now)
+        XCTAssertNil(off)
+    }
+
+    func testSystemDhwScheduleAndDateTimeValidation() {
+        let a = adapter(ScriptedTransport { _ in .success(HTTPResponse(status: 204)) })
+        var d = device
+        d.nodes["system"] = ["date_time": "2026-11-22T10:00:00", "silent_mode": .null, "holidays": .null]
+        d.schedules["dhw1"] = WeekSchedule(days: Array(repeating: [], count: 7), levels: ["eco": 45, "low": 50, "high": 55])
+        func code(_ node: String, _ cap: String, _ body: [String: JSONValue]) -> ResultCode? {
+            do { _ = try a.validate(node: node, capability: cap, body: body, device: d); return nil } catch { return error.code }
+        }
+        XCTAssertNil(code("system", "date-time", ["sync": true]))
+        XCTAssertNil(code("system", "date-time", ["date_time": "2026-11-22T10:00:00"]))
+        XCTAssertEqual(code("system", "date-time", ["date_time": "2026-11-22T10:00:00Z"]), .invalidPayload, "local time has no zone")
+        XCTAssertEqual(code("system", "date-time", ["date_time": "2026-13-01T10:00:00"]), .invalidPayload)
+        XCTAssertEqual(code("system", "date-time", ["date_time": "2019-12-31T23:00:00"]), .outOfRange)
+        XCTAssertEqual(code("system", "date-time", ["sync": false]), .invalidPayload)
+        XCTAssertEqual(code("system", "date-time", ["sync": true, "date_time": "2026-11-22T10:00:00"]), .invalidPayload)
+        XCTAssertEqual(code("system", "date-time", [:]), .invalidPayload)
+        XCTAssertNil(code("system", "detect", [:]))
+        XCTAssertEqual(code("system", "detect", ["now": true]), .invalidPayload)
+        let empty: JSONValue = []
+        var days: [String: JSONValue] = Dictionary(uniqueKeysWithValues: WeekSchedule.dayNames.map { ($0, empty) })
+        days["mon"] = [["at": "05:30", "level": "high"], ["at": "21:00", "level": "eco"]]
+        XCTAssertNil(code("dhw1", "schedule", ["days": .object(days)]))
+        days["mon"] = [["at": "05:30", "level": "comfort"]]
+        XCTAssertEqual(code("dhw1", "schedule", ["days": .object(days)]), .outOfRange, "comfort is not a DHW level")
+        days["mon"] = .array((0..<7).map { ["at": .string("0\($0):00"), "level": "eco"] })
+        XCTAssertEqual(code("dhw1", "schedule", ["days": .object(days)]), .outOfRange, "7 switch points in a day")
+    }
+
+    func testGatewayClockOffsetIsMeasuredAgainstTheBoxLocalTime() async throws {
+        let clock = ManualClock()
+        let local = FixedOffsetTime(offsetS: 3600)
+        // The gateway runs 2 minutes ahead of the box's local time.
+        let gatewayTime = BoschAdapter.localDateTime(clock.now() + 120, local)
+        let t = ScriptedTransport.routes([
+            "/hvacs": (200, #"[{"gatewayId":"101000001"}]"#),
+            "/hvacs/101000001/status": (200, #"{"status":"ONLINE"}"#),
+            "/hvacs/101000001/heatingCircuits": (200, "[]"),
+            "/hvacs/101000001/dhwCircuits": (200, "[]"),
+            "/hvacs/101000001/system/dateTime": (200, #"{"dateTime":"\#(gatewayTime)"}"#),
+            "/hvacs/101000001/components": (200, #"[{"type":"GATEWAY","softwareVersion":"05.04.00","serialNumber":"SN1"}]"#),
+        ])
+        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
+                             answerCache: AnswerCache(clock: clock), clock: clock, localTime: local)
+        let system = try await a.fetchDevices().first?.nodes["system"]
+        XCTAssertEqual(system?["clock_offset_s"], 120)
+        XCTAssertEqual(system?["date_time"]?.stringValue, gatewayTime)
+        XCTAssertEqual(system?["components"]?.arrayValue?.first?["type"], "GATEWAY")
+        XCTAssertEqual(system?["components"]?.arrayValue?.first?["software_version"], "05.04.00")
+        // Clock and components are synced hourly, not every poll; the offset stays known meanwhile.
+        let again = try await a.fetchDevices().first?.nodes["system"]
+        XCTAssertEqual(again?["clock_offset_s"], 120)
+        XCTAssertEqual(t.requests.withLock { $0.filter { $0.url.hasSuffix("/dateTime") || $0.url.hasSuffix("/components") }.count }, 2)
+    }
 }

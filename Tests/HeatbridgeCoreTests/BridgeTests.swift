@@ -81,6 +81,19 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(store.commands.withLock { $0.first?.status }, .done)
     }
 
+    /// Commands run at command priority, the read-back after them at read-back priority, polls at poll
+    /// priority: under a shared rate budget that is the order they get tokens in.
+    func testWorkRunsAtItsPriority() {
+        _ = start()
+        eventually("first poll") { !mqtt.json("hb/fake-1/state").isEmpty }
+        XCTAssertEqual(adapter.priorities.withLock { $0 }, ["fetch poll"])
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"p","action":"start","duration_min":30}"#)
+        eventually("done") { results("p").count == 2 }
+        // The fake cannot read one device, so the read-back is a whole poll, 1 s (1 ms here) later.
+        eventually("read-back") { adapter.priorities.withLock { $0.count } >= 3 }
+        XCTAssertEqual(adapter.priorities.withLock { $0 }, ["fetch poll", "execute command", "fetch read-back"])
+    }
+
     func testRejections() {
         _ = start()
         eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }

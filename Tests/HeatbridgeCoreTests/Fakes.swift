@@ -104,8 +104,11 @@ final class FakeAdapter: VendorAdapter {
     /// What `confirm` answers.
     let confirmAnswer = Mutex<Bool?>(nil)
     let confirmed = Mutex<[String]>([])
+    /// The request priority each call ran at, in order ("fetch poll", "execute command", …).
+    let priorities = Mutex<[String]>([])
 
     func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        priorities.withLock { $0.append("confirm \(RequestPriority.current)") }
         confirmed.withLock { $0.append(command.id) }
         return confirmAnswer.withLock { $0 }
     }
@@ -113,6 +116,7 @@ final class FakeAdapter: VendorAdapter {
     func capabilities(of node: String) -> Set<String> { ["charge"] }
 
     func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        priorities.withLock { $0.append("fetch \(RequestPriority.current)") }
         if let e = fetchError.withLock({ $0 }) { throw e }
         return snapshots.withLock { $0 }
     }
@@ -124,6 +128,7 @@ final class FakeAdapter: VendorAdapter {
     }
 
     func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        priorities.withLock { $0.append("execute \(RequestPriority.current)") }
         executed.withLock { $0.append(command) }
         if let e = executeErrors.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { throw e }
         return "ok"

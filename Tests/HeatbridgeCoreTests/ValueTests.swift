@@ -125,13 +125,85 @@ final class RateBudgetTests: XCTestCase {
         let budget = RateBudget(clock: clock)
         let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
         let t0 = clock.now()
-        try await budget.acquire("a", limit)
-        try await budget.acquire("a", limit)
+        try await budget.acquire("a", limit, priority: .command)
+        try await budget.acquire("a", limit, priority: .command)
         XCTAssertLessThan(clock.now() - t0, 0.5, "the burst must not wait")
-        try await budget.acquire("a", limit)
+        try await budget.acquire("a", limit, priority: .command)
         XCTAssertGreaterThanOrEqual(clock.now() - t0, 1.9, "the third request waits for a token (2 s at 0.5/s)")
         try await budget.acquire("b", limit)  // another key has its own bucket
         let waits = await budget.waits
         XCTAssertEqual(waits, 1)
+    }
+
+    /// Polls leave the last burst token to commands: a command right after a poll burst never waits.
+    func testPollsLeaveTheLastTokenToCommands() async throws {
+        let clock = ManualClock()
+        let budget = RateBudget(clock: clock)
+        let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
+        try await budget.acquire("k", limit, priority: .poll)
+        let second = Task { try await budget.acquire("k", limit, priority: .poll) }
+        try await Task.sleep(nanoseconds: 30_000_000)
+        try await budget.acquire("k", limit, priority: .command)   // would hang if the poll had taken it
+        let waitsSoFar = await budget.waits
+        XCTAssertEqual(waitsSoFar, 1, "only the second poll waited")
+        clock.advance(4)   // two tokens back: the poll may take one and leave one
+        try await second.value
+    }
+
+    /// With several requests waiting for one key, the token goes to the most urgent.
+    func testMostUrgentWaiterGetsTheToken() async throws {
+        let clock = ManualClock()
+        let budget = RateBudget(clock: clock)
+        let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
+        try await budget.acquire("k", limit, priority: .command)
+        try await budget.acquire("k", limit, priority: .command)
+        let order = Order()
+        let poll = Task {
+            try await budget.acquire("k", limit, priority: .sync)
+            await order.add("sync")
+        }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        let readBack = Task {
+            try await budget.acquire("k", limit, priority: .readBack)
+            await order.add("read-back")
+        }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        clock.advance(2)   // one token: the read-back, although it came later
+        try await readBack.value
+        var seen = await order.items
+        XCTAssertEqual(seen, ["read-back"])
+        clock.advance(4)
+        try await poll.value
+        seen = await order.items
+        XCTAssertEqual(seen, ["read-back", "sync"])
+    }
+
+    func testPriorityIsTaskLocal() async throws {
+        XCTAssertEqual(RequestPriority.current, .poll)
+        let inside = try await RequestPriority.with(.command) { () async throws(CloudError) in RequestPriority.current }
+        XCTAssertEqual(inside, .command)
+        XCTAssertEqual(RequestPriority.current, .poll)
+    }
+}
+
+actor Order {
+    var items: [String] = []
+    func add(_ s: String) { items.append(s) }
+}
+
+final class PollPacingTests: XCTestCase {
+    func testSlowsDownWhileNothingChangesAndSpeedsUpAfterACommand() {
+        let p = PollPacing(baseS: 60)
+        XCTAssertEqual(p.maxS, 240, "default: four times the poll interval")
+        XCTAssertEqual(p.interval(unchanged: 0, sinceCommand: nil), 60)
+        XCTAssertEqual(p.interval(unchanged: 2, sinceCommand: nil), 60)
+        XCTAssertEqual(p.interval(unchanged: 3, sinceCommand: nil), 120)
+        XCTAssertEqual(p.interval(unchanged: 6, sinceCommand: nil), 240)
+        XCTAssertEqual(p.interval(unchanged: 60, sinceCommand: nil), 240, "never slower than the maximum")
+        XCTAssertEqual(p.interval(unchanged: 9, sinceCommand: 30), 15, "fast right after a command")
+        XCTAssertEqual(p.interval(unchanged: 0, sinceCommand: 200), 60, "back to normal after the fast window")
+        XCTAssertEqual(PollPacing(baseS: 5).interval(unchanged: 0, sinceCommand: 1), 5, "a short interval is not made longer")
+        XCTAssertEqual(PollPacing(baseS: 60, maxS: 60).interval(unchanged: 30, sinceCommand: nil), 60, "max = base turns slowing off")
+        XCTAssertEqual(PollPacing(baseS: 60, maxS: 10).maxS, 60)
     }
 }
