@@ -165,6 +165,8 @@ public actor Simulator {
             return ok(.object(statusCounts.mapValues { .int($0) }))
         case ("POST", "/admin/bosch"):
             if let v = j?["health"]?.stringValue { bosch.health = v }
+            // The partner key the API accepts (besides keys issued by POST /api-keys).
+            if let v = j?["api_key"]?.stringValue { bosch.apiKey = v }
             return ok()
         case ("POST", "/admin/faults"):
             guard let j, let f = Fault.from(j) else { return bad("fault must be a JSON object") }

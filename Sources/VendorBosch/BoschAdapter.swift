@@ -22,8 +22,6 @@ public struct BoschAdapter: VendorAdapter {
     public static let staticTTL = 86_400.0
     /// Components and the gateway clock are synced this often (lowest priority), not every poll.
     public static let syncTTL = 3600.0
-    /// `GET /health` is asked at most this often.
-    public static let healthTTL = 60.0
 
     /// For the gateway clock's offset; nil leaves the offset out.
     let clock: (any HeatbridgeCore.Clock)?
@@ -134,7 +132,7 @@ public struct BoschAdapter: VendorAdapter {
     func checkHealth() async throws(CloudError) {
         let health: BoschWire.Health
         do {
-            health = try await get(BoschWire.Health.self, BoschWire.Path.health, keepFor: Self.healthTTL)
+            health = try await get(BoschWire.Health.self, BoschWire.Path.health)
         } catch where error.status == 404 || error.kind == .badResponse {
             return
         }

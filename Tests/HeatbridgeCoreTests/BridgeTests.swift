@@ -22,11 +22,12 @@ final class BridgeTests: XCTestCase {
 
     override func tearDown() { task?.cancel() }
 
-    func start(pollIntervalS: Double = 3600) -> Bridge {
+    func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil) -> Bridge {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let bridge = Bridge(settings: BridgeSettings(topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
-                                                     accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS, adapter: adapter)]),
+                                                     accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS,
+                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter)]),
                             mqtt: mqtt, store: store, clock: clock, logger: logger)
         task = Task { await bridge.run() }
         mqtt.continuation.yield(.connected)
@@ -92,6 +93,26 @@ final class BridgeTests: XCTestCase {
         // The fake cannot read one device, so the read-back is a whole poll, 1 s (1 ms here) later.
         eventually("read-back") { adapter.priorities.withLock { $0.count } >= 3 }
         XCTAssertEqual(adapter.priorities.withLock { $0 }, ["fetch poll", "execute command", "fetch read-back"])
+    }
+
+    /// A quiet account is polled less often (down to poll_max_interval_s); a change brings the normal rate back.
+    func testPollsSlowDownWhileNothingChanges() {
+        _ = start(pollIntervalS: 1, maxPollIntervalS: 8)
+        func polls() -> Int { adapter.priorities.withLock { $0.filter { $0 == "fetch poll" }.count } }
+        eventually("first poll") { polls() >= 1 }
+        var t0 = clock.now()
+        eventually("120 s of quiet", timeout: 10) { clock.now() > t0 + 120 }
+        let quiet = polls()
+        // Fixed-rate polling would have asked ~120 times; 3 polls each at 1, 2, 4 s, then every 8 s: ~25.
+        XCTAssertLessThan(quiet, 35, "polls did not slow down: \(quiet) in 120 s")
+        XCTAssertGreaterThan(quiet, 12, "polling stopped: \(quiet) in 120 s")
+        // Something changes: the next poll sees it and the rate is back to every second.
+        adapter.snapshots.withLock { $0[0].nodes["hc1"] = ["setpoint": 18] }
+        eventually("change seen", timeout: 10) { mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue == 18 }
+        let before = polls()
+        t0 = clock.now()
+        eventually("2.5 s", timeout: 10) { clock.now() > t0 + 2.5 }
+        XCTAssertGreaterThanOrEqual(polls() - before, 2, "the rate did not come back after a change")
     }
 
     func testRejections() {
@@ -206,7 +227,9 @@ final class BridgeTests: XCTestCase {
         eventually("account offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         // The device must be known: let one poll succeed, then take the cloud away again.
         adapter.fetchError.withLock { $0 = nil }
-        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        eventually("device known and account ready") {
+            !mqtt.json("hb/fake-1/state").isEmpty && mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "ready"
+        }
         adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "connection refused") }
         eventually("offline again") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"o1","action":"stop"}"#)

@@ -37,10 +37,47 @@ final class ScheduleEditTests: XCTestCase {
         XCTAssertEqual(c.waitResult("\(node)/schedule/result", id: "e2", status: "rejected")?["code"]?.stringValue, "OUT_OF_RANGE")
         c.publish("\(node)/schedule/set", #"{"id":"e3","days":{"mon":[]}}"#)
         XCTAssertEqual(c.waitResult("\(node)/schedule/result", id: "e3", status: "rejected")?["code"]?.stringValue, "INVALID_PAYLOAD")
+        // A heating program is not a DHW program: its levels do not exist there.
         c.publish("heatbridge/bosch-101000001/dhw1/schedule/set", edit(mondayStart: "05:30", version: nil, id: "e4"))
-        XCTAssertEqual(c.waitResult("heatbridge/bosch-101000001/dhw1/schedule/result", id: "e4", status: "rejected")?["code"]?.stringValue, "UNSUPPORTED")
+        let e4 = c.waitResult("heatbridge/bosch-101000001/dhw1/schedule/result", id: "e4", status: "rejected")
+        XCTAssertEqual(e4?["code"]?.stringValue, "OUT_OF_RANGE")
+        XCTAssertTrue(e4?["message"]?.stringValue?.contains("unknown level \"comfort\"; levels: eco, high, low") ?? false, "\(String(describing: e4))")
         let puts = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PUT" }
         XCTAssertEqual(puts.count, 1)
+    }
+
+    /// The DHW program: read into the neutral format with the levels' stop temperatures, written from it.
+    func testDhwProgramIsReadAndWritten() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let dhw = "heatbridge/bosch-101000001/dhw1"
+        let current = try XCTUnwrap(c.waitJSON("\(dhw)/schedule"))
+        XCTAssertEqual(current["levels"], ["eco": 45, "low": 50, "high": 55])
+        XCTAssertEqual(current["days"]?["mon"], [["at": "05:30", "level": "high"], ["at": "21:00", "level": "eco"]])
+        var days: [String: JSONValue] = [:]
+        for d in WeekSchedule.dayNames {
+            days[d] = d == "sat" || d == "sun" ? [["at": "07:00", "level": "high"], ["at": "12:00", "level": "low"], ["at": "21:00", "level": "eco"]]
+                                                 : [["at": "05:00", "level": "high"], ["at": "21:00", "level": "eco"]]
+        }
+        let edit: JSONValue = ["id": "d1", "days": .object(days), "version": current["version"] ?? .null]
+        c.publish("\(dhw)/schedule/set", edit.serialized)
+        let done = c.waitResult("\(dhw)/schedule/result", id: "d1", status: "done")
+        XCTAssertEqual(done?["message"]?.stringValue, "time program A written (16 switch points)")
+        let sim = try h.admin("GET", "/admin/state")["bosch"]?["gateways"]?["101000001"]?["programs"]?["dhw1/A"]?.arrayValue ?? []
+        XCTAssertEqual(sim.count, 16)
+        XCTAssertEqual(sim.first, ["day": "Mo", "time": 300, "level": "high"])
+        c.waitJSON("\(dhw)/schedule") { $0["days"]?["sat"]?.arrayValue?.count == 3 }
+        // Too many points in a day is refused before any call, naming the day.
+        try h.admin("DELETE", "/admin/requests")
+        days["tue"] = .array((0..<7).map { ["at": .string("0\($0):00"), "level": "eco"] })
+        c.publish("\(dhw)/schedule/set", JSONValue.object(["id": "d2", "days": .object(days)]).serialized)
+        let r = c.waitResult("\(dhw)/schedule/result", id: "d2", status: "rejected")
+        XCTAssertEqual(r?["code"]?.stringValue, "OUT_OF_RANGE")
+        XCTAssertTrue(r?["message"]?.stringValue?.contains("tue: 7 switch points, at most 6 per day") ?? false, "\(String(describing: r))")
+        let writes = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PUT" }
+        XCTAssertTrue(writes.isEmpty)
     }
 
     func testEditWhileCloudDownIsQueuedAndConflictsAreRefused() throws {

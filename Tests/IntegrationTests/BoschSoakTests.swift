@@ -1,0 +1,96 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// Twenty gateways for ten minutes under the simulator's enforcement of the documented Bosch limits: the
+/// client-side budget must keep every request inside them (zero 429 answers, counted by the simulator) while
+/// a stream of commands, including bursts on one circuit, still goes out ahead of the polls.
+final class BoschSoakTests: XCTestCase {
+    func testTwentyGatewaysTenMinutesWithoutA429() throws {
+        // HEATBRIDGE_SOAK_S shortens the run for local experiments; CI runs the full ten minutes.
+        let duration = ProcessInfo.processInfo.environment["HEATBRIDGE_SOAK_S"].flatMap(Double.init) ?? 600
+        let ids = (101...120).map { "101000\($0)" }
+        let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("soak-\(getpid()).yaml")
+        try ("bosch:\n  rate_limit: true\n  gateways:\n" + ids.map { "    - {id: \"\($0)\", brand: bosch}\n" }.joined())
+            .write(to: scenario, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scenario) }
+        let h = try Harness(pollIntervalS: 1, simArgs: ["--scenario", scenario.path])
+        defer { h.stopAll() }
+        // Poll as fast as the config allows and never slow down: the budget, not the interval, sets the pace.
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 5, logLevel: "info", extraAccounts: "\n    poll_max_interval_s: 1")
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        for id in ids { c.waitJSON("heatbridge/bosch-\(id)/dhw1/state", timeout: 60) }
+        try h.admin("DELETE", "/admin/requests")
+
+        var sent: [String: (topic: String, at: Date)] = [:]
+        var finished: [String: (status: String, after: Double)] = [:]
+        var n = 0
+        func send(_ target: String, _ body: String) {
+            n += 1
+            let id = "s\(n)"
+            let topic = "heatbridge/bosch-\(target)"
+            c.publish(topic + "/set", #"{"id":"\#(id)",\#(body)}"#)
+            sent[id] = (topic + "/result", Date())
+        }
+        func collect() {
+            for (id, s) in sent where finished[id] == nil {
+                for m in c.all(s.topic).reversed() {
+                    guard let j = try? JSONValue.parse(m.payload), j["id"]?.stringValue == id,
+                          let st = j["status"]?.stringValue, ["done", "failed", "rejected", "expired", "superseded"].contains(st) else { continue }
+                    finished[id] = (st, Date().timeIntervalSince(s.at))
+                    break
+                }
+            }
+        }
+        let start = Date()
+        var tick = 0
+        while Date().timeIntervalSince(start) < duration {
+            let gw = ids[tick % ids.count]
+            switch tick % 4 {
+            case 0: send("\(gw)/dhw1/charge", #""action":"\#(tick % 8 == 0 ? "start" : "stop")","duration_min":30"#)
+            case 1: send("\(gw)/hc1/setpoint", #""setpoint":\#(tick % 3 == 0 ? "20.5" : "21")"#)
+            case 2: send("\(gw)/hc1/mode", #""mode":"\#(tick % 8 == 2 ? "manual" : "auto")""#)
+            default:
+                // A burst on one circuit: the budget spaces the PATCHes 2 s apart instead of drawing a 429.
+                if tick % 12 == 3 {
+                    for k in 0..<3 { send("\(gw)/dhw1/charge", #""action":"\#(k % 2 == 0 ? "start" : "stop")","duration_min":15"#) }
+                }
+            }
+            tick += 1
+            for _ in 0..<30 {
+                Thread.sleep(forTimeInterval: 0.1)
+                collect()
+            }
+        }
+        let drainUntil = Date().addingTimeInterval(60)
+        while finished.count < sent.count && Date() < drainUntil {
+            Thread.sleep(forTimeInterval: 0.2)
+            collect()
+        }
+
+        let stats = try h.admin("GET", "/admin/stats")
+        let total = (stats.objectValue ?? [:]).filter { $0.key.hasPrefix("bosch ") }.values.compactMap(\.intValue).reduce(0, +)
+        let limited = stats["bosch 429"]?.intValue ?? 0
+        let latencies = finished.values.map(\.after).sorted()
+        func pct(_ p: Double) -> Double { latencies.isEmpty ? .nan : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+        // The poll cycle from the simulator's log: the time between two reads of the gateway list.
+        let listReads = (try h.admin("GET", "/admin/requests").arrayValue ?? [])
+            .filter { $0["path"]?.stringValue == "/hvacs" }.compactMap { $0["at"]?.doubleValue }
+        let cycles = zip(listReads.dropFirst(), listReads).map { $0 - $1 }.sorted()
+        let cycle = cycles.isEmpty ? .nan : cycles[cycles.count / 2]
+        print("soak: \(Int(duration)) s, \(ids.count) gateways, \(total) Bosch requests, \(limited) answered 429; "
+              + "\(sent.count) commands, latency p50 \(pct(0.5)) s, p95 \(pct(0.95)) s, max \(latencies.last ?? .nan) s; poll cycle p50 \(cycle) s")
+
+        XCTAssertEqual(limited, 0, "the simulator answered 429 \(limited) times")
+        XCTAssertEqual(stats["bosch 401"]?.intValue ?? 0, 0)
+        // The load was real: the budget, not idleness, kept the daemon inside the limits.
+        XCTAssertGreaterThan(total, Int(duration) * 20, "too few requests for 20 gateways polled every second")
+        XCTAssertEqual(finished.count, sent.count, "commands without a final result: \(sent.keys.filter { finished[$0] == nil }.sorted())")
+        let notDone = finished.filter { $0.value.status != "done" && $0.value.status != "superseded" }
+        XCTAssertTrue(notDone.isEmpty, "commands not done: \(notDone)")
+        // Priority: a typical command does not wait for the poll cycle, which the budget stretches.
+        XCTAssertLessThan(pct(0.5), cycle, "commands wait like polls: p50 \(pct(0.5)) s vs poll cycle \(cycle) s")
+        XCTAssertNotNil(h.daemon?.isRunning == true ? true : nil, "the daemon died")
+    }
+}
