@@ -89,7 +89,10 @@ public struct BoschCloud: Sendable {
                 points.append(.init(dayOfWeek: day, time: i < 5 ? 360 : 450, setpoint: "comfort"))
                 points.append(.init(dayOfWeek: day, time: i < 5 ? 1320 : 1380, setpoint: "eco"))
             }
-            programs[h] = ["A": BoschWire.TimeProgram(id: "A", switchPoints: points)]
+            // Program B: a home-office week, comfort from 07:00 to 23:00 every day.
+            let office = BoschWire.days.flatMap { [BoschWire.SwitchPoint(dayOfWeek: $0, time: 420, setpoint: "comfort"),
+                                                   BoschWire.SwitchPoint(dayOfWeek: $0, time: 1380, setpoint: "eco")] }
+            programs[h] = ["A": BoschWire.TimeProgram(id: "A", switchPoints: points), "B": BoschWire.TimeProgram(id: "B", switchPoints: office)]
         }
         var gw = Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
                          online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
@@ -219,8 +222,21 @@ public struct BoschCloud: Sendable {
             return .json(200, BoschWire.encode(gw.dhwCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
         case ("PATCH", 2, "heatingCircuits"):
             guard var hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
-            guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body), p.operationMode != nil || p.manualModeSettings != nil else {
+            guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body),
+                  p.operationMode != nil || p.manualModeSettings != nil || p.autoModeSettings != nil else {
                 return .error(400, "invalid heating circuit body")
+            }
+            if let auto = p.autoModeSettings {
+                var settings = hc.autoModeSettings ?? .init(timeProgramId: nil, temperatureLevels: [:])
+                if let tp = auto.timeProgramId {
+                    guard gw.timePrograms[rest[1]]?[tp] != nil else { return .error(400, "unknown timeProgramId") }
+                    settings.timeProgramId = tp
+                }
+                for (k, v) in auto.temperatureLevels ?? [:] {
+                    guard settings.temperatureLevels?[k] != nil, BoschWire.roomSetpointRange.contains(v) else { return .error(400, "invalid temperature level \(k)") }
+                    settings.temperatureLevels?[k] = v
+                }
+                hc.autoModeSettings = settings
             }
             if let mode = p.operationMode {
                 guard BoschWire.heatingModes.contains(mode) else { return .error(400, "invalid operationMode") }

@@ -328,7 +328,7 @@ public struct BoschAdapter: VendorAdapter {
     // MARK: commands
 
     static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint", "schedule"],
-                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve"],
+                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve", "program", "levels"],
                                                       "system": ["silent-mode", "holiday", "date-time", "detect"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
@@ -377,6 +377,14 @@ public struct BoschAdapter: VendorAdapter {
             return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
         case ("hc", "heat-curve"):
             return try Self.validateHeatCurve(body, current: device.nodes[node]?["heat_curve"])
+        case ("hc", "program"):
+            try CapabilityValidation.allowOnly(body, ["program"])
+            guard device.nodes[node]?["time_program"]?.stringValue != nil else {
+                throw CommandRejection(.unsupported, "\(node) has no auto-mode time program (ISRC or older controller)")
+            }
+            return ["program": .string(try CapabilityValidation.oneOf(body, "program", BoschWire.heatingProgramIds))]
+        case ("hc", "levels"):
+            return try Self.validateLevels(body, current: device.nodes[node]?["levels"]?.objectValue)
         case ("system", "silent-mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
             guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
@@ -413,6 +421,25 @@ public struct BoschAdapter: VendorAdapter {
         default:
             throw CommandRejection(.invalidPayload, "send either \"date_time\":\"YYYY-MM-DDTHH:MM:SS\" or \"sync\":true")
         }
+    }
+
+    /// `{"comfort":21.5,"eco":17}`: the auto-mode level temperatures, either or both, 5…30 °C in 0.5 °C steps,
+    /// each level below the next warmer one (the circuit's current values count for the levels not sent).
+    static func validateLevels(_ body: [String: JSONValue], current: [String: JSONValue]?) throws(CommandRejection) -> JSONValue {
+        guard let current, !current.isEmpty else { throw CommandRejection(.unsupported, "this circuit has no auto-mode levels") }
+        if let unknown = body.keys.sorted().first(where: { current[$0] == nil }) {
+            throw CommandRejection(.invalidPayload, "unknown level \"\(unknown)\"; levels: \(current.keys.sorted().joined(separator: ", "))")
+        }
+        var out: [String: JSONValue] = [:]
+        for k in body.keys.sorted() { out[k] = .number(try CapabilityValidation.temperature(body, k, BoschWire.roomSetpointRange)) }
+        guard !out.isEmpty else { throw CommandRejection(.invalidPayload, "give at least one of \(current.keys.sorted().joined(separator: ", "))") }
+        // Levels are ordered from cold to warm as the gateway names them: eco < comfort (< comfort2 …).
+        func value(_ k: String) -> Double? { out[k]?.doubleValue ?? current[k]?.doubleValue }
+        let order = ["eco", "comfort", "comfort2"].filter { value($0) != nil }
+        for (lo, hi) in zip(order, order.dropFirst()) where value(lo)! >= value(hi)! {
+            throw CommandRejection(.outOfRange, "\"\(lo)\" (\(JSONValue.format(value(lo)!))) must be below \"\(hi)\" (\(JSONValue.format(value(hi)!)))")
+        }
+        return .object(out)
     }
 
     /// Heat-curve fields to change (°C; the room terms in Kelvin), checked against each other with the
@@ -506,7 +533,7 @@ public struct BoschAdapter: VendorAdapter {
             return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
                 .joined(separator: ", ")
         }
-        if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
+        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
             return try await patchHeatingCircuit(command, device: device)
         }
         if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
@@ -561,6 +588,14 @@ public struct BoschAdapter: VendorAdapter {
     func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let circuit = String(command.node.dropFirst(2))
         let patch: BoschWire.HeatingCircuitPatch
+        if command.capability == "program" || command.capability == "levels" {
+            let p = command.params
+            let levels = command.capability == "levels" ? (p.objectValue ?? [:]).compactMapValues(\.doubleValue) : nil
+            let body = BoschWire.HeatingCircuitPatch(autoModeSettings: .init(timeProgramId: p["program"]?.stringValue, temperatureLevels: levels))
+            _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
+            if let program = p["program"]?.stringValue { return "time program \(program) selected" }
+            return "levels set: " + (levels ?? [:]).keys.sorted().map { "\($0) \(JSONValue.format(levels![$0]!)) °C" }.joined(separator: ", ")
+        }
         if let mode = command.params["mode"]?.stringValue {
             patch = .init(operationMode: mode)
         } else {
@@ -665,9 +700,14 @@ public struct BoschAdapter: VendorAdapter {
             if command.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == command.params["id"] } }
             return holidays.contains { $0["start"] == command.params["start"] && $0["end"] == command.params["end"] }
         }
-        if command.node.hasPrefix("hc"), command.capability == "mode" || command.capability == "setpoint" {
+        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
             let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),
                                    remoteControl: true)
+            if let program = command.params["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
+            if command.capability == "levels" {
+                let now = hc.autoModeSettings?.temperatureLevels ?? [:]
+                return (command.params.objectValue ?? [:]).allSatisfy { now[$0.key] == $0.value.doubleValue }
+            }
             if let mode = command.params["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
             return hc.manualModeSettings?.setPointTemperature == command.params["setpoint"]?.doubleValue
         }

@@ -379,11 +379,18 @@ public enum BoschWire {
     public struct HeatingCircuitPatch: Codable, Sendable, Equatable {
         public var operationMode: String?
         public var manualModeSettings: ManualModeSettings?
-        public init(operationMode: String? = nil, manualModeSettings: ManualModeSettings? = nil) {
+        /// Program selection and/or level temperatures; only the members sent change.
+        public var autoModeSettings: AutoModeSettings?
+        public init(operationMode: String? = nil, manualModeSettings: ManualModeSettings? = nil, autoModeSettings: AutoModeSettings? = nil) {
             self.operationMode = operationMode
             self.manualModeSettings = manualModeSettings
+            self.autoModeSettings = autoModeSettings
         }
     }
+
+    /// Heating program ids a circuit can select (analog: the gateway's `activeSwitchProgram` A/B; the Partner
+    /// API's `timeProgramId` values are INFERRED to match).
+    public static let heatingProgramIds = ["A", "B"]
 
     /// `PATCH …/dhwCircuits/{id}` [doc v1.12]: operation mode and/or one level's start/stop setpoints.
     public struct DhwCircuitPatch: Codable, Sendable, Equatable {

@@ -28,6 +28,45 @@ final class BoschControlTests: XCTestCase {
         }
     }
 
+    /// Auto mode: which time program runs, and the temperatures of its levels.
+    func testProgramSelectionAndLevels() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let hc = try XCTUnwrap(c.waitJSON("\(dev)/hc1/state"))
+        XCTAssertEqual(hc["time_program"], "A")
+        XCTAssertEqual(hc["levels"], ["comfort": 21, "eco": 17])
+        c.publish("\(dev)/hc1/program/set", #"{"id":"p1","program":"b"}"#)
+        XCTAssertEqual(c.waitResult("\(dev)/hc1/program/result", id: "p1", status: "done")?["message"], "time program B selected")
+        c.waitJSON("\(dev)/hc1/state") { $0["time_program"] == "B" }
+        // The published week program follows the selection.
+        c.waitJSON("\(dev)/hc1/schedule") { $0["days"]?["mon"]?.arrayValue?.first?["at"] == "07:00" }
+        c.publish("\(dev)/hc1/levels/set", #"{"id":"l1","comfort":22,"eco":16.5}"#)
+        XCTAssertEqual(c.waitResult("\(dev)/hc1/levels/result", id: "l1", status: "done")?["message"], "levels set: comfort 22 °C, eco 16.5 °C")
+        c.waitJSON("\(dev)/hc1/state") { $0["levels"] == ["comfort": 22, "eco": 16.5] && $0["setpoint"] == 22 }
+        c.waitJSON("\(dev)/hc1/schedule") { $0["levels"] == ["comfort": 22, "eco": 16.5] }
+
+        try h.admin("DELETE", "/admin/requests")
+        let cases: [(String, String, String, String)] = [
+            ("program", #"{"id":"b1","program":"C"}"#, "INVALID_PAYLOAD", "\"program\" must be one of a, b"),
+            ("levels", #"{"id":"b2","eco":23}"#, "OUT_OF_RANGE", "\"eco\" (23) must be below \"comfort\" (22)"),
+            ("levels", #"{"id":"b3","party":20}"#, "INVALID_PAYLOAD", "unknown level \"party\"; levels: comfort, eco"),
+            ("levels", #"{"id":"b4","comfort":40}"#, "OUT_OF_RANGE", "\"comfort\" must be 5…30 °C"),
+            ("levels", #"{"id":"b5"}"#, "INVALID_PAYLOAD", "give at least one of comfort, eco"),
+        ]
+        for (cap, payload, code, text) in cases {
+            c.publish("\(dev)/hc1/\(cap)/set", payload)
+            let id = (try JSONValue.parse(payload))["id"]!.stringValue!
+            let r = c.waitResult("\(dev)/hc1/\(cap)/result", id: id, status: "rejected")
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload)
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")")
+        }
+        let writes = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue != "GET" }
+        XCTAssertTrue(writes.isEmpty, "bad input reached the cloud: \(writes)")
+    }
+
     func testBadInputIsRejectedLocallyNamingTheField() throws {
         let h = try Harness()
         defer { h.stopAll() }
