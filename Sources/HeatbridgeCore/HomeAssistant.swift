@@ -88,6 +88,16 @@ public struct HomeAssistantDiscovery: Sendable {
                     climate["temperature_command_template"] = #"{"setpoint": {{ value }}}"#
                 }
                 cmps[uid("climate")] = .object(climate)
+                if caps.contains("program"), d.nodes[node]?["time_program"]?.stringValue != nil {
+                    cmps[uid("program")] = [
+                        "p": "select", "unique_id": .string(uid("program")), "name": .string("Heating circuit \(node.dropFirst(2)) time program"),
+                        "state_topic": .string(state), "value_template": "{{ value_json.time_program }}", "options": ["A", "B"],
+                        "command_topic": set("program"), "command_template": #"{"program": "{{ value }}"}"#, "entity_category": "config",
+                    ]
+                }
+            }
+            if node == "system" && caps.contains("date-time") {
+                boschSystem(state: state, node: d.nodes[node] ?? .null, caps: caps, uid: uid, set: set, into: &cmps)
             }
             if node.hasPrefix("dhw") {
                 var heater: [String: JSONValue] = [
@@ -136,6 +146,34 @@ public struct HomeAssistantDiscovery: Sendable {
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ]
+    }
+
+    /// A Bosch gateway's system node: silent mode (heat pumps that have one), the gateway clock's offset with
+    /// a button that sets it to the box's time, and a button that runs a system detection.
+    func boschSystem(state: String, node: JSONValue, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue,
+                     into cmps: inout [String: JSONValue]) {
+        if caps.contains("silent-mode"), node["silent_mode"]?.stringValue != nil {
+            cmps[uid("silent_mode")] = [
+                "p": "select", "unique_id": .string(uid("silent_mode")), "name": "Silent mode", "state_topic": .string(state),
+                "value_template": "{{ value_json.silent_mode }}", "options": ["off", "on", "auto"],
+                "command_topic": set("silent-mode"), "command_template": #"{"mode": "{{ value }}"}"#,
+            ]
+        }
+        cmps[uid("clock_offset")] = [
+            "p": "sensor", "unique_id": .string(uid("clock_offset")), "name": "Gateway clock offset", "state_topic": .string(state),
+            "value_template": "{{ value_json.clock_offset_s }}", "device_class": "duration", "unit_of_measurement": "s",
+            "entity_category": "diagnostic",
+        ]
+        cmps[uid("clock_sync")] = [
+            "p": "button", "unique_id": .string(uid("clock_sync")), "name": "Set gateway clock to the box's time",
+            "command_topic": set("date-time"), "payload_press": #"{"sync": true}"#, "entity_category": "config",
+        ]
+        if caps.contains("detect") {
+            cmps[uid("detect")] = [
+                "p": "button", "unique_id": .string(uid("detect")), "name": "Detect components", "command_topic": set("detect"),
+                "payload_press": "{}", "entity_category": "diagnostic",
+            ]
+        }
     }
 
     /// A HomeSmartlink room: measured temperature and setpoint, whether a derogation is active, and one

@@ -49,7 +49,7 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
                        ["heatbridge/bridge/state", "heatbridge/bosch-101000001/availability"])
         let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
-        XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["climate", "water_heater", "button", "number", "binary_sensor"])
+        XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["climate", "water_heater", "button", "number", "binary_sensor", "select", "sensor"])
         for (key, cmp) in cmps {
             XCTAssertEqual(cmp["unique_id"]?.stringValue, key)
             XCTAssertTrue(key.hasPrefix("heatbridge_bosch-101000001_"), key)
@@ -81,6 +81,19 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45,
                        "the button's charge used the number's duration")
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["active"]?.boolValue == true }
+        // The gateway's system entities: silent mode select, clock sync and detection buttons.
+        let silent = try XCTUnwrap(cmps["heatbridge_bosch-101000001_system_silent_mode"])
+        c.publish(silent["command_topic"]!.stringValue!, #"{"mode": "auto"}"#)  // "{"mode": "{{ value }}"}" with "auto"
+        c.waitJSON("heatbridge/bosch-101000001/system/state") { $0["silent_mode"] == "auto" }
+        for key in ["system_clock_sync", "system_detect"] {
+            let b = try XCTUnwrap(cmps["heatbridge_bosch-101000001_\(key)"])
+            c.publish(b["command_topic"]!.stringValue!, b["payload_press"]!.stringValue!)
+        }
+        c.waitJSON("heatbridge/bosch-101000001/system/date-time/result") { $0["status"] == "done" }
+        c.waitJSON("heatbridge/bosch-101000001/system/detect/result") { $0["status"] == "done" }
+        let program = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_program"])
+        c.publish(program["command_topic"]!.stringValue!, #"{"program": "B"}"#)
+        c.waitJSON("heatbridge/bosch-101000001/hc1/state") { $0["time_program"] == "B" }
         // The bridge's "last command result" sensor reads a topic that exists once a command ended.
         let last = c.waitJSON("heatbridge/bridge/last_result") { $0["target"] == "bosch-101000001/dhw1/charge" }
         XCTAssertEqual(last?["status"], "done")
