@@ -185,7 +185,7 @@ public struct BoschCloud: Sendable {
                 .map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
             return .json(200, BoschWire.encode(list))
         }
-        guard gatewayId.count == 9, gatewayId.allSatisfy(\.isNumber) else { return .error(400, "invalid gatewayId") }
+        guard BoschWire.isGatewayId(gatewayId) else { return .error(400, "invalid gatewayId") }
         guard var gw = gateways[gatewayId] else { return .error(404, "unknown gateway") }
         guard gw.contract else { return .error(403, "Forbidden") }
         let rest = Array(parts.dropFirst(2))

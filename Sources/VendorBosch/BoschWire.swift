@@ -10,6 +10,9 @@ import HeatbridgeCore
 /// published: every shape marked INFERRED below is our guess and must be checked against the vendor's OAS.
 public enum BoschWire {
     public static let apiKeyHeader = "x-api-key"
+
+    /// Gateway ids are 9-digit numeric strings [pub: rest-api/rate-limit/]; the API answers 400 to others.
+    public static func isGatewayId(_ s: String) -> Bool { s.utf8.count == 9 && s.utf8.allSatisfy { (0x30...0x39).contains($0) } }
     /// Required on remote-control endpoints (circuits, charge, system/*) since 2024-07-30 [doc].
     public static let userIdHeader = "x-user-id"
 

@@ -373,7 +373,7 @@ struct Contracts: ParsableCommand {
         guard actions.contains(action) else { throw usageError("unknown action \"\(action)\"; one of \(actions.joined(separator: ", "))") }
         if action != "list" {
             guard let g = gateway else { throw usageError("\(action) needs a gateway id") }
-            guard g.count == 9, g.allSatisfy(\.isNumber) else { throw usageError("gateway id \"\(g)\" must be 9 digits") }
+            guard BoschWire.isGatewayId(g) else { throw usageError("gateway id \"\(g)\" must be 9 digits") }
         }
         let (a, secret) = try account.resolve(vendor: .bosch)
         let adapter = BoschAdapter.forCLI(a, secret: secret)
@@ -501,7 +501,7 @@ struct BoschWebhookTest: ParsableCommand {
         guard let type = BoschWire.webhookEventTypes.first(where: { $0 == event.uppercased() }) else {
             throw usageError("--event \"\(event)\" is not an event type; valid: \(BoschWire.webhookEventTypes.joined(separator: ", "))")
         }
-        if let g = gateway, !(g.count == 9 && g.allSatisfy(\.isNumber)) { throw usageError("--gateway \"\(g)\" must be 9 digits") }
+        if let g = gateway, !BoschWire.isGatewayId(g) { throw usageError("--gateway \"\(g)\" must be 9 digits") }
         let (a, secret) = try account.resolve(vendor: .bosch)
         let adapter = BoschAdapter.forCLI(a, secret: secret)
         let gateway = gateway

@@ -401,6 +401,22 @@ final class TestMQTTClient: @unchecked Sendable {
         waitJSON(topic, timeout: timeout, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
     }
 
+    /// Publishes each bad command to `<prefix>/<target>/set` and checks that it is rejected with `code` and a
+    /// message containing `text` (each payload carries its own `"id"`).
+    func expectRejections(_ prefix: String, _ cases: [(target: String, payload: String, code: String, text: String)],
+                          file: StaticString = #filePath, line: UInt = #line) {
+        for (target, payload, code, text) in cases {
+            publish("\(prefix)/\(target)/set", payload)
+            guard let id = (try? JSONValue.parse(Array(payload.utf8)))?["id"]?.stringValue else {
+                XCTFail("test case without an id: \(payload)", file: file, line: line)
+                continue
+            }
+            let r = waitResult("\(prefix)/\(target)/result", id: id, status: "rejected", file: file, line: line)
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload, file: file, line: line)
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")", file: file, line: line)
+        }
+    }
+
     func statuses(_ topic: String, id: String) -> [String] {
         all(topic).compactMap { try? JSONValue.parse($0.payload) }.filter { $0["id"]?.stringValue == id }.compactMap { $0["status"]?.stringValue }
     }

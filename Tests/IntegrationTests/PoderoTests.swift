@@ -130,13 +130,7 @@ final class PoderoTests: XCTestCase {
             ("boost", #"{"id":"b11"}"#, "UNSUPPORTED", "supported: away, comfort, dhw, optimization, pause"),
         ]
         try h.admin("DELETE", "/admin/requests")
-        for (cap, payload, code, text) in cases {
-            c.publish("\(dev)/hp/\(cap)/set", payload)
-            let id = try JSONValue.parse(payload)["id"]!.stringValue!
-            let r = c.waitResult("\(dev)/hp/\(cap)/result", id: id, status: "rejected")
-            XCTAssertEqual(r?["code"]?.stringValue, code, payload)
-            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")")
-        }
+        c.expectRejections("\(dev)/hp", cases)
         XCTAssertEqual(try requests(h, "PUT", pathContains: "").count, 0, "bad input reached the cloud")
     }
 
