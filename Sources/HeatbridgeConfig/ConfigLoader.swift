@@ -152,6 +152,11 @@ public enum FileIO {
         return .success(())
     }
 
+    /// Stores a secret (e.g. a rotated API key) the way `readSecret` reads it: one line, mode 0600, atomically.
+    public static func writeSecret(_ path: String, _ secret: String) -> Result<Void, Failure> {
+        writeAtomically(path, Array((secret + "\n").utf8), mode: 0o600)
+    }
+
     /// Reads a whole file (up to 16 MiB).
     public static func read(_ path: String) -> Result<[UInt8], Failure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -89,8 +89,10 @@ public actor Bridge {
     /// Commands that arrived for a device not known yet, before every account finished its first poll.
     var deferred: [MQTTMessage] = []
     var firstPollDone: Set<String> = []
-    /// Devices with a read-back scheduled after a command.
+    /// Devices with a read-back scheduled after a command, and accounts whose read-back is a whole poll
+    /// under way (a group command on several devices then costs one poll, not one each).
     var refreshPending: Set<String> = []
+    var fullRefreshRunning: Set<String> = []
     /// Polls in a row per account that changed nothing, and when a command last succeeded there (pacing).
     var unchangedPolls: [String: Int] = [:]
     var lastCommandAt: [String: EpochSeconds] = [:]
@@ -1197,15 +1199,19 @@ public actor Bridge {
         }
     }
 
-    /// Reads one device again; adapters that cannot read a single device get a full poll.
+    /// Reads one device again; adapters that cannot read a single device get one full poll.
     func refresh(_ account: AccountRuntime, device: String) async {
-        guard let entry = devices[device], entry.account == account.name else { return await poll(account) }
         do {
-            guard let snap = try await account.adapter.refresh(entry.snapshot) else { return await poll(account) }
-            _ = update(snap, account: account.name, now: clock.now())
+            if let entry = devices[device], entry.account == account.name, let snap = try await account.adapter.refresh(entry.snapshot) {
+                _ = update(snap, account: account.name, now: clock.now())
+                return
+            }
         } catch {
-            logger.notice("read-back after a command failed", metadata: ["device": "\(device)", "error": "\(error)"])
+            return logger.notice("read-back after a command failed", metadata: ["device": "\(device)", "error": "\(error)"])
         }
+        guard fullRefreshRunning.insert(account.name).inserted else { return }
+        await poll(account)
+        fullRefreshRunning.remove(account.name)
     }
 
     /// Takes an account's poll; returns whether anything changed (a device's state, or the device list).

@@ -96,28 +96,35 @@ public enum RequestPriority: Int, Sendable, Comparable, CustomStringConvertible 
 /// circuit's distribution type, a property of the installation).
 public actor AnswerCache {
     let clock: any Clock
-    var until: [String: (EpochSeconds, Result<[UInt8], CloudError>)] = [:]
+    var until: [String: (until: EpochSeconds, storedAt: EpochSeconds, answer: Result<[UInt8], CloudError>)] = [:]
 
     public init(clock: any Clock) { self.clock = clock }
 
     /// The cached answer for `key`, if it has not expired.
     public func lookup(_ key: String) -> Result<[UInt8], CloudError>? {
-        guard let (t, answer) = until[key] else { return nil }
-        if clock.now() >= t {
+        guard let e = until[key] else { return nil }
+        if clock.now() >= e.until {
             until[key] = nil
             return nil
         }
-        return answer
+        return e.answer
+    }
+
+    /// When the answer cached for `key` was received, if one is cached.
+    public func storedAt(_ key: String) -> EpochSeconds? {
+        lookup(key) == nil ? nil : until[key]?.storedAt
     }
 
     public func remember(_ key: String, _ error: CloudError, forS seconds: Double) {
-        until[key] = (clock.now() + seconds, .failure(error))
+        let now = clock.now()
+        until[key] = (now + seconds, now, .failure(error))
     }
 
     /// Drops `key`, e.g. after a command changed the resource.
     public func forget(_ key: String) { until[key] = nil }
 
     public func remember(_ key: String, body: [UInt8], forS seconds: Double) {
-        until[key] = (clock.now() + seconds, .success(body))
+        let now = clock.now()
+        until[key] = (now + seconds, now, .success(body))
     }
 }

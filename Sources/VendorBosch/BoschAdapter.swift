@@ -225,18 +225,13 @@ public struct BoschAdapter: VendorAdapter {
             holidays = .array(try await get([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(gw), remoteControl: true).map(Self.holidayJSON))
         } catch where error.kind == .rejected {}
         do {
-            let path = BoschWire.Path.dateTime(gw), offsetKey = "clock-offset " + path
-            let readAt = clock?.now()
-            let fresh = await answers?.lookup(path) == nil
+            let path = BoschWire.Path.dateTime(gw)
             let t = try await get(BoschWire.DateTime.self, path, remoteControl: true, keepFor: Self.syncTTL, priority: .sync)
             dateTime = .string(t.dateTime)
-            // Both clocks advance alike, so the offset measured at the read stays true while the answer is cached.
-            if fresh, let readAt, let gwWall = Timestamp.parse(t.dateTime + "Z") {
-                let offset = (gwWall - Self.localWall(readAt, localTime)).rounded()
-                clockOffset = .number(offset)
-                await answers?.remember(offsetKey, body: Array(JSONValue.format(offset).utf8), forS: Self.syncTTL)
-            } else if case .success(let b)? = await answers?.lookup(offsetKey), let v = Double(String(decoding: b, as: UTF8.self)) {
-                clockOffset = .number(v)
+            // Measured against the box's clock when the answer arrived: both clocks advance alike, so the
+            // offset stays true while the answer is cached.
+            if let readAt = await answers?.storedAt(path) ?? clock?.now(), let gwWall = Timestamp.parse(t.dateTime + "Z") {
+                clockOffset = .number((gwWall - Self.localWall(readAt, localTime)).rounded())
             }
         } catch where error.kind == .rejected {}
         do {

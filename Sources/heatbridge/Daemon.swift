@@ -153,7 +153,7 @@ enum Daemon {
                 if a.rotateKey, case .file(let path) = ref.source {
                     // The new key goes to the configured file before it is used; it is never logged.
                     rotation = BoschKey.Rotation(persist: { newKey in
-                        switch FileIO.writeAtomically(path, Array((newKey + "\n").utf8), mode: 0o600) {
+                        switch FileIO.writeSecret(path, newKey) {
                         case .success: return nil
                         case .failure(let e): return "\(path): \(e)"
                         }

@@ -471,7 +471,7 @@ struct BoschKeys: ParsableCommand {
             case "rotate":
                 let fresh = try await adapter.newKey()
                 // Stored before anything else is said: the key exists only in this process until then.
-                if case .failure(let e) = FileIO.writeAtomically(keyPath, Array((fresh.apiKey + "\n").utf8), mode: 0o600) {
+                if case .failure(let e) = FileIO.writeSecret(keyPath, fresh.apiKey) {
                     printErr("the new key \(fresh.keyId ?? "") could not be written to \(keyPath): \(e); the old key stays in use")
                     return 1
                 }

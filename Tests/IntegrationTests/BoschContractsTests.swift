@@ -4,10 +4,6 @@ import XCTest
 
 /// Bosch contracts, onboarding links and the API key's expiry, through the CLI, the daemon and MQTT.
 final class BoschContractsTests: XCTestCase {
-    func cli(_ h: Harness, _ args: [String]) throws -> (status: Int32, output: String) {
-        try runProcess(Harness.binary("heatbridge"), args + ["--config", h.configPath])
-    }
-
     func testContractsAreListedAcceptedClosedAndAcknowledged() throws {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
@@ -15,17 +11,17 @@ final class BoschContractsTests: XCTestCase {
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/bosch-101000002/state")
-        let list = try cli(h, ["contracts", "list"])
+        let list = try h.cli(["contracts", "list"])
         XCTAssertEqual(list.status, 0, list.output)
         XCTAssertTrue(list.output.contains("101000001  ACTIVE"), list.output)
         XCTAssertTrue(list.output.contains("101000003  PENDING"), list.output)
 
         // Accepting the pending contract brings its gateway onto MQTT.
-        let accept = try cli(h, ["contracts", "accept", "101000003"])
+        let accept = try h.cli(["contracts", "accept", "101000003"])
         XCTAssertEqual(accept.status, 0, accept.output)
         XCTAssertTrue(accept.output.contains("101000003  ACTIVE"), accept.output)
         c.waitJSON("heatbridge/bosch-101000003/state", timeout: 20) { $0["online"] == true }
-        let again = try cli(h, ["contracts", "reject", "101000003"])
+        let again = try h.cli(["contracts", "reject", "101000003"])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.output.contains("CLOUD_REJECTED") && again.output.contains("cannot REJECT a ACTIVE contract"), again.output)
 
@@ -35,12 +31,12 @@ final class BoschContractsTests: XCTestCase {
         while Date() < gone, c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty != true { usleep(100_000) }
         XCTAssertEqual(c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty, true, "retained state not cleared")
         XCTAssertTrue(c.all("heatbridge/bosch-101000002/availability").contains { String(decoding: $0.payload, as: UTF8.self) == "offline" })
-        let show = try cli(h, ["contracts", "show", "101000002"])
+        let show = try h.cli(["contracts", "show", "101000002"])
         XCTAssertTrue(show.output.contains("101000002  CLOSED"), show.output)
-        let ack = try cli(h, ["contracts", "ack", "101000002"])
+        let ack = try h.cli(["contracts", "ack", "101000002"])
         XCTAssertEqual(ack.status, 0, ack.output)
-        XCTAssertFalse(try cli(h, ["contracts", "list"]).output.contains("101000002"))
-        let bad = try cli(h, ["contracts", "show", "12"])
+        XCTAssertFalse(try h.cli(["contracts", "list"]).output.contains("101000002"))
+        let bad = try h.cli(["contracts", "show", "12"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.output.contains("must be 9 digits"), bad.output)
     }
@@ -48,16 +44,16 @@ final class BoschContractsTests: XCTestCase {
     func testOnboardingLinkAndKeyExpiryWarning() throws {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
-        let ok = try cli(h, ["onboard", "bosch", "--brand", "buderus", "--redirect-uri", "https://installer.example/done?x=1", "--session-id", "job-42"])
+        let ok = try h.cli(["onboard", "bosch", "--brand", "buderus", "--redirect-uri", "https://installer.example/done?x=1", "--session-id", "job-42"])
         XCTAssertEqual(ok.status, 0, ok.output)
         XCTAssertTrue(ok.output.contains("https://devices.buderus-connect.de/invite?companyId=C-4711&redirectUri=https%3A%2F%2Finstaller.example%2Fdone%3Fx%3D1&sessionId=job-42"), ok.output)
-        let token = try cli(h, ["onboard", "bosch", "--brand", "bosch", "--redirect-uri", "https://a.example", "--session-id", "a b&c"])
+        let token = try h.cli(["onboard", "bosch", "--brand", "bosch", "--redirect-uri", "https://a.example", "--session-id", "a b&c"])
         XCTAssertEqual(token.status, 2)
         XCTAssertTrue(token.output.contains("--session-id must be a plain token"), token.output)
-        let http = try cli(h, ["onboard", "bosch", "--brand", "bosch", "--redirect-uri", "http://a.example", "--session-id", "t"])
+        let http = try h.cli(["onboard", "bosch", "--brand", "bosch", "--redirect-uri", "http://a.example", "--session-id", "t"])
         XCTAssertEqual(http.status, 2)
         XCTAssertTrue(http.output.contains("--redirect-uri must be an https URL"), http.output)
-        let brand = try cli(h, ["onboard", "bosch", "--brand", "worcester", "--redirect-uri", "https://a.example", "--session-id", "t"])
+        let brand = try h.cli(["onboard", "bosch", "--brand", "worcester", "--redirect-uri", "https://a.example", "--session-id", "t"])
         XCTAssertTrue(brand.output.contains("--brand must be one of bosch, buderus, ivt"), brand.output)
 
         // The simulator's key expires 2027-05-22: three weeks before, the account says so.

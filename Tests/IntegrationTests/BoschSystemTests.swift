@@ -7,10 +7,6 @@ import XCTest
 final class BoschSystemTests: XCTestCase {
     let dev = "heatbridge/bosch-101000001"
 
-    func cli(_ h: Harness, _ args: [String]) throws -> (status: Int32, output: String) {
-        try runProcess(Harness.binary("heatbridge"), args + ["--config", h.configPath])
-    }
-
     func testGatewayClockIsShownSyncedAndSet() throws {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
@@ -138,38 +134,38 @@ final class BoschSystemTests: XCTestCase {
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
         let keyFile = h.dir.appendingPathComponent("bosch.key").path
-        let list = try cli(h, ["bosch", "keys", "list"])
+        let list = try h.cli(["bosch", "keys", "list"])
         XCTAssertEqual(list.status, 0, list.output)
         XCTAssertTrue(list.output.contains("configured key expires 2027-05-22T00:00:00Z"), list.output)
         XCTAssertTrue(list.output.contains("key-0"), list.output)
 
         for _ in 0..<2 {
-            let rotate = try cli(h, ["bosch", "keys", "rotate"])
+            let rotate = try h.cli(["bosch", "keys", "rotate"])
             XCTAssertEqual(rotate.status, 0, rotate.output)
             XCTAssertTrue(rotate.output.contains("written to \(keyFile)"), rotate.output)
             XCTAssertFalse(rotate.output.contains("xHCSAPI"), "the CLI printed a key: \(rotate.output)")
         }
         let stored = try String(contentsOfFile: keyFile, encoding: .utf8)
         XCTAssertTrue(stored.hasPrefix("xHCSAPI-sim2-"), "key file holds \(stored.prefix(12))…")
-        let listed = try cli(h, ["bosch", "keys", "list"])
+        let listed = try h.cli(["bosch", "keys", "list"])
         XCTAssertTrue(listed.output.contains("key-1") && listed.output.contains("key-2"), listed.output)
-        let del = try cli(h, ["bosch", "keys", "delete", "key-1"])
+        let del = try h.cli(["bosch", "keys", "delete", "key-1"])
         XCTAssertEqual(del.status, 0, del.output)
         XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["issued_keys"]?.intValue, 1)
-        let missing = try cli(h, ["bosch", "keys", "delete", "key-9"])
+        let missing = try h.cli(["bosch", "keys", "delete", "key-9"])
         XCTAssertEqual(missing.status, 1)
         XCTAssertTrue(missing.output.contains("CLOUD_REJECTED"), missing.output)
-        let noId = try cli(h, ["bosch", "keys", "delete"])
+        let noId = try h.cli(["bosch", "keys", "delete"])
         XCTAssertEqual(noId.status, 2, noId.output)
 
-        let hook = try cli(h, ["bosch", "webhook-test", "--event", "data_point", "--gateway", "101000001"])
+        let hook = try h.cli(["bosch", "webhook-test", "--event", "data_point", "--gateway", "101000001"])
         XCTAssertEqual(hook.status, 0, hook.output)
         XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["webhook_simulations"], [["event_type": "DATA_POINT", "gateway_id": "101000001"]])
         try h.admin("DELETE", "/admin/requests")
-        let badEvent = try cli(h, ["bosch", "webhook-test", "--event", "SOMETHING"])
+        let badEvent = try h.cli(["bosch", "webhook-test", "--event", "SOMETHING"])
         XCTAssertEqual(badEvent.status, 2)
         XCTAssertTrue(badEvent.output.contains("valid: CONNECTIVITY_STATUS, APPLIANCE_STATUS"), badEvent.output)
-        let badGateway = try cli(h, ["bosch", "webhook-test", "--event", "DATA_POINT", "--gateway", "12"])
+        let badGateway = try h.cli(["bosch", "webhook-test", "--event", "DATA_POINT", "--gateway", "12"])
         XCTAssertEqual(badGateway.status, 2)
         XCTAssertEqual(try h.admin("GET", "/admin/requests").arrayValue?.count, 0, "bad arguments reached the cloud")
     }

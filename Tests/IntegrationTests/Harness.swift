@@ -298,6 +298,11 @@ final class Harness: @unchecked Sendable {
     }
 
     func injectFault(_ json: String) throws { try admin("POST", "/admin/faults", json) }
+
+    /// Runs `heatbridge <args> --config <this harness's config>`.
+    func cli(_ args: [String]) throws -> (status: Int32, output: String) {
+        try runProcess(Self.binary("heatbridge"), args + ["--config", configPath])
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
