@@ -99,7 +99,8 @@ final class BoschSystemTests: XCTestCase {
         let soon = Timestamp.iso8601(Date().timeIntervalSince1970 + 10 * 86_400).prefix(10).replacingOccurrences(of: "-", with: "")
         let oldKey = "xHCSAPI-soon-\(soon)"
         try h.admin("POST", "/admin/bosch", #"{"api_key":"\#(oldKey)"}"#)
-        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, extraAccounts: "\n    rotate_key: true")
+        // A fixed poll rate: the test counts the requests of a 3 s window after the old key is withdrawn.
+        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, extraAccounts: "\n    rotate_key: true\n    poll_max_interval_s: 1")
         let keyFile = h.dir.appendingPathComponent("bosch.key").path
         try (oldKey + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
         try h.startDaemon()
