@@ -2,6 +2,7 @@ import CCurl
 import CCurlShim
 import Dispatch
 import HeatbridgeCore
+import Synchronization
 
 /// HTTP over libcurl. Each request runs `curl_easy_perform` on a private dispatch queue, because it blocks:
 /// running it on Swift's cooperative pool (two threads on the box) would stall the whole daemon.
@@ -14,10 +15,52 @@ public final class CurlTransport: HTTPTransport {
     }
 
     public func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
-        let result: Result<HTTPResponse, HTTPTransportError> = await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: Self.perform(request)) }
+        // A cancelled caller (the daemon stopping) gets its answer at once; the transfer itself runs on to its
+        // timeout on the queue, and its result is dropped. So a stop never waits for a slow cloud.
+        let once = ResumeOnce()
+        let result: Result<HTTPResponse, HTTPTransportError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                once.install(continuation)
+                queue.async { once.resume(Self.perform(request)) }
+            }
+        } onCancel: {
+            once.resume(.failure(.connection("cancelled")))
         }
         return try result.get()
+    }
+
+    /// Resumes a continuation exactly once, whichever comes first: the transfer or a cancellation.
+    private final class ResumeOnce: Sendable {
+        typealias Answer = Result<HTTPResponse, HTTPTransportError>
+        private struct State {
+            var continuation: CheckedContinuation<Answer, Never>?
+            var early: Answer?
+            var done = false
+        }
+        private let state = Mutex(State())
+
+        func install(_ c: CheckedContinuation<Answer, Never>) {
+            let early = state.withLock { s -> Answer? in
+                if let e = s.early { s.done = true; return e }
+                s.continuation = c
+                return nil
+            }
+            if let early { c.resume(returning: early) }
+        }
+
+        func resume(_ answer: Answer) {
+            let c = state.withLock { s -> CheckedContinuation<Answer, Never>? in
+                guard !s.done else { return nil }
+                guard let c = s.continuation else {
+                    if s.early == nil { s.early = answer }
+                    return nil
+                }
+                s.done = true
+                s.continuation = nil
+                return c
+            }
+            c?.resume(returning: answer)
+        }
     }
 
     /// Collects the response body and headers from curl's callbacks.

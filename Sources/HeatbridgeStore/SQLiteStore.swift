@@ -141,7 +141,7 @@ public final class SQLiteStore: StatePort {
             INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before)
             VALUES (?,?,?,?,?,?,?,?,?,?,?)
             """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
-                  .text(c.source), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
+                  .text(c.source.rawValue), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
                   .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null])
     }
 
@@ -162,7 +162,7 @@ public final class SQLiteStore: StatePort {
                 guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
                       let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
                       let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
-                return Command(id: id, device: device, node: node, capability: cap, params: params, source: source,
+                return Command(id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
                                receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
                                attempts: Int(r[9].int ?? 0), notBefore: r[10].double)
             }

@@ -78,39 +78,40 @@ enum Daemon {
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
 
-        let runTask = Task { await bridge.run() }
+        // Services start in dependency order (store → MQTT client → bridge) and stop in reverse: the bridge
+        // first (its tasks end with `run()`), then `bridge/state` offline and the MQTT client, then the store.
+        let stop = OneShotSignal()
+        let (requests, requestSink) = AsyncStream.makeStream(of: Int32.self)
         let signals = SignalWatcher(testHooks ? [SIGTERM, SIGINT, SIGHUP, SIGUSR2] : [SIGTERM, SIGINT, SIGHUP]) { signal in
             switch signal {
-            case SIGHUP:
-                Task { await reloader.reload() }
-            case SIGUSR2:
-                logger.warning("test hook: blocking the bridge")
-                Task { await bridge.runOnBridge { while true { sleep(60) } } }
+            case SIGHUP, SIGUSR2:
+                requestSink.yield(signal)
             default:
                 logger.info("stopping", metadata: ["signal": "\(signal)"])
                 SDNotify.send("STOPPING=1")
-                runTask.cancel()
+                stop.fire()
             }
         }
         mqtt.start()
-        let watchdog = startWatchdog(bridge: bridge, environment: env, logger: logger)
-
-        // READY=1 once the cache is published and the broker connected, or after a bounded wait.
-        var waited = 0.0
-        while await !bridge.isReady, waited < readyWaitS, !runTask.isCancelled {
-            try? await Task.sleep(nanoseconds: 50_000_000)
-            waited += 0.05
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await bridge.run() }
+            if let watchdog = watchdogInterval(environment: env, logger: logger) {
+                group.addTask { await Self.watchdog(bridge: bridge, intervalS: watchdog) }
+            }
+            group.addTask {
+                for await signal in requests {
+                    if signal == SIGHUP {
+                        await reloader.reload()
+                    } else {
+                        logger.warning("test hook: blocking the bridge")
+                        await bridge.runOnBridge { while true { sleep(60) } }
+                    }
+                }
+            }
+            group.addTask { await Self.notifyReady(bridge: bridge, accounts: accounts.count, config: config, logger: logger) }
+            await stop.wait()
+            group.cancelAll()
         }
-        if await bridge.isReady {
-            SDNotify.send("READY=1\nSTATUS=Bridging \(accounts.count) account(s); broker \(config.mqtt.host):\(config.mqtt.port) connected")
-            logger.info("ready", metadata: ["startup_ms": "\(Int(waited * 1000))"])
-        } else {
-            SDNotify.send("READY=1\nSTATUS=Broker \(config.mqtt.host):\(config.mqtt.port) unreachable, retrying; clouds and cache active")
-            logger.warning("ready without the broker; still retrying", metadata: ["broker": "\(config.mqtt.host):\(config.mqtt.port)"])
-        }
-
-        await runTask.value
-        watchdog?.cancel()
         await bridge.publishOffline()
         mqtt.flush(timeoutS: 2)
         mqtt.shutdown()
@@ -119,18 +120,36 @@ enum Daemon {
         return 0
     }
 
-    /// `WATCHDOG=1` at half of `$WATCHDOG_USEC`, only while the bridge actor answers: a hung bridge stops
-    /// the pings and systemd restarts the service.
-    static func startWatchdog(bridge: Bridge, environment env: [String: String], logger: Logger) -> Task<Void, Never>? {
+    /// READY=1 once the cache is published and the broker connected, or after a bounded wait.
+    static func notifyReady(bridge: Bridge, accounts: Int, config: HeatbridgeConfig, logger: Logger) async {
+        let started = SDNotify.monotonicUsec()
+        let ready = await bridge.waitUntilReady(timeoutS: readyWaitS)
+        guard !Task.isCancelled else { return }
+        let broker = "\(config.mqtt.host):\(config.mqtt.port)"
+        if ready {
+            SDNotify.send("READY=1\nSTATUS=Bridging \(accounts) account(s); broker \(broker) connected")
+            logger.info("ready", metadata: ["startup_ms": "\((SDNotify.monotonicUsec() - started) / 1000)"])
+        } else {
+            SDNotify.send("READY=1\nSTATUS=Broker \(broker) unreachable, retrying; clouds and cache active")
+            logger.warning("ready without the broker; still retrying", metadata: ["broker": "\(broker)"])
+        }
+    }
+
+    /// The watchdog interval: half of `$WATCHDOG_USEC`, when systemd asks for pings from this process.
+    static func watchdogInterval(environment env: [String: String], logger: Logger) -> Double? {
         guard let usec = env["WATCHDOG_USEC"].flatMap(Double.init), usec > 0 else { return nil }
         if let pid = env["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return nil }
         let interval = usec / 2 / 1e6
         logger.info("watchdog enabled", metadata: ["interval_s": "\(interval)"])
-        return Task.detached {
-            while !Task.isCancelled {
-                if await bridge.alive() { SDNotify.send("WATCHDOG=1") }
-                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
-            }
+        return interval
+    }
+
+    /// `WATCHDOG=1` every `intervalS`, only while the bridge actor answers: a hung bridge stops the pings and
+    /// systemd restarts the service.
+    static func watchdog(bridge: Bridge, intervalS: Double) async {
+        while !Task.isCancelled {
+            if await bridge.alive() { SDNotify.send("WATCHDOG=1") }
+            try? await Task.sleep(nanoseconds: UInt64(intervalS * 1e9))
         }
     }
 

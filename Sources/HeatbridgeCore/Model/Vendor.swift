@@ -135,6 +135,12 @@ public protocol VendorAdapter: Sendable {
     /// Renews a credential close to its expiry when the installer enabled it; nil when nothing was due.
     /// Called after every poll, so it must be cheap when there is nothing to do.
     func renewCredential(now: EpochSeconds) async -> CredentialRenewal?
+    /// What a validated command means for the installer's limits (setpoints, offsets, hot water), read from
+    /// this vendor's parameter shapes.
+    func facts(node: String, capability: String, params: JSONValue) -> CommandFacts
+    /// The temperature a hot-water node heats to in `state` (0 when off, `.infinity` when it cannot tell); nil
+    /// for nodes that are not hot water. The legionella limit watches these.
+    func hotWaterTarget(node: String, state: JSONValue) -> Double?
 }
 
 /// What `renewCredential` did.
@@ -159,6 +165,8 @@ extension VendorAdapter {
     public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? { nil }
     public func credentialExpiry() -> EpochSeconds? { nil }
     public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? { nil }
+    public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts { CommandFacts() }
+    public func hotWaterTarget(node: String, state: JSONValue) -> Double? { nil }
 }
 
 /// What became of one member of a group command.

@@ -93,134 +93,78 @@ struct LeaseRequest: Sendable {
     }
 }
 
-extension Bridge {
-    static func leaseKey(_ key: String) -> String { "lease/\(key)" }
+/// The active leases by `<device>/<node>/<capability>`. Returns decisions (what to persist, arm or submit);
+/// the bridge carries them out.
+struct LeaseBook {
+    private(set) var leases: [String: Lease] = [:]
 
-    /// Loads the leases kept in the store and arms their ends.
-    func restoreLeases() {
-        for (k, v) in localSettings where k.hasPrefix("lease/") {
-            guard let lease = Lease(json: v) else { continue }
-            leases[lease.key] = lease
-            armLease(lease)
+    static let storagePrefix = "lease/"
+    static func storageKey(_ key: String) -> String { storagePrefix + key }
+
+    /// The leases kept in the store.
+    init(settings: [String: JSONValue]) {
+        for (k, v) in settings where k.hasPrefix(Self.storagePrefix) {
+            if let lease = Lease(json: v) { leases[lease.key] = lease }
         }
     }
 
-    /// Starts (or renews) the lease of an accepted command. A renewal keeps the value to restore from the
-    /// first command, so the lease always ends where it started.
-    func startLease(_ c: Command, request: LeaseRequest, restore: JSONValue, now: EpochSeconds, group: String? = nil) {
-        let key = "\(c.device)/\(c.node)/\(c.capability)"
-        let previous = leases[key]
+    subscript(key: String) -> Lease? { leases[key] }
+    var all: [Lease] { Array(leases.values) }
+
+    mutating func set(_ lease: Lease?, key: String) { leases[key] = lease }
+
+    /// The lease an accepted command starts (or renews). A renewal keeps the value to restore from the first
+    /// command, so the lease always ends where it started.
+    func starting(_ c: Command, request: LeaseRequest, restore: JSONValue, now: EpochSeconds, group: String?) -> Lease {
+        let previous = leases[c.target.key]
         var lease = Lease(commandId: c.id, device: c.device, node: c.node, capability: c.capability, params: c.params,
                           restore: previous?.restore ?? restore, until: now + request.durationS, renewWithinS: request.renewWithinS,
                           renewBy: request.renewWithinS.map { now + $0 }, durationS: request.durationS,
                           applied: previous?.applied ?? false)
         lease.group = group
-        saveLease(lease)
-        armLease(lease)
-        if let e = devices[c.device] { publishDevice(e, at: e.updatedAt) }
+        return lease
     }
 
-    /// The value a target will have just before command `id` runs: the polled value, overlaid with the
-    /// parameters of commands for the same target still running or queued ahead of it (e.g. a restore that
-    /// has not been read back yet).
-    func pendingValue(_ device: String, _ node: String, _ capability: String, over polled: JSONValue, before id: String) -> JSONValue {
-        var value = polled.objectValue ?? [:]
-        var ahead: [Command] = inFlight[device].map { $0.id == id ? [] : [$0] } ?? []
-        for c in queues[device] ?? [] {
-            if c.id == id { break }
-            ahead.append(c)
-        }
-        for c in ahead where c.node == node && c.capability == capability {
-            for (k, v) in c.params.objectValue ?? [:] where value[k] != nil { value[k] = v }
-        }
-        return .object(value)
+    enum Change {
+        /// The lease (with its new end) is to be stored and armed.
+        case rearm(Lease)
+        /// The lease never took effect: it is to be dropped without a restore.
+        case drop(String)
     }
 
-    /// The leased command ended: done starts the lease's time (it may have waited queued); anything else
-    /// drops a lease that never took effect, since there is nothing to restore.
-    func leaseCommandFinished(_ c: Command, _ status: CommandStatus) {
-        if c.device == Self.groupDevice {
-            // A group command leases each member under the group command's id.
-            for m in settings.behaviour.groups[c.node] ?? [] {
-                var one = c
-                one.device = m.device
-                one.node = m.node
-                leaseCommandFinished(one, status)
-            }
-            return
-        }
-        let key = "\(c.device)/\(c.node)/\(c.capability)"
-        guard var lease = leases[key], lease.commandId == c.id else { return }
-        let now = clock.now()
+    /// The leased command of one member ended: done starts the lease's time (the command may have waited
+    /// queued); anything else drops a lease that never took effect, since there is nothing to restore.
+    func commandFinished(_ c: Command, _ status: CommandStatus, now: EpochSeconds) -> Change? {
+        let key = c.target.key
+        guard var lease = leases[key], lease.commandId == c.id else { return nil }
         if status == .done {
             lease.applied = true
             lease.until = now + lease.durationS
             lease.renewBy = lease.renewWithinS.map { now + $0 }
-            saveLease(lease)
-            armLease(lease)
-        } else if !lease.applied {
-            leaseTimers.removeValue(forKey: key)?.cancel()
-            saveLease(nil, key: key)
+            return .rearm(lease)
         }
+        return lease.applied ? nil : .drop(key)
     }
 
-    func saveLease(_ lease: Lease?, key: String? = nil) {
-        let k = key ?? lease!.key
-        leases[k] = lease
-        localSettings[Self.leaseKey(k)] = lease?.json
-        do { try store.saveSetting(Self.leaseKey(k), lease?.json ?? .null) } catch {
-            logger.error("cannot persist lease", metadata: ["target": "\(k)", "error": "\(error)"])
-        }
-    }
-
-    func armLease(_ lease: Lease) {
-        leaseTimers[lease.key]?.cancel()
-        let at = lease.endsAt
-        leaseTimers[lease.key] = Task {
-            try? await clock.sleep(seconds: max(0, at - clock.now()))
-            guard !Task.isCancelled else { return }
-            self.leaseDue(lease.key)
-        }
-    }
-
-    /// The lease ended (time up, or not renewed in time): the previous value goes back through the pipeline.
-    func leaseDue(_ key: String) {
-        guard let lease = leases[key] else { return }
-        let now = clock.now()
-        guard now >= lease.endsAt - 0.01 else { return armLease(lease) }
-        if firstPollDone.count < accounts.count || devices[lease.device] == nil {
-            // After a restart: wait until the device is known again.
-            leaseTimers[key] = Task {
-                try? await clock.sleep(seconds: 1)
-                self.leaseDue(key)
-            }
-            return
-        }
-        let lapsed = lease.renewBy.map { $0 < lease.until && now >= $0 } ?? false
-        logger.info(lapsed ? "lease lapsed (not renewed): restoring" : "lease ended: restoring",
-                    metadata: ["target": "\(key)", "id": "\(lease.commandId)"])
-        saveLease(nil, key: key)
-        leaseTimers[key] = nil
-        // A lease whose command has not run yet still restores: the command may run later, the restore after it.
-        guard case .object(let body) = lease.restore else { return }
+    /// The command that puts a target back where its lease found it.
+    static func restoreCommand(_ lease: Lease) -> Submission? {
+        guard case .object(let body) = lease.restore else { return nil }
         let rid = lease.group == nil ? "\(lease.commandId)-restore" : "\(lease.commandId)-restore-\(lease.device)-\(lease.node)"
-        submit(lease.device, lease.node, lease.capability, id: rid, body: body, inboxRow: nil,
-               source: "lease:\(lease.commandId)", now: now)
+        return Submission(target: Target(device: lease.device, node: lease.node, capability: lease.capability), id: rid, body: body,
+                          source: .lease(lease.commandId))
     }
 
-    /// The account came back: the leased values are sent again, in case the cloud or the device lost them.
-    func reassertLeases(account: String) {
-        let now = clock.now()
-        for lease in leases.values where devices[lease.device]?.account == account && lease.endsAt > now {
-            guard case .object(let body) = lease.params else { continue }
-            logger.info("re-asserting lease after the account came back", metadata: ["target": "\(lease.key)"])
-            submit(lease.device, lease.node, lease.capability, id: "\(lease.commandId)-reassert-\(Int64(now))", body: body, inboxRow: nil,
-                   source: "lease:\(lease.commandId)", now: now)
+    /// The commands that send the leased values of `devices` again (their account came back), for leases still running.
+    func reassertions(devices: Set<String>, now: EpochSeconds) -> [(Lease, Submission)] {
+        leases.values.sorted { $0.key < $1.key }.compactMap { lease in
+            guard devices.contains(lease.device), lease.endsAt > now, case .object(let body) = lease.params else { return nil }
+            return (lease, Submission(target: Target(device: lease.device, node: lease.node, capability: lease.capability),
+                                      id: "\(lease.commandId)-reassert-\(Int64(now))", body: body, source: .lease(lease.commandId)))
         }
     }
 
     /// `leases` in a node's state: per capability, when it ends and how long is left.
-    func leaseState(device: String, node: String, now: EpochSeconds) -> JSONValue? {
+    func state(device: String, node: String, now: EpochSeconds) -> JSONValue? {
         let mine = leases.values.filter { $0.device == device && $0.node == node }
         guard !mine.isEmpty else { return nil }
         var o: [String: JSONValue] = [:]

@@ -49,8 +49,8 @@ public struct Command: Sendable, Equatable {
     public var capability: String
     /// Validated, normalised parameters (what the adapter executes).
     public var params: JSONValue
-    /// Where it came from: `mqtt` (later also `trigger:<name>`).
-    public var source: String
+    /// Where it came from.
+    public var source: CommandSource
     public var receivedAt: EpochSeconds
     /// After this instant a queued command ends `expired` instead of running late.
     public var validUntil: EpochSeconds
@@ -59,7 +59,7 @@ public struct Command: Sendable, Equatable {
     /// Not to be tried before this instant (set while rate-limited).
     public var notBefore: EpochSeconds?
 
-    public init(id: String, device: String, node: String, capability: String, params: JSONValue, source: String,
+    public init(id: String, device: String, node: String, capability: String, params: JSONValue, source: CommandSource,
                 receivedAt: EpochSeconds, validUntil: EpochSeconds, status: CommandStatus = .accepted,
                 attempts: Int = 0, notBefore: EpochSeconds? = nil) {
         self.id = id
@@ -73,6 +73,16 @@ public struct Command: Sendable, Equatable {
         self.status = status
         self.attempts = attempts
         self.notBefore = notBefore
+    }
+
+    /// Device, node and capability together.
+    public var target: Target {
+        get { Target(device: device, node: node, capability: capability) }
+        set {
+            device = newValue.device
+            node = newValue.node
+            capability = newValue.capability
+        }
     }
 
     /// The topic its results go to.

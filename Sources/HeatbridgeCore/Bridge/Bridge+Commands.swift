@@ -1,0 +1,287 @@
+/// The command path: an MQTT message (or a trigger, lease or limit) → `submit` (validation by the vendor,
+/// the installer's limits) → `accept` (stored with its `accepted` result in one transaction) → the device's
+/// line in `CommandQueue` → `pump` → `execute` (the adapter) → `finish` (the terminal result).
+extension Bridge {
+    func handleMessage(_ m: MQTTMessage) {
+        currentInbox = m.inboxRow
+        defer {
+            // Every way out of here either stored a result (which consumed the row) or needs none.
+            if let row = currentInbox {
+                do { try store.inboxRemove(row) } catch {
+                    logger.error("cannot clear the command inbox", metadata: ["error": "\(error)"])
+                }
+            }
+            currentInbox = nil
+        }
+        if m.topic == discovery.statusTopic {
+            if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
+            return
+        }
+        if !m.payload.isEmpty { evaluateConditions(m) }
+        switch CommandIntake.parse(m, topics: topics) {
+        case .notCommand, .deletion:
+            return
+        case .rejected(let target, let id, let rejection, let clear):
+            reject(target, id: id, rejection)
+            if clear { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
+        case .command(let target, let id, let body):
+            if (devices[target.device] == nil || target.isGroup) && !allFirstPollsDone {
+                deferred.append(m)
+                currentInbox = nil  // still to be handled: keep it in the inbox
+                return
+            }
+            submit(target, id: id, body: body, inboxRow: m.inboxRow, source: .mqtt, now: clock.now())
+        }
+    }
+
+    var allFirstPollsDone: Bool { book.firstPollDone.count >= accounts.count }
+
+    /// Issues a command the bridge decided on itself (trigger, lease, limit).
+    func submit(_ s: Submission) {
+        submit(s.target, id: s.id, body: s.body, inboxRow: nil, source: s.source, now: clock.now())
+    }
+
+    /// Validates a command and accepts or rejects it; every outcome is a result on the target's result topic.
+    func submit(_ target: Target, id: String?, body: [String: JSONValue], inboxRow: Int64?, source: CommandSource, now: EpochSeconds) {
+        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source) }
+        let validFor: Double
+        switch CommandIntake.validity(body, default: settings.behaviour.validFor(target.capability)) {
+        case .success(let v): validFor = v
+        case .failure(let r): return reject(r)
+        }
+        if target.isGroup {
+            return acceptGroup(target, id: id, body: body, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
+        }
+        let (device, node, capability) = (target.device, target.node, target.capability)
+        guard let entry = devices[device], let account = accounts[entry.account] else {
+            let known = devices.ids.prefix(10).joined(separator: ", ")
+            return reject(CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
+        }
+        if let deviceError = entry.snapshot.error, entry.snapshot.nodes[node] == nil {
+            // We cannot even list this device's nodes: say why, rather than "unknown node".
+            return reject(CommandRejection(deviceError.code, "device \"\(device)\" cannot be read: \(deviceError.message)"))
+        }
+        var params = CommandIntake.parameters(body)
+        if capability == "charge-duration", entry.snapshot.nodes[node]?["charge"] != nil {
+            return setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source)
+        }
+        if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
+            params["duration_min"] = .int(chargeDefault(device, node))
+        }
+        // Lease members are the bridge's, for capabilities the vendor cannot end by itself.
+        var lease: LeaseRequest?
+        let restore = account.adapter.restoreParams(node: node, capability: capability, device: entry.snapshot)
+        if restore != nil {
+            do { lease = try LeaseRequest.take(&params) } catch { return reject(error) }
+        }
+        let normalised: JSONValue
+        do {
+            normalised = try account.adapter.validate(node: node, capability: capability, body: params, device: entry.snapshot)
+        } catch {
+            return reject(error)
+        }
+        let facts = account.adapter.facts(node: node, capability: capability, params: normalised)
+        if let r = limits.check(device: device, node: node, facts: facts, source: source, now: now) { return reject(r) }
+        guard let command = accept(target, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source) else { return }
+        if let lease, let restore {
+            let value = queue.pendingValue(device, node, capability, over: restore, before: command.id)
+            startLease(command, request: lease, restore: value, now: now, group: nil)
+        } else if !source.isLease, leases[target.key] != nil {
+            // A plain command for a leased target takes over: the lease ends without restoring.
+            logger.info("lease replaced by a command without duration", metadata: ["target": "\(target)"])
+            timers.cancel(.lease(target.key))
+            saveLease(nil, key: target.key)
+        }
+    }
+
+    /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
+    /// transaction) and queued; `STORE_FAILED` when the store refuses it.
+    @discardableResult
+    func accept(_ target: Target, id: String?, params: JSONValue, inboxRow: Int64?, now: EpochSeconds, validFor: Double,
+                source: CommandSource) -> Command? {
+        if let id, inboxRow != nil,
+           (try? store.hasCommand(id: id, device: target.device, node: target.node, capability: target.capability, params: params,
+                                  since: now - 600)) == true {
+            // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
+            logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
+            return nil
+        }
+        let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
+                              params: params, source: source, receivedAt: now, validUntil: now + validFor)
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
+                                                 extra: Self.sourceExtra(source))
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+            reject(target, id: command.id,
+                   CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
+            return nil
+        }
+        logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(target)"])
+        let touched = target.isGroup ? (settings.behaviour.groups[target.node] ?? []).map(\.device) : [target.device]
+        limits.accepted(devices: touched, now: now)
+        for old in queue.supersede(by: command) {
+            finish(old, .expired, code: .superseded, message: "superseded by command \(command.id)")
+        }
+        queue.append(command)
+        pump(command.device)
+        return command
+    }
+
+    /// `<node>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
+    /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
+    func setChargeDuration(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
+                           now: EpochSeconds, validFor: Double, source: CommandSource) {
+        let value: JSONValue
+        do throws(CommandRejection) {
+            try CapabilityValidation.allowOnly(params, ["minutes"])
+            guard let m = params["minutes"]?.intValue else {
+                throw CommandRejection(.invalidPayload, "\"minutes\" must be a whole number")
+            }
+            guard (1...CapabilityValidation.maxChargeMinutes).contains(m) else {
+                throw CommandRejection(.outOfRange, "\"minutes\" must be 1…\(CapabilityValidation.maxChargeMinutes), got \(m)")
+            }
+            value = .int(m)
+        } catch {
+            return reject(target, id: id, error, source: source)
+        }
+        let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
+                              params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor)
+        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+            return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
+        }
+        let key = Self.chargeDefaultKey(target.device, target.node)
+        do {
+            try store.saveSetting(key, value)
+        } catch {
+            return finish(command, .failed, code: .storeFailed, message: "setting could not be stored: \(error)")
+        }
+        localSettings[key] = value
+        finish(command, .done, code: nil, message: "charges without duration_min now last \(value.intValue ?? 0) min")
+        publishDevice(entry, at: entry.updatedAt)
+    }
+
+    static func chargeDefaultKey(_ device: String, _ node: String) -> String { "\(device)/\(node)/charge_duration_min" }
+
+    func chargeDefault(_ device: String, _ node: String) -> Int {
+        localSettings[Self.chargeDefaultKey(device, node)]?.intValue ?? 60
+    }
+
+    // MARK: results
+
+    func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt) {
+        let cid = id ?? CommandIntake.newId()
+        logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
+        let topic = topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
+                                  capability: TopicLayout.sanitize(target.capability))
+        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(),
+                                                extra: Self.sourceExtra(source))
+        emitResult(commandId: cid, topic: topic, payload: payload, command: nil, isNew: false)
+    }
+
+    /// Records `c` (already carrying its new status) together with its result, then publishes the result.
+    func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
+        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(),
+                                                extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: c, isNew: false)
+    }
+
+    /// Results (with the command's new state, in one transaction) are written to the store before they are
+    /// published, so one the broker never took is sent again after the next connect or restart. Returns false
+    /// when the store refused the write; the result is then published anyway, since it is all we have.
+    @discardableResult
+    func emitResult(commandId: String, topic: String, payload: JSONValue, command: Command?, isNew: Bool) -> Bool {
+        let bytes = payload.bytes
+        var rowId: Int64?
+        do {
+            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, command: command, isNew: isNew,
+                                           inboxRow: currentInbox)
+            currentInbox = nil
+        } catch {
+            logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
+            if isNew { return false }
+        }
+        if let st = payload["status"]?.stringValue, CommandStatus(rawValue: st)?.isTerminal == true {
+            // Retained summary of the last command that ended, e.g. for a Home Assistant sensor.
+            var target = String(topic.dropFirst(topics.base.count + 1))
+            if target.hasSuffix("/result") { target.removeLast("/result".count) }
+            var last = payload.objectValue ?? [:]
+            last["target"] = .string(target)
+            retained.publish(topics.bridgeLastResult, .object(last))
+        }
+        if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId {
+            do {
+                try store.markResultPublished(rowId)
+            } catch {
+                logger.error("cannot mark result published", metadata: ["id": "\(commandId)", "error": "\(error)"])
+            }
+        }
+        return rowId != nil
+    }
+
+    /// Results of commands the bridge issued itself say so (`"source":"trigger:<name>"`); MQTT commands' do not.
+    static func sourceExtra(_ source: CommandSource) -> [String: JSONValue] { source == .mqtt ? [:] : ["source": .string(source.rawValue)] }
+
+    /// A delivery report while the command runs. Stored and published like every result, but the command's
+    /// own row keeps its status, so a restart still finds it open.
+    func publishProgress(_ c: Command, _ progress: JSONValue, message: String?) {
+        let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: clock.now(),
+                                                extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: nil, isNew: false)
+    }
+
+    func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
+        var c = original
+        c.status = status
+        queue.definitelyNotApplied.remove(c.id)
+        if status == .done {
+            logger.info("command done", metadata: ["id": "\(c.id)"])
+        }
+        publishResult(c, status, code: code, message: message, extra: extra)
+        if status.isTerminal { leaseCommandFinished(c, status) }
+    }
+
+    // MARK: the queue
+
+    func resumeOpenCommands() {
+        do {
+            let open = try store.openCommands()
+            for c in open { queue.append(c) }
+            for device in Set(open.map(\.device)) { pump(device) }
+            if !open.isEmpty { logger.info("resuming commands from the store", metadata: ["count": "\(open.count)"]) }
+        } catch {
+            logger.error("cannot read open commands from the store", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs the next command of `device` unless one is running; commands of one device run in arrival order.
+    /// While the device's account is down the command waits (`queued`) until it recovers or expires.
+    func pump(_ device: String) {
+        guard !queue.isRunning(device), let first = queue.first(device) else { return }
+        // A command resumed from the store for a device not cached yet waits for the first polls to find it.
+        if devices[device] == nil && !allFirstPollsDone { return }
+        let now = clock.now()
+        if now > first.validUntil {
+            queue.dropFirst(device)
+            finish(first, .expired, code: .expired, message: "not executed within valid_for_s")
+            return pump(device)
+        }
+        if let account = devices[device]?.account, let status = book.status[account], let code = AccountBook.holdCode(status.state) {
+            let retryAt = max(status.retryAt ?? book.nextPollAt[account] ?? now + 15, now)
+            // Every command waiting for this device says so, not only the first in line; retry_at is the
+            // account's next try, the command itself runs as soon as the account is back.
+            for q in queue.markQueued(device) {
+                publishResult(q, .queued, code: code, message: "account \(account) is \(status.state.rawValue)\(status.error.map { ": \($0)" } ?? "")",
+                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+            }
+            // Wake for expiry; recovery wakes it through setAccount(.ready).
+            timers.scheduleEarliest(.wake(device: device), at: now + max(0.05, first.validUntil - now + 0.01))
+            return
+        }
+        if let nb = first.notBefore, nb > now {
+            timers.scheduleEarliest(.wake(device: device), at: nb)
+            return
+        }
+        guard let c = queue.start(device) else { return }
+        spawner.spawn { await self.execute(c) }
+    }
+}

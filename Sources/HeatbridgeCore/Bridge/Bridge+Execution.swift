@@ -1,0 +1,191 @@
+/// Running accepted commands: one device's command through its adapter, a group's through each member's.
+extension Bridge {
+    func execute(_ original: Command) async {
+        var c = original
+        defer {
+            queue.finished(c.device)
+            pump(c.device)
+        }
+        if c.isGroup { return await executeGroup(c) }
+        guard let entry = devices[c.device], let account = accounts[entry.account] else {
+            return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
+        }
+        // A command tried before without a definitive answer (the daemon died mid-call) may have reached the
+        // cloud: read the device back before sending it again.
+        if c.attempts > 0 && !queue.definitelyNotApplied.contains(c.id) {
+            do {
+                if try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) }) == true {
+                    logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
+                    return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
+                }
+            } catch {
+                logger.notice("read-back failed; sending the command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+            }
+        }
+        c.attempts += 1
+        do {
+            try store.updateCommand(c)
+        } catch {
+            logger.error("cannot persist command attempt", metadata: ["id": "\(c.id)", "error": "\(error)"])
+        }
+        book.count(account.name) { $0.commands += 1 }
+        do {
+            let running = c
+            let snapshot = entry.snapshot
+            let message = try await RequestPriority.with(.command) { () async throws(CloudError) in
+                try await account.adapter.execute(running, device: snapshot) { progress, message in
+                    await self.publishProgress(running, progress, message: message)
+                }
+            }
+            finish(c, .done, code: nil, message: message)
+            if book.status[account.name]?.state != .ready { setAccount(account.name, .ready, error: nil) }
+            commandSucceeded(account, device: c.device)
+        } catch {
+            // Stopping (SIGTERM) cancels a call in flight: the command stays open in the store and is resumed,
+            // with a read-back first, after the restart.
+            if Task.isCancelled { return }
+            book.count(account.name) { $0.errors += 1 }
+            if error.status != nil && error.kind != .unavailable { queue.definitelyNotApplied.insert(c.id) }
+            if case .rateLimited(let retryAfter) = error.kind {
+                book.count(account.name) { $0.rateLimited += 1 }
+                let retryAt = clock.now() + max(retryAfter, 1)
+                setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
+                if retryAt > c.validUntil {
+                    return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
+                }
+                let alreadyQueued = c.status == .queued
+                c.status = .queued
+                c.notBefore = retryAt
+                if alreadyQueued {
+                    // The contract has at most one `queued` per command; later retries only move retry_at.
+                    do { try store.updateCommand(c) } catch {
+                        logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                    }
+                } else {
+                    publishResult(c, .queued, code: .rateLimited, message: error.message,
+                                  extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+                }
+                queue.putBack(c)
+                return
+            }
+            logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
+            finish(c, .failed, code: error.code, message: error.message)
+            if let s = error.accountState { setAccount(account.name, s, error: error.message) }
+        }
+    }
+
+    // MARK: groups
+
+    /// A group command: validated for every member (by the member's own adapter) before it is accepted, so a
+    /// mistake is named with the member it concerns; then stored and queued like any command.
+    func acceptGroup(_ target: Target, id: String?, body: [String: JSONValue], inboxRow: Int64?, now: EpochSeconds, validFor: Double,
+                     source: CommandSource) {
+        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source) }
+        let group = target.node, capability = target.capability
+        guard let members = settings.behaviour.groups[group] else {
+            let known = settings.behaviour.groups.keys.sorted().joined(separator: ", ")
+            return reject(CommandRejection(.unknownTarget, "unknown group \"\(group)\"; groups: \(known.isEmpty ? "none configured" : known)"))
+        }
+        var params = CommandIntake.parameters(body)
+        var normalised: JSONValue?
+        var vendors = Set<String>()
+        // A group lease: every member must be leasable; each member restores its own value.
+        var restores: [GroupMember: JSONValue] = [:]
+        for m in members {
+            guard let entry = devices[m.device], let account = accounts[entry.account] else { continue }
+            if let r = account.adapter.restoreParams(node: m.node, capability: capability, device: entry.snapshot) { restores[m] = r }
+        }
+        var lease: LeaseRequest?
+        if restores.count == members.count {
+            do { lease = try LeaseRequest.take(&params) } catch { return reject(error) }
+        }
+        for m in members {
+            guard let entry = devices[m.device], let account = accounts[entry.account] else {
+                return reject(CommandRejection(.unknownTarget, "group \"\(group)\": member \(m.key): unknown device \"\(m.device)\""))
+            }
+            vendors.insert(account.adapter.vendor)
+            do throws(CommandRejection) {
+                let n = try account.adapter.validate(node: m.node, capability: capability, body: params, device: entry.snapshot)
+                let facts = account.adapter.facts(node: m.node, capability: capability, params: n)
+                if let r = limits.check(device: m.device, node: m.node, facts: facts, source: source, now: now) { throw r }
+                if normalised == nil { normalised = n }
+            } catch {
+                return reject(CommandRejection(error.code, "group \"\(group)\": member \(m.key): \(error.message)"))
+            }
+        }
+        guard vendors.count == 1, let normalised else {
+            return reject(CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
+        }
+        guard let command = accept(target, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source) else { return }
+        if let lease {
+            for m in members {
+                var one = command
+                one.target = target.member(m.device, m.node)
+                let value = queue.pendingValue(m.device, m.node, capability, over: restores[m]!, before: command.id)
+                startLease(one, request: lease, restore: value, now: now, group: group)
+            }
+        }
+    }
+
+    /// Runs a group command: per account, one call for all its members where the adapter can batch them,
+    /// member by member otherwise. The final result lists every member's outcome.
+    func executeGroup(_ original: Command) async {
+        var c = original
+        c.attempts += 1
+        do { try store.updateCommand(c) } catch {
+            logger.error("cannot persist command attempt", metadata: ["id": "\(c.id)", "error": "\(error)"])
+        }
+        let members = settings.behaviour.groups[c.node] ?? []
+        var outcomes: [MemberOutcome] = []
+        var byAccount: [String: [(device: DeviceSnapshot, node: String)]] = [:]
+        for m in members {
+            guard let entry = devices[m.device] else {
+                outcomes.append(MemberOutcome(member: m.key, error: CloudError(.rejected, message: "device \(m.device) is no longer bridged")))
+                continue
+            }
+            byAccount[entry.account, default: []].append((entry.snapshot, m.node))
+        }
+        let running = c
+        let sink: ProgressSink = { progress, message in await self.publishProgress(running, progress, message: message) }
+        for (name, list) in byAccount.sorted(by: { $0.key < $1.key }) {
+            guard let account = accounts[name] else { continue }
+            book.count(name) { $0.commands += 1 }
+            let first = outcomes.count
+            if let batching = account.adapter as? any GroupExecuting {
+                outcomes += await RequestPriority.$current.withValue(.command) { await batching.executeGroup(c, members: list, progress: sink) }
+            } else {
+                for (snapshot, node) in list {
+                    var one = c
+                    one.target = c.target.member(snapshot.id, node)
+                    do {
+                        _ = try await RequestPriority.with(.command) { () async throws(CloudError) in try await account.adapter.execute(one, device: snapshot, progress: sink) }
+                        outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: nil))
+                    } catch {
+                        outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: error))
+                    }
+                }
+            }
+            for o in outcomes[first...] {
+                if let e = o.error, let s = e.accountState { setAccount(name, s, error: e.message) }
+            }
+            for (snapshot, _) in list { commandSucceeded(account, device: snapshot.id) }
+        }
+        var report: [String: JSONValue] = [:]
+        for o in outcomes {
+            report[o.member] = o.error.map { ["status": "failed", "code": .string($0.code.rawValue), "message": .string($0.message)] } ?? ["status": "done"]
+        }
+        let failed = outcomes.compactMap { o in o.error.map { (o.member, $0) } }
+        if let (_, firstError) = failed.first {
+            finish(c, .failed, code: firstError.code,
+                   message: "\(failed.count) of \(outcomes.count) members failed: \(failed.map(\.0).joined(separator: ", "))",
+                   extra: ["members": .object(report)])
+        } else {
+            finish(c, .done, code: nil, message: "\(outcomes.count) of \(outcomes.count) members done", extra: ["members": .object(report)])
+        }
+    }
+}
+
+extension Command {
+    /// A group command (`<base>/group/<name>/<capability>/set`).
+    var isGroup: Bool { device == Target.groupDevice }
+}

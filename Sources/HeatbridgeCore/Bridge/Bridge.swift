@@ -1,0 +1,341 @@
+import Logging
+
+/// One configured cloud account with its adapter.
+public struct AccountRuntime: Sendable {
+    public var name: String
+    public var vendor: String
+    public var pollIntervalS: Double { pacing.baseS }
+    public var pacing: PollPacing
+    public var adapter: any VendorAdapter
+
+    public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter) {
+        self.name = name
+        self.vendor = vendor
+        self.pacing = PollPacing(baseS: pollIntervalS, maxS: maxPollIntervalS)
+        self.adapter = adapter
+    }
+}
+
+/// What the bridge needs besides its ports.
+public struct BridgeSettings: Sendable {
+    public var topics: TopicLayout
+    public var version: String
+    /// Short hash of the config file, published in `bridge/info` so an installer can tell which config runs.
+    public var configHash: String
+    public var behaviour: BridgeBehaviour
+    public var accounts: [AccountRuntime]
+    /// The box's local time, for evaluating week programs.
+    public var localTime: any LocalTime
+    /// Home Assistant discovery; nil leaves Home Assistant's topics alone.
+    public var discovery: HomeAssistantDiscovery?
+
+    public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
+                localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil) {
+        self.localTime = localTime
+        self.discovery = discovery
+        self.topics = topics
+        self.version = version
+        self.configHash = configHash
+        self.behaviour = behaviour
+        self.accounts = accounts
+    }
+}
+
+/// The bridge's timers, all served by one `TimerQueue` inside `run()`.
+enum BridgeTimer: Hashable, Sendable {
+    /// The account's next poll.
+    case poll(account: String)
+    /// A waiting command of this device may run or expire.
+    case wake(device: String)
+    /// The device's week programs reach a switch point: `schedule_now` moves on.
+    case schedule(device: String)
+    /// A lease (by its key) ends.
+    case lease(String)
+    /// A local trigger's time, or the end of its condition's hold time.
+    case trigger(String)
+    /// The read-back of a device after a command.
+    case readBack(account: String, device: String)
+    /// Home Assistant came back: re-announce everything.
+    case rediscovery
+}
+
+/// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
+/// it is (retained topics, the device registry, the command queue, account bookkeeping, the lease, limit and
+/// trigger policies), and carries out what they decide through the injected ports.
+///
+/// The command path is in `Bridge+Commands.swift`, polling and device state in `Bridge+Polling.swift`.
+/// Everything it starts is a child task of `run()`; it runs on a serial queue of its own, so its synchronous
+/// store writes never block Swift's cooperative threads.
+public actor Bridge {
+    nonisolated let executor = SerialQueueExecutor(label: "heatbridge.bridge")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    var settings: BridgeSettings
+    let topics: TopicLayout
+    let mqtt: any MQTTPort
+    let store: any StatePort
+    let clock: any Clock
+    let logger: Logger
+    let processStats: @Sendable () -> [String: JSONValue]
+    let startedAt: EpochSeconds
+    var accounts: [String: AccountRuntime]
+
+    var retained: RetainedTopics
+    var devices = DeviceRegistry()
+    var book = AccountBook()
+    var queue = CommandQueue()
+    var limits: LimitsPolicy
+    var leases = LeaseBook(settings: [:])
+    var triggers: TriggerEngine
+    var discovery: DiscoveryPublisher
+    let timers = TimerQueue<BridgeTimer>()
+    let spawner = WorkSpawner()
+    let ready = OneShotSignal()
+
+    /// Bridge-local settings as kept in the store (charge defaults, lease, trigger and legionella state).
+    var localSettings: [String: JSONValue] = [:]
+    /// Commands that arrived for a device not known yet, before every account finished its first poll, and
+    /// trigger firings waiting for the same (a target is only known once its account answered).
+    var deferred: [MQTTMessage] = []
+    var pendingFires: [(rule: TriggerRule, reason: String)] = []
+    /// Read-backs scheduled after a command (`<account>/<device>`), and accounts whose read-back is a whole poll
+    /// under way (a group command on several devices then costs one poll, not one each).
+    var refreshPending: Set<String> = []
+    var fullRefreshRunning: Set<String> = []
+    /// Bumped when an account's polling restarts (reload): an answer to an older poll is dropped.
+    var pollGeneration: [String: Int] = [:]
+    /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
+    var currentInbox: Int64?
+    var mqttConnected = false
+    var cacheLoaded = false
+
+    public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
+                processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
+        self.settings = settings
+        self.topics = settings.topics
+        self.mqtt = mqtt
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.processStats = processStats
+        self.startedAt = clock.now()
+        self.accounts = Dictionary(settings.accounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+        self.retained = RetainedTopics(mqtt: mqtt)
+        self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
+        self.triggers = TriggerEngine(rules: [])
+        self.discovery = DiscoveryPublisher(settings.discovery)
+    }
+
+    // MARK: lifecycle
+
+    /// Publishes the cache, then serves MQTT events, timers, polls and health until cancelled.
+    public func run() async {
+        do { localSettings = try store.loadSettings() } catch {
+            logger.error("cannot read settings from the store", metadata: ["error": "\(error)"])
+        }
+        limits = LimitsPolicy(limits: settings.behaviour.limits, settings: localSettings)
+        leases = LeaseBook(settings: localSettings)
+        for lease in leases.all { timers.schedule(.lease(lease.key), at: lease.endsAt) }
+        publishBridgeDiscovery()
+        loadCache()
+        cacheLoaded = true
+        for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
+        publishInfo()
+        resumeOpenCommands()
+        startTriggers()
+        do {
+            let pending = try store.inboxPending()
+            if !pending.isEmpty { logger.info("handling commands stored before a restart", metadata: ["count": "\(pending.count)"]) }
+            for m in pending { handleMessage(m) }
+        } catch {
+            logger.error("cannot read the command inbox", metadata: ["error": "\(error)"])
+        }
+        startPolling()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.consumeEvents() }
+            group.addTask { await self.healthLoop() }
+            group.addTask { await self.timers.run(clock: self.clock) { await self.timerDue($0) } }
+            // Work the bridge starts (commands, polls) becomes a child of this group: it ends with `run()`.
+            for await work in spawner.work { group.addTask { await work() } }
+        }
+    }
+
+    /// True once the cache is published and the broker has accepted the connection: what `READY=1` means.
+    public var isReady: Bool { cacheLoaded && mqttConnected }
+
+    /// Waits until the bridge is ready or `timeoutS` passed; returns whether it is ready.
+    public func waitUntilReady(timeoutS: Double) async -> Bool {
+        if isReady { return true }
+        let ready = self.ready, clock = self.clock
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await ready.wait() }
+            group.addTask { try? await clock.sleep(seconds: timeoutS) }
+            await group.next()
+            group.cancelAll()
+        }
+        return isReady
+    }
+
+    /// Answers as soon as the actor is free: the watchdog pings only while this returns, so a hung bridge is
+    /// restarted by systemd.
+    public func alive() -> Bool { true }
+
+    /// Test hook: runs `body` on the bridge's executor. Given a blocking body it hangs the bridge as a
+    /// deadlock would, which is how the tests prove the watchdog stops pinging.
+    public func runOnBridge(_ body: @Sendable () -> Void) { body() }
+
+    /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
+    /// removed accounts go offline and their retained topics are cleared.
+    public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour) {
+        stopPolling()
+        let newNames = Set(newAccounts.map(\.name))
+        for id in devices.ids where !newNames.contains(devices[id]!.account) { removeDevice(id) }
+        for name in accounts.keys where !newNames.contains(name) {
+            retained.clear(topics.account(name))
+            book.forget(name)
+        }
+        settings.accounts = newAccounts
+        let triggersChanged = settings.behaviour.triggers != behaviour.triggers
+        settings.behaviour = behaviour
+        limits.limits = behaviour.limits
+        if triggersChanged { startTriggers() }
+        accounts = Dictionary(newAccounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+        for a in newAccounts where book.status[a.name] == nil { setAccount(a.name, .starting, error: nil) }
+        publishInfo()
+        publishBridgeDiscovery()
+        startPolling()
+        logger.info("configuration applied", metadata: ["accounts": "\(newAccounts.count)"])
+    }
+
+    /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
+    public func publishOffline() {
+        retained.force(topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)
+    }
+
+    /// Every firing of the timer queue lands here.
+    func timerDue(_ timer: BridgeTimer) {
+        switch timer {
+        case .poll(let name): startPoll(name)
+        case .wake(let device): pump(device)
+        case .schedule(let device): if let e = devices[device] { publishDevice(e, at: e.updatedAt) }
+        case .lease(let key): leaseDue(key)
+        case .trigger(let name): apply(triggers.timerDue(name, now: clock.now(), localTime: settings.localTime))
+        case .readBack(let account, let device): startReadBack(account: account, device: device)
+        case .rediscovery: rediscover()
+        }
+    }
+
+    // MARK: MQTT events
+
+    func consumeEvents() async {
+        for await event in mqtt.events {
+            switch event {
+            case .connected:
+                mqttConnected = true
+                onConnected()
+                if isReady { ready.fire() }
+            case .disconnected(let reason):
+                mqttConnected = false
+                logger.warning("MQTT connection lost; reconnecting", metadata: ["reason": "\(reason)"])
+            case .message(let m): handleMessage(m)
+            }
+        }
+    }
+
+    /// After every (re)connect: subscribe, say online, and re-publish everything retained and every result the
+    /// broker has not taken yet, because a restarted broker may have lost them.
+    func onConnected() {
+        logger.info("MQTT connected")
+        mqtt.subscribe(topics.commandFilter, qos: 1)
+        for topic in triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
+        if let status = discovery.statusTopic { mqtt.subscribe(status, qos: 1) }
+        retained.remember(topics.bridgeState, JSONValue.object(["state": "online"]).bytes)
+        publishHealth()
+        // Configs before states, so Home Assistant knows an entity before its first value arrives.
+        retained.replay(first: discovery.prefix.map { $0 + "/" })
+        flushUnpublishedResults()
+    }
+
+    func flushUnpublishedResults() {
+        do {
+            for r in try store.unpublishedResults() {
+                guard mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false) else { return }
+                try store.markResultPublished(r.rowId)
+            }
+        } catch {
+            logger.error("cannot read pending results from the store", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: bridge topics
+
+    func publishInfo() {
+        let accountList: [JSONValue] = settings.accounts.map { a in
+            ["name": .string(a.name), "vendor": .string(a.vendor), "state": .string(book.status[a.name]?.state.rawValue)]
+        }
+        let info: JSONValue = [
+            "version": .string(settings.version),
+            "started_at": .string(Timestamp.iso8601(startedAt)),
+            "config_hash": .string(settings.configHash),
+            "accounts": .array(accountList),
+            "devices": .array(devices.ids.map { .string($0) }),
+        ]
+        retained.publish(topics.bridgeInfo, info)
+    }
+
+    func setAccount(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds? = nil) {
+        let now = clock.now()
+        let (previous, current) = book.set(name, state, error: error, retryAt: retryAt, now: now)
+        let expires = accounts[name]?.adapter.credentialExpiry()
+        let (payload, warning) = AccountBook.payload(current, keyExpiry: expires, now: now)
+        if warning != nil, let expires, !book.keyWarned.contains(name) {
+            book.keyWarned.insert(name)
+            logger.warning("API key expires soon", metadata: ["account": "\(name)", "expires": "\(Timestamp.iso8601(expires))"])
+        }
+        do {
+            try store.saveAccountState(name: name, state: payload)
+        } catch {
+            logger.error("cannot store account state", metadata: ["account": "\(name)", "error": "\(error)"])
+        }
+        if state == .ready, previous?.state != .ready {
+            // Commands held while the account was down run now, in arrival order per device.
+            for device in devices.ids(of: name) { pump(device) }
+            if let p = previous?.state, p == .offline || p == .authRequired { reassertLeases(account: name) }
+        }
+        if retained.publish(topics.account(name), payload), previous?.state != state {
+            if state == .ready || state == .starting {
+                logger.info("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)"])
+            } else {
+                logger.warning("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)",
+                                                            "error": "\(error ?? "")"])
+            }
+            publishInfo()
+        }
+    }
+
+    func healthLoop() async {
+        while !Task.isCancelled {
+            publishHealth()
+            do { try await clock.sleep(seconds: 60) } catch { return }
+        }
+    }
+
+    func publishHealth() {
+        var o = processStats()
+        o["uptime_s"] = .number((clock.now() - startedAt).rounded())
+        o["outbox_depth"] = .int(queue.depth)
+        o["accounts"] = book.healthJSON(accounts: settings.accounts.map(\.name))
+        let m = mqtt.counters
+        o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
+                     "received": .int(m.received)]
+        retained.publish(topics.bridgeHealth, .object(o), stamp: clock.now())
+    }
+
+    /// Persists one bridge-local setting (nil deletes it).
+    func saveSetting(_ key: String, _ value: JSONValue?, what: String) {
+        localSettings[key] = value
+        do { try store.saveSetting(key, value ?? .null) } catch {
+            logger.error("cannot persist \(what)", metadata: ["key": "\(key)", "error": "\(error)"])
+        }
+    }
+}

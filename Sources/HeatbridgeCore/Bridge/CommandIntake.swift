@@ -1,0 +1,76 @@
+/// The first step of the command path: what an MQTT message on a `…/set` topic is, before any device is looked
+/// at. Pure rules of the MQTT contract (JSON object, the `id`, retained commands, `valid_for_s`).
+enum CommandIntake {
+    enum Outcome: Equatable {
+        /// Not a command topic of this layout.
+        case notCommand
+        /// An empty payload: how MQTT deletes a retained message (we send one ourselves when clearing a retained
+        /// command). It is not a command.
+        case deletion
+        /// Refused before anything else; `clearRetained` when the message was retained and must be deleted.
+        case rejected(Target, id: String?, CommandRejection, clearRetained: Bool)
+        case command(Target, id: String?, body: [String: JSONValue])
+    }
+
+    /// Longest `id` accepted, in bytes.
+    static let maxIdBytes = 128
+
+    static func parse(_ m: MQTTMessage, topics: TopicLayout) -> Outcome {
+        guard let (device, node, capability) = topics.parseCommand(m.topic) else { return .notCommand }
+        if m.payload.isEmpty { return .deletion }
+        let target = Target(device: device, node: node, capability: capability)
+        func reject(_ id: String?, _ code: ResultCode, _ message: String) -> Outcome {
+            .rejected(target, id: id, CommandRejection(code, message), clearRetained: m.retained)
+        }
+        let body: [String: JSONValue]
+        do {
+            guard case .object(let o) = try JSONValue.parse(m.payload) else {
+                return reject(nil, .invalidPayload, "command must be a JSON object")
+            }
+            body = o
+        } catch {
+            return reject(nil, .invalidPayload, "payload is not JSON: \(error)")
+        }
+        var id: String?
+        if let v = body["id"] {
+            if let s = v.stringValue, !s.isEmpty, s.utf8.count <= maxIdBytes {
+                id = s
+            } else if let i = v.intValue {
+                id = String(i)
+            } else {
+                return reject(nil, .invalidPayload, "\"id\" must be a non-empty string of at most \(maxIdBytes) bytes")
+            }
+        }
+        if m.retained {
+            return reject(id, .retainedCommand, "retained commands are never executed; publish commands without the retain flag")
+        }
+        return .command(target, id: id, body: body)
+    }
+
+    /// How long a command may wait: its `valid_for_s`, else `defaultS`.
+    static func validity(_ body: [String: JSONValue], default defaultS: Double) -> Result<Double, CommandRejection> {
+        guard let v = body["valid_for_s"] else { return .success(defaultS) }
+        guard let d = v.doubleValue else {
+            return .failure(CommandRejection(.invalidPayload, "\"valid_for_s\" must be a number of seconds"))
+        }
+        guard d >= 1 && d <= 604_800 else {
+            return .failure(CommandRejection(.outOfRange, "\"valid_for_s\" must be 1…604800, got \(JSONValue.format(d))"))
+        }
+        return .success(d)
+    }
+
+    /// The command's parameters: its body without the envelope members.
+    static func parameters(_ body: [String: JSONValue]) -> [String: JSONValue] {
+        var params = body
+        params["id"] = nil
+        params["valid_for_s"] = nil
+        return params
+    }
+
+    /// A generated correlation id for commands that came without one.
+    static func newId() -> String {
+        let v = UInt64.random(in: 0...UInt64.max)
+        let hex = String(v, radix: 16)
+        return "hb-" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -1,0 +1,35 @@
+import HeatbridgeCore
+
+/// The nodes of a Bosch gateway as they appear in topics: heating circuits `hc<N>`, DHW circuits `dhw<N>` and
+/// the gateway's `system`. One parse here instead of prefix tests all over the adapter.
+enum BoschNode: Equatable {
+    case heatingCircuit(String)
+    case dhwCircuit(String)
+    case system
+
+    static let hcPrefix = "hc"
+    static let dhwPrefix = "dhw"
+    static let systemId = "system"
+
+    /// The node a topic id names; nil for anything else.
+    init?(_ id: String) {
+        if id == Self.systemId {
+            self = .system
+        } else if id.hasPrefix(Self.dhwPrefix), id.count > Self.dhwPrefix.count {
+            self = .dhwCircuit(String(id.dropFirst(Self.dhwPrefix.count)))
+        } else if id.hasPrefix(Self.hcPrefix), id.count > Self.hcPrefix.count {
+            self = .heatingCircuit(String(id.dropFirst(Self.hcPrefix.count)))
+        } else {
+            return nil
+        }
+    }
+
+    /// `hc`, `dhw` or `system`: the key of the capability table.
+    var kind: String {
+        switch self {
+        case .heatingCircuit: return Self.hcPrefix
+        case .dhwCircuit: return Self.dhwPrefix
+        case .system: return Self.systemId
+        }
+    }
+}
