@@ -31,11 +31,12 @@ let package = Package(
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorPodero", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorHomeSmartlink", dependencies: ["HeatbridgeCore"]),
+        .target(name: "HeatbridgeVendors", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
                 "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
-                "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink",
+                "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", "HeatbridgeVendors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -50,7 +51,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
-        .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig"]),
+        .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),

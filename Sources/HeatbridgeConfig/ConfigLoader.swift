@@ -11,7 +11,8 @@ public struct LoadedConfig: Sendable {
 /// Loads the config file: reads it, parses the YAML, validates it, and checks every secret can be read.
 /// Every problem is reported, each with `file:line:column`; no secret's content ever appears in a message.
 public enum ConfigLoader {
-    public static func load(path: String, environment: [String: String]) -> Result<LoadedConfig, ConfigErrors> {
+    /// `vendors` are the clouds an account may name (`HeatbridgeVendors.all`).
+    public static func load(path: String, environment: [String: String], vendors: [any VendorModule]) -> Result<LoadedConfig, ConfigErrors> {
         let text: String
         switch FileIO.read(path) {
         case .success(let bytes): text = String(decoding: bytes, as: UTF8.self)
@@ -24,7 +25,7 @@ public enum ConfigLoader {
         case .success(let r): root = r
         case .failure(let d): return .failure(ConfigErrors([d]))
         }
-        let (config, diagnostics) = ConfigDecoder.decode(root, file: path)
+        let (config, diagnostics) = ConfigDecoder.decode(root, file: path, vendors: vendors)
         var all = diagnostics
         // Secrets are checked even when other errors exist, so the installer sees everything at once.
         let refs = config?.secretRefs ?? secretRefsBestEffort(root, file: path)

@@ -4,6 +4,7 @@ import Glibc
 import HeatbridgeConfig
 import HeatbridgeCore
 import HeatbridgeStore
+import HeatbridgeVendors
 import Synchronization
 
 /// The version string shown by `heatbridge version` and in `bridge/info`.
@@ -43,7 +44,7 @@ struct CheckConfig: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() throws {
-        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
+        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all(), vendors: HeatbridgeVendors.all) {
         case .failure(let errors):
             let diagnostics = errors.diagnostics
             for d in diagnostics { printErr(d.description) }
@@ -55,7 +56,7 @@ struct CheckConfig: ParsableCommand {
             print("  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)")
             print("  store: \(c.store.path)")
             for a in c.accounts {
-                print("  account \(a.name): \(a.vendor.rawValue) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
+                print("  account \(a.name): \(a.vendor) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
             }
             for g in c.bridge.groups.keys.sorted() { print("  group \(g): \(c.bridge.groups[g]!.map(\.key).joined(separator: ", "))") }
             for t in c.bridge.triggers { print("  trigger \(t.name): \(t.action.target)") }
@@ -72,7 +73,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let config: HeatbridgeConfig
-        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all()) {
+        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all(), vendors: HeatbridgeVendors.all) {
         case .success(let l): config = l.config
         case .failure(let errors):
             // Only the store path matters here; secrets may be unreadable for this user.

@@ -6,10 +6,8 @@ import HeatbridgeHTTP
 import HeatbridgeMQTT
 import HeatbridgeStore
 import HeatbridgeSystem
+import HeatbridgeVendors
 import Logging
-import VendorBosch
-import VendorHomeSmartlink
-import VendorPodero
 
 /// Wires the real parts together and runs the bridge until SIGTERM/SIGINT; SIGHUP reloads the config.
 enum Daemon {
@@ -20,7 +18,7 @@ enum Daemon {
     static func run(configPath: String) async -> Int32 {
         let env = ProcessEnvironment.all()
         let loaded: LoadedConfig
-        switch ConfigLoader.load(path: configPath, environment: env) {
+        switch ConfigLoader.load(path: configPath, environment: env, vendors: HeatbridgeVendors.all) {
         case .success(let l): loaded = l
         case .failure(let errors):
             let diagnostics = errors.diagnostics
@@ -158,59 +156,34 @@ enum Daemon {
         return nil
     }
 
-    /// One adapter per configured account of a vendor heatbridge implements.
+    /// What vendor modules build adapters with in the daemon: real HTTP, time and secrets, and the store's
+    /// settings for what must outlive a restart.
+    static func vendorContext(transport: any HTTPTransport, store: SQLiteStore, environment env: [String: String]) -> VendorContext {
+        VendorContext(
+            transport: transport, clock: SystemClock(), localTime: GlibcLocalTime(),
+            readSecret: { readSecret($0, env) },
+            writeSecret: { path, secret in
+                if case .failure(let e) = FileIO.writeSecret(path, secret) { return "\(e)" }
+                return nil
+            },
+            settings: SettingsPersistence(load: { (try? store.loadSettings())?[$0] }, save: { try? store.saveSetting($0, $1) }))
+    }
+
+    /// One adapter per configured account, each built by its vendor's module.
     static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
                              store: SQLiteStore, logger: Logger) -> Result<[AccountRuntime], SetupError> {
+        let context = vendorContext(transport: transport, store: store, environment: env)
         var accounts: [AccountRuntime] = []
         for a in config.accounts {
-            switch a.vendor {
-            case .bosch:
-                guard let ref = a.apiKey, let key = readSecret(ref, env) else {
-                    return .failure(SetupError(description: "account \(a.name): cannot read the API key"))
-                }
-                var rotation: BoschKey.Rotation?
-                if a.rotateKey, case .file(let path) = ref.source {
-                    // The new key goes to the configured file before it is used; it is never logged.
-                    rotation = BoschKey.Rotation(persist: { newKey in
-                        switch FileIO.writeSecret(path, newKey) {
-                        case .success: return nil
-                        case .failure(let e): return "\(path): \(e)"
-                        }
-                    })
-                }
-                let adapter = BoschAdapter(transport: transport, baseURL: a.baseURL, apiKey: key, userId: a.userId ?? "",
-                                           timeout: a.timeoutS, allowList: a.devices,
-                                           budget: a.rateLimit ? RateBudget(clock: SystemClock()) : nil,
-                                           answerCache: AnswerCache(clock: SystemClock()), rotation: rotation,
-                                           clock: SystemClock(), localTime: GlibcLocalTime())
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
+            guard let module = HeatbridgeVendors.all.module(a.vendor) else {
+                return .failure(SetupError(description: "account \(a.name): unknown vendor \(a.vendor)"))
+            }
+            switch module.makeAdapter(a, context: context) {
+            case .success(let adapter):
+                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
                                                maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
-            case .podero:
-                guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
-                    return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
-                }
-                let key = "token/\(a.name)"
-                // The token outlives a restart in the store (a 10 h token is worth keeping); never in the log.
-                let persistence = TokenPersistence(
-                    load: { (try? store.loadSettings())?[key].flatMap(BearerToken.init(json:)) },
-                    save: { try? store.saveSetting(key, $0.json) })
-                let session = PoderoSession(transport: transport, tokenURL: a.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
-                                            clientId: a.clientId ?? "", clientSecret: secret, timeout: a.timeoutS,
-                                            clock: SystemClock(), persistence: persistence)
-                let client = PoderoClient(transport: transport, baseURL: a.baseURL, orgId: a.orgId ?? "", session: session, timeout: a.timeoutS)
-                let adapter = PoderoAdapter(client: client, allowList: a.devices, clock: SystemClock())
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
-            case .homesmartlink:
-                guard let ref = a.clientSecret, let secret = readSecret(ref, env) else {
-                    return .failure(SetupError(description: "account \(a.name): cannot read the client secret"))
-                }
-                let adapter = HSLAdapter(transport: transport, baseURL: a.baseURL, clientId: a.clientId ?? "", clientSecret: secret,
-                                         homes: a.homes, timeout: a.timeoutS, clock: SystemClock(), localTime: GlibcLocalTime(),
-                                         reportTimeoutS: a.reportTimeoutS, reportIntervalS: a.reportIntervalS,
-                                         diagnosisCheckS: a.diagnosisCheckS)
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor.rawValue, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
+            case .failure(let e):
+                return .failure(SetupError(description: e.description))
             }
         }
         return .success(accounts)
@@ -242,7 +215,7 @@ actor Reloader {
         SDNotify.send("RELOADING=1\nMONOTONIC_USEC=\(SDNotify.monotonicUsec())")
         logger.notice("SIGHUP: reloading the config", metadata: ["config": "\(path)"])
         let env = ProcessEnvironment.all()
-        switch ConfigLoader.load(path: path, environment: env) {
+        switch ConfigLoader.load(path: path, environment: env, vendors: HeatbridgeVendors.all) {
         case .failure(let errors):
             for d in errors.diagnostics { logger.error("\(d.description)") }
             logger.error("reload refused: the running config stays in force", metadata: ["errors": "\(errors.diagnostics.count)"])

@@ -1,5 +1,9 @@
 import HeatbridgeConfig
 import HeatbridgeCore
+import HeatbridgeVendors
+import VendorBosch
+import VendorHomeSmartlink
+import VendorPodero
 import XCTest
 
 final class ConfigTests: XCTestCase {
@@ -50,7 +54,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.bridge.validFor("charge"), 1800)
         XCTAssertEqual(c.bridge.validFor("mode"), 600)
         XCTAssertEqual(loaded.hash.count, 16)
-        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].apiKey!, environment: [:]) else { return XCTFail() }
+        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].settings(as: BoschAccountSettings.self)!.apiKey, environment: [:]) else { return XCTFail() }
         XCTAssertEqual(key, "xHCSAPI-secret")
     }
 
@@ -233,12 +237,12 @@ final class ShippedConfigTests: XCTestCase {
         let root = "/" + Self.root
         XCTAssertEqual(chdir(root), 0)
         let loaded = try ConfigLoader.load(path: root + "/etc/heatbridge/demo.yaml", environment: [:]).get()
-        XCTAssertEqual(loaded.config.accounts.map(\.vendor), [.bosch, .podero, .homesmartlink])
-        XCTAssertEqual(loaded.config.accounts.last?.homes, ["64f1c0a2e9b3"])
-        XCTAssertEqual(loaded.config.accounts.last?.reportIntervalS, 1)
+        XCTAssertEqual(loaded.config.accounts.map(\.vendor), ["bosch", "podero", "homesmartlink"])
+        XCTAssertEqual(loaded.config.accounts.last?.settings(as: HSLAccountSettings.self)?.homes, ["64f1c0a2e9b3"])
+        XCTAssertEqual(loaded.config.accounts.last?.settings(as: HSLAccountSettings.self)?.reportIntervalS, 1)
         let podero = loaded.config.accounts[1]
-        XCTAssertEqual(podero.clientId, "demo-client")
-        XCTAssertEqual(podero.orgId, "org-demo")
+        XCTAssertEqual(podero.settings(as: PoderoAccountSettings.self)?.clientId, "demo-client")
+        XCTAssertEqual(podero.settings(as: PoderoAccountSettings.self)?.orgId, "org-demo")
         XCTAssertEqual(podero.pollIntervalS, 30)
     }
 
@@ -282,7 +286,7 @@ extension ConfigTests {
             """)
         guard case .success(let l) = ConfigLoader.load(path: good, environment: [:]) else { return XCTFail("refused") }
         XCTAssertEqual(l.config.accounts[0].maxPollIntervalS, 300)
-        XCTAssertTrue(l.config.accounts[0].rotateKey)
+        XCTAssertEqual(l.config.accounts[0].settings(as: BoschAccountSettings.self)?.rotateKey, true)
         let bad = write("rot-bad.yaml", """
             mqtt:
               url: mqtt://127.0.0.1:1883
@@ -309,5 +313,12 @@ extension ConfigTests {
         XCTAssertTrue(text.contains("\"poll_max_interval_s\" (10) must not be below poll_interval_s (30)"), text)
         XCTAssertTrue(text.contains("\"rotate_key\" needs \"api_key_file\""), text)
         XCTAssertTrue(text.contains("\"rotate_key\" must be true or false, found \"yes\""), text)
+    }
+}
+
+extension ConfigLoader {
+    /// The loader with every vendor heatbridge ships, as the daemon and the CLI call it.
+    static func load(path: String, environment: [String: String]) -> Result<LoadedConfig, ConfigErrors> {
+        load(path: path, environment: environment, vendors: HeatbridgeVendors.all)
     }
 }

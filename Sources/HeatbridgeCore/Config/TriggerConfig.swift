@@ -149,7 +149,7 @@ extension ConfigDecoder {
         if TopicLayout.sanitize(capability) != capability { error(capMark, "bad capability \"\(capability)\"", hint: "as in the topic, e.g. charge") }
         let parts = target.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, parts.allSatisfy({ TopicLayout.sanitize($0) == $0 }) else {
-            error(mark, "bad target \"\(target)\"", hint: "<device>/<node> as in the topics (bosch-101000001/dhw1) or group/<name>")
+            error(mark, "bad target \"\(target)\"", hint: "<device>/<node> as in the topics, or group/<name>")
             return nil
         }
         if parts[0] == "group" {
@@ -173,20 +173,14 @@ extension ConfigDecoder {
 
     /// Why a target device cannot be one of the configured accounts' devices; nil when it can.
     func unknownDevice(_ device: String, accounts: [AccountConfig]) -> String? {
-        let prefixes: [(String, VendorKind)] = [("bosch-", .bosch), ("podero-", .podero), ("hsl-", .homesmartlink)]
-        guard let (prefix, vendor) = prefixes.first(where: { device.hasPrefix($0.0) }) else {
-            return "device ids start with bosch-, podero- or hsl-"
+        guard let module = vendors.first(where: { device.hasPrefix($0.deviceIdPrefix) }) else {
+            let prefixes = vendors.map(\.deviceIdPrefix)
+            let list = prefixes.count > 1 ? prefixes.dropLast().joined(separator: ", ") + " or " + prefixes.last! : prefixes.joined()
+            return "device ids start with \(list)"
         }
-        let own = accounts.filter { $0.vendor == vendor }
-        guard !own.isEmpty else { return "no \(vendor.rawValue) account is configured" }
-        let id = String(device.dropFirst(prefix.count))
-        if vendor == .homesmartlink, !own.contains(where: { $0.homes.map(TopicLayout.sanitize).contains(id) }) {
-            return "home \(id) is not in any account's homes"
-        }
-        if own.allSatisfy({ $0.devices != nil }), !own.contains(where: { $0.devices!.map(TopicLayout.sanitize).contains(id) }) {
-            return "\(id) is not in any \(vendor.rawValue) account's devices"
-        }
-        return nil
+        let own = accounts.filter { $0.vendor == module.name }
+        guard !own.isEmpty else { return "no \(module.name) account is configured" }
+        return module.outOfScope(String(device.dropFirst(module.deviceIdPrefix.count)), accounts: own)
     }
 
     /// A YAML value as JSON: plain scalars become numbers, booleans or null when they read as such.

@@ -1,0 +1,69 @@
+import HeatbridgeCore
+
+/// Bosch's part of an account: the partner API key, the `x-user-id`, and whether the key is rotated.
+public struct BoschAccountSettings: VendorAccountSettings, Equatable {
+    public var apiKey: SecretRef
+    /// Sent as `x-user-id` on remote-control calls.
+    public var userId: String
+    /// Rotate the API key with `POST /api-keys` 30 days before it expires and write the new key to
+    /// `api_key_file` (which therefore must be a file the daemon may replace).
+    public var rotateKey: Bool
+
+    public var secretRefs: [SecretRef] { [apiKey] }
+}
+
+/// The Bosch Home Comfort Partner API as heatbridge knows it.
+public struct BoschModule: VendorModule {
+    public init() {}
+
+    public let name = "bosch"
+    public let accountKeys = ["api_key_file", "api_key_credential", "user_id", "rotate_key"]
+    public let inlineSecrets = ["api_key": "api_key_file or api_key_credential"]
+    public let deviceIdPrefix = "bosch-"
+
+    public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+                              decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
+        let apiKey = d.secret(m, base: "api_key")
+        if apiKey == nil && d.value(m, "api_key") == nil {
+            d.error(mark, "bosch account needs \"api_key_file\" or \"api_key_credential\"", hint: "the partner x-api-key")
+        }
+        let userId = d.string(m, "user_id")
+        if userId == nil && d.value(m, "user_id") == nil {
+            d.error(mark, "bosch account needs \"user_id\"", hint: "sent as x-user-id on remote-control calls")
+        }
+        var rotateKey = false
+        if let (r, rmark) = d.bool(m, "rotate_key") {
+            rotateKey = r
+            if r, let ref = apiKey, case .credential = ref.source {
+                d.error(rmark, "\"rotate_key\" needs \"api_key_file\": a systemd credential is read-only",
+                        hint: "keep the key in a file owned by the heatbridge user, mode 0600")
+            }
+        }
+        guard let apiKey, let userId else { return nil }
+        return BoschAccountSettings(apiKey: apiKey, userId: userId, rotateKey: rotateKey)
+    }
+
+    public func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError> {
+        adapter(account, context: context).map { $0 }
+    }
+
+    /// The account's adapter. `oneShot` (a CLI run): every gateway, no rate budget, no answer cache, no rotation.
+    public func adapter(_ a: AccountConfig, context c: VendorContext, oneShot: Bool = false) -> Result<BoschAdapter, VendorSetupError> {
+        guard let s = a.settings(as: BoschAccountSettings.self), let key = c.readSecret(s.apiKey) else {
+            return .failure(VendorSetupError("account \(a.name): cannot read the API key"))
+        }
+        if oneShot {
+            return .success(BoschAdapter(transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
+                                         allowList: nil))
+        }
+        var rotation: BoschKey.Rotation?
+        if s.rotateKey, case .file(let path) = s.apiKey.source {
+            // The new key goes to the configured file before it is used; it is never logged.
+            let write = c.writeSecret
+            rotation = BoschKey.Rotation(persist: { newKey in write(path, newKey).map { "\(path): \($0)" } })
+        }
+        return .success(BoschAdapter(transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
+                                     allowList: a.devices, budget: a.rateLimit ? RateBudget(clock: c.clock) : nil,
+                                     answerCache: AnswerCache(clock: c.clock), rotation: rotation, clock: c.clock, localTime: c.localTime))
+    }
+}

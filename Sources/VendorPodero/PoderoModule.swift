@@ -1,0 +1,72 @@
+import HeatbridgeCore
+
+/// Podero's part of an account: the OAuth client and the organisation.
+public struct PoderoAccountSettings: VendorAccountSettings, Equatable {
+    public var clientId: String
+    /// Only from a file or a systemd credential.
+    public var clientSecret: SecretRef
+    public var orgId: String
+    /// The token endpoint; nil derives `<scheme://host[/prefix]>/oauth2/token/` from `base_url`.
+    public var tokenURL: String?
+
+    public var secretRefs: [SecretRef] { [clientSecret] }
+}
+
+/// The Podero Partner API as heatbridge knows it.
+public struct PoderoModule: VendorModule {
+    public init() {}
+
+    public let name = "podero"
+    public let accountKeys = ["client_id", "client_secret_file", "client_secret_credential", "org_id", "token_url"]
+    public let inlineSecrets = ["client_secret": "client_secret_file or client_secret_credential"]
+    public let deviceIdPrefix = "podero-"
+    /// Podero refreshes heat-pump state from the manufacturer cloud every 5–15 min: polling faster only
+    /// repeats the same answer.
+    public let defaultPollIntervalS = 300.0
+
+    public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+                              decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
+        let clientId = d.string(m, "client_id")
+        let clientSecret = d.secret(m, base: "client_secret")
+        let orgId = d.string(m, "org_id")
+        var tokenURL: String?
+        if let (u, umark) = d.stringWithMark(m, "token_url") {
+            if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
+                d.error(umark, "bad token_url \"\(u)\"", hint: "use https://HOST[:PORT]/oauth2/token/")
+            }
+        }
+        if clientId == nil && d.value(m, "client_id") == nil {
+            d.error(mark, "podero account needs \"client_id\"", hint: "the OAuth application's client id")
+        }
+        if clientSecret == nil && d.value(m, "client_secret") == nil {
+            d.error(mark, "podero account needs \"client_secret_file\" or \"client_secret_credential\"",
+                    hint: "the OAuth client secret, in a file readable only by heatbridge")
+        }
+        if orgId == nil && d.value(m, "org_id") == nil {
+            d.error(mark, "podero account needs \"org_id\"", hint: "the organisation id from the Podero back office")
+        }
+        guard let clientId, let clientSecret, let orgId else { return nil }
+        return PoderoAccountSettings(clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL)
+    }
+
+    public func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError> {
+        client(account, context: context).map { PoderoAdapter(client: $0, allowList: account.devices, clock: context.clock) }
+    }
+
+    /// The account's API client. With `context.settings` the token outlives a restart (a 10 h token is worth
+    /// keeping), under `token/<account>`; it is never logged.
+    public func client(_ a: AccountConfig, context c: VendorContext) -> Result<PoderoClient, VendorSetupError> {
+        guard let s = a.settings(as: PoderoAccountSettings.self), let secret = c.readSecret(s.clientSecret) else {
+            return .failure(VendorSetupError("account \(a.name): cannot read the client secret"))
+        }
+        var persistence = TokenPersistence.none
+        if let store = c.settings {
+            let key = "token/\(a.name)"
+            persistence = TokenPersistence(load: { store.load(key).flatMap(BearerToken.init(json:)) }, save: { store.save(key, $0.json) })
+        }
+        let session = PoderoSession(transport: c.transport, tokenURL: s.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
+                                    clientId: s.clientId, clientSecret: secret, timeout: a.timeoutS, clock: c.clock,
+                                    persistence: persistence)
+        return .success(PoderoClient(transport: c.transport, baseURL: a.baseURL, orgId: s.orgId, session: session, timeout: a.timeoutS))
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import HeatbridgeConfig
+import HeatbridgeCore
+import HeatbridgeHTTP
+import HeatbridgeStore
+import HeatbridgeSystem
+import VendorBosch
+import VendorHomeSmartlink
+import VendorPodero
+/// `heatbridge podero …`: on-demand Podero tools.
+struct PoderoTools: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "podero", abstract: "Podero tools for installers.",
+                                                    subcommands: [PoderoStats.self])
+}
+
+extension PoderoClient {
+    /// A client for one configured Podero account, for a single CLI run (token not persisted).
+    static func forCLI(_ a: AccountConfig) throws -> PoderoClient { try cliBuilt(PoderoModule().client(a, context: .cli)) }
+}
+
+struct OnboardPodero: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "podero",
+        abstract: "Create a Podero device-onboarding session and print its authentication URL and expiry.")
+    @OptionGroup var account: AccountOption
+    @Option(help: "The Podero user (UUID) the device will belong to.") var user: String
+    @Option(help: "Language of the Connect pages: \(PoderoWire.languages.joined(separator: ", ")).") var language: String
+    @Option(name: .customLong("price-zone"), help: "Default price zone: \(PoderoWire.priceZones.joined(separator: ", ")).") var priceZone: String
+    @Option(name: .customLong("success-url"), help: "Where the browser goes after success (https).") var successURL: String
+    @Option(name: .customLong("cancel-url"), help: "Where the browser goes after cancelling (https).") var cancelURL: String
+    @Option(help: "Building (UUID) to attach the device to.") var building: String?
+    @Flag(name: .customLong("heat-pumps-only"), help: "Skip the device-type choice: go straight to heat pumps.") var heatPumpsOnly = false
+    @Flag(name: .customLong("no-optimization"), help: "Start with smart optimisation off.") var noOptimization = false
+
+    /// Checks every argument before anything is sent; the message names the argument and the valid values.
+    func validated() throws -> (language: String, zone: String) {
+        guard isUUID(user) else { throw usageError("--user \"\(user)\" is not a UUID (8-4-4-4-12 hex digits)") }
+        if let b = building, !isUUID(b) { throw usageError("--building \"\(b)\" is not a UUID") }
+        guard let lang = PoderoWire.languages.first(where: { $0 == language.lowercased() }) else {
+            throw usageError("--language \"\(language)\" is not supported; valid: \(PoderoWire.languages.joined(separator: ", "))")
+        }
+        guard let zone = PoderoWire.priceZones.first(where: { $0 == priceZone.uppercased() }) else {
+            let hint = priceZone.uppercased() == "DE" ? " (Germany is DE_LU)" : ""
+            throw usageError("--price-zone \"\(priceZone)\" is not a Podero price zone\(hint); valid: \(PoderoWire.priceZones.joined(separator: ", "))")
+        }
+        for (name, url) in [("--success-url", successURL), ("--cancel-url", cancelURL)] {
+            guard let p = ParsedURL.parse(url), p.scheme == "https" || p.scheme == "http" else {
+                throw usageError("\(name) \"\(url)\" is not an http(s) URL")
+            }
+            guard url.utf8.count <= 8000 else { throw usageError("\(name) is longer than 8000 characters") }
+        }
+        return (lang, zone)
+    }
+
+    func run() throws {
+        let (lang, zone) = try validated()
+        let (a, _) = try account.resolve(vendor: PoderoModule().name)
+        let client = try PoderoClient.forCLI(a)
+        let body = PoderoAdapter.onboardingBody(user: user, language: lang, priceZone: zone, successURL: successURL,
+                                                cancelURL: cancelURL, building: building, optimize: !noOptimization)
+        let heatPumpsOnly = heatPumpsOnly
+        try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
+            let s = try await client.request("POST", PoderoWire.Path.onboarding, body: body)
+            guard var url = s["authentication_url"]?.stringValue else {
+                printErr("Podero answered without an authentication_url")
+                return 1
+            }
+            if heatPumpsOnly, let q = url.firstIndex(of: "?") {
+                // The Connect page for heat pumps takes the same session id and skips the type choice [doc].
+                let base = url[..<q].hasSuffix("/") ? String(url[..<q].dropLast()) : String(url[..<q])
+                url = base + PoderoWire.heatPumpConnectPath + String(url[q...])
+            }
+            print("onboarding session \(s["id"]?.stringValue ?? "?") for user \(s["user"]?.stringValue ?? "?")")
+            print("  open:    \(url)")
+            print("  expires: end of \(s["expiration_date"]?.stringValue ?? "?") (valid until the end of the next day)")
+            return 0
+        }
+    }
+}
+
+struct PoderoStats: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats",
+                                                    abstract: "Print a heat pump's consumption and savings.")
+    @OptionGroup var account: AccountOption
+    @Argument(help: "Device: podero-<heat pump id> or the heat pump id.") var device: String
+    @Option(help: "Comma-separated: \(PoderoWire.resolutions.joined(separator: ", ")).") var resolution = "1DAY"
+    @Flag(help: "Print Podero's JSON answer.") var json = false
+
+    func run() throws {
+        let resolutions = resolution.split(separator: ",").map { $0.uppercased() }
+        if let bad = resolutions.first(where: { !PoderoWire.resolutions.contains($0) }) {
+            throw usageError("--resolution \"\(bad)\" is not valid; valid: \(PoderoWire.resolutions.joined(separator: ", "))")
+        }
+        let (a, _) = try account.resolve(vendor: PoderoModule().name)
+        let client = try PoderoClient.forCLI(a)
+        let adapter = PoderoAdapter(client: client, allowList: nil, clock: SystemClock())
+        let wanted = device, json = json
+        try runCloud("stats") { () async throws(CloudError) -> Int32 in
+            let devices = try await adapter.fetchDevices()
+            guard let d = devices.first(where: { $0.id == wanted || $0.vendorId == wanted }),
+                  let owner = d.attributes["owner_id"]?.stringValue else {
+                printErr("no heat pump \"\(wanted)\" in organisation \(client.orgId); known: \(devices.map(\.id).joined(separator: ", "))")
+                return 1
+            }
+            let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + "?resolution=\(resolutions.joined(separator: ","))&keywords=savings,consumption"
+            let stats = try await client.request("GET", path)
+            if json {
+                print(stats.serialized)
+                return 0
+            }
+            print("\(d.id) (\(d.model ?? "heat pump"))")
+            for row in stats["data"]?.arrayValue ?? [] {
+                let kwh = row["consumption"]?["total"]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
+                let savings = row["savings"]?["total"]?.doubleValue.map(JSONValue.format) ?? "?"
+                let pct = row["savings"]?["percentage"]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
+                print("  \(row["resolution"]?.stringValue ?? "?")  \(row["period"]?["start_period"]?.stringValue ?? "?") → \(row["period"]?["end_period"]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
+            }
+            return 0
+        }
+    }
+}
