@@ -166,7 +166,7 @@ public enum BoschWire {
         public var silentMode: String
         public init(silentMode: String) { self.silentMode = silentMode }
     }
-    public static let silentModes = ["ON", "OFF", "AUTO"]
+    public static let silentModes = ["OFF", "ON", "AUTO"]
 
     /// One holiday mode (`GET/POST …/system/holidayModes`). INFERRED from the gateway's `hm1`…`hm5` slots:
     /// start and end date, the circuits it applies to, and what heating and hot water do meanwhile.

@@ -41,7 +41,12 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     }
 
     public static func deviceId(_ homeId: String) -> String { TopicLayout.sanitize("hsl-\(homeId)") }
-    public static func nodeId(_ roomId: Int) -> String { "room-\(roomId)" }
+    /// Rooms are nodes `room-<roomId>`; the home's gateway is the node `system`.
+    static let roomPrefix = "room-"
+    static let systemNode = "system"
+    public static func nodeId(_ roomId: Int) -> String { roomPrefix + String(roomId) }
+    /// The room id of a node, nil for any other node.
+    static func roomId(_ node: String) -> Int? { node.hasPrefix(roomPrefix) ? Int(node.dropFirst(roomPrefix.count)) : nil }
 
     // MARK: HTTP
 
@@ -95,7 +100,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
                 throw CloudError(.badResponse, status: 200, message: "device list of home \(home) is not an array")
             }
             var snap = await snapshot(home: home, devices: devices, gateway: e.root["gateway"], now: now)
-            snap.nodes["system"] = try await systemNode(home: home, now: now)
+            snap.nodes[Self.systemNode] = try await systemNode(home: home, now: now)
             out.append(snap)
         }
         return out
@@ -188,7 +193,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     // MARK: commands
 
     public func capabilities(of node: String) -> Set<String> {
-        node.hasPrefix("room-") ? ["derogation"] : node == "system" ? ["diagnosis"] : []
+        Self.roomId(node) != nil ? ["derogation"] : node == Self.systemNode ? ["diagnosis"] : []
     }
 
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
@@ -196,7 +201,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             let known = device.nodes.keys.sorted().joined(separator: ", ")
             throw CommandRejection(.unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
         }
-        if node == "system" {
+        if node == Self.systemNode {
             guard capability == "diagnosis" else {
                 throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on system; supported: diagnosis")
             }
@@ -214,14 +219,14 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     }
 
     public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
-        if command.node == "system" && command.capability == "diagnosis" {
+        if command.node == Self.systemNode && command.capability == "diagnosis" {
             // Done once requested: the result takes minutes, and waiting here would hold this home's
             // derogations behind it. The polls fetch it and publish it in the system node state.
             let mid = try await requestDiagnosis(home: device.vendorId)
             await diagnoses.add(device.vendorId, messageId: mid, at: clock.now())
             return "diagnosis requested (message \(mid)); the result appears in the system state when ready (about 5 min)"
         }
-        guard let room = Int(command.node.dropFirst("room-".count)) else { throw CloudError(.rejected, message: "\(command.node) is not a room") }
+        guard let room = Self.roomId(command.node) else { throw CloudError(.rejected, message: "\(command.node) is not a room") }
         let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)
         guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
             throw CloudError(.rejected, message: "the derogation window is already over")
@@ -242,7 +247,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         }
         var items: [(home: String, room: Int)] = []
         for m in members {
-            guard let room = Int(m.node.dropFirst("room-".count)) else { return all(CloudError(.rejected, message: "\(m.node) is not a room")) }
+            guard let room = Self.roomId(m.node) else { return all(CloudError(.rejected, message: "\(m.node) is not a room")) }
             items.append((m.device.vendorId, room))
         }
         let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)

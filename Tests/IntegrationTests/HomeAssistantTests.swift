@@ -191,7 +191,9 @@ final class HomeAssistantTests: XCTestCase {
         try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: true, devices: ["101000001"])
         h.signalDaemon(SIGHUP)
         let d2 = Date().addingTimeInterval(15)
-        while Date() < d2, c.all(gw2Config).last?.payload.isEmpty != true { usleep(50_000) }
+        // The config is cleared before the device's state topics: wait for both, not only the first.
+        while Date() < d2, c.all(gw2Config).last?.payload.isEmpty != true
+            || c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty != true { usleep(50_000) }
         XCTAssertEqual(c.all(gw2Config).last?.payload.isEmpty, true, "removed device's config not cleared")
         XCTAssertEqual(c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty, true)
         // Discovery switched off (needs a restart): what was announced is taken back.

@@ -78,7 +78,7 @@ extension ConfigDecoder {
                     continue
                 }
                 guard case .sequence(let items, _) = e.value, !items.isEmpty else {
-                    error(e.value.mark, "group \"\(e.key)\" must be a non-empty list of \"<device>/<node>\"", hint: "e.g. [hsl-64f1c0a2e9b3/room-1]")
+                    error(e.value.mark, "group \"\(e.key)\" must be a non-empty list of \"<device>/<node>\"", hint: "e.g. [<device>/<node>, <device>/<node>] as in the topics")
                     continue
                 }
                 var members: [GroupMember] = []
@@ -90,7 +90,7 @@ extension ConfigDecoder {
                     let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
                     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
                           TopicLayout.sanitize(parts[0]) == parts[0], TopicLayout.sanitize(parts[1]) == parts[1] else {
-                        error(mark, "bad group member \"\(text)\"", hint: "<device>/<node> as in the topics, e.g. hsl-64f1c0a2e9b3/room-1")
+                        error(mark, "bad group member \"\(text)\"", hint: "<device>/<node> as in the topics")
                         continue
                     }
                     let member = GroupMember(device: parts[0], node: parts[1])
@@ -170,7 +170,7 @@ extension ConfigDecoder {
                   inlineSecrets: inlineSecrets)
         let name = string(m, "name")
         if name == nil && value(m, "name") == nil {
-            error(node.mark, "missing required key \"name\" in account", hint: "a short id such as bosch-main")
+            error(node.mark, "missing required key \"name\" in account", hint: "a short id such as heating-main")
         }
         if let (n, mark) = stringWithMark(m, "name"), TopicLayout.sanitize(n) != n {
             error(mark, "account name \"\(n)\" may only contain a-z, 0-9, '_' and '-'", hint: "it becomes part of MQTT topics")

@@ -32,12 +32,12 @@ struct DiscoveryPublisher {
             return
         }
         guard let adapter else { return }
-        let config = d.deviceConfig(snapshot, vendor: adapter.vendor) { node in
+        let config = d.deviceConfig(snapshot, vendor: adapter.vendor, capabilities: { node in
             var caps = adapter.capabilities(of: node)
             // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
             if caps.contains("charge") { caps.insert("charge-duration") }
             return caps
-        }
+        }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) })
         retained.publish(topic, config)
     }
 

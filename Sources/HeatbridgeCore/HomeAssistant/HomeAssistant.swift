@@ -7,7 +7,7 @@ public struct HomeAssistantDiscovery: Sendable {
     public let prefix: String
     public let topics: TopicLayout
     public let version: String
-    /// Buttons offered on every HomeSmartlink room.
+    /// Buttons offered wherever a node exposes derogation presets.
     public let derogationPresets: [DerogationPreset]
 
     public init(enabled: Bool, prefix: String, topics: TopicLayout, version: String, derogationPresets: [DerogationPreset] = []) {
@@ -60,84 +60,25 @@ public struct HomeAssistantDiscovery: Sendable {
         ]
     }
 
-    /// A bridged device, with entities for the nodes and capabilities it has.
-    public func deviceConfig(_ d: DeviceSnapshot, vendor: String, capabilities: (String) -> Set<String>) -> JSONValue {
+    /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
+    /// bridge's own `charge-duration` setting for nodes that charge.
+    public func deviceConfig(_ d: DeviceSnapshot, vendor: String, capabilities: (String) -> Set<String>,
+                             exposes: (String, Set<String>) -> [Expose]) -> JSONValue {
         var cmps: [String: JSONValue] = [:]
         for node in d.nodes.keys.sorted() {
             let caps = capabilities(node)
-            let state = topics.nodeState(d.id, node)
-            func uid(_ entity: String) -> String { "heatbridge_\(d.id)_\(node)_\(entity)" }
-            func set(_ cap: String) -> JSONValue { .string("\(topics.base)/\(d.id)/\(node)/\(cap)/set") }
-            if node.hasPrefix("hc") {
-                var climate: [String: JSONValue] = [
-                    "p": "climate", "unique_id": .string(uid("climate")), "name": .string("Heating circuit \(node.dropFirst(2))"),
-                    "current_temperature_topic": .string(state), "current_temperature_template": "{{ value_json.room_temperature }}",
-                    "temperature_state_topic": .string(state), "temperature_state_template": "{{ value_json.setpoint }}",
-                    "min_temp": 5, "max_temp": 30, "temp_step": 0.5, "temperature_unit": "C",
+            let entity = EntityContext(state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
+                                       commandPrefix: "\(topics.base)/\(d.id)/\(node)/")
+            for e in exposes(node, caps) { add(e, entity, into: &cmps) }
+            if caps.contains("charge-duration") {
+                let id = entity.uid("charge_duration")
+                cmps[id] = [
+                    "p": "number", "unique_id": .string(id), "name": "Hot water charge duration",
+                    "command_topic": entity.set("charge-duration"), "command_template": #"{"minutes": {{ value | int }}}"#,
+                    "state_topic": .string(entity.state), "value_template": "{{ value_json.charge.default_duration_min }}",
+                    "min": 5, "max": .int(CapabilityValidation.maxChargeMinutes), "step": 5, "unit_of_measurement": "min",
+                    "entity_category": "config",
                 ]
-                if caps.contains("mode") {
-                    // Home Assistant's modes auto/heat/off are the circuit's auto/manual/off.
-                    climate["modes"] = ["auto", "heat", "off"]
-                    climate["mode_state_topic"] = .string(state)
-                    climate["mode_state_template"] = "{{ {'auto': 'auto', 'manual': 'heat', 'off': 'off'}.get(value_json.operation_mode, 'auto') }}"
-                    climate["mode_command_topic"] = set("mode")
-                    climate["mode_command_template"] = #"{"mode": "{{ {'auto': 'auto', 'heat': 'manual', 'off': 'off'}[value] }}"}"#
-                }
-                if caps.contains("setpoint") {
-                    climate["temperature_command_topic"] = set("setpoint")
-                    climate["temperature_command_template"] = #"{"setpoint": {{ value }}}"#
-                }
-                cmps[uid("climate")] = .object(climate)
-                if caps.contains("program"), d.nodes[node]?["time_program"]?.stringValue != nil {
-                    cmps[uid("program")] = [
-                        "p": "select", "unique_id": .string(uid("program")), "name": .string("Heating circuit \(node.dropFirst(2)) time program"),
-                        "state_topic": .string(state), "value_template": "{{ value_json.time_program }}", "options": ["A", "B"],
-                        "command_topic": set("program"), "command_template": #"{"program": "{{ value }}"}"#, "entity_category": "config",
-                    ]
-                }
-            }
-            if node == "system" && caps.contains("date-time") {
-                boschSystem(state: state, node: d.nodes[node] ?? .null, caps: caps, uid: uid, set: set, into: &cmps)
-            }
-            if node.hasPrefix("dhw") {
-                var heater: [String: JSONValue] = [
-                    "p": "water_heater", "unique_id": .string(uid("water_heater")), "name": .string("Hot water \(node.dropFirst(3))"),
-                    "current_temperature_topic": .string(state), "current_temperature_template": "{{ value_json.temperature }}",
-                    "temperature_unit": "C", "min_temp": 30, "max_temp": 65,
-                ]
-                if caps.contains("mode") {
-                    // Only the levels with a Home Assistant counterpart: off, eco (Eco+), performance (Comfort).
-                    heater["modes"] = ["off", "eco", "performance"]
-                    heater["mode_state_topic"] = .string(state)
-                    heater["mode_state_template"] = "{{ {'off': 'off', 'eco': 'eco', 'high': 'performance'}.get(value_json.operation_mode, 'eco') }}"
-                    heater["mode_command_topic"] = set("mode")
-                    heater["mode_command_template"] = #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'performance': 'high'}[value] }}"}"#
-                }
-                cmps[uid("water_heater")] = .object(heater)
-                if caps.contains("charge") {
-                    cmps[uid("charge")] = [
-                        "p": "button", "unique_id": .string(uid("charge")), "name": "Charge hot water now",
-                        "command_topic": set("charge"), "payload_press": #"{"action": "start"}"#,
-                    ]
-                    cmps[uid("charge_duration")] = [
-                        "p": "number", "unique_id": .string(uid("charge_duration")), "name": "Hot water charge duration",
-                        "command_topic": set("charge-duration"), "command_template": #"{"minutes": {{ value | int }}}"#,
-                        "state_topic": .string(state), "value_template": "{{ value_json.charge.default_duration_min }}",
-                        "min": 5, "max": .int(CapabilityValidation.maxChargeMinutes), "step": 5, "unit_of_measurement": "min",
-                        "entity_category": "config",
-                    ]
-                    cmps[uid("charging")] = [
-                        "p": "binary_sensor", "unique_id": .string(uid("charging")), "name": "Hot water charging",
-                        "state_topic": .string(state), "value_template": "{{ 'ON' if value_json.charge.active else 'OFF' }}",
-                        "device_class": "running",
-                    ]
-                }
-            }
-            if node.hasPrefix("room-") {
-                room(state: state, node: node, name: d.nodes[node]?["name"]?.stringValue, caps: caps, uid: uid, set: set, into: &cmps)
-            }
-            if node == "hp" && caps.contains("optimization") {
-                heatPump(state: state, caps: caps, uid: uid, set: set, into: &cmps)
             }
         }
         return [
@@ -148,102 +89,88 @@ public struct HomeAssistantDiscovery: Sendable {
         ]
     }
 
-    /// A Bosch gateway's system node: silent mode (heat pumps that have one), the gateway clock's offset with
-    /// a button that sets it to the box's time, and a button that runs a system detection.
-    func boschSystem(state: String, node: JSONValue, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue,
-                     into cmps: inout [String: JSONValue]) {
-        if caps.contains("silent-mode"), node["silent_mode"]?.stringValue != nil {
-            cmps[uid("silent_mode")] = [
-                "p": "select", "unique_id": .string(uid("silent_mode")), "name": "Silent mode", "state_topic": .string(state),
-                "value_template": "{{ value_json.silent_mode }}", "options": ["off", "on", "auto"],
-                "command_topic": set("silent-mode"), "command_template": #"{"mode": "{{ value }}"}"#,
-            ]
+    /// The topics and ids of one node's entities.
+    struct EntityContext {
+        var state: String
+        var uidPrefix: String
+        var commandPrefix: String
+        func uid(_ entity: String) -> String { uidPrefix + entity }
+        func set(_ capability: String) -> JSONValue { .string(commandPrefix + capability + "/set") }
+    }
+
+    /// One expose as the Home Assistant component that shows it.
+    func add(_ e: Expose, _ n: EntityContext, into cmps: inout [String: JSONValue]) {
+        func value(_ field: String) -> JSONValue { .string("{{ value_json.\(field) }}") }
+        func onOff(_ field: String) -> JSONValue { .string("{{ 'ON' if value_json.\(field) else 'OFF' }}") }
+        func put(_ id: String, _ kind: String, _ name: String, _ fields: [String: JSONValue]) {
+            var o = fields
+            o["p"] = .string(kind)
+            o["unique_id"] = .string(n.uid(id))
+            o["name"] = .string(name)
+            cmps[n.uid(id)] = .object(o)
         }
-        cmps[uid("clock_offset")] = [
-            "p": "sensor", "unique_id": .string(uid("clock_offset")), "name": "Gateway clock offset", "state_topic": .string(state),
-            "value_template": "{{ value_json.clock_offset_s }}", "device_class": "duration", "unit_of_measurement": "s",
-            "entity_category": "diagnostic",
-        ]
-        cmps[uid("clock_sync")] = [
-            "p": "button", "unique_id": .string(uid("clock_sync")), "name": "Set gateway clock to the box's time",
-            "command_topic": set("date-time"), "payload_press": #"{"sync": true}"#, "entity_category": "config",
-        ]
-        if caps.contains("detect") {
-            cmps[uid("detect")] = [
-                "p": "button", "unique_id": .string(uid("detect")), "name": "Detect components", "command_topic": set("detect"),
-                "payload_press": "{}", "entity_category": "diagnostic",
+        switch e {
+        case .sensor(let s):
+            var o: [String: JSONValue] = ["state_topic": .string(n.state), "value_template": value(s.field)]
+            if let c = s.deviceClass { o["device_class"] = .string(c) }
+            if let u = s.unit { o["unit_of_measurement"] = .string(u) }
+            if s.measurement { o["state_class"] = "measurement" }
+            if let c = s.category { o["entity_category"] = .string(c.rawValue) }
+            put(s.id, "sensor", s.name, o)
+        case .binary(let id, let name, let field, let deviceClass):
+            var o: [String: JSONValue] = ["state_topic": .string(n.state), "value_template": onOff(field)]
+            if let deviceClass { o["device_class"] = .string(deviceClass) }
+            put(id, "binary_sensor", name, o)
+        case .thermostat(let t):
+            var o: [String: JSONValue] = [
+                "current_temperature_topic": .string(n.state), "current_temperature_template": value(t.currentField),
+                "temperature_state_topic": .string(n.state), "temperature_state_template": value(t.targetField),
+                "min_temp": .number(t.min), "max_temp": .number(t.max), "temp_step": .number(t.step), "temperature_unit": "C",
             ]
+            if let m = t.modes { modes(m, n, into: &o) }
+            if let (capability, param) = t.setTarget {
+                o["temperature_command_topic"] = n.set(capability)
+                o["temperature_command_template"] = .string("{\"\(param)\": {{ value }}}")
+            }
+            put(t.id, "climate", t.name, o)
+        case .waterHeater(let w):
+            var o: [String: JSONValue] = [
+                "current_temperature_topic": .string(n.state), "current_temperature_template": value(w.currentField),
+                "temperature_unit": "C", "min_temp": .number(w.min), "max_temp": .number(w.max),
+            ]
+            if let m = w.modes { modes(m, n, into: &o) }
+            put(w.id, "water_heater", w.name, o)
+        case .choice(let id, let name, let field, let options, let capability, let param, let category):
+            var o: [String: JSONValue] = [
+                "state_topic": .string(n.state), "value_template": value(field), "options": .array(options.map { .string($0) }),
+                "command_topic": n.set(capability), "command_template": .string("{\"\(param)\": \"{{ value }}\"}"),
+            ]
+            if let category { o["entity_category"] = .string(category.rawValue) }
+            put(id, "select", name, o)
+        case .toggle(let id, let name, let field, let capability, let on, let off):
+            put(id, "switch", name, ["state_topic": .string(n.state), "value_template": onOff(field), "state_on": "ON", "state_off": "OFF",
+                                     "command_topic": n.set(capability), "payload_on": .string(on), "payload_off": .string(off)])
+        case .action(let id, let name, let capability, let payload, let category):
+            var o: [String: JSONValue] = ["command_topic": n.set(capability), "payload_press": .string(payload)]
+            if let category { o["entity_category"] = .string(category.rawValue) }
+            put(id, "button", name, o)
+        case .presets(let capability, let label):
+            for (i, p) in derogationPresets.enumerated() {
+                put("derogation_preset_\(i + 1)", "button", "\(label) \(p.name)",
+                    ["command_topic": n.set(capability), "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#)])
+            }
         }
     }
 
-    /// A HomeSmartlink room: measured temperature and setpoint, whether a derogation is active, and one
-    /// button per installer preset (`homeassistant.derogation_presets`).
-    func room(state: String, node: String, name: String?, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue,
-              into cmps: inout [String: JSONValue]) {
-        let label = name.map { $0.isEmpty ? node : $0 } ?? node
-        cmps[uid("temperature")] = [
-            "p": "sensor", "unique_id": .string(uid("temperature")), "name": .string("\(label) temperature"), "state_topic": .string(state),
-            "value_template": "{{ value_json.temperature }}", "device_class": "temperature", "unit_of_measurement": "°C",
-            "state_class": "measurement",
-        ]
-        cmps[uid("setpoint")] = [
-            "p": "sensor", "unique_id": .string(uid("setpoint")), "name": .string("\(label) setpoint"), "state_topic": .string(state),
-            "value_template": "{{ value_json.setpoint }}", "device_class": "temperature", "unit_of_measurement": "°C",
-        ]
-        guard caps.contains("derogation") else { return }
-        cmps[uid("derogation_active")] = [
-            "p": "binary_sensor", "unique_id": .string(uid("derogation_active")), "name": .string("\(label) derogation active"),
-            "state_topic": .string(state), "value_template": "{{ 'ON' if value_json.derogation.active else 'OFF' }}",
-        ]
-        for (i, p) in derogationPresets.enumerated() {
-            let id = uid("derogation_preset_\(i + 1)")
-            cmps[id] = [
-                "p": "button", "unique_id": .string(id), "name": .string("\(label) \(p.name)"), "command_topic": set("derogation"),
-                "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#),
-            ]
-        }
-    }
-
-    /// A Podero heat pump (node `hp`): power and temperatures, smart optimisation as a switch and a level
-    /// select, a one-hour power pause and its end as buttons, and whether it is paused.
-    func heatPump(state: String, caps: Set<String>, uid: (String) -> String, set: (String) -> JSONValue, into cmps: inout [String: JSONValue]) {
-        cmps[uid("power")] = [
-            "p": "sensor", "unique_id": .string(uid("power")), "name": "Power", "state_topic": .string(state),
-            "value_template": "{{ value_json.power_w }}", "device_class": "power", "unit_of_measurement": "W", "state_class": "measurement",
-        ]
-        for (key, name) in [("outdoor", "Outdoor temperature"), ("indoor", "Indoor temperature"), ("outlet", "Flow temperature"),
-                            ("inlet", "Return temperature"), ("dhw", "Hot water temperature")] {
-            // A missing sensor is null in the state; it renders "None", which Home Assistant shows as unknown.
-            cmps[uid("temp_\(key)")] = [
-                "p": "sensor", "unique_id": .string(uid("temp_\(key)")), "name": .string(name), "state_topic": .string(state),
-                "value_template": .string("{{ value_json.temperatures.\(key) }}"), "device_class": "temperature",
-                "unit_of_measurement": "°C", "state_class": "measurement",
-            ]
-        }
-        cmps[uid("optimization")] = [
-            "p": "switch", "unique_id": .string(uid("optimization")), "name": "Smart optimisation", "state_topic": .string(state),
-            "value_template": "{{ 'ON' if value_json.optimization.active else 'OFF' }}", "state_on": "ON", "state_off": "OFF",
-            "command_topic": set("optimization"), "payload_on": #"{"active": true}"#, "payload_off": #"{"active": false}"#,
-        ]
-        cmps[uid("optimization_level")] = [
-            "p": "select", "unique_id": .string(uid("optimization_level")), "name": "Optimisation level", "state_topic": .string(state),
-            "value_template": "{{ value_json.optimization.level }}", "options": ["Low", "Mid", "Max"],
-            "command_topic": set("optimization"), "command_template": #"{"level": "{{ value }}"}"#,
-        ]
-        if caps.contains("pause") {
-            cmps[uid("pause_1h")] = [
-                "p": "button", "unique_id": .string(uid("pause_1h")), "name": "Pause 1 h", "command_topic": set("pause"),
-                "payload_press": #"{"duration_min": 60}"#,
-            ]
-            cmps[uid("pause_end")] = [
-                "p": "button", "unique_id": .string(uid("pause_end")), "name": "End pause", "command_topic": set("pause"),
-                "payload_press": #"{"action": "stop"}"#,
-            ]
-            cmps[uid("paused")] = [
-                "p": "binary_sensor", "unique_id": .string(uid("paused")), "name": "Paused", "state_topic": .string(state),
-                "value_template": "{{ 'ON' if value_json.pause.active else 'OFF' }}",
-            ]
-        }
+    /// Modes mapped one by one between Home Assistant's names and the device's values.
+    func modes(_ m: Expose.Modes, _ n: EntityContext, into o: inout [String: JSONValue]) {
+        let toFront = m.pairs.map { "'\($0.device)': '\($0.front)'" }.joined(separator: ", ")
+        let toDevice = m.pairs.map { "'\($0.front)': '\($0.device)'" }.joined(separator: ", ")
+        o["modes"] = .array(m.pairs.map { .string($0.front) })
+        o["mode_state_topic"] = .string(n.state)
+        o["mode_state_template"] = .string("{{ {\(toFront)}.get(value_json.\(m.field), '\(m.fallback)') }}")
+        o["mode_command_topic"] = n.set(m.capability)
+        o["mode_command_template"] = .string("{\"\(m.param)\": \"{{ {\(toDevice)}[value] }}\"}")
     }
 }
 

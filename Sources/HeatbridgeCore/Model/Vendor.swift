@@ -112,8 +112,10 @@ public protocol VendorAdapter: Sendable {
     /// Reads every accessible device with its nodes. Throws when the account as a whole failed;
     /// per-device failures are reported in `DeviceSnapshot.error`.
     func fetchDevices() async throws(CloudError) -> [DeviceSnapshot]
-    /// The command capabilities a node has (`charge`, `mode`, …), for Home Assistant discovery.
+    /// The command capabilities a node has (`charge`, `mode`, …).
     func capabilities(of node: String) -> Set<String>
+    /// What a node offers a front end (Home Assistant discovery), given its state and capabilities.
+    func exposes(node: String, state: JSONValue, capabilities: Set<String>) -> [Expose]
     /// Validates a command for a node of this vendor and returns normalised parameters.
     /// Throws `UNKNOWN_TARGET`/`UNSUPPORTED`/`INVALID_PAYLOAD`/`OUT_OF_RANGE` rejections.
     func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue
@@ -166,6 +168,7 @@ extension VendorAdapter {
     public func credentialExpiry() -> EpochSeconds? { nil }
     public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? { nil }
     public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts { CommandFacts() }
+    public func exposes(node: String, state: JSONValue, capabilities: Set<String>) -> [Expose] { [] }
     public func hotWaterTarget(node: String, state: JSONValue) -> Double? { nil }
 }
 
