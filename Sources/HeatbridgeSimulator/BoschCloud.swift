@@ -1,6 +1,5 @@
 import Foundation
 import HeatbridgeCore
-import HeatbridgeSystem
 import VendorBosch
 
 /// A stateful fake of the Bosch Partner API, answering with `BoschWire` shapes and the documented error
@@ -140,22 +139,18 @@ public struct BoschCloud: Sendable {
         }
     }
 
-    /// Handles one request to the Bosch API (path relative to the API base).
+    /// Handles one request to the Bosch API (path relative to the API base). Paths are parsed with
+    /// `BoschWire.Route`, the definition the adapter renders them with, and limited by its `limit(method:)`.
     mutating func handle(method: String, path: String, headers: [String: String], body: [UInt8], now: Double) -> Reply {
         let presented = headers[BoschWire.apiKeyHeader] ?? ""
         issuedKeys.removeAll { $0.expiresAt <= now }
         guard presented == apiKey || issuedKeys.contains(where: { $0.key == presented }) else { return .error(401, "Unauthorized") }
-        let parts = path.split(separator: "/").map(String.init)
-        guard ["hvacs", "contracts", "api-keys", "health", "webhooks"].contains(parts.first ?? "") else { return .error(404, "no such resource") }
-        let gatewayId = parts.count > 1 && parts[0] == "hvacs" ? parts[1] : nil
+        guard let route = BoschWire.Route(path: path) else { return .error(404, "no such resource") }
         if rateLimitEnabled {
-            // Buckets per (endpoint, path): 1 per 2 s with bursts of 3 with a gateway id; 2/s, burst 5 without.
+            // One bucket per (method, path), sized by the documented limits.
             let key = "\(method) \(path)"
-            // PUT of a time program: 1 per 10 s for the same program (cloud-apis.md §1.6).
-            let programPut = method == "PUT" && path.contains("/timePrograms/")
-            var bucket = buckets[key] ?? (programPut ? TokenBucket(capacity: 1, perSecond: 0.1, now: now)
-                                          : gatewayId == nil ? TokenBucket(capacity: 5, perSecond: 2, now: now)
-                                          : TokenBucket(capacity: 3, perSecond: 0.5, now: now))
+            let limit = route.limit(method: method)
+            var bucket = buckets[key] ?? TokenBucket(capacity: limit.capacity, perSecond: limit.perSecond, now: now)
             let wait = bucket.take(now: now)
             buckets[key] = bucket
             if let wait {
@@ -164,35 +159,40 @@ public struct BoschCloud: Sendable {
                 return r
             }
         }
-        if parts.first == "contracts" { return contractRequest(method: method, parts: parts, body: body, now: now) }
-        if parts.first == "api-keys" { return keyRequest(method: method, parts: parts, now: now) }
-        if parts == ["health"] {
+        switch route {
+        case .contracts, .contract: return contractRequest(method: method, route: route, body: body, now: now)
+        case .apiKeysMe, .apiKeys, .apiKey: return keyRequest(method: method, route: route, now: now)
+        case .health:
             guard method == "GET" else { return .error(405, "method not allowed") }
             return .json(200, BoschWire.encode(BoschWire.Health(status: health)))
-        }
-        if parts.first == "webhooks" {
-            guard method == "POST", parts == ["webhooks", "simulation"] else { return .error(404, "no such resource") }
+        case .webhookSimulation:
+            guard method == "POST" else { return .error(404, "no such resource") }
             guard let w = BoschWire.decode(BoschWire.WebhookSimulation.self, body), BoschWire.webhookEventTypes.contains(w.eventType) else {
                 return .error(400, "eventType must be one of \(BoschWire.webhookEventTypes.joined(separator: ", "))")
             }
             webhookSimulations.append(w)
             return Reply(status: 202, body: [])
-        }
-        guard let gatewayId else {
+        case .gateways:
             guard method == "GET" else { return .error(405, "method not allowed") }
             let ended: Set<String> = ["REVOKED", "REJECTED", "CLOSED"]
             let list = gateways.values.filter { !ended.contains(contracts[$0.id]?.status ?? "") }.sorted { $0.id < $1.id }
                 .map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
             return .json(200, BoschWire.encode(list))
+        default:
+            return gatewayRequest(method: method, route: route, headers: headers, body: body, now: now)
         }
+    }
+
+    /// A request about one gateway: contract, consent and connectivity first, then the resource.
+    mutating func gatewayRequest(method: String, route: BoschWire.Route, headers: [String: String], body: [UInt8], now: Double) -> Reply {
+        guard let gatewayId = route.gatewayId else { return .error(404, "no such resource") }
         guard BoschWire.isGatewayId(gatewayId) else { return .error(400, "invalid gatewayId") }
         guard var gw = gateways[gatewayId] else { return .error(404, "unknown gateway") }
         guard gw.contract else { return .error(403, "Forbidden") }
-        let rest = Array(parts.dropFirst(2))
-        if rest == ["status"] {
+        if case .status = route {
             return .json(200, BoschWire.encode(BoschWire.GatewayStatus(status: gw.online ? "ONLINE" : "OFFLINE")))
         }
-        if rest == ["components"] {
+        if case .components = route {
             guard gw.online else { return .error(504, "Gateway Timeout") }
             switch method {
             case "GET": return .json(200, BoschWire.encode(gw.components))
@@ -206,86 +206,35 @@ public struct BoschCloud: Sendable {
             default: return .error(405, "method not allowed")
             }
         }
-        let remoteControl = ["heatingCircuits", "dhwCircuits", "system"].contains(rest.first ?? "") && rest.count >= 2
-        if remoteControl {
+        if route.isRemoteControl {
             guard let user = headers[BoschWire.userIdHeader], !user.isEmpty else { return .error(400, "missing x-user-id header") }
             guard gw.consentCurrent else { return .error(451, "Unavailable For Legal Reasons") }
         }
         guard gw.online else { return .error(504, "Gateway Timeout") }
         refreshCharges(&gw, now: now)
         defer { gateways[gatewayId] = gw }
-        if rest.first == "system" { return system(method: method, rest: rest, body: body, gw: &gw, now: now) }
-        switch (method, rest.count, rest.first) {
-        case ("GET", 1, "heatingCircuits"):
+        switch (method, route) {
+        case (_, .silentMode), (_, .holidayModes), (_, .holidayMode), (_, .dateTime):
+            return system(method: method, route: route, body: body, gw: &gw, now: now)
+        case ("GET", .heatingCircuits):
             return .json(200, BoschWire.encode(gw.heatingCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
-        case ("GET", 1, "dhwCircuits"):
+        case ("GET", .dhwCircuits):
             return .json(200, BoschWire.encode(gw.dhwCircuits.keys.sorted().map { BoschWire.CircuitRef(id: $0) }))
-        case ("PATCH", 2, "heatingCircuits"):
-            guard var hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
-            guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body),
-                  p.operationMode != nil || p.manualModeSettings != nil || p.autoModeSettings != nil else {
-                return .error(400, "invalid heating circuit body")
-            }
-            if let auto = p.autoModeSettings {
-                var settings = hc.autoModeSettings ?? .init(timeProgramId: nil, temperatureLevels: [:])
-                if let tp = auto.timeProgramId {
-                    guard gw.timePrograms[rest[1]]?[tp] != nil else { return .error(400, "unknown timeProgramId") }
-                    settings.timeProgramId = tp
-                }
-                for (k, v) in auto.temperatureLevels ?? [:] {
-                    guard settings.temperatureLevels?[k] != nil, BoschWire.roomSetpointRange.contains(v) else { return .error(400, "invalid temperature level \(k)") }
-                    settings.temperatureLevels?[k] = v
-                }
-                hc.autoModeSettings = settings
-            }
-            if let mode = p.operationMode {
-                guard BoschWire.heatingModes.contains(mode) else { return .error(400, "invalid operationMode") }
-                hc.operationMode = mode
-            }
-            if let sp = p.manualModeSettings?.setPointTemperature {
-                guard BoschWire.roomSetpointRange.contains(sp) else { return .error(400, "setPointTemperature out of range") }
-                hc.manualModeSettings = .init(setPointTemperature: sp)
-            }
-            // The circuit follows its mode: manual → the manual setpoint, auto → the comfort level, off → frost protection.
-            switch hc.operationMode {
-            case "MANUAL": hc.currentSetPointTemperature = hc.manualModeSettings?.setPointTemperature
-            case "OFF": hc.currentSetPointTemperature = 5
-            default: hc.currentSetPointTemperature = hc.autoModeSettings?.temperatureLevels?["comfort"]
-            }
-            gw.heatingCircuits[rest[1]] = hc
-            return Reply(status: 204, body: [])
-        case ("PATCH", 2, "dhwCircuits"):
-            guard var d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
-            guard let p = BoschWire.decode(BoschWire.DhwCircuitPatch.self, body) else { return .error(400, "invalid DHW circuit body") }
-            if let mode = p.operationMode {
-                guard BoschWire.dhwModes.contains(mode) else { return .error(400, "invalid operationMode") }
-                d.operationMode = mode
-            }
-            // Start and stop depend on each other (clarified v1.30): start below stop, both in range.
-            func valid(_ x: BoschWire.DhwModeSettings?) -> Bool {
-                guard let x else { return true }
-                guard let a = x.startSetPointTemperature, let b = x.stopSetPointTemperature else { return false }
-                return a < b && BoschWire.dhwSetpointRange.contains(a) && BoschWire.dhwSetpointRange.contains(b)
-            }
-            guard valid(p.ecoModeSettings), valid(p.lowModeSettings), valid(p.highModeSettings) else {
-                return .error(400, "invalid start/stop setpoints")
-            }
-            d.ecoModeSettings = p.ecoModeSettings ?? d.ecoModeSettings
-            d.lowModeSettings = p.lowModeSettings ?? d.lowModeSettings
-            d.highModeSettings = p.highModeSettings ?? d.highModeSettings
-            gw.dhwCircuits[rest[1]] = d
-            return Reply(status: 204, body: [])
-        case ("GET", 2, "heatingCircuits"):
-            guard let hc = gw.heatingCircuits[rest[1]] else { return .error(404, "no such heating circuit") }
+        case ("PATCH", .heatingCircuit(_, let id)):
+            return patchHeatingCircuit(id, body: body, gw: &gw)
+        case ("PATCH", .dhwCircuit(_, let id)):
+            return patchDhwCircuit(id, body: body, gw: &gw)
+        case ("GET", .heatingCircuit(_, let id)):
+            guard let hc = gw.heatingCircuits[id] else { return .error(404, "no such heating circuit") }
             return .json(200, BoschWire.encode(hc))
-        case ("GET", 2, "dhwCircuits"):
-            guard let d = gw.dhwCircuits[rest[1]] else { return .error(404, "no such DHW circuit") }
+        case ("GET", .dhwCircuit(_, let id)):
+            guard let d = gw.dhwCircuits[id] else { return .error(404, "no such DHW circuit") }
             return .json(200, BoschWire.encode(d))
-        case ("GET", 3, "heatingCircuits") where rest[2] == "heatCurve":
-            guard let c = gw.heatCurves[rest[1]] else { return .error(404, "no heat curve") }
+        case ("GET", .heatCurve(_, let id)):
+            guard let c = gw.heatCurves[id] else { return .error(404, "no heat curve") }
             return .json(200, BoschWire.encode(c))
-        case ("PATCH", 3, "heatingCircuits") where rest[2] == "heatCurve":
-            guard var c = gw.heatCurves[rest[1]], c.controlType != "ISRC" else { return .error(404, "no heat curve") }
+        case ("PATCH", .heatCurve(_, let id)):
+            guard var c = gw.heatCurves[id], c.controlType != "ISRC" else { return .error(404, "no heat curve") }
             guard let p = BoschWire.decode(BoschWire.HeatCurve.self, body) else { return .error(400, "invalid heat curve") }
             if let v = p.minFlowTemperature { c.minFlowTemperature = v }
             if let v = p.maxFlowTemperature { c.maxFlowTemperature = v }
@@ -295,53 +244,116 @@ public struct BoschCloud: Sendable {
             if let v = p.roomTemperatureOffset { c.roomTemperatureOffset = v }
             if let t = p.controlType { c.controlType = t }
             guard (c.minFlowTemperature ?? 0) < (c.maxFlowTemperature ?? 100) else { return .error(400, "minFlowTemperature must be below maxFlowTemperature") }
-            gw.heatCurves[rest[1]] = c
+            gw.heatCurves[id] = c
             return Reply(status: 204, body: [])
-        case ("GET", 3, "heatingCircuits") where rest[2] == "heatingDistributionType":
-            guard gw.heatingCircuits[rest[1]] != nil else { return .error(404, "no such heating circuit") }
+        case ("GET", .distribution(_, let id)):
+            guard gw.heatingCircuits[id] != nil else { return .error(404, "no such heating circuit") }
             return .json(200, BoschWire.encode(BoschWire.HeatingDistribution(heatingDistributionType: "FLOOR")))
-        case ("GET", 4, "dhwCircuits") where rest[2] == "timePrograms":
-            guard let p = gw.dhwTimePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
+        case ("GET", .dhwTimeProgram(_, let id, let tp)):
+            guard let p = gw.dhwTimePrograms[id]?[tp] else { return .error(404, "no such time program") }
             return .json(200, BoschWire.encode(p))
-        case ("PUT", 4, "dhwCircuits") where rest[2] == "timePrograms":
-            guard gw.dhwTimePrograms[rest[1]]?[rest[3]] != nil else { return .error(404, "no such time program") }
+        case ("PUT", .dhwTimeProgram(_, let id, let tp)):
+            guard gw.dhwTimePrograms[id]?[tp] != nil else { return .error(404, "no such time program") }
             guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body), Self.validProgram(p, levels: BoschWire.dhwProgramLevels) else {
                 return .error(400, "invalid time program")
             }
-            gw.dhwTimePrograms[rest[1]]![rest[3]] = BoschWire.TimeProgram(id: rest[3], switchPoints: p.switchPoints)
+            gw.dhwTimePrograms[id]![tp] = BoschWire.TimeProgram(id: tp, switchPoints: p.switchPoints)
             return Reply(status: 204, body: [])
-        case ("GET", 4, "heatingCircuits") where rest[2] == "timePrograms":
-            guard let p = gw.timePrograms[rest[1]]?[rest[3]] else { return .error(404, "no such time program") }
+        case ("GET", .heatingTimeProgram(_, let id, let tp)):
+            guard let p = gw.timePrograms[id]?[tp] else { return .error(404, "no such time program") }
             return .json(200, BoschWire.encode(p))
-        case ("PUT", 4, "heatingCircuits") where rest[2] == "timePrograms":
-            guard gw.timePrograms[rest[1]]?[rest[3]] != nil else { return .error(404, "no such time program") }
+        case ("PUT", .heatingTimeProgram(_, let id, let tp)):
+            guard gw.timePrograms[id]?[tp] != nil else { return .error(404, "no such time program") }
             guard let p = BoschWire.decode(BoschWire.TimeProgram.self, body), Self.validProgram(p, levels: ["comfort", "eco"]) else {
                 return .error(400, "invalid time program")
             }
-            gw.timePrograms[rest[1]]![rest[3]] = BoschWire.TimeProgram(id: rest[3], switchPoints: p.switchPoints)
+            gw.timePrograms[id]![tp] = BoschWire.TimeProgram(id: tp, switchPoints: p.switchPoints)
             return Reply(status: 204, body: [])
-        case (_, 3, "dhwCircuits") where rest[2] == "charge":
-            guard let c = gw.charges[rest[1]] else { return .error(404, "no such DHW circuit") }
-            if method == "GET" {
-                let remaining = c.active ? max(0, c.durationMin - Int((now - c.startedAt) / 60)) : 0
-                return .json(200, BoschWire.encode(BoschWire.DhwCharge(chargeStatus: c.active ? BoschWire.chargeStart : BoschWire.chargeStop,
-                                                                       chargeDuration: c.durationMin, chargeRemainingTime: remaining)))
-            }
-            guard method == "PATCH" else { return .error(405, "method not allowed") }
-            guard let req = BoschWire.decode(BoschWire.DhwCharge.self, body),
-                  req.chargeStatus == BoschWire.chargeStart || req.chargeStatus == BoschWire.chargeStop else {
-                return .error(400, "invalid charge body")
-            }
-            if let d = req.chargeDuration, !(1...240).contains(d) { return .error(400, "chargeDuration out of range") }
-            if req.chargeStatus == BoschWire.chargeStart {
-                gw.charges[rest[1]] = ChargeState(active: true, durationMin: req.chargeDuration ?? c.durationMin, startedAt: now)
-            } else {
-                gw.charges[rest[1]]?.active = false
-            }
-            return Reply(status: 204, body: [])
+        case (_, .charge(_, let id)):
+            return charge(method: method, id, body: body, gw: &gw, now: now)
         default:
             return .error(404, "no such resource")
         }
+    }
+
+    mutating func patchHeatingCircuit(_ id: String, body: [UInt8], gw: inout Gateway) -> Reply {
+        guard var hc = gw.heatingCircuits[id] else { return .error(404, "no such heating circuit") }
+        guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body),
+              p.operationMode != nil || p.manualModeSettings != nil || p.autoModeSettings != nil else {
+            return .error(400, "invalid heating circuit body")
+        }
+        if let auto = p.autoModeSettings {
+            var settings = hc.autoModeSettings ?? .init(timeProgramId: nil, temperatureLevels: [:])
+            if let tp = auto.timeProgramId {
+                guard gw.timePrograms[id]?[tp] != nil else { return .error(400, "unknown timeProgramId") }
+                settings.timeProgramId = tp
+            }
+            for (k, v) in auto.temperatureLevels ?? [:] {
+                guard settings.temperatureLevels?[k] != nil, BoschWire.roomSetpointRange.contains(v) else { return .error(400, "invalid temperature level \(k)") }
+                settings.temperatureLevels?[k] = v
+            }
+            hc.autoModeSettings = settings
+        }
+        if let mode = p.operationMode {
+            guard BoschWire.heatingModes.contains(mode) else { return .error(400, "invalid operationMode") }
+            hc.operationMode = mode
+        }
+        if let sp = p.manualModeSettings?.setPointTemperature {
+            guard BoschWire.roomSetpointRange.contains(sp) else { return .error(400, "setPointTemperature out of range") }
+            hc.manualModeSettings = .init(setPointTemperature: sp)
+        }
+        // The circuit follows its mode: manual → the manual setpoint, auto → the comfort level, off → frost protection.
+        switch hc.operationMode {
+        case "MANUAL": hc.currentSetPointTemperature = hc.manualModeSettings?.setPointTemperature
+        case "OFF": hc.currentSetPointTemperature = 5
+        default: hc.currentSetPointTemperature = hc.autoModeSettings?.temperatureLevels?["comfort"]
+        }
+        gw.heatingCircuits[id] = hc
+        return Reply(status: 204, body: [])
+    }
+
+    mutating func patchDhwCircuit(_ id: String, body: [UInt8], gw: inout Gateway) -> Reply {
+        guard var d = gw.dhwCircuits[id] else { return .error(404, "no such DHW circuit") }
+        guard let p = BoschWire.decode(BoschWire.DhwCircuitPatch.self, body) else { return .error(400, "invalid DHW circuit body") }
+        if let mode = p.operationMode {
+            guard BoschWire.dhwModes.contains(mode) else { return .error(400, "invalid operationMode") }
+            d.operationMode = mode
+        }
+        // Start and stop depend on each other (clarified v1.30): start below stop, both in range.
+        func valid(_ x: BoschWire.DhwModeSettings?) -> Bool {
+            guard let x else { return true }
+            guard let a = x.startSetPointTemperature, let b = x.stopSetPointTemperature else { return false }
+            return a < b && BoschWire.dhwSetpointRange.contains(a) && BoschWire.dhwSetpointRange.contains(b)
+        }
+        guard valid(p.ecoModeSettings), valid(p.lowModeSettings), valid(p.highModeSettings) else {
+            return .error(400, "invalid start/stop setpoints")
+        }
+        d.ecoModeSettings = p.ecoModeSettings ?? d.ecoModeSettings
+        d.lowModeSettings = p.lowModeSettings ?? d.lowModeSettings
+        d.highModeSettings = p.highModeSettings ?? d.highModeSettings
+        gw.dhwCircuits[id] = d
+        return Reply(status: 204, body: [])
+    }
+
+    mutating func charge(method: String, _ id: String, body: [UInt8], gw: inout Gateway, now: Double) -> Reply {
+        guard let c = gw.charges[id] else { return .error(404, "no such DHW circuit") }
+        if method == "GET" {
+            let remaining = c.active ? max(0, c.durationMin - Int((now - c.startedAt) / 60)) : 0
+            return .json(200, BoschWire.encode(BoschWire.DhwCharge(chargeStatus: c.active ? BoschWire.chargeStart : BoschWire.chargeStop,
+                                                                   chargeDuration: c.durationMin, chargeRemainingTime: remaining)))
+        }
+        guard method == "PATCH" else { return .error(405, "method not allowed") }
+        guard let req = BoschWire.decode(BoschWire.DhwCharge.self, body),
+              req.chargeStatus == BoschWire.chargeStart || req.chargeStatus == BoschWire.chargeStop else {
+            return .error(400, "invalid charge body")
+        }
+        if let d = req.chargeDuration, !(1...240).contains(d) { return .error(400, "chargeDuration out of range") }
+        if req.chargeStatus == BoschWire.chargeStart {
+            gw.charges[id] = ChargeState(active: true, durationMin: req.chargeDuration ?? c.durationMin, startedAt: now)
+        } else {
+            gw.charges[id]?.active = false
+        }
+        return Reply(status: 204, body: [])
     }
 
     /// Days, times on the 15-minute grid, known levels, at most 6 points per day.
@@ -351,14 +363,14 @@ public struct BoschCloud: Sendable {
     }
 
     /// `/api-keys`: `me`, list, rotate (`POST`), delete. New keys end in their expiry date like real ones.
-    mutating func keyRequest(method: String, parts: [String], now: Double) -> Reply {
-        switch (method, parts.count) {
-        case ("GET", 2) where parts[1] == "me": return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
-        case ("GET", 1):
+    mutating func keyRequest(method: String, route: BoschWire.Route, now: Double) -> Reply {
+        switch (method, route) {
+        case ("GET", .apiKeysMe): return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
+        case ("GET", .apiKeys):
             var list = [BoschWire.StoredApiKey(keyId: "key-0", createdAt: nil, expiresAt: BoschWire.keyExpiry(apiKey).map(Timestamp.iso8601))]
             list += issuedKeys.map { BoschWire.StoredApiKey(keyId: $0.id, createdAt: Timestamp.iso8601($0.createdAt), expiresAt: Timestamp.iso8601($0.expiresAt)) }
             return .json(200, BoschWire.encode(list))
-        case ("POST", 1):
+        case ("POST", .apiKeys):
             guard issuedKeys.count + 1 < BoschWire.maxValidKeys else { return .error(409, "at most \(BoschWire.maxValidKeys) valid keys per partner") }
             let expires = ((now + 182 * 86_400) / 86_400).rounded(.down) * 86_400
             let stamp = Timestamp.date(Int64(expires / 86_400)).replacingOccurrences(of: "-", with: "")
@@ -366,8 +378,8 @@ public struct BoschCloud: Sendable {
             let key = "xHCSAPI-sim\(issuedKeys.count + 1)-\(stamp)"
             issuedKeys.append((id, key, now, expires))
             return .json(201, BoschWire.encode(BoschWire.NewApiKey(keyId: id, apiKey: key, expiresAt: Timestamp.iso8601(expires))))
-        case ("DELETE", 2):
-            guard let i = issuedKeys.firstIndex(where: { $0.id == parts[1] }) else { return .error(404, "no such key") }
+        case ("DELETE", .apiKey(let keyId)):
+            guard let i = issuedKeys.firstIndex(where: { $0.id == keyId }) else { return .error(404, "no such key") }
             issuedKeys.remove(at: i)
             return Reply(status: 204, body: [])
         default:
@@ -376,25 +388,25 @@ public struct BoschCloud: Sendable {
     }
 
     /// `…/system/silentMode`, `…/system/holidayModes[/{id}]` and `…/system/dateTime`.
-    mutating func system(method: String, rest: [String], body: [UInt8], gw: inout Gateway, now: Double) -> Reply {
-        switch (method, rest.count > 1 ? rest[1] : "", rest.count) {
-        case ("GET", "dateTime", 2):
-            return .json(200, BoschWire.encode(BoschWire.DateTime(dateTime: BoschAdapter.localDateTime(now + gw.clockOffsetS, GlibcLocalTime()))))
-        case ("PUT", "dateTime", 2):
+    mutating func system(method: String, route: BoschWire.Route, body: [UInt8], gw: inout Gateway, now: Double) -> Reply {
+        switch (method, route) {
+        case ("GET", .dateTime):
+            return .json(200, BoschWire.encode(BoschWire.DateTime(dateTime: SimulatorClock.localDateTime(now + gw.clockOffsetS))))
+        case ("PUT", .dateTime):
             guard let d = BoschWire.decode(BoschWire.DateTime.self, body), d.dateTime.count == 19, let wall = Timestamp.parse(d.dateTime + "Z") else {
                 return .error(400, "dateTime must be YYYY-MM-DDTHH:MM:SS")
             }
-            gw.clockOffsetS = (wall - BoschAdapter.localWall(now, GlibcLocalTime())).rounded()
+            gw.clockOffsetS = (wall - SimulatorClock.localWall(now)).rounded()
             return Reply(status: 204, body: [])
-        case ("GET", "silentMode", 2): return .json(200, BoschWire.encode(BoschWire.SilentMode(silentMode: gw.silentMode)))
-        case ("PATCH", "silentMode", 2):
+        case ("GET", .silentMode): return .json(200, BoschWire.encode(BoschWire.SilentMode(silentMode: gw.silentMode)))
+        case ("PATCH", .silentMode):
             guard let m = BoschWire.decode(BoschWire.SilentMode.self, body), BoschWire.silentModes.contains(m.silentMode) else {
                 return .error(400, "silentMode must be ON, OFF or AUTO")
             }
             gw.silentMode = m.silentMode
             return Reply(status: 204, body: [])
-        case ("GET", "holidayModes", 2): return .json(200, BoschWire.encode(gw.holidayModes))
-        case ("POST", "holidayModes", 2):
+        case ("GET", .holidayModes): return .json(200, BoschWire.encode(gw.holidayModes))
+        case ("POST", .holidayModes):
             guard var h = BoschWire.decode(BoschWire.HolidayMode.self, body), h.startDate <= h.endDate, !h.assignedTo.isEmpty else {
                 return .error(400, "invalid holiday mode")
             }
@@ -403,8 +415,8 @@ public struct BoschCloud: Sendable {
             h.id = (1...BoschWire.maxHolidayModes).map { "hm\($0)" }.first { !used.contains($0) }
             gw.holidayModes.append(h)
             return .json(201, BoschWire.encode(h))
-        case ("DELETE", "holidayModes", 3):
-            guard let i = gw.holidayModes.firstIndex(where: { $0.id == rest[2] }) else { return .error(404, "no such holiday mode") }
+        case ("DELETE", .holidayMode(_, let holidayId)):
+            guard let i = gw.holidayModes.firstIndex(where: { $0.id == holidayId }) else { return .error(404, "no such holiday mode") }
             gw.holidayModes.remove(at: i)
             return Reply(status: 204, body: [])
         default:
@@ -413,13 +425,12 @@ public struct BoschCloud: Sendable {
     }
 
     /// `/contracts…`: list, get, PATCH with ACCEPT/REJECT/REVOKE, DELETE to acknowledge a CLOSED one.
-    mutating func contractRequest(method: String, parts: [String], body: [UInt8], now: Double) -> Reply {
+    mutating func contractRequest(method: String, route: BoschWire.Route, body: [UInt8], now: Double) -> Reply {
         let date = Timestamp.iso8601(now)
-        if parts.count == 1 {
+        guard case .contract(let id) = route else {
             guard method == "GET" else { return .error(405, "method not allowed") }
             return .json(200, BoschWire.encode(allContracts().sorted { $0.gatewayId < $1.gatewayId }))
         }
-        let id = parts[1]
         guard var c = allContracts().first(where: { $0.gatewayId == id }) else { return .error(404, "no contract for this gateway") }
         switch method {
         case "GET": return .json(200, BoschWire.encode(c))
@@ -521,5 +532,19 @@ struct TokenBucket: Sendable {
             return nil
         }
         return (1 - tokens) / perSecond
+    }
+}
+
+/// The simulator's own reading of local time, from Foundation's time-zone database: independent of the
+/// adapter's glibc code on purpose, so a mistake there shows up as a clock offset instead of being mirrored.
+enum SimulatorClock {
+    /// Local wall time at `t`, as seconds since 1970-01-01 00:00 local.
+    static func localWall(_ t: Double) -> Double {
+        t + Double(TimeZone.current.secondsFromGMT(for: Date(timeIntervalSince1970: t)))
+    }
+
+    /// `2026-11-22T10:00:00`: local time at `t` in the gateway's format.
+    static func localDateTime(_ t: Double) -> String {
+        String(Timestamp.iso8601(localWall(t).rounded(.down)).dropLast())
     }
 }

@@ -33,8 +33,10 @@ extension BoschAdapter {
             guard caps.contains("date-time") else { return [] }
             var out: [Expose] = []
             if caps.contains("silent-mode"), state["silent_mode"]?.stringValue != nil {
-                out.append(.choice(id: "silent_mode", name: "Silent mode", field: "silent_mode", options: BoschWire.silentModes.map { $0.lowercased() },
-                                   capability: "silent-mode", param: "mode"))
+                // Off first, as a front end lists a feature's choices.
+                let modes = BoschWire.silentModes.map { $0.lowercased() }
+                out.append(.choice(id: "silent_mode", name: "Silent mode", field: "silent_mode",
+                                   options: modes.filter { $0 == "off" } + modes.filter { $0 != "off" }, capability: "silent-mode", param: "mode"))
             }
             out.append(.sensor(.init(id: "clock_offset", name: "Gateway clock offset", field: "clock_offset_s", unit: "s", deviceClass: "duration",
                                      category: .diagnostic)))

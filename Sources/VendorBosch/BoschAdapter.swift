@@ -50,9 +50,8 @@ public struct BoschAdapter: VendorAdapter {
     /// The documented limit for a request (cloud-apis.md §1.6), one burst token short of the cloud's so that
     /// clock drift between the two buckets never produces a 429.
     static func limit(method: String, path: String) -> RateBudget.Limit {
-        if method == "PUT" && path.contains("/timePrograms/") { return .init(capacity: 1, perSecond: 0.1) }
-        if path.hasPrefix("/hvacs/") { return .init(capacity: 2, perSecond: 0.5) }
-        return .init(capacity: 4, perSecond: 2)
+        let cloud = BoschWire.Route(path: path)?.limit(method: method) ?? BoschWire.RateLimit(capacity: 5, perSecond: 2)
+        return .init(capacity: max(1, cloud.capacity - 1), perSecond: cloud.perSecond)
     }
 
     /// One request. `priority` lowers (never raises) the task's priority, for background sync reads.
