@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorPodero", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorHomeSmartlink", dependencies: ["HeatbridgeCore"]),
+        // Test doubles shipped as code (swift-nio's NIOEmbedded, HummingbirdTesting): any test target uses them.
+        .target(name: "HeatbridgeTesting", dependencies: ["HeatbridgeCore"]),
         .target(name: "HeatbridgeVendors", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .executableTarget(
             name: "heatbridge",
@@ -50,7 +52,10 @@ let package = Package(
                 "HeatbridgeSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+        .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "HeatbridgeTesting"]),
+        .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting"]),
+        .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting"]),
+        .testTarget(name: "VendorPoderoTests", dependencies: ["VendorPodero", "HeatbridgeTesting"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),

@@ -1,20 +1,21 @@
 import HeatbridgeCore
+import HeatbridgeTesting
 import Logging
 import XCTest
 
 final class BridgeTests: XCTestCase {
-    var mqtt: FakeMQTT!
-    var store: FakeStore!
-    var clock: FakeClock!
-    var adapter: FakeAdapter!
+    var mqtt: RecordingMQTT!
+    var store: InMemoryStore!
+    var clock: FastClock!
+    var adapter: ScriptedAdapter!
     var task: Task<Void, Never>?
     let topics = TopicLayout(base: "hb")
 
     override func setUp() {
-        mqtt = FakeMQTT()
-        store = FakeStore()
-        clock = FakeClock()
-        adapter = FakeAdapter()
+        mqtt = RecordingMQTT()
+        store = InMemoryStore()
+        clock = FastClock()
+        adapter = ScriptedAdapter()
         adapter.snapshots.withLock {
             $0 = [DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50], "hc1": ["setpoint": 21]])]
         }

@@ -1,4 +1,5 @@
 import HeatbridgeCore
+import HeatbridgeTesting
 import XCTest
 
 final class JSONTests: XCTestCase {
@@ -121,17 +122,23 @@ final class ScheduleValidationTests: XCTestCase {
 
 final class RateBudgetTests: XCTestCase {
     func testBurstThenSustainedRate() async throws {
-        let clock = FakeClock()
+        let clock = ManualClock()
         let budget = RateBudget(clock: clock)
         let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
         let t0 = clock.now()
         try await budget.acquire("a", limit, priority: .command)
         try await budget.acquire("a", limit, priority: .command)
-        XCTAssertLessThan(clock.now() - t0, 0.5, "the burst must not wait")
-        try await budget.acquire("a", limit, priority: .command)
-        XCTAssertGreaterThanOrEqual(clock.now() - t0, 1.9, "the third request waits for a token (2 s at 0.5/s)")
+        var waits = await budget.waits
+        XCTAssertEqual(waits, 0, "the burst must not wait")
+        let third = Task { try await budget.acquire("a", limit, priority: .command); return clock.now() }
+        await clock.settle()
+        waits = await budget.waits
+        XCTAssertEqual(waits, 1, "the third request waits for a token")
+        await clock.advance(by: 2)
+        let at = try await third.value
+        XCTAssertEqual(at - t0, 2, accuracy: 0.01, "a token comes back after 2 s at 0.5/s")
         try await budget.acquire("b", limit)  // another key has its own bucket
-        let waits = await budget.waits
+        waits = await budget.waits
         XCTAssertEqual(waits, 1)
     }
 
@@ -142,11 +149,11 @@ final class RateBudgetTests: XCTestCase {
         let limit = RateBudget.Limit(capacity: 2, perSecond: 0.5)
         try await budget.acquire("k", limit, priority: .poll)
         let second = Task { try await budget.acquire("k", limit, priority: .poll) }
-        try await Task.sleep(nanoseconds: 30_000_000)
+        await clock.settle()
         try await budget.acquire("k", limit, priority: .command)   // would hang if the poll had taken it
         let waitsSoFar = await budget.waits
         XCTAssertEqual(waitsSoFar, 1, "only the second poll waited")
-        clock.advance(4)   // two tokens back: the poll may take one and leave one
+        await clock.advance(by: 4)   // two tokens back: the poll may take one and leave one
         try await second.value
     }
 
@@ -162,17 +169,17 @@ final class RateBudgetTests: XCTestCase {
             try await budget.acquire("k", limit, priority: .sync)
             await order.add("sync")
         }
-        try await Task.sleep(nanoseconds: 20_000_000)
+        await clock.settle()
         let readBack = Task {
             try await budget.acquire("k", limit, priority: .readBack)
             await order.add("read-back")
         }
-        try await Task.sleep(nanoseconds: 20_000_000)
-        clock.advance(2)   // one token: the read-back, although it came later
+        await clock.settle()
+        await clock.advance(by: 2)   // one token: the read-back, although it came later
         try await readBack.value
         var seen = await order.items
         XCTAssertEqual(seen, ["read-back"])
-        clock.advance(4)
+        await clock.advance(by: 4)
         try await poll.value
         seen = await order.items
         XCTAssertEqual(seen, ["read-back", "sync"])

@@ -1,10 +1,11 @@
 import HeatbridgeCore
+import HeatbridgeTesting
 import Synchronization
 @testable import VendorPodero
 import XCTest
 
-/// A clock that stands still unless the test moves it.
-final class ManualClock: Clock {
+/// A clock that stands still unless the test moves it, whose sleeps return at once (the session tests only ask whether a token is still fresh).
+final class StandingClock: Clock {
     let t = Mutex<Double>(1_800_000_000)
     func now() -> EpochSeconds { t.withLock { $0 } }
     func advance(_ s: Double) { t.withLock { $0 += s } }
@@ -40,7 +41,7 @@ final class PoderoAdapterTests: XCTestCase {
         }
     }
 
-    func adapter(_ t: ScriptedTransport, clock: ManualClock = ManualClock(), persistence: TokenPersistence = .none) -> (PoderoAdapter, PoderoSession) {
+    func adapter(_ t: ScriptedTransport, clock: StandingClock = StandingClock(), persistence: TokenPersistence = .none) -> (PoderoAdapter, PoderoSession) {
         let session = PoderoSession(transport: t, tokenURL: PoderoWire.tokenURL(forBase: "https://p.test/api/partners/v2.0"), clientId: "cid",
                                     clientSecret: "s3cret", timeout: 2, clock: clock, persistence: persistence)
         let client = PoderoClient(transport: t, baseURL: "https://p.test/api/partners/v2.0", orgId: "o1", session: session, timeout: 2)
@@ -76,7 +77,7 @@ final class PoderoAdapterTests: XCTestCase {
     }
 
     func testTokenIsReusedRenewedBeforeExpiryAndPersisted() async throws {
-        let clock = ManualClock()
+        let clock = StandingClock()
         let saved = Mutex<[BearerToken]>([])
         let t = Self.transport(expiresIn: 1000)
         let (a, session) = adapter(t, clock: clock, persistence: TokenPersistence(load: { nil }, save: { tok in saved.withLock { $0.append(tok) } }))
@@ -105,7 +106,7 @@ final class PoderoAdapterTests: XCTestCase {
     }
 
     func testAStoredTokenSavesTheTokenCall() async throws {
-        let clock = ManualClock()
+        let clock = StandingClock()
         let t = Self.transport()
         let stored = BearerToken(value: "stored", expiresAt: clock.now() + 600)
         let (a, _) = adapter(t, clock: clock, persistence: TokenPersistence(load: { stored }, save: { _ in }))
@@ -166,7 +167,7 @@ final class PoderoAdapterTests: XCTestCase {
     }
 
     func testPartialBodiesCarryOnlyTheNamedFields() async throws {
-        let clock = ManualClock()
+        let clock = StandingClock()
         let t = Self.transport()
         let (a, _) = adapter(t, clock: clock)
         let device = DeviceSnapshot(id: "podero-hp1", vendorId: "hp1", online: true, attributes: ["owner_id": "u1"], nodes: ["hp": PoderoAdapterTests.heatPumpNode])

@@ -1,27 +1,8 @@
 import HeatbridgeCore
+import HeatbridgeTesting
 import Synchronization
 import VendorBosch
 import XCTest
-
-/// A transport answering from a table, recording requests.
-final class ScriptedTransport: HTTPTransport {
-    let answers: @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>
-    let requests = Mutex<[HTTPRequest]>([])
-    init(_ answers: @escaping @Sendable (HTTPRequest) -> Result<HTTPResponse, HTTPTransportError>) { self.answers = answers }
-
-    /// Answers by path (relative to https://api.test): `(status, body)` per path, 404 for the rest.
-    static func routes(_ table: [String: (Int, String)]) -> ScriptedTransport {
-        ScriptedTransport { r in
-            let path = String(r.url.dropFirst("https://api.test".count))
-            guard let (status, body) = table[path] else { return .success(HTTPResponse(status: 404)) }
-            return .success(HTTPResponse(status: status, body: Array(body.utf8)))
-        }
-    }
-    func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
-        requests.withLock { $0.append(request) }
-        return try answers(request).get()
-    }
-}
 
 final class BoschAdapterTests: XCTestCase {
     func adapter(_ t: ScriptedTransport) -> BoschAdapter {
@@ -156,7 +137,7 @@ final class BoschAdapterTests: XCTestCase {
             "/hvacs/101000001/dhwCircuits": (200, "[]"),
             "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#),
         ])
-        let clock = FakeClock()
+        let clock = FastClock()
         let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
                              answerCache: AnswerCache(clock: clock))
         let program = "/hvacs/101000001/heatingCircuits/1/timePrograms/A"

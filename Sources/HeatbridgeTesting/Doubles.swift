@@ -1,0 +1,141 @@
+import HeatbridgeCore
+import Synchronization
+
+/// An MQTT port that records every publish and subscription; `send` plays a message from the broker.
+public final class RecordingMQTT: MQTTPort {
+    public let events: AsyncStream<MQTTEvent>
+    public let continuation: AsyncStream<MQTTEvent>.Continuation
+    public let published = Mutex<[(topic: String, payload: String, retain: Bool)]>([])
+    public let subscriptions = Mutex<[String]>([])
+    public let online = Mutex(true)
+
+    public init() { (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self) }
+
+    public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool {
+        guard online.withLock({ $0 }) else { return false }
+        published.withLock { $0.append((topic, String(decoding: payload, as: UTF8.self), retain)) }
+        return true
+    }
+
+    public func subscribe(_ filter: String, qos: Int) { subscriptions.withLock { $0.append(filter) } }
+    public var counters: MQTTCounters { MQTTCounters() }
+
+    public func send(_ topic: String, _ payload: String, retained: Bool = false) {
+        continuation.yield(.message(MQTTMessage(topic: topic, payload: Array(payload.utf8), retained: retained)))
+    }
+
+    public func on(_ topic: String) -> [String] { published.withLock { $0.filter { $0.topic == topic }.map(\.payload) } }
+
+    public func json(_ topic: String) -> [JSONValue] { on(topic).compactMap { try? JSONValue.parse($0) } }
+}
+
+/// The store in memory, with a switch that makes every write fail (a full disk).
+public final class InMemoryStore: StatePort {
+    public struct StoreDown: Error {}
+    public init() {}
+    public let devices = Mutex<[String: CachedDevice]>([:])
+    public let commands = Mutex<[Command]>([])
+    public let results = Mutex<[(row: Int64, topic: String, payload: [UInt8], published: Bool)]>([])
+    public let failing = Mutex(false)
+
+    public func check() throws { if failing.withLock({ $0 }) { throw StoreDown() } }
+    public func loadDevices() throws -> [CachedDevice] { try check(); return devices.withLock { Array($0.values) } }
+    public func saveDevice(_ d: CachedDevice) throws { try check(); devices.withLock { $0[d.deviceId] = d } }
+    public func insertCommand(_ c: Command) throws { try check(); commands.withLock { $0.append(c) } }
+    public func updateCommand(_ c: Command) throws {
+        try check()
+        commands.withLock { list in if let i = list.lastIndex(where: { $0.id == c.id }) { list[i] = c } }
+    }
+    public func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
+    public let accounts = Mutex<[String: JSONValue]>([:])
+    public let settings = Mutex<[String: JSONValue]>([:])
+    public func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
+    public func saveSetting(_ key: String, _ value: JSONValue) throws { try check(); settings.withLock { $0[key] = value } }
+    public func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
+    public let triggerFires = Mutex<[(name: String, at: EpochSeconds, commandId: String, reason: String)]>([])
+    public func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws {
+        try check()
+        triggerFires.withLock { $0.append((name, at, commandId, reason)) }
+    }
+    public let inbox = Mutex<[MQTTMessage]>([])
+    public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
+        inbox.withLock { var m = m; m.inboxRow = Int64($0.count + 1000); $0.append(m); return m.inboxRow! }
+    }
+    public func inboxPending() throws -> [MQTTMessage] { inbox.withLock { $0 } }
+    public func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
+    public func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool {
+        commands.withLock { $0.contains { $0.id == id && $0.device == device && $0.node == node && $0.capability == capability && $0.params == params && $0.receivedAt >= since } }
+    }
+    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
+        try check()
+        if let inboxRow { try inboxRemove(inboxRow) }
+        if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
+        return results.withLock { r in
+            r.append((Int64(r.count + 1), topic, payload, false))
+            return Int64(r.count)
+        }
+    }
+    public func markResultPublished(_ rowId: Int64) throws { results.withLock { $0[Int(rowId) - 1].published = true } }
+    public func unpublishedResults() throws -> [PendingResult] {
+        results.withLock { $0.filter { !$0.published }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) } }
+    }
+}
+
+/// Real time running 1000 times faster, starting at 2027-01-15: a 60 s retry takes 60 ms. For tests of
+/// concurrent work where stepping a `ManualClock` by hand would only restate the schedule.
+public final class FastClock: Clock {
+    public static let scale = 1000.0
+    public init() {}
+    public let origin = ContinuousClock.now
+    public let base: Double = 1_800_000_000
+    public func now() -> EpochSeconds {
+        let d = ContinuousClock.now - origin
+        return base + (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) * Self.scale
+    }
+    public func sleep(seconds: Double) async throws {
+        try await Task.sleep(nanoseconds: UInt64(max(0, seconds) / Self.scale * 1e9))
+    }
+}
+
+/// A vendor adapter scripted by the test: devices to return, errors to throw, and a record of what ran.
+public final class ScriptedAdapter: VendorAdapter {
+    public let vendor = "fake"
+    public init() {}
+    public let snapshots = Mutex<[DeviceSnapshot]>([])
+    public let fetchError = Mutex<CloudError?>(nil)
+    /// Errors for the next executions, in order; empty means success.
+    public let executeErrors = Mutex<[CloudError]>([])
+    public let executed = Mutex<[Command]>([])
+    /// What `confirm` answers.
+    public let confirmAnswer = Mutex<Bool?>(nil)
+    public let confirmed = Mutex<[String]>([])
+    /// The request priority each call ran at, in order ("fetch poll", "execute command", …).
+    public let priorities = Mutex<[String]>([])
+
+    public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        priorities.withLock { $0.append("confirm \(RequestPriority.current)") }
+        confirmed.withLock { $0.append(command.id) }
+        return confirmAnswer.withLock { $0 }
+    }
+
+    public func capabilities(of node: String) -> Set<String> { ["charge"] }
+
+    public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        priorities.withLock { $0.append("fetch \(RequestPriority.current)") }
+        if let e = fetchError.withLock({ $0 }) { throw e }
+        return snapshots.withLock { $0 }
+    }
+
+    public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        guard device.nodes[node] != nil else { throw CommandRejection(.unknownTarget, "no node") }
+        guard capability == "charge" else { throw CommandRejection(.unsupported, "no") }
+        return try CapabilityValidation.dhwCharge(body)
+    }
+
+    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        priorities.withLock { $0.append("execute \(RequestPriority.current)") }
+        executed.withLock { $0.append(command) }
+        if let e = executeErrors.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { throw e }
+        return "ok"
+    }
+}
