@@ -81,22 +81,6 @@ public final class InMemoryStore: StatePort {
     }
 }
 
-/// Real time running 1000 times faster, starting at 2027-01-15: a 60 s retry takes 60 ms. For tests of
-/// concurrent work where stepping a `ManualClock` by hand would only restate the schedule.
-public final class FastClock: Clock {
-    public static let scale = 1000.0
-    public init() {}
-    public let origin = ContinuousClock.now
-    public let base: Double = 1_800_000_000
-    public func now() -> EpochSeconds {
-        let d = ContinuousClock.now - origin
-        return base + (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) * Self.scale
-    }
-    public func sleep(seconds: Double) async throws {
-        try await Task.sleep(nanoseconds: UInt64(max(0, seconds) / Self.scale * 1e9))
-    }
-}
-
 /// A vendor adapter scripted by the test: devices to return, errors to throw, and a record of what ran.
 public final class ScriptedAdapter: VendorAdapter {
     public let vendor = "fake"

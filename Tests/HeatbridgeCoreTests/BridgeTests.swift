@@ -6,7 +6,7 @@ import XCTest
 final class BridgeTests: XCTestCase {
     var mqtt: RecordingMQTT!
     var store: InMemoryStore!
-    var clock: FastClock!
+    var clock: ManualClock!
     var adapter: ScriptedAdapter!
     var task: Task<Void, Never>?
     let topics = TopicLayout(base: "hb")
@@ -14,7 +14,7 @@ final class BridgeTests: XCTestCase {
     override func setUp() {
         mqtt = RecordingMQTT()
         store = InMemoryStore()
-        clock = FastClock()
+        clock = ManualClock()
         adapter = ScriptedAdapter()
         adapter.snapshots.withLock {
             $0 = [DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50], "hc1": ["setpoint": 21]])]
@@ -60,15 +60,17 @@ final class BridgeTests: XCTestCase {
         eventually("cached in store") { store.devices.withLock { $0["fake-1"] } != nil }
     }
 
-    func testUnchangedStateIsNotRepublishedButChangesAre() {
+    func testUnchangedStateIsNotRepublishedButChangesAre() async {
         _ = start(pollIntervalS: 1)
         eventually("connect handled and first poll") { !mqtt.json("hb/bridge/state").isEmpty && !mqtt.on("hb/fake-1/hc1/state").isEmpty }
-        usleep(20_000)  // let the post-connect replay of retained topics finish
+        await clock.settle()  // let the post-connect replay of retained topics finish
         mqtt.published.withLock { $0 = [] }
-        let t0 = clock.now()
-        eventually("several polls") { clock.now() > t0 + 10 }
+        let polls = adapter.priorities.withLock { $0.count }
+        await clock.advance(by: 10)
+        XCTAssertGreaterThan(adapter.priorities.withLock { $0.count }, polls + 3, "the bridge did not poll in those 10 s")
         XCTAssertEqual(mqtt.on("hb/fake-1/hc1/state").count, 0, "unchanged state published again")
         adapter.snapshots.withLock { $0[0].nodes["hc1"] = ["setpoint": 19] }
+        await clock.advance(by: 4)  // the slowest the quiet account polls now
         eventually("changed state") { mqtt.on("hb/fake-1/hc1/state").count == 1 }
         XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue, 19)
     }
@@ -85,34 +87,35 @@ final class BridgeTests: XCTestCase {
 
     /// Commands run at command priority, the read-back after them at read-back priority, polls at poll
     /// priority: under a shared rate budget that is the order they get tokens in.
-    func testWorkRunsAtItsPriority() {
+    func testWorkRunsAtItsPriority() async {
         _ = start()
         eventually("first poll") { !mqtt.json("hb/fake-1/state").isEmpty }
         XCTAssertEqual(adapter.priorities.withLock { $0 }, ["fetch poll"])
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"p","action":"start","duration_min":30}"#)
         eventually("done") { results("p").count == 2 }
-        // The fake cannot read one device, so the read-back is a whole poll, 1 s (1 ms here) later.
+        // The fake cannot read one device, so the read-back is a whole poll, 1 s later.
+        await clock.advance(by: 1)
         eventually("read-back") { adapter.priorities.withLock { $0.count } >= 3 }
         XCTAssertEqual(adapter.priorities.withLock { $0 }, ["fetch poll", "execute command", "fetch read-back"])
     }
 
     /// A quiet account is polled less often (down to poll_max_interval_s); a change brings the normal rate back.
-    func testPollsSlowDownWhileNothingChanges() {
+    func testPollsSlowDownWhileNothingChanges() async {
         _ = start(pollIntervalS: 1, maxPollIntervalS: 8)
         func polls() -> Int { adapter.priorities.withLock { $0.filter { $0 == "fetch poll" }.count } }
         eventually("first poll") { polls() >= 1 }
-        var t0 = clock.now()
-        eventually("120 s of quiet", timeout: 10) { clock.now() > t0 + 120 }
+        await clock.advance(by: 120)
         let quiet = polls()
         // Fixed-rate polling would have asked ~120 times; 3 polls each at 1, 2, 4 s, then every 8 s: ~25.
         XCTAssertLessThan(quiet, 35, "polls did not slow down: \(quiet) in 120 s")
         XCTAssertGreaterThan(quiet, 12, "polling stopped: \(quiet) in 120 s")
         // Something changes: the next poll sees it and the rate is back to every second.
         adapter.snapshots.withLock { $0[0].nodes["hc1"] = ["setpoint": 18] }
-        eventually("change seen", timeout: 10) { mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue == 18 }
+        // Second by second until the next (slow) poll sees it, at most the 8 s maximum.
+        for _ in 0..<8 where mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue != 18 { await clock.advance(by: 1) }
+        eventually("change seen") { mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue == 18 }
         let before = polls()
-        t0 = clock.now()
-        eventually("2.5 s", timeout: 10) { clock.now() > t0 + 2.5 }
+        await clock.advance(by: 2.5)
         XCTAssertGreaterThanOrEqual(polls() - before, 2, "the rate did not come back after a change")
     }
 
@@ -132,11 +135,15 @@ final class BridgeTests: XCTestCase {
         XCTAssertTrue(adapter.executed.withLock { $0.isEmpty })
     }
 
-    func testRateLimitQueuesAndRetries() {
+    func testRateLimitQueuesAndRetries() async {
         adapter.executeErrors.withLock { $0 = [CloudError(.rateLimited(retryAfter: 5), status: 429, message: "slow down")] }
         _ = start()
         eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"q","action":"stop"}"#)
+        eventually("queued") { results("q").count == 2 }
+        await clock.advance(by: 4)
+        XCTAssertEqual(results("q").count, 2, "retried before retry_at")
+        await clock.advance(by: 1)
         eventually("done after retry") { results("q").count == 3 }
         XCTAssertEqual(results("q").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
         XCTAssertEqual(results("q")[1]["code"]?.stringValue, "RATE_LIMITED")
@@ -222,16 +229,18 @@ final class BridgeTests: XCTestCase {
         mqtt.json("hb/fake-1/hc1/charge/result").filter { $0["id"]?.stringValue == id }
     }
 
-    func testCommandsWaitWhileTheCloudIsDownAndRunInOrderWhenItReturns() {
+    func testCommandsWaitWhileTheCloudIsDownAndRunInOrderWhenItReturns() async {
         adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "connection refused") }
         _ = start(pollIntervalS: 10)
         eventually("account offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         // The device must be known: let one poll succeed, then take the cloud away again.
         adapter.fetchError.withLock { $0 = nil }
+        await clock.advance(by: 10)
         eventually("device known and account ready") {
             !mqtt.json("hb/fake-1/state").isEmpty && mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "ready"
         }
         adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "connection refused") }
+        await clock.advance(by: 10)
         eventually("offline again") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"o1","action":"stop"}"#)
         mqtt.send("hb/fake-1/hc1/charge/set", #"{"id":"o2","action":"stop"}"#)
@@ -241,12 +250,13 @@ final class BridgeTests: XCTestCase {
         XCTAssertNotNil(results("o1").last?["retry_at"]?.stringValue)
         XCTAssertTrue(adapter.executed.withLock { $0.isEmpty }, "a command ran while the account was offline")
         adapter.fetchError.withLock { $0 = nil }
+        await clock.advance(by: 15)  // the next retry of an offline account
         eventually("both done") { results("o1").last?["status"]?.stringValue == "done" && hcResults("o2").last?["status"]?.stringValue == "done" }
         XCTAssertEqual(adapter.executed.withLock { $0.map(\.id) }, ["o1", "o2"])
         XCTAssertEqual(results("o1").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
     }
 
-    func testNewerCommandSupersedesAWaitingOne() {
+    func testNewerCommandSupersedesAWaitingOne() async {
         _ = start(pollIntervalS: 10)
         eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
         adapter.fetchError.withLock { $0 = CloudError(.authFailed, status: 401, message: "expired key") }
@@ -261,17 +271,22 @@ final class BridgeTests: XCTestCase {
         eventually("s1 superseded") { results("s1").last?["status"]?.stringValue == "expired" }
         XCTAssertEqual(results("s1").last?["code"]?.stringValue, "SUPERSEDED")
         adapter.fetchError.withLock { $0 = nil }
+        await clock.advance(by: 15)  // the next retry of a failing account
         eventually("s2 done") { results("s2").last?["status"]?.stringValue == "done" }
         XCTAssertFalse(adapter.executed.withLock { $0.contains { $0.id == "s1" } })
     }
 
-    func testWaitingCommandExpires() {
+    func testWaitingCommandExpires() async {
         _ = start(pollIntervalS: 3600)
         eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
         adapter.executeErrors.withLock { $0 = [CloudError(.unavailable, message: "down")] }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x0","action":"stop"}"#)
         eventually("offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x1","action":"start","valid_for_s":30}"#)
+        eventually("queued") { results("x1").last?["status"]?.stringValue == "queued" }
+        await clock.advance(by: 29)
+        XCTAssertEqual(results("x1").last?["status"]?.stringValue, "queued", "expired before valid_for_s")
+        await clock.advance(by: 2)
         eventually("expired") { results("x1").last?["status"]?.stringValue == "expired" }
         XCTAssertEqual(results("x1").map { $0["status"]?.stringValue }, ["accepted", "queued", "expired"])
         XCTAssertEqual(results("x1").last?["code"]?.stringValue, "EXPIRED")
@@ -301,7 +316,7 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(adapter.executed.withLock { $0.map(\.id) }, ["doubt2"])
     }
 
-    func testInboxMessagesFromBeforeACrashAreHandledOnceOnStart() throws {
+    func testInboxMessagesFromBeforeACrashAreHandledOnceOnStart() async throws {
         store.devices.withLock {
             $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
                                         nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
@@ -315,13 +330,13 @@ final class BridgeTests: XCTestCase {
         again.inboxRow = try store.inboxAdd(again)
         mqtt.continuation.yield(.message(again))
         eventually("inbox drained") { (try? store.inboxPending().isEmpty) == true }
-        usleep(50_000)
+        await clock.settle()
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
         XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done"])
     }
 
-    func testScheduleIsPublishedAndScheduleNowMovesAtSwitchPoints() {
-        // Fake time starts 2027-01-15T08:00:00Z (UTC box); switch points at 08:01 (eco) and 08:03 (comfort).
+    func testScheduleIsPublishedAndScheduleNowMovesAtSwitchPoints() async {
+        // The manual clock starts 2027-01-15T08:00:00Z (UTC box); switch points at 08:01 (eco) and 08:03 (comfort).
         let program = WeekSchedule(days: Array(repeating: [.init(minute: 481, level: "eco"), .init(minute: 483, level: "comfort")], count: 7),
                                    levels: ["eco": 17, "comfort": 21])
         adapter.snapshots.withLock { $0[0].schedules = ["hc1": program] }
@@ -334,8 +349,12 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue, "comfort")
         XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["next"]?["at"]?.stringValue, "2027-01-15T08:01:00Z")
         // No poll happens (interval 1 h): the switch point alone re-publishes the node state.
+        let polls = adapter.priorities.withLock { $0.count }
+        await clock.advance(by: 61)
         eventually("eco after 08:01") { mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue == "eco" }
         XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["setpoint"]?.doubleValue, 17)
+        await clock.advance(by: 120)
+        XCTAssertEqual(adapter.priorities.withLock { $0.count }, polls, "a poll, not the switch point, re-published the state")
         eventually("comfort after 08:03") { mqtt.json("hb/fake-1/hc1/state").last?["schedule_now"]?["level"]?.stringValue == "comfort" }
         eventually("schedule cached") { store.devices.withLock { $0["fake-1"]?.schedules["hc1"] } != nil }
     }

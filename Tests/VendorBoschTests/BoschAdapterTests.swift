@@ -137,7 +137,7 @@ final class BoschAdapterTests: XCTestCase {
             "/hvacs/101000001/dhwCircuits": (200, "[]"),
             "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#),
         ])
-        let clock = FastClock()
+        let clock = ManualClock()
         let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
                              answerCache: AnswerCache(clock: clock))
         let program = "/hvacs/101000001/heatingCircuits/1/timePrograms/A"
@@ -145,7 +145,7 @@ final class BoschAdapterTests: XCTestCase {
         _ = try await a.fetchDevices()
         _ = try await a.fetchDevices()
         XCTAssertEqual(asked(), 1, "a 404 was asked again on the next poll")
-        try await clock.sleep(seconds: BoschAdapter.notFoundTTL + 1)
+        await clock.advance(by: BoschAdapter.notFoundTTL + 1)
         _ = try await a.fetchDevices()
         XCTAssertEqual(asked(), 2, "after its time the 404 is checked again")
     }

@@ -87,7 +87,7 @@ final class HSLAdapterTests: XCTestCase {
     func testAnswersForAnotherClientAreRefused() async {
         let t = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(#"{"authorisation":{"type":"BASIC","client":"partner-4711"},"reponse":[]}"#.utf8))) }
         let a = HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
-                           clock: FastClock(), localTime: tz)
+                           clock: ManualClock(), localTime: tz)
         do {
             _ = try await a.fetchDevices()
             XCTFail("accepted")
@@ -109,7 +109,7 @@ final class HSLAdapterTests: XCTestCase {
         }
         func online(_ t: ScriptedTransport) async throws -> Bool? {
             try await HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
-                                 clock: FastClock(), localTime: tz).fetchDevices().first?.online
+                                 clock: ManualClock(), localTime: tz).fetchDevices().first?.online
         }
         let ok = try await online(devices(gateway: #"{"token":"GW","version":"1"}"#, gatewayDeviceOnline: true))
         XCTAssertEqual(ok, true)

@@ -91,6 +91,11 @@ struct TriggerEngine {
         switch rule.kind {
         case .time:
             guard let at = armedAt[name] else { return o }
+            // Called before its time (it cannot fire early from the timer queue): keep waiting.
+            guard now >= at - 0.5 else {
+                o.timers.append((name, at))
+                return o
+            }
             var state = states[name] ?? TriggerState()
             // The scheduled time, not "now", is what fired: a restart right after never fires it again.
             if (state.lastFired ?? 0) < at {
