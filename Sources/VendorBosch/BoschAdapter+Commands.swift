@@ -1,0 +1,221 @@
+import HeatbridgeCore
+
+/// Executing validated commands, the values leases restore, and the read-back after a restart.
+extension BoschAdapter {
+    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
+        if command.node == "system" { return try await executeSystem(command, device: device) }
+        if command.capability == "heat-curve" {
+            let p = command.params
+            let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
+                                           maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
+                                           endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
+                                           roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
+            _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))), body: BoschWire.encode(body),
+                               remoteControl: true)
+            return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
+                .joined(separator: ", ")
+        }
+        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
+            return try await patchHeatingCircuit(command, device: device)
+        }
+        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
+            return try await patchDhwCircuit(command, device: device)
+        }
+        guard command.capability == "charge", command.node.hasPrefix("dhw") else {
+            throw CloudError(.rejected, message: "\(command.capability) is not implemented for Bosch")
+        }
+        let circuit = String(command.node.dropFirst(3))
+        let start = command.params["action"]?.stringValue == "start"
+        let minutes = command.params["duration_min"]?.intValue
+        let body = BoschWire.DhwCharge(chargeStatus: start ? BoschWire.chargeStart : BoschWire.chargeStop,
+                                       chargeDuration: start ? minutes : nil)
+        _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
+        return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
+    }
+
+    func executeSystem(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let p = command.params
+        let gw = device.vendorId
+        if command.capability == "date-time" {
+            guard let value = p["date_time"]?.stringValue ?? clock.map({ Self.localDateTime($0.now(), localTime) }) else {
+                throw CloudError(.rejected, message: "no clock to sync the gateway to")
+            }
+            _ = try await call("PUT", BoschWire.Path.dateTime(gw), body: BoschWire.encode(BoschWire.DateTime(dateTime: value)), remoteControl: true)
+            await answers?.forget(BoschWire.Path.dateTime(gw))
+            return "gateway clock set to \(value)"
+        }
+        if command.capability == "detect" {
+            _ = try await call("POST", BoschWire.Path.components(gw))
+            // The next poll reads the components again instead of the hour-old list.
+            await answers?.forget(BoschWire.Path.components(gw))
+            return "system detection started; components are read again on the next poll"
+        }
+        if command.capability == "silent-mode" {
+            let mode = p["mode"]?.stringValue ?? "OFF"
+            _ = try await call("PATCH", BoschWire.Path.silentMode(gw), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)), remoteControl: true)
+            return "silent mode \(mode.lowercased())"
+        }
+        if p["action"]?.stringValue == "delete", let id = p["id"]?.stringValue {
+            _ = try await call("DELETE", BoschWire.Path.holidayMode(gw, id), remoteControl: true)
+            return "holiday mode \(id) deleted"
+        }
+        let h = BoschWire.HolidayMode(startDate: p["start"]?.stringValue ?? "", endDate: p["end"]?.stringValue ?? "",
+                                      assignedTo: p["assigned_to"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                                      hcMode: p["hc_mode"]?.stringValue, dhwMode: p["dhw_mode"]?.stringValue)
+        let body = try await call("POST", BoschWire.Path.holidayModes(gw), body: BoschWire.encode(h), remoteControl: true)
+        let id = BoschWire.decode(BoschWire.HolidayMode.self, body)?.id
+        return "holiday mode \(id ?? "") \(h.startDate)…\(h.endDate) for \(h.assignedTo.joined(separator: ", "))"
+    }
+
+    func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let circuit = String(command.node.dropFirst(2))
+        let patch: BoschWire.HeatingCircuitPatch
+        if command.capability == "program" || command.capability == "levels" {
+            let p = command.params
+            let levels = command.capability == "levels" ? (p.objectValue ?? [:]).compactMapValues(\.doubleValue) : nil
+            let body = BoschWire.HeatingCircuitPatch(autoModeSettings: .init(timeProgramId: p["program"]?.stringValue, temperatureLevels: levels))
+            _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
+            if let program = p["program"]?.stringValue { return "time program \(program) selected" }
+            return "levels set: " + (levels ?? [:]).keys.sorted().map { "\($0) \(JSONValue.format(levels![$0]!)) °C" }.joined(separator: ", ")
+        }
+        if let mode = command.params["mode"]?.stringValue {
+            patch = .init(operationMode: mode)
+        } else {
+            patch = .init(manualModeSettings: .init(setPointTemperature: command.params["setpoint"]?.doubleValue))
+        }
+        _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, circuit), body: BoschWire.encode(patch), remoteControl: true)
+        // The cloud stores a mode change while an overriding mode (holiday, away, boost…) is active, but the
+        // circuit ignores it until that mode ends: say so instead of pretending it took effect.
+        let overriding = device.nodes[command.node]?["overriding_modes"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        var message = command.params["mode"] != nil ? "operation mode set to \(command.params["mode"]!.stringValue!.lowercased())"
+                                                    : "manual setpoint set to \(JSONValue.format(command.params["setpoint"]?.doubleValue ?? 0)) °C"
+        if !overriding.isEmpty {
+            message += "; not effective while \(overriding.joined(separator: ", ")) is active"
+        } else if command.params["setpoint"] != nil, device.nodes[command.node]?["operation_mode"]?.stringValue != "manual" {
+            message += "; it applies in manual mode"
+        }
+        return message
+    }
+
+    func patchDhwCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let circuit = String(command.node.dropFirst(3))
+        var patch = BoschWire.DhwCircuitPatch()
+        if let mode = command.params["mode"]?.stringValue {
+            patch.operationMode = mode
+        } else {
+            let settings = BoschWire.DhwModeSettings(startSetPointTemperature: command.params["start"]?.doubleValue,
+                                                     stopSetPointTemperature: command.params["stop"]?.doubleValue)
+            switch command.params["level"]?.stringValue {
+            case "eco": patch.ecoModeSettings = settings
+            case "low": patch.lowModeSettings = settings
+            default: patch.highModeSettings = settings
+            }
+        }
+        _ = try await call("PATCH", BoschWire.Path.dhwCircuit(device.vendorId, circuit), body: BoschWire.encode(patch), remoteControl: true)
+        if let mode = command.params["mode"]?.stringValue { return "DHW mode set to \(mode.lowercased())" }
+        return "DHW \(command.params["level"]?.stringValue ?? "") level set to \(JSONValue.format(command.params["start"]?.doubleValue ?? 0))…\(JSONValue.format(command.params["stop"]?.doubleValue ?? 0)) °C"
+    }
+
+    /// The program path and current program of a heating or DHW circuit, read fresh from the cloud.
+    func currentProgram(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> (path: String, tp: String, program: WeekSchedule) {
+        if command.node.hasPrefix("dhw") {
+            let circuit = String(command.node.dropFirst(3))
+            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, circuit), remoteControl: true)
+            let tp = d.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
+            let path = BoschWire.Path.dhwTimeProgram(device.vendorId, circuit, tp)
+            let p = try await get(BoschWire.TimeProgram.self, path, remoteControl: true)
+            return (path, tp, Self.schedule(p, levels: Self.dhwLevels(d)))
+        }
+        let circuit = String(command.node.dropFirst(2))
+        let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, circuit), remoteControl: true)
+        guard let tp = hc.autoModeSettings?.timeProgramId else {
+            throw CloudError(.rejected, message: "\(command.node) has no selected time program")
+        }
+        let path = BoschWire.Path.heatingTimeProgram(device.vendorId, circuit, tp)
+        let p = try await get(BoschWire.TimeProgram.self, path, remoteControl: true)
+        return (path, tp, Self.schedule(p, levels: hc.autoModeSettings?.temperatureLevels ?? [:]))
+    }
+
+    /// PUT of the whole program, after checking it was not changed in the cloud since the edit was made.
+    /// The budget spaces PUTs of one program 10 s apart, as documented.
+    func writeSchedule(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        guard let wanted = WeekSchedule(json: ["days": command.params["days"] ?? .null, "levels": [:]]) else {
+            throw CloudError(.rejected, message: "stored schedule parameters are unreadable")
+        }
+        let (path, tp, now) = try await currentProgram(command, device: device)
+        if let base = command.params["base_version"]?.stringValue, command.params["force"]?.boolValue != true,
+           now.json["version"]?.stringValue != base {
+            throw CloudError(.conflict, message: "the program changed in the cloud since version \(base) (now \(now.json["version"]?.stringValue ?? "?")); resend with the new version or \"force\":true")
+        }
+        var points: [BoschWire.SwitchPoint] = []
+        for (d, day) in wanted.days.enumerated() {
+            for p in day { points.append(.init(dayOfWeek: BoschWire.days[d], time: p.minute, setpoint: p.level)) }
+        }
+        _ = try await call("PUT", path, body: BoschWire.encode(BoschWire.TimeProgram(id: tp, switchPoints: points)), remoteControl: true)
+        return "time program \(tp) written (\(points.count) switch points)"
+    }
+
+    /// Leasable: circuit modes and the manual setpoint (the API has no end time for them).
+    public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? {
+        guard let state = device.nodes[node] else { return nil }
+        switch (node.hasPrefix("hc") ? "hc" : node.hasPrefix("dhw") ? "dhw" : "", capability) {
+        case ("hc", "setpoint"): return state["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] }
+        case ("hc", "mode"), ("dhw", "mode"): return state["operation_mode"]?.stringValue.map { ["mode": .string($0)] }
+        default: return nil
+        }
+    }
+
+    public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        if command.capability == "heat-curve" {
+            let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))),
+                                                 remoteControl: true))
+            return (command.params.objectValue ?? [:]).allSatisfy { k, v in
+                k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
+            }
+        }
+        // Setting the clock again or re-running detection does no harm: send them again.
+        if command.capability == "date-time" || command.capability == "detect" { return nil }
+        if command.node == "system" {
+            let now = try await systemState(device.vendorId)
+            if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }
+            let holidays = now["holidays"]?.arrayValue ?? []
+            if command.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == command.params["id"] } }
+            return holidays.contains { $0["start"] == command.params["start"] && $0["end"] == command.params["end"] }
+        }
+        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
+            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),
+                                   remoteControl: true)
+            if let program = command.params["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
+            if command.capability == "levels" {
+                let now = hc.autoModeSettings?.temperatureLevels ?? [:]
+                return (command.params.objectValue ?? [:]).allSatisfy { now[$0.key] == $0.value.doubleValue }
+            }
+            if let mode = command.params["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
+            return hc.manualModeSettings?.setPointTemperature == command.params["setpoint"]?.doubleValue
+        }
+        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
+            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, String(command.node.dropFirst(3))),
+                                  remoteControl: true)
+            if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
+            let s: BoschWire.DhwModeSettings?
+            switch command.params["level"]?.stringValue {
+            case "eco": s = d.ecoModeSettings
+            case "low": s = d.lowModeSettings
+            default: s = d.highModeSettings
+            }
+            return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
+        }
+        if command.capability == "schedule" {
+            let (_, _, now) = try await currentProgram(command, device: device)
+            return now.json["days"] == command.params["days"]
+        }
+        guard command.capability == "charge", command.node.hasPrefix("dhw") else { return nil }
+        let circuit = String(command.node.dropFirst(3))
+        let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, circuit), remoteControl: true)
+        if command.params["action"]?.stringValue == "start" {
+            return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue
+        }
+        return now.chargeStatus == BoschWire.chargeStop
+    }
+}
