@@ -45,7 +45,7 @@ let package = Package(
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox")]),
+            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(
             name: "heatbridge-sim",
             dependencies: [

@@ -81,14 +81,14 @@ extension BoschCloud {
                 return .error(400, "action must be ACCEPT, REJECT or REVOKE")
             }
             switch (a.action, c.status) {
-            case ("ACCEPT", "PENDING"): c.status = "ACTIVE"
-            case ("REJECT", "PENDING"): c.status = "REJECTED"
-            case ("REVOKE", "ACTIVE"): c.status = "REVOKED"
+            case (BoschWire.ContractVerb.accept, BoschWire.ContractState.pending): c.status = BoschWire.ContractState.active
+            case (BoschWire.ContractVerb.reject, BoschWire.ContractState.pending): c.status = BoschWire.ContractState.rejected
+            case (BoschWire.ContractVerb.revoke, BoschWire.ContractState.active): c.status = BoschWire.ContractState.revoked
             default: return .error(409, "cannot \(a.action) a \(c.status) contract")
             }
             c.statusDate = date
             contracts[id] = c
-            if c.status == "ACTIVE" {
+            if c.status == BoschWire.ContractState.active {
                 if gateways[id] == nil { gateways[id] = Self.makeGateway(id: id) }
                 gateways[id]!.contract = true
             } else {
@@ -96,7 +96,7 @@ extension BoschCloud {
             }
             return .json(200, BoschWire.encode(c))
         case "DELETE":
-            guard c.status == "CLOSED" else { return .error(409, "only a CLOSED contract is acknowledged") }
+            guard c.status == BoschWire.ContractState.closed else { return .error(409, "only a CLOSED contract is acknowledged") }
             contracts[id] = nil
             gateways[id] = nil
             return Reply(status: 204, body: [])
@@ -109,7 +109,7 @@ extension BoschCloud {
     func allContracts() -> [BoschWire.Contract] {
         var out = contracts
         for gw in gateways.values where out[gw.id] == nil && gw.contract {
-            out[gw.id] = BoschWire.Contract(gatewayId: gw.id, status: "ACTIVE", statusDate: "2026-01-15T09:00:00Z", userId: "owner-\(gw.id)",
+            out[gw.id] = BoschWire.Contract(gatewayId: gw.id, status: BoschWire.ContractState.active, statusDate: "2026-01-15T09:00:00Z", userId: "owner-\(gw.id)",
                                             addressLines: ["Musterstraße 1", "70173 Stuttgart"])
         }
         return Array(out.values)

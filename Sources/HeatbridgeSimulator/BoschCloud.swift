@@ -122,7 +122,7 @@ public struct BoschCloud: Sendable {
             makeGateway(id: "101000002", brand: "bosch", deviceType: "Compress 7400i AW"),
         ])
         // Shared by its owner, not accepted yet: accepting it makes the gateway appear.
-        cloud.contracts["101000003"] = BoschWire.Contract(gatewayId: "101000003", status: "PENDING", statusDate: "2026-11-20T10:00:00Z",
+        cloud.contracts["101000003"] = BoschWire.Contract(gatewayId: "101000003", status: BoschWire.ContractState.pending, statusDate: "2026-11-20T10:00:00Z",
                                                           userId: "owner-101000003", addressLines: ["Hauptstraße 5", "80331 München"])
         return cloud
     }
@@ -174,8 +174,7 @@ public struct BoschCloud: Sendable {
             return Reply(status: 202, body: [])
         case .gateways:
             guard method == "GET" else { return .error(405, "method not allowed") }
-            let ended: Set<String> = ["REVOKED", "REJECTED", "CLOSED"]
-            let list = gateways.values.filter { !ended.contains(contracts[$0.id]?.status ?? "") }.sorted { $0.id < $1.id }
+            let list = gateways.values.filter { !BoschWire.ContractState.ended.contains(contracts[$0.id]?.status ?? "") }.sorted { $0.id < $1.id }
                 .map { BoschWire.Gateway(gatewayId: $0.id, deviceType: $0.deviceType, brand: $0.brand) }
             return .json(200, BoschWire.encode(list))
         default:
@@ -190,7 +189,7 @@ public struct BoschCloud: Sendable {
         guard var gw = gateways[gatewayId] else { return .error(404, "unknown gateway") }
         guard gw.contract else { return .error(403, "Forbidden") }
         if case .status = route {
-            return .json(200, BoschWire.encode(BoschWire.GatewayStatus(status: gw.online ? "ONLINE" : "OFFLINE")))
+            return .json(200, BoschWire.encode(BoschWire.GatewayStatus(status: gw.online ? BoschWire.gatewayOnline : BoschWire.gatewayOffline)))
         }
         if case .components = route {
             guard gw.online else { return .error(504, "Gateway Timeout") }
@@ -234,7 +233,7 @@ public struct BoschCloud: Sendable {
             guard let c = gw.heatCurves[id] else { return .error(404, "no heat curve") }
             return .json(200, BoschWire.encode(c))
         case ("PATCH", .heatCurve(_, let id)):
-            guard var c = gw.heatCurves[id], c.controlType != "ISRC" else { return .error(404, "no heat curve") }
+            guard var c = gw.heatCurves[id], c.controlType != BoschWire.controlTypeISRC else { return .error(404, "no heat curve") }
             guard let p = BoschWire.decode(BoschWire.HeatCurve.self, body) else { return .error(400, "invalid heat curve") }
             if let v = p.minFlowTemperature { c.minFlowTemperature = v }
             if let v = p.maxFlowTemperature { c.maxFlowTemperature = v }
@@ -304,8 +303,8 @@ public struct BoschCloud: Sendable {
         }
         // The circuit follows its mode: manual → the manual setpoint, auto → the comfort level, off → frost protection.
         switch hc.operationMode {
-        case "MANUAL": hc.currentSetPointTemperature = hc.manualModeSettings?.setPointTemperature
-        case "OFF": hc.currentSetPointTemperature = 5
+        case BoschWire.heatingModeManual: hc.currentSetPointTemperature = hc.manualModeSettings?.setPointTemperature
+        case BoschWire.heatingModeOff: hc.currentSetPointTemperature = 5
         default: hc.currentSetPointTemperature = hc.autoModeSettings?.temperatureLevels?["comfort"]
         }
         gw.heatingCircuits[id] = hc
@@ -390,11 +389,20 @@ struct TokenBucket: Sendable {
 }
 
 /// The simulator's own reading of local time, from Foundation's time-zone database: independent of the
-/// adapter's glibc code on purpose, so a mistake there shows up as a clock offset instead of being mirrored.
+/// daemon's glibc code on purpose, so a mistake there shows up as a clock offset instead of being mirrored.
 enum SimulatorClock {
     /// Local wall time at `t`, as seconds since 1970-01-01 00:00 local.
     static func localWall(_ t: Double) -> Double {
         t + Double(TimeZone.current.secondsFromGMT(for: Date(timeIntervalSince1970: t)))
+    }
+
+    /// The instant of local wall time `minute` on day `day` (days since 1970-01-01).
+    static func instant(day: Int64, minute: Int) -> Double {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .current
+        let (y, m, d) = Timestamp.civilFromDays(day)
+        let parts = DateComponents(year: Int(y), month: Int(m), day: Int(d), hour: minute / 60, minute: minute % 60)
+        return calendar.date(from: parts)?.timeIntervalSince1970 ?? Double(day * 86_400 + Int64(minute) * 60)
     }
 
     /// `2026-11-22T10:00:00`: local time at `t` in the gateway's format.

@@ -1,6 +1,8 @@
 import HeatbridgeCore
 import VendorPodero
 
+private typealias PF = PoderoWire.F
+
 /// A stateful fake of the Podero Partner API v2.0 (cloud-apis.md §3), built from `PoderoWire`'s names:
 /// client-credentials tokens with an expiry, users and heat pumps, state that Podero refreshes on a cadence
 /// (`current_state_last_updated_at` moves only then), partial PUT with 422 validation errors in the
@@ -75,25 +77,26 @@ public struct PoderoCloud: Sendable {
               let exp = tokens[String(auth.dropFirst(7))], exp > now else {
             return Self.detail(401, "Invalid token.")
         }
-        let parts = pathOnly.dropFirst(PoderoWire.apiPrefix.count).split(separator: "/").map(String.init)
-        if parts.first == "device-onboarding" { return onboarding(method: method, parts: parts, body: body, now: now) }
-        guard parts.count >= 3, parts[0] == "org", parts[2] == "users" else { return Self.detail(404, "Not Found") }
-        guard parts[1] == orgId else { return Self.detail(403, "You do not have permission to perform this action.") }
-        switch (method, parts.count) {
-        case ("GET", 3):
+        guard let route = PoderoWire.Route(path: String(pathOnly.dropFirst(PoderoWire.apiPrefix.count))) else { return Self.detail(404, "Not Found") }
+        if let org = route.org, org != orgId { return Self.detail(403, "You do not have permission to perform this action.") }
+        func owned(_ user: String, _ hp: String) -> Bool { heatPumps[hp]?.owner == user }
+        switch (method, route) {
+        case (_, .onboarding), (_, .onboardingSession):
+            return onboarding(method: method, route: route, body: body, now: now)
+        case ("GET", .users):
             return Reply(status: 200, body: JSONValue.array(users).bytes)
-        case ("GET", 5) where parts[4] == "heat-pumps":
-            let list = heatPumps.values.filter { $0.owner == parts[3] }.map { JSONValue.object($0.object) }
-            guard users.contains(where: { $0["id"]?.stringValue == parts[3] }) else { return Self.detail(404, "User not found") }
-            return Reply(status: 200, body: JSONValue.array(list.sorted { ($0["id"]?.stringValue ?? "") < ($1["id"]?.stringValue ?? "") }).bytes)
-        case ("GET", 6) where parts[4] == "heat-pumps":
-            guard let hp = heatPumps[parts[5]], hp.owner == parts[3] else { return Self.detail(404, "Heat pump not found") }
-            return Reply(status: 200, body: JSONValue.object(hp.object).bytes)
-        case ("PUT", 6) where parts[4] == "heat-pumps":
-            guard heatPumps[parts[5]]?.owner == parts[3] else { return Self.detail(404, "Heat pump not found") }
-            return update(parts[5], body: body, now: now)
-        case ("GET", 7) where parts[4] == "heat-pumps" && parts[6] == "statistics":
-            guard heatPumps[parts[5]]?.owner == parts[3] else { return Self.detail(404, "Heat pump not found") }
+        case ("GET", .heatPumps(_, let user)):
+            let list = heatPumps.values.filter { $0.owner == user }.map { JSONValue.object($0.object) }
+            guard users.contains(where: { $0[PF.id]?.stringValue == user }) else { return Self.detail(404, "User not found") }
+            return Reply(status: 200, body: JSONValue.array(list.sorted { ($0[PF.id]?.stringValue ?? "") < ($1[PF.id]?.stringValue ?? "") }).bytes)
+        case ("GET", .heatPump(_, let user, let hp)):
+            guard let pump = heatPumps[hp], pump.owner == user else { return Self.detail(404, "Heat pump not found") }
+            return Reply(status: 200, body: JSONValue.object(pump.object).bytes)
+        case ("PUT", .heatPump(_, let user, let hp)):
+            guard owned(user, hp) else { return Self.detail(404, "Heat pump not found") }
+            return update(hp, body: body, now: now)
+        case ("GET", .statistics(_, let user, let hp)):
+            guard owned(user, hp) else { return Self.detail(404, "Heat pump not found") }
             return statistics(query: query, now: now)
         default:
             return Self.detail(405, "Method Not Allowed")
@@ -105,19 +108,20 @@ public struct PoderoCloud: Sendable {
         guard let auth = headers["authorization"], auth.hasPrefix("Basic "),
               let raw = Base64.decode(String(auth.dropFirst(6))),
               String(decoding: raw, as: UTF8.self) == "\(clientId):\(clientSecret)" else {
-            return Reply(status: 401, body: JSONValue.object(["error": "invalid_client"]).bytes)
+            return Reply(status: 401, body: JSONValue.object([PoderoWire.Token.error: .string(PoderoWire.Token.invalidClient)]).bytes)
         }
         let text = String(decoding: body, as: UTF8.self)
-        let grant = (try? JSONValue.parse(body))?["grant_type"]?.stringValue ?? (text.contains("grant_type=client_credentials") ? "client_credentials" : nil)
-        guard grant == "client_credentials" else {
-            return Reply(status: 400, body: JSONValue.object(["error": "unsupported_grant_type"]).bytes)
+        let grant = (try? JSONValue.parse(body))?[PoderoWire.Token.grantType]?.stringValue
+            ?? (text.contains("\(PoderoWire.Token.grantType)=\(PoderoWire.Token.clientCredentials)") ? PoderoWire.Token.clientCredentials : nil)
+        guard grant == PoderoWire.Token.clientCredentials else {
+            return Reply(status: 400, body: JSONValue.object([PoderoWire.Token.error: .string(PoderoWire.Token.unsupportedGrant)]).bytes)
         }
         tokensIssued += 1
         // 30 characters, opaque, like the real ones.
         let value = "simtok" + String(repeating: "0", count: max(0, 24 - String(tokensIssued).count)) + String(tokensIssued)
         tokens[value] = now + tokenTTL
         return Reply(status: 200, body: JSONValue.object([
-            "access_token": .string(value), "expires_in": .number(tokenTTL), "token_type": "Bearer", "scope": "read write",
+            PoderoWire.Token.accessToken: .string(value), PoderoWire.Token.expiresIn: .number(tokenTTL), PoderoWire.Token.tokenType: "Bearer", "scope": "read write",
         ]).bytes)
     }
 
@@ -192,23 +196,23 @@ public struct PoderoCloud: Sendable {
         return Reply(status: 200, body: JSONValue.object(o).bytes)
     }
 
-    mutating func onboarding(method: String, parts: [String], body: [UInt8], now: Double) -> Reply {
-        if method == "GET", parts.count == 2 {
-            guard let s = sessions[parts[1]] else { return Self.detail(404, "Onboarding session not found") }
+    mutating func onboarding(method: String, route: PoderoWire.Route, body: [UInt8], now: Double) -> Reply {
+        if method == "GET", case .onboardingSession(let sessionId) = route {
+            guard let s = sessions[sessionId] else { return Self.detail(404, "Onboarding session not found") }
             return Reply(status: 200, body: s.bytes)
         }
-        guard method == "POST", parts.count == 1 else { return Self.detail(405, "Method Not Allowed") }
+        guard method == "POST", route == .onboarding else { return Self.detail(405, "Method Not Allowed") }
         guard let j = try? JSONValue.parse(body) else { return Reply(status: 422, body: PoderoWire.validationBody(field: "body", "Invalid JSON")) }
-        for k in ["user_id", "language", "price_zone_default", "success_url", "cancel_url"] where j[k]?.stringValue == nil {
+        for k in PoderoWire.Onboarding.required where j[k]?.stringValue == nil {
             return Reply(status: 422, body: PoderoWire.validationBody(field: k, "Field required"))
         }
-        guard PoderoWire.languages.contains(j["language"]!.stringValue!) else {
-            return Reply(status: 422, body: PoderoWire.validationBody(field: "language", "Input should be one of \(PoderoWire.languages.joined(separator: ", "))"))
+        guard PoderoWire.languages.contains(j[PoderoWire.Onboarding.language]!.stringValue!) else {
+            return Reply(status: 422, body: PoderoWire.validationBody(field: PoderoWire.Onboarding.language, "Input should be one of \(PoderoWire.languages.joined(separator: ", "))"))
         }
-        guard PoderoWire.priceZones.contains(j["price_zone_default"]!.stringValue!) else {
-            return Reply(status: 422, body: PoderoWire.validationBody(field: "price_zone_default", "Input is not a valid price zone"))
+        guard PoderoWire.priceZones.contains(j[PoderoWire.Onboarding.priceZone]!.stringValue!) else {
+            return Reply(status: 422, body: PoderoWire.validationBody(field: PoderoWire.Onboarding.priceZone, "Input is not a valid price zone"))
         }
-        guard users.contains(where: { $0["id"] == j["user_id"] }) else { return Self.detail(404, "User not found") }
+        guard users.contains(where: { $0[PF.id] == j[PoderoWire.Onboarding.userId] }) else { return Self.detail(404, "User not found") }
         let n = sessions.count + 1
         let id = "0b5e0000-0000-4000-8000-" + String(repeating: "0", count: 12 - String(n).count) + String(n)
         // Valid until the end of the next day [pub]; the API gives the date only.
@@ -216,9 +220,9 @@ public struct PoderoCloud: Sendable {
         let (y, m, d) = Timestamp.civilFromDays(day)
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let session: JSONValue = [
-            "id": .string(id), "user": j["user_id"]!, "success_url": j["success_url"]!, "cancel_url": j["cancel_url"]!,
-            "authentication_url": .string("https://connect.podero.com?onboarding_session_id=\(id)"),
-            "expiration_date": .string("\(y)-\(two(m))-\(two(d))"), "object_id": .null, "external_metadata": [:],
+            PF.id: .string(id), "user": j[PoderoWire.Onboarding.userId]!, PoderoWire.Onboarding.successURL: j[PoderoWire.Onboarding.successURL]!, PoderoWire.Onboarding.cancelURL: j[PoderoWire.Onboarding.cancelURL]!,
+            PoderoWire.Onboarding.authenticationURL: .string("https://connect.podero.com?onboarding_session_id=\(id)"),
+            PoderoWire.Onboarding.expirationDate: .string("\(y)-\(two(m))-\(two(d))"), "object_id": .null, "external_metadata": [:],
         ]
         sessions[id] = session
         return Reply(status: 201, body: session.bytes)

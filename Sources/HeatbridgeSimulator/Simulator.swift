@@ -228,7 +228,7 @@ public actor Simulator {
                 c.status = st
                 c.statusDate = Timestamp.iso8601(Self.now())
                 bosch.contracts[id] = c
-                if st != "ACTIVE" { bosch.gateways[id]?.contract = false }
+                if st != BoschWire.ContractState.active { bosch.gateways[id]?.contract = false }
                 return ok()
             }
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/"), path.contains("/programs/") {

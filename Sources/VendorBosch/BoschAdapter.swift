@@ -151,7 +151,7 @@ public struct BoschAdapter: VendorAdapter {
         let attributes: [String: JSONValue] = ["brand": .string(gw.brand)]
         do {
             let status = try await get(BoschWire.GatewayStatus.self, BoschWire.Path.status(gw.gatewayId))
-            let online = status.status.uppercased() == "ONLINE"
+            let online = status.status.uppercased() == BoschWire.gatewayOnline
             guard online else {
                 return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: false, attributes: attributes, nodes: [:])
             }

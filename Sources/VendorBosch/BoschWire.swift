@@ -112,7 +112,9 @@ public enum BoschWire {
         }
     }
     /// `controlType` values (consumer cloud) [analog].
-    public static let controlTypes = ["WDCOPTIMIZED", "WDCSIMPLIFIED", "ISRC"]
+    /// A room-temperature-controlled circuit has no heat curve to edit.
+    public static let controlTypeISRC = "ISRC"
+    public static let controlTypes = ["WDCOPTIMIZED", "WDCSIMPLIFIED", controlTypeISRC]
     public static let flowRange = 10.0...90.0
     public static let roomInfluenceRange = 0.0...10.0
     public static let roomOffsetRange = -5.0...5.0
@@ -183,8 +185,18 @@ public enum BoschWire {
         public var action: String
         public init(action: String) { self.action = action }
     }
-    public static let contractActions = ["ACCEPT", "REJECT", "REVOKE"]
-    public static let contractStatuses = ["PENDING", "ACTIVE", "REJECTED", "REVOKED", "CLOSED"]
+    public enum ContractState {
+        public static let pending = "PENDING", active = "ACTIVE", rejected = "REJECTED", revoked = "REVOKED", closed = "CLOSED"
+        /// A gateway whose contract ended in one of these is no longer listed by `/hvacs`.
+        public static let ended: Set<String> = [rejected, revoked, closed]
+    }
+    public enum ContractVerb {
+        public static let accept = "ACCEPT", reject = "REJECT", revoke = "REVOKE"
+    }
+    public static let contractActions = [ContractVerb.accept, ContractVerb.reject, ContractVerb.revoke]
+    public static let contractStatuses = [ContractState.pending, ContractState.active, ContractState.rejected, ContractState.revoked, ContractState.closed]
+    /// `GET /hvacs/{id}/status` [doc].
+    public static let gatewayOnline = "ONLINE", gatewayOffline = "OFFLINE"
 
     /// `GET /api-keys/me`: at least the partner's `companyId` [doc].
     public struct KeyIdentity: Codable, Sendable, Equatable {
@@ -376,7 +388,8 @@ public enum BoschWire {
     }
 
     /// Heating circuit operation modes (INFERRED upper-case spelling of the gateway's off/auto/manual).
-    public static let heatingModes = ["OFF", "AUTO", "MANUAL"]
+    public static let heatingModeOff = "OFF", heatingModeAuto = "AUTO", heatingModeManual = "MANUAL"
+    public static let heatingModes = [heatingModeOff, heatingModeAuto, heatingModeManual]
     /// DHW operation modes (INFERRED from the gateway's Off/eco/low/high/ownprogram; `AUTO` = own program).
     public static let dhwModes = ["OFF", "ECO", "LOW", "HIGH", "AUTO"]
     /// Room setpoint range of the controllers (analog: km200 minValue/maxValue 5…30 °C), 0.5 °C steps.

@@ -1,5 +1,8 @@
 import HeatbridgeCore
 
+/// The wire's field names, spelled once in `HSLWire.F`.
+private typealias F = HSLWire.F
+
 /// The HomeSmartlink 3rd Party API adapter: each configured home is a device (`hsl-<homeId>`), each room a
 /// node (`room-<roomId>`) listing its heaters; derogations (temporary setpoint offsets, the API's load
 /// shedding) are sent per window and followed through the delivery report until every home acknowledged.
@@ -90,7 +93,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         for home in homes {
             let e: HSLWire.Envelope
             do {
-                e = try await call("POST", HSLWire.Path.config, body: ["homeId": .string(home)])
+                e = try await call("POST", HSLWire.Path.config, body: [F.homeId: .string(home)])
             } catch where error.accountState == nil {
                 // This home alone is refused (not shared, unknown): report it on its device, keep the others.
                 out.append(DeviceSnapshot(id: Self.deviceId(home), vendorId: home, online: nil, nodes: [:], error: error))
@@ -99,7 +102,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             guard let devices = e.response.arrayValue else {
                 throw CloudError(.badResponse, status: 200, message: "device list of home \(home) is not an array")
             }
-            var snap = await snapshot(home: home, devices: devices, gateway: e.root["gateway"], now: now)
+            var snap = await snapshot(home: home, devices: devices, gateway: e.root[F.gateway], now: now)
             snap.nodes[Self.systemNode] = try await systemNode(home: home, now: now)
             out.append(snap)
         }
@@ -107,14 +110,13 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     }
 
     func snapshot(home: String, devices: [JSONValue], gateway: JSONValue?, now: EpochSeconds) async -> DeviceSnapshot {
-        typealias F = HSLWire.F
         var rooms: [Int: (name: String, heaters: [JSONValue])] = [:]
         var gatewayOnline: Bool?
         for d in devices {
             guard let room = d[F.roomId]?.intValue else { continue }
             let category = d[F.category]?.stringValue ?? "None"
             let online = d[F.online]?.boolValue ?? false
-            if category == "Gateway" {
+            if category == HSLWire.gatewayCategory {
                 gatewayOnline = online
                 continue
             }
@@ -144,19 +146,18 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         let anyOnline = rooms.values.contains { $0.heaters.contains { $0[F.online]?.boolValue == true } }
         // The gateway carries every command to the heaters: a home whose gateway block is missing or has no
         // token cannot be reached, whatever its heaters last reported.
-        let hasGateway = !(gateway?["token"]?.stringValue ?? "").isEmpty
+        let hasGateway = !(gateway?[F.token]?.stringValue ?? "").isEmpty
         let online: Bool? = devices.isEmpty ? nil : hasGateway && (gatewayOnline ?? anyOnline)
         var attributes: [String: JSONValue] = [:]
         if let g = gateway, g.objectValue != nil {
-            attributes["gateway"] = ["id": g["token"] ?? .null, "version": g["version"] ?? .null, "last_ping": g["lastPing"] ?? .null,
-                                     "installation_date": g["installationDate"] ?? .null]
+            attributes["gateway"] = ["id": g[F.token] ?? .null, "version": g[F.version] ?? .null, "last_ping": g[F.lastPing] ?? .null,
+                                     "installation_date": g[F.installationDate] ?? .null]
         }
         return DeviceSnapshot(id: Self.deviceId(home), vendorId: home, model: "HomeSmartlink home", online: online,
                               attributes: attributes, nodes: nodes, schedules: schedules)
     }
 
     static func heater(_ d: JSONValue) -> JSONValue {
-        typealias F = HSLWire.F
         return ["id": d[F.header] ?? .null, "category": d[F.category] ?? .null, "online": d[F.online] ?? .null,
                 "mode": .string(d[F.mode]?.stringValue?.lowercased()), "setpoint": .number(HSLWire.number(d[F.setpoint])),
                 "temperature": .number(HSLWire.number(d[F.measured])), "last_update": d[F.lastUpdate] ?? .null,
@@ -171,7 +172,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         for day in days {
             var points: [WeekSchedule.SwitchPoint] = []
             for r in day.arrayValue ?? [] {
-                guard let s = r["start"]?.intValue, let e = r["end"]?.intValue, (0..<1440).contains(s), s < e, e <= 1440 else { continue }
+                guard let s = r[F.start]?.intValue, let e = r[F.end]?.intValue, (0..<1440).contains(s), s < e, e <= 1440 else { continue }
                 points.removeAll { $0.minute == s }
                 points.append(.init(minute: s, level: "comfort"))
                 if e < 1440 { points.append(.init(minute: e, level: "eco")) }
@@ -277,11 +278,11 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         var triggers: [String] = []
         for w in windows {
             let list: [JSONValue] = items.map {
-                ["homeId": .string($0.home), "roomId": .int($0.room), "startTime": .int(w.start), "endTime": .int(w.end),
-                 "delta": .int(delta), "date": .string(w.date)]
+                [F.homeId: .string($0.home), F.roomId: .int($0.room), F.startTime: .int(w.start), F.endTime: .int(w.end),
+                 F.delta: .int(delta), F.date: .string(w.date)]
             }
-            let e = try await call("POST", HSLWire.Path.derogations, body: ["derogations": .array(list)])
-            guard let t = e.root["startTrigger"]?.stringValue ?? e.root["startTrigger"]?.intValue.map(String.init) else {
+            let e = try await call("POST", HSLWire.Path.derogations, body: [F.derogations: .array(list)])
+            guard let t = e.root[F.startTrigger]?.stringValue ?? e.root[F.startTrigger]?.intValue.map(String.init) else {
                 throw CloudError(.badResponse, status: 200, message: "derogation accepted without a startTrigger; delivery cannot be followed")
             }
             triggers.append(t)
@@ -293,15 +294,15 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             var requested = 0, sent = 0, received = 0
             var missing = Set<String>()
             for t in triggers {
-                let r = try await call("POST", HSLWire.Path.report, body: ["trigger": .string(t)])
-                let s = r.response["summary"]
-                requested += s?["requested"]?.intValue ?? 0
-                sent += s?["sent"]?.intValue ?? 0
-                received += s?["received"]?.intValue ?? 0
-                for d in r.response["details"]?.arrayValue ?? [] where d["acknowledge"]?.boolValue != true {
-                    if let h = d["homeId"]?.stringValue { missing.insert(h) }
+                let r = try await call("POST", HSLWire.Path.report, body: [F.trigger: .string(t)])
+                let s = r.response[F.summary]
+                requested += s?[F.requested]?.intValue ?? 0
+                sent += s?[F.sent]?.intValue ?? 0
+                received += s?[F.received]?.intValue ?? 0
+                for d in r.response[F.details]?.arrayValue ?? [] where d[F.acknowledge]?.boolValue != true {
+                    if let h = d[F.homeId]?.stringValue { missing.insert(h) }
                 }
-                if r.response["details"]?.arrayValue == nil, (s?["received"]?.intValue ?? 0) < (s?["requested"]?.intValue ?? 1) {
+                if r.response[F.details]?.arrayValue == nil, (s?[F.received]?.intValue ?? 0) < (s?[F.requested]?.intValue ?? 1) {
                     for i in items { missing.insert(i.home) }
                 }
             }
@@ -383,7 +384,7 @@ actor DerogationBook {
 extension HSLAdapter {
     /// Homes linked to a user's e-mail (GET INVITATIONS): what an installer puts in `homes:`.
     public func invitations(email: String) async throws(CloudError) -> [JSONValue] {
-        let e = try await call("POST", HSLWire.Path.invitations, body: ["email": .string(email)])
+        let e = try await call("POST", HSLWire.Path.invitations, body: [F.email: .string(email)])
         guard let list = e.response.arrayValue else { throw CloudError(.badResponse, status: 200, message: "invitation list is not an array") }
         return list
     }
@@ -403,10 +404,10 @@ extension HSLAdapter {
     /// Starts a diagnosis of a home; returns the message id to fetch the result with.
     public func requestDiagnosis(home: String) async throws(CloudError) -> String {
         // DIAGNOSYS REQUEST answers {"status","messageId"} without the usual envelope [doc].
-        let r = try await send("POST", HSLWire.Path.request, body: ["homeId": .string(home)])
+        let r = try await send("POST", HSLWire.Path.request, body: [F.homeId: .string(home)])
         let j = try? JSONValue.parse(r.body)
-        guard j?["status"]?.stringValue == "OK", let id = j?["messageId"]?.stringValue else {
-            throw CloudError(.rejected, status: r.status, message: "diagnosis refused for home \(home) (status \(j?["status"]?.stringValue ?? "?"))")
+        guard j?[F.status]?.stringValue == HSLWire.requestAccepted, let id = j?[F.messageId]?.stringValue else {
+            throw CloudError(.rejected, status: r.status, message: "diagnosis refused for home \(home) (status \(j?[F.status]?.stringValue ?? "?"))")
         }
         return id
     }
@@ -414,7 +415,7 @@ extension HSLAdapter {
     /// The diagnosis result, or nil while it is not ready (the doc recommends waiting about 5 minutes).
     public func diagnosisResult(messageId: String) async throws(CloudError) -> JSONValue? {
         do {
-            return try await call("PUT", HSLWire.Path.request, body: ["messageId": .string(messageId)]).response
+            return try await call("PUT", HSLWire.Path.request, body: [F.messageId: .string(messageId)]).response
         } catch where error.status == 404 {
             return nil
         }

@@ -13,7 +13,8 @@ public enum HSLWire {
         public static let invitations = "/partners/1/invitations"
         public static let derogations = "/partners/1/derogations"
         public static let report = "/partners/1/report"
-        public static func users(page: Int, size: Int) -> String { "/partners/1/users?page=\(page)&size=\(size)" }
+        public static let users = "/partners/1/users"
+        public static func users(page: Int, size: Int) -> String { "\(users)?\(F.page)=\(page)&\(F.size)=\(size)" }
         /// POST starts a diagnosis, PUT fetches its result.
         public static let request = "/partners/1/request"
     }
@@ -32,12 +33,75 @@ public enum HSLWire {
         public static let measured = "pv"
         public static let lastUpdate = "lastUpdate"
         public static let weekSchedule = "weekSchedule"
+        /// A week schedule's comfort ranges (minutes of the day) [doc].
+        public static let start = "start"
+        public static let end = "end"
+
+        /// Request bodies and their answers [doc].
+        public static let homeId = "homeId"
+        public static let email = "email"
+        public static let derogations = "derogations"
+        public static let startTime = "startTime"
+        public static let endTime = "endTime"
+        public static let delta = "delta"
+        public static let date = "date"
+        public static let startTrigger = "startTrigger"
+        public static let endTrigger = "endTrigger"
+        public static let trigger = "trigger"
+        public static let summary = "summary"
+        public static let requested = "requested"
+        public static let sent = "sent"
+        public static let received = "received"
+        public static let first = "first"
+        public static let last = "last"
+        public static let details = "details"
+        public static let acknowledge = "acknowledge"
+        public static let sendAt = "sendAt"
+        public static let status = "status"
+        public static let messageId = "messageId"
+        public static let createdAt = "_created_at"
+        public static let deviceStatus = "deviceStatus"
+        public static let page = "page"
+        public static let size = "size"
+        /// The home's gateway (top level of GET DEVICES) [doc].
+        public static let gateway = "gateway"
+        public static let token = "token"
+        public static let version = "version"
+        public static let lastPing = "lastPing"
+        public static let installationDate = "installationDate"
+        /// An invitation (GET INVITATIONS) [doc].
+        public static let invitationId = "_id"
+        public static let creationDate = "creationDate"
+        public static let role = "role"
+        public static let city = "city"
+        public static let gatewayEnabled = "gatewayEnabled"
+        public static let hasGateway = "hasGateway"
+        public static let rooms = "rooms"
+        public static let name = "name"
+        public static let roomNumber = "roomNumber"
+        public static let deviceCount = "deviceCount"
+        public static let accessories = "accessories"
+        /// A user (GET USERS) [doc].
+        public static let firstName = "firstName"
+        public static let lastName = "lastName"
+        public static let zipCode = "zipCode"
+        public static let prmId = "prmId"
+        public static let consentDate = "consentDate"
     }
 
-    /// Heater modes [doc].
-    public static let modes = ["Stop", "Antifreeze", "Manual", "Prog"]
+    /// A diagnosis request's `status` [doc].
+    public static let requestAccepted = "OK"
+    public static let requestRefused = "NOK"
+    /// The device category of the home's gateway [doc].
+    public static let gatewayCategory = "Gateway"
+
+    /// Heater modes [doc]; `Prog` follows the week schedule.
+    public static let modeProgram = "Prog"
+    public static let modes = ["Stop", "Antifreeze", "Manual", modeProgram]
     /// Device categories [doc, "TowelDryier" sic].
-    public static let categories = ["None", "Heater", "TowelDryier", "Fireplace", "Gateway", "Module", "Furnace"]
+    public static let categoryHeater = "Heater"
+    public static let categoryTowelDryer = "TowelDryier"
+    public static let categories = ["None", categoryHeater, categoryTowelDryer, "Fireplace", gatewayCategory, "Module", "Furnace"]
 
     /// Derogation limits [doc]: delta in whole °C, times on the 5-minute grid.
     public static let deltaRange = -5...5

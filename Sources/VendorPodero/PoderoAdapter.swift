@@ -330,8 +330,9 @@ public struct PoderoAdapter: VendorAdapter {
     public static func onboardingBody(user: String, language: String, priceZone: String, successURL: String, cancelURL: String,
                                       building: String?, optimize: Bool) -> JSONValue {
         var o: [String: JSONValue] = [
-            "user_id": .string(user), "language": .string(language), "price_zone_default": .string(priceZone),
-            "success_url": .string(successURL), "cancel_url": .string(cancelURL),
+            PoderoWire.Onboarding.userId: .string(user), PoderoWire.Onboarding.language: .string(language),
+            PoderoWire.Onboarding.priceZone: .string(priceZone),
+            PoderoWire.Onboarding.successURL: .string(successURL), PoderoWire.Onboarding.cancelURL: .string(cancelURL),
             "is_smart_optimization_active_default": .bool(optimize),
         ]
         if let building { o["building_id"] = .string(building) }

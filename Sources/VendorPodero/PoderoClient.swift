@@ -99,7 +99,7 @@ public actor PoderoSession {
         HTTPRequest(method: "POST", url: tokenURL,
                     headers: [("Authorization", Base64.basicAuthorization(user: clientId, password: clientSecret)),
                               ("Cache-Control", "no-cache"), ("Content-Type", "application/json"), ("Accept", "application/json")],
-                    body: Array(#"{"grant_type":"client_credentials"}"#.utf8), timeout: timeout)
+                    body: JSONValue.object([PoderoWire.Token.grantType: .string(PoderoWire.Token.clientCredentials)]).bytes, timeout: timeout)
     }
 
     static func fetch(_ transport: any HTTPTransport, _ request: HTTPRequest, clock: any Clock) async -> Result<BearerToken, CloudError> {
@@ -121,10 +121,10 @@ public actor PoderoSession {
         case 429: return .failure(PoderoClient.classify(r, what: "token request"))
         default: return .failure(CloudError(.unavailable, status: r.status, message: "Podero token endpoint error"))
         }
-        guard let j = try? JSONValue.parse(r.body), let value = j["access_token"]?.stringValue, !value.isEmpty else {
+        guard let j = try? JSONValue.parse(r.body), let value = j[PoderoWire.Token.accessToken]?.stringValue, !value.isEmpty else {
             return .failure(CloudError(.badResponse, status: r.status, message: "token endpoint answered without an access_token"))
         }
-        let lifetime = j["expires_in"]?.doubleValue ?? 3600
+        let lifetime = j[PoderoWire.Token.expiresIn]?.doubleValue ?? 3600
         let ahead = min(renewAheadS, lifetime / 10)
         return .success(BearerToken(value: value, expiresAt: clock.now() + max(lifetime - ahead, 1)))
     }

@@ -12,13 +12,89 @@ public enum PoderoWire {
     /// The OAuth2 client-credentials endpoint, relative to the host root (trailing slash is part of it) [pub].
     public static let tokenPath = "/oauth2/token/"
 
+    /// Every API endpoint heatbridge uses, as a value: the adapter renders it (`path`), the simulator parses it.
+    public enum Route: Equatable, Sendable {
+        case users(org: String)
+        case heatPumps(org: String, user: String)
+        case heatPump(org: String, user: String, heatPump: String)
+        case statistics(org: String, user: String, heatPump: String)
+        case onboarding
+        case onboardingSession(String)
+
+        static let org = "org", usersSegment = "users", heatPumpsSegment = "heat-pumps", statisticsSegment = "statistics"
+        static let onboardingSegment = "device-onboarding"
+
+        public var segments: [String] {
+            switch self {
+            case .users(let o): return [Self.org, o, Self.usersSegment]
+            case .heatPumps(let o, let u): return [Self.org, o, Self.usersSegment, u, Self.heatPumpsSegment]
+            case .heatPump(let o, let u, let h): return [Self.org, o, Self.usersSegment, u, Self.heatPumpsSegment, h]
+            case .statistics(let o, let u, let h): return [Self.org, o, Self.usersSegment, u, Self.heatPumpsSegment, h, Self.statisticsSegment]
+            case .onboarding: return [Self.onboardingSegment]
+            case .onboardingSession(let id): return [Self.onboardingSegment, id]
+            }
+        }
+
+        /// The path below `apiPrefix`, e.g. `/org/o1/users`.
+        public var path: String { "/" + segments.joined(separator: "/") }
+
+        /// The route a path below `apiPrefix` names (query stripped by the caller); nil for any other path.
+        public init?(path: String) {
+            let p = path.split(separator: "/").map(String.init)
+            if p.first == Self.onboardingSegment {
+                switch p.count {
+                case 1: self = .onboarding
+                case 2: self = .onboardingSession(p[1])
+                default: return nil
+                }
+                return
+            }
+            guard p.count >= 3, p[0] == Self.org, p[2] == Self.usersSegment else { return nil }
+            switch p.count {
+            case 3: self = .users(org: p[1])
+            case 5 where p[4] == Self.heatPumpsSegment: self = .heatPumps(org: p[1], user: p[3])
+            case 6 where p[4] == Self.heatPumpsSegment: self = .heatPump(org: p[1], user: p[3], heatPump: p[5])
+            case 7 where p[4] == Self.heatPumpsSegment && p[6] == Self.statisticsSegment:
+                self = .statistics(org: p[1], user: p[3], heatPump: p[5])
+            default: return nil
+            }
+        }
+
+        /// The organisation a route belongs to; nil for the onboarding endpoints.
+        public var org: String? { segments.first == Self.org ? segments[1] : nil }
+    }
+
     public enum Path {
-        public static func users(_ org: String) -> String { "/org/\(org)/users" }
-        public static func heatPumps(_ org: String, _ user: String) -> String { "/org/\(org)/users/\(user)/heat-pumps" }
-        public static func heatPump(_ org: String, _ user: String, _ hp: String) -> String { "/org/\(org)/users/\(user)/heat-pumps/\(hp)" }
-        public static func statistics(_ org: String, _ user: String, _ hp: String) -> String { heatPump(org, user, hp) + "/statistics" }
-        public static let onboarding = "/device-onboarding"
-        public static func onboardingSession(_ id: String) -> String { "/device-onboarding/\(id)" }
+        public static func users(_ org: String) -> String { Route.users(org: org).path }
+        public static func heatPumps(_ org: String, _ user: String) -> String { Route.heatPumps(org: org, user: user).path }
+        public static func heatPump(_ org: String, _ user: String, _ hp: String) -> String { Route.heatPump(org: org, user: user, heatPump: hp).path }
+        public static func statistics(_ org: String, _ user: String, _ hp: String) -> String { Route.statistics(org: org, user: user, heatPump: hp).path }
+        public static let onboarding = Route.onboarding.path
+        public static func onboardingSession(_ id: String) -> String { Route.onboardingSession(id).path }
+    }
+
+    /// The OAuth2 client-credentials exchange [pub: authentication].
+    public enum Token {
+        public static let grantType = "grant_type"
+        public static let clientCredentials = "client_credentials"
+        public static let accessToken = "access_token"
+        public static let expiresIn = "expires_in"
+        public static let tokenType = "token_type"
+        public static let error = "error"
+        public static let invalidClient = "invalid_client"
+        public static let unsupportedGrant = "unsupported_grant_type"
+    }
+
+    /// Device-onboarding session fields [pub: api-reference/device-onboarding].
+    public enum Onboarding {
+        public static let userId = "user_id"
+        public static let language = "language"
+        public static let priceZone = "price_zone_default"
+        public static let successURL = "success_url"
+        public static let cancelURL = "cancel_url"
+        public static let authenticationURL = "authentication_url"
+        public static let expirationDate = "expiration_date"
+        public static let required = [userId, language, priceZone, successURL, cancelURL]
     }
 
     /// The token endpoint for an API base URL: `https://app.podero.com/api/partners/v2.0` →

@@ -52,8 +52,8 @@ final class BoschSystemTests: XCTestCase {
         let sys = try XCTUnwrap(c.waitJSON("\(dev)/system/state") { $0["components"]?.arrayValue != nil })
         XCTAssertEqual(sys["components"]?.arrayValue?.compactMap { $0["type"]?.stringValue }, ["GATEWAY", "HEATPUMP"])
         XCTAssertEqual(sys["components"]?.arrayValue?.first?["serial_number"], "SN-101000001")
-        // Components are synced hourly, not every poll.
-        Thread.sleep(forTimeInterval: 3)
+        // Components are synced hourly, not every poll: two more polls ask for them no more.
+        try h.waitForRequests("/hvacs/101000001/status", count: 2)
         let reads = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/components" }
         XCTAssertEqual(reads.count, 1, "components were read again within the hour")
 
@@ -84,7 +84,7 @@ final class BoschSystemTests: XCTestCase {
         XCTAssertEqual(down?["error"]?.stringValue, "Bosch reports the Partner API as DOWN (GET /health)")
         // While Bosch says it is down, a poll costs one request: no gateway is asked.
         try h.admin("DELETE", "/admin/requests")
-        Thread.sleep(forTimeInterval: 2.5)
+        try h.waitForRequests("/health", count: 2)
         let paths = Set((try h.admin("GET", "/admin/requests").arrayValue ?? []).compactMap { $0["path"]?.stringValue })
         XCTAssertEqual(paths, ["/health"])
         try h.admin("POST", "/admin/bosch", #"{"health":"UP"}"#)
@@ -117,7 +117,7 @@ final class BoschSystemTests: XCTestCase {
         // Bosch withdraws the old key: the daemon carries on with the new one.
         try h.admin("POST", "/admin/bosch", #"{"api_key":"xHCSAPI-someoneelse-20300101"}"#)
         try h.admin("DELETE", "/admin/requests")
-        Thread.sleep(forTimeInterval: 3)
+        try h.waitForRequests("/hvacs/101000001/status", count: 2)
         let answers = (try h.admin("GET", "/admin/requests").arrayValue ?? []).compactMap { $0["status"]?.intValue }
         XCTAssertFalse(answers.isEmpty)
         XCTAssertFalse(answers.contains(401), "the daemon still used the old key")

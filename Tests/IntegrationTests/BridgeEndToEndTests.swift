@@ -34,7 +34,8 @@ final class BridgeEndToEndTests: XCTestCase {
         let info = c.waitJSON("heatbridge/bridge/info") { $0["devices"]?.arrayValue?.count == 2 }
         XCTAssertEqual(info?["version"]?.stringValue, "0.1.0")
         // Retained topics are published only when their content changes: after more polls, still one each.
-        Thread.sleep(forTimeInterval: 5)
+        try h.waitForRequests("/hvacs/101000001/status", count: 2)
+        h.barrier()
         XCTAssertEqual(c.all("heatbridge/\(gw)/hc1/state").count, 1, "unchanged node state was published again")
         // A late subscriber gets the state from the broker's retained store.
         let late = try TestMQTTClient(port: h.brokerPort)
@@ -175,7 +176,7 @@ final class BridgeEndToEndTests: XCTestCase {
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/\(gw)/dhw1/state")
         let t0 = Date()
-        Thread.sleep(forTimeInterval: 6)
+        try h.waitForRequests("/hvacs/101000001/status", count: 3)  // polls held back by the budget meanwhile
         c.publish("\(charge)/set", #"{"id":"budget-1","action":"start"}"#)
         c.waitResult("\(charge)/result", id: "budget-1", status: "done", timeout: 20)
         let elapsed = Date().timeIntervalSince(t0) + 2
@@ -231,8 +232,7 @@ final class BridgeEndToEndTests: XCTestCase {
         let late = try TestMQTTClient(port: h.brokerPort)
         defer { late.close() }
         try late.waitConnected()
-        late.subscribe("\(charge)/set")
-        Thread.sleep(forTimeInterval: 0.5)
+        late.subscribe("\(charge)/set")  // a retained message comes with the subscription, before its barrier
         XCTAssertTrue(late.all("\(charge)/set").isEmpty, "broker still holds the retained command")
         let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
         XCTAssertTrue(patches.isEmpty, "a retained command reached the cloud")
@@ -245,10 +245,10 @@ final class BridgeEndToEndTests: XCTestCase {
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "ready" }
-        Thread.sleep(forTimeInterval: 0.5)  // the persistent session holds the subscription now
+        h.barrier()  // the daemon answers on its subscription: the persistent session holds it now
         h.killDaemon()
         c.publish("\(charge)/set", #"{"id":"offline-1","action":"start","duration_min":15}"#)
-        Thread.sleep(forTimeInterval: 0.5)
+        c.brokerBarrier()  // the broker has it, queued for the stopped daemon's session
         XCTAssertTrue(c.statuses("\(charge)/result", id: "offline-1").isEmpty)
         try h.startDaemon()
         c.waitResult("\(charge)/result", id: "offline-1", status: "done")
@@ -266,10 +266,10 @@ final class BridgeEndToEndTests: XCTestCase {
         XCTAssertEqual(h.stopDaemon(), 0)
         h.stopSim()
         // A fresh broker has no retained state: everything seen now comes from the daemon's SQLite cache.
+        let connects = c.connects
         try h.restartBroker()
         c.clear()
-        try c.waitConnected()
-        Thread.sleep(forTimeInterval: 1.5)  // the test client reconnects by itself
+        try c.waitReconnected(after: connects)
         c.subscribe("heatbridge/#")
         try h.startDaemon()
         let hc = c.waitJSON("heatbridge/\(gw)/hc1/state") { $0["source"]?.stringValue == "cache" }
@@ -295,9 +295,10 @@ final class BridgeEndToEndTests: XCTestCase {
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        let connects = c.connects
         try h.restartBroker()  // persistence off: the new broker knows nothing
         c.clear()
-        Thread.sleep(forTimeInterval: 1.5)
+        try c.waitReconnected(after: connects)
         c.subscribe("heatbridge/#")
         c.waitJSON("heatbridge/bridge/state", timeout: 40) { $0["state"]?.stringValue == "online" }
         c.waitJSON("heatbridge/\(gw)/dhw1/state", timeout: 40)

@@ -299,6 +299,43 @@ final class Harness: @unchecked Sendable {
 
     func injectFault(_ json: String) throws { try admin("POST", "/admin/faults", json) }
 
+    /// Waits until the daemon has handled every message published before this call, and shows it was active:
+    /// it handles MQTT messages one at a time in arrival order, so once it has answered a command sent now (to
+    /// a device that does not exist: rejected), whatever came earlier has been handled, including the results
+    /// that handling published. The "nothing happened" checks of the tests stand on this.
+    func barrier(timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line) {
+        let id = "barrier-\(UUID().uuidString.prefix(8))"
+        client.publish("heatbridge/barrier-device/none/ping/set", #"{"id":"\#(id)"}"#)
+        client.waitResult("heatbridge/barrier-device/none/ping/result", id: id, status: "rejected", timeout: timeout, file: file, line: line)
+    }
+
+    /// Waits (bounded) until `condition` holds; fails the test naming `what` otherwise.
+    func waitUntil(_ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ condition: () throws -> Bool) rethrows {
+        let deadline = Date().addingTimeInterval(timeout)
+        while try !condition() {
+            if Date() > deadline { return XCTFail("timed out waiting for \(what)", file: file, line: line) }
+            usleep(50_000)
+        }
+    }
+
+    /// Waits until the simulator has answered `count` more requests whose path contains `path` (e.g. two more
+    /// polls of one gateway): a window in which the daemon demonstrably worked, for "nothing happened" checks
+    /// about what a poll would have done.
+    func waitForRequests(_ path: String, count: Int, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws {
+        // By the simulator's own timestamps: its log keeps the newest 10,000 requests only.
+        let since = try admin("GET", "/admin/requests").arrayValue?.compactMap { $0["at"]?.doubleValue }.max() ?? 0
+        func seen() throws -> Int {
+            try admin("GET", "/admin/requests").arrayValue?.filter {
+                ($0["at"]?.doubleValue ?? 0) > since && ($0["path"]?.stringValue?.contains(path) ?? false)
+            }.count ?? 0
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while try seen() < count {
+            if Date() > deadline { return XCTFail("fewer than \(count) requests for \(path) within \(timeout) s", file: file, line: line) }
+            usleep(100_000)
+        }
+    }
+
     /// Runs `heatbridge <args> --config <this harness's config>`.
     func cli(_ args: [String]) throws -> (status: Int32, output: String) {
         try runProcess(Self.binary("heatbridge"), args + ["--config", configPath])
@@ -350,10 +387,37 @@ final class TestMQTTClient: @unchecked Sendable {
         }
     }
 
+    /// Connections made so far (the first one included).
+    var connects: Int { recorder.connects.withLock { $0 } }
+
+    /// Waits until the client has connected again after `previous` connections (it reconnects by itself).
+    func waitReconnected(after previous: Int, timeout: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while connects <= previous {
+            if Date() > deadline { throw HarnessError("test MQTT client did not reconnect") }
+            usleep(20_000)
+        }
+    }
+
+    /// Subscribes and returns once the broker has the subscription (see `brokerBarrier`).
     func subscribe(_ filter: String) {
         recorder.filters.withLock { if !$0.contains(filter) { $0.append(filter) } }
         mqtt.subscribe(filter, qos: 1)
-        usleep(200_000)
+        brokerBarrier()
+    }
+
+    /// Waits until the broker has processed everything this client sent before: a broker handles one client's
+    /// packets in order, so a message to a private topic that comes back proves the subscriptions before it
+    /// are active.
+    func brokerBarrier(timeout: Double = 10) {
+        let topic = "it-barrier/\(UUID().uuidString.prefix(8))"
+        mqtt.subscribe(topic, qos: 1)
+        publish(topic, "x")
+        let deadline = Date().addingTimeInterval(timeout)
+        while all(topic).isEmpty {
+            if Date() > deadline { return XCTFail("the broker did not answer the test client within \(timeout) s") }
+            usleep(2_000)
+        }
     }
 
     func publish(_ topic: String, _ payload: String, retain: Bool = false) {

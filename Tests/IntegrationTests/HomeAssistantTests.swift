@@ -58,7 +58,7 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(bridge["dev"]?["ids"], ["heatbridge_heatbridge"])
         // Every topic a config names is one the bridge publishes (state) or subscribes to (…/set).
         c.waitJSON("heatbridge/bridge/health")
-        Thread.sleep(forTimeInterval: 1)
+        h.barrier()  // everything the daemon published at start has reached the test client
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
         assertTopicsReal(config, published: published)
         assertTopicsReal(bridge, published: published, except: ["heatbridge/bridge/last_result"])

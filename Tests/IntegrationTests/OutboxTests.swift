@@ -67,7 +67,7 @@ final class OutboxTests: XCTestCase {
         let db = h.dir.appendingPathComponent("state.db").path
         for i in 0..<n {
             c.publish("\(gw1)/set", "{\"id\":\"k\(i)\",\"action\":\"start\",\"duration_min\":\(i + 1)}")
-            Thread.sleep(forTimeInterval: Double.random(in: 0...0.25, using: &rng))
+            Thread.sleep(forTimeInterval: Double.random(in: 0...0.25, using: &rng))  // the kill lands at a random stage: the input
             h.killDaemon()
             let check = try runShell("sqlite3 '\(db)' 'PRAGMA integrity_check'").output
             XCTAssertEqual(check, "ok\n", "after kill \(i)")
@@ -76,7 +76,7 @@ final class OutboxTests: XCTestCase {
         for i in 0..<n {
             c.waitJSON("\(gw1)/result", timeout: 30) { $0["id"]?.stringValue == "k\(i)" && ["done", "failed", "expired"].contains($0["status"]?.stringValue ?? "") }
         }
-        Thread.sleep(forTimeInterval: 1)
+        h.barrier()  // every result the daemon had to send again has arrived: duplicates would be here now
         var seen = Set<[UInt8]>()
         var terminal: [String: [String]] = [:]
         for m in c.all("\(gw1)/result") where seen.insert(m.payload).inserted {
@@ -115,7 +115,7 @@ final class OutboxTests: XCTestCase {
         watcher.waitResult("\(gw1)/result", id: "away-1", status: "accepted")
         h.broker?.terminate()  // mid-call: `done` is produced while no broker is there
         h.broker?.waitUntilExit()
-        Thread.sleep(forTimeInterval: 30)
+        Thread.sleep(forTimeInterval: 30)  // the subject: thirty seconds without a broker
         try h.startBroker()
         watcher.waitResult("\(gw1)/result", id: "away-1", status: "done", timeout: 60)
         XCTAssertEqual(watcher.statuses("\(gw1)/result", id: "away-1").filter { $0 == "done" }.count, 1)

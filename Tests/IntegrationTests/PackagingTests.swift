@@ -88,7 +88,7 @@ final class PackagingTests: XCTestCase {
         c.publish("heatbridge/bosch-101000001/dhw1/charge/set", #"{"id":"sb-1","action":"start"}"#)
         c.waitResult("heatbridge/bosch-101000001/dhw1/charge/result", id: "sb-1", status: "done")
         h.signalDaemon(SIGHUP)
-        Thread.sleep(forTimeInterval: 1)
+        h.waitUntil("the reload") { h.daemonOutput().contains("configuration applied") }
         h.stopDaemon()
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
         var used = Set<String>()

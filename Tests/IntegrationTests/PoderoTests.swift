@@ -42,7 +42,7 @@ final class PoderoTests: XCTestCase {
 
         // Several polls with the cloud's state timestamp unchanged: no new state message.
         let pollsBefore = try requests(h, "GET", pathContains: "/heat-pumps").count
-        Thread.sleep(forTimeInterval: 3.5)
+        try h.waitForRequests("/heat-pumps", count: 2)
         XCTAssertGreaterThanOrEqual(try requests(h, "GET", pathContains: "/heat-pumps").count - pollsBefore, 2, "the daemon did not poll")
         XCTAssertEqual(c.all("\(dev)/hp/state").count, 1, "state re-published without a new cloud timestamp")
 
@@ -142,7 +142,8 @@ final class PoderoTests: XCTestCase {
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         c.waitJSON("\(dev)/hp/state")
-        Thread.sleep(forTimeInterval: 4)
+        // The first token lives 3 s: wait for the daemon's renewal ahead of its expiry.
+        try h.waitUntil("a renewed token", timeout: 20) { (try h.admin("GET", "/admin/state")["podero"]?["tokens_issued"]?.intValue ?? 0) >= 2 }
         c.publish("\(dev)/hp/optimization/set", #"{"id":"t1","level":"Low"}"#)
         XCTAssertNotNil(c.waitResult("\(dev)/hp/optimization/result", id: "t1", status: "done"))
         try h.admin("POST", "/admin/podero", #"{"token_ttl_s":3600,"expire_tokens":true}"#)

@@ -51,7 +51,8 @@ final class TriggerIntegrationTests: XCTestCase {
         try h.startDaemon(env: clockAt(tomorrow + 3 * 3600 + 70))
         c.waitJSON("heatbridge/bridge/triggers") { $0["triggers"]?.arrayValue?.last?["next_fire"]?.stringValue == Timestamp.iso8601(tomorrow + 86_400 + 3 * 3600 + 60) }
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["source"] == "cloud" }
-        Thread.sleep(forTimeInterval: 3)
+        // A wrong firing would be issued once the first polls are done, before the daemon answers the barrier.
+        h.barrier()
         XCTAssertEqual(firings(c, "catch-up").count, 0)
         XCTAssertEqual(firings(c, "live").count, 0)
         XCTAssertEqual(firings(c, "skip-missed").count, 0)
@@ -98,18 +99,23 @@ final class TriggerIntegrationTests: XCTestCase {
         }
 
         // PV surplus that flaps across the threshold never holds for 2 s: no charge.
+        // Fixed sleeps here are the input: each value lasts 0.7 s, less than hold_s, and then the hold time passes
+        // in real time (the daemon's clock), which no event can stand in for.
         for v in ["2500", "1500", "2600", "1700", "2400", "1500"] {
             c.publish("test/pv_w", v)
             Thread.sleep(forTimeInterval: 0.7)
         }
         Thread.sleep(forTimeInterval: 2)
+        h.barrier()
         XCTAssertEqual(firings(c, "pv-charge").count, 0, "a flapping value fired")
         // Above the threshold for the hold time: one charge; a dip inside the hysteresis band changes nothing.
         c.publish("test/pv_w", "2300")
         XCTAssertNotNil(c.waitJSON("heatbridge/bosch-101000001/dhw1/charge/result") { $0["source"] == "trigger:pv-charge" && $0["status"] == "done" })
         c.publish("test/pv_w", "1900")
         c.publish("test/pv_w", "2600")
-        Thread.sleep(forTimeInterval: 3)
+        // A dip that wrongly ended the episode would fire again once hold_s (2 s) passed: let it pass.
+        Thread.sleep(forTimeInterval: 2.5)
+        h.barrier()
         XCTAssertEqual(firings(c, "pv-charge").count, 1)
         XCTAssertEqual(firings(c, "peak-shed").count, 1)
 
@@ -119,7 +125,7 @@ final class TriggerIntegrationTests: XCTestCase {
         try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         c.waitJSON("heatbridge/bridge/triggers") { $0["triggers"]?.arrayValue?.first?["condition"]?["held"] == true }
         c.waitJSON("heatbridge/bosch-101000002/hc1/state") { $0["source"] == "cloud" }
-        Thread.sleep(forTimeInterval: 3)
+        h.barrier()
         XCTAssertEqual(firings(c, "peak-shed").count, 0, "a restart re-fired the condition")
         c.publish("test/tariff", "", retain: true)
     }
@@ -156,6 +162,7 @@ final class TriggerIntegrationTests: XCTestCase {
         let deep = c.waitResult("\(room)/derogation/result", id: "deep", status: "rejected")
         XCTAssertEqual(deep?["code"], "SAFETY_LIMIT")
         XCTAssertTrue(deep?["message"]?.stringValue?.contains("limits.derogation.max_delta") ?? false, "\(deep ?? .null)")
+        // limits.min_spacing_s (5 s) is real time on the daemon's clock: it has to pass.
         Thread.sleep(forTimeInterval: 5)
         c.publish("\(room)/derogation/set", #"{"id":"long","delta":-2,"duration_min":240}"#)
         let long = c.waitResult("\(room)/derogation/result", id: "long", status: "rejected")
@@ -166,7 +173,7 @@ final class TriggerIntegrationTests: XCTestCase {
         c.publish("\(gw)/dhw1/mode/set", #"{"id":"off","mode":"off"}"#)
         c.waitResult("\(gw)/dhw1/mode/result", id: "off", status: "done")
         c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "off" }
-        Thread.sleep(forTimeInterval: 2)
+        h.barrier()  // the read that published "off" has been handled, its legionella watch stored
         XCTAssertEqual(h.stopDaemon(), 0)
         // Two hours later (shifted clock): past max_hours, the bridge charges the water itself, once, and
         // refuses to keep it off.
@@ -178,7 +185,9 @@ final class TriggerIntegrationTests: XCTestCase {
         let refused = c.waitResult("\(gw)/dhw1/mode/result", id: "still-off", status: "rejected")
         XCTAssertEqual(refused?["code"], "SAFETY_LIMIT")
         XCTAssertTrue(refused?["message"]?.stringValue?.contains("limits.legionella allows 1 h") ?? false, "\(refused ?? .null)")
-        Thread.sleep(forTimeInterval: 3)
+        // A second charge would come from a later read of the circuit: two more polls of it, then nothing.
+        try h.waitForRequests("/hvacs/101000001/dhwCircuits/1/charge", count: 2)
+        h.barrier()
         let charges = c.all("\(gw)/dhw1/charge/result").compactMap { try? JSONValue.parse($0.payload) }
             .filter { $0["source"] == "limit:legionella" && $0["status"] == "accepted" }
         XCTAssertEqual(charges.count, 1, "the guard charges once per episode")
@@ -214,7 +223,7 @@ final class TriggerIntegrationTests: XCTestCase {
         // Dead-man: renewed once within 2 s, then no more: it lapses about 2 s after the last renewal.
         c.publish("\(gw)/hc1/mode/set", #"{"id":"d1","mode":"manual","duration_s":60,"renew_within_s":2}"#)
         c.waitResult("\(gw)/hc1/mode/result", id: "d1", status: "done")
-        Thread.sleep(forTimeInterval: 1.2)
+        Thread.sleep(forTimeInterval: 1.2)  // the renewal comes inside renew_within_s (2 s) of d1: the input's timing
         c.publish("\(gw)/hc1/mode/set", #"{"id":"d2","mode":"manual","duration_s":60,"renew_within_s":2}"#)
         let renewedAt = Date()
         c.waitResult("\(gw)/hc1/mode/result", id: "d2", status: "done")
@@ -240,7 +249,9 @@ final class TriggerIntegrationTests: XCTestCase {
         c.waitResult("\(gw)/hc1/setpoint/result", id: "l3", status: "done")
         c.publish("\(gw)/hc1/setpoint/set", #"{"id":"plain","setpoint":21.5}"#)
         c.waitResult("\(gw)/hc1/setpoint/result", id: "plain", status: "done")
-        Thread.sleep(forTimeInterval: 4)
+        // The replaced lease would have ended 3 s after l3: let that time pass (the daemon's clock), then check.
+        Thread.sleep(forTimeInterval: 3.5)
+        h.barrier()
         XCTAssertEqual(c.all("\(gw)/hc1/setpoint/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:l3" }.count, 0)
         c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 21.5 && $0["leases"] == nil }
         c.publish("\(gw)/dhw1/charge/set", #"{"id":"bad","action":"start","renew_within_s":5}"#)

@@ -42,12 +42,14 @@ struct DeviceRegistry {
         return (gone, anyMissing)
     }
 
-    /// Takes a fresh snapshot. A device that cannot be read right now keeps its last known nodes and programs.
+    /// Takes a fresh snapshot. A device that cannot be read right now, or that its cloud reports offline, keeps
+    /// its last known nodes and programs: a command for it then fails with the cloud's own reason
+    /// (`DEVICE_OFFLINE`) instead of "unknown node", and front ends keep its entities.
     /// Returns the new entry and whether the snapshot differs from before.
     mutating func update(_ s: DeviceSnapshot, account: String, now: EpochSeconds) -> (entry: Entry, changed: Bool) {
         var snap = s
         let old = entries[s.id]
-        if snap.error != nil, let old {
+        if snap.error != nil || snap.online == false, let old {
             if snap.nodes.isEmpty { snap.nodes = old.snapshot.nodes }
             if snap.schedules.isEmpty { snap.schedules = old.snapshot.schedules }
         }

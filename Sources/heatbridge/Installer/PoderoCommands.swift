@@ -61,7 +61,7 @@ struct OnboardPodero: ParsableCommand {
         let heatPumpsOnly = heatPumpsOnly
         try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
             let s = try await client.request("POST", PoderoWire.Path.onboarding, body: body)
-            guard var url = s["authentication_url"]?.stringValue else {
+            guard var url = s[PoderoWire.Onboarding.authenticationURL]?.stringValue else {
                 printErr("Podero answered without an authentication_url")
                 return 1
             }
@@ -72,7 +72,7 @@ struct OnboardPodero: ParsableCommand {
             }
             print("onboarding session \(s["id"]?.stringValue ?? "?") for user \(s["user"]?.stringValue ?? "?")")
             print("  open:    \(url)")
-            print("  expires: end of \(s["expiration_date"]?.stringValue ?? "?") (valid until the end of the next day)")
+            print("  expires: end of \(s[PoderoWire.Onboarding.expirationDate]?.stringValue ?? "?") (valid until the end of the next day)")
             return 0
         }
     }
