@@ -45,6 +45,8 @@ final class BoschSoakTests: XCTestCase {
                 }
             }
         }
+        // The load's timing is the input (a command every 3 s, bursts 0.3 s apart), so the loop paces itself with
+        // sleeps; the results are collected as they come meanwhile.
         let start = Date()
         var tick = 0
         while Date().timeIntervalSince(start) < duration {
@@ -71,7 +73,7 @@ final class BoschSoakTests: XCTestCase {
         }
         let drainUntil = Date().addingTimeInterval(60)
         while finished.count < sent.count && Date() < drainUntil {
-            Thread.sleep(forTimeInterval: 0.2)
+            Thread.sleep(forTimeInterval: 0.2)  // polling for the last results, bounded by drainUntil
             collect()
         }
 

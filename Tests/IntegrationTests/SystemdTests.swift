@@ -12,6 +12,7 @@ final class NotifySocket: @unchecked Sendable {
     let fd: Int32
     let box = Box()
     var thread: Thread?
+    let stopped = DispatchSemaphore(value: 0)
 
     init(dir: URL) throws {
         path = dir.appendingPathComponent("notify.sock").path
@@ -28,6 +29,7 @@ final class NotifySocket: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let sock = fd
         let box = self.box
+        let stopped = self.stopped
         thread = Thread {
             var buf = [UInt8](repeating: 0, count: 4096)
             while !Thread.current.isCancelled {
@@ -37,13 +39,15 @@ final class NotifySocket: @unchecked Sendable {
                     box.messages.withLock { $0.append((Date(), text)) }
                 }
             }
+            stopped.signal()
         }
         thread?.start()
     }
 
     func close() {
         thread?.cancel()
-        usleep(300_000)
+        // The reader leaves its loop within one receive timeout; only then may the socket close under it.
+        _ = stopped.wait(timeout: .now() + 2)
         Glibc.close(fd)
         unlink(path)
     }
