@@ -53,7 +53,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "HeatbridgeTesting"]),
-        .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting"]),
+        .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting", "HeatbridgeSimulator"]),
         .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting"]),
         .testTarget(name: "VendorPoderoTests", dependencies: ["VendorPodero", "HeatbridgeTesting"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
