@@ -54,8 +54,8 @@ let package = Package(
 
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "HeatbridgeTesting"]),
         .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting", "HeatbridgeSimulator"]),
-        .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting"]),
-        .testTarget(name: "VendorPoderoTests", dependencies: ["VendorPodero", "HeatbridgeTesting"]),
+        .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeSystem"]),
+        .testTarget(name: "VendorPoderoTests", dependencies: ["VendorPodero", "HeatbridgeTesting", "HeatbridgeSimulator"]),
         .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
