@@ -41,7 +41,8 @@ public actor PoderoSession {
     let persistence: TokenPersistence
     var token: BearerToken?
     var loaded = false
-    var pending: Task<Result<BearerToken, CloudError>, Never>?
+    /// Callers waiting for the token request that another caller has under way (one request at a time).
+    var waiters: [CheckedContinuation<Result<BearerToken, CloudError>, Never>]?
     /// How many tokens this session obtained from the endpoint (status and tests).
     public private(set) var tokensIssued = 0
 
@@ -66,17 +67,18 @@ public actor PoderoSession {
             token = persistence.load()
         }
         if let t = token, clock.now() < t.expiresAt { return t.value }
-        let task: Task<Result<BearerToken, CloudError>, Never>
-        if let p = pending {
-            task = p
+        let result: Result<BearerToken, CloudError>
+        if waiters != nil {
+            // Someone is fetching already: wait for that answer instead of asking the endpoint again.
+            result = await withCheckedContinuation { waiters?.append($0) }
         } else {
-            let request = tokenRequest()
-            let transport = transport, clock = clock
-            task = Task { await Self.fetch(transport, request, clock: clock) }
-            pending = task
+            // The fetch runs in the caller's own task (no unstructured task); the others get its answer.
+            waiters = []
+            result = await Self.fetch(transport, tokenRequest(), clock: clock)
+            let waiting = waiters ?? []
+            waiters = nil
+            for w in waiting { w.resume(returning: result) }
         }
-        let result = await task.value
-        if pending == task { pending = nil }
         switch result {
         case .success(let t):
             if token != t {
