@@ -230,23 +230,23 @@ public struct PoderoCloud: Sendable {
 
     func statistics(query: String, now: Double) -> Reply {
         var resolutions = ["1DAY"]
-        for item in query.split(separator: "&") where item.hasPrefix("resolution=") {
-            resolutions = item.dropFirst("resolution=".count).split(separator: ",").map(String.init)
+        for item in query.split(separator: "&") where item.hasPrefix(PoderoWire.Statistics.resolution + "=") {
+            resolutions = item.dropFirst(PoderoWire.Statistics.resolution.count + 1).split(separator: ",").map(String.init)
         }
         if let bad = resolutions.first(where: { !PoderoWire.resolutions.contains($0) }) {
-            return Reply(status: 422, body: PoderoWire.validationBody(field: "resolution", "\(bad) is not a valid resolution"))
+            return Reply(status: 422, body: PoderoWire.validationBody(field: PoderoWire.Statistics.resolution, "\(bad) is not a valid resolution"))
         }
         let data: [JSONValue] = resolutions.map { r in
             let table: [String: Double] = ["1DAY": 1, "1WEEK": 7, "1MONTH": 30, "1QUARTER": 91, "1YEAR": 365]
             let days = table[r] ?? 1
-            return ["resolution": .string(r),
-                    "period": ["start_period": .string(Timestamp.iso8601(now - days * 86_400)), "end_period": .string(Timestamp.iso8601(now))],
-                    "savings": ["total": .number(0.62 * days), "percentage": 14.5],
-                    "consumption": ["total": .number(18_400 * days)],
-                    "heat_pump": ["estimated_consumption_wh": .number(21_500 * days)]]
+            return [PoderoWire.Statistics.resolution: .string(r),
+                    PoderoWire.Statistics.period: [PoderoWire.Statistics.startPeriod: .string(Timestamp.iso8601(now - days * 86_400)), PoderoWire.Statistics.endPeriod: .string(Timestamp.iso8601(now))],
+                    PoderoWire.Statistics.savings: [PoderoWire.Statistics.total: .number(0.62 * days), PoderoWire.Statistics.percentage: 14.5],
+                    PoderoWire.Statistics.consumption: [PoderoWire.Statistics.total: .number(18_400 * days)],
+                    PoderoWire.Statistics.heatPump: [PoderoWire.Statistics.estimatedConsumption: .number(21_500 * days)]]
         }
-        return Reply(status: 200, body: JSONValue.object(["metadata": ["requested_at": .string(Timestamp.iso8601(now)), "query": [:], "units": ["consumption": "Wh"], "error": .null],
-                                                          "data": .array(data)]).bytes)
+        return Reply(status: 200, body: JSONValue.object([PoderoWire.Statistics.metadata: ["requested_at": .string(Timestamp.iso8601(now)), "query": [:], "units": ["consumption": "Wh"], "error": .null],
+                                                          PoderoWire.Statistics.data: .array(data)]).bytes)
     }
 
     /// Admin view.

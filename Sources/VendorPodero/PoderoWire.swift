@@ -85,6 +85,20 @@ public enum PoderoWire {
         public static let unsupportedGrant = "unsupported_grant_type"
     }
 
+    /// Heat-pump statistics: the query and the answer's fields [pub: api-reference/statistics].
+    public enum Statistics {
+        public static let resolution = "resolution", keywords = "keywords"
+        public static let data = "data", metadata = "metadata", period = "period"
+        public static let startPeriod = "start_period", endPeriod = "end_period"
+        public static let savings = "savings", consumption = "consumption", total = "total", percentage = "percentage"
+        public static let heatPump = "heat_pump", estimatedConsumption = "estimated_consumption_wh"
+
+        /// The query string of a statistics request.
+        public static func query(resolutions: [String], keywords: [String]) -> String {
+            "?\(resolution)=\(resolutions.joined(separator: ","))&\(Self.keywords)=\(keywords.joined(separator: ","))"
+        }
+    }
+
     /// Device-onboarding session fields [pub: api-reference/device-onboarding].
     public enum Onboarding {
         public static let userId = "user_id"

@@ -102,18 +102,18 @@ struct PoderoStats: ParsableCommand {
                 printErr("no heat pump \"\(wanted)\" in organisation \(client.orgId); known: \(devices.map(\.id).joined(separator: ", "))")
                 return 1
             }
-            let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + "?resolution=\(resolutions.joined(separator: ","))&keywords=savings,consumption"
+            let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + PoderoWire.Statistics.query(resolutions: resolutions, keywords: [PoderoWire.Statistics.savings, PoderoWire.Statistics.consumption])
             let stats = try await client.request("GET", path)
             if json {
                 print(stats.serialized)
                 return 0
             }
             print("\(d.id) (\(d.model ?? "heat pump"))")
-            for row in stats["data"]?.arrayValue ?? [] {
-                let kwh = row["consumption"]?["total"]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
-                let savings = row["savings"]?["total"]?.doubleValue.map(JSONValue.format) ?? "?"
-                let pct = row["savings"]?["percentage"]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
-                print("  \(row["resolution"]?.stringValue ?? "?")  \(row["period"]?["start_period"]?.stringValue ?? "?") → \(row["period"]?["end_period"]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
+            for row in stats[PoderoWire.Statistics.data]?.arrayValue ?? [] {
+                let kwh = row[PoderoWire.Statistics.consumption]?[PoderoWire.Statistics.total]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
+                let savings = row[PoderoWire.Statistics.savings]?[PoderoWire.Statistics.total]?.doubleValue.map(JSONValue.format) ?? "?"
+                let pct = row[PoderoWire.Statistics.savings]?[PoderoWire.Statistics.percentage]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
+                print("  \(row[PoderoWire.Statistics.resolution]?.stringValue ?? "?")  \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.startPeriod]?.stringValue ?? "?") → \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.endPeriod]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
             }
             return 0
         }
