@@ -61,7 +61,7 @@ public struct ConfigDiagnostic: Error, Sendable, Equatable, CustomStringConverti
 /// Where a secret comes from. Secrets are never written inline in the config file.
 public struct SecretRef: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
-        /// A file readable by the daemon (e.g. `/etc/heatbridge/bosch.key`, mode 0600).
+        /// A file readable by the daemon (e.g. `/etc/heatbridge/cloud.key`, mode 0600).
         case file(String)
         /// A systemd credential: `$CREDENTIALS_DIRECTORY/<name>` (LoadCredential=).
         case credential(String)
@@ -221,7 +221,7 @@ public struct BridgeBehaviour: Sendable, Equatable {
 
 /// `limits:` in the config. Every limit is off unless set.
 public struct SafetyLimits: Sendable, Equatable {
-    /// Room setpoint bounds (°C) for `hc<N>/setpoint` and the Podero comfort band.
+    /// Room setpoint bounds (°C) for every command that sets a room setpoint or the ends of a comfort band.
     public var setpointMin: Double?
     public var setpointMax: Double?
     /// Largest derogation, in whole °C either way.
@@ -252,7 +252,7 @@ public struct GroupMember: Sendable, Equatable, Hashable {
 public struct HomeAssistantConfig: Sendable, Equatable {
     public var discovery = false
     public var prefix = "homeassistant"
-    /// Derogation buttons on every HomeSmartlink room.
+    /// Buttons offered wherever a node exposes derogation presets.
     public var derogationPresets: [DerogationPreset] = [DerogationPreset(name: "-2 °C for 2 h", delta: -2, durationMin: 120)]
     public init() {}
 }
