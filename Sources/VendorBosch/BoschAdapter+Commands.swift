@@ -4,28 +4,28 @@ import HeatbridgeCore
 extension BoschAdapter {
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
-        if command.node == "system" { return try await executeSystem(command, device: device) }
+        if BoschNode.isSystem(command.node) { return try await executeSystem(command, device: device) }
         if command.capability == "heat-curve" {
             let p = command.params
             let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
                                            maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
                                            endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
                                            roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
-            _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))), body: BoschWire.encode(body),
+            _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
                                remoteControl: true)
             return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
                 .joined(separator: ", ")
         }
-        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
+        if BoschNode.isHeatingCircuit(command.node), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
             return try await patchHeatingCircuit(command, device: device)
         }
-        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
+        if BoschNode.isDhwCircuit(command.node), command.capability == "mode" || command.capability == "setpoint" {
             return try await patchDhwCircuit(command, device: device)
         }
-        guard command.capability == "charge", command.node.hasPrefix("dhw") else {
+        guard command.capability == "charge", BoschNode.isDhwCircuit(command.node) else {
             throw CloudError(.rejected, message: "\(command.capability) is not implemented for Bosch")
         }
-        let circuit = String(command.node.dropFirst(3))
+        let circuit = BoschNode.circuit(command.node)
         let start = command.params["action"]?.stringValue == "start"
         let minutes = command.params["duration_min"]?.intValue
         let body = BoschWire.DhwCharge(chargeStatus: start ? BoschWire.chargeStart : BoschWire.chargeStop,
@@ -69,7 +69,7 @@ extension BoschAdapter {
     }
 
     func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
-        let circuit = String(command.node.dropFirst(2))
+        let circuit = BoschNode.circuit(command.node)
         let patch: BoschWire.HeatingCircuitPatch
         if command.capability == "program" || command.capability == "levels" {
             let p = command.params
@@ -99,7 +99,7 @@ extension BoschAdapter {
     }
 
     func patchDhwCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
-        let circuit = String(command.node.dropFirst(3))
+        let circuit = BoschNode.circuit(command.node)
         var patch = BoschWire.DhwCircuitPatch()
         if let mode = command.params["mode"]?.stringValue {
             patch.operationMode = mode
@@ -119,15 +119,15 @@ extension BoschAdapter {
 
     /// The program path and current program of a heating or DHW circuit, read fresh from the cloud.
     func currentProgram(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> (path: String, tp: String, program: WeekSchedule) {
-        if command.node.hasPrefix("dhw") {
-            let circuit = String(command.node.dropFirst(3))
+        if BoschNode.isDhwCircuit(command.node) {
+            let circuit = BoschNode.circuit(command.node)
             let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, circuit), remoteControl: true)
             let tp = d.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
             let path = BoschWire.Path.dhwTimeProgram(device.vendorId, circuit, tp)
             let p = try await get(BoschWire.TimeProgram.self, path, remoteControl: true)
             return (path, tp, Self.schedule(p, levels: Self.dhwLevels(d)))
         }
-        let circuit = String(command.node.dropFirst(2))
+        let circuit = BoschNode.circuit(command.node)
         let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, circuit), remoteControl: true)
         guard let tp = hc.autoModeSettings?.timeProgramId else {
             throw CloudError(.rejected, message: "\(command.node) has no selected time program")
@@ -159,7 +159,7 @@ extension BoschAdapter {
     /// Leasable: circuit modes and the manual setpoint (the API has no end time for them).
     public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? {
         guard let state = device.nodes[node] else { return nil }
-        switch (node.hasPrefix("hc") ? "hc" : node.hasPrefix("dhw") ? "dhw" : "", capability) {
+        switch (BoschNode.kind(of: node), capability) {
         case ("hc", "setpoint"): return state["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] }
         case ("hc", "mode"), ("dhw", "mode"): return state["operation_mode"]?.stringValue.map { ["mode": .string($0)] }
         default: return nil
@@ -168,7 +168,7 @@ extension BoschAdapter {
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
         if command.capability == "heat-curve" {
-            let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, String(command.node.dropFirst(2))),
+            let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
                                                  remoteControl: true))
             return (command.params.objectValue ?? [:]).allSatisfy { k, v in
                 k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
@@ -176,15 +176,15 @@ extension BoschAdapter {
         }
         // Setting the clock again or re-running detection does no harm: send them again.
         if command.capability == "date-time" || command.capability == "detect" { return nil }
-        if command.node == "system" {
+        if BoschNode.isSystem(command.node) {
             let now = try await systemState(device.vendorId)
             if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }
             let holidays = now["holidays"]?.arrayValue ?? []
             if command.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == command.params["id"] } }
             return holidays.contains { $0["start"] == command.params["start"] && $0["end"] == command.params["end"] }
         }
-        if command.node.hasPrefix("hc"), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
-            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, String(command.node.dropFirst(2))),
+        if BoschNode.isHeatingCircuit(command.node), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
+            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)),
                                    remoteControl: true)
             if let program = command.params["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
             if command.capability == "levels" {
@@ -194,8 +194,8 @@ extension BoschAdapter {
             if let mode = command.params["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
             return hc.manualModeSettings?.setPointTemperature == command.params["setpoint"]?.doubleValue
         }
-        if command.node.hasPrefix("dhw"), command.capability == "mode" || command.capability == "setpoint" {
-            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, String(command.node.dropFirst(3))),
+        if BoschNode.isDhwCircuit(command.node), command.capability == "mode" || command.capability == "setpoint" {
+            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, BoschNode.circuit(command.node)),
                                   remoteControl: true)
             if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
             let s: BoschWire.DhwModeSettings?
@@ -210,8 +210,8 @@ extension BoschAdapter {
             let (_, _, now) = try await currentProgram(command, device: device)
             return now.json["days"] == command.params["days"]
         }
-        guard command.capability == "charge", command.node.hasPrefix("dhw") else { return nil }
-        let circuit = String(command.node.dropFirst(3))
+        guard command.capability == "charge", BoschNode.isDhwCircuit(command.node) else { return nil }
+        let circuit = BoschNode.circuit(command.node)
         let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, circuit), remoteControl: true)
         if command.params["action"]?.stringValue == "start" {
             return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue

@@ -13,7 +13,7 @@ extension BoschAdapter {
     static let scheduleLimits = CapabilityValidation.ScheduleLimits(maxPointsPerDay: 6, gridMinutes: 15)
 
     public func capabilities(of node: String) -> Set<String> {
-        Self.capabilities[node.hasPrefix("dhw") ? "dhw" : node.hasPrefix("hc") ? "hc" : "system"] ?? []
+        Self.capabilities[BoschNode.kind(of: node)] ?? []
     }
 
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
@@ -21,7 +21,7 @@ extension BoschAdapter {
             let known = device.nodes.keys.sorted().joined(separator: ", ")
             throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(known.isEmpty ? "none known" : known)")
         }
-        let kind = node.hasPrefix("dhw") ? "dhw" : node.hasPrefix("hc") ? "hc" : "system"
+        let kind = BoschNode.kind(of: node)
         guard Self.capabilities[kind]?.contains(capability) == true else {
             let supported = (Self.capabilities[kind] ?? []).sorted().joined(separator: ", ")
             throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)\(supported.isEmpty ? "" : "; supported: \(supported)")")
@@ -79,7 +79,7 @@ extension BoschAdapter {
     /// when the command runs, so a queued sync is not stale).
     static func validateDateTime(_ body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["date_time", "sync"])
-        guard device.nodes["system"]?["date_time"]?.stringValue != nil else {
+        guard device.nodes[BoschNode.systemId]?["date_time"]?.stringValue != nil else {
             throw CommandRejection(.unsupported, "this gateway has no readable date/time")
         }
         switch (body["date_time"], body["sync"]) {
@@ -151,7 +151,7 @@ extension BoschAdapter {
     /// `{"action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco",
     /// "dhw_mode":"off"}` or `{"action":"delete","holiday_id":"hm1"}`.
     static func validateHoliday(_ body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
-        guard let existing = device.nodes["system"]?["holidays"]?.arrayValue else {
+        guard let existing = device.nodes[BoschNode.systemId]?["holidays"]?.arrayValue else {
             throw CommandRejection(.unsupported, "this gateway has no holiday modes")
         }
         let action = try CapabilityValidation.oneOf(body, "action", ["create", "delete"])
@@ -175,7 +175,7 @@ extension BoschAdapter {
         guard days["end"]! >= days["start"]! else {
             throw CommandRejection(.outOfRange, "\"end\" \(body["end"]!.stringValue!) is before \"start\" \(body["start"]!.stringValue!)")
         }
-        let circuits = device.nodes.keys.filter { $0.hasPrefix("hc") || $0.hasPrefix("dhw") }.sorted()
+        let circuits = device.nodes.keys.filter(BoschNode.isCircuit).sorted()
         var assigned = circuits
         if let a = body["assigned_to"] {
             guard let list = a.arrayValue?.compactMap(\.stringValue), list.count == a.arrayValue?.count, !list.isEmpty else {

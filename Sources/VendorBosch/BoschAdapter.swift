@@ -159,7 +159,7 @@ public struct BoschAdapter: VendorAdapter {
             var schedules: [String: WeekSchedule] = [:]
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(gw.gatewayId)) {
                 let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
-                let node = Self.nodeId("hc", ref.id)
+                let node = Self.nodeId(BoschNode.hcPrefix, ref.id)
                 var state = Self.nodeState(hc).objectValue ?? [:]
                 // Not every circuit has these (404: ISRC, older controllers); the rest of the circuit still counts.
                 do {
@@ -185,7 +185,7 @@ public struct BoschAdapter: VendorAdapter {
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(gw.gatewayId)) {
                 let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
                 let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
-                let node = Self.nodeId("dhw", ref.id)
+                let node = Self.nodeId(BoschNode.dhwPrefix, ref.id)
                 nodes[node] = Self.nodeState(dhw, charge: charge)
                 let tp = dhw.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
                 do {
@@ -196,7 +196,7 @@ public struct BoschAdapter: VendorAdapter {
                     // No DHW program on this controller (404): the circuit itself still counts.
                 }
             }
-            nodes["system"] = try await systemState(gw.gatewayId)
+            nodes[BoschNode.systemId] = try await systemState(gw.gatewayId)
             return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
                                   schedules: schedules)
         } catch {

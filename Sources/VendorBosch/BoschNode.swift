@@ -24,6 +24,23 @@ enum BoschNode: Equatable {
         }
     }
 
+    static func isHeatingCircuit(_ node: String) -> Bool { if case .heatingCircuit? = BoschNode(node) { true } else { false } }
+    static func isDhwCircuit(_ node: String) -> Bool { if case .dhwCircuit? = BoschNode(node) { true } else { false } }
+    static func isCircuit(_ node: String) -> Bool { isHeatingCircuit(node) || isDhwCircuit(node) }
+    static func isSystem(_ node: String) -> Bool { BoschNode(node) == .system }
+
+    /// The circuit id of an `hc<N>` or `dhw<N>` node; the node itself for anything else (validation lets no
+    /// such command through).
+    static func circuit(_ node: String) -> String {
+        switch BoschNode(node) {
+        case .heatingCircuit(let id)?, .dhwCircuit(let id)?: return id
+        default: return node
+        }
+    }
+
+    /// The capability-table key of any node id: `hc`, `dhw`, else `system`.
+    static func kind(of node: String) -> String { BoschNode(node)?.kind ?? systemId }
+
     /// `hc`, `dhw` or `system`: the key of the capability table.
     var kind: String {
         switch self {
