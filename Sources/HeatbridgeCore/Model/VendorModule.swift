@@ -2,7 +2,7 @@
 /// the config is read, how its device ids look, and how its adapter is built. The list of modules is the one
 /// place that names the vendors (`HeatbridgeVendors.all`); Core and the config decoder take it as a parameter.
 public protocol VendorModule: Sendable {
-    /// The `vendor:` value in the config, e.g. `bosch`.
+    /// The `vendor:` value in the config that names this module.
     var name: String { get }
     /// Config keys of an account of this vendor besides the common ones.
     var accountKeys: [String] { get }
@@ -10,7 +10,7 @@ public protocol VendorModule: Sendable {
     var inlineSecrets: [String: String] { get }
     /// `poll_interval_s` when the account does not set it.
     var defaultPollIntervalS: Double { get }
-    /// Topic ids of this vendor's devices start with this (`bosch-`).
+    /// Topic ids of this vendor's devices start with this (e.g. `<vendor>-`).
     var deviceIdPrefix: String { get }
     /// Reads the vendor's keys of one account; mistakes are reported on `decoder` with their position.
     /// `common` holds what every account has (name, base URL, devices…).
