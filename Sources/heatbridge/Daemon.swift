@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import Glibc
 import HeatbridgeConfig
 import HeatbridgeCore
@@ -75,14 +76,15 @@ enum Daemon {
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
+        let testClock = TestClockHook(environment: env)
 
         // Services start in dependency order (store → MQTT client → bridge) and stop in reverse: the bridge
         // first (its tasks end with `run()`), then `bridge/state` offline and the MQTT client, then the store.
         let stop = OneShotSignal()
         let (requests, requestSink) = AsyncStream.makeStream(of: Int32.self)
-        let signals = SignalWatcher(testHooks ? [SIGTERM, SIGINT, SIGHUP, SIGUSR2] : [SIGTERM, SIGINT, SIGHUP]) { signal in
+        let signals = SignalWatcher(testHooks ? [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] : [SIGTERM, SIGINT, SIGHUP]) { signal in
             switch signal {
-            case SIGHUP, SIGUSR2:
+            case SIGHUP, SIGUSR1, SIGUSR2:
                 requestSink.yield(signal)
             default:
                 logger.info("stopping", metadata: ["signal": "\(signal)"])
@@ -100,9 +102,13 @@ enum Daemon {
                 for await signal in requests {
                     if signal == SIGHUP {
                         await reloader.reload()
+                    } else if signal == SIGUSR1 {
+                        await testClock?.advance(bridge: bridge, logger: logger)
                     } else {
-                        logger.warning("test hook: blocking the bridge")
-                        await bridge.runOnBridge { while true { sleep(60) } }
+                        await bridge.runOnBridge {
+                            logger.warning("test hook: the bridge is blocked")  // from inside: the block has begun
+                            while true { sleep(60) }
+                        }
                     }
                 }
             }
@@ -247,20 +253,54 @@ actor Reloader {
 /// Real time for the bridge.
 struct SystemClock: HeatbridgeCore.Clock {
     /// Test hook: with `HEATBRIDGE_TEST_HOOKS=1`, `HEATBRIDGE_TEST_CLOCK_OFFSET_S` shifts the daemon's wall clock,
-    /// so black-box tests can put it seconds before a trigger's time instead of waiting for it.
-    static let offset: Double = {
+    /// so black-box tests can put it seconds before a trigger's time instead of waiting for it; the file named by
+    /// `HEATBRIDGE_TEST_CLOCK_FILE` moves it further (see `TestClockHook`).
+    static let offset = Mutex<Double>({
         guard ProcessEnvironment.value("HEATBRIDGE_TEST_HOOKS") == "1" else { return 0 }
         return ProcessEnvironment.value("HEATBRIDGE_TEST_CLOCK_OFFSET_S").flatMap(Double.init) ?? 0
-    }()
+    }())
 
     func now() -> EpochSeconds {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + Self.offset
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + Self.offset.withLock { $0 }
     }
 
     func sleep(seconds: Double) async throws {
         try await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
+    }
+}
+
+/// Test hook (`HEATBRIDGE_TEST_HOOKS=1` and `HEATBRIDGE_TEST_CLOCK_FILE`): black-box tests move the daemon's
+/// clock forward instead of sleeping out a hold time, a spacing limit or a lease, as swift-nio's
+/// `EmbeddedEventLoop.advanceTime(by:)` does in process. The file holds `<sequence> <seconds>`; on SIGUSR1
+/// (and at start) the daemon adds the seconds to its clock offset, fires every timer now due and writes the
+/// sequence to `<file>.ack`, so the test knows the consequences have happened.
+struct TestClockHook: Sendable {
+    let path: String
+    let base: Double
+
+    init?(environment env: [String: String]) {
+        guard env["HEATBRIDGE_TEST_HOOKS"] == "1", let path = env["HEATBRIDGE_TEST_CLOCK_FILE"], !path.isEmpty else { return nil }
+        self.path = path
+        base = SystemClock.offset.withLock { $0 }
+        apply()
+    }
+
+    /// Reads the file into the clock offset; returns its sequence.
+    @discardableResult
+    func apply() -> String? {
+        guard case .success(let bytes) = FileIO.read(path) else { return nil }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count == 2, let seconds = Double(fields[1]) else { return nil }
+        SystemClock.offset.withLock { $0 = base + seconds }
+        return String(fields[0])
+    }
+
+    func advance(bridge: Bridge, logger: Logger) async {
+        guard let sequence = apply() else { return logger.warning("test hook: unreadable clock file") }
+        await bridge.settleTimers()
+        _ = FileIO.writeAtomically(path + ".ack", Array(sequence.utf8))
     }
 }
 

@@ -24,6 +24,30 @@ final class TimerQueueTests: XCTestCase {
         loop.cancel()
         await loop.value
     }
+
+    /// A clock that jumps without waking its sleepers, as the daemon's test clock does.
+    final class JumpingClock: HeatbridgeCore.Clock {
+        let offset = Mutex(0.0)
+        let base = 1_800_000_000.0
+        func now() -> EpochSeconds { base + offset.withLock { $0 } }
+        func sleep(seconds: Double) async throws { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
+    }
+
+    func testSettleFiresWhatAClockJumpMadeDueWithoutSleepingItOut() async {
+        let clock = JumpingClock()
+        let timers = TimerQueue<String>()
+        let fired = Mutex<[String]>([])
+        let loop = Task { await timers.run(clock: clock) { key in fired.withLock { $0.append(key) } } }
+        timers.schedule("lease-end", at: clock.now() + 3600)   // the loop sleeps an hour of real time on it
+        timers.schedule("later", at: clock.now() + 7200)
+        await timers.settle(through: clock.now())
+        XCTAssertEqual(fired.withLock { $0 }, [], "nothing is due yet")
+        clock.offset.withLock { $0 = 3600 }
+        await timers.settle(through: clock.now())
+        XCTAssertEqual(fired.withLock { $0 }, ["lease-end"])
+        loop.cancel()
+        await loop.value
+    }
 }
 
 final class CommandIntakeTests: XCTestCase {

@@ -46,7 +46,14 @@ final class BoschSoakTests: XCTestCase {
             }
         }
         // The load's timing is the input (a command every 3 s, bursts 0.3 s apart), so the loop paces itself with
-        // sleeps; the results are collected as they come meanwhile.
+        // this one sleep; the results are collected as they come meanwhile.
+        func pace(_ seconds: Double) {
+            let until = Date().addingTimeInterval(seconds)
+            repeat {
+                Thread.sleep(forTimeInterval: min(0.1, max(until.timeIntervalSinceNow, 0)))
+                collect()
+            } while Date() < until
+        }
         let start = Date()
         var tick = 0
         while Date().timeIntervalSince(start) < duration {
@@ -61,21 +68,15 @@ final class BoschSoakTests: XCTestCase {
                 if tick % 12 == 3 {
                     for k in 0..<5 {
                         send("\(gw)/dhw1/charge", k % 2 == 0 ? #""action":"start","duration_min":\#(15 + k)"# : #""action":"stop""#)
-                        Thread.sleep(forTimeInterval: 0.3)
+                        pace(0.3)
                     }
                 }
             }
             tick += 1
-            for _ in 0..<30 {
-                Thread.sleep(forTimeInterval: 0.1)
-                collect()
-            }
+            pace(3)
         }
         let drainUntil = Date().addingTimeInterval(60)
-        while finished.count < sent.count && Date() < drainUntil {
-            Thread.sleep(forTimeInterval: 0.2)  // polling for the last results, bounded by drainUntil
-            collect()
-        }
+        while finished.count < sent.count && Date() < drainUntil { pace(0.2) }  // the last results, bounded
 
         let stats = try h.admin("GET", "/admin/stats")
         let total = (stats.objectValue ?? [:]).filter { $0.key.hasPrefix("bosch ") }.values.compactMap(\.intValue).reduce(0, +)

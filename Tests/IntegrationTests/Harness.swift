@@ -240,6 +240,8 @@ final class Harness: @unchecked Sendable {
 
     func startDaemon(env: [String: String] = [:], wrapper: [String] = []) throws {
         let bin = Self.binary("heatbridge")
+        var env = env
+        env["HEATBRIDGE_TEST_CLOCK_FILE"] = clockFile.path  // read only with HEATBRIDGE_TEST_HOOKS=1
         if wrapper.isEmpty {
             daemon = try launch(bin, ["run", "--config", configPath], log: "daemon.log", env: env)
         } else {
@@ -256,6 +258,28 @@ final class Harness: @unchecked Sendable {
             return child
         }
         return pid
+    }
+
+    /// The daemon's test clock (`HEATBRIDGE_TEST_HOOKS=1`): how far `advanceClock` has moved it, across restarts.
+    private(set) var clockAdvanced = 0.0
+    private var clockSequence = 0
+    var clockFile: URL { dir.appendingPathComponent("test-clock") }
+
+    /// Moves the daemon's clock `seconds` forward (it must run with `HEATBRIDGE_TEST_HOOKS=1`) and returns once
+    /// it has fired every timer now due: a hold time, a spacing limit or a lease passes without waiting for it.
+    /// Everything published before is handled first (a barrier), so it happened at the earlier time.
+    func advanceClock(by seconds: Double, file: StaticString = #filePath, line: UInt = #line) throws {
+        barrier(file: file, line: line)
+        clockSequence += 1
+        clockAdvanced += seconds
+        let tmp = dir.appendingPathComponent("test-clock.tmp")
+        try Data("\(clockSequence) \(clockAdvanced)".utf8).write(to: tmp)
+        _ = rename(tmp.path, clockFile.path)
+        signalDaemon(SIGUSR1)
+        let ack = clockFile.path + ".ack", expected = "\(clockSequence)"
+        waitUntil("the daemon's clock to move \(seconds) s", file: file, line: line) {
+            (try? String(contentsOfFile: ack, encoding: .utf8)) == expected
+        }
     }
 
     func signalDaemon(_ sig: Int32) {

@@ -98,14 +98,13 @@ final class TriggerIntegrationTests: XCTestCase {
             c.waitLatest("heatbridge/bosch-\(gw)/hc1/state", timeout: 20) { $0["manual_setpoint"] == 20 && $0["leases"] == nil }
         }
 
-        // PV surplus that flaps across the threshold never holds for 2 s: no charge.
-        // Fixed sleeps here are the input: each value lasts 0.7 s, less than hold_s, and then the hold time passes
-        // in real time (the daemon's clock), which no event can stand in for.
+        // PV surplus that flaps across the threshold never holds for 2 s: no charge. Each value lasts 0.7 s of
+        // the daemon's clock (less than hold_s, 2.1 s above in all): a hold that is not reset would fire.
         for v in ["2500", "1500", "2600", "1700", "2400", "1500"] {
             c.publish("test/pv_w", v)
-            Thread.sleep(forTimeInterval: 0.7)
+            try h.advanceClock(by: 0.7)
         }
-        Thread.sleep(forTimeInterval: 2)
+        try h.advanceClock(by: 2)
         h.barrier()
         XCTAssertEqual(firings(c, "pv-charge").count, 0, "a flapping value fired")
         // Above the threshold for the hold time: one charge; a dip inside the hysteresis band changes nothing.
@@ -114,7 +113,7 @@ final class TriggerIntegrationTests: XCTestCase {
         c.publish("test/pv_w", "1900")
         c.publish("test/pv_w", "2600")
         // A dip that wrongly ended the episode would fire again once hold_s (2 s) passed: let it pass.
-        Thread.sleep(forTimeInterval: 2.5)
+        try h.advanceClock(by: 2.5)
         h.barrier()
         XCTAssertEqual(firings(c, "pv-charge").count, 1)
         XCTAssertEqual(firings(c, "peak-shed").count, 1)
@@ -162,8 +161,8 @@ final class TriggerIntegrationTests: XCTestCase {
         let deep = c.waitResult("\(room)/derogation/result", id: "deep", status: "rejected")
         XCTAssertEqual(deep?["code"], "SAFETY_LIMIT")
         XCTAssertTrue(deep?["message"]?.stringValue?.contains("limits.derogation.max_delta") ?? false, "\(deep ?? .null)")
-        // limits.min_spacing_s (5 s) is real time on the daemon's clock: it has to pass.
-        Thread.sleep(forTimeInterval: 5)
+        // limits.min_spacing_s (5 s) on the daemon's clock has to pass.
+        try h.advanceClock(by: 5)
         c.publish("\(room)/derogation/set", #"{"id":"long","delta":-2,"duration_min":240}"#)
         let long = c.waitResult("\(room)/derogation/result", id: "long", status: "rejected")
         XCTAssertEqual(long?["code"], "SAFETY_LIMIT")
@@ -197,7 +196,7 @@ final class TriggerIntegrationTests: XCTestCase {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        try h.startDaemon()
+        try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         let c: TestMQTTClient = h.client
         let gw = "heatbridge/bosch-101000001"
         c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"] == 20 }
@@ -216,22 +215,25 @@ final class TriggerIntegrationTests: XCTestCase {
         c.waitResult("\(gw)/hc1/setpoint/result", id: "l2", status: "done")
         c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"] == 17 && $0["leases"]?["setpoint"] != nil }
         XCTAssertEqual(h.stopDaemon(), 0)
-        try h.startDaemon()
+        try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         XCTAssertNotNil(c.waitJSON("\(gw)/hc1/setpoint/result", timeout: 20) { $0["source"] == "lease:l2" && $0["status"] == "done" })
         c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 20 }
 
-        // Dead-man: renewed once within 2 s, then no more: it lapses about 2 s after the last renewal.
+        // Dead-man: renewed once within 2 s, then no more: it lapses 2 s after the last renewal, not before.
         c.publish("\(gw)/hc1/mode/set", #"{"id":"d1","mode":"manual","duration_s":60,"renew_within_s":2}"#)
         c.waitResult("\(gw)/hc1/mode/result", id: "d1", status: "done")
-        Thread.sleep(forTimeInterval: 1.2)  // the renewal comes inside renew_within_s (2 s) of d1: the input's timing
+        try h.advanceClock(by: 1.2)
         c.publish("\(gw)/hc1/mode/set", #"{"id":"d2","mode":"manual","duration_s":60,"renew_within_s":2}"#)
-        let renewedAt = Date()
         c.waitResult("\(gw)/hc1/mode/result", id: "d2", status: "done")
-        let lapse = c.waitJSON("\(gw)/hc1/mode/result", timeout: 10) { $0["source"] == "lease:d2" && $0["status"] == "done" }
-        XCTAssertNotNil(lapse)
-        XCTAssertGreaterThan(Date().timeIntervalSince(renewedAt), 1.8, "lapsed before the renewal deadline")
-        XCTAssertEqual(c.all("\(gw)/hc1/mode/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:d1" }.count, 0,
-                       "the renewed lease must not end on the first command's deadline")
+        func lapses(_ id: String) -> Int {
+            c.all("\(gw)/hc1/mode/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"]?.stringValue == "lease:\(id)" }.count
+        }
+        try h.advanceClock(by: 1.5)  // d1's deadline has passed, d2's not yet
+        h.barrier()
+        XCTAssertEqual(lapses("d1"), 0, "the renewed lease must not end on the first command's deadline")
+        XCTAssertEqual(lapses("d2"), 0, "lapsed before the renewal deadline")
+        try h.advanceClock(by: 1)
+        XCTAssertNotNil(c.waitJSON("\(gw)/hc1/mode/result", timeout: 10) { $0["source"] == "lease:d2" && $0["status"] == "done" })
         c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "auto" }
 
         // The cloud goes away and comes back while a lease runs: its value is sent again.
@@ -249,8 +251,8 @@ final class TriggerIntegrationTests: XCTestCase {
         c.waitResult("\(gw)/hc1/setpoint/result", id: "l3", status: "done")
         c.publish("\(gw)/hc1/setpoint/set", #"{"id":"plain","setpoint":21.5}"#)
         c.waitResult("\(gw)/hc1/setpoint/result", id: "plain", status: "done")
-        // The replaced lease would have ended 3 s after l3: let that time pass (the daemon's clock), then check.
-        Thread.sleep(forTimeInterval: 3.5)
+        // The replaced lease would have ended 3 s after l3: let that time pass on the daemon's clock, then check.
+        try h.advanceClock(by: 3.5)
         h.barrier()
         XCTAssertEqual(c.all("\(gw)/hc1/setpoint/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:l3" }.count, 0)
         c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 21.5 && $0["leases"] == nil }

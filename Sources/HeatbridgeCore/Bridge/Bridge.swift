@@ -184,6 +184,13 @@ public actor Bridge {
     /// deadlock would, which is how the tests prove the watchdog stops pinging.
     public func runOnBridge(_ body: @Sendable () -> Void) { body() }
 
+    /// Test hook: returns once every timer due by the clock's current time has fired, so a black-box test
+    /// that moved the daemon's clock forward sees the consequences (a lease end, a trigger's hold time) at once
+    /// instead of sleeping out real time.
+    public func settleTimers() async {
+        await timers.settle(through: clock.now())
+    }
+
     /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
     /// removed accounts go offline and their retained topics are cleared.
     public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour) {

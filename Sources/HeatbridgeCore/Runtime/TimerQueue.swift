@@ -10,6 +10,9 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
         /// Bumped on every change, so the loop knows whether what it slept on is still current.
         var version = 0
         var waiter: CheckedContinuation<Void, Never>?
+        /// The clock time of the loop's last pass that found nothing due, and who waits for a later one.
+        var idleAt: EpochSeconds = -.infinity
+        var settleWaiters: [(through: EpochSeconds, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
@@ -42,6 +45,7 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
 
     /// Until cancelled: calls `fire` for each key whose deadline has come, earliest first.
     public func run(clock: any Clock, fire: (Key) async -> Void) async {
+        defer { resumeSettled(through: .infinity) }
         while !Task.isCancelled {
             let now = clock.now()
             let (due, next, version) = state.withLock { s in
@@ -51,6 +55,7 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
             }
             for key in due { await fire(key) }
             if !due.isEmpty { continue }
+            resumeSettled(through: now)
             // Sleep until the next deadline, or until the deadlines change (a new, earlier one may be there).
             await withTaskGroup(of: Void.self) { group in
                 if let next { group.addTask { try? await clock.sleep(seconds: max(next - now, 0.001)) } }
@@ -59,6 +64,30 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
                 group.cancelAll()
             }
         }
+    }
+
+    /// Returns once every deadline up to `through` (a time on the loop's clock) has fired and its `fire`
+    /// returned. After a jump of the clock (the daemon's test clock) this wakes the loop, which would otherwise
+    /// sleep out the real time it computed before the jump.
+    public func settle(through: EpochSeconds) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { s -> Bool in
+                if s.idleAt >= through { return true }
+                s.settleWaiters.append((through, c))
+                return false
+            }
+            if done { c.resume() } else { change { _ in } }
+        }
+    }
+
+    private func resumeSettled(through now: EpochSeconds) {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.idleAt = now
+            let ready = s.settleWaiters.filter { $0.through <= now }.map(\.continuation)
+            s.settleWaiters.removeAll { $0.through <= now }
+            return ready
+        }
+        for c in ready { c.resume() }
     }
 
     private func change(_ body: (inout State) -> Void) {
