@@ -18,7 +18,7 @@ public struct BoschCloud: Sendable {
         public var charges: [String: ChargeState]
         /// Heating time programs by circuit id and program id.
         public var timePrograms: [String: [String: BoschWire.TimeProgram]] = [:]
-        public var silentMode = "OFF"
+        public var silentMode = BoschWire.silentModeOff
         public var heatCurves: [String: BoschWire.HeatCurve] = [:]
         public var holidayModes: [BoschWire.HolidayMode] = []
         /// DHW time programs by circuit id and program id.
@@ -45,7 +45,7 @@ public struct BoschCloud: Sendable {
     public var contracts: [String: BoschWire.Contract] = [:]
     public var companyId = "C-4711"
     /// What `GET /health` reports.
-    public var health = "UP"
+    public var health = BoschWire.healthUp
     /// Keys issued by `POST /api-keys` (valid alongside `apiKey` until their expiry) [pub: security].
     public var issuedKeys: [(id: String, key: String, createdAt: Double, expiresAt: Double)] = []
     /// Event types asked for with `POST /webhooks/simulation`.
@@ -64,7 +64,7 @@ public struct BoschCloud: Sendable {
         var hcs: [String: BoschWire.HeatingCircuit] = [:]
         for h in hcIds {
             hcs[h] = BoschWire.HeatingCircuit(
-                id: h, operationMode: "AUTO", currentSetPointTemperature: 21.0, roomTemperature: 20.5,
+                id: h, operationMode: BoschWire.heatingModeAuto, currentSetPointTemperature: 21.0, roomTemperature: 20.5,
                 manualModeSettings: .init(setPointTemperature: 20.0),
                 autoModeSettings: .init(timeProgramId: "A", temperatureLevels: ["comfort": 21.0, "eco": 17.0]),
                 overridingModes: [.init(mode: "HOLIDAY", active: false)])
@@ -73,11 +73,11 @@ public struct BoschCloud: Sendable {
         var charges: [String: ChargeState] = [:]
         for d in dhwIds {
             dhws[d] = BoschWire.DhwCircuit(
-                id: d, operationMode: "HIGH", actualTemperature: 47.5,
+                id: d, operationMode: BoschWire.dhwModeHigh, actualTemperature: 47.5,
                 ecoModeSettings: .init(startSetPointTemperature: 40, stopSetPointTemperature: 45),
                 lowModeSettings: .init(startSetPointTemperature: 45, stopSetPointTemperature: 50),
                 highModeSettings: .init(startSetPointTemperature: 50, stopSetPointTemperature: 55),
-                autoModeSettings: .init(operationMode: "HIGH", timeProgramId: BoschWire.defaultDhwProgram))
+                autoModeSettings: .init(operationMode: BoschWire.dhwModeHigh, timeProgramId: BoschWire.defaultDhwProgram))
             charges[d] = ChargeState(active: false, durationMin: 60, startedAt: 0)
         }
         var programs: [String: [String: BoschWire.TimeProgram]] = [:]

@@ -37,7 +37,7 @@ public struct PoderoCloud: Sendable {
     public static func defaultScenario(now: Double = 0) -> PoderoCloud {
         let user = "7d0c2f4e-5b1a-4c3e-9f20-1a2b3c4d5e6f"
         return PoderoCloud(clientId: "demo-client", clientSecret: "demo-secret", orgId: "org-demo",
-                           users: [["id": .string(user), "email": "owner@example.invalid", "role": "user", "deleted_at": .null]],
+                           users: [[PoderoWire.F.id: .string(user), PoderoWire.F.email: "owner@example.invalid", PoderoWire.F.role: "user", PoderoWire.F.deletedAt: .null]],
                            heatPumps: ["3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b": (user, makeHeatPump(id: "3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b", now: now))])
     }
 
@@ -45,10 +45,10 @@ public struct PoderoCloud: Sendable {
         typealias F = PoderoWire.F
         return [
             F.id: .string(id), F.deletedAt: .null,
-            F.deviceModel: ["device_type": ["short_name": "hp_atw", "long_name": "Heat Pump (Air-to-Water)"],
-                            "manufacturer": "NIBE", "model": "F2120", "year": 2022],
-            F.connectionStatus: "ok", F.monitoringStatus: "ok", F.steeringStatus: "ok",
-            F.lifecycleState: "authenticated", F.lifecycleError: .null, F.actionNeeded: false, F.actions: [],
+            F.deviceModel: [F.deviceType: [F.shortName: "hp_atw", F.longName: "Heat Pump (Air-to-Water)"],
+                            F.manufacturer: "NIBE", F.model: "F2120", F.year: 2022],
+            F.connectionStatus: .string(PoderoWire.Status.ok), F.monitoringStatus: .string(PoderoWire.Status.ok),
+            F.steeringStatus: .string(PoderoWire.Status.ok), F.lifecycleState: .string(PoderoWire.Status.authenticated), F.lifecycleError: .null, F.actionNeeded: false, F.actions: [],
             F.power: 1450, F.mode: "mid", F.outdoor: 4.5, F.indoor: 20.8, F.indoorTarget: 21.0,
             F.inlet: 31.5, F.outlet: 36.0, F.dhw: 47.0,
             F.stateUpdatedAt: .string(Timestamp.iso8601(now)),

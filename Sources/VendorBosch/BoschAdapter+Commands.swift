@@ -52,7 +52,7 @@ extension BoschAdapter {
             return "system detection started; components are read again on the next poll"
         }
         if command.capability == "silent-mode" {
-            let mode = p["mode"]?.stringValue ?? "OFF"
+            let mode = p["mode"]?.stringValue ?? BoschWire.silentModeOff
             _ = try await call("PATCH", BoschWire.Path.silentMode(gw), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)), remoteControl: true)
             return "silent mode \(mode.lowercased())"
         }

@@ -45,7 +45,7 @@ extension BoschAdapter {
             return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.dhwModes))]
         case ("dhw", "setpoint"):
             try CapabilityValidation.allowOnly(body, ["level", "start", "stop"])
-            let level = try CapabilityValidation.oneOf(body, "level", ["ECO", "LOW", "HIGH"]).lowercased()
+            let level = try CapabilityValidation.oneOf(body, "level", BoschWire.dhwLevelModes).lowercased()
             let start = try CapabilityValidation.temperature(body, "start", BoschWire.dhwSetpointRange)
             let stop = try CapabilityValidation.temperature(body, "stop", BoschWire.dhwSetpointRange)
             guard start < stop else {

@@ -136,7 +136,7 @@ public struct BoschAdapter: VendorAdapter {
             return
         }
         let status = health.status.uppercased()
-        guard status == "UP" || status == "OK" else {
+        guard status == BoschWire.healthUp || status == BoschWire.healthOK else {
             throw CloudError(.unavailable, message: "Bosch reports the Partner API as \(status) (GET /health)")
         }
     }

@@ -133,7 +133,8 @@ public enum BoschWire {
         public var silentMode: String
         public init(silentMode: String) { self.silentMode = silentMode }
     }
-    public static let silentModes = ["ON", "OFF", "AUTO"]
+    public static let silentModeOn = "ON", silentModeOff = "OFF", silentModeAuto = "AUTO"
+    public static let silentModes = [silentModeOn, silentModeOff, silentModeAuto]
 
     /// One holiday mode (`GET/POST …/system/holidayModes`). INFERRED from the gateway's `hm1`…`hm5` slots:
     /// start and end date, the circuits it applies to, and what heating and hot water do meanwhile.
@@ -197,6 +198,8 @@ public enum BoschWire {
     public static let contractStatuses = [ContractState.pending, ContractState.active, ContractState.rejected, ContractState.revoked, ContractState.closed]
     /// `GET /hvacs/{id}/status` [doc].
     public static let gatewayOnline = "ONLINE", gatewayOffline = "OFFLINE"
+    /// `GET /health` statuses that mean the service is up (INFERRED, see `health` above).
+    public static let healthUp = "UP", healthOK = "OK"
 
     /// `GET /api-keys/me`: at least the partner's `companyId` [doc].
     public struct KeyIdentity: Codable, Sendable, Equatable {
@@ -391,7 +394,10 @@ public enum BoschWire {
     public static let heatingModeOff = "OFF", heatingModeAuto = "AUTO", heatingModeManual = "MANUAL"
     public static let heatingModes = [heatingModeOff, heatingModeAuto, heatingModeManual]
     /// DHW operation modes (INFERRED from the gateway's Off/eco/low/high/ownprogram; `AUTO` = own program).
-    public static let dhwModes = ["OFF", "ECO", "LOW", "HIGH", "AUTO"]
+    public static let dhwModeOff = "OFF", dhwModeEco = "ECO", dhwModeLow = "LOW", dhwModeHigh = "HIGH", dhwModeAuto = "AUTO"
+    public static let dhwModes = [dhwModeOff, dhwModeEco, dhwModeLow, dhwModeHigh, dhwModeAuto]
+    /// The levels a DHW program switches between (the modes other than off and own program).
+    public static let dhwLevelModes = [dhwModeEco, dhwModeLow, dhwModeHigh]
     /// Room setpoint range of the controllers (analog: km200 minValue/maxValue 5…30 °C), 0.5 °C steps.
     public static let roomSetpointRange = 5.0...30.0
     /// DHW start/stop setpoint range (INFERRED: consumer integrations clamp levels to 30…53 °C; heat pumps

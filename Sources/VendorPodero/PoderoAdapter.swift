@@ -43,7 +43,7 @@ public struct PoderoAdapter: VendorAdapter {
         }
         var out: [DeviceSnapshot] = []
         for user in users {
-            guard let uid = user["id"]?.stringValue, user["deleted_at"]?.stringValue == nil else { continue }
+            guard let uid = user[PoderoWire.F.id]?.stringValue, user[PoderoWire.F.deletedAt]?.stringValue == nil else { continue }
             let list = try await client.request("GET", PoderoWire.Path.heatPumps(client.orgId, uid))
             guard let pumps = list.arrayValue else {
                 throw CloudError(.badResponse, status: 200, message: "heat-pump list of a user is not a JSON array")
@@ -62,26 +62,26 @@ public struct PoderoAdapter: VendorAdapter {
         typealias F = PoderoWire.F
         let id = hp[F.id]?.stringValue ?? ""
         let model = hp[F.deviceModel]
-        let manufacturer = model?["manufacturer"]?.stringValue
-        let modelName = [manufacturer, model?["model"]?.stringValue].compactMap { $0 }.joined(separator: " ")
+        let manufacturer = model?[F.manufacturer]?.stringValue
+        let modelName = [manufacturer, model?[F.model]?.stringValue].compactMap { $0 }.joined(separator: " ")
         let lifecycle = hp[F.lifecycleState]?.stringValue
         let connection = hp[F.connectionStatus]?.stringValue
         // Podero's statuses are ok|warning|error|unknown: a warning still reaches the device.
         var online: Bool?
         switch connection {
-        case "ok", "warning": online = true
-        case "error": online = false
+        case PoderoWire.Status.ok, PoderoWire.Status.warning: online = true
+        case PoderoWire.Status.error: online = false
         default: online = nil
         }
-        if lifecycle == "error" { online = false }
+        if lifecycle == PoderoWire.Status.error { online = false }
         // Actions the user must take (re-authenticate with the manufacturer): code and link only.
         let actions: [JSONValue] = (hp[F.actions]?.arrayValue ?? []).map {
-            ["code": $0["code"] ?? .null, "resolution_link": $0["resolution_link"] ?? .null]
+            ["code": $0[F.actionCode] ?? .null, "resolution_link": $0[F.resolutionLink] ?? .null]
         }
         var attributes: [String: JSONValue] = [
             "owner_id": .string(owner),
             "manufacturer": .string(manufacturer),
-            "device_type": model?["device_type"]?["short_name"] ?? .null,
+            "device_type": model?[F.deviceType]?[F.shortName] ?? .null,
             "lifecycle_state": .string(lifecycle),
             "lifecycle_error": hp[F.lifecycleError] ?? .null,
             "action_needed": .bool(hp[F.actionNeeded]?.boolValue ?? !actions.isEmpty),

@@ -127,6 +127,11 @@ public enum PoderoWire {
     // MARK: heat-pump fields [pub: api-reference/user-heat-pumps, reference/heat-pumps/state and attributes]
 
     /// Heat-pump object field names.
+    /// `connection_status` / `lifecycle_state` values [doc: ok|warning|error|unknown; lifecycle INFERRED beyond these].
+    public enum Status {
+        public static let ok = "ok", warning = "warning", error = "error", authenticated = "authenticated"
+    }
+
     public enum F {
         public static let id = "id"
         public static let connectionStatus = "connection_status"
@@ -138,6 +143,14 @@ public enum PoderoWire {
         public static let actionNeeded = "action_needed"
         public static let actions = "actions"
         public static let deletedAt = "deleted_at"
+        // users
+        public static let email = "email", role = "role"
+        // inside `device_model`
+        public static let manufacturer = "manufacturer", model = "model", year = "year", deviceType = "device_type"
+        /// Inside `device_type`.
+        public static let shortName = "short_name", longName = "long_name"
+        // inside one of `actions`
+        public static let actionCode = "code", resolutionLink = "resolution_link"
         public static let stateUpdatedAt = "current_state_last_updated_at"
         // state (read-only, refreshed by Podero every 5–15 min)
         public static let power = "current_power_consumption_w"
