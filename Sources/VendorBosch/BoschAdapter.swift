@@ -14,6 +14,9 @@ public struct BoschAdapter: VendorAdapter {
     let budget: RateBudget?
     /// Reads that answered 404/504 recently, and static resources, are not repeated every poll; nil asks every time.
     let answers: AnswerCache?
+    /// With an allow-list: when the company-wide paths (`/health`, `/hvacs`) are asked — at start and about
+    /// hourly instead of every poll, since all boxes of the partner share their buckets. nil asks every poll.
+    let companyWide: CompanyWideReads?
 
     /// How long a 404 (resource this gateway does not have) and a 504 (gateway offline) are believed.
     public static let notFoundTTL = 600.0
@@ -29,8 +32,10 @@ public struct BoschAdapter: VendorAdapter {
 
     public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
                 allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil, rotation: BoschKey.Rotation? = nil,
-                clock: (any HeatbridgeCore.Clock)? = nil, localTime: any LocalTime = FixedOffsetTime(offsetS: 0)) {
+                clock: (any HeatbridgeCore.Clock)? = nil, localTime: any LocalTime = FixedOffsetTime(offsetS: 0),
+                companyWide: CompanyWideReads? = nil) {
         self.budget = budget
+        self.companyWide = allowList == nil ? nil : companyWide
         self.answers = answerCache
         self.transport = transport
         self.baseURL = baseURL
@@ -116,6 +121,7 @@ public struct BoschAdapter: VendorAdapter {
     // MARK: reading
 
     public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        if let allowList, let companyWide { return try await fetchOwnGateways(allowList.sorted(), companyWide) }
         try await checkHealth()
         let gateways = try await get([BoschWire.Gateway].self, BoschWire.Path.hvacs)
         var out: [DeviceSnapshot] = []
@@ -123,6 +129,72 @@ public struct BoschAdapter: VendorAdapter {
             out.append(try await fetchGateway(gw))
         }
         return out
+    }
+
+    /// A box's own gateways: per-gateway paths every poll (their buckets are per company and gateway, so boxes
+    /// do not compete). `/health` and `/hvacs` are background reads at `companyWide`'s times; only the first
+    /// start of a box alone asks them inline. Between two reads the last gateway list names brand and type;
+    /// before the first (or when it failed) the gateways are read by id. A gateway the list does not name is
+    /// left out (the bridge reports it as not visible); one that answers 403/404 shows that error and is
+    /// evidence that the list changed, which is then asked again soon.
+    func fetchOwnGateways(_ ids: [String], _ companyWide: CompanyWideReads) async throws(CloudError) -> [DeviceSnapshot] {
+        for path in Self.companyWidePaths where await companyWide.answer(path) == nil {
+            if await companyWide.due(path) { try await readCompanyWide(path, companyWide) }
+        }
+        if let body = await companyWide.answer(BoschWire.Path.health) { try Self.healthVerdict(body) }
+        var listed: [String: BoschWire.Gateway]?
+        if let body = await companyWide.answer(BoschWire.Path.hvacs), let list = BoschWire.decode([BoschWire.Gateway].self, body) {
+            listed = Dictionary(list.map { ($0.gatewayId, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        var out: [DeviceSnapshot] = []
+        for id in ids {
+            if let listed, listed[id] == nil { continue }
+            let snapshot = try await fetchGateway(listed?[id] ?? BoschWire.Gateway(gatewayId: id))
+            if let status = snapshot.error?.status, status == 403 || status == 404 { await companyWide.evidence(BoschWire.Path.hvacs) }
+            out.append(snapshot)
+        }
+        return out
+    }
+
+    /// The company-wide paths a box with an allow-list reads in the background.
+    static let companyWidePaths = [BoschWire.Path.health, BoschWire.Path.hvacs]
+
+    public func nextBackgroundRead() async -> EpochSeconds? {
+        await companyWide?.nextDue(Self.companyWidePaths)
+    }
+
+    public func backgroundRead() async {
+        guard let companyWide else { return }
+        for path in Self.companyWidePaths where await companyWide.due(path) { try? await readCompanyWide(path, companyWide) }
+    }
+
+    /// Reads one company-wide path at the lowest priority and keeps a good answer. A failure is tried again
+    /// after the least gap (the poll goes on without it); only a rejected key is passed on.
+    func readCompanyWide(_ path: String, _ companyWide: CompanyWideReads) async throws(CloudError) {
+        await companyWide.asked(path)
+        do {
+            let body = try await call("GET", path, priority: .sync)
+            await companyWide.keep(path, body)
+            // Bosch saying it is down is asked again soon, not in an hour.
+            if path == BoschWire.Path.health, (try? Self.healthVerdict(body)) == nil { await companyWide.failed(path) }
+        } catch {
+            await companyWide.failed(path)
+            if error.kind == .authFailed { throw error }
+        }
+    }
+
+    /// A kept `/health` answer: Bosch saying the API is down takes the account offline; an answer we cannot
+    /// read (its shape is a guess) says nothing.
+    static func healthVerdict(_ body: [UInt8]) throws(CloudError) {
+        guard let health = BoschWire.decode(BoschWire.Health.self, body) else { return }
+        try healthVerdict(status: health.status)
+    }
+
+    static func healthVerdict(status reported: String) throws(CloudError) {
+        let status = reported.uppercased()
+        guard status == BoschWire.healthUp || status == BoschWire.healthOK else {
+            throw CloudError(.unavailable, message: "Bosch reports the Partner API as \(status) (GET /health)")
+        }
     }
 
     /// `GET /health`: when Bosch itself says the API is down, the account is offline with that reason and
@@ -135,10 +207,7 @@ public struct BoschAdapter: VendorAdapter {
         } catch where error.status == 404 || error.kind == .badResponse {
             return
         }
-        let status = health.status.uppercased()
-        guard status == BoschWire.healthUp || status == BoschWire.healthOK else {
-            throw CloudError(.unavailable, message: "Bosch reports the Partner API as \(status) (GET /health)")
-        }
+        try Self.healthVerdict(status: health.status)
     }
 
     public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? {

@@ -20,6 +20,7 @@ public struct BoschModule: VendorModule {
     public let accountKeys = ["api_key_file", "api_key_credential", "user_id", "rotate_key"]
     public let inlineSecrets = ["api_key": "api_key_file or api_key_credential"]
     public let deviceIdPrefix = "bosch-"
+    public let requiresScope = true
 
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
@@ -64,6 +65,8 @@ public struct BoschModule: VendorModule {
         }
         return .success(BoschAdapter(transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
                                      allowList: a.devices, budget: a.rateLimit ? RateBudget(clock: c.clock) : nil,
-                                     answerCache: AnswerCache(clock: c.clock), rotation: rotation, clock: c.clock, localTime: c.localTime))
+                                     answerCache: AnswerCache(clock: c.clock), rotation: rotation, clock: c.clock, localTime: c.localTime,
+                                     companyWide: CompanyWideReads(clock: c.clock, boxes: c.fleetBoxes,
+                                                                   perSecond: BoschWire.companyWideLimit.perSecond)))
     }
 }

@@ -137,11 +137,17 @@ extension BoschWire {
         public func limit(method: String) -> RateLimit {
             if method == "PUT", case .heatingTimeProgram = self { return RateLimit(capacity: 1, perSecond: 0.1) }
             if method == "PUT", case .dhwTimeProgram = self { return RateLimit(capacity: 1, perSecond: 0.1) }
-            return gatewayId == nil ? RateLimit(capacity: 5, perSecond: 2) : RateLimit(capacity: 3, perSecond: 0.5)
+            return gatewayId == nil ? BoschWire.companyWideLimit : RateLimit(capacity: 3, perSecond: 0.5)
         }
+
+        /// Counted per company (every box of the partner shares its bucket), not per company and gateway.
+        public var isCompanyWide: Bool { gatewayId == nil }
     }
 
     /// A token bucket's size and refill rate.
+    /// Endpoints without a gateway id: 2 requests/s sustained, burst 5, per (company, endpoint, path) [pub: §1.6].
+    public static let companyWideLimit = RateLimit(capacity: 5, perSecond: 2)
+
     public struct RateLimit: Equatable, Sendable {
         public var capacity: Double
         public var perSecond: Double

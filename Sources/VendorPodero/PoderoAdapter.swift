@@ -9,12 +9,20 @@ public struct PoderoAdapter: VendorAdapter {
     /// Heat-pump ids to bridge; nil means every heat pump of the organisation.
     let allowList: Set<String>?
     let clock: any Clock
+    /// With an allow-list: when the organisation's listings (users, their heat pumps) are read — at start and
+    /// about hourly — to learn each heat pump's owner; between them each heat pump is read by its own path.
+    let companyWide: CompanyWideReads?
 
-    public init(client: PoderoClient, allowList: [String]?, clock: any Clock) {
+    public init(client: PoderoClient, allowList: [String]?, clock: any Clock, companyWide: CompanyWideReads? = nil) {
         self.client = client
         self.allowList = allowList.map(Set.init)
         self.clock = clock
+        self.companyWide = allowList == nil ? nil : companyWide
     }
+
+    /// Podero publishes no rate limits: one organisation listing per second for the whole partner is the
+    /// assumption (INFERRED) a fleet's share is derived from.
+    public static let companyWidePerSecond = 1.0
 
     /// Topic id of a heat pump.
     public static func deviceId(_ heatPumpId: String) -> String { TopicLayout.sanitize("podero-\(heatPumpId)") }
@@ -37,11 +45,71 @@ public struct PoderoAdapter: VendorAdapter {
     // MARK: reading
 
     public func fetchDevices() async throws(CloudError) -> [DeviceSnapshot] {
+        if let allowList, let companyWide { return try await fetchOwnHeatPumps(allowList.sorted(), companyWide) }
+        return try await listOrganisation().map { Self.snapshot($0.heatPump, owner: $0.owner) }
+    }
+
+    /// A box's own heat pumps, each by its path. The organisation's listings (to learn the owners) are a
+    /// background read at `companyWide`'s times, and inline only while no owner is known (the first poll).
+    /// A heat pump the listings do not name is left out (the bridge reports it as not visible); a 403/404 on
+    /// one is evidence the listings changed.
+    func fetchOwnHeatPumps(_ ids: [String], _ companyWide: CompanyWideReads) async throws(CloudError) -> [DeviceSnapshot] {
+        guard let owners = await owners(companyWide) else {
+            // The listing carries the heat pumps themselves: no second read this poll.
+            return try await listOwners(companyWide).filter { ids.contains($0.heatPump[PoderoWire.F.id]?.stringValue ?? "") }
+                .map { Self.snapshot($0.heatPump, owner: $0.owner) }
+        }
+        var out: [DeviceSnapshot] = []
+        for id in ids {
+            guard let owner = owners[id] else { continue }
+            do throws(CloudError) {
+                let hp = try await client.request("GET", PoderoWire.Path.heatPump(client.orgId, owner, id))
+                out.append(Self.snapshot(hp, owner: owner))
+            } catch where error.status == 403 || error.status == 404 {
+                await companyWide.evidence(ownersKey)
+            }
+        }
+        return out
+    }
+
+    var ownersKey: String { PoderoWire.Path.users(client.orgId) }
+
+    /// Heat-pump id → owner, from the last listing; nil before the first.
+    func owners(_ companyWide: CompanyWideReads) async -> [String: String]? {
+        await companyWide.answer(ownersKey).flatMap { try? JSONValue.parse($0) }?.objectValue?.compactMapValues(\.stringValue)
+    }
+
+    /// Lists the organisation and keeps who owns which heat pump.
+    func listOwners(_ companyWide: CompanyWideReads) async throws(CloudError) -> [(heatPump: JSONValue, owner: String)] {
+        await companyWide.asked(ownersKey)
+        do throws(CloudError) {
+            let listed = try await listOrganisation()
+            var owners: [String: JSONValue] = [:]
+            for entry in listed { owners[entry.heatPump[PoderoWire.F.id]?.stringValue ?? ""] = .string(entry.owner) }
+            await companyWide.keep(ownersKey, JSONValue.object(owners).bytes)
+            return listed
+        } catch {
+            await companyWide.failed(ownersKey)
+            throw error
+        }
+    }
+
+    public func nextBackgroundRead() async -> EpochSeconds? {
+        await companyWide?.nextDue([ownersKey])
+    }
+
+    public func backgroundRead() async {
+        guard let companyWide, await companyWide.due(ownersKey) else { return }
+        _ = try? await listOwners(companyWide)
+    }
+
+    /// Every heat pump of the organisation with its owner: the users, then each user's heat pumps.
+    func listOrganisation() async throws(CloudError) -> [(heatPump: JSONValue, owner: String)] {
         let usersJSON = try await client.request("GET", PoderoWire.Path.users(client.orgId))
         guard let users = usersJSON.arrayValue else {
             throw CloudError(.badResponse, status: 200, message: "user list is not a JSON array")
         }
-        var out: [DeviceSnapshot] = []
+        var out: [(heatPump: JSONValue, owner: String)] = []
         for user in users {
             guard let uid = user[PoderoWire.F.id]?.stringValue, user[PoderoWire.F.deletedAt]?.stringValue == nil else { continue }
             let list = try await client.request("GET", PoderoWire.Path.heatPumps(client.orgId, uid))
@@ -51,7 +119,7 @@ public struct PoderoAdapter: VendorAdapter {
             for hp in pumps {
                 guard let id = hp[PoderoWire.F.id]?.stringValue, hp[PoderoWire.F.deletedAt]?.stringValue == nil,
                       allowList?.contains(id) ?? true else { continue }
-                out.append(Self.snapshot(hp, owner: uid))
+                out.append((hp, uid))
             }
         }
         return out

@@ -20,6 +20,7 @@ public struct PoderoModule: VendorModule {
     public let accountKeys = ["client_id", "client_secret_file", "client_secret_credential", "org_id", "token_url"]
     public let inlineSecrets = ["client_secret": "client_secret_file or client_secret_credential"]
     public let deviceIdPrefix = "podero-"
+    public let requiresScope = true
     /// Podero refreshes heat-pump state from the manufacturer cloud every 5–15 min: polling faster only
     /// repeats the same answer.
     public let defaultPollIntervalS = 300.0
@@ -50,7 +51,10 @@ public struct PoderoModule: VendorModule {
     }
 
     public func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError> {
-        client(account, context: context).map { PoderoAdapter(client: $0, allowList: account.devices, clock: context.clock) }
+        client(account, context: context).map {
+            PoderoAdapter(client: $0, allowList: account.devices, clock: context.clock,
+                          companyWide: CompanyWideReads(clock: context.clock, boxes: context.fleetBoxes, perSecond: PoderoAdapter.companyWidePerSecond))
+        }
     }
 
     /// The account's API client. With `context.settings` the token outlives a restart (a 10 h token is worth

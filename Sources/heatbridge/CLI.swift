@@ -56,8 +56,14 @@ struct CheckConfig: ParsableCommand {
             print("  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)")
             print("  store: \(c.store.path)")
             for a in c.accounts {
-                print("  account \(a.name): \(a.vendor) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s")
+                let scope = a.devices.map { "\($0.count) device\($0.count == 1 ? "" : "s")" } ?? "every device"
+                print("  account \(a.name): \(a.vendor) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)")
+                if a.allDevices {
+                    printErr("warning: account \(a.name) has devices: all: it bridges every device of the partner account; "
+                             + "only for a partner's own back-office box, never on a customer's box")
+                }
             }
+            if c.fleet.boxes > 1 { print("  fleet: \(c.fleet.boxes) boxes share the partner accounts") }
             for g in c.bridge.groups.keys.sorted() { print("  group \(g): \(c.bridge.groups[g]!.map(\.key).joined(separator: ", "))") }
             for t in c.bridge.triggers { print("  trigger \(t.name): \(t.action.target)") }
         }

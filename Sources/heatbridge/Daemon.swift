@@ -178,16 +178,22 @@ enum Daemon {
     /// One adapter per configured account, each built by its vendor's module.
     static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
                              store: SQLiteStore, logger: Logger) -> Result<[AccountRuntime], SetupError> {
-        let context = vendorContext(transport: transport, store: store, environment: env)
+        var context = vendorContext(transport: transport, store: store, environment: env)
+        context.fleetBoxes = config.fleet.boxes
         var accounts: [AccountRuntime] = []
         for a in config.accounts {
+            if a.allDevices {
+                // Said at every start: this box publishes every customer's devices of the partner account.
+                logger.warning("account bridges every device its credentials reach (devices: all): only for a partner's own back-office box",
+                               metadata: ["account": "\(a.name)"])
+            }
             guard let module = HeatbridgeVendors.all.module(a.vendor) else {
                 return .failure(SetupError(description: "account \(a.name): unknown vendor \(a.vendor)"))
             }
             switch module.makeAdapter(a, context: context) {
             case .success(let adapter):
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter))
+                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices))
             case .failure(let e):
                 return .failure(SetupError(description: e.description))
             }

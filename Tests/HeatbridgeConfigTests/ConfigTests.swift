@@ -94,7 +94,10 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.hasPrefix("13:1 unknown key \"extra\" in top level") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("7:5 podero account needs \"client_id\"") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("7:5 podero account needs \"org_id\"") }, "\(lines)")
-        XCTAssertEqual(d.count, 12, "\(lines)")
+        // Partner-wide credentials need the box's scope.
+        XCTAssertTrue(lines.contains { $0.hasPrefix("7:5 missing required key \"devices\" in podero account") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("10:5 missing required key \"devices\" in bosch account") }, "\(lines)")
+        XCTAssertEqual(d.count, 14, "\(lines)")
         // Sorted by position.
         XCTAssertEqual(d.map(\.mark.line), d.map(\.mark.line).sorted())
     }
@@ -160,7 +163,7 @@ final class ConfigTests: XCTestCase {
             mqtt:
               url: mqtt://h:1883
             accounts:
-              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u}
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: all}
             triggers:
               - name: morning
                 at: "06:30"
@@ -280,6 +283,7 @@ extension ConfigTests {
                 base_url: https://api.test
                 api_key_file: \(dir!)/bosch.key
                 user_id: u
+                devices: ["101"]
                 poll_interval_s: 30
                 poll_max_interval_s: 300
                 rotate_key: true

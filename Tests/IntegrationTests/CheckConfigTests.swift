@@ -39,18 +39,27 @@ final class CheckConfigTests: XCTestCase {
         XCTAssertTrue(out.contains("\(p):8:19: error: api_key_file: cannot read secret file /nonexistent/bosch.key"), out)
         XCTAssertTrue(out.contains("\(p):10:22: error: \"poll_interval_s\" must be a number"), out)
         XCTAssertTrue(out.contains("\(p):14:5: error: inline secret \"api_key\""), out)
-        XCTAssertTrue(out.contains("6 errors"), out)
+        XCTAssertTrue(out.contains("\(p):11:5: error: missing required key \"devices\" in bosch account \"bosch-two\" (hint: list this customer's"), out)
+        XCTAssertTrue(out.contains("7 errors"), out)
         XCTAssertFalse(out.contains("xHCSAPI-inline-secret"), "a secret was printed")
 
         let good = dir.appendingPathComponent("good.yaml")
         try """
             mqtt: {url: "mqtt://127.0.0.1:1883"}
             accounts:
-              - {name: b, vendor: bosch, base_url: "https://example.invalid/api", api_key_file: \(secret.path), user_id: me}
+              - {name: b, vendor: bosch, base_url: "https://example.invalid/api", api_key_file: \(secret.path), user_id: me, devices: ["101000001"]}
             """.write(to: good, atomically: true, encoding: .utf8)
         let (okCode, okOut) = try run(["check-config", "--config", good.path])
         XCTAssertEqual(okCode, 0, okOut)
         XCTAssertTrue(okOut.contains("OK"), okOut)
+        XCTAssertTrue(okOut.contains("1 device"), okOut)
+        XCTAssertFalse(okOut.contains("warning"), okOut)
+        // A partner's back-office box may bridge everything, said out loud.
+        try String(contentsOf: good, encoding: .utf8).replacingOccurrences(of: #"devices: ["101000001"]"#, with: "devices: all")
+            .write(to: good, atomically: true, encoding: .utf8)
+        let (allCode, allOut) = try run(["check-config", "--config", good.path])
+        XCTAssertEqual(allCode, 0, allOut)
+        XCTAssertTrue(allOut.contains("warning: account b has devices: all: it bridges every device of the partner account"), allOut)
         XCTAssertFalse(okOut.contains("super-secret"), "a secret was printed")
     }
 

@@ -191,7 +191,8 @@ final class Harness: @unchecked Sendable {
                 api_key_file: \(keyFile.path)
                 user_id: it-user
                 poll_interval_s: \(pollIntervalS)
-                timeout_s: \(timeoutS)\(devices.map { "\n    devices: [\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" } ?? "")\(extraAccounts)
+                timeout_s: \(timeoutS)
+                devices: \(devices.map { "[\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" } ?? "all")\(extraAccounts)
             homeassistant:
               discovery: \(discovery)
             log:
@@ -201,7 +202,8 @@ final class Harness: @unchecked Sendable {
     }
 
     /// A Podero account against the simulator, to pass as `extraAccounts` (the built-in scenario's client).
-    func poderoAccount(secret: String = "demo-secret", pollIntervalS: Double = 1, name: String = "podero-test") throws -> String {
+    func poderoAccount(secret: String = "demo-secret", pollIntervalS: Double = 1, name: String = "podero-test",
+                       devices: String = "all") throws -> String {
         let file = dir.appendingPathComponent("\(name).secret")
         try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
         return """
@@ -212,6 +214,7 @@ final class Harness: @unchecked Sendable {
                 client_id: demo-client
                 client_secret_file: \(file.path)
                 org_id: org-demo
+                devices: \(devices)
                 poll_interval_s: \(pollIntervalS)
                 timeout_s: 2
             """

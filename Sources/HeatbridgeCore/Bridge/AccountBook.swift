@@ -26,6 +26,8 @@ struct AccountBook {
     var nextPollAt: [String: EpochSeconds] = [:]
     /// Accounts whose key-expiry warning was logged this run.
     var keyWarned: Set<String> = []
+    /// Per account: vendor ids in its scope that the last successful poll did not return.
+    var notVisible: [String: [String]] = [:]
 
     /// Records `state`; `since` moves only when the state changes. Returns the previous status.
     mutating func set(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds?, now: EpochSeconds) -> (previous: Status?, current: Status) {
@@ -38,17 +40,20 @@ struct AccountBook {
 
     mutating func forget(_ name: String) {
         status[name] = nil
+        notVisible[name] = nil
         firstPollDone.remove(name)
     }
 
     mutating func count(_ name: String, _ change: (inout Stats) -> Void) { change(&stats[name, default: Stats()]) }
 
     /// The retained payload of an account; `keyExpiry` adds when its credential expires and a warning close to it.
-    static func payload(_ s: Status, keyExpiry: EpochSeconds?, now: EpochSeconds) -> (payload: JSONValue, warning: String?) {
+    /// `notVisible`: devices in the account's scope that its last poll did not return.
+    static func payload(_ s: Status, keyExpiry: EpochSeconds?, notVisible: [String] = [], now: EpochSeconds) -> (payload: JSONValue, warning: String?) {
         var o: [String: JSONValue] = [
             "state": .string(s.state.rawValue), "since": .string(Timestamp.iso8601(s.since)),
             "retry_at": .string(s.retryAt.map(Timestamp.iso8601)), "error": .string(s.error),
         ]
+        if !notVisible.isEmpty { o["not_visible"] = .array(notVisible.map { .string($0) }) }
         var warning: String?
         if let keyExpiry {
             o["key_expires_at"] = .string(Timestamp.iso8601(keyExpiry))

@@ -6,13 +6,44 @@ extension Bridge {
     /// Every account polls now, then at its own pace.
     func startPolling() {
         let now = clock.now()
-        for a in settings.accounts { timers.schedule(.poll(account: a.name), at: now) }
+        for a in settings.accounts {
+            timers.schedule(.poll(account: a.name), at: now)
+            scheduleBackgroundRead(a, generation: pollGeneration[a.name, default: 0])
+        }
     }
 
     /// Stops every account's polling; an answer to a poll still under way is dropped.
     func stopPolling() {
-        timers.cancelAll { if case .poll = $0 { return true } else { return false } }
+        timers.cancelAll {
+            switch $0 {
+            case .poll, .background: return true
+            default: return false
+            }
+        }
         for a in accounts.keys { pollGeneration[a, default: 0] += 1 }
+    }
+
+    /// Asks the adapter when it next wants its background reads and sets the timer (earlier only: a poll's
+    /// evidence can bring them forward).
+    func scheduleBackgroundRead(_ account: AccountRuntime, generation: Int) {
+        spawner.spawn {
+            guard let at = await account.adapter.nextBackgroundRead() else { return }
+            await self.setBackgroundTimer(account.name, at: at, generation: generation)
+        }
+    }
+
+    func setBackgroundTimer(_ name: String, at: EpochSeconds, generation: Int) {
+        guard pollGeneration[name, default: 0] == generation else { return }
+        timers.scheduleEarliest(.background(account: name), at: at)
+    }
+
+    func startBackgroundRead(_ name: String) {
+        guard let account = accounts[name] else { return }
+        let generation = pollGeneration[name, default: 0]
+        spawner.spawn {
+            await RequestPriority.$current.withValue(.sync) { await account.adapter.backgroundRead() }
+            await self.scheduleBackgroundRead(account, generation: generation)
+        }
     }
 
     /// The poll timer of `name` came: poll, let the adapter maintain its credential, then pick the next time.
@@ -23,6 +54,7 @@ extension Bridge {
             guard await self.poll(account, generation: generation) else { return }
             await self.maintainCredential(account)
             await self.scheduleNextPoll(account, generation: generation)
+            await self.scheduleBackgroundRead(account, generation: generation)
         }
     }
 
@@ -53,6 +85,7 @@ extension Bridge {
         case .success(let snapshots):
             let changed = apply(snapshots, account: account.name)
             book.unchangedPolls[account.name] = changed ? 0 : (book.unchangedPolls[account.name] ?? 0) + 1
+            noteVisibility(account, snapshots)
             setAccount(account.name, .ready, error: nil)
         case .failure(let error):
             book.unchangedPolls[account.name] = 0
@@ -76,6 +109,20 @@ extension Bridge {
             for f in fires { fire(f.rule, reason: f.reason) }
         }
         return true
+    }
+
+    /// Devices of the account's scope that the cloud did not return (no contract, a typo in `devices:`): on the
+    /// account state and in the log when the set changes, instead of silently missing.
+    func noteVisibility(_ account: AccountRuntime, _ snapshots: [DeviceSnapshot]) {
+        guard let scope = account.scope else { return }
+        let seen = Set(snapshots.map(\.vendorId))
+        let missing = scope.filter { !seen.contains($0) }
+        guard missing != book.notVisible[account.name] ?? [] else { return }
+        book.notVisible[account.name] = missing
+        if !missing.isEmpty {
+            logger.warning("devices in the account's scope are not visible to its credentials",
+                           metadata: ["account": "\(account.name)", "devices": "\(missing.joined(separator: ","))"])
+        }
     }
 
     /// Lets the adapter renew a credential close to its expiry (e.g. API key rotation, when enabled).

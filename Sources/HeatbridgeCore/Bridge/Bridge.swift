@@ -7,12 +7,17 @@ public struct AccountRuntime: Sendable {
     public var pollIntervalS: Double { pacing.baseS }
     public var pacing: PollPacing
     public var adapter: any VendorAdapter
+    /// The vendor ids the account's `devices:` names; nil for every device the credentials reach. One of them
+    /// missing from a poll's answer is reported on the account state (`not_visible`).
+    public var scope: [String]?
 
-    public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter) {
+    public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter,
+                scope: [String]? = nil) {
         self.name = name
         self.vendor = vendor
         self.pacing = PollPacing(baseS: pollIntervalS, maxS: maxPollIntervalS)
         self.adapter = adapter
+        self.scope = scope
     }
 }
 
@@ -57,6 +62,8 @@ enum BridgeTimer: Hashable, Sendable {
     case readBack(account: String, device: String)
     /// Home Assistant came back: re-announce everything.
     case rediscovery
+    /// An adapter's background reads (`VendorAdapter.backgroundRead`).
+    case background(account: String)
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -229,6 +236,7 @@ public actor Bridge {
         case .trigger(let name): apply(triggers.timerDue(name, now: clock.now(), localTime: settings.localTime))
         case .readBack(let account, let device): startReadBack(account: account, device: device)
         case .rediscovery: rediscover()
+        case .background(let name): startBackgroundRead(name)
         }
     }
 
@@ -294,7 +302,7 @@ public actor Bridge {
         let now = clock.now()
         let (previous, current) = book.set(name, state, error: error, retryAt: retryAt, now: now)
         let expires = accounts[name]?.adapter.credentialExpiry()
-        let (payload, warning) = AccountBook.payload(current, keyExpiry: expires, now: now)
+        let (payload, warning) = AccountBook.payload(current, keyExpiry: expires, notVisible: book.notVisible[name] ?? [], now: now)
         if warning != nil, let expires, !book.keyWarned.contains(name) {
             book.keyWarned.insert(name)
             logger.warning("API key expires soon", metadata: ["account": "\(name)", "expires": "\(Timestamp.iso8601(expires))"])

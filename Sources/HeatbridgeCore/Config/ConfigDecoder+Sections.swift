@@ -3,7 +3,7 @@ extension ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits", "fleet"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
@@ -50,6 +50,12 @@ extension ConfigDecoder {
         if let n = value(top, "store"), let m = mapping(n, path: "store") {
             checkKeys(m, known: ["path"], section: "store")
             if let p = string(m, "path") { config.store.path = p }
+        }
+        if let n = value(top, "fleet"), let m = mapping(n, path: "fleet") {
+            checkKeys(m, known: ["boxes"], section: "fleet")
+            if let b = number(m, "boxes", range: 1...1_000_000) {
+                if b.rounded() != b { error(n.mark, "\"boxes\" must be a whole number") } else { config.fleet.boxes = Int(b) }
+            }
         }
         if let n = value(top, "log"), let m = mapping(n, path: "log") {
             checkKeys(m, known: ["level"], section: "log")
@@ -192,7 +198,13 @@ extension ConfigDecoder {
         }
         let poll = number(m, "poll_interval_s", range: 1...86_400) ?? module?.defaultPollIntervalS ?? 60
         let timeout = number(m, "timeout_s", range: 0.1...300) ?? 10
-        let devices = scalarList(m, "devices", what: "vendor device ids")
+        var devices: [String]?
+        var allDevices = false
+        if let d = value(m, "devices"), case .scalar("all", _, _) = d {
+            allDevices = true
+        } else {
+            devices = scalarList(m, "devices", what: "vendor device ids")
+        }
         let rateLimit = bool(m, "rate_limit")?.0 ?? true
         var maxPoll: Double?
         if let (_, mark) = stringWithMark(m, "poll_max_interval_s"), let v = number(m, "poll_max_interval_s", range: 1...86_400) {
@@ -201,7 +213,14 @@ extension ConfigDecoder {
         }
         var account = AccountConfig(name: name ?? "", vendor: module?.name ?? "", baseURL: baseURL ?? "", pollIntervalS: poll,
                                     maxPollIntervalS: maxPoll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
+        account.allDevices = allDevices
         guard let module else { return nil }
+        // Partner-wide credentials reach every customer of the partner: a box says which devices are its own.
+        if module.requiresScope, value(m, "devices") == nil {
+            error(node.mark, "missing required key \"devices\" in \(module.name) account \"\(name ?? "")\"",
+                  hint: "list this customer's \(module.name) device ids (devices: [\"…\"]); without it the box would publish every device "
+                      + "of the partner account. A partner's own back-office box may write devices: all")
+        }
         // A key of another vendor is a mistake the installer should see, not a key silently ignored; its value
         // is still checked the way its own vendor reads it.
         for e in m where !Self.commonAccountKeys.contains(e.key) && !module.accountKeys.contains(e.key) {

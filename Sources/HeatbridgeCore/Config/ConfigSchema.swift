@@ -156,8 +156,11 @@ public struct AccountConfig: Sendable, Equatable {
     /// The slowest an account is polled while nothing changes (`poll_max_interval_s`, default 4 × poll_interval_s).
     public var maxPollIntervalS: Double? = nil
     public var timeoutS: Double
-    /// Vendor device ids to bridge; nil bridges every accessible device.
+    /// Vendor device ids to bridge: the box's scope. nil bridges every device the credentials reach, which
+    /// a vendor whose credentials are partner-wide only allows as an explicit `devices: all` (`allDevices`).
     public var devices: [String]?
+    /// `devices: all` was written: a partner's back-office box, warned about at every start.
+    public var allDevices = false
     /// Keep to the vendor's documented rate limits on the client side (off only against a simulator
     /// that has its limits off too, e.g. for benchmarks).
     public var rateLimit: Bool = true
@@ -182,7 +185,7 @@ public struct AccountConfig: Sendable, Equatable {
 
     public static func == (a: AccountConfig, b: AccountConfig) -> Bool {
         a.name == b.name && a.vendor == b.vendor && a.baseURL == b.baseURL && a.pollIntervalS == b.pollIntervalS
-            && a.maxPollIntervalS == b.maxPollIntervalS && a.timeoutS == b.timeoutS && a.devices == b.devices
+            && a.maxPollIntervalS == b.maxPollIntervalS && a.timeoutS == b.timeoutS && a.devices == b.devices && a.allDevices == b.allDevices
             && a.rateLimit == b.rateLimit && a.vendorSettings.isEqual(to: b.vendorSettings)
     }
 }
@@ -270,6 +273,14 @@ public struct DerogationPreset: Sendable, Equatable {
 }
 
 /// The whole config file, validated.
+/// `fleet:`: how many boxes share this box's partner accounts, so each box takes only its share of the
+/// clouds' company-wide buckets (the device list, health, organisation listings).
+public struct FleetConfig: Sendable, Equatable {
+    /// Boxes on the same partner key (1: this box alone).
+    public var boxes = 1
+    public init(boxes: Int = 1) { self.boxes = boxes }
+}
+
 public struct HeatbridgeConfig: Sendable, Equatable {
     public var homeAssistant = HomeAssistantConfig()
     public var mqtt = MQTTConfig()
@@ -277,6 +288,7 @@ public struct HeatbridgeConfig: Sendable, Equatable {
     public var accounts: [AccountConfig] = []
     public var log = LogConfig()
     public var bridge = BridgeBehaviour()
+    public var fleet = FleetConfig()
     public init() {}
 
     /// Every secret reference in the file, so the loader can check each is readable.

@@ -137,6 +137,11 @@ public protocol VendorAdapter: Sendable {
     /// Renews a credential close to its expiry when the installer enabled it; nil when nothing was due.
     /// Called after every poll, so it must be cheap when there is nothing to do.
     func renewCredential(now: EpochSeconds) async -> CredentialRenewal?
+    /// When the adapter next wants to do its background reads (company-wide listings a fleet shares: asked at
+    /// their own, randomly spread times rather than in step with polls); nil when it has none.
+    func nextBackgroundRead() async -> EpochSeconds?
+    /// Does the background reads that are due; the bridge calls it at `nextBackgroundRead()`.
+    func backgroundRead() async
     /// What a validated command means for the installer's limits (setpoints, offsets, hot water), read from
     /// this vendor's parameter shapes.
     func facts(node: String, capability: String, params: JSONValue) -> CommandFacts
@@ -167,6 +172,8 @@ extension VendorAdapter {
     public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? { nil }
     public func credentialExpiry() -> EpochSeconds? { nil }
     public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? { nil }
+    public func nextBackgroundRead() async -> EpochSeconds? { nil }
+    public func backgroundRead() async {}
     public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts { CommandFacts() }
     public func exposes(node: String, state: JSONValue, capabilities: Set<String>) -> [Expose] { [] }
     public func hotWaterTarget(node: String, state: JSONValue) -> Double? { nil }

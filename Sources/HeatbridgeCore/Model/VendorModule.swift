@@ -12,6 +12,9 @@ public protocol VendorModule: Sendable {
     var defaultPollIntervalS: Double { get }
     /// Topic ids of this vendor's devices start with this (e.g. `<vendor>-`).
     var deviceIdPrefix: String { get }
+    /// True when the account's credentials reach every customer of the partner: its accounts must then say
+    /// which devices are this box's (`devices:`, or an explicit `devices: all`).
+    var requiresScope: Bool { get }
     /// Reads the vendor's keys of one account; mistakes are reported on `decoder` with their position.
     /// `common` holds what every account has (name, base URL, devices…).
     func decodeAccount(_ entries: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
@@ -26,6 +29,7 @@ public protocol VendorModule: Sendable {
 extension VendorModule {
     public var inlineSecrets: [String: String] { [:] }
     public var defaultPollIntervalS: Double { 60 }
+    public var requiresScope: Bool { false }
 
     /// The default scope check: an account with `devices:` bridges only those.
     public func outOfScope(_ id: String, accounts: [AccountConfig]) -> String? {
@@ -58,6 +62,8 @@ public struct VendorContext: Sendable {
     public var writeSecret: @Sendable (_ path: String, _ secret: String) -> String?
     /// Bridge-local settings that outlive a restart (e.g. an OAuth token); nil in one-shot CLI runs.
     public var settings: SettingsPersistence?
+    /// Boxes sharing the partner accounts (`fleet.boxes`): company-wide reads are spaced by it.
+    public var fleetBoxes = 1
 
     public init(transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
                 readSecret: @escaping @Sendable (SecretRef) -> String?,
