@@ -9,12 +9,14 @@ final class FleetTests: XCTestCase {
         var k: Int
         var gateway: String
         var process: Process
-        var base: String { "box\(k)" }
+        /// The base topic on its broker.
+        var base: String
         var device: String { "bosch-\(gateway)" }
     }
 
     /// Starts `count` boxes on `h`'s broker and simulator, each publishing under its own base topic.
-    func startBoxes(_ h: Harness, gateways: [String], pollIntervalS: Double, extra: String = "") throws -> [Box] {
+    /// `brokerPorts`: each box's own local broker (nil: all on `h`'s broker, each under its own base topic).
+    func startBoxes(_ h: Harness, gateways: [String], pollIntervalS: Double, brokerPorts: [Int]? = nil) throws -> [Box] {
         let key = h.dir.appendingPathComponent("bosch.key")
         try (Harness.apiKey + "\n").write(to: key, atomically: true, encoding: .utf8)
         var boxes: [Box] = []
@@ -22,8 +24,8 @@ final class FleetTests: XCTestCase {
             let config = h.dir.appendingPathComponent("box\(k).yaml")
             try """
                 mqtt:
-                  url: mqtt://127.0.0.1:\(h.brokerPort)
-                  base_topic: box\(k)
+                  url: mqtt://127.0.0.1:\(brokerPorts?[k] ?? h.brokerPort)
+                  base_topic: \(brokerPorts == nil ? "box\(k)" : "heatbridge")
                   client_id: box\(k)
                 store:
                   path: \(h.dir.appendingPathComponent("box\(k).db").path)
@@ -40,10 +42,10 @@ final class FleetTests: XCTestCase {
                     poll_max_interval_s: \(pollIntervalS)
                     timeout_s: 10
                 log:
-                  level: \(ProcessInfo.processInfo.environment["HEATBRIDGE_FLEET_DEBUG"] == "1" ? "debug" : "notice")
-                """.appending(extra).write(to: config, atomically: true, encoding: .utf8)
+                  level: notice
+                """.write(to: config, atomically: true, encoding: .utf8)
             let p = try h.launch(Harness.binary("heatbridge"), ["run", "--config", config.path], log: "box\(k).log")
-            boxes.append(Box(k: k, gateway: gw, process: p))
+            boxes.append(Box(k: k, gateway: gw, process: p, base: brokerPorts == nil ? "box\(k)" : "heatbridge"))
         }
         return boxes
     }
@@ -123,16 +125,6 @@ final class FleetTests: XCTestCase {
         let limited = stats["bosch 429"]?.intValue ?? 0  // the simulator counts only the statuses it answered
         XCTAssertGreaterThan(total, count * 10, "the boxes were not polling")
         let limitedPaths = Set(((try h.admin("GET", "/admin/requests").arrayValue) ?? []).filter { $0["status"] == 429 }.compactMap { $0["path"]?.stringValue })
-        if env["HEATBRIDGE_FLEET_DEBUG"] == "1" {
-            for r in (try h.admin("GET", "/admin/requests").arrayValue) ?? [] where ["/hvacs", "/health"].contains(r["path"]?.stringValue ?? "") {
-                print("DBG", r["path"]!, r["status"]!, r["at"]!)
-            }
-            print("DBGDIR", h.dir.path)
-            let all = (try h.admin("GET", "/admin/requests").arrayValue) ?? []
-            var perSecond: [Int: Int] = [:]
-            for r in all { perSecond[Int(r["at"]?.doubleValue ?? 0), default: 0] += 1 }
-            print("DBGRATE", perSecond.sorted { $0.key < $1.key }.map { "\($0.key % 1000):\($0.value)" })
-        }
         XCTAssertEqual(limited, 0, "answers 429 out of \(total): \(limitedPaths.sorted().prefix(8))")
         var late: [String] = []
         for b in boxes {
@@ -158,5 +150,113 @@ final class FleetTests: XCTestCase {
         print(String(format: "fleet: %d boxes, poll %.0f s, %.0f s window; all ready after %.1f s; %d Bosch requests (%.0f per device per hour), %d answered 429; company-wide reads in the last window: %d; RSS %.1f MiB summed (%.1f per box), CPU %.1f s summed (%.2f %% of one core per box)",
                      count, poll, duration, readyAfter, total, Double(total) / Double(count) / elapsedH, limited, companyWide,
                      Double(rss) / 1024, Double(rss) / 1024 / Double(count), cpu, cpu / Double(count) / (elapsedH * 3600) * 100))
+    }
+
+    /// Each box's local mosquitto bridged to one central broker with the shipped `heatbridge-bridge.conf`
+    /// (TLS lines left out; the uplink runs through a TCP relay the test can cut). A command published centrally
+    /// for box k runs on box k only and its results arrive centrally; retained commands are still refused; a
+    /// 60-second cut of the uplink loses no command and no result; a box's last wills reach the centre.
+    func testBoxesBehindACentralBrokerThroughTheShippedBridgeConfig() throws {
+        let env = ProcessInfo.processInfo.environment
+        let count = env["HEATBRIDGE_FLEET_CENTRAL_BOXES"].flatMap(Int.init) ?? 3
+        let gateways = (0..<count).map { String(format: "1030%05d", $0) }
+        let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("central-\(getpid()).yaml")
+        try ("bosch:\n  rate_limit: true\n  gateways:\n" + gateways.map { "    - {id: \"\($0)\", brand: bosch}\n" }.joined())
+            .write(to: scenario, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scenario) }
+        let h = try Harness(simArgs: ["--scenario", scenario.path])  // its broker is the central one
+        defer { h.stopAll() }
+        let relayPort = try Harness.freePort()
+        func startRelay() throws -> Process {
+            let p = try h.launch("/usr/bin/socat", ["TCP-LISTEN:\(relayPort),fork,reuseaddr,bind=127.0.0.1", "TCP:127.0.0.1:\(h.brokerPort)"],
+                                 log: "relay.log")
+            try h.waitForPort(relayPort, what: "socat relay")
+            return p
+        }
+        func cut(_ relay: Process) throws {
+            _ = try runShell("pkill -KILL -P \(relay.processIdentifier); kill -KILL \(relay.processIdentifier)")
+            relay.waitUntilExit()
+        }
+        var relay = try startRelay()
+        defer { if relay.isRunning { try? cut(relay) } }
+
+        // The shipped bridge config, as an installer fills it in.
+        let shipped = try String(contentsOf: Harness.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge-bridge.conf"), encoding: .utf8)
+        var localPorts: [Int] = []
+        var brokers: [Process] = []
+        defer { for b in brokers where b.isRunning { b.terminate(); b.waitUntilExit() } }
+        for k in 0..<count {
+            let port = try Harness.freePort()
+            let tls = ["bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure"]
+            let bridge = shipped.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { line in !tls.contains { line.hasPrefix($0) } }
+                .joined(separator: "\n")
+                .replacingOccurrences(of: "BOX_ID", with: "box-\(k)")
+                .replacingOccurrences(of: "central.partner.example:8883", with: "127.0.0.1:\(relayPort)")
+            let conf = h.dir.appendingPathComponent("local\(k).conf")
+            try ("listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" + bridge)
+                .write(to: conf, atomically: true, encoding: .utf8)
+            let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "mosquitto"
+            brokers.append(try h.launch(mosquitto, ["-c", conf.path], log: "local\(k).log"))
+            try h.waitForPort(port, what: "local mosquitto \(k)")
+            localPorts.append(port)
+        }
+        let c = try TestMQTTClient(port: h.brokerPort)
+        defer { c.close() }
+        try c.waitConnected()
+        c.subscribe("partner/#")
+        let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 5, brokerPorts: localPorts)
+        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        func central(_ k: Int, _ rest: String) -> String { "partner/boxes/box-\(k)/heatbridge/\(rest)" }
+        func uplink(_ k: Int) -> String? { c.all("partner/boxes/box-\(k)/uplink").last.map { String(decoding: $0.payload, as: UTF8.self) } }
+        for b in boxes {
+            c.waitJSON(central(b.k, "\(b.device)/dhw1/state"), timeout: 60)
+            c.waitJSON(central(b.k, "bridge/state"), timeout: 30) { $0["state"] == "online" }
+            XCTAssertEqual(uplink(b.k), "1")
+        }
+
+        // A command for box 0 runs there only, and its results come back to the centre.
+        let gw0 = boxes[0].device, gw1 = boxes[1].device
+        c.publish(central(0, "\(gw0)/dhw1/charge/set"), #"{"id":"central-1","action":"start","duration_min":17}"#)
+        XCTAssertNotNil(c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "central-1", status: "done", timeout: 30))
+        let patches = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["method"] == "PATCH" } ?? []
+        XCTAssertEqual(patches.compactMap { $0["path"]?.stringValue }, ["/hvacs/\(boxes[0].gateway)/dhwCircuits/1/charge"])
+        // Box 0 does not know box 1's gateway, even when asked through box 0's topics.
+        c.publish(central(0, "\(gw1)/dhw1/charge/set"), #"{"id":"foreign","action":"start"}"#)
+        XCTAssertEqual(c.waitResult(central(0, "\(gw1)/dhw1/charge/result"), id: "foreign", status: "rejected")?["code"], "UNKNOWN_TARGET")
+        // A retained command at the centre arrives retained and is refused, as on the local broker.
+        c.publish(central(1, "\(gw1)/dhw1/charge/set"), #"{"id":"retained","action":"start"}"#, retain: true)
+        XCTAssertEqual(c.waitResult(central(1, "\(gw1)/dhw1/charge/result"), id: "retained", status: "rejected")?["code"], "RETAINED_COMMAND")
+        c.publish(central(1, "\(gw1)/dhw1/charge/set"), "", retain: true)
+
+        // The uplink is cut for 60 s. A command sent centrally meanwhile waits at the centre; box 1 gets one
+        // locally and produces its results while no uplink is there.
+        try cut(relay)
+        h.waitUntil("the centre to see the uplinks down", timeout: 60) { (0..<count).allSatisfy { uplink($0) == "0" } }
+        c.publish(central(0, "\(gw0)/dhw1/charge/set"), #"{"id":"during-cut","action":"start","duration_min":18}"#)
+        let local1 = try TestMQTTClient(port: localPorts[1])
+        defer { local1.close() }
+        try local1.waitConnected()
+        local1.subscribe("heatbridge/#")
+        local1.publish("heatbridge/\(gw1)/dhw1/charge/set", #"{"id":"local-during-cut","action":"start","duration_min":19}"#)
+        XCTAssertNotNil(local1.waitResult("heatbridge/\(gw1)/dhw1/charge/result", id: "local-during-cut", status: "done", timeout: 30),
+                        "box 1 kept working without its uplink")
+        Thread.sleep(forTimeInterval: 60)  // the subject: sixty seconds without an uplink
+        XCTAssertTrue(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").isEmpty, "the uplink was not cut")
+        relay = try startRelay()
+        XCTAssertNotNil(c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut", status: "done", timeout: 90),
+                        "the command sent during the cut was lost")
+        XCTAssertNotNil(c.waitResult(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut", status: "done", timeout: 60),
+                        "a result produced during the cut was lost")
+        XCTAssertEqual(c.statuses(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut"), ["accepted", "done"],
+                       "every stage once, in order")
+        XCTAssertEqual(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").filter { $0 == "done" }.count, 1)
+
+        // The last wills: the daemon's (through the bridge) and the box's own (the central broker's).
+        let last = boxes[count - 1]
+        kill(last.process.processIdentifier, SIGKILL)
+        c.waitJSON(central(last.k, "bridge/state"), timeout: 60) { $0["state"] == "offline" }
+        brokers[count - 1].terminate()
+        h.waitUntil("the centre to see box \(last.k) gone", timeout: 60) { uplink(last.k) == "0" }
     }
 }
