@@ -62,6 +62,6 @@ let package = Package(
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["HeatbridgeCore", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),
+            dependencies: ["HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),
     ]
 )

@@ -6,12 +6,62 @@ import Synchronization
 
 /// HTTP over libcurl. Each request runs `curl_easy_perform` on a private dispatch queue, because it blocks:
 /// running it on Swift's cooperative pool (two threads on the box) would stall the whole daemon.
+///
+/// Easy handles are kept in a small pool and reused: curl keeps a handle's connection cache and TLS session
+/// cache across `curl_easy_reset`, so the ~20 requests of one poll to one cloud go over one TCP connection and
+/// one TLS handshake instead of one each (curl closes connections idle for longer than two minutes itself).
 public final class CurlTransport: HTTPTransport {
     private static let globalInit: Int32 = Int32(curl_global_init(Int(CURL_GLOBAL_DEFAULT)).rawValue)
     private let queue = DispatchQueue(label: "heatbridge.http", attributes: .concurrent)
+    private let pool: HandlePool
 
-    public init() {
+    /// - Parameter maxIdleHandles: handles (each with its open connections) kept between requests; more
+    ///   requests than this at once still run, on handles that are closed afterwards.
+    public init(maxIdleHandles: Int = 4) {
         _ = Self.globalInit
+        pool = HandlePool(maxIdle: maxIdleHandles)
+    }
+
+    /// Requests sent and the new connections they needed (TCP, and TLS for https) since the start.
+    public var stats: (requests: Int, newConnections: Int) { pool.stats }
+
+    /// Idle easy handles. A `CURL *` is used by one thread at a time: taken out, used, put back.
+    final class HandlePool: Sendable {
+        struct Handle: @unchecked Sendable { let raw: UnsafeMutableRawPointer }
+        private struct State {
+            var idle: [Handle] = []
+            var requests = 0
+            var newConnections = 0
+        }
+        private let state = Mutex(State())
+        let maxIdle: Int
+
+        init(maxIdle: Int) { self.maxIdle = maxIdle }
+        deinit { for h in state.withLock({ $0.idle }) { curl_easy_cleanup(h.raw) } }
+
+        var stats: (requests: Int, newConnections: Int) { state.withLock { ($0.requests, $0.newConnections) } }
+
+        func take() -> UnsafeMutableRawPointer? {
+            if let h = state.withLock({ $0.idle.popLast() }) {
+                curl_easy_reset(h.raw)  // options back to defaults; connections and TLS sessions stay
+                return h.raw
+            }
+            return curl_easy_init()
+        }
+
+        /// Returns a handle after a transfer, counting whether that transfer opened a new connection.
+        func put(_ raw: UnsafeMutableRawPointer, healthy: Bool) {
+            var connects = 0
+            ccurl_getinfo_long(raw, CURLINFO_NUM_CONNECTS, &connects)
+            let keep = state.withLock { s -> Bool in
+                s.requests += 1
+                s.newConnections += connects
+                guard healthy, s.idle.count < maxIdle else { return false }
+                s.idle.append(Handle(raw: raw))
+                return true
+            }
+            if !keep { curl_easy_cleanup(raw) }
+        }
     }
 
     public func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
@@ -21,7 +71,7 @@ public final class CurlTransport: HTTPTransport {
         let result: Result<HTTPResponse, HTTPTransportError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 once.install(continuation)
-                queue.async { once.resume(Self.perform(request)) }
+                queue.async { [pool] in once.resume(Self.perform(request, pool: pool)) }
             }
         } onCancel: {
             once.resume(.failure(.connection("cancelled")))
@@ -71,9 +121,10 @@ public final class CurlTransport: HTTPTransport {
         static let maxBody = 8 << 20
     }
 
-    private static func perform(_ r: HTTPRequest) -> Result<HTTPResponse, HTTPTransportError> {
-        guard let h = curl_easy_init() else { return .failure(.connection("curl_easy_init failed")) }
-        defer { curl_easy_cleanup(h) }
+    private static func perform(_ r: HTTPRequest, pool: HandlePool) -> Result<HTTPResponse, HTTPTransportError> {
+        guard let h = pool.take() else { return .failure(.connection("curl_easy_init failed")) }
+        var healthy = false
+        defer { pool.put(h, healthy: healthy) }
         let sink = Sink()
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -84,6 +135,15 @@ public final class CurlTransport: HTTPTransport {
         ccurl_setopt_long(h, CURLOPT_TIMEOUT_MS, max(1, Int(r.timeout * 1000)))
         ccurl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(min(r.timeout, 10) * 1000)))
         ccurl_setopt_long(h, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+        // Verification stays on (curl's default); an account may only narrow whom it trusts.
+        let c = r.connection
+        if let ca = c.caFile { ccurl_setopt_string(h, CURLOPT_CAINFO, ca) }
+        if let cert = c.clientCertFile { ccurl_setopt_string(h, CURLOPT_SSLCERT, cert) }
+        if let key = c.clientKeyFile { ccurl_setopt_string(h, CURLOPT_SSLKEY, key) }
+        if let proxy = c.proxy {
+            ccurl_setopt_string(h, CURLOPT_PROXY, proxy)
+            ccurl_setopt_long(h, CURLOPT_HTTPPROXYTUNNEL, 1)  // CONNECT: the proxy sees no request, only where it goes
+        }
         ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, r.method)
         if r.method == "HEAD" { ccurl_setopt_long(h, CURLOPT_NOBODY, 1) }
         for (name, value) in r.headers {
@@ -133,6 +193,7 @@ public final class CurlTransport: HTTPTransport {
         }
         var status = 0
         ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        healthy = true
         return .success(HTTPResponse(status: status, headers: sink.headers, body: sink.body))
     }
 }

@@ -139,7 +139,7 @@ public struct BoschAdapter: VendorAdapter {
     /// evidence that the list changed, which is then asked again soon.
     func fetchOwnGateways(_ ids: [String], _ companyWide: CompanyWideReads) async throws(CloudError) -> [DeviceSnapshot] {
         for path in Self.companyWidePaths where await companyWide.answer(path) == nil {
-            if await companyWide.due(path) { try await readCompanyWide(path, companyWide) }
+            if await companyWide.claim(path) { try await readCompanyWide(path, companyWide) }
         }
         if let body = await companyWide.answer(BoschWire.Path.health) { try Self.healthVerdict(body) }
         var listed: [String: BoschWire.Gateway]?
@@ -165,13 +165,12 @@ public struct BoschAdapter: VendorAdapter {
 
     public func backgroundRead() async {
         guard let companyWide else { return }
-        for path in Self.companyWidePaths where await companyWide.due(path) { try? await readCompanyWide(path, companyWide) }
+        for path in Self.companyWidePaths where await companyWide.claim(path) { try? await readCompanyWide(path, companyWide) }
     }
 
-    /// Reads one company-wide path at the lowest priority and keeps a good answer. A failure is tried again
-    /// after the least gap (the poll goes on without it); only a rejected key is passed on.
+    /// Reads one company-wide path (claimed by the caller) at the lowest priority and keeps a good answer. A
+    /// failure is tried again after the least gap (the poll goes on without it); only a rejected key is passed on.
     func readCompanyWide(_ path: String, _ companyWide: CompanyWideReads) async throws(CloudError) {
-        await companyWide.asked(path)
         do {
             let body = try await call("GET", path, priority: .sync)
             await companyWide.keep(path, body)

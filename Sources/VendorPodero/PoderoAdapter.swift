@@ -55,6 +55,7 @@ public struct PoderoAdapter: VendorAdapter {
     /// one is evidence the listings changed.
     func fetchOwnHeatPumps(_ ids: [String], _ companyWide: CompanyWideReads) async throws(CloudError) -> [DeviceSnapshot] {
         guard let owners = await owners(companyWide) else {
+            await companyWide.asked(ownersKey)
             // The listing carries the heat pumps themselves: no second read this poll.
             return try await listOwners(companyWide).filter { ids.contains($0.heatPump[PoderoWire.F.id]?.stringValue ?? "") }
                 .map { Self.snapshot($0.heatPump, owner: $0.owner) }
@@ -79,9 +80,8 @@ public struct PoderoAdapter: VendorAdapter {
         await companyWide.answer(ownersKey).flatMap { try? JSONValue.parse($0) }?.objectValue?.compactMapValues(\.stringValue)
     }
 
-    /// Lists the organisation and keeps who owns which heat pump.
+    /// Lists the organisation (the caller marked it asked) and keeps who owns which heat pump.
     func listOwners(_ companyWide: CompanyWideReads) async throws(CloudError) -> [(heatPump: JSONValue, owner: String)] {
-        await companyWide.asked(ownersKey)
         do throws(CloudError) {
             let listed = try await listOrganisation()
             var owners: [String: JSONValue] = [:]
@@ -99,7 +99,7 @@ public struct PoderoAdapter: VendorAdapter {
     }
 
     public func backgroundRead() async {
-        guard let companyWide, await companyWide.due(ownersKey) else { return }
+        guard let companyWide, await companyWide.claim(ownersKey) else { return }
         _ = try? await listOwners(companyWide)
     }
 

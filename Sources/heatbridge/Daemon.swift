@@ -190,7 +190,9 @@ enum Daemon {
             guard let module = HeatbridgeVendors.all.module(a.vendor) else {
                 return .failure(SetupError(description: "account \(a.name): unknown vendor \(a.vendor)"))
             }
-            switch module.makeAdapter(a, context: context) {
+            var accountContext = context
+            if a.connection != ConnectionOptions() { accountContext.transport = AccountTransport(transport, options: a.connection) }
+            switch module.makeAdapter(a, context: accountContext) {
             case .success(let adapter):
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
                                                maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices))

@@ -164,7 +164,7 @@ extension ConfigDecoder {
 
     /// Keys every account has, whatever its vendor.
     static let commonAccountKeys = ["name", "vendor", "base_url", "poll_interval_s", "poll_max_interval_s", "timeout_s", "devices",
-                                    "rate_limit"]
+                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "proxy"]
 
     /// One account: the keys every account has here, the vendor's own keys by its module.
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
@@ -214,6 +214,14 @@ extension ConfigDecoder {
         var account = AccountConfig(name: name ?? "", vendor: module?.name ?? "", baseURL: baseURL ?? "", pollIntervalS: poll,
                                     maxPollIntervalS: maxPoll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
         account.allDevices = allDevices
+        account.connection = ConnectionOptions(caFile: string(m, "ca_file"), clientCertFile: string(m, "client_cert_file"),
+                                               clientKeyFile: string(m, "client_key_file"), proxy: string(m, "proxy"))
+        if (account.connection.clientCertFile == nil) != (account.connection.clientKeyFile == nil) {
+            error(node.mark, "\"client_cert_file\" and \"client_key_file\" go together", hint: "mutual TLS needs the certificate and its key")
+        }
+        if let (p, mark) = stringWithMark(m, "proxy"), ParsedURL.parse(p).map({ $0.scheme == "http" }) != true {
+            error(mark, "bad proxy \"\(p)\"", hint: "an HTTP CONNECT proxy: http://HOST:PORT")
+        }
         guard let module else { return nil }
         // Partner-wide credentials reach every customer of the partner: a box says which devices are its own.
         if module.requiresScope, value(m, "devices") == nil {

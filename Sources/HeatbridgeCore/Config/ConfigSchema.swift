@@ -161,6 +161,8 @@ public struct AccountConfig: Sendable, Equatable {
     public var devices: [String]?
     /// `devices: all` was written: a partner's back-office box, warned about at every start.
     public var allDevices = false
+    /// `ca_file`, `client_cert_file`, `client_key_file`, `proxy`: how the box reaches its cloud or relay.
+    public var connection = ConnectionOptions()
     /// Keep to the vendor's documented rate limits on the client side (off only against a simulator
     /// that has its limits off too, e.g. for benchmarks).
     public var rateLimit: Bool = true
@@ -186,6 +188,7 @@ public struct AccountConfig: Sendable, Equatable {
     public static func == (a: AccountConfig, b: AccountConfig) -> Bool {
         a.name == b.name && a.vendor == b.vendor && a.baseURL == b.baseURL && a.pollIntervalS == b.pollIntervalS
             && a.maxPollIntervalS == b.maxPollIntervalS && a.timeoutS == b.timeoutS && a.devices == b.devices && a.allDevices == b.allDevices
+            && a.connection == b.connection
             && a.rateLimit == b.rateLimit && a.vendorSettings.isEqual(to: b.vendorSettings)
     }
 }

@@ -11,6 +11,8 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]?
     /// Total time allowed for the exchange, in seconds.
     public var timeout: Double
+    /// How to reach the server (trusted CA, client certificate, proxy); the account's, set by `AccountTransport`.
+    public var connection = ConnectionOptions()
 
     public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: Double = 10) {
         self.method = method
@@ -18,6 +20,39 @@ public struct HTTPRequest: Sendable {
         self.headers = headers
         self.body = body
         self.timeout = timeout
+    }
+}
+
+/// An account's way to its cloud or relay: which CA to trust (instead of the system's), a client certificate
+/// for mutual TLS, an HTTP CONNECT proxy. Certificates are always verified.
+public struct ConnectionOptions: Sendable, Equatable {
+    /// PEM file of the CA(s) to trust; nil trusts the system's store.
+    public var caFile: String?
+    /// PEM client certificate and its key, for a relay that authenticates boxes by certificate.
+    public var clientCertFile: String?
+    public var clientKeyFile: String?
+    /// `http://host:port` of an HTTP CONNECT proxy.
+    public var proxy: String?
+    public init(caFile: String? = nil, clientCertFile: String? = nil, clientKeyFile: String? = nil, proxy: String? = nil) {
+        self.caFile = caFile
+        self.clientCertFile = clientCertFile
+        self.clientKeyFile = clientKeyFile
+        self.proxy = proxy
+    }
+}
+
+/// A transport that sends every request with one account's `ConnectionOptions`.
+public struct AccountTransport: HTTPTransport {
+    public let inner: any HTTPTransport
+    public let options: ConnectionOptions
+    public init(_ inner: any HTTPTransport, options: ConnectionOptions) {
+        self.inner = inner
+        self.options = options
+    }
+    public func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
+        var r = request
+        r.connection = options
+        return try await inner.send(r)
     }
 }
 

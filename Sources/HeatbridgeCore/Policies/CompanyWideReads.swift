@@ -64,6 +64,14 @@ public actor CompanyWideReads {
         }.min() ?? .infinity
     }
 
+    /// Whether `path` is due, and if so marks it asked: of two callers at the same moment (a poll and the
+    /// background read) only one reads it.
+    public func claim(_ path: String) -> Bool {
+        guard due(path) else { return false }
+        asked(path)
+        return true
+    }
+
     /// `path` is being asked now (whatever its answer): the next read waits a full interval.
     public func asked(_ path: String) {
         let now = clock.now()

@@ -9,7 +9,7 @@ import VendorHomeSmartlink
 import VendorPodero
 extension BoschAdapter {
     /// An adapter for one configured Bosch account, for a single CLI run.
-    static func forCLI(_ a: AccountConfig) throws -> BoschAdapter { try cliBuilt(BoschModule().adapter(a, context: .cli, oneShot: true)) }
+    static func forCLI(_ a: AccountConfig) throws -> BoschAdapter { try cliBuilt(BoschModule().adapter(a, context: .cli(a), oneShot: true)) }
 }
 
 /// `heatbridge contracts …`: the Bosch contracts (the owners' consent to this partner), and acting on them.

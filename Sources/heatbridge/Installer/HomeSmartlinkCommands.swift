@@ -15,7 +15,7 @@ struct HomeSmartlinkTools: ParsableCommand {
 
 extension HSLAdapter {
     /// An adapter for one configured HomeSmartlink account, for a single CLI run.
-    static func forCLI(_ a: AccountConfig) throws -> HSLAdapter { try cliBuilt(HSLModule().adapter(a, context: .cli)) }
+    static func forCLI(_ a: AccountConfig) throws -> HSLAdapter { try cliBuilt(HSLModule().adapter(a, context: .cli(a))) }
 }
 
 struct HSLHomes: ParsableCommand {

@@ -23,6 +23,13 @@ extension VendorContext {
         return VendorContext(transport: CurlTransport(), clock: SystemClock(), localTime: GlibcLocalTime(),
                              readSecret: { Daemon.readSecret($0, env) })
     }
+
+    /// The CLI's context for one account: its connection options (CA, client certificate, proxy) as the daemon uses them.
+    static func cli(_ account: AccountConfig) -> VendorContext {
+        var c = cli
+        c.transport = AccountTransport(c.transport, options: account.connection)
+        return c
+    }
 }
 
 /// The adapter or client a vendor module built for a CLI run, or its reason printed and exit 1.

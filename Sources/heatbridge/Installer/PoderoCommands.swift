@@ -15,7 +15,7 @@ struct PoderoTools: ParsableCommand {
 
 extension PoderoClient {
     /// A client for one configured Podero account, for a single CLI run (token not persisted).
-    static func forCLI(_ a: AccountConfig) throws -> PoderoClient { try cliBuilt(PoderoModule().client(a, context: .cli)) }
+    static func forCLI(_ a: AccountConfig) throws -> PoderoClient { try cliBuilt(PoderoModule().client(a, context: .cli(a))) }
 }
 
 struct OnboardPodero: ParsableCommand {
