@@ -40,7 +40,8 @@ enum Daemon {
             logger.critical("cannot open the store", metadata: ["path": "\(config.store.path)", "error": "\(error)"])
             return 1
         }
-        let http = CurlTransport()
+        // HEATBRIDGE_HTTP_IDLE_HANDLES=0 turns connection reuse off: what Scripts/bench compares against.
+        let http = CurlTransport(maxIdleHandles: env["HEATBRIDGE_HTTP_IDLE_HANDLES"].flatMap(Int.init) ?? 4)
         let accounts: [AccountRuntime]
         switch makeAccounts(config, environment: env, transport: http, store: store, logger: logger) {
         case .success(let a): accounts = a

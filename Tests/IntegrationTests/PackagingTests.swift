@@ -149,7 +149,8 @@ final class PackagingTests: XCTestCase {
         XCTAssertEqual(try sh("dpkg-deb --field '\(deb)' Package"), "heatbridge\n")
         let contents = try sh("dpkg-deb --contents '\(deb)'")
         XCTAssertTrue(contents.hasPrefix("drwxr-xr-x root/root"), "package root must be 0755: \(contents.prefix(60))")
-        for f in ["./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml"] {
+        for f in ["./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml",
+                  "./usr/share/doc/heatbridge/examples/heatbridge-bridge.conf"] {
             XCTAssertTrue(contents.contains(f), "missing \(f)")
         }
         let conffiles = try sh("dpkg-deb --ctrl-tarfile '\(deb)' | tar -xOf - ./conffiles")
