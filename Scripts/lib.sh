@@ -1,7 +1,7 @@
 # Shared by the Scripts: installing Debian packages and running helpers. Source it; do not run it.
 
 # Debian packages heatbridge needs to build, test and demo.
-HEATBRIDGE_APT_PACKAGES=(libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev mosquitto mosquitto-clients sqlite3 binutils systemd strace socat openssl)
+HEATBRIDGE_APT_PACKAGES=(libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev mosquitto mosquitto-clients sqlite3 binutils systemd strace socat openssl nginx-light libnginx-mod-http-js)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -34,8 +34,31 @@ public enum ConfigLoader {
                 all.append(ConfigDiagnostic(file: path, mark: ref.mark, message: message.text, hint: message.hint))
             }
         }
+        for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
         guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
+    }
+
+    /// An account's CA, certificate and key files: readable, and the key private to its owner (a box's key is
+    /// its identity at the relay: readable by others, anyone on the box could be that box).
+    static func connectionFileProblems(_ a: AccountConfig, file: String) -> [ConfigDiagnostic] {
+        var out: [ConfigDiagnostic] = []
+        let c = a.connection
+        for (key, path) in [("ca_file", c.caFile), ("client_cert_file", c.clientCertFile), ("client_key_file", c.clientKeyFile)] {
+            guard let path, let mark = a.connectionMarks[key] else { continue }
+            var st = stat()
+            guard stat(path, &st) == 0, access(path, R_OK) == 0 else {
+                out.append(ConfigDiagnostic(file: file, mark: mark, message: "\(key): cannot read \(path): \(String(cString: strerror(errno)))",
+                                            hint: "the daemon's user must be able to read it"))
+                continue
+            }
+            if key == "client_key_file", st.st_mode & 0o077 != 0 {
+                out.append(ConfigDiagnostic(file: file, mark: mark,
+                                            message: "client_key_file \(path) is readable by group or others (mode \(String(st.st_mode & 0o777, radix: 8)))",
+                                            hint: "chmod 600 \(path); owned by the heatbridge user"))
+            }
+        }
+        return out
     }
 
     /// The store path from a file that may have other problems (e.g. secrets this user cannot read), so

@@ -70,7 +70,9 @@ public struct BoschAdapter: VendorAdapter {
                 throw CloudError(.unavailable, message: "cancelled while waiting for the rate budget")
             }
         }
-        var headers = [(BoschWire.apiKeyHeader, key.current), ("Accept", "application/json")]
+        var headers = [("Accept", "application/json")]
+        // Behind a relay the box has no key; the relay adds it.
+        if !key.current.isEmpty { headers.insert((BoschWire.apiKeyHeader, key.current), at: 0) }
         if remoteControl { headers.append((BoschWire.userIdHeader, userId)) }
         let response: HTTPResponse
         do {
@@ -79,18 +81,19 @@ public struct BoschAdapter: VendorAdapter {
             throw CloudError.transport(error, api: "Bosch API", what: "\(method) \(path)", timeout: timeout)
         }
         if (200..<300).contains(response.status) { return response.body }
-        throw Self.classify(response, method: method, path: path)
+        throw Self.classify(response, method: method, path: path, relay: key.current.isEmpty)
     }
 
     /// Maps a non-2xx answer to the contract's error classes (cloud-apis.md §1.3).
-    static func classify(_ r: HTTPResponse, method: String, path: String) -> CloudError {
+    /// `relay`: the box has no key of its own, so a 401 is the relay refusing the box's certificate.
+    static func classify(_ r: HTTPResponse, method: String, path: String, relay: Bool = false) -> CloudError {
         let detail = BoschWire.decode(BoschWire.ErrorBody.self, r.body)?.message.map { String($0.prefix(200)) }
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
         switch r.status {
         case 451: return CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
         case 504: return CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
         default:
-            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: "API key rejected",
+            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? "the relay refused this box (its client certificate)" : "API key rejected",
                            forbidden: "no contract for this gateway", retryAfterDefault: 2)
         }
     }

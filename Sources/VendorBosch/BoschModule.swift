@@ -2,14 +2,15 @@ import HeatbridgeCore
 
 /// Bosch's part of an account: the partner API key, the `x-user-id`, and whether the key is rotated.
 public struct BoschAccountSettings: VendorAccountSettings, Equatable {
-    public var apiKey: SecretRef
+    /// nil behind a relay (`client_cert_file`): the relay injects the key, the box never holds it.
+    public var apiKey: SecretRef?
     /// Sent as `x-user-id` on remote-control calls.
     public var userId: String
     /// Rotate the API key with `POST /api-keys` 30 days before it expires and write the new key to
     /// `api_key_file` (which therefore must be a file the daemon may replace).
     public var rotateKey: Bool
 
-    public var secretRefs: [SecretRef] { [apiKey] }
+    public var secretRefs: [SecretRef] { apiKey.map { [$0] } ?? [] }
 }
 
 /// The Bosch Home Comfort Partner API as heatbridge knows it.
@@ -25,8 +26,14 @@ public struct BoschModule: VendorModule {
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
         let apiKey = d.secret(m, base: "api_key")
-        if apiKey == nil && d.value(m, "api_key") == nil {
-            d.error(mark, "bosch account needs \"api_key_file\" or \"api_key_credential\"", hint: "the partner x-api-key")
+        // Behind a relay (mutual TLS with the box's certificate) the relay holds the partner key.
+        let relay = common.connection.isRelay
+        if relay, apiKey != nil {
+            d.error(mark, "a bosch account behind a relay (client_cert_file) holds no API key",
+                    hint: "remove api_key_file/api_key_credential: the relay injects the partner key, so a box never has it")
+        } else if !relay && apiKey == nil && d.value(m, "api_key") == nil {
+            d.error(mark, "bosch account needs \"api_key_file\" or \"api_key_credential\"",
+                    hint: "the partner x-api-key, or client_cert_file + client_key_file for a relay that holds it")
         }
         let userId = d.string(m, "user_id")
         if userId == nil && d.value(m, "user_id") == nil {
@@ -35,13 +42,14 @@ public struct BoschModule: VendorModule {
         var rotateKey = false
         if let (r, rmark) = d.bool(m, "rotate_key") {
             rotateKey = r
+            if r, relay { d.error(rmark, "\"rotate_key\" does not apply behind a relay", hint: "the partner's keys are rotated at the relay") }
             if r, let ref = apiKey, case .credential = ref.source {
                 d.error(rmark, "\"rotate_key\" needs \"api_key_file\": a systemd credential is read-only",
                         hint: "keep the key in a file owned by the heatbridge user, mode 0600")
             }
         }
-        guard let apiKey, let userId else { return nil }
-        return BoschAccountSettings(apiKey: apiKey, userId: userId, rotateKey: rotateKey)
+        guard apiKey != nil || relay, let userId else { return nil }
+        return BoschAccountSettings(apiKey: apiKey, userId: userId, rotateKey: rotateKey && !relay)
     }
 
     public func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError> {
@@ -50,7 +58,7 @@ public struct BoschModule: VendorModule {
 
     /// The account's adapter. `oneShot` (a CLI run): every gateway, no rate budget, no answer cache, no rotation.
     public func adapter(_ a: AccountConfig, context c: VendorContext, oneShot: Bool = false) -> Result<BoschAdapter, VendorSetupError> {
-        guard let s = a.settings(as: BoschAccountSettings.self), let key = c.readSecret(s.apiKey) else {
+        guard let s = a.settings(as: BoschAccountSettings.self), let key = s.apiKey.map(c.readSecret) ?? "" else {
             return .failure(VendorSetupError("account \(a.name): cannot read the API key"))
         }
         if oneShot {
@@ -58,7 +66,7 @@ public struct BoschModule: VendorModule {
                                          allowList: nil))
         }
         var rotation: BoschKey.Rotation?
-        if s.rotateKey, case .file(let path) = s.apiKey.source {
+        if s.rotateKey, case .file(let path)? = s.apiKey?.source {
             // The new key goes to the configured file before it is used; it is never logged.
             let write = c.writeSecret
             rotation = BoschKey.Rotation(persist: { newKey in write(path, newKey).map { "\(path): \($0)" } })

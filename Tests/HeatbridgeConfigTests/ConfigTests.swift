@@ -54,7 +54,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.bridge.validFor("charge"), 1800)
         XCTAssertEqual(c.bridge.validFor("mode"), 600)
         XCTAssertEqual(loaded.hash.count, 16)
-        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].settings(as: BoschAccountSettings.self)!.apiKey, environment: [:]) else { return XCTFail() }
+        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].settings(as: BoschAccountSettings.self)!.apiKey!, environment: [:]) else { return XCTFail() }
         XCTAssertEqual(key, "xHCSAPI-secret")
     }
 

@@ -214,6 +214,9 @@ extension ConfigDecoder {
         var account = AccountConfig(name: name ?? "", vendor: module?.name ?? "", baseURL: baseURL ?? "", pollIntervalS: poll,
                                     maxPollIntervalS: maxPoll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
         account.allDevices = allDevices
+        for key in ["ca_file", "client_cert_file", "client_key_file"] {
+            if let (_, mark) = stringWithMark(m, key) { account.connectionMarks[key] = mark }
+        }
         account.connection = ConnectionOptions(caFile: string(m, "ca_file"), clientCertFile: string(m, "client_cert_file"),
                                                clientKeyFile: string(m, "client_key_file"), proxy: string(m, "proxy"))
         if (account.connection.clientCertFile == nil) != (account.connection.clientKeyFile == nil) {

@@ -163,6 +163,8 @@ public struct AccountConfig: Sendable, Equatable {
     public var allDevices = false
     /// `ca_file`, `client_cert_file`, `client_key_file`, `proxy`: how the box reaches its cloud or relay.
     public var connection = ConnectionOptions()
+    /// Where the connection's files were named (key → position), for the loader's file checks.
+    public var connectionMarks: [String: SourceMark] = [:]
     /// Keep to the vendor's documented rate limits on the client side (off only against a simulator
     /// that has its limits off too, e.g. for benchmarks).
     public var rateLimit: Bool = true

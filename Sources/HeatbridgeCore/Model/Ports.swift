@@ -33,6 +33,8 @@ public struct ConnectionOptions: Sendable, Equatable {
     public var clientKeyFile: String?
     /// `http://host:port` of an HTTP CONNECT proxy.
     public var proxy: String?
+    /// A client certificate means a relay: it authenticates the box and holds the vendor's credential.
+    public var isRelay: Bool { clientCertFile != nil }
     public init(caFile: String? = nil, clientCertFile: String? = nil, clientKeyFile: String? = nil, proxy: String? = nil) {
         self.caFile = caFile
         self.clientCertFile = clientCertFile
