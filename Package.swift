@@ -45,7 +45,8 @@ let package = Package(
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox")]),
+            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox"),
+                           .product(name: "FlyingSocks", package: "FlyingFox")]),
         .executableTarget(
             name: "heatbridge-sim",
             dependencies: [

@@ -1,4 +1,5 @@
 import FlyingFox
+import FlyingSocks
 import Foundation
 import HeatbridgeConfig
 import HeatbridgeCore
@@ -283,8 +284,24 @@ public struct SimulatorServer: HTTPHandler {
 
     /// Listens on 127.0.0.1:`port` until cancelled.
     public func run(port: UInt16) async throws {
-        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30, handler: self)
+        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30,
+                                pool: NoDelayPool(HTTPServer.defaultPool()), handler: self)
         try await server.run()
+    }
+}
+
+/// FlyingFox writes a response's head and body in two writes. On a kept-alive connection Nagle's algorithm then
+/// holds the body until the client acknowledges the head, which a delayed ACK puts off by ~40 ms: every reused
+/// connection would answer 40 ms late. Real clouds set TCP_NODELAY; so does the simulator, on each socket the
+/// pool is handed (the listener and every connection, before it waits for its first request).
+struct NoDelayPool<Inner: AsyncSocketPool>: AsyncSocketPool {
+    let inner: Inner
+    init(_ inner: Inner) { self.inner = inner }
+    func prepare() async throws { try await inner.prepare() }
+    func run() async throws { try await inner.run() }
+    func suspendSocket(_ socket: Socket, untilReadyFor events: Socket.Events) async throws {
+        try? socket.setValue(true, for: BoolSocketOption(level: Int32(IPPROTO_TCP), name: TCP_NODELAY))
+        try await inner.suspendSocket(socket, untilReadyFor: events)
     }
 }
 
