@@ -1,7 +1,6 @@
 import Foundation
 import HeatbridgeCore
 import HeatbridgeHTTP
-import Synchronization
 import XCTest
 
 /// libcurl as the daemon uses it, over loopback: connections reused across requests, and HTTPS through a real
@@ -10,17 +9,7 @@ final class HTTPTransportTests: XCTestCase {
     /// One GET, waited for on this (test) thread: the harness blocks its thread, so the tests are synchronous.
     func get(_ t: CurlTransport, _ url: String, options: ConnectionOptions = ConnectionOptions()) throws -> HTTPResponse {
         let request = HTTPRequest(method: "GET", url: url, headers: [("x-api-key", Harness.apiKey)], timeout: 5)
-        let answer = Mutex<Result<HTTPResponse, HTTPTransportError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let transport = AccountTransport(t, options: options)
-        Task.detached {
-            let r: Result<HTTPResponse, HTTPTransportError>
-            do throws(HTTPTransportError) { r = .success(try await transport.send(request)) } catch { r = .failure(error) }
-            answer.withLock { $0 = r }
-            done.signal()
-        }
-        done.wait()
-        return try answer.withLock { $0! }.get()
+        return try blockingSend(AccountTransport(t, options: options), request).get()
     }
 
     func testOnePollsRequestsShareOneConnection() throws {

@@ -540,3 +540,18 @@ func runProcess(_ path: String, _ args: [String], env: [String: String] = [:]) t
 func runShell(_ command: String, env: [String: String] = [:]) throws -> (status: Int32, output: String) {
     try runProcess("/bin/bash", ["-c", command], env: env)
 }
+
+/// One HTTP exchange waited for on the calling (test) thread: the harness blocks its thread, so tests that
+/// talk HTTP themselves stay synchronous instead of blocking the cooperative pool.
+func blockingSend(_ transport: any HTTPTransport, _ request: HTTPRequest) -> Result<HTTPResponse, HTTPTransportError> {
+    let answer = Mutex<Result<HTTPResponse, HTTPTransportError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        let r: Result<HTTPResponse, HTTPTransportError>
+        do throws(HTTPTransportError) { r = .success(try await transport.send(request)) } catch { r = .failure(error) }
+        answer.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return answer.withLock { $0! }
+}

@@ -1,7 +1,6 @@
 import Foundation
 import HeatbridgeCore
 import HeatbridgeHTTP
-import Synchronization
 import XCTest
 
 /// A box behind the reference relay (real nginx with njs, certificates from Scripts/relay-ca): it holds no
@@ -47,18 +46,8 @@ final class RelayTests: XCTestCase {
 
     /// One request through the relay, waited for on this thread.
     func send(_ url: String, method: String = "GET", body: String? = nil, options: ConnectionOptions) -> Result<HTTPResponse, HTTPTransportError> {
-        let answer = Mutex<Result<HTTPResponse, HTTPTransportError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
         let t = AccountTransport(CurlTransport(), options: options)
-        let request = HTTPRequest(method: method, url: url, body: body.map { Array($0.utf8) }, timeout: 5)
-        Task.detached {
-            let r: Result<HTTPResponse, HTTPTransportError>
-            do throws(HTTPTransportError) { r = .success(try await t.send(request)) } catch { r = .failure(error) }
-            answer.withLock { $0 = r }
-            done.signal()
-        }
-        done.wait()
-        return answer.withLock { $0! }
+        return blockingSend(t, HTTPRequest(method: method, url: url, body: body.map { Array($0.utf8) }, timeout: 5))
     }
 
     func writeBoxConfig(_ h: Harness, relay: Relay, box: String, devices: [String]) throws {
