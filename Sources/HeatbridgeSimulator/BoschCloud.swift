@@ -378,8 +378,9 @@ struct TokenBucket: Sendable {
 
     /// Takes a token; returns nil on success or the seconds until one is available.
     mutating func take(now: Double) -> Double? {
-        tokens = min(capacity, tokens + (now - last) * perSecond)
-        last = now
+        // Requests are counted at arrival and may reach the actor slightly out of order: time never runs back.
+        tokens = min(capacity, tokens + max(0, now - last) * perSecond)
+        last = max(last, now)
         if tokens >= 1 {
             tokens -= 1
             return nil

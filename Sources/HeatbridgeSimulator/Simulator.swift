@@ -95,7 +95,11 @@ public actor Simulator {
     }
 
     /// Handles one HTTP request.
-    public func handle(method: String, path: String, headers: [String: String], body: [UInt8]) -> Answer {
+    /// `arrivedAt`: when the request came in (the HTTP front end's time). The clouds' limits count a request when
+    /// it arrives, as a cloud's edge does, not when this single actor gets to it: under load (100 boxes starting
+    /// at once) requests queue here, and counting them at their turn would compress them into a burst.
+    public func handle(method: String, path: String, headers: [String: String], body: [UInt8], arrivedAt: Double? = nil) -> Answer {
+        let now = arrivedAt ?? Self.now()
         if path.hasPrefix("/admin/") || path == "/admin" { return admin(method: method, path: path, body: body) }
         guard let vendor = Self.vendors.first(where: { path.hasPrefix("/\($0)/") }) else {
             return Answer(status: 404, headers: [:], body: Array("{\"message\":\"unknown vendor\"}".utf8), delayMs: 0)
@@ -117,29 +121,29 @@ public actor Simulator {
                 let b = f.body.map { Array($0.utf8) } ?? Self.faultBody(vendor: vendor)
                 answer = Answer(status: status, headers: h, body: b, delayMs: delay)
             } else {
-                answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay)
+                answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay, now: now)
             }
         } else {
-            answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay)
+            answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay, now: now)
         }
         // had_api_key: the vendor's credential header was present (x-api-key, or Authorization elsewhere).
         let credential = vendor == "bosch" ? headers[BoschWire.apiKeyHeader] : headers["authorization"]
         log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: answer.status,
                                  hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
-                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: Self.now()))
+                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: now))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
         statusCounts["\(vendor) \(answer.status)", default: 0] += 1
         return answer
     }
 
-    func normal(vendor: String, method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int) -> Answer {
+    func normal(vendor: String, method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int, now: Double) -> Answer {
         if down {
             return Answer(status: 503, headers: [:], body: vendor == "podero" ? PoderoWire.errorBody("Service Unavailable")
                                                                              : BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
         }
-        let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
-            : vendor == "homesmartlink" ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
-            : bosch.handle(method: method, path: sub, headers: headers, body: body, now: Self.now())
+        let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: now)
+            : vendor == "homesmartlink" ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: now)
+            : bosch.handle(method: method, path: sub, headers: headers, body: body, now: now)
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
     }
 
@@ -271,10 +275,11 @@ public struct SimulatorServer: HTTPHandler {
         var headers: [String: String] = [:]
         for (k, v) in request.headers { headers[k.rawValue.lowercased()] = v }
         let body = try await request.bodyData
+        let arrived = Simulator.now()
         // The query goes along (decoded), so `…/statistics?resolution=1DAY` reaches the vendor handler.
         let query = request.query.map { "\($0.name)=\($0.value)" }.joined(separator: "&")
         let path = query.isEmpty ? request.path : request.path + "?" + query
-        let a = await simulator.handle(method: request.method.rawValue, path: path, headers: headers, body: Array(body))
+        let a = await simulator.handle(method: request.method.rawValue, path: path, headers: headers, body: Array(body), arrivedAt: arrived)
         if a.delayMs > 0 { try await Task.sleep(nanoseconds: UInt64(a.delayMs) * 1_000_000) }
         var h = HTTPHeaders()
         h[HTTPHeader("Content-Type")] = "application/json"
