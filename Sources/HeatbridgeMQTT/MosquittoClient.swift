@@ -51,7 +51,14 @@ public struct MosquittoError: Error, CustomStringConvertible, Sendable {
 /// backoff (1 s doubling to 30 s).
 public final class MosquittoClient: MQTTPort {
     // The handle is only used through libmosquitto calls, which are thread-safe once `threaded_set` is on.
+    // The network loop uses it directly (it ends before the handle is freed); every other use goes through
+    // `live`, which is nil once `shutdown()` freed it: a publish, subscribe or second shutdown racing with
+    // the first then does nothing instead of writing into freed memory (seen as "free(): corrupted unsorted
+    // chunks" in the test process, whose harness shut its client down twice).
     nonisolated(unsafe) private let handle: OpaquePointer
+    private let live: Mutex<LiveHandle?>
+    /// The handle as a value the lock can hold (libmosquitto's handle is thread-safe with `threaded_set`).
+    private struct LiveHandle: @unchecked Sendable { let pointer: OpaquePointer }
     public let events: AsyncStream<MQTTEvent>
     private let continuation: AsyncStream<MQTTEvent>.Continuation
     private let stats = Mutex(MQTTCounters())
@@ -79,6 +86,7 @@ public final class MosquittoClient: MQTTPort {
             throw MosquittoError(code: MOSQ_ERR_NOMEM.rawValue, operation: "mosquitto_new")
         }
         handle = h
+        live = Mutex(LiveHandle(pointer: h))
         // `self` must outlive the handle: `shutdown()` destroys the handle before the client goes away.
         mosquitto_user_data_set(h, Unmanaged.passUnretained(self).toOpaque())
         try check(mosquitto_int_option(h, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "protocol version")
@@ -187,8 +195,11 @@ public final class MosquittoClient: MQTTPort {
             stats.withLock { $0.publishFailures += 1 }
             return false
         }
-        let rc = payload.withUnsafeBytes { raw in
-            mosquitto_publish(handle, nil, topic, Int32(raw.count), raw.baseAddress, Int32(qos), retain)
+        let rc = live.withLock { h -> Int32 in
+            guard let h else { return MOSQ_ERR_NO_CONN.rawValue }
+            return payload.withUnsafeBytes { raw in
+                mosquitto_publish(h.pointer, nil, topic, Int32(raw.count), raw.baseAddress, Int32(qos), retain)
+            }
         }
         let ok = rc == MOSQ_ERR_SUCCESS.rawValue
         if ok && qos > 0 { inflight.withLock { $0.sent += 1 } }
@@ -198,7 +209,10 @@ public final class MosquittoClient: MQTTPort {
 
     /// Subscribes with "retain as published", so a retained command can be told from a live one.
     public func subscribe(_ filter: String, qos: Int) {
-        mosquitto_subscribe_v5(handle, nil, filter, Int32(qos), Int32(MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue), nil)
+        live.withLock { h in
+            guard let h else { return }
+            mosquitto_subscribe_v5(h.pointer, nil, filter, Int32(qos), Int32(MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue), nil)
+        }
     }
 
     public var counters: MQTTCounters { stats.withLock { $0 } }
@@ -213,14 +227,21 @@ public final class MosquittoClient: MQTTPort {
         }
     }
 
-    /// Disconnects cleanly (no last will), stops the network thread and frees the handle.
+    /// Disconnects cleanly (no last will), stops the network thread and frees the handle. Idempotent: later
+    /// calls, publishes and subscribes do nothing.
     public func shutdown() {
-        stopping.withLock { $0 = true }
-        mosquitto_disconnect(handle)
+        let first = stopping.withLock { stopping in
+            defer { stopping = true }
+            return !stopping
+        }
+        guard first else { return }
+        live.withLock { if let h = $0 { mosquitto_disconnect(h.pointer) } }
         // The loop notices within its 500 ms select; a connect blocked on an unreachable host may take
         // longer, and then the handle is deliberately leaked rather than freed under the thread's feet.
-        if loopDone.wait(timeout: .now() + 3) == .success {
-            mosquitto_destroy(handle)
+        let loopEnded = loopDone.wait(timeout: .now() + 3) == .success
+        live.withLock { h in
+            if loopEnded, let h { mosquitto_destroy(h.pointer) }
+            h = nil
         }
         continuation.finish()
     }

@@ -308,4 +308,25 @@ final class BridgeEndToEndTests: XCTestCase {
         c.publish("\(charge)/set", #"{"id":"after-restart","action":"stop"}"#)
         c.waitResult("\(charge)/result", id: "after-restart", status: "done")
     }
+
+    /// The MQTT client after `shutdown()`: a second shutdown, a publish and a subscribe touch no freed handle
+    /// (the harness shut its client down twice, in `defer` and in `deinit`, and the test process once died of
+    /// heap corruption for it).
+    func testMQTTClientShutdownIsIdempotentAndLaterCallsAreRefused() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        let c = try TestMQTTClient(port: h.brokerPort)
+        try c.waitConnected()
+        c.subscribe("probe/#")
+        c.publish("probe/a", "before")
+        c.brokerBarrier()
+        XCTAssertEqual(c.all("probe/a").count, 1, "the client worked before its shutdown")
+        c.close()
+        c.close()
+        XCTAssertFalse(c.mqtt.publish(topic: "probe/a", payload: Array("after".utf8), qos: 1, retain: false))
+        c.mqtt.subscribe("probe/b", qos: 1)
+        h.client.publish("probe/a", "seen by nobody")
+        h.client.brokerBarrier()
+        XCTAssertEqual(c.all("probe/a").count, 1, "a shut-down client received a message")
+    }
 }
