@@ -93,7 +93,7 @@ public struct BoschAdapter: VendorAdapter {
         case 451: return CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
         case 504: return CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
         default:
-            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? "the relay refused this box (its client certificate)" : "API key rejected",
+            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "API key rejected",
                            forbidden: "no contract for this gateway", retryAfterDefault: 2)
         }
     }

@@ -25,16 +25,9 @@ public struct BoschModule: VendorModule {
 
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
-        let apiKey = d.secret(m, base: "api_key")
         // Behind a relay (mutual TLS with the box's certificate) the relay holds the partner key.
         let relay = common.connection.isRelay
-        if relay, apiKey != nil {
-            d.error(mark, "a bosch account behind a relay (client_cert_file) holds no API key",
-                    hint: "remove api_key_file/api_key_credential: the relay injects the partner key, so a box never has it")
-        } else if !relay && apiKey == nil && d.value(m, "api_key") == nil {
-            d.error(mark, "bosch account needs \"api_key_file\" or \"api_key_credential\"",
-                    hint: "the partner x-api-key, or client_cert_file + client_key_file for a relay that holds it")
-        }
+        let apiKey = d.partnerSecret(m, base: "api_key", at: mark, common: common, what: "API key", hint: "the partner x-api-key")
         let userId = d.string(m, "user_id")
         if userId == nil && d.value(m, "user_id") == nil {
             d.error(mark, "bosch account needs \"user_id\"", hint: "sent as x-user-id on remote-control calls")

@@ -11,7 +11,8 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     let transport: any HTTPTransport
     let baseURL: String
     let clientId: String
-    let authorization: String
+    /// Basic auth from the client id and secret; nil behind a relay, which adds it (the box has no secret).
+    let authorization: String?
     let homes: [String]
     let timeout: Double
     let clock: any Clock
@@ -27,14 +28,14 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     /// A diagnosis result is asked for no sooner than this after the request, then on every poll.
     let diagnosisCheckS: Double
 
-    public init(transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String, homes: [String], timeout: Double,
+    public init(transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String?, homes: [String], timeout: Double,
                 clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10,
                 diagnosisCheckS: Double = 60) {
         self.diagnosisCheckS = diagnosisCheckS
         self.transport = transport
         self.baseURL = baseURL
         self.clientId = clientId
-        self.authorization = Base64.basicAuthorization(user: clientId, password: clientSecret)
+        self.authorization = clientSecret.map { Base64.basicAuthorization(user: clientId, password: $0) }
         self.homes = homes
         self.timeout = timeout
         self.clock = clock
@@ -55,14 +56,15 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     /// One exchange with Basic auth; a non-2xx answer becomes its error class.
     func send(_ method: String, _ path: String, body: JSONValue?) async throws(CloudError) -> HTTPResponse {
-        let headers = [("Authorization", authorization), ("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json")]
+        var headers = [("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json")]
+        if let authorization { headers.append(("Authorization", authorization)) }
         let r: HTTPResponse
         do {
             r = try await transport.send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body?.bytes, timeout: timeout))
         } catch {
             throw CloudError.transport(error, api: "HomeSmartlink API", what: "\(method) \(path)", timeout: timeout)
         }
-        guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)") }
+        guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)", relay: authorization == nil) }
         return r
     }
 
@@ -80,8 +82,9 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         }
     }
 
-    static func classify(_ r: HTTPResponse, what: String) -> CloudError {
-        .status(r, api: "HomeSmartlink API", what: what, detail: HSLWire.errorMessage(r.body), unauthorized: "client id or secret rejected",
+    static func classify(_ r: HTTPResponse, what: String, relay: Bool = false) -> CloudError {
+        .status(r, api: "HomeSmartlink API", what: what, detail: HSLWire.errorMessage(r.body),
+                unauthorized: relay ? CloudError.relayRefusedBox : "client id or secret rejected",
                 forbidden: "this home is not shared with the partner", retryAfterDefault: 30)
     }
 

@@ -3,8 +3,8 @@ import HeatbridgeCore
 /// HomeSmartlink's part of an account: the partner client and the homes to bridge.
 public struct HSLAccountSettings: VendorAccountSettings, Equatable {
     public var clientId: String
-    /// Only from a file or a systemd credential.
-    public var clientSecret: SecretRef
+    /// Only from a file or a systemd credential; nil behind a relay, which adds the Basic auth itself.
+    public var clientSecret: SecretRef?
     /// The home ids to bridge (the API has no "list my homes" for partners).
     public var homes: [String]
     /// How long a derogation may wait for every home's acknowledgement.
@@ -14,7 +14,7 @@ public struct HSLAccountSettings: VendorAccountSettings, Equatable {
     /// How long after a diagnosis request its result is first asked for (then every poll).
     public var diagnosisCheckS: Double = 60
 
-    public var secretRefs: [SecretRef] { [clientSecret] }
+    public var secretRefs: [SecretRef] { clientSecret.map { [$0] } ?? [] }
 }
 
 /// The HomeSmartlink 3rd Party API as heatbridge knows it.
@@ -30,14 +30,13 @@ public struct HSLModule: VendorModule {
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
         let clientId = d.string(m, "client_id")
-        let clientSecret = d.secret(m, base: "client_secret")
+        // The client id stays on the box even behind a relay: it is no secret, and the box checks every answer's
+        // `authorisation.client` against it.
+        let clientSecret = d.partnerSecret(m, base: "client_secret", at: mark, common: common, what: "client secret",
+                                           hint: "the ClientSecret, in a file readable only by heatbridge")
         let homes = d.scalarList(m, "homes", what: "HomeSmartlink home ids") ?? []
         if clientId == nil && d.value(m, "client_id") == nil {
             d.error(mark, "homesmartlink account needs \"client_id\"", hint: "the ClientId received at partner registration")
-        }
-        if clientSecret == nil && d.value(m, "client_secret") == nil {
-            d.error(mark, "homesmartlink account needs \"client_secret_file\" or \"client_secret_credential\"",
-                    hint: "the ClientSecret, in a file readable only by heatbridge")
         }
         if homes.isEmpty && d.value(m, "homes") == nil {
             d.error(mark, "homesmartlink account needs \"homes\"", hint: "the home ids to bridge; heatbridge homesmartlink homes --email lists them")
@@ -45,7 +44,7 @@ public struct HSLModule: VendorModule {
         let reportTimeout = d.number(m, "report_timeout_s", range: 1...3600) ?? 300
         let reportInterval = d.number(m, "report_interval_s", range: 0.2...600) ?? 10
         let diagnosisCheck = d.number(m, "diagnosis_check_s", range: 0...3600) ?? 60
-        guard let clientId, let clientSecret else { return nil }
+        guard let clientId, clientSecret != nil || common.connection.isRelay else { return nil }
         return HSLAccountSettings(clientId: clientId, clientSecret: clientSecret, homes: homes, reportTimeoutS: reportTimeout,
                                   reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck)
     }
@@ -65,8 +64,13 @@ public struct HSLModule: VendorModule {
     }
 
     public func adapter(_ a: AccountConfig, context c: VendorContext) -> Result<HSLAdapter, VendorSetupError> {
-        guard let s = a.settings(as: HSLAccountSettings.self), let secret = c.readSecret(s.clientSecret) else {
-            return .failure(VendorSetupError("account \(a.name): cannot read the client secret"))
+        guard let s = a.settings(as: HSLAccountSettings.self) else {
+            return .failure(VendorSetupError("account \(a.name): not a homesmartlink account"))
+        }
+        var secret: String?
+        if let ref = s.clientSecret {
+            guard let value = c.readSecret(ref) else { return .failure(VendorSetupError("account \(a.name): cannot read the client secret")) }
+            secret = value
         }
         return .success(HSLAdapter(transport: c.transport, baseURL: a.baseURL, clientId: s.clientId, clientSecret: secret, homes: s.homes,
                                    timeout: a.timeoutS, clock: c.clock, localTime: c.localTime, reportTimeoutS: s.reportTimeoutS,

@@ -139,10 +139,11 @@ public struct PoderoClient: Sendable {
     /// `https://app.podero.com/api/partners/v2.0`.
     public let baseURL: String
     public let orgId: String
-    public let session: PoderoSession
+    /// The token source; nil behind a relay, which obtains and adds the bearer token itself.
+    public let session: PoderoSession?
     public let timeout: Double
 
-    public init(transport: any HTTPTransport, baseURL: String, orgId: String, session: PoderoSession, timeout: Double) {
+    public init(transport: any HTTPTransport, baseURL: String, orgId: String, session: PoderoSession?, timeout: Double) {
         self.transport = transport
         self.baseURL = baseURL
         self.orgId = orgId
@@ -155,8 +156,9 @@ public struct PoderoClient: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let token = try await session.bearer()
-            var headers = [("Authorization", "Bearer \(token)"), ("Accept", "application/json")]
+            let token = try await session?.bearer()
+            var headers = [("Accept", "application/json")]
+            if let token { headers.append(("Authorization", "Bearer \(token)")) }
             if body != nil { headers.append(("Content-Type", "application/json")) }
             let r: HTTPResponse
             do {
@@ -164,12 +166,12 @@ public struct PoderoClient: Sendable {
             } catch {
                 throw CloudError.transport(error, api: "Podero API", what: "\(method) \(path)", timeout: timeout)
             }
-            if r.status == 401 && attempt == 1 {
+            if r.status == 401 && attempt == 1, let session, let token {
                 // An expired or revoked token: renew once and retry; a second 401 means the credentials are bad.
                 await session.invalidate(token)
                 continue
             }
-            guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)") }
+            guard (200..<300).contains(r.status) else { throw Self.classify(r, what: "\(method) \(path)", relay: session == nil) }
             if r.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .null }
             guard let j = try? JSONValue.parse(r.body) else {
                 throw CloudError(.badResponse, status: r.status, message: "unreadable answer to \(method) \(path)")
@@ -179,14 +181,14 @@ public struct PoderoClient: Sendable {
     }
 
     /// Maps a non-2xx answer to the contract's error classes, keeping the cloud's own words.
-    static func classify(_ r: HTTPResponse, what: String) -> CloudError {
+    static func classify(_ r: HTTPResponse, what: String, relay: Bool = false) -> CloudError {
         let detail = PoderoWire.errorDetail(r.body)
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
         switch r.status {
         case 409: return CloudError(.conflict, status: 409, message: msg("the heat pump refused the change in its current state"))
         case 422: return CloudError(.rejected, status: 422, message: msg("Podero rejected the values"))
         default:
-            return .status(r, api: "Podero API", what: what, detail: detail, unauthorized: "access token rejected twice; check the client credentials",
+            return .status(r, api: "Podero API", what: what, detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "access token rejected twice; check the client credentials",
                            forbidden: "not allowed for this organisation", retryAfterDefault: 30)
         }
     }

@@ -3,13 +3,13 @@ import HeatbridgeCore
 /// Podero's part of an account: the OAuth client and the organisation.
 public struct PoderoAccountSettings: VendorAccountSettings, Equatable {
     public var clientId: String
-    /// Only from a file or a systemd credential.
-    public var clientSecret: SecretRef
+    /// Only from a file or a systemd credential; nil behind a relay, which holds the OAuth client.
+    public var clientSecret: SecretRef?
     public var orgId: String
     /// The token endpoint; nil derives `<scheme://host[/prefix]>/oauth2/token/` from `base_url`.
     public var tokenURL: String?
 
-    public var secretRefs: [SecretRef] { [clientSecret] }
+    public var secretRefs: [SecretRef] { clientSecret.map { [$0] } ?? [] }
 }
 
 /// The Podero Partner API as heatbridge knows it.
@@ -28,25 +28,24 @@ public struct PoderoModule: VendorModule {
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
         let clientId = d.string(m, "client_id")
-        let clientSecret = d.secret(m, base: "client_secret")
+        let clientSecret = d.partnerSecret(m, base: "client_secret", at: mark, common: common, what: "client secret",
+                                           hint: "the OAuth client secret, in a file readable only by heatbridge")
         let orgId = d.string(m, "org_id")
         var tokenURL: String?
         if let (u, umark) = d.stringWithMark(m, "token_url") {
-            if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
+            if common.connection.isRelay {
+                d.error(umark, "\"token_url\" does not apply behind a relay", hint: "the relay obtains the Podero token itself")
+            } else if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
                 d.error(umark, "bad token_url \"\(u)\"", hint: "use https://HOST[:PORT]/oauth2/token/")
             }
         }
         if clientId == nil && d.value(m, "client_id") == nil {
             d.error(mark, "podero account needs \"client_id\"", hint: "the OAuth application's client id")
         }
-        if clientSecret == nil && d.value(m, "client_secret") == nil {
-            d.error(mark, "podero account needs \"client_secret_file\" or \"client_secret_credential\"",
-                    hint: "the OAuth client secret, in a file readable only by heatbridge")
-        }
         if orgId == nil && d.value(m, "org_id") == nil {
             d.error(mark, "podero account needs \"org_id\"", hint: "the organisation id from the Podero back office")
         }
-        guard let clientId, let clientSecret, let orgId else { return nil }
+        guard let clientId, clientSecret != nil || common.connection.isRelay, let orgId else { return nil }
         return PoderoAccountSettings(clientId: clientId, clientSecret: clientSecret, orgId: orgId, tokenURL: tokenURL)
     }
 
@@ -60,7 +59,14 @@ public struct PoderoModule: VendorModule {
     /// The account's API client. With `context.settings` the token outlives a restart (a 10 h token is worth
     /// keeping), under `token/<account>`; it is never logged.
     public func client(_ a: AccountConfig, context c: VendorContext) -> Result<PoderoClient, VendorSetupError> {
-        guard let s = a.settings(as: PoderoAccountSettings.self), let secret = c.readSecret(s.clientSecret) else {
+        guard let s = a.settings(as: PoderoAccountSettings.self) else {
+            return .failure(VendorSetupError("account \(a.name): not a podero account"))
+        }
+        guard let ref = s.clientSecret else {
+            // Behind a relay: no token on the box, the relay adds its own.
+            return .success(PoderoClient(transport: c.transport, baseURL: a.baseURL, orgId: s.orgId, session: nil, timeout: a.timeoutS))
+        }
+        guard let secret = c.readSecret(ref) else {
             return .failure(VendorSetupError("account \(a.name): cannot read the client secret"))
         }
         var persistence = TokenPersistence.none

@@ -124,6 +124,41 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ok.config.bridge.groups["peak"], [GroupMember(device: "hsl-1", node: "room-1"), GroupMember(device: "hsl-1", node: "room-2")])
     }
 
+    /// Behind a relay (a client certificate) no vendor holds its partner credential: present → error, absent →
+    /// valid; without a relay it stays required.
+    func testBehindARelayNoVendorHoldsItsPartnerSecret() throws {
+        _ = write("k", "key")
+        _ = write("box.crt", "cert")
+        let key = write("box.key", "key")
+        chmod(key, 0o600)
+        let relay = "ca_file: \(dir!)/box.crt, client_cert_file: \(dir!)/box.crt, client_key_file: \(key)"
+        let bad = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: h, vendor: homesmartlink, base_url: "https://relay/hsl", \(relay), client_id: c, client_secret_file: \(dir!)/k, homes: ["64f"]}
+              - {name: p, vendor: podero, base_url: "https://relay/podero/api/partners/v2.0", \(relay), client_id: c, client_secret_file: \(dir!)/k, org_id: o, devices: ["hp"]}
+              - {name: q, vendor: podero, base_url: "https://relay/podero/api/partners/v2.0", \(relay), client_id: c, org_id: o, devices: ["hp"], token_url: "https://x/oauth2/token/"}
+              - {name: n, vendor: homesmartlink, base_url: "https://x", client_id: c, homes: ["64f"]}
+            """).map(\.message)
+        XCTAssertTrue(bad.contains("a homesmartlink account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
+        XCTAssertTrue(bad.contains("a podero account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
+        XCTAssertTrue(bad.contains("\"token_url\" does not apply behind a relay"), "\(bad)")
+        XCTAssertTrue(bad.contains("homesmartlink account needs \"client_secret_file\" or \"client_secret_credential\""), "\(bad)")
+        XCTAssertEqual(bad.count, 4, "\(bad)")
+        let path = write("relay.yaml", """
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: h, vendor: homesmartlink, base_url: "https://relay/hsl", \(relay), client_id: c, homes: ["64f"]}
+              - {name: p, vendor: podero, base_url: "https://relay/podero/api/partners/v2.0", \(relay), client_id: c, org_id: o, devices: ["hp"]}
+            """)
+        let ok = try ConfigLoader.load(path: path, environment: [:]).get().config
+        XCTAssertNil(ok.accounts[0].settings(as: HSLAccountSettings.self)?.clientSecret)
+        XCTAssertNil(ok.accounts[1].settings(as: PoderoAccountSettings.self)?.clientSecret)
+        XCTAssertTrue(ok.accounts.allSatisfy { $0.connection.isRelay })
+    }
+
     func testTriggersAreValidatedWithPositions() throws {
         _ = write("k", "key")
         let d = diagnostics("""

@@ -144,6 +144,25 @@ public struct ConfigDecoder {
         }
         return nil
     }
+
+    /// The partner's credential for a vendor (`<base>_file` or `<base>_credential`): required on a box that
+    /// talks to the cloud itself, refused on a box behind a relay (`client_cert_file`), where the relay injects
+    /// it so a box never holds a partner-wide secret. `what` names it in messages ("API key", "client secret").
+    public mutating func partnerSecret(_ m: Entries, base: String, at mark: SourceMark, common: AccountConfig,
+                                       what: String, hint: String) -> SecretRef? {
+        let ref = secret(m, base: base)
+        let vendor = common.vendor
+        if common.connection.isRelay {
+            if ref != nil {
+                error(mark, "a \(vendor) account behind a relay (client_cert_file) holds no \(what)",
+                      hint: "remove \(base)_file/\(base)_credential: the relay injects the partner's \(what), so a box never has it")
+            }
+        } else if ref == nil && value(m, base) == nil {
+            error(mark, "\(vendor) account needs \"\(base)_file\" or \"\(base)_credential\"",
+                  hint: "\(hint), or client_cert_file + client_key_file for a relay that holds it")
+        }
+        return ref
+    }
 }
 
 /// Levenshtein distance, for did-you-mean hints.

@@ -208,6 +208,10 @@ extension CloudError {
         }
     }
 
+    /// What a 401 means behind a relay: the relay, not the cloud, refused the box's client certificate
+    /// (expired, revoked, or of another CA). Every vendor reports it in these words.
+    public static let relayRefusedBox = "the relay refused this box (its client certificate)"
+
     /// The statuses every vendor answers alike: 401, 403, 429 (`Retry-After` clamped to 1…3600 s), 5xx and
     /// other 4xx. Vendors map their own extras (Bosch 451/504, Podero 409/422) before falling back to this.
     /// `detail` is the cloud's own message, already cut short; it never holds a secret we sent.
