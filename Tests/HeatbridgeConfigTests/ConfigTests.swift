@@ -140,12 +140,16 @@ final class ConfigTests: XCTestCase {
               - {name: p, vendor: podero, base_url: "https://relay/podero/api/partners/v2.0", \(relay), client_id: c, client_secret_file: \(dir!)/k, org_id: o, devices: ["hp"]}
               - {name: q, vendor: podero, base_url: "https://relay/podero/api/partners/v2.0", \(relay), client_id: c, org_id: o, devices: ["hp"], token_url: "https://x/oauth2/token/"}
               - {name: n, vendor: homesmartlink, base_url: "https://x", client_id: c, homes: ["64f"]}
+              - {name: x, vendor: homesmartlink, base_url: "https://x", proxy: "socks5://p:1080", client_id: c, client_secret_file: \(dir!)/k, homes: ["64f"]}
+              - {name: y, vendor: homesmartlink, base_url: "https://x", client_cert_file: \(dir!)/box.crt, client_id: c, homes: ["64f"]}
             """).map(\.message)
         XCTAssertTrue(bad.contains("a homesmartlink account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
         XCTAssertTrue(bad.contains("a podero account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
         XCTAssertTrue(bad.contains("\"token_url\" does not apply behind a relay"), "\(bad)")
         XCTAssertTrue(bad.contains("homesmartlink account needs \"client_secret_file\" or \"client_secret_credential\""), "\(bad)")
-        XCTAssertEqual(bad.count, 4, "\(bad)")
+        XCTAssertTrue(bad.contains("bad proxy \"socks5://p:1080\""), "\(bad)")
+        XCTAssertTrue(bad.contains("\"client_cert_file\" and \"client_key_file\" go together"), "\(bad)")
+        XCTAssertEqual(bad.count, 6, "\(bad)")
         let path = write("relay.yaml", """
             mqtt:
               url: mqtt://h:1883

@@ -84,6 +84,23 @@ final class HSLAdapterTests: XCTestCase {
         XCTAssertNil(HSLAdapter.schedule([[]]), "not seven days")
     }
 
+    /// Behind a relay the box has no secret: no Authorization header leaves it, and a 401 is the relay
+    /// refusing the box's certificate, not a wrong client secret.
+    func testBehindARelayNoAuthorizationIsSentAndA401NamesTheCertificate() async {
+        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 401, body: Array(#"{"message":"relay: a valid box certificate is required (FAILED:certificate revoked)"}"#.utf8))) }
+        let a = HSLAdapter(transport: t, baseURL: "https://relay.test/hsl", clientId: "me", clientSecret: nil, homes: ["h1"], timeout: 1,
+                           clock: ManualClock(), localTime: tz)
+        do {
+            _ = try await a.fetchDevices()
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.code, .authFailed)
+            XCTAssertEqual(error.message, "\(CloudError.relayRefusedBox): relay: a valid box certificate is required (FAILED:certificate revoked)")
+        }
+        XCTAssertEqual(t.requests.withLock { $0.count }, 1)
+        XCTAssertNil(t.requests.withLock { $0.first?.headers.first { $0.0 == "Authorization" } })
+    }
+
     func testAnswersForAnotherClientAreRefused() async {
         let t = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(#"{"authorisation":{"type":"BASIC","client":"partner-4711"},"reponse":[]}"#.utf8))) }
         let a = HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,

@@ -48,6 +48,24 @@ final class PoderoAdapterTests: XCTestCase {
         return (PoderoAdapter(client: client, allowList: nil, clock: clock), session)
     }
 
+    /// Behind a relay: no token request, no Authorization header, and a 401 is not retried with a new token
+    /// (the box has none to renew) but reported as the relay refusing the certificate.
+    func testBehindARelayNoTokenIsAskedAndA401NamesTheCertificate() async {
+        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 401, body: Array(#"{"detail":"relay: a valid box certificate is required (FAILED:certificate has expired)"}"#.utf8))) }
+        let client = PoderoClient(transport: t, baseURL: "https://relay.test/podero/api/partners/v2.0", orgId: "o1", session: nil, timeout: 2)
+        do {
+            _ = try await client.request("GET", PoderoWire.Path.users("o1"))
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.code, .authFailed)
+            XCTAssertTrue(error.message.hasPrefix(CloudError.relayRefusedBox), error.message)
+            XCTAssertTrue(error.message.contains("certificate has expired"), error.message)
+        }
+        let sent = t.requests.withLock { $0 }
+        XCTAssertEqual(sent.map(\.url), ["https://relay.test/podero/api/partners/v2.0/org/o1/users"], "one request, no token endpoint")
+        XCTAssertNil(sent.first?.headers.first { $0.0 == "Authorization" })
+    }
+
     func testTokenURLIsDerivedFromTheBase() {
         XCTAssertEqual(PoderoWire.tokenURL(forBase: "https://app.podero.com/api/partners/v2.0"), "https://app.podero.com/oauth2/token/")
         XCTAssertEqual(PoderoWire.tokenURL(forBase: "http://127.0.0.1:8480/podero/api/partners/v2.0"), "http://127.0.0.1:8480/podero/oauth2/token/")
