@@ -25,8 +25,14 @@ public enum ConfigLoader {
         case .success(let r): root = r
         case .failure(let d): return .failure(ConfigErrors([d]))
         }
-        let (config, diagnostics) = ConfigDecoder.decode(root, file: path, vendors: vendors)
+        var (config, diagnostics) = ConfigDecoder.decode(root, file: path, vendors: vendors)
         var all = diagnostics
+        if var c = config {
+            for i in c.accounts.indices {
+                if let problem = resolveKeyCredential(&c.accounts[i], environment: environment, file: path) { all.append(problem) }
+            }
+            config = c
+        }
         // Secrets are checked even when other errors exist, so the installer sees everything at once.
         let refs = config?.secretRefs ?? secretRefsBestEffort(root, file: path)
         for ref in refs {
@@ -37,6 +43,19 @@ public enum ConfigLoader {
         for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
         guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
+    }
+
+    /// `client_key_credential` → `client_key_file` in `$CREDENTIALS_DIRECTORY` (systemd's LoadCredential=, which
+    /// also makes the file private to the unit); checked like any key file afterwards.
+    static func resolveKeyCredential(_ a: inout AccountConfig, environment: [String: String], file: String) -> ConfigDiagnostic? {
+        guard let name = a.clientKeyCredential, let mark = a.connectionMarks["client_key_credential"] else { return nil }
+        guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
+            return ConfigDiagnostic(file: file, mark: mark, message: "client_key_credential: credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
+                                    hint: "run under systemd with LoadCredential=\(name):/path/to/box.key, or use client_key_file")
+        }
+        a.connection.clientKeyFile = dir + "/" + name
+        a.connectionMarks["client_key_file"] = mark
+        return nil
     }
 
     /// An account's CA, certificate and key files: readable, and the key private to its owner (a box's key is

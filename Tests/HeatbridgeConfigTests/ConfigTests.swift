@@ -161,6 +161,21 @@ final class ConfigTests: XCTestCase {
         XCTAssertNil(ok.accounts[0].settings(as: HSLAccountSettings.self)?.clientSecret)
         XCTAssertNil(ok.accounts[1].settings(as: PoderoAccountSettings.self)?.clientSecret)
         XCTAssertTrue(ok.accounts.allSatisfy { $0.connection.isRelay })
+
+        // The box key as a systemd credential: found in $CREDENTIALS_DIRECTORY, checked like a key file.
+        let cred = write("cred.yaml", """
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: h, vendor: homesmartlink, base_url: "https://relay/hsl", client_cert_file: \(dir!)/box.crt, client_key_credential: box.key, client_id: c, homes: ["64f"]}
+            """)
+        let viaCredential = try ConfigLoader.load(path: cred, environment: ["CREDENTIALS_DIRECTORY": dir]).get().config
+        XCTAssertEqual(viaCredential.accounts[0].connection.clientKeyFile, key)
+        guard case .failure(let noDir) = ConfigLoader.load(path: cred, environment: [:]) else { return XCTFail("loaded without $CREDENTIALS_DIRECTORY") }
+        XCTAssertEqual(noDir.diagnostics.map(\.message), ["client_key_credential: credential \"box.key\" needs $CREDENTIALS_DIRECTORY"])
+        chmod(key, 0o640)
+        guard case .failure(let loose) = ConfigLoader.load(path: cred, environment: ["CREDENTIALS_DIRECTORY": dir]) else { return XCTFail("loose key accepted") }
+        XCTAssertEqual(loose.diagnostics.map(\.message), ["client_key_file \(key) is readable by group or others (mode 640)"])
     }
 
     func testTriggersAreValidatedWithPositions() throws {

@@ -164,7 +164,7 @@ extension ConfigDecoder {
 
     /// Keys every account has, whatever its vendor.
     static let commonAccountKeys = ["name", "vendor", "base_url", "poll_interval_s", "poll_max_interval_s", "timeout_s", "devices",
-                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "proxy"]
+                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "client_key_credential", "proxy"]
 
     /// One account: the keys every account has here, the vendor's own keys by its module.
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
@@ -219,7 +219,18 @@ extension ConfigDecoder {
         }
         account.connection = ConnectionOptions(caFile: string(m, "ca_file"), clientCertFile: string(m, "client_cert_file"),
                                                clientKeyFile: string(m, "client_key_file"), proxy: string(m, "proxy"))
-        if (account.connection.clientCertFile == nil) != (account.connection.clientKeyFile == nil) {
+        if let (name, mark) = stringWithMark(m, "client_key_credential") {
+            if account.connection.clientKeyFile != nil {
+                error(mark, "give either \"client_key_file\" or \"client_key_credential\", not both")
+            } else if name.isEmpty || name.contains("/") {
+                error(mark, "bad credential name \"\(name)\"", hint: "a file name inside $CREDENTIALS_DIRECTORY")
+            } else {
+                account.clientKeyCredential = name
+                account.connectionMarks["client_key_credential"] = mark
+            }
+        }
+        let hasKey = account.connection.clientKeyFile != nil || value(m, "client_key_credential") != nil
+        if (account.connection.clientCertFile == nil) == hasKey {
             error(node.mark, "\"client_cert_file\" and \"client_key_file\" go together", hint: "mutual TLS needs the certificate and its key")
         }
         if let (p, mark) = stringWithMark(m, "proxy"), ParsedURL.parse(p).map({ $0.scheme == "http" }) != true {

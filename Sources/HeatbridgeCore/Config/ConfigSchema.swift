@@ -165,6 +165,9 @@ public struct AccountConfig: Sendable, Equatable {
     public var connection = ConnectionOptions()
     /// Where the connection's files were named (key → position), for the loader's file checks.
     public var connectionMarks: [String: SourceMark] = [:]
+    /// `client_key_credential`: the box key as a systemd credential (LoadCredential=); the loader turns it into
+    /// `connection.clientKeyFile` inside `$CREDENTIALS_DIRECTORY`.
+    public var clientKeyCredential: String?
     /// Keep to the vendor's documented rate limits on the client side (off only against a simulator
     /// that has its limits off too, e.g. for benchmarks).
     public var rateLimit: Bool = true
