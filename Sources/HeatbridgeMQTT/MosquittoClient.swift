@@ -18,10 +18,17 @@ public struct MQTTConnectOptions: Sendable {
     public var keepaliveS: Int
     /// Last will: (topic, payload), published retained with QoS 1 by the broker if the connection dies.
     public var will: (topic: String, payload: [UInt8])?
+    /// Payloads above this are not copied: the message is handed over empty, with `oversize` set. nil: no limit.
+    public var maxPayloadBytes: Int?
+    /// What the broker may send at all (MQTT v5 Maximum Packet Size on CONNECT): larger packets are dropped
+    /// by the broker, so libmosquitto never allocates them. nil: no limit.
+    public var maxPacketBytes: Int? {
+        maxPayloadBytes.map { max(1_048_576, 16 * $0) }
+    }
 
     public init(host: String, port: Int, clientId: String, cleanSession: Bool = false, username: String? = nil,
                 password: String? = nil, caFile: String? = nil, tls: Bool = false, keepaliveS: Int = 30,
-                will: (topic: String, payload: [UInt8])? = nil) {
+                will: (topic: String, payload: [UInt8])? = nil, maxPayloadBytes: Int? = nil) {
         self.host = host
         self.port = port
         self.clientId = clientId
@@ -32,6 +39,7 @@ public struct MQTTConnectOptions: Sendable {
         self.tls = tls
         self.keepaliveS = keepaliveS
         self.will = will
+        self.maxPayloadBytes = maxPayloadBytes
     }
 }
 
@@ -112,10 +120,13 @@ public final class MosquittoClient: MQTTPort {
         mosquitto_message_callback_set(h) { _, obj, msg in
             guard let obj, let m = msg?.pointee, let topic = m.topic else { return }
             let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
-            let payload: [UInt8] = m.payloadlen > 0 && m.payload != nil
-                ? Array(UnsafeRawBufferPointer(start: m.payload, count: Int(m.payloadlen))) : []
+            let size = Int(m.payloadlen)
+            let oversize = c.options.maxPayloadBytes.map { size > $0 } ?? false
+            let payload: [UInt8] = size > 0 && m.payload != nil && !oversize
+                ? Array(UnsafeRawBufferPointer(start: m.payload, count: size)) : []
             c.stats.withLock { $0.received += 1 }
-            var message = MQTTMessage(topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos))
+            var message = MQTTMessage(topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos),
+                                      oversize: oversize ? size : nil)
             c.intake?(&message)
             c.continuation.yield(.message(message))
         }
@@ -152,6 +163,9 @@ public final class MosquittoClient: MQTTPort {
         // Keep the session (and the QoS 1 commands queued in it) however long the daemon is away.
         if !options.cleanSession {
             mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), UInt32.max)
+        }
+        if let limit = options.maxPacketBytes {
+            mosquitto_property_add_int32(&props, Int32(MQTT_PROP_MAXIMUM_PACKET_SIZE.rawValue), UInt32(limit))
         }
         defer { mosquitto_property_free_all(&props) }
         var delay = 1.0

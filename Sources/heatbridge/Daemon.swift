@@ -57,7 +57,7 @@ enum Daemon {
                 host: config.mqtt.host, port: config.mqtt.port, clientId: config.mqtt.clientId, cleanSession: false,
                 username: config.mqtt.username, password: config.mqtt.password.flatMap { readSecret($0, env) },
                 caFile: config.mqtt.caFile, tls: config.mqtt.tls, keepaliveS: config.mqtt.keepaliveS,
-                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)),
+                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes), maxPayloadBytes: config.mqtt.maxPayloadBytes),
                 intake: { message in
                     // Commands are stored before libmosquitto acknowledges them to the broker.
                     guard !message.payload.isEmpty, topics.parseCommand(message.topic) != nil else { return }
@@ -73,7 +73,8 @@ enum Daemon {
                                      behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime(),
                                      discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
                                                                        topics: topics, version: heatbridgeVersion,
-                                                                       derogationPresets: config.homeAssistant.derogationPresets)),
+                                                                       derogationPresets: config.homeAssistant.derogationPresets),
+                                     maxPayloadBytes: config.mqtt.maxPayloadBytes),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"

@@ -17,6 +17,25 @@ final class JSONTests: XCTestCase {
         XCTAssertThrowsError(try JSONValue.parse(deep))
     }
 
+    /// RFC 8259 numbers (no leading zeros) and the bounds a command is parsed with.
+    func testLeadingZerosAndLimits() throws {
+        for ok in ["0", "-0", "0.5", "10", "-0e1"] { XCTAssertNoThrow(try JSONValue.parse(ok), ok) }
+        for bad in ["030", "-01", "00", "01.5"] {
+            XCTAssertThrowsError(try JSONValue.parse(bad), bad) { XCTAssertEqual(($0 as? JSONParseError)?.reason, "leading zero in a number") }
+        }
+        let limits = JSONLimits(maxDepth: 3, maxMembers: 2, maxStringBytes: 4)
+        XCTAssertNoThrow(try JSONValue.parse(#"{"a":[1,"abcd"]}"#, limits: limits))
+        for (text, reason) in [(#"[[[1]]]"#, "nesting deeper than 3"), (#"{"a":1,"b":2,"c":3}"#, "more than 2 members in one object"),
+                               ("[1,2,3]", "more than 2 items in one array"), (#"["abcde"]"#, "a string longer than 4 bytes")] {
+            XCTAssertThrowsError(try JSONValue.parse(text, limits: limits), text) {
+                let e = $0 as? JSONParseError
+                XCTAssertEqual(e?.reason, reason)
+                XCTAssertEqual(e?.overLimit, true)
+            }
+        }
+        XCTAssertEqual((try? JSONValue.parse(#"{"a":1,"b":2,"c":3}"#))?.objectValue?.count, 3, "documents are not member-bounded")
+    }
+
     func testIntValue() {
         XCTAssertEqual(JSONValue.number(3).intValue, 3)
         XCTAssertNil(JSONValue.number(2.5).intValue)

@@ -18,7 +18,7 @@ extension Bridge {
             return
         }
         if !m.payload.isEmpty { evaluateConditions(m) }
-        switch CommandIntake.parse(m, topics: topics) {
+        switch CommandIntake.parse(m, topics: topics, maxPayloadBytes: settings.maxPayloadBytes) {
         case .notCommand, .deletion:
             return
         case .rejected(let target, let id, let rejection, let clear):

@@ -33,9 +33,13 @@ public struct BridgeSettings: Sendable {
     public var localTime: any LocalTime
     /// Home Assistant discovery; nil leaves Home Assistant's topics alone.
     public var discovery: HomeAssistantDiscovery?
+    /// `mqtt.max_payload_bytes`: larger commands are refused `PAYLOAD_TOO_LARGE`.
+    public var maxPayloadBytes: Int
 
     public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
-                localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil) {
+                localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil,
+                maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes) {
+        self.maxPayloadBytes = maxPayloadBytes
         self.localTime = localTime
         self.discovery = discovery
         self.topics = topics

@@ -15,19 +15,25 @@ enum CommandIntake {
     /// Longest `id` accepted, in bytes.
     static let maxIdBytes = 128
 
-    static func parse(_ m: MQTTMessage, topics: TopicLayout) -> Outcome {
+    static func parse(_ m: MQTTMessage, topics: TopicLayout, maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes) -> Outcome {
         guard let (device, node, capability) = topics.parseCommand(m.topic) else { return .notCommand }
-        if m.payload.isEmpty { return .deletion }
         let target = Target(device: device, node: node, capability: capability)
         func reject(_ id: String?, _ code: ResultCode, _ message: String) -> Outcome {
             .rejected(target, id: id, CommandRejection(code, message), clearRetained: m.retained)
         }
+        // Refused before parsing (and, by the MQTT client, before copying or persisting): its id is not read.
+        if let size = m.oversize ?? (m.payload.count > maxPayloadBytes ? m.payload.count : nil) {
+            return reject(nil, .payloadTooLarge, "payload of \(size) bytes is above the limit of \(maxPayloadBytes) bytes (mqtt.max_payload_bytes)")
+        }
+        if m.payload.isEmpty { return .deletion }
         let body: [String: JSONValue]
         do {
-            guard case .object(let o) = try JSONValue.parse(m.payload) else {
+            guard case .object(let o) = try JSONValue.parse(m.payload, limits: .commands) else {
                 return reject(nil, .invalidPayload, "command must be a JSON object")
             }
             body = o
+        } catch where error.overLimit {
+            return reject(nil, .payloadTooLarge, "payload is too complex: \(error)")
         } catch {
             return reject(nil, .invalidPayload, "payload is not JSON: \(error)")
         }

@@ -134,7 +134,7 @@ extension ConfigDecoder {
         var c = MQTTConfig()
         guard let m = mapping(node, path: "mqtt") else { return c }
         checkKeys(m, known: ["url", "base_topic", "client_id", "username", "password_file", "password_credential",
-                             "ca_file", "keepalive_s"], section: "mqtt",
+                             "ca_file", "keepalive_s", "max_payload_bytes"], section: "mqtt",
                   inlineSecrets: ["password": "password_file or password_credential"])
         if let (url, mark) = stringWithMark(m, "url") {
             if let u = ParsedURL.parse(url), u.scheme == "mqtt" || u.scheme == "mqtts", u.path.isEmpty || u.path == "/" {
@@ -159,6 +159,7 @@ extension ConfigDecoder {
         c.password = secret(m, base: "password")
         if let ca = string(m, "ca_file") { c.caFile = ca }
         if let k = number(m, "keepalive_s", range: 5...3600) { c.keepaliveS = Int(k) }
+        if let n = number(m, "max_payload_bytes", range: 1024...1_048_576) { c.maxPayloadBytes = Int(n) }
         return c
     }
 

@@ -137,6 +137,9 @@ public struct MQTTConfig: Sendable, Equatable {
     public var password: SecretRef?
     public var caFile: String?
     public var keepaliveS = 30
+    /// Commands larger than this are refused `PAYLOAD_TOO_LARGE` without being parsed or stored.
+    public var maxPayloadBytes = MQTTConfig.defaultMaxPayloadBytes
+    public static let defaultMaxPayloadBytes = 65_536
     public init() {}
 }
 

@@ -20,6 +20,7 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public var description: String { rawValue }
 
     public static let invalidPayload = ResultCode(rawValue: "INVALID_PAYLOAD")
+    public static let payloadTooLarge = ResultCode(rawValue: "PAYLOAD_TOO_LARGE")
     public static let outOfRange = ResultCode(rawValue: "OUT_OF_RANGE")
     public static let unknownTarget = ResultCode(rawValue: "UNKNOWN_TARGET")
     public static let unsupported = ResultCode(rawValue: "UNSUPPORTED")
@@ -95,9 +96,12 @@ public struct Command: Sendable, Equatable {
 public struct CommandRejection: Error, Sendable, Equatable {
     public var code: ResultCode
     public var message: String
+    /// Messages quote what the command said (a key, a value); they are cut at this many characters so a
+    /// hostile payload is not echoed whole into results and logs.
+    public static let maxMessageCharacters = 300
     public init(_ code: ResultCode, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = message.count > Self.maxMessageCharacters ? String(message.prefix(Self.maxMessageCharacters)) + "…" : message
     }
 }
 

@@ -139,14 +139,39 @@ extension JSONValue {
 public struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertible {
     public var offset: Int
     public var reason: String
+    /// The document may be valid JSON but exceeds a `JSONLimits` bound (depth, members, string length).
+    public var overLimit = false
     public var description: String { "\(reason) at byte \(offset)" }
+}
+
+/// Bounds on what the reader builds, so a small hostile payload cannot turn into a large or deep value
+/// (the byte size itself is bounded before parsing, by the caller).
+public struct JSONLimits: Sendable, Equatable {
+    /// Nesting of objects and arrays.
+    public var maxDepth: Int
+    /// Members of one object or items of one array.
+    public var maxMembers: Int
+    /// Bytes of one string (keys included), after unescaping.
+    public var maxStringBytes: Int
+
+    public init(maxDepth: Int, maxMembers: Int, maxStringBytes: Int) {
+        self.maxDepth = maxDepth
+        self.maxMembers = maxMembers
+        self.maxStringBytes = maxStringBytes
+    }
+
+    /// Cloud answers and files heatbridge wrote itself: only the stack is guarded.
+    public static let documents = JSONLimits(maxDepth: 64, maxMembers: .max, maxStringBytes: .max)
+    /// MQTT commands: the largest real one (a week program) has 7 days of a few switch points.
+    public static let commands = JSONLimits(maxDepth: 16, maxMembers: 256, maxStringBytes: 4096)
 }
 
 extension JSONValue {
     /// Parses one JSON document (RFC 8259); trailing non-space bytes are an error.
-    /// Nesting is capped so a hostile payload cannot exhaust the stack.
-    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        var p = JSONParser(bytes: bytes)
+    /// Nesting (and, with `limits`, members and string lengths) is capped so a hostile payload cannot exhaust
+    /// the stack or the heap.
+    public static func parse(_ bytes: [UInt8], limits: JSONLimits = .documents) throws(JSONParseError) -> JSONValue {
+        var p = JSONParser(bytes: bytes, limits: limits)
         p.skipSpace()
         let v = try p.value(depth: 0)
         p.skipSpace()
@@ -154,26 +179,30 @@ extension JSONValue {
         return v
     }
 
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
-        try parse(Array(text.utf8))
+    public static func parse(_ text: String, limits: JSONLimits = .documents) throws(JSONParseError) -> JSONValue {
+        try parse(Array(text.utf8), limits: limits)
     }
 }
 
 private struct JSONParser {
     let bytes: [UInt8]
+    let limits: JSONLimits
     var i = 0
-    static let maxDepth = 64
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(bytes: [UInt8], limits: JSONLimits) {
+        self.bytes = bytes
+        self.limits = limits
+    }
 
     mutating func skipSpace() {
         while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
     }
 
     func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: i, reason: reason) }
+    func over(_ reason: String) -> JSONParseError { JSONParseError(offset: i, reason: reason, overLimit: true) }
 
     mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth < Self.maxDepth else { throw fail("nesting too deep") }
+        guard depth < limits.maxDepth else { throw over("nesting deeper than \(limits.maxDepth)") }
         guard i < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[i] {
         case UInt8(ascii: "{"): return try object(depth: depth)
@@ -207,6 +236,7 @@ private struct JSONParser {
             i += 1
             skipSpace()
             members[key] = try value(depth: depth + 1)
+            guard members.count <= limits.maxMembers else { throw over("more than \(limits.maxMembers) members in one object") }
             skipSpace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -223,6 +253,7 @@ private struct JSONParser {
         while true {
             skipSpace()
             items.append(try value(depth: depth + 1))
+            guard items.count <= limits.maxMembers else { throw over("more than \(limits.maxMembers) items in one array") }
             skipSpace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -257,6 +288,7 @@ private struct JSONParser {
             let c = bytes[i]
             if c == UInt8(ascii: "\"") { i += 1; break }
             if c < 0x20 { throw fail("control character in string") }
+            guard buf.count < limits.maxStringBytes else { throw over("a string longer than \(limits.maxStringBytes) bytes") }
             if c != UInt8(ascii: "\\") { buf.append(c); i += 1; continue }
             i += 1
             guard i < bytes.count else { throw fail("unterminated escape") }
@@ -297,6 +329,8 @@ private struct JSONParser {
         let digitsStart = i
         while i < bytes.count, (0x30...0x39).contains(bytes[i]) { i += 1 }
         guard i > digitsStart else { i = start; throw fail("unexpected character") }
+        // RFC 8259: no leading zeros ("030" is not JSON, and not 30).
+        guard !(bytes[digitsStart] == UInt8(ascii: "0") && i - digitsStart > 1) else { i = digitsStart; throw fail("leading zero in a number") }
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
             i += 1
             let f = i

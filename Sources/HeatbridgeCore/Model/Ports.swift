@@ -95,13 +95,17 @@ public struct MQTTMessage: Sendable, Equatable {
     /// Row of this message in the store's inbox when it was persisted on arrival (before the broker got its
     /// acknowledgement), so a crash between arrival and acceptance cannot lose it.
     public var inboxRow: Int64?
+    /// The payload's size when it was above the client's limit: the payload itself was never copied (it is
+    /// empty here) and the command is refused `PAYLOAD_TOO_LARGE`.
+    public var oversize: Int?
 
-    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil) {
+    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil, oversize: Int? = nil) {
         self.topic = topic
         self.payload = payload
         self.retained = retained
         self.qos = qos
         self.inboxRow = inboxRow
+        self.oversize = oversize
     }
 }
 

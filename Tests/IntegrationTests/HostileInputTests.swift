@@ -1,0 +1,76 @@
+import Foundation
+import HeatbridgeCore
+import XCTest
+
+/// What a hostile (or careless) local MQTT client can send: oversized and over-complex payloads, control
+/// characters meant for the journal. Each gets one clear answer and leaves no trace in the store or the log.
+final class HostileInputTests: XCTestCase {
+    let charge = "heatbridge/bosch-101000001/dhw1/charge"
+
+    func storeBytes(_ h: Harness) -> Data {
+        ["state.db", "state.db-wal"].reduce(into: Data()) { $0 += (try? Data(contentsOf: h.dir.appendingPathComponent($1))) ?? Data() }
+    }
+
+    func testOversizedAndOverComplexPayloadsAreRefusedBeforeParsingOrStoring() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+
+        // 100 KiB (default limit 64 KiB): refused unread, with a generated id; the payload never reaches the store.
+        let marker = "HOSTILE-MARKER-7f3a"
+        let big = #"{"id":"big","action":"start","pad":""# + marker + String(repeating: "x", count: 100 * 1024) + #""}"#
+        c.publish("\(charge)/set", big)
+        let tooLarge = c.waitJSON("\(charge)/result") { $0["code"] == "PAYLOAD_TOO_LARGE" }
+        XCTAssertNotEqual(tooLarge?["id"], "big", "the id of an oversized payload is not read")
+        XCTAssertTrue(tooLarge?["message"]?.stringValue?.contains("is above the limit of 65536 bytes (mqtt.max_payload_bytes)") ?? false, "\(tooLarge ?? .null)")
+        // Small but too deep, too wide, a string too long: refused by the JSON reader's bounds.
+        let deep = String(repeating: #"{"a":"#, count: 20) + "1" + String(repeating: "}", count: 20)
+        let wide = "{" + (0..<300).map { "\"k\($0)\":1" }.joined(separator: ",") + "}"
+        let long = #"{"id":"long","action":"start","x":""# + String(repeating: "y", count: 5000) + #""}"#
+        for (payload, reason) in [(deep, "nesting deeper than 16"), (wide, "more than 256 members in one object"), (long, "a string longer than 4096 bytes")] {
+            c.clear()
+            c.publish("\(charge)/set", payload)
+            let r = c.waitJSON("\(charge)/result") { $0["code"] == "PAYLOAD_TOO_LARGE" }
+            XCTAssertTrue(r?["message"]?.stringValue?.contains(reason) ?? false, "\(r ?? .null)")
+            XCTAssertLessThanOrEqual(r?["message"]?.stringValue?.count ?? 0, CommandRejection.maxMessageCharacters + 1)
+        }
+        // Not JSON: a number with a leading zero.
+        c.publish("\(charge)/set", #"{"id":"zero","action":"start","duration_min":030}"#)
+        XCTAssertTrue(c.waitJSON("\(charge)/result") { $0["code"] == "INVALID_PAYLOAD" }?["message"]?.stringValue?.contains("leading zero") ?? false)
+
+        // 3 MiB, above what the daemon lets the broker send it at all (16 × the limit, at least 1 MiB): the
+        // broker drops it for the daemon, which never holds it; the next command is served as usual.
+        c.publish("\(charge)/set", #"{"id":"huge","x":""# + marker + String(repeating: "z", count: 3 << 20) + #""}"#)
+        c.brokerBarrier()
+        c.publish("\(charge)/set", #"{"id":"after","action":"start","duration_min":15}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after", status: "done"))
+        XCTAssertTrue(c.statuses("\(charge)/result", id: "huge").isEmpty)
+        XCTAssertEqual(h.stopDaemon(), 0)
+        XCTAssertNil(storeBytes(h).range(of: Data(marker.utf8)), "an oversized payload was stored")
+        let brokerLog = (try? String(contentsOf: h.dir.appendingPathComponent("broker.log"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(brokerLog.contains("Dropping too large outgoing PUBLISH for heatbridge-it"), brokerLog)
+        XCTAssertEqual(h.daemonOutput().components(separatedBy: "code=PAYLOAD_TOO_LARGE").count - 1, 4, "the 3 MiB payload reached the daemon")
+    }
+
+    func testControlCharactersInValuesCannotForgeLogLines() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        // Accepted and executed, rejected (unknown target): both are logged with the id.
+        c.publish("\(charge)/set", #"{"id":"a\n<0>FORGED accepted\r\u001b[2J","action":"start","duration_min":15}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "a\n<0>FORGED accepted\r\u{1b}[2J", status: "done"))
+        c.publish("heatbridge/bosch-101000001/dhw9/charge/set", #"{"id":"r\n<0>FORGED rejected x=\"1\"","action":"start"}"#)
+        XCTAssertNotNil(c.waitResult("heatbridge/bosch-101000001/dhw9/charge/result", id: "r\n<0>FORGED rejected x=\"1\"", status: "rejected"))
+        XCTAssertEqual(h.stopDaemon(), 0)
+        let log = h.daemonOutput()
+        XCTAssertTrue(log.contains(#"a\n<0>FORGED accepted\r\u{1b}[2J"#), "the id is logged, escaped")
+        XCTAssertTrue(log.contains(#"r\n<0>FORGED rejected x=\"1\""#), "quotes inside a quoted value are escaped")
+        let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
+        XCTAssertFalse(lines.contains { $0.hasPrefix("<0>") || $0.contains("\u{1b}") || $0.contains("\r") }, "a forged line or a raw control character")
+        XCTAssertTrue(lines.filter { !$0.isEmpty }.allSatisfy { $0.hasPrefix("<") }, "every line starts with its priority")
+    }
+}
