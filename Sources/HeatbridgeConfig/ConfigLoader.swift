@@ -11,10 +11,13 @@ public struct LoadedConfig: Sendable {
 /// Loads the config file: reads it, parses the YAML, validates it, and checks every secret can be read.
 /// Every problem is reported, each with `file:line:column`; no secret's content ever appears in a message.
 public enum ConfigLoader {
+    /// A config is a few KiB; anything past this is not one (and would only cost time to parse).
+    public static let maxConfigBytes = 1 << 20
+
     /// `vendors` are the clouds an account may name (`HeatbridgeVendors.all`).
     public static func load(path: String, environment: [String: String], vendors: [any VendorModule]) -> Result<LoadedConfig, ConfigErrors> {
         let text: String
-        switch FileIO.read(path) {
+        switch FileIO.read(path, maxBytes: maxConfigBytes) {
         case .success(let bytes): text = String(decoding: bytes, as: UTF8.self)
         case .failure(let e):
             return .failure(ConfigErrors([ConfigDiagnostic(file: path, mark: SourceMark(line: 1, column: 1),
@@ -133,7 +136,7 @@ public enum ConfigLoader {
             }
             path = dir + "/" + name
         }
-        switch FileIO.read(path) {
+        switch FileIO.read(path, maxBytes: 65_536) {
         case .failure(let e):
             return .failure(SecretProblem(text: "\(ref.key): cannot read secret file \(path): \(e)",
                                           hint: "the file must exist and be readable by the heatbridge user"))
@@ -157,7 +160,13 @@ public enum ConfigLoader {
 public enum FileIO {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var errno: Int32
-        public var description: String { String(cString: strerror(errno)) }
+        /// Our own words where errno has none that fits ("not a regular file").
+        public var reason: String?
+        public init(errno: Int32, reason: String? = nil) {
+            self.errno = errno
+            self.reason = reason
+        }
+        public var description: String { reason ?? String(cString: strerror(errno)) }
     }
 
     /// Replaces `path` with `bytes` so that a reader (or a crash) sees either the old or the new content, never
@@ -200,11 +209,16 @@ public enum FileIO {
         writeAtomically(path, Array((secret + "\n").utf8), mode: 0o600)
     }
 
-    /// Reads a whole file (up to 16 MiB).
-    public static func read(_ path: String) -> Result<[UInt8], Failure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// Reads a whole regular file of at most `maxBytes`. A FIFO, a device or a directory is refused without
+    /// reading from it (O_NONBLOCK: opening a FIFO with no writer would otherwise block forever).
+    public static func read(_ path: String, maxBytes: Int = 16 << 20) -> Result<[UInt8], Failure> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return .failure(Failure(errno: errno)) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(Failure(errno: errno)) }
+        guard st.st_mode & S_IFMT == S_IFREG else { return .failure(Failure(errno: EINVAL, reason: "not a regular file")) }
+        guard Int(st.st_size) <= maxBytes else { return .failure(Failure(errno: EFBIG, reason: "larger than \(maxBytes) bytes")) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -215,7 +229,7 @@ public enum FileIO {
             }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
-            if out.count > 16 << 20 { return .failure(Failure(errno: EFBIG)) }
+            if out.count > maxBytes { return .failure(Failure(errno: EFBIG, reason: "larger than \(maxBytes) bytes")) }
         }
         return .success(out)
     }

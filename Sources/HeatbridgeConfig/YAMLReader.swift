@@ -4,6 +4,12 @@ import HeatbridgeCore
 /// Reads YAML text into a `ConfigNode` tree with line and column marks, using libyaml's event parser.
 /// Anchors and aliases are refused: an installer's config has no use for them and they hide mistakes.
 public enum YAMLReader {
+    /// Nesting of mappings and lists: a real config uses 5; a deeper one is a mistake or an attack, and the
+    /// tree's recursive passes (and its deallocation) must not overflow the stack.
+    public static let maxDepth = 32
+    /// Values (scalars, mappings, lists) in one file: a config for hundreds of devices uses a few thousand.
+    public static let maxNodes = 20_000
+
     /// Parses one YAML document. An empty document gives an empty mapping.
     public static func parse(_ text: String, file: String) -> Result<ConfigNode, ConfigDiagnostic> {
         var parser = yaml_parser_t()
@@ -29,18 +35,20 @@ public enum YAMLReader {
         var stack: [Frame] = []
         var root: ConfigNode?
         var event = yaml_event_t()
+        var nodes = 0
 
         func fail(_ m: SourceMark, _ msg: String, hint: String? = nil) -> Result<ConfigNode, ConfigDiagnostic> {
             .failure(ConfigDiagnostic(file: file, mark: m, message: msg, hint: hint))
         }
 
-        /// Adds a finished node to the parent frame (or makes it the root).
+        /// Adds a finished node to the parent frame (or makes it the root). The frame is taken off the stack
+        /// and its array appended to while it has no other reference, so each append is O(1), not a copy.
         func add(_ node: ConfigNode) -> ConfigDiagnostic? {
             guard let top = stack.popLast() else {
                 root = node
                 return nil
             }
-            switch top {
+            switch consume top {
             case .sequence(let m, var items):
                 items.append(node)
                 stack.append(.sequence(m, items))
@@ -50,12 +58,26 @@ public enum YAMLReader {
                     stack.append(.mapping(m, entries, pendingKey: nil))
                 } else {
                     guard case .scalar(let k, let km, _) = node else {
-                        stack.append(top)
+                        stack.append(.mapping(m, entries, pendingKey: nil))
                         return ConfigDiagnostic(file: file, mark: node.mark, message: "mapping keys must be plain words",
                                                 hint: "check the indentation above this line")
                     }
                     stack.append(.mapping(m, entries, pendingKey: (k, km)))
                 }
+            }
+            return nil
+        }
+
+        /// Counts a new node and checks the bounds before it is built.
+        func admit(_ m: SourceMark, opening: Bool) -> ConfigDiagnostic? {
+            nodes += 1
+            if nodes > maxNodes {
+                return ConfigDiagnostic(file: file, mark: m, message: "the config has more than \(maxNodes) values",
+                                        hint: "a heatbridge config is small; is this the right file?")
+            }
+            if opening && stack.count >= maxDepth {
+                return ConfigDiagnostic(file: file, mark: m, message: "the config nests deeper than \(maxDepth) levels",
+                                        hint: "check the indentation")
             }
             return nil
         }
@@ -81,11 +103,14 @@ public enum YAMLReader {
             case YAML_SCALAR_EVENT:
                 let s = event.data.scalar
                 if s.anchor != nil { return fail(m, "YAML anchors are not supported", hint: "write the value out") }
+                if let d = admit(m, opening: false) { return .failure(d) }
                 let value = String(decoding: UnsafeBufferPointer(start: s.value, count: Int(s.length)), as: UTF8.self)
                 if let d = add(.scalar(value, m, plain: s.style == YAML_PLAIN_SCALAR_STYLE)) { return .failure(d) }
             case YAML_MAPPING_START_EVENT:
+                if let d = admit(m, opening: true) { return .failure(d) }
                 stack.append(.mapping(m, [], pendingKey: nil))
             case YAML_SEQUENCE_START_EVENT:
+                if let d = admit(m, opening: true) { return .failure(d) }
                 stack.append(.sequence(m, []))
             case YAML_MAPPING_END_EVENT:
                 guard case .mapping(let sm, let entries, _)? = stack.popLast() else { return fail(m, "unbalanced mapping") }

@@ -36,7 +36,7 @@ public struct PoderoModule: VendorModule {
             if common.connection.isRelay {
                 d.error(umark, "\"token_url\" does not apply behind a relay", hint: "the relay obtains the Podero token itself")
             } else if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
-                d.error(umark, "bad token_url \"\(u)\"", hint: "use https://HOST[:PORT]/oauth2/token/")
+                d.error(umark, "bad token_url \"\(ConfigText.redactedURL(u))\"", hint: "use https://HOST[:PORT]/oauth2/token/")
             }
         }
         if clientId == nil && d.value(m, "client_id") == nil {

@@ -47,7 +47,7 @@ struct CheckConfig: ParsableCommand {
         switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all(), vendors: HeatbridgeVendors.all) {
         case .failure(let errors):
             let diagnostics = errors.diagnostics
-            for d in diagnostics { printErr(d.description) }
+            for line in errors.lines() { printErr(line) }
             printErr("\(diagnostics.count) error\(diagnostics.count == 1 ? "" : "s") in \(options.path)")
             throw ExitCode(1)
         case .success(let loaded):
@@ -57,7 +57,7 @@ struct CheckConfig: ParsableCommand {
             print("  store: \(c.store.path)")
             for a in c.accounts {
                 let scope = a.devices.map { "\($0.count) device\($0.count == 1 ? "" : "s")" } ?? "every device"
-                print("  account \(a.name): \(a.vendor) at \(a.baseURL), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)")
+                print("  account \(a.name): \(a.vendor) at \(ConfigText.redactedURL(a.baseURL)), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)")
                 if a.allDevices {
                     printErr("warning: account \(a.name) has devices: all: it bridges every device of the partner account; "
                              + "only for a partner's own back-office box, never on a customer's box")
@@ -84,7 +84,7 @@ struct Status: ParsableCommand {
         case .failure(let errors):
             // Only the store path matters here; secrets may be unreadable for this user.
             guard let path = ConfigLoader.storePath(path: options.path) else {
-                for d in errors.diagnostics { printErr(d.description) }
+                for line in errors.lines() { printErr(line) }
                 throw ExitCode(1)
             }
             var c = HeatbridgeConfig()

@@ -23,7 +23,8 @@ enum Daemon {
         case .success(let l): loaded = l
         case .failure(let errors):
             let diagnostics = errors.diagnostics
-            for d in diagnostics { printErr("<3>" + d.description) }
+            // Escaped like every log line: a config's text must not start a forged journal entry either.
+            for line in errors.lines() { printErr("<3>" + JournaldLogHandler.escaped(line)) }
             printErr("<3>not starting: \(diagnostics.count) config error(s); run heatbridge check-config")
             return 78  // EX_CONFIG: the unit's RestartPreventExitStatus stops a restart loop on it
         }
@@ -233,7 +234,7 @@ actor Reloader {
         let env = ProcessEnvironment.all()
         switch ConfigLoader.load(path: path, environment: env, vendors: HeatbridgeVendors.all) {
         case .failure(let errors):
-            for d in errors.diagnostics { logger.error("\(d.description)") }
+            for line in errors.lines() { logger.error("\(line)") }
             logger.error("reload refused: the running config stays in force", metadata: ["errors": "\(errors.diagnostics.count)"])
             SDNotify.send("READY=1\nSTATUS=Reload refused: \(errors.diagnostics.count) config error(s); running on the previous config")
         case .success(let loaded):

@@ -178,6 +178,30 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(loose.diagnostics.map(\.message), ["client_key_file \(key) is readable by group or others (mode 640)"])
     }
 
+    /// A secret typed into the wrong place is not repeated: URL passwords and query values, long values.
+    func testSecretsTypedIntoTheConfigAreNotEchoed() throws {
+        XCTAssertEqual(ConfigText.redactedURL("mqtt://u:KEY@h:1883"), "mqtt://u:***@h:1883")
+        XCTAssertEqual(ConfigText.redactedURL("https://h/api?key=KEY&x=1#f"), "https://h/api?key=***&x=***#f")
+        XCTAssertEqual(ConfigText.redactedURL("https://h:443/api"), "https://h:443/api")
+        XCTAssertEqual(ConfigText.redactedURL("http://user@proxy:3128"), "http://user@proxy:3128")
+        XCTAssertEqual(ConfigText.echo("fast"), "\"fast\"")
+        XCTAssertEqual(ConfigText.echo("xHCSAPI-0123456789"), "a 18-character value (not shown: it could be a secret)")
+        _ = write("k", "key")
+        let secret = "xHCSAPI-TYPED-INTO-THE-WRONG-PLACE"
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://heatbridge:\(secret)@127.0.0.1:1883
+              keepalive_s: \(secret)
+            accounts:
+              - {name: b, vendor: bosch, base_url: "ftp://h/api?key=\(secret)", api_key_file: \(dir!)/k, user_id: u, devices: ["1"], rotate_key: \(secret)}
+            """)
+        let text = d.map { "\($0.message) \($0.hint ?? "")" }.joined(separator: "\n")
+        XCTAssertEqual(d.count, 4, text)
+        XCTAssertFalse(text.contains(secret), text)
+        XCTAssertTrue(text.contains("the MQTT URL \"mqtt://heatbridge:***@127.0.0.1:1883\" holds a user or password"), text)
+        XCTAssertTrue(text.contains("bad base_url \"ftp://h/api?key=***\""), text)
+    }
+
     func testTriggersAreValidatedWithPositions() throws {
         _ = write("k", "key")
         let d = diagnostics("""

@@ -73,4 +73,75 @@ final class HostileInputTests: XCTestCase {
         XCTAssertFalse(lines.contains { $0.hasPrefix("<0>") || $0.contains("\u{1b}") || $0.contains("\r") }, "a forged line or a raw control character")
         XCTAssertTrue(lines.filter { !$0.isEmpty }.allSatisfy { $0.hasPrefix("<") }, "every line starts with its priority")
     }
+
+    /// Runs `heatbridge ARGS` with a 60 s cap, so a hang fails this test instead of the whole run.
+    func cli(_ args: [String]) throws -> (status: Int32, output: String) {
+        let r = try runProcess("/usr/bin/timeout", ["60", Harness.binary("heatbridge")] + args)
+        XCTAssertNotEqual(r.status, 124, "heatbridge \(args.joined(separator: " ")) hung")
+        return r
+    }
+
+    /// Configs an attacker (or a broken generator) could write: deep, wide, long, and a secret "file" that is
+    /// a FIFO. Each is refused with a clear error, quickly; a running daemon survives them on reload.
+    func testDeepHugeAndStrangeConfigsAreRefusedCleanly() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        let dir = h.dir
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = dir.appendingPathComponent(name).path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let deep = try write("deep.yaml", String(repeating: "[", count: 60_000) + String(repeating: "]", count: 60_000) + "\n")
+        let wide = try write("wide.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\n" + (0..<100_000).map { "k\($0): 1\n" }.joined())
+        let groups = try write("groups.yaml", "groups:\n" + (0..<30_000).map { "  g\($0): [a]\n" }.joined())
+        let list = try write("list.yaml", "groups:\n  g: [" + (0..<1_000_000).map { _ in "a" }.joined(separator: ",") + "]\n")
+        let cases: [(String, String)] = [
+            (deep, "the config nests deeper than 32 levels"),
+            (wide, "the config has more than 20000 values"),
+            (groups, "the config has more than 20000 values"),
+            (list, "cannot read config file: larger than 1048576 bytes"),
+        ]
+        for (path, text) in cases {
+            let r = try cli(["check-config", "--config", path])
+            XCTAssertEqual(r.status, 1, "\(path): \(r.output.prefix(300))")
+            XCTAssertTrue(r.output.contains(text), "\(path): \(r.output.prefix(300))")
+            XCTAssertLessThan(r.output.count, 2000, "one clear error, not a flood")
+        }
+        // Just under the bounds, every pass must stay linear: these finish (the cap above fails a hang), each
+        // with its one error per mistake.
+        let manyGroups = try write("many-groups.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n" + (0..<6_000).map { "  g\($0): [hsl-1/room-\($0)]\n" }.joined())
+        let longList = try write("long-list.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n  g: [" + (0..<19_000).map { "hsl-1/room-\($0)" }.joined(separator: ",") + "]\n")
+        let manyKeys = try write("many-keys.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\n" + (0..<9_000).map { "unknown\($0): 1\n" }.joined())
+        for path in [manyGroups, longList, manyKeys] {
+            let start = Date()
+            let r = try cli(["check-config", "--config", path])
+            print("check-config \(URL(fileURLWithPath: path).lastPathComponent): \(String(format: "%.2f", Date().timeIntervalSince(start))) s, exit \(r.status)")
+            XCTAssertTrue([0, 1].contains(r.status), r.output.suffix(300).description)
+            XCTAssertFalse(r.output.contains("more than 20000 values"), "\(path) is under the bound")
+        }
+        // A secret "file" that is a FIFO: refused at once, never opened for a blocking read.
+        let fifo = dir.appendingPathComponent("key.fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let text = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        let withFifo = try write("fifo.yaml", text.replacingOccurrences(of: dir.appendingPathComponent("bosch.key").path, with: fifo))
+        let r = try cli(["check-config", "--config", withFifo])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("cannot read secret file \(fifo): not a regular file"), r.output)
+
+        // A running daemon reloads each of them: refused, logged, still serving.
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"] == "ready" }
+        let good = text
+        for (i, bad) in [deep, wide, withFifo].enumerated() {
+            try String(contentsOfFile: bad, encoding: .utf8).write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            h.signalDaemon(SIGHUP)
+            h.waitUntil("reload \(i) refused") { h.daemonOutput().components(separatedBy: "reload refused").count - 1 > i }
+            XCTAssertTrue(h.daemon?.isRunning ?? false)
+        }
+        try good.write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        c.publish("\(charge)/set", #"{"id":"after-bad-reloads","action":"start","duration_min":15}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after-bad-reloads", status: "done"))
+    }
 }

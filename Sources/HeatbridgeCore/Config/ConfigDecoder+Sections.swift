@@ -33,7 +33,7 @@ extension ConfigDecoder {
             }
             if let (d, mark) = stringWithMark(m, "discovery") {
                 if d == "true" || d == "false" { config.homeAssistant.discovery = d == "true" } else {
-                    error(mark, "\"discovery\" must be true or false, found \"\(d)\"")
+                    error(mark, "\"discovery\" must be true or false, found \(ConfigText.echo(d))")
                 }
             }
             if let (p, mark) = stringWithMark(m, "prefix") {
@@ -88,6 +88,7 @@ extension ConfigDecoder {
                     continue
                 }
                 var members: [GroupMember] = []
+                var seen = Set<GroupMember>()  // linear however long the list
                 for item in items {
                     guard case .scalar(let text, let mark, _) = item else {
                         error(item.mark, "group members are \"<device>/<node>\" strings, found \(item.kindName)")
@@ -100,7 +101,7 @@ extension ConfigDecoder {
                         continue
                     }
                     let member = GroupMember(device: parts[0], node: parts[1])
-                    if members.contains(member) { error(mark, "\"\(text)\" is listed twice in group \"\(e.key)\"") } else { members.append(member) }
+                    if !seen.insert(member).inserted { error(mark, "\"\(text)\" is listed twice in group \"\(e.key)\"") } else { members.append(member) }
                 }
                 config.bridge.groups[e.key] = members
             }
@@ -137,12 +138,15 @@ extension ConfigDecoder {
                              "ca_file", "keepalive_s", "max_payload_bytes"], section: "mqtt",
                   inlineSecrets: ["password": "password_file or password_credential"])
         if let (url, mark) = stringWithMark(m, "url") {
-            if let u = ParsedURL.parse(url), u.scheme == "mqtt" || u.scheme == "mqtts", u.path.isEmpty || u.path == "/" {
+            if ConfigText.hasUserInfo(url) {
+                error(mark, "the MQTT URL \"\(ConfigText.redactedURL(url))\" holds a user or password",
+                      hint: "use mqtt.username and mqtt.password_file (or password_credential): a URL is printed and logged")
+            } else if let u = ParsedURL.parse(url), u.scheme == "mqtt" || u.scheme == "mqtts", u.path.isEmpty || u.path == "/" {
                 c.host = u.host
                 c.tls = u.scheme == "mqtts"
                 c.port = u.port ?? (c.tls ? 8883 : 1883)
             } else {
-                error(mark, "bad MQTT URL \"\(url)\"", hint: "use mqtt://HOST:PORT or mqtts://HOST:PORT")
+                error(mark, "bad MQTT URL \"\(ConfigText.redactedURL(url))\"", hint: "use mqtt://HOST:PORT or mqtts://HOST:PORT")
             }
         } else if value(m, "url") == nil {
             error(node.mark, "missing required key \"url\" in mqtt", hint: "e.g. url: mqtt://127.0.0.1:1883")
@@ -192,7 +196,7 @@ extension ConfigDecoder {
             if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" {
                 baseURL = u.hasSuffix("/") ? String(u.dropLast()) : u
             } else {
-                error(mark, "bad base_url \"\(u)\"", hint: "use https://HOST[:PORT][/PATH]")
+                error(mark, "bad base_url \"\(ConfigText.redactedURL(u))\"", hint: "use https://HOST[:PORT][/PATH]")
             }
         } else if value(m, "base_url") == nil {
             error(node.mark, "missing required key \"base_url\" in account", hint: "the vendor's API base URL")
@@ -235,7 +239,7 @@ extension ConfigDecoder {
             error(node.mark, "\"client_cert_file\" and \"client_key_file\" go together", hint: "mutual TLS needs the certificate and its key")
         }
         if let (p, mark) = stringWithMark(m, "proxy"), ParsedURL.parse(p).map({ $0.scheme == "http" }) != true {
-            error(mark, "bad proxy \"\(p)\"", hint: "an HTTP CONNECT proxy: http://HOST:PORT")
+            error(mark, "bad proxy \"\(ConfigText.redactedURL(p))\"", hint: "an HTTP CONNECT proxy: http://HOST:PORT")
         }
         guard let module else { return nil }
         // Partner-wide credentials reach every customer of the partner: a box says which devices are its own.

@@ -31,7 +31,7 @@ public struct ConfigDecoder {
     public mutating func bool(_ m: Entries, _ key: String) -> (Bool, SourceMark)? {
         guard let (s, mark) = stringWithMark(m, key) else { return nil }
         guard s == "true" || s == "false" else {
-            error(mark, "\"\(key)\" must be true or false, found \"\(s)\"")
+            error(mark, "\"\(key)\" must be true or false, found \(ConfigText.echo(s))")
             return nil
         }
         return (s == "true", mark)
@@ -101,11 +101,11 @@ public struct ConfigDecoder {
     public mutating func number(_ m: Entries, _ key: String, range: ClosedRange<Double>) -> Double? {
         guard let (s, mark) = stringWithMark(m, key) else { return nil }
         guard let v = Double(s), v.isFinite else {
-            error(mark, "\"\(key)\" must be a number, found \"\(s)\"")
+            error(mark, "\"\(key)\" must be a number, found \(ConfigText.echo(s))")
             return nil
         }
         guard range.contains(v) else {
-            error(mark, "\"\(key)\" must be within \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)), found \(s)")
+            error(mark, "\"\(key)\" must be within \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)), found \(ConfigText.echo(s))")
             return nil
         }
         return v

@@ -82,6 +82,14 @@ public struct SecretRef: Sendable, Equatable {
 public struct ConfigErrors: Error, Sendable {
     public var diagnostics: [ConfigDiagnostic]
     public init(_ diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
+
+    /// The first `limit` diagnostics as text, then one line for the rest: a generated config with thousands
+    /// of mistakes still gets a readable answer (and a journal that is not flooded).
+    public func lines(limit: Int = 50) -> [String] {
+        var out = diagnostics.prefix(limit).map(\.description)
+        if diagnostics.count > limit { out.append("… and \(diagnostics.count - limit) more") }
+        return out
+    }
 }
 
 /// A URL split into the parts the daemon needs.
