@@ -8,6 +8,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public var code: Int32
     public var message: String
     public var description: String { "SQLite error \(code): \(message)" }
+    /// A full disk or an I/O error: may pass by itself (space freed), unlike a permission or schema problem.
+    public var mayPass: Bool { code == SQLITE_FULL || code == SQLITE_IOERR }
 }
 
 /// A value bound to or read from a statement.

@@ -8,6 +8,8 @@ public final class SQLiteStore: StatePort {
     // SQLiteConnection is used only inside `lock`, which serialises every call.
     nonisolated(unsafe) private let conn: SQLiteConnection
     private let lock = Mutex(())
+    /// Failed store operations since start and the last one's words, for `bridge/health`.
+    private let failures = Mutex((count: 0, last: String?.none))
 
     /// Migrations, applied in order; `PRAGMA user_version` records how many ran. Append only.
     static let migrations: [String] = [
@@ -60,6 +62,23 @@ public final class SQLiteStore: StatePort {
         try migrate()
     }
 
+    /// Store errors since start: `{"errors": N, "last_error": "…"}`.
+    public var errorReport: JSONValue {
+        let f = failures.withLock { $0 }
+        return ["errors": .int(f.count), "last_error": .string(f.last)]
+    }
+
+    /// `PRAGMA quick_check`'s lines: `["ok"]` for a sound file.
+    public func quickCheck() -> [String] {
+        lock.withLock { _ in
+            do throws(SQLiteError) {
+                return try conn.query("PRAGMA quick_check").compactMap { $0.first?.text }
+            } catch {
+                return [error.message]
+            }
+        }
+    }
+
     /// The schema version after migration.
     public var schemaVersion: Int {
         lock.withLock { _ in Int(((try? conn.query("PRAGMA user_version"))?.first?.first?.int) ?? 0) }
@@ -84,6 +103,7 @@ public final class SQLiteStore: StatePort {
         let r: Result<T, SQLiteError> = lock.withLock { _ in
             do throws(SQLiteError) { return .success(try body()) } catch { return .failure(error) }
         }
+        if case .failure(let e) = r { failures.withLock { $0 = ($0.count + 1, e.description) } }
         return try r.get()
     }
 
@@ -295,8 +315,10 @@ public final class SQLiteStore: StatePort {
                                  "status": .string(r[4].text), "received_at": .string(Timestamp.iso8601(r[5].double ?? 0)),
                                  "results": .array(results)])
             }
+            let recovered = try conn.query("SELECT value FROM settings WHERE key = ?", [.text(Self.recoverySettingKey)])
+                .first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
             return ["accounts": .array(accounts), "devices": .array(devices), "outbox_depth": .int(Int(depth)),
-                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands)]
+                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands), "store_recovered": recovered]
         }
     }
 

@@ -103,6 +103,9 @@ struct Status: ParsableCommand {
             print(report.serialized)
             return
         }
+        if let r = report["store_recovered"], r != .null {
+            print("store: DAMAGED at \(r["at"]?.stringValue ?? "?") (\(r["reason"]?.stringValue ?? "?")); started fresh, the damaged file is kept as \(r["kept_as"]?.stringValue ?? "?")")
+        }
         print("accounts:")
         for a in report["accounts"]?.arrayValue ?? [] {
             let err = a["error"]?.stringValue.map { " (\($0))" } ?? ""

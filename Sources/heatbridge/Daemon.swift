@@ -35,11 +35,18 @@ enum Daemon {
         logger.info("starting", metadata: ["version": "\(heatbridgeVersion)", "config": "\(configPath)", "config_hash": "\(loaded.hash.prefix(12))"])
 
         let store: SQLiteStore
-        do {
-            store = try SQLiteStore(path: config.store.path)
+        do throws(SQLiteError) {
+            let recovery: StoreRecovery?
+            (store, recovery) = try SQLiteStore.openChecked(path: config.store.path, now: SystemClock().now())
+            if let recovery {
+                logger.critical("the store was damaged: started with a fresh one; the cached state and the command history are gone",
+                                metadata: ["path": "\(config.store.path)", "reason": "\(recovery.reason)", "kept_as": "\(recovery.keptAs)"])
+            }
         } catch {
             logger.critical("cannot open the store", metadata: ["path": "\(config.store.path)", "error": "\(error)"])
-            return 1
+            // A full disk or an I/O error may pass; permissions or a newer schema will not, and restarting every
+            // 5 s would only fill the journal (the unit's RestartPreventExitStatus=78).
+            return error.mayPass ? 1 : 78
         }
         // HEATBRIDGE_HTTP_IDLE_HANDLES=0 turns connection reuse off: what Scripts/bench compares against.
         let http = CurlTransport(maxIdleHandles: env["HEATBRIDGE_HTTP_IDLE_HANDLES"].flatMap(Int.init) ?? 4)
@@ -48,7 +55,7 @@ enum Daemon {
         case .success(let a): accounts = a
         case .failure(let why):
             logger.critical("cannot set up accounts", metadata: ["error": "\(why)"])
-            return 1
+            return 78  // a secret that cannot be read or an account the vendor module refuses: config, not luck
         }
 
         let topics = TopicLayout(base: config.mqtt.baseTopic)
@@ -76,7 +83,11 @@ enum Daemon {
                                                                        topics: topics, version: heatbridgeVersion,
                                                                        derogationPresets: config.homeAssistant.derogationPresets),
                                      maxPayloadBytes: config.mqtt.maxPayloadBytes),
-            mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: ProcessStats.sample)
+            mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: {
+                var o = ProcessStats.sample()
+                o["store"] = ProcessStats.storeHealth(store, path: config.store.path)
+                return o
+            })
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
         let testClock = TestClockHook(environment: env)
@@ -364,6 +375,16 @@ enum SDNotify {
 
 /// Process figures for `bridge/health`, from /proc.
 enum ProcessStats {
+    /// The store's part of `bridge/health`: free space where it lives, errors since start, the last recovery.
+    @Sendable static func storeHealth(_ store: SQLiteStore, path: String) -> JSONValue {
+        var o = store.errorReport.objectValue ?? [:]
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        var fs = statvfs()
+        if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 { o["free_bytes"] = .int(Int(fs.f_bavail) * Int(fs.f_frsize)) }
+        o["recovered"] = (try? store.loadSettings())?[SQLiteStore.recoverySettingKey] ?? .null
+        return .object(o)
+    }
+
     @Sendable static func sample() -> [String: JSONValue] {
         guard case .success(let bytes) = FileIO.read("/proc/self/statm") else { return [:] }
         let fields = String(decoding: bytes, as: UTF8.self).split(separator: " ")

@@ -65,6 +65,72 @@ final class StoreTests: XCTestCase {
         withExtendedLifetime(store) {}
     }
 
+    func damagedCopies() -> [String] {
+        let dir = opendir("/tmp")!
+        defer { closedir(dir) }
+        var out: [String] = []
+        let base = String(path.split(separator: "/").last!)
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(base + ".damaged-") { out.append("/tmp/" + name) }
+        }
+        return out
+    }
+
+    override func tearDownWithError() throws {
+        for f in damagedCopies() { unlink(f) }
+    }
+
+    /// Created private whatever the umask; a sound store opens as it is.
+    func testCheckedOpenCreatesAPrivateFileAndKeepsASoundStore() throws {
+        let old = umask(0o022)
+        defer { umask(old) }
+        do {
+            let (store, recovery) = try SQLiteStore.openChecked(path: path, now: 1_800_000_000)
+            XCTAssertNil(recovery)
+            try store.saveSetting("k", "v")
+        }
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        let (again, recovery) = try SQLiteStore.openChecked(path: path, now: 1_800_000_000)
+        XCTAssertNil(recovery)
+        XCTAssertEqual(try again.loadSettings()["k"], "v")
+    }
+
+    /// Truncated to nothing, or a page overwritten: the evidence is kept aside, a fresh store starts, and the
+    /// recovery is returned and remembered.
+    func testADamagedStoreIsKeptAsideAndReplaced() throws {
+        for damage in ["truncate", "page"] {
+            do {
+                let (store, _) = try SQLiteStore.openChecked(path: path, now: 1_800_000_000)
+                for i in 0..<200 { try store.saveSetting("key-\(i)", .string(String(repeating: "v", count: 100))) }
+            }
+            let fd = open(path, O_WRONLY)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            if damage == "truncate" {
+                XCTAssertEqual(ftruncate(fd, 0), 0)
+            } else {
+                // Page 2 onwards (4096-byte pages): garbage where the settings table's b-tree lives.
+                let garbage = [UInt8](repeating: 0xA5, count: 8192)
+                XCTAssertEqual(garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 4096) }, 8192)
+            }
+            close(fd)
+            for suffix in ["-wal", "-shm"] { unlink(path + suffix) }  // as after a clean stop: the WAL was checkpointed
+            let (fresh, recovery) = try SQLiteStore.openChecked(path: path, now: 1_800_000_000 + (damage == "page" ? 60 : 0))
+            let r = try XCTUnwrap(recovery, damage)
+            XCTAssertTrue(damage == "truncate" ? r.reason == "the store file is empty (truncated)" : r.reason.hasPrefix("quick_check:") || r.reason.contains("malformed"),
+                          "\(damage): \(r.reason)")
+            XCTAssertTrue(r.keptAs.hasPrefix(path + ".damaged-2027"), r.keptAs)
+            XCTAssertEqual(access(r.keptAs, F_OK), 0, "the damaged file is kept")
+            XCTAssertEqual(fresh.quickCheck(), ["ok"])
+            XCTAssertNil(try fresh.loadSettings()["key-1"])
+            XCTAssertEqual(try fresh.loadSettings()[SQLiteStore.recoverySettingKey]?["reason"]?.stringValue, r.reason)
+            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+        }
+        XCTAssertEqual(damagedCopies().count, 2)
+    }
+
     func testUnwritableLocationIsAClearError() {
         XCTAssertThrowsError(try SQLiteStore(path: "/nonexistent-dir/x.db")) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent-dir/x.db"), "\(error)")

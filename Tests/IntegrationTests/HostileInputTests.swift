@@ -144,4 +144,45 @@ final class HostileInputTests: XCTestCase {
         c.publish("\(charge)/set", #"{"id":"after-bad-reloads","action":"start","duration_min":15}"#)
         XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after-bad-reloads", status: "done"))
     }
+
+    /// A store truncated to nothing (a card that lost its blocks): the daemon keeps the evidence, starts fresh
+    /// and says so on every channel; a store it cannot use at all stops it with 78, which the unit does not
+    /// restart on.
+    func testADamagedStoreIsSaidLoudlyAndAnUnusableOneStopsTheUnit() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        c.publish("\(charge)/set", #"{"id":"before-damage","action":"start","duration_min":15}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "before-damage", status: "done"))
+        c.waitJSON("heatbridge/bridge/health") { $0["store"]?["recovered"] == .null && ($0["store"]?["free_bytes"]?.intValue ?? 0) > 0 }
+        XCTAssertEqual(h.stopDaemon(), 0)
+        let db = h.dir.appendingPathComponent("state.db").path
+        XCTAssertEqual(truncate(db, 0), 0)
+
+        try h.startDaemon()
+        let health = c.waitJSON("heatbridge/bridge/health") { $0["store"]?["recovered"]?["reason"] != nil }
+        XCTAssertEqual(health?["store"]?["recovered"]?["reason"], "the store file is empty (truncated)")
+        let kept = try XCTUnwrap(health?["store"]?["recovered"]?["kept_as"]?.stringValue)
+        XCTAssertTrue(kept.hasPrefix(db + ".damaged-"), kept)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: kept), "the evidence is kept")
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")  // and the bridge works on the fresh store
+        XCTAssertTrue(h.daemonOutput().contains("<2>the store was damaged: started with a fresh one"), h.daemonOutput())
+        let status = try h.cli(["status"])
+        XCTAssertTrue(status.output.contains("store: DAMAGED at "), status.output)
+        XCTAssertTrue(status.output.contains("the damaged file is kept as \(kept)"), status.output)
+        var st = stat()
+        XCTAssertEqual(stat(db, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "the fresh store is private")
+        XCTAssertEqual(h.stopDaemon(), 0)
+
+        // A store from a newer heatbridge: nothing a restart can fix.
+        let bump = try runProcess("/usr/bin/sqlite3", [db, "PRAGMA user_version=99"])
+        XCTAssertEqual(bump.status, 0, bump.output)
+        try h.startDaemon()
+        h.daemon?.waitUntilExit()
+        XCTAssertEqual(h.daemon?.terminationStatus, 78)
+        XCTAssertTrue(h.daemonOutput().contains("newer than this heatbridge"), h.daemonOutput())
+    }
 }

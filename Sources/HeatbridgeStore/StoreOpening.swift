@@ -1,0 +1,80 @@
+import CSQLite
+import Glibc
+import HeatbridgeCore
+
+/// A damaged store found at start: what was wrong and where the evidence went.
+public struct StoreRecovery: Sendable, Equatable {
+    /// What the check found ("the store file is empty", SQLite's quick_check lines, an open error).
+    public var reason: String
+    /// The damaged file, renamed aside and kept for analysis.
+    public var keptAs: String
+    public var at: EpochSeconds
+
+    public var json: JSONValue { ["reason": .string(reason), "kept_as": .string(keptAs), "at": .string(Timestamp.iso8601(at))] }
+}
+
+extension SQLiteStore {
+    /// The setting under which the last recovery is remembered (shown on `bridge/health` and by `status`).
+    public static let recoverySettingKey = "store/recovered"
+
+    /// Opens the daemon's store, checked: the file is created private (0600) if missing; a store that was
+    /// truncated to nothing, is not a database, or fails `PRAGMA quick_check` is renamed aside with a timestamp
+    /// and replaced by a fresh one, and the recovery is returned (and remembered in the fresh store) so the
+    /// daemon can say so loudly. Other errors (permissions, a newer schema, a full disk) are thrown.
+    public static func openChecked(path: String, now: EpochSeconds) throws(SQLiteError) -> (SQLiteStore, StoreRecovery?) {
+        let created = try createPrivately(path)
+        var damage: String?
+        var st = stat()
+        if !created, stat(path, &st) == 0, st.st_size == 0 {
+            damage = "the store file is empty (truncated)"
+        }
+        if damage == nil {
+            switch try checked(path) {
+            case .success(let store): return (store, nil)
+            case .failure(let why): damage = why.text
+            }
+        }
+        let keptAs = path + ".damaged-" + compactStamp(now)
+        for suffix in ["", "-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
+            guard rename(path + suffix, keptAs + suffix) == 0 else {
+                throw SQLiteError(code: SQLITE_CANTOPEN, message: "the store is damaged (\(damage ?? "?")) and cannot be moved aside: \(String(cString: strerror(errno)))")
+            }
+        }
+        _ = try createPrivately(path)
+        let store = try SQLiteStore(path: path)
+        let recovery = StoreRecovery(reason: damage ?? "damaged", keptAs: keptAs, at: now)
+        try? store.saveSetting(recoverySettingKey, recovery.json)
+        return (store, recovery)
+    }
+
+    /// The store at `path` if it opens and passes `quick_check`, else what is wrong. A store that failed is
+    /// closed when this returns, before its files are moved (SQLite names the WAL after the path).
+    static func checked(_ path: String) throws(SQLiteError) -> Result<SQLiteStore, DamageReport> {
+        do throws(SQLiteError) {
+            let store = try SQLiteStore(path: path)
+            let check = store.quickCheck()
+            return check == ["ok"] ? .success(store) : .failure(DamageReport("quick_check: " + check.prefix(3).joined(separator: "; ")))
+        } catch where error.code == SQLITE_CORRUPT || error.code == SQLITE_NOTADB {
+            return .failure(DamageReport(error.message))
+        }
+    }
+
+    struct DamageReport: Error { var text: String; init(_ t: String) { text = t } }
+
+    /// Creates `path` with mode 0600 if it does not exist (SQLite gives the -wal and -shm files the same
+    /// mode), whatever the umask. True when it was created now.
+    static func createPrivately(_ path: String) throws(SQLiteError) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)
+            return true
+        }
+        if errno == EEXIST { return false }
+        throw SQLiteError(code: SQLITE_CANTOPEN, message: "cannot create the store \(path): \(String(cString: strerror(errno)))")
+    }
+
+    /// `20261202T034500Z`: sortable, and safe in a file name.
+    static func compactStamp(_ t: EpochSeconds) -> String {
+        Timestamp.iso8601(t).filter { $0 != "-" && $0 != ":" }
+    }
+}
