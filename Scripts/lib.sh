@@ -36,8 +36,10 @@ wait_port() {
 
 # Writes a private mosquitto config listening on 127.0.0.1:$2 into $1. set_tcp_nodelay: without it the broker's
 # Nagle delay adds ~40 ms to every command result (measured with Scripts/bench).
+# A private broker with the settings heatbridge ships for its broker (etc/mosquitto/heatbridge.conf).
 write_broker_conf() {
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n' "$2" > "$1"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$2" > "$1"
+    cat "$(dirname "${BASH_SOURCE[0]}")/../etc/mosquitto/heatbridge.conf" >> "$1"
 }
 
 # Runs a build command, hiding swift's per-file progress lines; keeps its exit status.

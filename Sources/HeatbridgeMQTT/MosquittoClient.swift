@@ -164,6 +164,7 @@ public final class MosquittoClient: MQTTPort {
         if !options.cleanSession {
             mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), UInt32.max)
         }
+        mosquitto_property_add_int16(&props, Int32(MQTT_PROP_RECEIVE_MAXIMUM.rawValue), UInt16(MQTTConnectLimits.receiveMaximum))
         if let limit = options.maxPacketBytes {
             mosquitto_property_add_int32(&props, Int32(MQTT_PROP_MAXIMUM_PACKET_SIZE.rawValue), UInt32(limit))
         }

@@ -102,7 +102,9 @@ final class Harness: @unchecked Sendable {
 
     func startBroker() throws {
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        var text = "listener \(brokerPort) 127.0.0.1\nset_tcp_nodelay true\nlog_dest stderr\n"
+        // The broker settings heatbridge ships (etc/mosquitto/heatbridge.conf), as an installer would use them.
+        let shipped = try String(contentsOf: Self.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge.conf"), encoding: .utf8)
+        var text = "listener \(brokerPort) 127.0.0.1\nlog_dest stderr\n" + shipped + "\n"
         if brokerPersistence {
             let db = dir.appendingPathComponent("broker-db")
             try FileManager.default.createDirectory(at: db, withIntermediateDirectories: true)

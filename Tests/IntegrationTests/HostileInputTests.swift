@@ -185,4 +185,29 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(h.daemon?.terminationStatus, 78)
         XCTAssertTrue(h.daemonOutput().contains("newer than this heatbridge"), h.daemonOutput())
     }
+
+    /// 5,000 QoS 1 commands at once, with the broker settings heatbridge ships: every one is answered (with
+    /// mosquitto's default `max_queued_messages 1000` the broker dropped 2,121 before the daemon saw them).
+    func testAFloodOfCommandsIsAnsweredInFull() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        let info = c.waitJSON("heatbridge/bridge/info") { $0["mqtt"] != nil }
+        XCTAssertEqual(info?["mqtt"]?["receive_maximum"], 20)
+        XCTAssertEqual(info?["mqtt"]?["max_payload_bytes"], 65536)
+        let n = 5_000
+        let topic = "heatbridge/bosch-101000001/dhw9/charge"  // no such circuit: each is answered `rejected` at once
+        let start = Date()
+        for i in 0..<n { c.publish("\(topic)/set", "{\"id\":\"flood-\(i)\",\"action\":\"start\"}") }
+        var answered = Set<String>()
+        h.waitUntil("\(n) commands answered", timeout: 180) {
+            answered = Set(c.all("\(topic)/result").compactMap { try? JSONValue.parse($0.payload)["id"]?.stringValue })
+            return answered.count >= n
+        }
+        print("flood: \(answered.count) of \(n) commands answered in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        XCTAssertEqual(answered, Set((0..<n).map { "flood-\($0)" }))
+        XCTAssertEqual(c.all("\(topic)/result").count, n, "each exactly once")
+    }
 }

@@ -150,7 +150,7 @@ final class PackagingTests: XCTestCase {
         let contents = try sh("dpkg-deb --contents '\(deb)'")
         XCTAssertTrue(contents.hasPrefix("drwxr-xr-x root/root"), "package root must be 0755: \(contents.prefix(60))")
         for f in ["./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml",
-                  "./usr/share/doc/heatbridge/examples/heatbridge-bridge.conf"] {
+                  "./usr/share/doc/heatbridge/examples/heatbridge-bridge.conf", "./usr/share/doc/heatbridge/examples/mosquitto-heatbridge.conf"] {
             XCTAssertTrue(contents.contains(f), "missing \(f)")
         }
         let conffiles = try sh("dpkg-deb --ctrl-tarfile '\(deb)' | tar -xOf - ./conffiles")

@@ -298,6 +298,8 @@ public actor Bridge {
             "config_hash": .string(settings.configHash),
             "accounts": .array(accountList),
             "devices": .array(devices.ids.map { .string($0) }),
+            // What a client may send: a burst beyond the window waits at the broker (max_queued_messages).
+            "mqtt": ["receive_maximum": .int(MQTTConnectLimits.receiveMaximum), "max_payload_bytes": .int(settings.maxPayloadBytes)],
         ]
         retained.publish(topics.bridgeInfo, info)
     }

@@ -85,6 +85,13 @@ public protocol HTTPTransport: Sendable {
 
 // MARK: MQTT
 
+/// What the daemon's MQTT client asks of the broker on CONNECT.
+public enum MQTTConnectLimits {
+    /// MQTT v5 Receive Maximum: QoS 1 commands in flight to the daemon at once (each is stored before its
+    /// PUBACK). More wait at the broker, up to its `max_queued_messages` (etc/mosquitto/heatbridge.conf).
+    public static let receiveMaximum = 20
+}
+
 /// A message received from the broker.
 public struct MQTTMessage: Sendable, Equatable {
     public var topic: String
