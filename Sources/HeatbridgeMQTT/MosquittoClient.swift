@@ -223,10 +223,12 @@ public final class MosquittoClient: MQTTPort {
     }
 
     /// Subscribes with "retain as published", so a retained command can be told from a live one.
-    public func subscribe(_ filter: String, qos: Int) {
+    public func subscribe(_ filter: String, qos: Int, retainedOnlyWhenNew: Bool) {
+        var options = MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue
+        if retainedOnlyWhenNew { options |= MQTT_SUB_OPT_SEND_RETAIN_NEW.rawValue }
         live.withLock { h in
             guard let h else { return }
-            mosquitto_subscribe_v5(h.pointer, nil, filter, Int32(qos), Int32(MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue), nil)
+            mosquitto_subscribe_v5(h.pointer, nil, filter, Int32(qos), Int32(options), nil)
         }
     }
 

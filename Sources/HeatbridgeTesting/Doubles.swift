@@ -17,7 +17,7 @@ public final class RecordingMQTT: MQTTPort {
         return true
     }
 
-    public func subscribe(_ filter: String, qos: Int) { subscriptions.withLock { $0.append(filter) } }
+    public func subscribe(_ filter: String, qos: Int, retainedOnlyWhenNew: Bool) { subscriptions.withLock { $0.append(filter) } }
     public var counters: MQTTCounters { MQTTCounters() }
 
     public func send(_ topic: String, _ payload: String, retained: Bool = false) {

@@ -210,4 +210,32 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(answered, Set((0..<n).map { "flood-\($0)" }))
         XCTAssertEqual(c.all("\(topic)/result").count, n, "each exactly once")
     }
+
+    /// A retained command published while the daemon is stopped reaches it twice (queued in its session, and as
+    /// the stored retained message): it is answered exactly once, and cleared.
+    func testARetainedCommandPublishedWhileStoppedIsRejectedOnce() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        h.barrier()
+        XCTAssertEqual(h.stopDaemon(), 0)
+        c.publish("\(charge)/set", #"{"id":"retained-offline","action":"start"}"#, retain: true)
+        c.brokerBarrier()
+        try h.startDaemon()
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "retained-offline", status: "rejected")?["code"], "RETAINED_COMMAND")
+        h.waitUntil("the retained command to be cleared") { c.all("\(charge)/set").contains { $0.payload.isEmpty } }
+        // Shown active after the rejection: a live command is answered, and later than any second rejection would be.
+        c.publish("\(charge)/set", #"{"id":"live-after","action":"start","duration_min":15}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "live-after", status: "done"))
+        h.barrier()
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "retained-offline"), ["rejected"])
+        // And after one more restart (the session keeps its subscription), nothing comes back.
+        XCTAssertEqual(h.stopDaemon(), 0)
+        try h.startDaemon()
+        c.waitJSON("heatbridge/bridge/state") { $0["state"] == "online" }
+        h.barrier()
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "retained-offline"), ["rejected"])
+    }
 }

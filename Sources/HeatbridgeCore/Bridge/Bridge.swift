@@ -117,6 +117,10 @@ public actor Bridge {
     var pollGeneration: [String: Int] = [:]
     /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
     var currentInbox: Int64?
+    /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
+    /// the bridge reads the inbox, so a message that arrived in that moment is read from the store *and*
+    /// delivered live: the live copy of a row handled here is dropped, once.
+    var replayedInbox: Set<Int64> = []
     var mqttConnected = false
     var cacheLoaded = false
 
@@ -157,6 +161,7 @@ public actor Bridge {
         do {
             let pending = try store.inboxPending()
             if !pending.isEmpty { logger.info("handling commands stored before a restart", metadata: ["count": "\(pending.count)"]) }
+            replayedInbox = Set(pending.compactMap(\.inboxRow))
             for m in pending { handleMessage(m) }
         } catch {
             logger.error("cannot read the command inbox", metadata: ["error": "\(error)"])
@@ -256,7 +261,9 @@ public actor Bridge {
             case .disconnected(let reason):
                 mqttConnected = false
                 logger.warning("MQTT connection lost; reconnecting", metadata: ["reason": "\(reason)"])
-            case .message(let m): handleMessage(m)
+            case .message(let m):
+                if let row = m.inboxRow, replayedInbox.remove(row) != nil { continue }  // handled from the store
+                handleMessage(m)
             }
         }
     }
@@ -265,7 +272,10 @@ public actor Bridge {
     /// broker has not taken yet, because a restarted broker may have lost them.
     func onConnected() {
         logger.info("MQTT connected")
-        mqtt.subscribe(topics.commandFilter, qos: 1)
+        // A retained command is rejected (and cleared) once: a persistent session that already has the
+        // subscription does not get the stored retained message again on every reconnect (a command published
+        // retained while the daemon was stopped came twice: queued in the session, and as retained).
+        mqtt.subscribe(topics.commandFilter, qos: 1, retainedOnlyWhenNew: true)
         for topic in triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
         if let status = discovery.statusTopic { mqtt.subscribe(status, qos: 1) }
         retained.remember(topics.bridgeState, JSONValue.object(["state": "online"]).bytes)

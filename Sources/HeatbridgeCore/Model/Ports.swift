@@ -141,9 +141,16 @@ public protocol MQTTPort: Sendable {
     /// the caller keeps what must not be lost and publishes it again after the next `.connected`.
     @discardableResult
     func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool
-    /// Subscribes (QoS as given); safe to call again after each reconnect.
-    func subscribe(_ filter: String, qos: Int)
+    /// Subscribes (QoS as given); safe to call again after each reconnect. `retainedOnlyWhenNew` (MQTT v5
+    /// Retain Handling 1): stored retained messages come only with a subscription the session did not have
+    /// yet, not again on every reconnect of a persistent session.
+    func subscribe(_ filter: String, qos: Int, retainedOnlyWhenNew: Bool)
     var counters: MQTTCounters { get }
+}
+
+extension MQTTPort {
+    /// A subscription that gets the stored retained messages each time it is made.
+    public func subscribe(_ filter: String, qos: Int) { subscribe(filter, qos: qos, retainedOnlyWhenNew: false) }
 }
 
 // MARK: Store
