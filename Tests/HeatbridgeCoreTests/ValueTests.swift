@@ -161,6 +161,27 @@ final class RateBudgetTests: XCTestCase {
         XCTAssertEqual(waits, 1)
     }
 
+    /// A new process does not assume the cloud's bucket is full: it starts with two tokens, whatever the burst.
+    func testAFreshBudgetStartsWithTwoTokensNotTheWholeBurst() async throws {
+        let clock = ManualClock()
+        let budget = RateBudget(clock: clock)
+        let limit = RateBudget.Limit(capacity: 5, perSecond: 2)
+        try await budget.acquire("c", limit, priority: .command)
+        try await budget.acquire("c", limit, priority: .command)
+        var waits = await budget.waits
+        XCTAssertEqual(waits, 0)
+        let third = Task { try await budget.acquire("c", limit, priority: .command) }
+        await clock.settle()
+        waits = await budget.waits
+        XCTAssertEqual(waits, 1, "the third request of a fresh process waits, though the burst is 5")
+        await clock.advance(by: 0.5)
+        try await third.value
+        await clock.advance(by: 10)  // refilled to the whole burst
+        for _ in 0..<5 { try await budget.acquire("c", limit, priority: .command) }
+        waits = await budget.waits
+        XCTAssertEqual(waits, 1, "once refilled, the whole burst is there")
+    }
+
     /// Polls leave the last burst token to commands: a command right after a poll burst never waits.
     func testPollsLeaveTheLastTokenToCommands() async throws {
         let clock = ManualClock()

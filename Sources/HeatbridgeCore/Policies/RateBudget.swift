@@ -19,6 +19,10 @@ public actor RateBudget {
 
     let clock: any Clock
     var buckets: [String: Bucket] = [:]
+    /// Tokens a bucket starts with: not its whole burst. The cloud's bucket does not know this process just
+    /// started; a daemon restarted in a loop (every 5 s by systemd) with full buckets spent a burst each time
+    /// (188 × 429 measured). Two tokens cover a start's poll and one command per key.
+    public static let startingTokens = 2.0
     /// Requests waiting per key and priority: a token goes to the most urgent waiter first.
     var waiting: [String: [RequestPriority: Int]] = [:]
     /// Requests that had to wait, for health and tests.
@@ -37,7 +41,7 @@ public actor RateBudget {
         defer { if registered { waiting[key]![priority]! -= 1 } }
         while true {
             let now = clock.now()
-            var b = buckets[key] ?? Bucket(tokens: limit.capacity, last: now)
+            var b = buckets[key] ?? Bucket(tokens: min(limit.capacity, Self.startingTokens), last: now)
             b.tokens = min(limit.capacity, b.tokens + (now - b.last) * limit.perSecond)
             b.last = now
             let urgentWaiting = (waiting[key] ?? [:]).contains { $0.key > priority && $0.value > 0 }
