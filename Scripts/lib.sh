@@ -3,6 +3,10 @@
 # Debian packages heatbridge needs to build, test and demo.
 HEATBRIDGE_APT_PACKAGES=(libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev mosquitto mosquitto-clients sqlite3 binutils systemd strace socat openssl nginx-light libnginx-mod-http-js)
 
+# The shipped build: release, Swift stdlib linked statically, DWARF 4 debug info (valgrind 3.19 cannot read the
+# toolchain's default DWARF 5 and gives up: Scripts/memcheck).
+HEATBRIDGE_RELEASE_FLAGS=(-c release --static-swift-stdlib --scratch-path .build-static -Xswiftc -dwarf-version=4 -Xcc -gdwarf-4)
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -58,7 +58,10 @@ public final class SQLiteStore: StatePort {
         if readOnly { return }
         let mode = try conn.query("PRAGMA journal_mode=WAL").first?.first?.text
         guard mode == "wal" else { throw SQLiteError(code: 1, message: "cannot enable WAL (journal_mode=\(mode ?? "?"))") }
-        try conn.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        // The WAL is checkpointed every 64 pages (256 KiB) and cut back to 256 KiB after: on a small or nearly
+        // full filesystem a large WAL cannot be checkpointed (that needs room in the database file) and jams
+        // the store; a small one needs little room, so writes resume as soon as some space returns.
+        try conn.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=64; PRAGMA journal_size_limit=262144;")
         try migrate()
     }
 

@@ -166,6 +166,10 @@ extension BoschAdapter {
         }
     }
 
+    /// Bosch reads back every command whose repetition would matter; what `confirm` cannot tell (the clock,
+    /// a detection run, a node it does not know) does no harm sent twice.
+    public func resendWhenUnconfirmed(_ command: Command) -> Bool { true }
+
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
         if command.capability == "heat-curve" {
             let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),

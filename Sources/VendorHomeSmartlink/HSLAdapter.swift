@@ -196,6 +196,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     // MARK: commands
 
+    /// HomeSmartlink cannot be read back for a derogation (a second one would be sent as another derogation):
+    /// such a command that may have reached the cloud ends `IN_DOUBT`. A second diagnosis request is harmless.
+    public func resendWhenUnconfirmed(_ command: Command) -> Bool { command.capability == "diagnosis" }
+
     public func capabilities(of node: String) -> Set<String> {
         Self.roomId(node) != nil ? ["derogation"] : node == Self.systemNode ? ["diagnosis"] : []
     }

@@ -131,6 +131,16 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(damagedCopies().count, 2)
     }
 
+    /// Failed operations are counted with the last error's words, for `bridge/health`.
+    func testStoreErrorsAreCountedForHealth() throws {
+        do { _ = try SQLiteStore(path: path) }
+        let ro = try SQLiteStore(path: path, readOnly: true)
+        XCTAssertEqual(ro.errorReport["errors"], 0)
+        XCTAssertThrowsError(try ro.saveSetting("k", "v"))
+        XCTAssertEqual(ro.errorReport["errors"], 1)
+        XCTAssertTrue(ro.errorReport["last_error"]?.stringValue?.contains("readonly") ?? false, "\(ro.errorReport)")
+    }
+
     func testUnwritableLocationIsAClearError() {
         XCTAssertThrowsError(try SQLiteStore(path: "/nonexistent-dir/x.db")) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent-dir/x.db"), "\(error)")

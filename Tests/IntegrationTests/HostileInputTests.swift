@@ -238,4 +238,59 @@ final class HostileInputTests: XCTestCase {
         h.barrier()
         XCTAssertEqual(c.statuses("\(charge)/result", id: "retained-offline"), ["rejected"])
     }
+
+    /// The store on a 2 MiB filesystem that fills up: a command that cannot be stored is refused (and not run),
+    /// writes resume without a restart once space returns, and a derogation whose end could not be stored is
+    /// not sent again after a restart (HomeSmartlink cannot be read back): it ends `IN_DOUBT`.
+    func testAFullDiskNeverRunsACommandTwice() throws {
+        let h = try Harness(pollIntervalS: 30)
+        defer { h.stopAll() }
+        let small = h.dir.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small.path])
+        guard mounted.status == 0 else { return XCTFail("this test needs a 2 MiB tmpfs (it runs as root in CI): \(mounted.output)") }
+        defer { _ = try? runProcess("/bin/umount", ["-l", small.path]) }
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.hslAccount(pollIntervalS: 1, reportTimeoutS: 8))
+        let db = small.appendingPathComponent("state.db").path
+        try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: h.dir.appendingPathComponent("state.db").path, with: db)
+            .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        try h.admin("POST", "/admin/homesmartlink", #"{"never_ack":["64f1c0a2e9b3"]}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let room = "heatbridge/hsl-64f1c0a2e9b3/room-1/derogation"
+        c.waitJSON("heatbridge/hsl-64f1c0a2e9b3/room-1/state")
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+
+        // A derogation is sent; while it waits for the home's acknowledgement the disk fills up.
+        c.publish("\(room)/set", #"{"id":"shed","delta":-2,"duration_min":60}"#)
+        c.waitJSON("\(room)/result") { $0["id"] == "shed" && $0["status"] == "progress" }
+        let filler = small.appendingPathComponent("filler").path
+        _ = try runShell("dd if=/dev/zero of='\(filler)' bs=4k 2>/dev/null; sync")
+        // Its end (not acknowledged within 8 s) is published but cannot be stored.
+        c.waitResult("\(room)/result", id: "shed", status: "failed", timeout: 30)
+        // A command while the disk is full is refused, not run.
+        c.publish("\(charge)/set", #"{"id":"while-full","action":"start","duration_min":15}"#)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "while-full", status: "rejected")?["code"], "STORE_FAILED")
+        XCTAssertTrue(h.daemonOutput().contains("database or disk is full"), "the store error is logged")
+
+        // Space comes back: the next command is stored and run, without a restart.
+        XCTAssertEqual(unlink(filler), 0)
+        c.publish("\(charge)/set", #"{"id":"after-space","action":"start","duration_min":16}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after-space", status: "done"))
+
+        // The daemon dies; the derogation is still open in the store (its end was never recorded). After the
+        // restart it is not sent again: HomeSmartlink cannot be read back, so it ends IN_DOUBT.
+        h.killDaemon()
+        c.clear()
+        try h.startDaemon()
+        let doubt = c.waitResult("\(room)/result", id: "shed", status: "failed", timeout: 30)
+        XCTAssertEqual(doubt?["code"], "IN_DOUBT", "\(doubt ?? .null)")
+        let derogations = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter {
+            $0["vendor"] == "homesmartlink" && $0["path"] == "/partners/1/derogations"
+        }
+        XCTAssertEqual(derogations.count, 1, "the derogation was sent again")
+        XCTAssertEqual(h.stopDaemon(), 0)
+        let stored = try runProcess("/usr/bin/sqlite3", [db, "SELECT count(*) FROM commands WHERE id = 'after-space' AND status = 'done'"])
+        XCTAssertEqual(stored.output.trimmingCharacters(in: .whitespacesAndNewlines), "1", "the command after space returned was stored")
+    }
 }

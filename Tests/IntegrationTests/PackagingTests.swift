@@ -37,12 +37,16 @@ final class PackagingTests: XCTestCase {
         let line = security.split(separator: "\n").first { $0.contains("Overall exposure level") }
         let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
         XCTAssertNotNil(score, security)
-        XCTAssertLessThanOrEqual(score ?? 99, 2.0, String(line ?? ""))
+        // 1.2 measured: what remains is the network the daemon needs (INET sockets, no IP allow list: a partner
+        // may add IPAddressAllow= for its relay), the host's root, the RTC read ProtectClock leaves, and the
+        // @resources syscalls Dispatch uses (setpriority).
+        XCTAssertLessThanOrEqual(score ?? 99, 1.2, String(line ?? ""))
         let text = try String(contentsOf: unit, encoding: .utf8)
         for required in ["Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "User=heatbridge",
                          "StateDirectory=heatbridge", "ConfigurationDirectory=heatbridge", "ProtectSystem=strict",
                          "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
-                         "CapabilityBoundingSet=", "UMask=0077", "NoNewPrivileges=yes"] {
+                         "CapabilityBoundingSet=", "UMask=0077", "NoNewPrivileges=yes", "PrivateMounts=yes",
+                         "RestartPreventExitStatus=78"] {
             XCTAssertTrue(text.contains(required), "unit lacks \(required)")
         }
     }

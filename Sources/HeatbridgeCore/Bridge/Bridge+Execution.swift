@@ -10,23 +10,35 @@ extension Bridge {
         guard let entry = devices[c.device], let account = accounts[entry.account] else {
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
         }
-        // A command tried before without a definitive answer (the daemon died mid-call) may have reached the
-        // cloud: read the device back before sending it again.
+        // A command tried before without a definitive answer (the daemon died mid-call, or its end could not be
+        // stored) may have reached the cloud: read the device back; never send it again blind.
         if c.attempts > 0 && !queue.definitelyNotApplied.contains(c.id) {
+            let applied: Bool?
             do {
-                if try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) }) == true {
-                    logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
-                    return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
-                }
+                applied = try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) })
             } catch {
-                logger.notice("read-back failed; sending the command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                logger.notice("read-back failed; the command is not sent blind", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                return failed(&c, error, account: account)
+            }
+            if applied == true {
+                logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
+                return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
+            }
+            if applied == nil && !account.adapter.resendWhenUnconfirmed(c) {
+                logger.warning("command in doubt: it may have reached the cloud, which cannot be read back; not sent again", metadata: ["id": "\(c.id)"])
+                return finish(c, .failed, code: .inDoubt,
+                              message: "it may have reached \(account.adapter.vendor) before the daemon stopped, and cannot be read back: not sent again; check the device and send it again if it did not take effect")
             }
         }
         c.attempts += 1
         do {
             try store.updateCommand(c)
         } catch {
-            logger.error("cannot persist command attempt", metadata: ["id": "\(c.id)", "error": "\(error)"])
+            // Sending now would make a restart unable to tell that it was sent (and send it again): wait for the
+            // store instead, within the command's validity.
+            logger.error("cannot persist command attempt; not sending it yet", metadata: ["id": "\(c.id)", "error": "\(error)"])
+            c.attempts -= 1
+            return waitForStore(&c)
         }
         book.count(account.name) { $0.commands += 1 }
         do {
@@ -44,34 +56,55 @@ extension Bridge {
             // Stopping (SIGTERM) cancels a call in flight: the command stays open in the store and is resumed,
             // with a read-back first, after the restart.
             if Task.isCancelled { return }
-            book.count(account.name) { $0.errors += 1 }
-            if error.status != nil && error.kind != .unavailable { queue.definitelyNotApplied.insert(c.id) }
-            if case .rateLimited(let retryAfter) = error.kind {
-                book.count(account.name) { $0.rateLimited += 1 }
-                let retryAt = clock.now() + max(retryAfter, 1)
-                setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
-                if retryAt > c.validUntil {
-                    return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
-                }
-                let alreadyQueued = c.status == .queued
-                c.status = .queued
-                c.notBefore = retryAt
-                if alreadyQueued {
-                    // The contract has at most one `queued` per command; later retries only move retry_at.
-                    do { try store.updateCommand(c) } catch {
-                        logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
-                    }
-                } else {
-                    publishResult(c, .queued, code: .rateLimited, message: error.message,
-                                  extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
-                }
-                queue.putBack(c)
-                return
-            }
-            logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
-            finish(c, .failed, code: error.code, message: error.message)
-            if let s = error.accountState { setAccount(account.name, s, error: error.message) }
+            failed(&c, error, account: account)
         }
+    }
+
+    /// The store cannot take the command's attempt (full disk, I/O error): the command waits (`queued`
+    /// `STORE_FAILED`) and is tried again in 30 s, or expires; it is never sent without its attempt on record.
+    func waitForStore(_ c: inout Command) {
+        let retryAt = clock.now() + 30
+        guard retryAt <= c.validUntil else {
+            return finish(c, .failed, code: .storeFailed, message: "the store could not record the attempt within valid_for_s; not sent")
+        }
+        if c.status != .queued {
+            c.status = .queued
+            publishResult(c, .queued, code: .storeFailed, message: "the store cannot record the attempt (disk full?); waiting for it before sending",
+                          extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+        }
+        c.notBefore = retryAt
+        queue.putBack(c)
+    }
+
+    /// A command's call failed: a 429 puts it back in line (one `queued`), anything else ends it.
+    func failed(_ c: inout Command, _ error: CloudError, account: AccountRuntime) {
+        book.count(account.name) { $0.errors += 1 }
+        if error.status != nil && error.kind != .unavailable { queue.definitelyNotApplied.insert(c.id) }
+        if case .rateLimited(let retryAfter) = error.kind {
+            book.count(account.name) { $0.rateLimited += 1 }
+            let retryAt = clock.now() + max(retryAfter, 1)
+            setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
+            if retryAt > c.validUntil {
+                return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
+            }
+            let alreadyQueued = c.status == .queued
+            c.status = .queued
+            c.notBefore = retryAt
+            if alreadyQueued {
+                // The contract has at most one `queued` per command; later retries only move retry_at.
+                do { try store.updateCommand(c) } catch {
+                    logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+                }
+            } else {
+                publishResult(c, .queued, code: .rateLimited, message: error.message,
+                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+            }
+            queue.putBack(c)
+            return
+        }
+        logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
+        finish(c, .failed, code: error.code, message: error.message)
+        if let s = error.accountState { setAccount(account.name, s, error: error.message) }
     }
 
     // MARK: groups

@@ -37,6 +37,8 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let superseded = ResultCode(rawValue: "SUPERSEDED")
     public static let conflict = ResultCode(rawValue: "CONFLICT")
     public static let storeFailed = ResultCode(rawValue: "STORE_FAILED")
+    /// The command may have reached the cloud before the daemon stopped, and the vendor cannot be read back.
+    public static let inDoubt = ResultCode(rawValue: "IN_DOUBT")
     public static let notAcknowledged = ResultCode(rawValue: "NOT_ACKNOWLEDGED")
     public static let safetyLimit = ResultCode(rawValue: "SAFETY_LIMIT")
 }

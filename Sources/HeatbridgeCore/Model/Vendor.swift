@@ -127,6 +127,9 @@ public protocol VendorAdapter: Sendable {
     /// Reads the device back to tell whether `command` already took effect: true (applied), false (not), or
     /// nil (cannot tell). Used for commands that may have reached the cloud before the daemon died.
     func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool?
+    /// Whether `command`, when `confirm` cannot tell, may be sent again (setting a clock, starting a
+    /// diagnosis) or ends `failed` `IN_DOUBT` instead (a derogation sent twice is two derogations).
+    func resendWhenUnconfirmed(_ command: Command) -> Bool
     /// The parameters of a command that would put `capability` back to the node's current value, for leases
     /// on capabilities without a native end; nil when the capability cannot be leased.
     func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue?
@@ -169,6 +172,7 @@ extension VendorAdapter {
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? { nil }
+    public func resendWhenUnconfirmed(_ command: Command) -> Bool { false }
     public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? { nil }
     public func credentialExpiry() -> EpochSeconds? { nil }
     public func renewCredential(now: EpochSeconds) async -> CredentialRenewal? { nil }
