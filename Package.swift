@@ -53,6 +53,15 @@ let package = Package(
                 "HeatbridgeSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Fuzz targets (Fuzz/, Scripts/fuzz): libFuzzer entry in heatbridge-fuzz, the targets themselves in a
+        // library the regression tests replay the corpus through.
+        .target(
+            name: "HeatbridgeFuzzTargets",
+            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeVendors", "HeatbridgeSimulator", "HeatbridgeTesting",
+                           "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+        .executableTarget(name: "heatbridge-fuzz", dependencies: ["HeatbridgeFuzzTargets"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["HeatbridgeFuzzTargets"]),
+
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "HeatbridgeTesting"]),
         .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting", "HeatbridgeSimulator"]),
         .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeSystem"]),

@@ -1,7 +1,8 @@
 /// The first step of the command path: what an MQTT message on a `…/set` topic is, before any device is looked
-/// at. Pure rules of the MQTT contract (JSON object, the `id`, retained commands, `valid_for_s`).
-enum CommandIntake {
-    enum Outcome: Equatable {
+/// at. Pure rules of the MQTT contract (JSON object, the `id`, retained commands, `valid_for_s`). Public for the
+/// fuzz targets (`Fuzz/`), which feed it hostile payloads.
+public enum CommandIntake {
+    public enum Outcome: Equatable, Sendable {
         /// Not a command topic of this layout.
         case notCommand
         /// An empty payload: how MQTT deletes a retained message (we send one ourselves when clearing a retained
@@ -13,9 +14,9 @@ enum CommandIntake {
     }
 
     /// Longest `id` accepted, in bytes.
-    static let maxIdBytes = 128
+    public static let maxIdBytes = 128
 
-    static func parse(_ m: MQTTMessage, topics: TopicLayout, maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes) -> Outcome {
+    public static func parse(_ m: MQTTMessage, topics: TopicLayout, maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes) -> Outcome {
         guard let (device, node, capability) = topics.parseCommand(m.topic) else { return .notCommand }
         let target = Target(device: device, node: node, capability: capability)
         func reject(_ id: String?, _ code: ResultCode, _ message: String) -> Outcome {
@@ -54,7 +55,7 @@ enum CommandIntake {
     }
 
     /// How long a command may wait: its `valid_for_s`, else `defaultS`.
-    static func validity(_ body: [String: JSONValue], default defaultS: Double) -> Result<Double, CommandRejection> {
+    public static func validity(_ body: [String: JSONValue], default defaultS: Double) -> Result<Double, CommandRejection> {
         guard let v = body["valid_for_s"] else { return .success(defaultS) }
         guard let d = v.doubleValue else {
             return .failure(CommandRejection(.invalidPayload, "\"valid_for_s\" must be a number of seconds"))
@@ -66,7 +67,7 @@ enum CommandIntake {
     }
 
     /// The command's parameters: its body without the envelope members.
-    static func parameters(_ body: [String: JSONValue]) -> [String: JSONValue] {
+    public static func parameters(_ body: [String: JSONValue]) -> [String: JSONValue] {
         var params = body
         params["id"] = nil
         params["valid_for_s"] = nil
