@@ -8,6 +8,14 @@ public final class SQLiteStore: StatePort {
     // SQLiteConnection is used only inside `lock`, which serialises every call.
     nonisolated(unsafe) private let conn: SQLiteConnection
     private let lock = Mutex(())
+    /// What each device row last written held (a hash) and when, so an unchanged poll does not rewrite it.
+    private let written = Mutex([String: (fingerprint: UInt64, at: Double)]())
+    /// The same for account rows.
+    private let accountsWritten = Mutex([String: UInt64]())
+    /// An unchanged device's row is refreshed this often (its `updated_at` is when the cloud last confirmed
+    /// it; `bridge.stale_after_s` is 900 s by default): not on every poll.
+    public static let confirmationRefreshS = 300.0
+
     /// Failed store operations since start and the last one's words, for `bridge/health`.
     private let failures = Mutex((count: 0, last: String?.none))
 
@@ -131,24 +139,55 @@ public final class SQLiteStore: StatePort {
         }
     }
 
+    /// Caches a device. Flash wear: the box lives on eMMC or an SD card, so an unchanged poll writes nothing,
+    /// or only the confirmation time every `confirmationRefreshS`; and cache writes do not wait for fsync
+    /// (`relaxed`): after a power cut the cache may be a poll older, which the next poll corrects.
     public func saveDevice(_ d: CachedDevice) throws {
-        try locked { () throws(SQLiteError) in
-            try conn.transaction { () throws(SQLiteError) in
-                try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
-                               [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
-                                d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
-                try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
-                for (node, state) in d.nodes {
-                    try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)",
-                                   [.text(d.deviceId), .text(node), .text(state.serialized)])
+        var h = fnv1a64(Array(d.account.utf8)) ^ fnv1a64(Array(d.state.serialized.utf8)) &* 31 ^ fnv1a64(Array((d.availability ?? "").utf8)) &* 7
+        for node in d.nodes.keys.sorted() { h = (h &* 1_099_511_628_211) ^ fnv1a64(Array((node + "=" + d.nodes[node]!.serialized).utf8)) }
+        for node in d.schedules.keys.sorted() { h = (h &* 1_099_511_628_211) ^ fnv1a64(Array((node + ":" + d.schedules[node]!.serialized).utf8)) }
+        let fingerprint = h
+        let last = written.withLock { $0[d.deviceId] }
+        if let last, last.fingerprint == fingerprint {
+            guard d.updatedAt - last.at >= Self.confirmationRefreshS else { return }
+            try locked { () throws(SQLiteError) in
+                try relaxed { () throws(SQLiteError) in
+                    try conn.query("UPDATE devices SET updated_at = ? WHERE device_id = ?", [.real(d.updatedAt), .text(d.deviceId)])
                 }
-                try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
-                for (node, program) in d.schedules {
-                    try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
-                                   [.text(d.deviceId), .text(node), .text(program.serialized)])
+            }
+            written.withLock { $0[d.deviceId] = (fingerprint, d.updatedAt) }
+            return
+        }
+        try locked { () throws(SQLiteError) in
+            try relaxed { () throws(SQLiteError) in
+                try conn.transaction { () throws(SQLiteError) in
+                    try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
+                                   [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
+                                    d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
+                    try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
+                    for (node, state) in d.nodes {
+                        try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)",
+                                       [.text(d.deviceId), .text(node), .text(state.serialized)])
+                    }
+                    try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
+                    for (node, program) in d.schedules {
+                        try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                                       [.text(d.deviceId), .text(node), .text(program.serialized)])
+                    }
                 }
             }
         }
+        written.withLock { $0[d.deviceId] = (fingerprint, d.updatedAt) }
+    }
+
+    /// Runs `body` with `synchronous=NORMAL`: in WAL mode its commit is not fsync'd (the next FULL commit or
+    /// checkpoint syncs it). For what may be a moment old after a power cut (the device cache, the account
+    /// state, a result's "published" mark, which at worst publishes a result twice); never for a command's
+    /// steps, which keep `synchronous=FULL`.
+    private func relaxed<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try conn.exec("PRAGMA synchronous=NORMAL")
+        defer { try? conn.exec("PRAGMA synchronous=FULL") }
+        return try body()
     }
 
     public func insertCommand(_ c: Command) throws {
@@ -269,16 +308,24 @@ public final class SQLiteStore: StatePort {
         }
     }
 
+    /// Stores an account's state when it differs from what was stored last (relaxed, see `relaxed`).
     public func saveAccountState(name: String, state: JSONValue) throws {
+        let text = state.serialized
+        let h = fnv1a64(Array(text.utf8))
+        if accountsWritten.withLock({ $0[name] }) == h { return }
         try locked { () throws(SQLiteError) in
-            try conn.query("INSERT OR REPLACE INTO accounts(name, state, updated_at) VALUES (?,?,strftime('%s','now'))",
-                           [.text(name), .text(state.serialized)])
+            try relaxed { () throws(SQLiteError) in
+                try conn.query("INSERT OR REPLACE INTO accounts(name, state, updated_at) VALUES (?,?,strftime('%s','now'))", [.text(name), .text(text)])
+            }
         }
+        accountsWritten.withLock { $0[name] = h }
     }
 
     public func markResultPublished(_ rowId: Int64) throws {
         try locked { () throws(SQLiteError) in
-            try conn.query("UPDATE results SET published = 1 WHERE row = ?", [.int(rowId)])
+            try relaxed { () throws(SQLiteError) in
+                try conn.query("UPDATE results SET published = 1 WHERE row = ?", [.int(rowId)])
+            }
         }
     }
 
