@@ -36,6 +36,8 @@ final class SQLiteConnection {
 
     deinit { sqlite3_close(db) }
 
+    var totalChanges: Int64 { sqlite3_total_changes64(db) }
+
     func error(_ rc: Int32) -> SQLiteError { SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(db))) }
 
     func exec(_ sql: String) throws(SQLiteError) {

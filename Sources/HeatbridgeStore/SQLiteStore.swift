@@ -73,6 +73,10 @@ public final class SQLiteStore: StatePort {
         try migrate()
     }
 
+    /// Rows inserted, updated or deleted through this connection (SQLite's total_changes): what the flash-wear
+    /// tests count.
+    public var rowsWritten: Int64 { lock.withLock { _ in conn.totalChanges } }
+
     /// Store errors since start: `{"errors": N, "last_error": "…"}`.
     public var errorReport: JSONValue {
         let f = failures.withLock { $0 }

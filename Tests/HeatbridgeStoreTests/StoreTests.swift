@@ -141,6 +141,42 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(ro.errorReport["last_error"]?.stringValue?.contains("readonly") ?? false, "\(ro.errorReport)")
     }
 
+    func fileSize(_ p: String) -> Int {
+        var st = stat()
+        return stat(p, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// Flash wear: a poll that finds the device unchanged writes nothing; its confirmation time is refreshed
+    /// only every `confirmationRefreshS`; a change is written at once.
+    func testAnUnchangedDeviceIsNotRewrittenOnEveryPoll() throws {
+        let s = try SQLiteStore(path: path)
+        func device(_ model: String, at t: Double) -> CachedDevice {
+            CachedDevice(deviceId: "d", account: "a", state: ["model": .string(model)], availability: "online",
+                         nodes: ["hc1": ["setpoint": 21], "dhw1": ["charge": ["active": false]]], updatedAt: t)
+        }
+        try s.saveDevice(device("M", at: 1000))
+        let written = s.rowsWritten
+        XCTAssertGreaterThan(written, 0)
+        for i in 1...49 { try s.saveDevice(device("M", at: 1000 + Double(i) * 6)) }  // 49 polls within 300 s
+        XCTAssertEqual(s.rowsWritten, written, "an unchanged poll wrote to the store")
+        try s.saveDevice(device("M", at: 1000 + SQLiteStore.confirmationRefreshS))
+        XCTAssertEqual(s.rowsWritten, written + 1, "only the confirmation time, after \(SQLiteStore.confirmationRefreshS) s")
+        XCTAssertEqual(try s.loadDevices().first?.updatedAt, 1000 + SQLiteStore.confirmationRefreshS)
+        try s.saveDevice(device("M2", at: 1000 + SQLiteStore.confirmationRefreshS + 1))
+        XCTAssertEqual(try s.loadDevices().first?.state["model"], "M2", "a change is written at once")
+    }
+
+    /// The WAL stays small whatever is written: checkpointed every 64 pages and cut back to 256 KiB.
+    func testTheWALIsBounded() throws {
+        let s = try SQLiteStore(path: path)
+        var peak = 0
+        for i in 0..<3000 {
+            try s.saveSetting("k\(i % 500)", .string(String(repeating: "v", count: 200) + "\(i)"))
+            peak = max(peak, fileSize(path + "-wal"))
+        }
+        XCTAssertLessThan(peak, 600_000, "WAL peak \(peak) bytes")
+    }
+
     func testUnwritableLocationIsAClearError() {
         XCTAssertThrowsError(try SQLiteStore(path: "/nonexistent-dir/x.db")) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent-dir/x.db"), "\(error)")
