@@ -102,12 +102,14 @@ public struct BoschAdapter: VendorAdapter {
     func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil,
                            priority: RequestPriority? = nil) async throws(CloudError) -> T {
         let body: [UInt8]
+        var fresh = false
         switch await answers?.lookup(path) {
         case .failure(let cached)?: throw cached
         case .success(let cached)?: body = cached
         case nil:
             do {
                 body = try await call("GET", path, remoteControl: remoteControl, priority: priority)
+                fresh = true
             } catch {
                 if let answers, error.status == 404 { await answers.remember(path, error, forS: Self.notFoundTTL) }
                 if let answers, error.kind == .deviceOffline { await answers.remember(path, error, forS: Self.offlineTTL) }
@@ -117,7 +119,9 @@ public struct BoschAdapter: VendorAdapter {
         guard let v = BoschWire.decode(type, body) else {
             throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path)")
         }
-        if let keepFor, let answers { await answers.remember(path, body: body, forS: keepFor) }
+        // Only a fresh answer is remembered: re-remembering a cached one kept it (and its time) forever, so the
+        // gateway clock's offset drifted by the time since the real read (−20, −41, −61 … s) and was never re-read.
+        if fresh, let keepFor, let answers { await answers.remember(path, body: body, forS: keepFor) }
         return v
     }
 

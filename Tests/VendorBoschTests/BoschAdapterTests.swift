@@ -260,9 +260,18 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertEqual(system?["date_time"]?.stringValue, gatewayTime)
         XCTAssertEqual(system?["components"]?.arrayValue?.first?["type"], "GATEWAY")
         XCTAssertEqual(system?["components"]?.arrayValue?.first?["software_version"], "05.04.00")
-        // Clock and components are synced hourly, not every poll; the offset stays known meanwhile.
-        let again = try await a.fetchDevices().first?.nodes["system"]
-        XCTAssertEqual(again?["clock_offset_s"], 120)
-        XCTAssertEqual(t.requests.withLock { $0.filter { $0.url.hasSuffix("/dateTime") || $0.url.hasSuffix("/components") }.count }, 2)
+        // Clock and components are synced hourly, not every poll; the offset stays what it was measured, polls
+        // later (it used to drift by the time since the read: the cached answer was re-stamped on every poll).
+        func syncReads() -> Int { t.requests.withLock { $0.filter { $0.url.hasSuffix("/dateTime") || $0.url.hasSuffix("/components") }.count } }
+        for _ in 0..<5 {
+            await clock.advance(by: 60)
+            let again = try await a.fetchDevices().first?.nodes["system"]
+            XCTAssertEqual(again?["clock_offset_s"], 120)
+        }
+        XCTAssertEqual(syncReads(), 2)
+        // After the hour the clock is read again (the cache no longer renews itself on every hit).
+        await clock.advance(by: BoschAdapter.syncTTL)
+        _ = try await a.fetchDevices()
+        XCTAssertEqual(syncReads(), 4)
     }
 }
