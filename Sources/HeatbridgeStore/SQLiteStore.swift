@@ -8,8 +8,14 @@ public final class SQLiteStore: StatePort {
     // SQLiteConnection is used only inside `lock`, which serialises every call.
     nonisolated(unsafe) private let conn: SQLiteConnection
     private let lock = Mutex(())
-    /// What each device row last written held (a hash) and when, so an unchanged poll does not rewrite it.
-    private let written = Mutex([String: (fingerprint: UInt64, at: Double)]())
+    /// What each device's rows last written held (hashes) and when, so a poll rewrites only what changed.
+    private struct Written: Sendable {
+        var device: UInt64
+        var nodes: [String: UInt64]
+        var schedules: [String: UInt64]
+        var at: Double
+    }
+    private let written = Mutex([String: Written]())
     /// The same for account rows.
     private let accountsWritten = Mutex([String: UInt64]())
     /// An unchanged device's row is refreshed this often (its `updated_at` is when the cloud last confirmed
@@ -147,41 +153,56 @@ public final class SQLiteStore: StatePort {
     /// or only the confirmation time every `confirmationRefreshS`; and cache writes do not wait for fsync
     /// (`relaxed`): after a power cut the cache may be a poll older, which the next poll corrects.
     public func saveDevice(_ d: CachedDevice) throws {
-        var h = fnv1a64(Array(d.account.utf8)) ^ fnv1a64(Array(d.state.serialized.utf8)) &* 31 ^ fnv1a64(Array((d.availability ?? "").utf8)) &* 7
-        for node in d.nodes.keys.sorted() { h = (h &* 1_099_511_628_211) ^ fnv1a64(Array((node + "=" + d.nodes[node]!.serialized).utf8)) }
-        for node in d.schedules.keys.sorted() { h = (h &* 1_099_511_628_211) ^ fnv1a64(Array((node + ":" + d.schedules[node]!.serialized).utf8)) }
-        let fingerprint = h
+        func hash(_ text: String) -> UInt64 { fnv1a64(Array(text.utf8)) }
+        let now = Written(device: hash(d.account + "\u{0}" + d.state.serialized + "\u{0}" + (d.availability ?? "")),
+                          nodes: d.nodes.mapValues { hash($0.serialized) }, schedules: d.schedules.mapValues { hash($0.serialized) }, at: d.updatedAt)
         let last = written.withLock { $0[d.deviceId] }
-        if let last, last.fingerprint == fingerprint {
-            guard d.updatedAt - last.at >= Self.confirmationRefreshS else { return }
-            try locked { () throws(SQLiteError) in
-                try relaxed { () throws(SQLiteError) in
-                    try conn.query("UPDATE devices SET updated_at = ? WHERE device_id = ?", [.real(d.updatedAt), .text(d.deviceId)])
-                }
-            }
-            written.withLock { $0[d.deviceId] = (fingerprint, d.updatedAt) }
-            return
-        }
+        let same = last.map { $0.device == now.device && $0.nodes == now.nodes && $0.schedules == now.schedules } ?? false
+        if let last, same, d.updatedAt - last.at < Self.confirmationRefreshS { return }
         try locked { () throws(SQLiteError) in
             try relaxed { () throws(SQLiteError) in
                 try conn.transaction { () throws(SQLiteError) in
-                    try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
-                                   [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
-                                    d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
-                    try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
-                    for (node, state) in d.nodes {
-                        try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)",
-                                       [.text(d.deviceId), .text(node), .text(state.serialized)])
+                    guard let last else {
+                        // First write of this process: the whole device (the row may hold an older one).
+                        try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
+                                       [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
+                                        d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
+                        try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
+                        try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
+                        for (node, state) in d.nodes {
+                            try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)", [.text(d.deviceId), .text(node), .text(state.serialized)])
+                        }
+                        for (node, program) in d.schedules {
+                            try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                                           [.text(d.deviceId), .text(node), .text(program.serialized)])
+                        }
+                        return
                     }
-                    try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
-                    for (node, program) in d.schedules {
-                        try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                    // Later writes touch only the rows that changed (each one a page or two of the file).
+                    if last.device != now.device {
+                        try conn.query("UPDATE devices SET account = ?, state = ?, availability = ?, updated_at = ? WHERE device_id = ?",
+                                       [.text(d.account), .text(d.state.serialized), d.availability.map(SQLValue.text) ?? .null,
+                                        .real(d.updatedAt), .text(d.deviceId)])
+                    } else {
+                        try conn.query("UPDATE devices SET updated_at = ? WHERE device_id = ?", [.real(d.updatedAt), .text(d.deviceId)])
+                    }
+                    for (node, state) in d.nodes where last.nodes[node] != now.nodes[node] {
+                        try conn.query("INSERT OR REPLACE INTO nodes(device_id, node, state) VALUES (?,?,?)", [.text(d.deviceId), .text(node), .text(state.serialized)])
+                    }
+                    for node in last.nodes.keys where d.nodes[node] == nil {
+                        try conn.query("DELETE FROM nodes WHERE device_id = ? AND node = ?", [.text(d.deviceId), .text(node)])
+                    }
+                    for (node, program) in d.schedules where last.schedules[node] != now.schedules[node] {
+                        try conn.query("INSERT OR REPLACE INTO schedules(device_id, node, program) VALUES (?,?,?)",
                                        [.text(d.deviceId), .text(node), .text(program.serialized)])
+                    }
+                    for node in last.schedules.keys where d.schedules[node] == nil {
+                        try conn.query("DELETE FROM schedules WHERE device_id = ? AND node = ?", [.text(d.deviceId), .text(node)])
                     }
                 }
             }
         }
-        written.withLock { $0[d.deviceId] = (fingerprint, d.updatedAt) }
+        written.withLock { $0[d.deviceId] = now }
     }
 
     /// Runs `body` with `synchronous=NORMAL`: in WAL mode its commit is not fsync'd (the next FULL commit or

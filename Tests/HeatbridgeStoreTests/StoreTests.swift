@@ -164,6 +164,17 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try s.loadDevices().first?.updatedAt, 1000 + SQLiteStore.confirmationRefreshS)
         try s.saveDevice(device("M2", at: 1000 + SQLiteStore.confirmationRefreshS + 1))
         XCTAssertEqual(try s.loadDevices().first?.state["model"], "M2", "a change is written at once")
+        // One node changes: its row and the device's time are written, not every node again.
+        let before = s.rowsWritten
+        var one = device("M2", at: 2000)
+        one.nodes["hc1"] = ["setpoint": 19]
+        try s.saveDevice(one)
+        XCTAssertEqual(s.rowsWritten - before, 2, "one node changed: its row and the device's updated_at")
+        XCTAssertEqual(try s.loadDevices().first?.nodes["hc1"]?["setpoint"], 19)
+        XCTAssertEqual(try s.loadDevices().first?.nodes["dhw1"]?["charge"]?["active"], false)
+        one.nodes["dhw1"] = nil
+        try s.saveDevice(one)
+        XCTAssertNil(try s.loadDevices().first?.nodes["dhw1"], "a node that went away is removed")
     }
 
     /// The WAL stays small whatever is written: checkpointed every 64 pages and cut back to 256 KiB.
