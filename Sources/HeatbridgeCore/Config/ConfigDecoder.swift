@@ -80,8 +80,7 @@ public struct ConfigDecoder {
                       hint: "put it in a file readable only by heatbridge and use \(use)")
                 continue
             }
-            let suggestion = known.min(by: { editDistance($0, e.key) < editDistance($1, e.key) })
-            if let s = suggestion, editDistance(s, e.key) <= max(2, e.key.count / 3) {
+            if let s = closest(e.key, in: known, limit: max(2, e.key.count / 3)) {
                 error(e.keyMark, "unknown key \"\(e.key)\" in \(section)", hint: "did you mean \"\(s)\"?")
             } else {
                 error(e.keyMark, "unknown key \"\(e.key)\" in \(section)", hint: "known keys: \(known.joined(separator: ", "))")
@@ -114,8 +113,7 @@ public struct ConfigDecoder {
     public mutating func enumString(_ m: Entries, _ key: String, allowed: [String]) -> String? {
         guard let (s, mark) = stringWithMark(m, key) else { return nil }
         guard allowed.contains(s) else {
-            let close = allowed.min(by: { editDistance($0, s) < editDistance($1, s) })
-            let hint = close.map { editDistance($0, s) <= 2 ? "did you mean \"\($0)\"?" : "one of \(allowed.joined(separator: ", "))" }
+            let hint = closest(s, in: allowed, limit: 2).map { "did you mean \"\($0)\"?" } ?? "one of \(allowed.joined(separator: ", "))"
             error(mark, "bad \(key) \"\(s)\"", hint: hint)
             return nil
         }
@@ -165,9 +163,22 @@ public struct ConfigDecoder {
     }
 }
 
-/// Levenshtein distance, for did-you-mean hints.
+/// The candidate closest to `word` within `limit` edits, for did-you-mean hints. Linear in the candidates and
+/// cheap for hostile input: each distance is computed once, candidates whose length alone is too far are
+/// skipped, and a word longer than 64 bytes gets no suggestion.
+func closest(_ word: String, in candidates: [String], limit: Int) -> String? {
+    guard word.utf8.count <= 64 else { return nil }
+    var best: (String, Int)?
+    for c in candidates where abs(c.utf8.count - word.utf8.count) <= limit {
+        let d = editDistance(c, word)
+        if d <= limit, d < (best?.1 ?? .max) { best = (c, d) }
+    }
+    return best?.0
+}
+
+/// Levenshtein distance over UTF-8 bytes (config keys and enum values are ASCII).
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
+    let a = Array(a.utf8), b = Array(b.utf8)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
     var prev = Array(0...b.count)
