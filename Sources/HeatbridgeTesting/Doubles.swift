@@ -58,8 +58,11 @@ public final class InMemoryStore: StatePort {
         triggerFires.withLock { $0.append((name, at, commandId, reason)) }
     }
     public let inbox = Mutex<[MQTTMessage]>([])
+    /// Rows are never reused, as with SQLite's AUTOINCREMENT (the bridge tells a replayed row by its number).
+    let lastInboxRow = Mutex<Int64>(999)
     public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
-        inbox.withLock { var m = m; m.inboxRow = Int64($0.count + 1000); $0.append(m); return m.inboxRow! }
+        let row = lastInboxRow.withLock { $0 += 1; return $0 }
+        return inbox.withLock { var m = m; m.inboxRow = row; $0.append(m); return row }
     }
     public func inboxPending() throws -> [MQTTMessage] { inbox.withLock { $0 } }
     public func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
