@@ -187,9 +187,14 @@ public final class CurlTransport: HTTPTransport {
         ccurl_setopt_pointer(h, CURLOPT_HEADERDATA, ctx)
 
         let code = curl_easy_perform(h)
-        if code == CURLE_OPERATION_TIMEDOUT { return .failure(.timeout) }
-        guard code == CURLE_OK else {
-            return .failure(.connection(String(cString: curl_easy_strerror(code))))
+        if code != CURLE_OK {
+            // Whether the request left tells a retry whether the cloud may have acted on it: curl counts the
+            // request bytes it sent (0 when it failed resolving, connecting or in the TLS handshake).
+            var sent = 0
+            ccurl_getinfo_long(h, CURLINFO_REQUEST_SIZE, &sent)
+            let why = String(cString: curl_easy_strerror(code))
+            if sent == 0 { return .failure(.unsent(code == CURLE_OPERATION_TIMEDOUT ? "timeout before the request was sent: \(why)" : why)) }
+            return .failure(code == CURLE_OPERATION_TIMEDOUT ? .timeout : .connection(why))
         }
         var status = 0
         ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)

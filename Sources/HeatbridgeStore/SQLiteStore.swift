@@ -245,15 +245,19 @@ public final class SQLiteStore: StatePort {
             try conn.query("""
                 SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before
                 FROM commands WHERE status IN ('accepted', 'queued') ORDER BY seq
-                """).compactMap { r in
-                guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
-                      let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
-                      let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
-                return Command(id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
-                               receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
-                               attempts: Int(r[9].int ?? 0), notBefore: r[10].double)
-            }
+                """).compactMap(Self.command)
         }
+    }
+
+    /// A command row (`id, device, node, capability, params, source, received_at, valid_until, status,
+    /// attempts, not_before`); nil when it cannot be read.
+    private static func command(_ r: [SQLValue]) -> Command? {
+        guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
+              let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
+              let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
+        return Command(id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
+                       receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
+                       attempts: Int(r[9].int ?? 0), notBefore: r[10].double)
     }
 
     public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
@@ -293,11 +297,19 @@ public final class SQLiteStore: StatePort {
         }
     }
 
-    public func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: Double) throws -> Bool {
+    public func priorCommand(id: String, since: Double) throws -> PriorCommand? {
         try locked { () throws(SQLiteError) in
-            try !conn.query("""
-                SELECT 1 FROM commands WHERE id = ? AND device = ? AND node = ? AND capability = ? AND params = ? AND received_at >= ? LIMIT 1
-                """, [.text(id), .text(device), .text(node), .text(capability), .text(params.serialized), .real(since)]).isEmpty
+            let rows = try conn.query("""
+                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before
+                FROM commands WHERE id = ? AND received_at >= ? ORDER BY seq DESC LIMIT 1
+                """, [.text(id), .real(since)])
+            guard let c = rows.first.flatMap(Self.command) else { return nil }
+            let last = try conn.query("SELECT row, topic, payload FROM results WHERE command_id = ? ORDER BY row DESC LIMIT 1", [.text(id)])
+                .first.flatMap { r -> PendingResult? in
+                    guard let row = r[0].int, let topic = r[1].text else { return nil }
+                    return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
+                }
+            return PriorCommand(command: c, lastResult: last)
         }
     }
 

@@ -35,7 +35,7 @@ public final class InMemoryStore: StatePort {
     public init() {}
     public let devices = Mutex<[String: CachedDevice]>([:])
     public let commands = Mutex<[Command]>([])
-    public let results = Mutex<[(row: Int64, topic: String, payload: [UInt8], published: Bool)]>([])
+    public let results = Mutex<[(row: Int64, commandId: String, topic: String, payload: [UInt8], published: Bool)]>([])
     public let failing = Mutex(false)
 
     public func check() throws { if failing.withLock({ $0 }) { throw StoreDown() } }
@@ -66,15 +66,17 @@ public final class InMemoryStore: StatePort {
     }
     public func inboxPending() throws -> [MQTTMessage] { inbox.withLock { $0 } }
     public func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
-    public func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool {
-        commands.withLock { $0.contains { $0.id == id && $0.device == device && $0.node == node && $0.capability == capability && $0.params == params && $0.receivedAt >= since } }
+    public func priorCommand(id: String, since: EpochSeconds) throws -> PriorCommand? {
+        guard let c = commands.withLock({ $0.last { $0.id == id && $0.receivedAt >= since } }) else { return nil }
+        let last = results.withLock { $0.last { $0.commandId == id } }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) }
+        return PriorCommand(command: c, lastResult: last)
     }
     public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
         try check()
         if let inboxRow { try inboxRemove(inboxRow) }
         if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
         return results.withLock { r in
-            r.append((Int64(r.count + 1), topic, payload, false))
+            r.append((Int64(r.count + 1), commandId, topic, payload, false))
             return Int64(r.count)
         }
     }

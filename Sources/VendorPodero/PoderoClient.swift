@@ -111,7 +111,8 @@ public actor PoderoSession {
         } catch {
             switch error {
             case .timeout: return .failure(CloudError(.unavailable, message: "no answer from the Podero token endpoint within \(JSONValue.format(request.timeout)) s"))
-            case .connection(let why): return .failure(CloudError(.unavailable, message: "cannot reach the Podero token endpoint: \(why)"))
+            case .connection(let why), .unsent(let why):
+                return .failure(CloudError(.unavailable, message: "cannot reach the Podero token endpoint: \(why)"))
             }
         }
         switch r.status {

@@ -148,6 +148,43 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(results("q").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
         XCTAssertEqual(results("q")[1]["code"]?.stringValue, "RATE_LIMITED")
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 2)
+        XCTAssertEqual(adapter.confirmed.withLock { $0 }, [], "a 429 is a definite answer: no read-back")
+    }
+
+    /// A 429 takes its attempt back in the store too: a restart while the command waits sends it without a
+    /// read-back (it used to end IN_DOUBT for a vendor that cannot be read back).
+    func testARateLimitedCommandIsNotInDoubtAfterARestart() throws {
+        adapter.executeErrors.withLock { $0 = [CloudError(.rateLimited(retryAfter: 60), status: 429, message: "slow down")] }
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"rq","action":"stop"}"#)
+        eventually("queued") { results("rq").last?["status"]?.stringValue == "queued" }
+        let open = try store.openCommands()
+        XCTAssertEqual(open.map(\.id), ["rq"])
+        XCTAssertEqual(open.first?.attempts, 0, "the refused attempt is still counted as one that may have applied")
+    }
+
+    /// A timeout may have reached the cloud: the retry reads the device back first; a 503 does not need that.
+    func testTransientFailuresRetryWithBackoffAndReadBackAfterATimeout() async {
+        adapter.executeErrors.withLock {
+            $0 = [CloudError(.unavailable, status: 503, message: "busy"), CloudError(.unavailable, message: "no answer within 1 s")]
+        }
+        adapter.confirmAnswer.withLock { $0 = false }
+        _ = start()
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"t","action":"stop","valid_for_s":60}"#)
+        eventually("queued") { results("t").last?["status"]?.stringValue == "queued" }
+        XCTAssertEqual(results("t").last?["code"]?.stringValue, "CLOUD_UNAVAILABLE")
+        await clock.advance(by: 1.9)
+        XCTAssertEqual(adapter.executed.withLock { $0.count }, 1, "retried before its backoff")
+        await clock.advance(by: 0.2)
+        eventually("second try") { adapter.executed.withLock { $0.count } == 2 }
+        XCTAssertEqual(adapter.confirmed.withLock { $0 }, [], "a 503 is a definite answer: no read-back")
+        await clock.advance(by: 4.1)  // the second backoff is 4 s
+        eventually("done") { results("t").last?["status"]?.stringValue == "done" }
+        XCTAssertEqual(adapter.confirmed.withLock { $0 }, ["t"], "after a timeout the device is read back before sending again")
+        XCTAssertEqual(adapter.executed.withLock { $0.count }, 3)
+        XCTAssertEqual(results("t").map { $0["status"]?.stringValue }, ["accepted", "queued", "done"])
     }
 
     func testRateLimitPastValidityExpires() {
@@ -277,10 +314,11 @@ final class BridgeTests: XCTestCase {
     }
 
     func testWaitingCommandExpires() async {
-        _ = start(pollIntervalS: 3600)
+        _ = start(pollIntervalS: 10)
         eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
-        adapter.executeErrors.withLock { $0 = [CloudError(.unavailable, message: "down")] }
-        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x0","action":"stop"}"#)
+        // The polls, not a command's failure, take the account offline.
+        adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "down") }
+        await clock.advance(by: 10)
         eventually("offline") { mqtt.json("hb/bridge/account/acc").last?["state"]?.stringValue == "offline" }
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"x1","action":"start","valid_for_s":30}"#)
         eventually("queued") { results("x1").last?["status"]?.stringValue == "queued" }
@@ -302,7 +340,7 @@ final class BridgeTests: XCTestCase {
         eventually("done") { results("doubt").last?["status"]?.stringValue == "done" }
         XCTAssertEqual(adapter.confirmed.withLock { $0 }, ["doubt"])
         XCTAssertTrue(adapter.executed.withLock { $0.isEmpty }, "sent again although the read-back showed it applied")
-        XCTAssertEqual(results("doubt").last?["message"]?.stringValue, "confirmed by read-back after a restart")
+        XCTAssertEqual(results("doubt").last?["message"]?.stringValue, "confirmed by read-back after an unanswered attempt")
     }
 
     func testCommandInDoubtNotVisibleIsSentAgain() {
@@ -332,7 +370,9 @@ final class BridgeTests: XCTestCase {
         eventually("inbox drained") { (try? store.inboxPending().isEmpty) == true }
         await clock.settle()
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
-        XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done"])
+        // The redelivery is answered with the command's current result (a copy, not a new stored result).
+        XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done", "done"])
+        XCTAssertEqual(store.results.withLock { $0.filter { $0.commandId == "in1" }.count }, 2)
     }
 
     func testScheduleIsPublishedAndScheduleNowMovesAtSwitchPoints() async {

@@ -60,7 +60,11 @@ final class CommandIntakeTests: XCTestCase {
         let t = Target(device: "d", node: "n", capability: "c")
         XCTAssertEqual(parse("hb/d/n/c/state", "{}"), .notCommand)
         XCTAssertEqual(parse("hb/d/n/c/set", ""), .deletion)
-        XCTAssertEqual(parse("hb/d/n/c/set", #"{"id":4711,"x":1}"#), .command(t, id: "4711", body: ["id": 4711, "x": 1]))
+        XCTAssertEqual(parse("hb/d/n/c/set", #"{"id":"4711","x":1}"#), .command(t, id: "4711", body: ["id": "4711", "x": 1]))
+        // A number is not an id: refused, echoing it as sent.
+        guard case .rejected(_, nil, let numeric, false) = parse("hb/d/n/c/set", #"{"id":4711,"x":1}"#) else { return XCTFail("numeric id accepted") }
+        XCTAssertEqual(numeric.code, .invalidPayload)
+        XCTAssertEqual(numeric.idAsSent, .number(4711))
         guard case .rejected(_, nil, let r, false) = parse("hb/d/n/c/set", "[1]") else { return XCTFail("array accepted") }
         XCTAssertEqual(r.code, .invalidPayload)
         guard case .rejected(_, "r", let retained, true) = parse("hb/d/n/c/set", #"{"id":"r"}"#, retained: true) else {

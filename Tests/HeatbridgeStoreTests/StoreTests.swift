@@ -213,9 +213,14 @@ final class StoreTests: XCTestCase {
         let c = Command(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], source: "mqtt", receivedAt: 100, validUntil: 700)
         _ = try s.appendResult(commandId: "i1", topic: "t", payload: [1], command: c, isNew: true, inboxRow: row)
         XCTAssertTrue(try s.inboxPending().isEmpty)
-        XCTAssertTrue(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], since: 50))
-        XCTAssertFalse(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 2], since: 50))
-        XCTAssertFalse(try s.hasCommand(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], since: 150))
+        let prior = try XCTUnwrap(try s.priorCommand(id: "i1", since: 50))
+        XCTAssertEqual(prior.command, c)
+        XCTAssertEqual(prior.lastResult?.topic, "t")
+        XCTAssertEqual(prior.lastResult?.payload, [1])
+        XCTAssertTrue(prior.isSame(Target(device: "d", node: "n", capability: "c"), params: ["a": 1]))
+        XCTAssertFalse(prior.isSame(Target(device: "d", node: "n", capability: "c"), params: ["a": 2]))
+        XCTAssertNil(try s.priorCommand(id: "i1", since: 150))
+        XCTAssertNil(try s.priorCommand(id: "i2", since: 50))
         XCTAssertEqual(try s.integrityCheck(), "ok")
     }
 }

@@ -89,9 +89,7 @@ final class BridgeEndToEndTests: XCTestCase {
             (#"{"method":"PATCH","path_contains":"charge","status":403,"count":1}"#, "FORBIDDEN"),
             (#"{"method":"PATCH","path_contains":"charge","status":451,"count":1}"#, "CONSENT_REQUIRED"),
             (#"{"method":"PATCH","path_contains":"charge","status":504,"count":1}"#, "DEVICE_OFFLINE"),
-            (#"{"method":"PATCH","path_contains":"charge","status":500,"count":1}"#, "CLOUD_UNAVAILABLE"),
-            (#"{"method":"PATCH","path_contains":"charge","status":503,"body":"<html>oops","count":1}"#, "CLOUD_UNAVAILABLE"),
-            (#"{"method":"PATCH","path_contains":"charge","latency_ms":2500,"count":1}"#, "CLOUD_UNAVAILABLE"),
+            (#"{"method":"PATCH","path_contains":"charge","status":400,"count":1}"#, "CLOUD_REJECTED"),
         ]
         for (i, (fault, code)) in cases.enumerated() {
             try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
@@ -106,7 +104,7 @@ final class BridgeEndToEndTests: XCTestCase {
         }
         // 401 marks the account auth_required until a call succeeds again.
         c.waitJSON("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "auth_required" }
-        // 429: queued with retry_at, then retried and done (once the account is up again after the timeout case).
+        // 429: queued with retry_at, then retried and done (once the account is up again).
         c.waitLatest("heatbridge/bridge/account/bosch-test", timeout: 20) { $0["state"]?.stringValue == "ready" }
         try h.injectFault(#"{"method":"PATCH","path_contains":"charge","status":429,"retry_after":1,"count":1}"#)
         c.publish("\(charge)/set", #"{"id":"rl-1","action":"start","duration_min":30}"#)
@@ -119,6 +117,54 @@ final class BridgeEndToEndTests: XCTestCase {
         let everything = h.client.recorder.messages.withLock { $0.map { String(decoding: $0.payload, as: UTF8.self) } }.joined()
         XCTAssertFalse(everything.contains(Harness.apiKey))
         XCTAssertFalse(h.daemonOutput().contains(Harness.apiKey))
+    }
+
+    /// A transient failure (503, 500, a timeout) does not end a command: it waits `queued` with `retry_at` and
+    /// is tried again with backoff inside `valid_for_s`; after a timeout (the PATCH may have reached the cloud)
+    /// the device is read back first instead of sending it again. Only running out of validity ends it.
+    func testTransientCloudErrorsAreRetriedWithinValidity() throws {
+        let h = try Harness(timeoutS: 1)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/\(gw)/dhw1/state")
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        func patches() throws -> [JSONValue] {
+            (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
+        }
+        // 503 (answered, so definitely not applied) and 500: retried, each PATCH sent twice, done.
+        for (i, status) in [503, 500].enumerated() {
+            try h.admin("DELETE", "/admin/requests")
+            try h.injectFault("{\"method\":\"PATCH\",\"path_contains\":\"charge\",\"status\":\(status),\"body\":\"<html>oops\",\"count\":1}")
+            let id = "tr-\(i)"
+            c.publish("\(charge)/set", "{\"id\":\"\(id)\",\"action\":\"start\",\"duration_min\":\(31 + i),\"valid_for_s\":120}")
+            let q = c.waitResult("\(charge)/result", id: id, status: "queued")
+            XCTAssertEqual(q?["code"]?.stringValue, "CLOUD_UNAVAILABLE")
+            XCTAssertNotNil(q?["retry_at"]?.stringValue.flatMap(Timestamp.parse))
+            c.waitResult("\(charge)/result", id: id, status: "done", timeout: 30)
+            XCTAssertEqual(c.statuses("\(charge)/result", id: id), ["accepted", "queued", "done"])
+            XCTAssertEqual(try patches().map { $0["status"]?.intValue ?? 0 }, [status, 204])
+        }
+        // A timeout: the simulator applied the PATCH but answered too late. The retry reads back, finds it
+        // applied, and does not send it again.
+        try h.admin("DELETE", "/admin/requests")
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","latency_ms":2500,"count":1}"#)
+        c.publish("\(charge)/set", #"{"id":"tr-t","action":"start","duration_min":44,"valid_for_s":120}"#)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "tr-t", status: "queued")?["code"]?.stringValue, "CLOUD_UNAVAILABLE")
+        let confirmed = c.waitResult("\(charge)/result", id: "tr-t", status: "done", timeout: 30)
+        XCTAssertTrue(confirmed?["message"]?.stringValue?.contains("read-back") == true, "\(String(describing: confirmed))")
+        XCTAssertEqual(try patches().count, 1, "a command that may have applied was sent again")
+        // A cloud that stays down: retried with backoff until valid_for_s runs out, then expired with the reason.
+        try h.admin("DELETE", "/admin/requests")
+        try h.injectFault(#"{"method":"PATCH","path_contains":"charge","status":503}"#)
+        c.publish("\(charge)/set", #"{"id":"tr-x","action":"start","duration_min":50,"valid_for_s":9}"#)
+        let end = c.waitResult("\(charge)/result", id: "tr-x", status: "expired", timeout: 30)
+        XCTAssertEqual(end?["code"]?.stringValue, "EXPIRED")
+        XCTAssertTrue(end?["message"]?.stringValue?.contains("unavailable") == true, "\(String(describing: end))")
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "tr-x"), ["accepted", "queued", "expired"])
+        // 2 s, 4 s: three tries fit in 9 s of validity (the third due at +6 s), the fourth (+14 s) does not.
+        XCTAssertEqual(try patches().count, 3)
+        try h.admin("DELETE", "/admin/faults")
     }
 
     func testBurstOfChargesIsSpacedInsteadOfRateLimited() throws {

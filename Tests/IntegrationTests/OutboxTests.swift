@@ -50,6 +50,36 @@ final class OutboxTests: XCTestCase {
         XCTAssertEqual(writes.count, 2, "only q3 and q5 may reach the cloud: \(writes)")
     }
 
+    /// A command published while the daemon was stopped and the cloud unreachable: a cold start treats the
+    /// account as offline with its cached state, and the command waits `queued` until the cloud is back
+    /// (it used to fail at once).
+    func testACommandFromWhileTheDaemonWasDownWaitsForACloudThatIsDownAtStart() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        XCTAssertEqual(h.stopDaemon(), 0)
+        h.stopSim()
+        c.publish("\(gw1)/set", #"{"id":"cold-1","action":"start","duration_min":33,"valid_for_s":600}"#)
+        c.brokerBarrier()
+        try h.startDaemon()
+        let q = c.waitResult("\(gw1)/result", id: "cold-1", status: "queued", timeout: 20)
+        XCTAssertTrue(["CLOUD_UNAVAILABLE", "ACCOUNT_OFFLINE"].contains(q?["code"]?.stringValue ?? ""), "\(String(describing: q))")
+        XCTAssertNotNil(q?["retry_at"]?.stringValue.flatMap(Timestamp.parse))
+        // The account is offline with its cached devices, not failed or empty.
+        c.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
+        c.waitLatest("heatbridge/bosch-101000001/dhw1/state") { $0["charge"] != nil }
+        // Still waiting a few polls later (the daemon kept trying: each failed poll is in its debug log).
+        h.waitUntil("three failed polls") { h.daemonOutput().components(separatedBy: "poll failed").count > 3 }
+        XCTAssertEqual(c.statuses("\(gw1)/result", id: "cold-1"), ["accepted", "queued"])
+        try h.startSim()
+        c.waitResult("\(gw1)/result", id: "cold-1", status: "done", timeout: 40)
+        XCTAssertEqual(c.statuses("\(gw1)/result", id: "cold-1"), ["accepted", "queued", "done"])
+        let state = try h.admin("GET", "/admin/state")
+        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 33)
+    }
+
     /// 30 × `kill -9` at random moments while commands stream in: afterwards every command has exactly one
     /// terminal result, the store passes `PRAGMA integrity_check` after every kill, and no charge reached the
     /// cloud twice (each command has its own duration, so the simulator's log tells).

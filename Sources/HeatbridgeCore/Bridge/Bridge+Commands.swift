@@ -94,16 +94,25 @@ extension Bridge {
         }
     }
 
+    /// How long an MQTT command's `id` stays taken: a message repeating it within this time is the same
+    /// command again (answered with its current result) or, with another target or parameters, `DUPLICATE_ID`.
+    static let idReuseWindowS: Double = 86_400
+
     /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
     /// transaction) and queued; `STORE_FAILED` when the store refuses it.
     @discardableResult
     func accept(_ target: Target, id: String?, params: JSONValue, inboxRow: Int64?, now: EpochSeconds, validFor: Double,
                 source: CommandSource) -> Command? {
-        if let id, inboxRow != nil,
-           (try? store.hasCommand(id: id, device: target.device, node: target.node, capability: target.capability, params: params,
-                                  since: now - 600)) == true {
-            // The broker redelivered a message stored just before a crash had let the daemon acknowledge it.
-            logger.info("duplicate delivery of an accepted command ignored", metadata: ["id": "\(id)"])
+        if let id, source == .mqtt, let prior = try? store.priorCommand(id: id, since: now - Self.idReuseWindowS) {
+            if prior.isSame(target, params: params) {
+                // The same command again: a broker redelivery (stored just before a crash let the daemon
+                // acknowledge it) or the sender's own retry. It never runs twice; the sender hears where it is.
+                logger.info("repeated command answered with its current result, not run again", metadata: ["id": "\(id)"])
+                if let last = prior.lastResult { mqtt.publish(topic: last.topic, payload: last.payload, qos: 1, retain: false) }
+                return nil
+            }
+            reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
+                   source: source)
             return nil
         }
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
@@ -173,8 +182,9 @@ extension Bridge {
         logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
         let topic = topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
                                   capability: TopicLayout.sanitize(target.capability))
-        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(),
-                                                extra: Self.sourceExtra(source))
+        var extra = Self.sourceExtra(source)
+        if let sent = r.idAsSent { extra["id"] = sent }
+        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(), extra: extra)
         emitResult(commandId: cid, topic: topic, payload: payload, command: nil, isNew: false)
     }
 
@@ -232,7 +242,7 @@ extension Bridge {
     func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
         var c = original
         c.status = status
-        queue.definitelyNotApplied.remove(c.id)
+        queue.transientFailures[c.id] = nil
         if status == .done {
             logger.info("command done", metadata: ["id": "\(c.id)"])
         }

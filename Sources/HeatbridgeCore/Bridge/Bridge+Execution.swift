@@ -10,25 +10,28 @@ extension Bridge {
         guard let entry = devices[c.device], let account = accounts[entry.account] else {
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
         }
-        // A command tried before without a definitive answer (the daemon died mid-call, or its end could not be
-        // stored) may have reached the cloud: read the device back; never send it again blind.
-        if c.attempts > 0 && !queue.definitelyNotApplied.contains(c.id) {
+        // `attempts` counts sends whose outcome is unknown (the daemon died mid-call, a timeout, its end could
+        // not be stored): such a command may have reached the cloud, so read the device back; never send it
+        // again blind. A definite answer (4xx, 429, 503) takes its attempt back.
+        if c.attempts > 0 {
             let applied: Bool?
             do {
                 applied = try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) })
             } catch {
                 logger.notice("read-back failed; the command is not sent blind", metadata: ["id": "\(c.id)", "error": "\(error)"])
-                return failed(&c, error, account: account)
+                return failed(&c, error, account: account, afterSend: false)
             }
             if applied == true {
                 logger.info("command confirmed by read-back; not sent again", metadata: ["id": "\(c.id)"])
-                return finish(c, .done, code: nil, message: "confirmed by read-back after a restart")
+                return finish(c, .done, code: nil, message: "confirmed by read-back after an unanswered attempt")
             }
             if applied == nil && !account.adapter.resendWhenUnconfirmed(c) {
                 logger.warning("command in doubt: it may have reached the cloud, which cannot be read back; not sent again", metadata: ["id": "\(c.id)"])
                 return finish(c, .failed, code: .inDoubt,
-                              message: "it may have reached \(account.adapter.vendor) before the daemon stopped, and cannot be read back: not sent again; check the device and send it again if it did not take effect")
+                              message: "it may have reached \(account.adapter.vendor) (an attempt got no answer, or the daemon stopped during it) and cannot be read back: not sent again; check the device and send it again if it did not take effect")
             }
+            // Read back as not applied: sending it is safe, as if for the first time.
+            if applied == false { c.attempts = 0 }
         }
         c.attempts += 1
         do {
@@ -56,7 +59,7 @@ extension Bridge {
             // Stopping (SIGTERM) cancels a call in flight: the command stays open in the store and is resumed,
             // with a read-back first, after the restart.
             if Task.isCancelled { return }
-            failed(&c, error, account: account)
+            failed(&c, error, account: account, afterSend: true)
         }
     }
 
@@ -76,35 +79,56 @@ extension Bridge {
         queue.putBack(c)
     }
 
-    /// A command's call failed: a 429 puts it back in line (one `queued`), anything else ends it.
-    func failed(_ c: inout Command, _ error: CloudError, account: AccountRuntime) {
+    /// Backoff after the n-th transient failure of a command: 2, 4, 8 … s, capped at a minute.
+    static func transientBackoff(_ n: Int) -> Double { min(60, 2 * Double(1 << min(max(n - 1, 0), 5))) }
+
+    /// A command's call (or its read-back, `afterSend` false) failed. A 429 or a transient failure (5xx,
+    /// timeout, lost connection) puts it back in line with one `queued` and `retry_at`, within `valid_for_s`;
+    /// a definite refusal ends it.
+    func failed(_ c: inout Command, _ error: CloudError, account: AccountRuntime, afterSend: Bool) {
         book.count(account.name) { $0.errors += 1 }
-        if error.status != nil && error.kind != .unavailable { queue.definitelyNotApplied.insert(c.id) }
+        // The cloud answered definitely: this attempt did not apply, so a retry needs no read-back.
+        if afterSend && !error.mayHaveApplied { c.attempts = max(0, c.attempts - 1) }
+        let now = clock.now()
+        let retryAt: EpochSeconds
+        let code: ResultCode
         if case .rateLimited(let retryAfter) = error.kind {
             book.count(account.name) { $0.rateLimited += 1 }
-            let retryAt = clock.now() + max(retryAfter, 1)
+            retryAt = now + max(retryAfter, 1)
+            code = .rateLimited
             setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
             if retryAt > c.validUntil {
                 return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
             }
-            let alreadyQueued = c.status == .queued
-            c.status = .queued
-            c.notBefore = retryAt
-            if alreadyQueued {
-                // The contract has at most one `queued` per command; later retries only move retry_at.
-                do { try store.updateCommand(c) } catch {
-                    logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
-                }
-            } else {
-                publishResult(c, .queued, code: .rateLimited, message: error.message,
-                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+        } else if error.isTransient {
+            let n = (queue.transientFailures[c.id] ?? 0) + 1
+            queue.transientFailures[c.id] = n
+            retryAt = now + Self.transientBackoff(n)
+            code = .cloudUnavailable
+            logger.notice("command hit a transient cloud failure; retrying", metadata: ["id": "\(c.id)", "failures": "\(n)", "error": "\(error)"])
+            // The account's state is the polls' to say: one failed PATCH does not take every device offline.
+            if retryAt > c.validUntil {
+                return finish(c, .expired, code: .expired,
+                              message: "\(account.adapter.vendor) unavailable (\(n) \(n == 1 ? "try" : "tries")), and valid_for_s runs out before the next: \(error.message)")
             }
-            queue.putBack(c)
+        } else {
+            logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
+            finish(c, .failed, code: error.code, message: error.message)
+            if let s = error.accountState { setAccount(account.name, s, error: error.message) }
             return
         }
-        logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
-        finish(c, .failed, code: error.code, message: error.message)
-        if let s = error.accountState { setAccount(account.name, s, error: error.message) }
+        let alreadyQueued = c.status == .queued
+        c.status = .queued
+        c.notBefore = retryAt
+        if alreadyQueued {
+            // The contract has at most one `queued` per command; later retries only move retry_at.
+            do { try store.updateCommand(c) } catch {
+                logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
+            }
+        } else {
+            publishResult(c, .queued, code: code, message: error.message, extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+        }
+        queue.putBack(c)
     }
 
     // MARK: groups

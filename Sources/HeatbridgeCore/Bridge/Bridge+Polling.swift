@@ -88,6 +88,7 @@ extension Bridge {
             noteVisibility(account, snapshots)
             setAccount(account.name, .ready, error: nil)
         case .failure(let error):
+            logger.debug("poll failed", metadata: ["account": "\(account.name)", "error": "\(error)"])
             book.unchangedPolls[account.name] = 0
             book.count(account.name) { $0.errors += 1 }
             if case .rateLimited(let ra) = error.kind {

@@ -42,8 +42,11 @@ public enum CommandIntake {
         if let v = body["id"] {
             if let s = v.stringValue, !s.isEmpty, s.utf8.count <= maxIdBytes {
                 id = s
-            } else if let i = v.intValue {
-                id = String(i)
+            } else if case .number = v {
+                // Ids are strings: a number would come back as a string (4711 → "4711") and a client matching
+                // results by JSON value would miss it. Refused, with the id echoed exactly as sent.
+                return .rejected(target, id: nil, CommandRejection(.invalidPayload, "\"id\" must be a string: send \"\(v.serialized)\" instead of \(v.serialized)",
+                                                                   idAsSent: v), clearRetained: m.retained)
             } else {
                 return reject(nil, .invalidPayload, "\"id\" must be a non-empty string of at most \(maxIdBytes) bytes")
             }

@@ -4,8 +4,9 @@ struct CommandQueue {
     private(set) var waiting: [String: [Command]] = [:]
     /// The command each device is executing right now.
     private(set) var running: [String: Command] = [:]
-    /// Commands whose last attempt the cloud answered definitively (e.g. 429): not in doubt, no read-back needed.
-    var definitelyNotApplied: Set<String> = []
+    /// Transient failures (5xx, timeouts) per command so far, for its backoff; forgotten when it ends or the
+    /// daemon restarts (a restart starts the backoff over, not the command).
+    var transientFailures: [String: Int] = [:]
 
     /// Commands waiting or running, for `outbox_depth`.
     var depth: Int { waiting.values.reduce(0) { $0 + $1.count } + running.count }

@@ -40,6 +40,8 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     /// The command may have reached the cloud before the daemon stopped, and the vendor cannot be read back.
     public static let inDoubt = ResultCode(rawValue: "IN_DOUBT")
     public static let notAcknowledged = ResultCode(rawValue: "NOT_ACKNOWLEDGED")
+    /// The `id` names an earlier command (of the last 24 h) with another target or other parameters.
+    public static let duplicateId = ResultCode(rawValue: "DUPLICATE_ID")
     public static let safetyLimit = ResultCode(rawValue: "SAFETY_LIMIT")
 }
 
@@ -101,9 +103,13 @@ public struct CommandRejection: Error, Sendable, Equatable {
     /// Messages quote what the command said (a key, a value); they are cut at this many characters so a
     /// hostile payload is not echoed whole into results and logs.
     public static let maxMessageCharacters = 300
-    public init(_ code: ResultCode, _ message: String) {
+    /// The `id` exactly as the command sent it, when it is not a string (a number): the rejection echoes it
+    /// as sent so the sender can match it.
+    public var idAsSent: JSONValue?
+    public init(_ code: ResultCode, _ message: String, idAsSent: JSONValue? = nil) {
         self.code = code
         self.message = message.count > Self.maxMessageCharacters ? String(message.prefix(Self.maxMessageCharacters)) + "…" : message
+        self.idAsSent = idAsSent
     }
 }
 

@@ -73,9 +73,14 @@ public struct HTTPResponse: Sendable {
 
 /// Why no HTTP response arrived at all.
 public enum HTTPTransportError: Error, Sendable, Equatable {
+    /// No answer in time. The request may have been sent (and acted on) or not.
     case timeout
-    /// Refused, reset, DNS failure, TLS failure…: the text is the transport's own, never a secret.
+    /// Reset, closed or broken after the request went out…: the text is the transport's own, never a secret.
+    /// The cloud may have acted on the request.
     case connection(String)
+    /// The request never left: DNS failure, refused connection, TLS handshake failure, or a timeout before
+    /// anything was sent. The cloud cannot have acted on it, so it is safe to send again without a read-back.
+    case unsent(String)
 }
 
 /// Sends HTTP requests. Implementations must not block the caller's executor.
@@ -191,6 +196,23 @@ public struct PendingResult: Sendable, Equatable {
     }
 }
 
+/// A command accepted earlier, as `StatePort.priorCommand` finds it.
+public struct PriorCommand: Sendable, Equatable {
+    public var command: Command
+    /// Its latest result (topic and payload), nil when none was stored.
+    public var lastResult: PendingResult?
+
+    public init(command: Command, lastResult: PendingResult?) {
+        self.command = command
+        self.lastResult = lastResult
+    }
+
+    /// Whether `target` with `params` is this same command again.
+    public func isSame(_ target: Target, params: JSONValue) -> Bool {
+        command.device == target.device && command.node == target.node && command.capability == target.capability && command.params == params
+    }
+}
+
 /// Durable state: cached devices, commands and their results. Every call is synchronous and short; an error
 /// means the write did not happen (disk full, I/O error) and the caller must say so instead of going on.
 public protocol StatePort: Sendable {
@@ -209,9 +231,10 @@ public protocol StatePort: Sendable {
     /// Messages persisted but not handled yet (the daemon died in between), oldest first.
     func inboxPending() throws -> [MQTTMessage]
     func inboxRemove(_ row: Int64) throws
-    /// Whether a command with this id, target and parameters was already accepted since `since`: a broker
-    /// redelivering a message the daemon had stored but not acknowledged must not run it twice.
-    func hasCommand(id: String, device: String, node: String, capability: String, params: JSONValue, since: EpochSeconds) throws -> Bool
+    /// The latest command accepted with this id since `since`, with its latest result: a message repeating it
+    /// (a broker redelivery, a sender's retry) is answered with that result and never run twice, and another
+    /// command reusing the id is refused.
+    func priorCommand(id: String, since: EpochSeconds) throws -> PriorCommand?
     /// Bridge-local settings (e.g. a DHW circuit's default charge duration), by key.
     func loadSettings() throws -> [String: JSONValue]
     func saveSetting(_ key: String, _ value: JSONValue) throws

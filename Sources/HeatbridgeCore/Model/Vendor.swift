@@ -36,12 +36,28 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     public var status: Int?
     /// Human-readable detail; never contains a secret.
     public var message: String
+    /// Whether the cloud may have acted on the request although it did not say so: no answer (a timeout or
+    /// a connection lost after sending), a 2xx whose body could not be read, or a 500/502/504 (an upstream
+    /// that may have gone on). Such a command is read back before it is sent again, never re-sent blind.
+    /// False for definite answers (4xx, 429, 503, the vendor's "device offline") and unsent requests.
+    public var mayHaveApplied: Bool
 
-    public init(_ kind: Kind, status: Int? = nil, message: String) {
+    public init(_ kind: Kind, status: Int? = nil, message: String, mayHaveApplied: Bool? = nil) {
         self.kind = kind
         self.status = status
         self.message = message
+        self.mayHaveApplied = mayHaveApplied ?? Self.mayHaveApplied(kind, status)
     }
+
+    static func mayHaveApplied(_ kind: Kind, _ status: Int?) -> Bool {
+        if kind == .deviceOffline { return false }
+        guard let status else { return true }
+        return (200..<300).contains(status) || [500, 502, 504].contains(status)
+    }
+
+    /// A failure worth trying again later (5xx, timeouts, lost connections): the cloud, not the command, is
+    /// at fault. 429 is retried on its own terms (`Retry-After`).
+    public var isTransient: Bool { kind == .unavailable }
 
     public var description: String { status.map { "HTTP \($0): \(message)" } ?? message }
 
@@ -209,6 +225,7 @@ extension CloudError {
         switch e {
         case .timeout: return CloudError(.unavailable, message: "no answer within \(JSONValue.format(timeout)) s (\(what))")
         case .connection(let why): return CloudError(.unavailable, message: "cannot reach the \(api): \(why)")
+        case .unsent(let why): return CloudError(.unavailable, message: "cannot reach the \(api): \(why)", mayHaveApplied: false)
         }
     }
 
