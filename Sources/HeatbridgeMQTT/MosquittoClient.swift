@@ -117,7 +117,8 @@ public final class MosquittoClient: MQTTPort {
             c.connected.withLock { $0 = false }
             c.continuation.yield(.disconnected(reason: Int(rc)))
         }
-        mosquitto_message_callback_set(h) { _, obj, msg in
+        // The v5 callback: a command's Response Topic and Correlation Data come as properties.
+        mosquitto_message_v5_callback_set(h) { _, obj, msg, props in
             guard let obj, let m = msg?.pointee, let topic = m.topic else { return }
             let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
             let size = Int(m.payloadlen)
@@ -127,6 +128,7 @@ public final class MosquittoClient: MQTTPort {
             c.stats.withLock { $0.received += 1 }
             var message = MQTTMessage(topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos),
                                       oversize: oversize ? size : nil)
+            if !oversize { (message.responseTopic, message.correlationData) = MosquittoClient.replyProperties(props) }
             c.intake?(&message)
             c.continuation.yield(.message(message))
         }
@@ -146,6 +148,25 @@ public final class MosquittoClient: MQTTPort {
                 mosquitto_will_set(h, will.topic, Int32($0.count), $0.baseAddress, 1, true)
             }, "will_set")
         }
+    }
+
+    /// Response Topic and Correlation Data of a received message (libmosquitto allocates both; freed here).
+    private static func replyProperties(_ props: OpaquePointer?) -> (String?, [UInt8]?) {
+        guard let props else { return (nil, nil) }
+        var topic: String?
+        var text: UnsafeMutablePointer<CChar>?
+        if mosquitto_property_read_string(props, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), &text, false) != nil, let text {
+            topic = String(cString: text)
+            free(text)
+        }
+        var data: [UInt8]?
+        var raw: UnsafeMutableRawPointer?
+        var len: UInt16 = 0
+        if mosquitto_property_read_binary(props, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), &raw, &len, false) != nil {
+            data = raw.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(len))) } ?? []
+            free(raw)
+        }
+        return (topic, data)
     }
 
     private func check(_ rc: Int32, _ op: String) throws(MosquittoError) {
@@ -206,14 +227,38 @@ public final class MosquittoClient: MQTTPort {
 
     @discardableResult
     public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool {
+        publish(topic: topic, payload: payload, qos: qos, retain: retain, responseTopic: nil, correlationData: nil)
+    }
+
+    @discardableResult
+    public func publishReply(topic: String, payload: [UInt8], correlationData: [UInt8]?) -> Bool {
+        publish(topic: topic, payload: payload, qos: 1, retain: false, responseTopic: nil, correlationData: correlationData)
+    }
+
+    /// Publishes with MQTT v5 properties: a Response Topic and Correlation Data (a request), Correlation Data
+    /// alone (an answer), user properties (passed through by the broker, never read by the bridge).
+    @discardableResult
+    public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool, responseTopic: String?, correlationData: [UInt8]?,
+                        userProperties: [(String, String)] = []) -> Bool {
         guard connected.withLock({ $0 }) else {
             stats.withLock { $0.publishFailures += 1 }
             return false
         }
+        var props: OpaquePointer?
+        defer { mosquitto_property_free_all(&props) }
+        if let responseTopic { mosquitto_property_add_string(&props, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), responseTopic) }
+        if let correlationData {
+            correlationData.withUnsafeBytes {
+                _ = mosquitto_property_add_binary(&props, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), $0.baseAddress, UInt16(min($0.count, 65_535)))
+            }
+        }
+        for (name, value) in userProperties {
+            mosquitto_property_add_string_pair(&props, Int32(MQTT_PROP_USER_PROPERTY.rawValue), name, value)
+        }
         let rc = live.withLock { h -> Int32 in
             guard let h else { return MOSQ_ERR_NO_CONN.rawValue }
             return payload.withUnsafeBytes { raw in
-                mosquitto_publish(h.pointer, nil, topic, Int32(raw.count), raw.baseAddress, Int32(qos), retain)
+                mosquitto_publish_v5(h.pointer, nil, topic, Int32(raw.count), raw.baseAddress, Int32(qos), retain, props)
             }
         }
         let ok = rc == MOSQ_ERR_SUCCESS.rawValue

@@ -118,6 +118,14 @@ extension SQLValue {
         if case .int(let i) = self { return i }
         return nil
     }
+    /// The bytes of a BLOB; nil for NULL (an absent Correlation Data is not an empty one).
+    var blobValue: [UInt8]? {
+        switch self {
+        case .blob(let b): return b
+        case .text(let s): return Array(s.utf8)
+        default: return nil
+        }
+    }
     var bytes: [UInt8] {
         switch self {
         case .blob(let b): return b

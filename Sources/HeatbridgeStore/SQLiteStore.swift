@@ -60,6 +60,16 @@ public final class SQLiteStore: StatePort {
         CREATE TABLE trigger_fires(row INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, fired_at REAL NOT NULL,
                                    command_id TEXT NOT NULL, reason TEXT NOT NULL);
         """,
+        // MQTT v5 request/response: a command's Response Topic and Correlation Data, from the inbox to the
+        // command to each result's copy (is_reply = 1) on that topic.
+        """
+        ALTER TABLE inbox ADD COLUMN response_topic TEXT;
+        ALTER TABLE inbox ADD COLUMN correlation BLOB;
+        ALTER TABLE commands ADD COLUMN reply_topic TEXT;
+        ALTER TABLE commands ADD COLUMN reply_correlation BLOB;
+        ALTER TABLE results ADD COLUMN is_reply INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE results ADD COLUMN correlation BLOB;
+        """,
     ]
 
     /// The schema version this build migrates to.
@@ -152,6 +162,18 @@ public final class SQLiteStore: StatePort {
     /// Caches a device. Flash wear: the box lives on eMMC or an SD card, so an unchanged poll writes nothing,
     /// or only the confirmation time every `confirmationRefreshS`; and cache writes do not wait for fsync
     /// (`relaxed`): after a power cut the cache may be a poll older, which the next poll corrects.
+    public func deleteDevice(_ deviceId: String) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.transaction { () throws(SQLiteError) in
+                for table in ["nodes", "schedules", "devices"] {
+                    try conn.query("DELETE FROM \(table) WHERE device_id = ?", [.text(deviceId)])
+                }
+            }
+        }
+        // Written again in full if it ever comes back.
+        _ = written.withLock { $0.removeValue(forKey: deviceId) }
+    }
+
     public func saveDevice(_ d: CachedDevice) throws {
         func hash(_ text: String) -> UInt64 { fnv1a64(Array(text.utf8)) }
         let now = Written(device: hash(d.account + "\u{0}" + d.state.serialized + "\u{0}" + (d.availability ?? "")),
@@ -225,11 +247,13 @@ public final class SQLiteStore: StatePort {
 
     private func insert(_ c: Command) throws(SQLiteError) {
         try conn.query("""
-            INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
+                                 reply_topic, reply_correlation)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
             """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
                   .text(c.source.rawValue), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
-                  .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null])
+                  .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null,
+                  c.reply.map { .text($0.topic) } ?? .null, c.reply?.correlationData.map(SQLValue.blob) ?? .null])
     }
 
     private func update(_ c: Command) throws(SQLiteError) {
@@ -243,24 +267,27 @@ public final class SQLiteStore: StatePort {
     public func openCommands() throws -> [Command] {
         try locked { () throws(SQLiteError) in
             try conn.query("""
-                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before
+                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
+                       reply_topic, reply_correlation
                 FROM commands WHERE status IN ('accepted', 'queued') ORDER BY seq
                 """).compactMap(Self.command)
         }
     }
 
     /// A command row (`id, device, node, capability, params, source, received_at, valid_until, status,
-    /// attempts, not_before`); nil when it cannot be read.
+    /// attempts, not_before, reply_topic, reply_correlation`); nil when it cannot be read.
     private static func command(_ r: [SQLValue]) -> Command? {
         guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
               let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
               let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
         return Command(id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
                        receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
-                       attempts: Int(r[9].int ?? 0), notBefore: r[10].double)
+                       attempts: Int(r[9].int ?? 0), notBefore: r[10].double,
+                       reply: r[11].text.map { ReplyAddress(topic: $0, correlationData: r[12].blobValue) })
     }
 
-    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
+    public func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+                             inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?) {
         try locked { () throws(SQLiteError) in
             try conn.transaction { () throws(SQLiteError) in
                 if let c = command {
@@ -269,24 +296,30 @@ public final class SQLiteStore: StatePort {
                 if let inboxRow { try conn.query("DELETE FROM inbox WHERE row = ?", [.int(inboxRow)]) }
                 try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
                                [.text(commandId), .text(topic), .blob(payload)])
-                return sqlite3_last_insert_rowid_wrapper(conn)
+                let row = sqlite3_last_insert_rowid_wrapper(conn)
+                guard let reply else { return (row, nil) }
+                try conn.query("INSERT INTO results(command_id, topic, payload, is_reply, correlation) VALUES (?,?,?,1,?)",
+                               [.text(commandId), .text(reply.topic), .blob(payload), reply.correlationData.map(SQLValue.blob) ?? .null])
+                return (row, sqlite3_last_insert_rowid_wrapper(conn))
             }
         }
     }
 
     public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
         try locked { () throws(SQLiteError) in
-            try conn.query("INSERT INTO inbox(topic, payload, retained) VALUES (?,?,?)",
-                           [.text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0)])
+            try conn.query("INSERT INTO inbox(topic, payload, retained, response_topic, correlation) VALUES (?,?,?,?,?)",
+                           [.text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0), m.responseTopic.map(SQLValue.text) ?? .null,
+                            m.correlationData.map(SQLValue.blob) ?? .null])
             return sqlite3_last_insert_rowid_wrapper(conn)
         }
     }
 
     public func inboxPending() throws -> [MQTTMessage] {
         try locked { () throws(SQLiteError) in
-            try conn.query("SELECT row, topic, payload, retained FROM inbox ORDER BY row").compactMap { r in
+            try conn.query("SELECT row, topic, payload, retained, response_topic, correlation FROM inbox ORDER BY row").compactMap { r in
                 guard let row = r[0].int, let topic = r[1].text else { return nil }
-                return MQTTMessage(topic: topic, payload: r[2].bytes, retained: r[3].int == 1, qos: 1, inboxRow: row)
+                return MQTTMessage(topic: topic, payload: r[2].bytes, retained: r[3].int == 1, qos: 1, inboxRow: row,
+                                   responseTopic: r[4].text, correlationData: r[5].blobValue)
             }
         }
     }
@@ -300,11 +333,13 @@ public final class SQLiteStore: StatePort {
     public func priorCommand(id: String, since: Double) throws -> PriorCommand? {
         try locked { () throws(SQLiteError) in
             let rows = try conn.query("""
-                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before
+                SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
+                       reply_topic, reply_correlation
                 FROM commands WHERE id = ? AND received_at >= ? ORDER BY seq DESC LIMIT 1
                 """, [.text(id), .real(since)])
             guard let c = rows.first.flatMap(Self.command) else { return nil }
-            let last = try conn.query("SELECT row, topic, payload FROM results WHERE command_id = ? ORDER BY row DESC LIMIT 1", [.text(id)])
+            let last = try conn.query("SELECT row, topic, payload FROM results WHERE command_id = ? AND is_reply = 0 ORDER BY row DESC LIMIT 1",
+                                      [.text(id)])
                 .first.flatMap { r -> PendingResult? in
                     guard let row = r[0].int, let topic = r[1].text else { return nil }
                     return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
@@ -368,9 +403,10 @@ public final class SQLiteStore: StatePort {
 
     public func unpublishedResults() throws -> [PendingResult] {
         try locked { () throws(SQLiteError) in
-            try conn.query("SELECT row, topic, payload FROM results WHERE published = 0 ORDER BY row").compactMap { r in
+            try conn.query("SELECT row, topic, payload, is_reply, correlation FROM results WHERE published = 0 ORDER BY row").compactMap { r in
                 guard let row = r[0].int, let topic = r[1].text else { return nil }
-                return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
+                return PendingResult(rowId: row, topic: topic, payload: r[2].bytes,
+                                     reply: r[3].int == 1 ? ReplyAddress(topic: topic, correlationData: r[4].blobValue) : nil)
             }
         }
     }

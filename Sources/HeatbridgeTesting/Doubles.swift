@@ -17,6 +17,14 @@ public final class RecordingMQTT: MQTTPort {
         return true
     }
 
+    /// Replies as published: topic, payload and Correlation Data.
+    public let replies = Mutex<[(topic: String, payload: String, correlationData: [UInt8]?)]>([])
+    public func publishReply(topic: String, payload: [UInt8], correlationData: [UInt8]?) -> Bool {
+        guard online.withLock({ $0 }) else { return false }
+        replies.withLock { $0.append((topic, String(decoding: payload, as: UTF8.self), correlationData)) }
+        return true
+    }
+
     public func subscribe(_ filter: String, qos: Int, retainedOnlyWhenNew: Bool) { subscriptions.withLock { $0.append(filter) } }
     public var counters: MQTTCounters { MQTTCounters() }
 
@@ -35,12 +43,13 @@ public final class InMemoryStore: StatePort {
     public init() {}
     public let devices = Mutex<[String: CachedDevice]>([:])
     public let commands = Mutex<[Command]>([])
-    public let results = Mutex<[(row: Int64, commandId: String, topic: String, payload: [UInt8], published: Bool)]>([])
+    public let results = Mutex<[(row: Int64, commandId: String, topic: String, payload: [UInt8], published: Bool, reply: ReplyAddress?)]>([])
     public let failing = Mutex(false)
 
     public func check() throws { if failing.withLock({ $0 }) { throw StoreDown() } }
     public func loadDevices() throws -> [CachedDevice] { try check(); return devices.withLock { Array($0.values) } }
     public func saveDevice(_ d: CachedDevice) throws { try check(); devices.withLock { $0[d.deviceId] = d } }
+    public func deleteDevice(_ deviceId: String) throws { try check(); _ = devices.withLock { $0.removeValue(forKey: deviceId) } }
     public func insertCommand(_ c: Command) throws { try check(); commands.withLock { $0.append(c) } }
     public func updateCommand(_ c: Command) throws {
         try check()
@@ -68,21 +77,25 @@ public final class InMemoryStore: StatePort {
     public func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
     public func priorCommand(id: String, since: EpochSeconds) throws -> PriorCommand? {
         guard let c = commands.withLock({ $0.last { $0.id == id && $0.receivedAt >= since } }) else { return nil }
-        let last = results.withLock { $0.last { $0.commandId == id } }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) }
+        let last = results.withLock { $0.last { $0.commandId == id && $0.reply == nil } }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) }
         return PriorCommand(command: c, lastResult: last)
     }
-    public func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64 {
+    public func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+                             inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?) {
         try check()
         if let inboxRow { try inboxRemove(inboxRow) }
         if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
         return results.withLock { r in
-            r.append((Int64(r.count + 1), commandId, topic, payload, false))
-            return Int64(r.count)
+            r.append((Int64(r.count + 1), commandId, topic, payload, false, nil))
+            let row = Int64(r.count)
+            guard let reply else { return (row, nil) }
+            r.append((Int64(r.count + 1), commandId, reply.topic, payload, false, reply))
+            return (row, Int64(r.count))
         }
     }
     public func markResultPublished(_ rowId: Int64) throws { results.withLock { $0[Int(rowId) - 1].published = true } }
     public func unpublishedResults() throws -> [PendingResult] {
-        results.withLock { $0.filter { !$0.published }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) } }
+        results.withLock { $0.filter { !$0.published }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload, reply: $0.reply) } }
     }
 }
 

@@ -91,9 +91,13 @@ public enum DerogationRequest {
         if let d = p["duration_min"]?.intValue {
             let c = localTime.components(now)
             startDay = c.day
+            // The window has the asked length on the grid: it starts at the grid point the command falls in
+            // (at most 4 min 59 s before it arrived: the cloud takes only grid times, and a derogation asked to
+            // start now must not start later) and lasts the duration rounded up to the grid. Rounding the end
+            // up from the arrival instead made 120 min at 19:11:59 into 19:10–21:15, 125 min.
             start = c.minute - c.minute % HSLWire.gridMinutes
-            var total = c.minute + d
-            total += (HSLWire.gridMinutes - total % HSLWire.gridMinutes) % HSLWire.gridMinutes
+            let g = HSLWire.gridMinutes
+            let total = start + (d + g - 1) / g * g
             endDay = startDay + Int64(total / 1440)
             end = total % 1440
         } else {

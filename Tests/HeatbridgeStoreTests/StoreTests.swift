@@ -29,8 +29,8 @@ final class StoreTests: XCTestCase {
             q.notBefore = 50
             q.attempts = 1
             try s.updateCommand(q)
-            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), command: nil, isNew: false, inboxRow: nil)
-            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), command: nil, isNew: false, inboxRow: nil)
+            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), reply: nil, command: nil, isNew: false, inboxRow: nil).row
+            _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), reply: nil, command: nil, isNew: false, inboxRow: nil)
             try s.markResultPublished(r1)
             try s.saveSetting("d/dhw1/charge_duration_min", 45)
         }
@@ -44,7 +44,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(devices[0].updatedAt, 200)
         XCTAssertEqual(devices[0].schedules, ["hc1": ["days": [:]]])
         XCTAssertEqual(try s.loadSettings(), ["d/dhw1/charge_duration_min": 45])
-        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 6)
+        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 7)
         let open = try s.openCommands()
         XCTAssertEqual(open.map(\.id), ["c1"])
         XCTAssertEqual(open[0].status, .queued)
@@ -205,13 +205,37 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// MQTT v5 request/response survives a restart: the Response Topic and Correlation Data go from the inbox
+    /// to the command to each result's copy, and a copy not yet published comes back as a reply.
+    func testReplyAddressesArePersistedAlongTheWay() throws {
+        let s = try SQLiteStore(path: path)
+        let corr: [UInt8] = [0, 1, 0xff]
+        _ = try s.inboxAdd(MQTTMessage(topic: "hb/d/n/c/set", payload: Array("{}".utf8), responseTopic: "ems/r", correlationData: corr))
+        XCTAssertEqual(try s.inboxPending().first?.responseTopic, "ems/r")
+        XCTAssertEqual(try s.inboxPending().first?.correlationData, corr)
+        let reply = ReplyAddress(topic: "ems/r", correlationData: corr)
+        let c = Command(id: "v5", device: "d", node: "n", capability: "c", params: [:], source: "mqtt", receivedAt: 1, validUntil: 601, reply: reply)
+        let rows = try s.appendResult(commandId: "v5", topic: "hb/d/n/c/result", payload: [7], reply: reply, command: c, isNew: true, inboxRow: nil)
+        XCTAssertNotNil(rows.replyRow)
+        try s.markResultPublished(rows.row)
+        XCTAssertEqual(try s.openCommands().first?.reply, reply)
+        let pending = try s.unpublishedResults()
+        XCTAssertEqual(pending, [PendingResult(rowId: rows.replyRow!, topic: "ems/r", payload: [7], reply: reply)])
+        // The reply copy is never taken for the command's own last result.
+        XCTAssertEqual(try s.priorCommand(id: "v5", since: 0)?.lastResult?.topic, "hb/d/n/c/result")
+        // No Correlation Data is NULL, not an empty one.
+        let bare = ReplyAddress(topic: "ems/r2", correlationData: nil)
+        let r2 = try s.appendResult(commandId: "v5", topic: "hb/d/n/c/result", payload: [8], reply: bare, command: nil, isNew: false, inboxRow: nil)
+        XCTAssertEqual(try s.unpublishedResults().last, PendingResult(rowId: r2.replyRow!, topic: "ems/r2", payload: [8], reply: bare))
+    }
+
     func testInboxIsConsumedWithTheResultInOneTransaction() throws {
         let s = try SQLiteStore(path: path)
         let row = try s.inboxAdd(MQTTMessage(topic: "hb/d/n/c/set", payload: Array("{}".utf8), retained: true))
         XCTAssertEqual(try s.inboxPending().map(\.inboxRow), [row])
         XCTAssertEqual(try s.inboxPending().first?.retained, true)
         let c = Command(id: "i1", device: "d", node: "n", capability: "c", params: ["a": 1], source: "mqtt", receivedAt: 100, validUntil: 700)
-        _ = try s.appendResult(commandId: "i1", topic: "t", payload: [1], command: c, isNew: true, inboxRow: row)
+        _ = try s.appendResult(commandId: "i1", topic: "t", payload: [1], reply: nil, command: c, isNew: true, inboxRow: row)
         XCTAssertTrue(try s.inboxPending().isEmpty)
         let prior = try XCTUnwrap(try s.priorCommand(id: "i1", since: 50))
         XCTAssertEqual(prior.command, c)

@@ -31,6 +31,11 @@ final class BoschContractsTests: XCTestCase {
         while Date() < gone, c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty != true { usleep(100_000) }
         XCTAssertEqual(c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty, true, "retained state not cleared")
         XCTAssertTrue(c.all("heatbridge/bosch-101000002/availability").contains { String(decoding: $0.payload, as: UTF8.self) == "offline" })
+        // `heatbridge status` shows what MQTT shows: the gateway is no longer listed (it said "online" before).
+        let status = try JSONValue.parse(try h.cli(["status", "--json"]).output)
+        let listed = (status["devices"]?.arrayValue ?? []).compactMap { $0["device"]?.stringValue }
+        XCTAssertTrue(listed.contains("bosch-101000001"), "\(listed)")
+        XCTAssertFalse(listed.contains("bosch-101000002"), "\(listed)")
         let show = try h.cli(["contracts", "show", "101000002"])
         XCTAssertTrue(show.output.contains("101000002  CLOSED"), show.output)
         let ack = try h.cli(["contracts", "ack", "101000002"])
@@ -39,6 +44,13 @@ final class BoschContractsTests: XCTestCase {
         let bad = try h.cli(["contracts", "show", "12"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.output.contains("must be 9 digits"), bad.output)
+        // A restart does not bring the gone gateway back from the cache.
+        XCTAssertEqual(h.stopDaemon(), 0)
+        c.clear()
+        try h.startDaemon()
+        c.waitJSON("heatbridge/bosch-101000001/state") { $0["source"]?.stringValue == "cloud" }
+        h.barrier()
+        XCTAssertTrue(c.all("heatbridge/bosch-101000002/state").allSatisfy { $0.payload.isEmpty }, "the removed gateway came back from the cache")
     }
 
     func testOnboardingLinkAndKeyExpiryWarning() throws {

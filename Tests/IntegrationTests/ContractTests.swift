@@ -63,4 +63,58 @@ final class ContractTests: XCTestCase {
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 22)
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["active"]?.boolValue, true)
     }
+
+    /// MQTT v5 request/response (DESIGN.md): a command with a Response Topic gets every result there too, with
+    /// its Correlation Data, also across a restart; user properties change nothing; a response topic inside
+    /// the bridge's own namespace is refused (it would let a client forge device state).
+    func testV5ResponseTopicGetsEveryResultWithTheCorrelationData() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        c.subscribe("ems/replies/#")
+        c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
+        let corr: [UInt8] = [0xca, 0xfe, 0x00, 0x01]
+        func replies(_ id: String) -> [MQTTMessage] {
+            c.all("ems/replies/box").filter { (try? JSONValue.parse($0.payload))?["id"]?.stringValue == id }
+        }
+        func status(_ m: MQTTMessage) -> String { (try? JSONValue.parse(m.payload))?["status"]?.stringValue ?? "?" }
+
+        c.publishRequest("\(charge)/set", #"{"id":"v5-1","action":"start","duration_min":25}"#, responseTopic: "ems/replies/box",
+                         correlationData: corr, userProperties: [("trace", "t-1"), ("tenant", "x")])
+        c.waitResult("ems/replies/box", id: "v5-1", status: "done")
+        XCTAssertEqual(replies("v5-1").map(status), ["accepted", "done"])
+        XCTAssertEqual(replies("v5-1").map(\.correlationData), [corr, corr])
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "v5-1"), ["accepted", "done"], "the result topic still gets every result")
+        XCTAssertTrue(c.all("\(charge)/result").allSatisfy { $0.correlationData == nil }, "correlation data only on the response topic")
+
+        // A rejection goes there too.
+        c.publishRequest("\(charge)/set", #"{"id":"v5-2","action":"boil"}"#, responseTopic: "ems/replies/box", correlationData: [9])
+        XCTAssertEqual(c.waitResult("ems/replies/box", id: "v5-2", status: "rejected")?["code"]?.stringValue, "INVALID_PAYLOAD")
+        XCTAssertEqual(replies("v5-2").first?.correlationData, [9])
+
+        // A response topic under the bridge's own topics is refused, and nothing is published there.
+        let forged = "heatbridge/bosch-101000001/dhw1/state"
+        c.publishRequest("\(charge)/set", #"{"id":"v5-bad","action":"stop"}"#, responseTopic: forged, correlationData: nil)
+        let bad = c.waitResult("\(charge)/result", id: "v5-bad", status: "rejected")
+        XCTAssertEqual(bad?["code"]?.stringValue, "INVALID_PAYLOAD")
+        XCTAssertTrue(bad?["message"]?.stringValue?.contains("response topic") == true, "\(String(describing: bad))")
+        c.publishRequest("\(charge)/set", #"{"id":"v5-wild","action":"stop"}"#, responseTopic: "ems/+/x", correlationData: nil)
+        XCTAssertEqual(c.waitResult("\(charge)/result", id: "v5-wild", status: "rejected")?["code"]?.stringValue, "INVALID_PAYLOAD")
+        h.barrier()
+        XCTAssertFalse(c.all(forged).contains { (try? JSONValue.parse($0.payload))?["id"]?.stringValue == "v5-bad" })
+
+        // Across a restart: queued while the cloud is down, finished by the next daemon, still answered there.
+        try h.admin("POST", "/admin/down", #"{"down":true}"#)
+        c.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
+        c.publishRequest("\(charge)/set", #"{"id":"v5-3","action":"start","duration_min":26,"valid_for_s":600}"#,
+                         responseTopic: "ems/replies/box", correlationData: corr)
+        c.waitResult("ems/replies/box", id: "v5-3", status: "queued")
+        XCTAssertEqual(h.stopDaemon(), 0)
+        try h.admin("POST", "/admin/down", #"{"down":false}"#)
+        try h.startDaemon()
+        c.waitResult("ems/replies/box", id: "v5-3", status: "done", timeout: 30)
+        XCTAssertEqual(replies("v5-3").map(status), ["accepted", "queued", "done"])
+        XCTAssertEqual(Set(replies("v5-3").map(\.correlationData)), [corr])
+    }
 }

@@ -454,6 +454,14 @@ final class TestMQTTClient: @unchecked Sendable {
         precondition(ok, "test client publish failed")
     }
 
+    /// Publishes a v5 request: Response Topic, Correlation Data and user properties.
+    func publishRequest(_ topic: String, _ payload: String, responseTopic: String, correlationData: [UInt8]?,
+                        userProperties: [(String, String)] = []) {
+        let ok = mqtt.publish(topic: topic, payload: Array(payload.utf8), qos: 1, retain: false, responseTopic: responseTopic,
+                              correlationData: correlationData, userProperties: userProperties)
+        precondition(ok, "test client publish failed")
+    }
+
     func close() {
         mqtt.shutdown()
         reader?.cancel()

@@ -13,9 +13,20 @@ final class HSLAdapterTests: XCTestCase {
         let now = at(today, 14 * 60 + 2) + 30  // 14:02:30 local
         let p = try DerogationRequest.validate(["delta": -2, "duration_min": 90], now: now, localTime: tz)
         let w = DerogationRequest.windows(p, now: now, localTime: tz)
-        XCTAssertEqual(w.map(\.start), [14 * 60])          // 14:00: now, rounded down to the grid
-        XCTAssertEqual(w.map(\.end), [15 * 60 + 35])       // 14:02 + 90 min, rounded up to the grid
+        XCTAssertEqual(w.map(\.start), [14 * 60])          // 14:00: the grid point the command falls in
+        XCTAssertEqual(w.map(\.end), [15 * 60 + 30])       // 90 min later: the asked length
         XCTAssertEqual(w.map(\.date), ["2026-11-22"])
+        // The case: 120 min at 19:11:59 is 19:10–21:10 (it was 19:10–21:15, 125 min).
+        let evening = at(today, 19 * 60 + 11) + 59
+        let e = DerogationRequest.windows(try DerogationRequest.validate(["delta": -2, "duration_min": 120], now: evening, localTime: tz),
+                                          now: evening, localTime: tz)
+        XCTAssertEqual(e.map(\.start), [19 * 60 + 10])
+        XCTAssertEqual(e.map(\.end), [21 * 60 + 10])
+        XCTAssertEqual(e.map { $0.until - $0.from }, [7200])
+        XCTAssertLessThan(evening - e[0].from, 300, "starts before the command by at most what the grid forces")
+        // A duration off the grid is rounded up to it: 7 min → 10 min.
+        let odd = DerogationRequest.windows(["delta": -1, "duration_min": 7], now: evening, localTime: tz)
+        XCTAssertEqual(odd.map { $0.end - $0.start }, [10])
     }
 
     func testAWindowPastMidnightIsSplitIntoTwoDates() throws {

@@ -12,18 +12,27 @@ extension Bridge {
                 }
             }
             currentInbox = nil
+            currentReply = nil
         }
         if m.topic == discovery.statusTopic {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return
         }
         if !m.payload.isEmpty { evaluateConditions(m) }
-        switch CommandIntake.parse(m, topics: topics, maxPayloadBytes: settings.maxPayloadBytes) {
+        let outcome = CommandIntake.parse(m, topics: topics, maxPayloadBytes: settings.maxPayloadBytes)
+        var badReply: CommandRejection?
+        switch CommandIntake.replyAddress(m, forbiddenPrefixes: [topics.base] + (discovery.prefix.map { [$0] } ?? [])) {
+        case .success(let reply): currentReply = reply
+        case .failure(let r): badReply = r
+        }
+        switch outcome {
         case .notCommand, .deletion:
             return
         case .rejected(let target, let id, let rejection, let clear):
             reject(target, id: id, rejection)
             if clear { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
+        case .command(let target, let id, _) where badReply != nil:
+            reject(target, id: id, badReply!)
         case .command(let target, let id, let body):
             if (devices[target.device] == nil || target.isGroup) && !allFirstPollsDone {
                 deferred.append(m)
@@ -108,7 +117,10 @@ extension Bridge {
                 // The same command again: a broker redelivery (stored just before a crash let the daemon
                 // acknowledge it) or the sender's own retry. It never runs twice; the sender hears where it is.
                 logger.info("repeated command answered with its current result, not run again", metadata: ["id": "\(id)"])
-                if let last = prior.lastResult { mqtt.publish(topic: last.topic, payload: last.payload, qos: 1, retain: false) }
+                if let last = prior.lastResult {
+                    mqtt.publish(topic: last.topic, payload: last.payload, qos: 1, retain: false)
+                    if let reply = currentReply { mqtt.publishReply(topic: reply.topic, payload: last.payload, correlationData: reply.correlationData) }
+                }
                 return nil
             }
             reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
@@ -116,10 +128,11 @@ extension Bridge {
             return nil
         }
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-                              params: params, source: source, receivedAt: now, validUntil: now + validFor)
+                              params: params, source: source, receivedAt: now, validUntil: now + validFor,
+                              reply: source == .mqtt ? currentReply : nil)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
                                                  extra: Self.sourceExtra(source))
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true) else {
             reject(target, id: command.id,
                    CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
             return nil
@@ -155,7 +168,7 @@ extension Bridge {
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
                               params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, command: command, isNew: true) else {
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }
         let key = Self.chargeDefaultKey(target.device, target.node)
@@ -185,26 +198,27 @@ extension Bridge {
         var extra = Self.sourceExtra(source)
         if let sent = r.idAsSent { extra["id"] = sent }
         let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(), extra: extra)
-        emitResult(commandId: cid, topic: topic, payload: payload, command: nil, isNew: false)
+        emitResult(commandId: cid, topic: topic, payload: payload, reply: source == .mqtt ? currentReply : nil, command: nil, isNew: false)
     }
 
     /// Records `c` (already carrying its new status) together with its result, then publishes the result.
     func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
         let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(),
                                                 extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
-        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: c, isNew: false)
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: c, isNew: false)
     }
 
     /// Results (with the command's new state, in one transaction) are written to the store before they are
     /// published, so one the broker never took is sent again after the next connect or restart. Returns false
     /// when the store refused the write; the result is then published anyway, since it is all we have.
     @discardableResult
-    func emitResult(commandId: String, topic: String, payload: JSONValue, command: Command?, isNew: Bool) -> Bool {
+    func emitResult(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool) -> Bool {
         let bytes = payload.bytes
         var rowId: Int64?
+        var replyRow: Int64?
         do {
-            rowId = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, command: command, isNew: isNew,
-                                           inboxRow: currentInbox)
+            (rowId, replyRow) = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
+                                                       isNew: isNew, inboxRow: currentInbox)
             currentInbox = nil
         } catch {
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
@@ -218,14 +232,19 @@ extension Bridge {
             last["target"] = .string(target)
             retained.publish(topics.bridgeLastResult, .object(last))
         }
-        if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId {
-            do {
-                try store.markResultPublished(rowId)
-            } catch {
-                logger.error("cannot mark result published", metadata: ["id": "\(commandId)", "error": "\(error)"])
-            }
+        if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId { markPublished(rowId, commandId) }
+        if let reply, mqtt.publishReply(topic: reply.topic, payload: bytes, correlationData: reply.correlationData), let replyRow {
+            markPublished(replyRow, commandId)
         }
         return rowId != nil
+    }
+
+    private func markPublished(_ row: Int64, _ commandId: String) {
+        do {
+            try store.markResultPublished(row)
+        } catch {
+            logger.error("cannot mark result published", metadata: ["id": "\(commandId)", "error": "\(error)"])
+        }
     }
 
     /// Results of commands the bridge issued itself say so (`"source":"trigger:<name>"`); MQTT commands' do not.
@@ -236,7 +255,7 @@ extension Bridge {
     func publishProgress(_ c: Command, _ progress: JSONValue, message: String?) {
         let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: clock.now(),
                                                 extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
-        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, command: nil, isNew: false)
+        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: nil, isNew: false)
     }
 
     func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {

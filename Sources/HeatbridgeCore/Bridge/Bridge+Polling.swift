@@ -269,6 +269,10 @@ extension Bridge {
         retained.clear(topics.deviceState(id))
         retained.clear(topics.availability(id))
         timers.cancel(.schedule(device: id))
+        // Kept, it would be listed by `heatbridge status` as it last was and come back from the cache at the next start.
+        do { try store.deleteDevice(id) } catch {
+            logger.error("cannot forget a removed device in the store", metadata: ["device": "\(id)", "error": "\(error)"])
+        }
     }
 
     // MARK: Home Assistant

@@ -117,6 +117,8 @@ public actor Bridge {
     var pollGeneration: [String: Int] = [:]
     /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
     var currentInbox: Int64?
+    /// The v5 Response Topic of the MQTT message being handled (checked): its command and every result go there too.
+    var currentReply: ReplyAddress?
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
     /// the bridge reads the inbox, so a message that arrived in that moment is read from the store *and*
     /// delivered live: the live copy of a row handled here is dropped, once.
@@ -288,7 +290,9 @@ public actor Bridge {
     func flushUnpublishedResults() {
         do {
             for r in try store.unpublishedResults() {
-                guard mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false) else { return }
+                let sent = r.reply.map { mqtt.publishReply(topic: $0.topic, payload: r.payload, correlationData: $0.correlationData) }
+                    ?? mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false)
+                guard sent else { return }
                 try store.markResultPublished(r.rowId)
             }
         } catch {

@@ -57,6 +57,29 @@ public enum CommandIntake {
         return .command(target, id: id, body: body)
     }
 
+    /// Longest v5 Response Topic accepted, in bytes.
+    public static let maxResponseTopicBytes = 256
+
+    /// The v5 Response Topic and Correlation Data of a command message, checked: the daemon publishes there
+    /// on the sender's word, so it must be a plain topic (no wildcards, not `$…`) outside the daemon's own
+    /// namespaces (`forbiddenPrefixes`: its base topic and the discovery prefix), or any client allowed to
+    /// send commands could forge device state or Home Assistant configs.
+    public static func replyAddress(_ m: MQTTMessage, forbiddenPrefixes: [String]) -> Result<ReplyAddress?, CommandRejection> {
+        guard let topic = m.responseTopic else { return .success(nil) }
+        func refuse(_ why: String) -> Result<ReplyAddress?, CommandRejection> {
+            .failure(CommandRejection(.invalidPayload, "response topic \(why)"))
+        }
+        if topic.isEmpty { return refuse("is empty") }
+        if topic.utf8.count > maxResponseTopicBytes { return refuse("is longer than \(maxResponseTopicBytes) bytes") }
+        if topic.contains("+") || topic.contains("#") { return refuse("must not contain wildcards (+ or #)") }
+        if topic.hasPrefix("$") { return refuse("must not start with $") }
+        if topic.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) { return refuse("must not contain control characters") }
+        for p in forbiddenPrefixes where topic == p || topic.hasPrefix(p + "/") {
+            return refuse("must not be under \"\(p)/\" (the bridge's own topics); use a topic of your own, e.g. \"ems/replies\"")
+        }
+        return .success(ReplyAddress(topic: topic, correlationData: m.correlationData))
+    }
+
     /// How long a command may wait: its `valid_for_s`, else `defaultS`.
     public static func validity(_ body: [String: JSONValue], default defaultS: Double) -> Result<Double, CommandRejection> {
         guard let v = body["valid_for_s"] else { return .success(defaultS) }

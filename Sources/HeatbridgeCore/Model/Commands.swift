@@ -63,10 +63,13 @@ public struct Command: Sendable, Equatable {
     public var attempts: Int
     /// Not to be tried before this instant (set while rate-limited).
     public var notBefore: EpochSeconds?
+    /// The MQTT v5 Response Topic (and Correlation Data) the command came with: every result goes there too.
+    public var reply: ReplyAddress?
 
     public init(id: String, device: String, node: String, capability: String, params: JSONValue, source: CommandSource,
                 receivedAt: EpochSeconds, validUntil: EpochSeconds, status: CommandStatus = .accepted,
-                attempts: Int = 0, notBefore: EpochSeconds? = nil) {
+                attempts: Int = 0, notBefore: EpochSeconds? = nil, reply: ReplyAddress? = nil) {
+        self.reply = reply
         self.id = id
         self.device = device
         self.node = node

@@ -110,14 +110,33 @@ public struct MQTTMessage: Sendable, Equatable {
     /// The payload's size when it was above the client's limit: the payload itself was never copied (it is
     /// empty here) and the command is refused `PAYLOAD_TOO_LARGE`.
     public var oversize: Int?
+    /// MQTT v5 Response Topic: where the sender wants the answers to this message too.
+    public var responseTopic: String?
+    /// MQTT v5 Correlation Data: returned unchanged with each answer on the response topic.
+    public var correlationData: [UInt8]?
 
-    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil, oversize: Int? = nil) {
+    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil, oversize: Int? = nil,
+                responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
         self.topic = topic
         self.payload = payload
         self.retained = retained
         self.qos = qos
         self.inboxRow = inboxRow
         self.oversize = oversize
+        self.responseTopic = responseTopic
+        self.correlationData = correlationData
+    }
+}
+
+/// Where MQTT v5 request/response wants a command's results as well: the command's Response Topic, with its
+/// Correlation Data on every result published there.
+public struct ReplyAddress: Sendable, Equatable {
+    public var topic: String
+    public var correlationData: [UInt8]?
+
+    public init(topic: String, correlationData: [UInt8]?) {
+        self.topic = topic
+        self.correlationData = correlationData
     }
 }
 
@@ -146,6 +165,9 @@ public protocol MQTTPort: Sendable {
     /// the caller keeps what must not be lost and publishes it again after the next `.connected`.
     @discardableResult
     func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool
+    /// Publishes an answer on a v5 Response Topic (QoS 1, not retained) with the request's Correlation Data.
+    @discardableResult
+    func publishReply(topic: String, payload: [UInt8], correlationData: [UInt8]?) -> Bool
     /// Subscribes (QoS as given); safe to call again after each reconnect. `retainedOnlyWhenNew` (MQTT v5
     /// Retain Handling 1): stored retained messages come only with a subscription the session did not have
     /// yet, not again on every reconnect of a persistent session.
@@ -188,11 +210,14 @@ public struct PendingResult: Sendable, Equatable {
     public var rowId: Int64
     public var topic: String
     public var payload: [UInt8]
+    /// Set for the copy of a result on a command's v5 Response Topic (`publishReply`).
+    public var reply: ReplyAddress?
 
-    public init(rowId: Int64, topic: String, payload: [UInt8]) {
+    public init(rowId: Int64, topic: String, payload: [UInt8], reply: ReplyAddress? = nil) {
         self.rowId = rowId
         self.topic = topic
         self.payload = payload
+        self.reply = reply
     }
 }
 
@@ -218,6 +243,9 @@ public struct PriorCommand: Sendable, Equatable {
 public protocol StatePort: Sendable {
     func loadDevices() throws -> [CachedDevice]
     func saveDevice(_ device: CachedDevice) throws
+    /// Forgets a device that left (contract ended, no longer in the account): its cached state, nodes and
+    /// programs, so neither `heatbridge status` nor the next start shows it again.
+    func deleteDevice(_ deviceId: String) throws
     func insertCommand(_ command: Command) throws
     func updateCommand(_ command: Command) throws
     /// Commands not yet in a terminal state, oldest first.
@@ -225,7 +253,10 @@ public protocol StatePort: Sendable {
     /// Stores a result to publish; returns its row id. When `command` is given its new state is written in
     /// the same transaction (inserted when `isNew`), so a crash never leaves a status without its result.
     /// `inboxRow`, when given, is removed from the inbox in the same transaction: the message is handled.
-    func appendResult(commandId: String, topic: String, payload: [UInt8], command: Command?, isNew: Bool, inboxRow: Int64?) throws -> Int64
+    /// `reply`, when given, stores a copy for the command's v5 Response Topic in the same transaction; the
+    /// copy's row id is returned second.
+    func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+                      inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?)
     /// Persists an arriving command message; returns its inbox row.
     func inboxAdd(_ message: MQTTMessage) throws -> Int64
     /// Messages persisted but not handled yet (the daemon died in between), oldest first.
