@@ -3,6 +3,7 @@ import HeatbridgeCore
 /// Executing validated commands, the values leases restore, and the read-back after a restart.
 extension BoschAdapter {
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        if command.capability == "target" { return try await execute(try await resolveTarget(command, device: device), device: device) }
         if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
         if BoschNode.isSystem(command.node) { return try await executeSystem(command, device: device) }
         if command.capability == "heat-curve" {
@@ -170,7 +171,62 @@ extension BoschAdapter {
     /// a detection run, a node it does not know) does no harm sent twice.
     public func resendWhenUnconfirmed(_ command: Command) -> Bool { true }
 
+    /// What a `target` command changes, decided against the circuit as it is now: a heating circuit in manual
+    /// takes the temperature as its manual setpoint, in auto as the temperature of the level its program is in
+    /// now (that level for every period of it — the API has no override until the next switch point — and the
+    /// circuit stays in auto); a DHW circuit on a fixed level as that level's stop, in auto as the stop of the
+    /// program's level now, its start keeping its distance below. Off has no target.
+    func resolveTarget(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Command {
+        guard let t = command.params["temperature"]?.doubleValue else { throw CloudError(.rejected, message: "no target temperature") }
+        var c = command
+        let circuit = BoschNode.circuit(command.node)
+        func programLevel() throws(CloudError) -> String {
+            guard let program = device.schedules[command.node], let now = clock?.now(), let level = program.now(at: now, in: localTime)?.level else {
+                throw CloudError(.rejected, message: "\(command.node) follows its program, whose level now is not known yet")
+            }
+            return level
+        }
+        func off() -> CloudError { CloudError(.rejected, message: "\(command.node) is off: it has no target temperature; set a mode first") }
+        if BoschNode.isHeatingCircuit(command.node) {
+            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, circuit), remoteControl: true)
+            switch hc.operationMode?.lowercased() {
+            case "manual":
+                c.capability = "setpoint"
+                c.params = ["setpoint": .number(t)]
+            case "auto":
+                let level = try programLevel()
+                let current = (hc.autoModeSettings?.temperatureLevels ?? [:]).mapValues(JSONValue.number)
+                do {
+                    c.params = try Self.validateLevels([level: .number(t)], current: current)
+                } catch {
+                    throw CloudError(.rejected, message: "\(level) level: \(error.message)")
+                }
+                c.capability = "levels"
+            default: throw off()
+            }
+            return c
+        }
+        let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, circuit), remoteControl: true)
+        let mode = d.operationMode?.lowercased() ?? ""
+        let level: String
+        switch mode {
+        case "eco", "low", "high": level = mode
+        case "auto": level = try programLevel()
+        default: throw off()
+        }
+        let settings = level == "eco" ? d.ecoModeSettings : level == "low" ? d.lowModeSettings : d.highModeSettings
+        guard let start = settings?.startSetPointTemperature, let stop = settings?.stopSetPointTemperature else {
+            throw CloudError(.rejected, message: "\(command.node) has no \(level) level")
+        }
+        let newStart = max(BoschWire.dhwSetpointRange.lowerBound, min(start, t - max(stop - start, 1)))
+        guard newStart < t else { throw CloudError(.rejected, message: "\(JSONValue.format(t)) °C leaves no room for the charge to start below it") }
+        c.capability = "setpoint"
+        c.params = ["level": .string(level), "start": .number(newStart), "stop": .number(t)]
+        return c
+    }
+
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        if command.capability == "target" { return try await confirm(try await resolveTarget(command, device: device), device: device) }
         if command.capability == "heat-curve" {
             let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
                                                  remoteControl: true))

@@ -69,8 +69,18 @@ extension BoschAdapter {
             return ["start": .number(s.startSetPointTemperature), "stop": .number(s.stopSetPointTemperature)]
         }
         let active = charge.chargeStatus.uppercased() == BoschWire.chargeStart
+        // The temperature a fixed level charges to (its stop); in auto the bridge's `schedule_now` says which
+        // level the program is in, and off has none.
+        let mode = dhw.operationMode?.lowercased()
+        let target: Double? = switch mode {
+        case "eco": dhw.ecoModeSettings?.stopSetPointTemperature
+        case "low": dhw.lowModeSettings?.stopSetPointTemperature
+        case "high": dhw.highModeSettings?.stopSetPointTemperature
+        default: nil
+        }
         return [
             "kind": "dhw_circuit",
+            "target": .number(target),
             "operation_mode": .string(dhw.operationMode?.lowercased()),
             "temperature": .number(dhw.actualTemperature),
             "levels": ["eco": level(dhw.ecoModeSettings), "low": level(dhw.lowModeSettings), "high": level(dhw.highModeSettings)],

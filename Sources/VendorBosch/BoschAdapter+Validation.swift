@@ -4,8 +4,8 @@ import HeatbridgeCore
 extension BoschAdapter {
     // MARK: commands
 
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint", "schedule"],
-                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve", "program", "levels"],
+    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint", "schedule", "target"],
+                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve", "program", "levels", "target"],
                                                       "system": ["silent-mode", "holiday", "date-time", "detect"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
@@ -62,6 +62,8 @@ extension BoschAdapter {
             return ["program": .string(try CapabilityValidation.oneOf(body, "program", BoschWire.heatingProgramIds))]
         case ("hc", "levels"):
             return try Self.validateLevels(body, current: device.nodes[node]?["levels"]?.objectValue)
+        case ("hc", "target"), ("dhw", "target"):
+            return try validateTarget(node: node, kind: kind, body: body, device: device)
         case ("system", "silent-mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
             guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
@@ -73,6 +75,16 @@ extension BoschAdapter {
         default:
             return try CapabilityValidation.dhwCharge(body)
         }
+    }
+
+    /// `{"temperature":21}`: what the node aims at now (see `executeTarget`). Checked here against the
+    /// range and the last known mode; which setting it changes is decided when it runs, against the circuit
+    /// read fresh (a mode change just before it must count).
+    func validateTarget(node: String, kind: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        try CapabilityValidation.allowOnly(body, ["temperature"])
+        let range = kind == "hc" ? BoschWire.roomSetpointRange : BoschWire.dhwSetpointRange
+        let t = try CapabilityValidation.temperature(body, "temperature", range)
+        return ["temperature": .number(t)]
     }
 
     /// `{"date_time":"2026-11-22T10:00:00"}` (the gateway's local time) or `{"sync":true}` (the box's local time

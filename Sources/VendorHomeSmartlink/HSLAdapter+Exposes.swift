@@ -18,3 +18,10 @@ extension HSLAdapter {
         return out
     }
 }
+
+extension HSLAdapter {
+    /// HomeSmartlink spelled as the vendor spells it; homes are known by their id.
+    public func frontEndName(_ device: DeviceSnapshot) -> FrontEndName {
+        FrontEndName(manufacturer: "HomeSmartlink", name: "HomeSmartlink home \(device.vendorId)")
+    }
+}

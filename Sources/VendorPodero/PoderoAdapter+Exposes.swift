@@ -24,3 +24,13 @@ extension PoderoAdapter {
         return out
     }
 }
+
+extension PoderoAdapter {
+    /// A heat pump by its maker and model with the first block of its UUID (`Vaillant aroTHERM plus 3b1f6c2e`),
+    /// not by the whole UUID; made by its manufacturer, bridged through Podero.
+    public func frontEndName(_ device: DeviceSnapshot) -> FrontEndName {
+        let short = device.vendorId.split(separator: "-").first.map(String.init) ?? device.vendorId
+        let maker = device.attributes["manufacturer"]?.stringValue ?? "Podero"
+        return FrontEndName(manufacturer: maker, name: "\(device.model ?? "Heat pump") \(short)")
+    }
+}

@@ -42,7 +42,7 @@ final class HomeAssistantTests: XCTestCase {
         let config = try XCTUnwrap(c.waitJSON(gw1Config))
         XCTAssertEqual(config["dev"]?["ids"], ["heatbridge_bosch-101000001"])
         XCTAssertEqual(config["dev"]?["via_device"]?.stringValue, "heatbridge_heatbridge")
-        XCTAssertEqual(config["dev"]?["mf"]?.stringValue, "Bosch")
+        XCTAssertEqual(config["dev"]?["mf"]?.stringValue, "Buderus", "the gateway's brand")
         XCTAssertEqual(config["o"]?["name"]?.stringValue, "heatbridge")
         XCTAssertEqual(config["o"]?["sw"]?.stringValue, "0.1.0")
         XCTAssertEqual(config["availability_mode"]?.stringValue, "all")
@@ -65,11 +65,12 @@ final class HomeAssistantTests: XCTestCase {
 
         // Commands exactly as Home Assistant renders its templates.
         let climate = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_climate"])
-        XCTAssertEqual(climate["temperature_command_template"]?.stringValue, #"{"setpoint": {{ value }}}"#)
-        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"setpoint": 21.5}"#)
-        c.waitJSON("heatbridge/bosch-101000001/hc1/setpoint/result") { $0["status"]?.stringValue == "done" }
+        XCTAssertEqual(climate["temperature_command_template"]?.stringValue, #"{"temperature": {{ value }}}"#)
         XCTAssertEqual(climate["mode_command_template"]?.stringValue, #"{"mode": "{{ {'auto': 'auto', 'heat': 'manual', 'off': 'off'}[value] }}"}"#)
         c.publish(climate["mode_command_topic"]!.stringValue!, #"{"mode": "manual"}"#)  // HA mode "heat"
+        c.waitJSON("heatbridge/bosch-101000001/hc1/mode/result") { $0["status"]?.stringValue == "done" }
+        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"temperature": 21.5}"#)
+        c.waitJSON("heatbridge/bosch-101000001/hc1/target/result") { $0["status"]?.stringValue == "done" }
         c.waitJSON("heatbridge/bosch-101000001/hc1/state") { $0["operation_mode"]?.stringValue == "manual" && $0["setpoint"]?.doubleValue == 21.5 }
         let number = try XCTUnwrap(cmps["heatbridge_bosch-101000001_dhw1_charge_duration"])
         c.publish(number["command_topic"]!.stringValue!, #"{"minutes": 45}"#)  // after "{"minutes": {{ value | int }}}" with 45.0
@@ -204,5 +205,117 @@ final class HomeAssistantTests: XCTestCase {
         while Date() < d3, c.all(gw1Config).last?.payload.isEmpty != true { usleep(50_000) }
         XCTAssertEqual(c.all(gw1Config).last?.payload.isEmpty, true, "configs not cleared when discovery was switched off")
         XCTAssertEqual(c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty, true)
+    }
+
+    /// The entities as a real Home Assistant 2026.11 uses them (#17 items 8-12): a water heater with its target
+    /// (from the active level, or the program's level in auto), a temperature command that changes that level,
+    /// on/off, every DHW mode one to one; a climate whose target in auto follows the program and moves when set;
+    /// an offline gateway keeps its entities, also after a restart; brand, model and signed preset ids.
+    func testEntitiesBehaveAsHomeAssistantUsesThem() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try start(h)
+        let c: TestMQTTClient = h.client
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        let config = try XCTUnwrap(c.waitJSON(gw1Config))
+        let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
+        let gw = "heatbridge/bosch-101000001"
+        // Names: the gateway's brand (Buderus), model and id.
+        XCTAssertEqual(config["dev"]?["mf"]?.stringValue, "Buderus")
+        XCTAssertEqual(config["dev"]?["name"]?.stringValue, "Buderus Logatherm WLW186i 101000001")
+
+        let hc = try XCTUnwrap(c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "auto" && $0["schedule_now"]?["level"] != nil })
+        // Water heater: target temperature announced, with a command, and on/off.
+        let wh = try XCTUnwrap(cmps["heatbridge_bosch-101000001_dhw1_water_heater"])
+        XCTAssertEqual(wh["temperature_command_topic"]?.stringValue, "\(gw)/dhw1/target/set")
+        XCTAssertEqual(wh["temperature_command_template"]?.stringValue, #"{"temperature": {{ value }}}"#)
+        XCTAssertNotNil(wh["temperature_state_template"]?.stringValue)
+        XCTAssertEqual(wh["power_command_topic"]?.stringValue, "\(gw)/dhw1/mode/set")
+        // Every mode one to one, and back.
+        XCTAssertEqual(wh["modes"], ["off", "eco", "low", "performance", "auto"])
+        XCTAssertEqual(wh["mode_command_template"]?.stringValue,
+                       #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'performance': 'high', 'auto': 'auto'}[value] }}"}"#)
+        XCTAssertEqual(wh["mode_state_template"]?.stringValue,
+                       "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'high': 'performance', 'auto': 'auto'}.get(value_json.operation_mode, 'auto') }}")
+        for (front, device) in [("low", "low"), ("eco", "eco"), ("performance", "high"), ("auto", "auto"), ("off", "off")] {
+            c.clear()
+            c.publish(wh["mode_command_topic"]!.stringValue!, "{\"mode\": \"\(device)\"}")  // HA's template for `front`
+            // The state read back from the cloud: the mode HA shows again is the one chosen.
+            XCTAssertNotNil(c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"]?.stringValue == device }, "HA mode \(front)")
+        }
+        // Off has no target; on (HA's payload_on) goes back to the program.
+        c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "off" && $0["target"] == .null }
+        c.clear()
+        c.publish(wh["power_command_topic"]!.stringValue!, wh["payload_on"]!.stringValue!)
+        c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "auto" }
+        // On a fixed level the target is that level's stop; HA's set_temperature changes it.
+        c.clear()
+        c.publish(wh["mode_command_topic"]!.stringValue!, #"{"mode": "high"}"#)
+        let high = try XCTUnwrap(c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "high" && $0["target"] != .null })
+        XCTAssertEqual(high["target"], high["levels"]?["high"]?["stop"])
+        c.publish(wh["temperature_command_topic"]!.stringValue!, #"{"temperature": 57.0}"#)
+        c.waitJSON("\(gw)/dhw1/target/result") { $0["status"] == "done" }
+        let after = try XCTUnwrap(c.waitJSON("\(gw)/dhw1/state") { $0["target"]?.doubleValue == 57 })
+        XCTAssertEqual(after["levels"]?["high"]?["stop"]?.doubleValue, 57)
+        XCTAssertLessThan(after["levels"]?["high"]?["start"]?.doubleValue ?? 99, 57)
+
+        // Climate in auto: the target is the program's level now, and HA's set_temperature moves that level.
+        let climate = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_climate"])
+        XCTAssertEqual(climate["temperature_command_topic"]?.stringValue, "\(gw)/hc1/target/set")
+        let level = try XCTUnwrap(hc["schedule_now"]?["level"]?.stringValue)
+        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"temperature": 20.5}"#)
+        c.waitJSON("\(gw)/hc1/target/result") { $0["status"] == "done" }
+        let moved = try XCTUnwrap(c.waitJSON("\(gw)/hc1/state") { $0["schedule_now"]?["setpoint"]?.doubleValue == 20.5 })
+        XCTAssertEqual(moved["levels"]?[level]?.doubleValue, 20.5, "the program's current level (\(level)) took the target")
+        XCTAssertEqual(moved["operation_mode"], "auto", "no hidden switch to manual")
+        XCTAssertTrue(climate["temperature_state_template"]?.stringValue?.contains("schedule_now.setpoint") == true)
+        // In manual the same command is the manual setpoint.
+        c.clear()
+        c.publish(climate["mode_command_topic"]!.stringValue!, #"{"mode": "manual"}"#)
+        c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "manual" }
+        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"temperature": 19.0}"#)
+        c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"]?.doubleValue == 19 && $0["setpoint"]?.doubleValue == 19 }
+
+        // An offline gateway keeps its entities, also when a fresh daemon announces it from the cache.
+        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"online":false}"#)
+        c.waitJSON("\(gw)/state") { $0["online"] == false }
+        XCTAssertEqual(h.stopDaemon(), 0)
+        c.clear()
+        try h.startDaemon()
+        c.waitJSON("\(gw)/state") { $0["online"] == false && $0["source"] == "cloud" }
+        h.barrier()
+        let offline = try XCTUnwrap(c.all(gw1Config).last.flatMap { try? JSONValue.parse($0.payload) })
+        XCTAssertEqual(Set(offline["cmps"]?.objectValue?.keys.map { $0 } ?? []), Set(cmps.keys), "an offline gateway lost entities")
+    }
+
+    func testNamesOfHomeSmartlinkAndPoderoDevicesAndSignedPresetIds() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        let extra = try h.hslAccount() + "\n" + h.poderoAccount()
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, discovery: true, extraAccounts: extra)
+        var yaml = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        yaml = yaml.replacingOccurrences(of: "  discovery: true", with: """
+              discovery: true
+              derogation_presets:
+                - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
+                - {name: "+2 °C for 2 h", delta: 2, duration_min: 120}
+            """)
+        try yaml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        h.client.subscribe("homeassistant/#")
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let hsl = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_hsl-64f1c0a2e9b3/config"))
+        XCTAssertEqual(hsl["dev"]?["mf"]?.stringValue, "HomeSmartlink")
+        let minus = hsl["cmps"]?["heatbridge_hsl-64f1c0a2e9b3_room-1_derogation_preset_1"]
+        let plus = hsl["cmps"]?["heatbridge_hsl-64f1c0a2e9b3_room-1_derogation_preset_2"]
+        XCTAssertEqual(minus?["default_entity_id"]?.stringValue, "button.hsl_64f1c0a2e9b3_room_1_derogation_minus_2_for_120_min")
+        XCTAssertEqual(plus?["default_entity_id"]?.stringValue, "button.hsl_64f1c0a2e9b3_room_1_derogation_plus_2_for_120_min")
+        let podero = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_podero-3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b/config"))
+        let name = try XCTUnwrap(podero["dev"]?["name"]?.stringValue)
+        XCTAssertTrue(name.hasSuffix(" 3b1f6c2e"), name)
+        XCTAssertFalse(name.contains("8d4a-4e0b"), "named by the whole UUID: \(name)")
+        let state = try XCTUnwrap(c.waitJSON("heatbridge/podero-3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b/state"))
+        XCTAssertEqual(podero["dev"]?["mf"], state["manufacturer"])
+        XCTAssertTrue(name.hasPrefix(state["model"]?.stringValue ?? "?"), "\(name) vs \(String(describing: state["model"]))")
     }
 }

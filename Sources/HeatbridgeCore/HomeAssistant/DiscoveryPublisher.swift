@@ -32,7 +32,7 @@ struct DiscoveryPublisher {
             return
         }
         guard let adapter else { return }
-        let config = d.deviceConfig(snapshot, vendor: adapter.vendor, capabilities: { node in
+        let config = d.deviceConfig(snapshot, names: adapter.frontEndName(snapshot), capabilities: { node in
             var caps = adapter.capabilities(of: node)
             // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
             if caps.contains("charge") { caps.insert("charge-duration") }

@@ -62,7 +62,7 @@ public struct HomeAssistantDiscovery: Sendable {
 
     /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
     /// bridge's own `charge-duration` setting for nodes that charge.
-    public func deviceConfig(_ d: DeviceSnapshot, vendor: String, capabilities: (String) -> Set<String>,
+    public func deviceConfig(_ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
                              exposes: (String, Set<String>) -> [Expose]) -> JSONValue {
         var cmps: [String: JSONValue] = [:]
         for node in d.nodes.keys.sorted() {
@@ -82,8 +82,8 @@ public struct HomeAssistantDiscovery: Sendable {
             }
         }
         return [
-            "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string("\(vendor.capitalized) \(d.vendorId)"),
-                    "mf": .string(vendor.capitalized), "mdl": .string(d.model), "via_device": .string(bridgeDeviceId)],
+            "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string(names.name),
+                    "mf": .string(names.manufacturer), "mdl": .string(d.model), "via_device": .string(bridgeDeviceId)],
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ]
@@ -94,6 +94,10 @@ public struct HomeAssistantDiscovery: Sendable {
         var state: String
         var uidPrefix: String
         var commandPrefix: String
+        /// `<device>_<node>_` as a Home Assistant entity id wants it (lowercase letters, digits, underscores).
+        var entityPrefix: String {
+            String(uidPrefix.dropFirst("heatbridge_".count).map { $0.isLetter || $0.isNumber ? Character($0.lowercased()) : "_" })
+        }
         func uid(_ entity: String) -> String { uidPrefix + entity }
         func set(_ capability: String) -> JSONValue { .string(commandPrefix + capability + "/set") }
     }
@@ -124,7 +128,8 @@ public struct HomeAssistantDiscovery: Sendable {
         case .thermostat(let t):
             var o: [String: JSONValue] = [
                 "current_temperature_topic": .string(n.state), "current_temperature_template": value(t.currentField),
-                "temperature_state_topic": .string(n.state), "temperature_state_template": value(t.targetField),
+                "temperature_state_topic": .string(n.state),
+                "temperature_state_template": target(t.targetField, programMode: t.programMode.map { (t.modes?.field ?? "operation_mode", $0) }),
                 "min_temp": .number(t.min), "max_temp": .number(t.max), "temp_step": .number(t.step), "temperature_unit": "C",
             ]
             if let m = t.modes { modes(m, n, into: &o) }
@@ -139,6 +144,20 @@ public struct HomeAssistantDiscovery: Sendable {
                 "temperature_unit": "C", "min_temp": .number(w.min), "max_temp": .number(w.max),
             ]
             if let m = w.modes { modes(m, n, into: &o) }
+            if let f = w.targetField {
+                o["temperature_state_topic"] = .string(n.state)
+                o["temperature_state_template"] = target(f, programMode: w.programMode.map { (w.modes?.field ?? "operation_mode", $0) })
+            }
+            if let s = w.setTarget {
+                o["temperature_command_topic"] = n.set(s.capability)
+                o["temperature_command_template"] = .string("{\"\(s.param)\": {{ value }}}")
+                o["precision"] = 1.0
+            }
+            if let p = w.power {
+                o["power_command_topic"] = n.set(p.capability)
+                o["payload_on"] = .string(p.on)
+                o["payload_off"] = .string(p.off)
+            }
             put(w.id, "water_heater", w.name, o)
         case .choice(let id, let name, let field, let options, let capability, let param, let category):
             var o: [String: JSONValue] = [
@@ -156,10 +175,25 @@ public struct HomeAssistantDiscovery: Sendable {
             put(id, "button", name, o)
         case .presets(let capability, let label):
             for (i, p) in derogationPresets.enumerated() {
+                // Home Assistant makes the entity id from the name, dropping the sign ("−2 °C" and "+2 °C"
+                // both became `…_2_degc…`): name it ourselves, sign spelled out.
+                let sign = p.delta < 0 ? "minus_\(-p.delta)" : "plus_\(p.delta)"
                 put("derogation_preset_\(i + 1)", "button", "\(label) \(p.name)",
-                    ["command_topic": n.set(capability), "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#)])
+                    ["command_topic": n.set(capability), "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#),
+                     "default_entity_id": .string("button.\(n.entityPrefix)derogation_\(sign)_for_\(p.durationMin)_min")])
             }
         }
+    }
+
+    /// The target temperature's template: `field`, or — while the node's mode is its program mode — the level
+    /// its week program is in now (`schedule_now.setpoint`). An unknown target renders empty, which Home
+    /// Assistant ignores (it would show an invented default rather than "None").
+    func target(_ field: String, programMode: (field: String, value: String)?) -> JSONValue {
+        guard let (modeField, program) = programMode else {
+            return .string("{{ value_json.\(field) if value_json.\(field) is not none else '' }}")
+        }
+        return .string("{% if value_json.\(modeField) == '\(program)' and value_json.schedule_now is defined and value_json.schedule_now.setpoint is not none %}"
+                       + "{{ value_json.schedule_now.setpoint }}{% elif value_json.\(field) is not none %}{{ value_json.\(field) }}{% endif %}")
     }
 
     /// Modes mapped one by one between Home Assistant's names and the device's values.
@@ -176,5 +210,4 @@ public struct HomeAssistantDiscovery: Sendable {
 
 extension String {
     fileprivate func replacingSlashes() -> String { String(map { $0 == "/" ? "_" : $0 }) }
-    fileprivate var capitalized: String { prefix(1).uppercased() + dropFirst() }
 }

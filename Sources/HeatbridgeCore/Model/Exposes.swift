@@ -90,9 +90,13 @@ public enum Expose: Sendable, Equatable {
         public var modes: Modes?
         /// The capability and parameter that set the target (`{"<param>": <value>}`); nil when it is read-only.
         public var setTarget: (capability: String, param: String)?
+        /// The device's mode value (in `modes.field`) in which the node follows its week program: the target
+        /// shown then is the program's level now (`schedule_now.setpoint`), not `targetField`.
+        public var programMode: String?
 
         public init(id: String, name: String, currentField: String, targetField: String, min: Double, max: Double, step: Double,
-                    modes: Modes? = nil, setTarget: (capability: String, param: String)? = nil) {
+                    modes: Modes? = nil, setTarget: (capability: String, param: String)? = nil, programMode: String? = nil) {
+            self.programMode = programMode
             self.id = id
             self.name = name
             self.currentField = currentField
@@ -107,7 +111,7 @@ public enum Expose: Sendable, Equatable {
         public static func == (a: Thermostat, b: Thermostat) -> Bool {
             a.id == b.id && a.name == b.name && a.currentField == b.currentField && a.targetField == b.targetField && a.min == b.min
                 && a.max == b.max && a.step == b.step && a.modes == b.modes && a.setTarget?.capability == b.setTarget?.capability
-                && a.setTarget?.param == b.setTarget?.param
+                && a.setTarget?.param == b.setTarget?.param && a.programMode == b.programMode
         }
     }
 
@@ -118,14 +122,47 @@ public enum Expose: Sendable, Equatable {
         public var min: Double
         public var max: Double
         public var modes: Modes?
+        /// The temperature the tank heats to (null when it has none, e.g. off).
+        public var targetField: String?
+        /// As `Thermostat.programMode`: in this mode the target is the program's level now.
+        public var programMode: String?
+        /// The capability and parameter that set the target.
+        public var setTarget: Setter?
+        /// On and off as mode commands (`{"<param>": "<on>"}` / `…"<off>"`), where the device has an off mode.
+        public var power: Power?
 
-        public init(id: String, name: String, currentField: String, min: Double, max: Double, modes: Modes? = nil) {
+        public struct Setter: Sendable, Equatable {
+            public var capability: String
+            public var param: String
+            public init(capability: String, param: String) {
+                self.capability = capability
+                self.param = param
+            }
+        }
+
+        public struct Power: Sendable, Equatable {
+            public var capability: String
+            public var on: String
+            public var off: String
+            public init(capability: String, on: String, off: String) {
+                self.capability = capability
+                self.on = on
+                self.off = off
+            }
+        }
+
+        public init(id: String, name: String, currentField: String, min: Double, max: Double, modes: Modes? = nil, targetField: String? = nil,
+                    programMode: String? = nil, setTarget: Setter? = nil, power: Power? = nil) {
             self.id = id
             self.name = name
             self.currentField = currentField
             self.min = min
             self.max = max
             self.modes = modes
+            self.targetField = targetField
+            self.programMode = programMode
+            self.setTarget = setTarget
+            self.power = power
         }
     }
 }

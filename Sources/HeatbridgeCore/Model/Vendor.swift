@@ -167,6 +167,19 @@ public protocol VendorAdapter: Sendable {
     /// The temperature a hot-water node heats to in `state` (0 when off, `.infinity` when it cannot tell); nil
     /// for nodes that are not hot water. The legionella limit watches these.
     func hotWaterTarget(node: String, state: JSONValue) -> Double?
+    /// How a front end names the device and its maker (Home Assistant's device name and manufacturer): the
+    /// brand on the box, the model or label a person recognises, and an id short enough to read.
+    func frontEndName(_ device: DeviceSnapshot) -> FrontEndName
+}
+
+/// A device's name and manufacturer as a front end shows them.
+public struct FrontEndName: Sendable, Equatable {
+    public var manufacturer: String
+    public var name: String
+    public init(manufacturer: String, name: String) {
+        self.manufacturer = manufacturer
+        self.name = name
+    }
 }
 
 /// What `renewCredential` did.
@@ -197,6 +210,10 @@ extension VendorAdapter {
     public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts { CommandFacts() }
     public func exposes(node: String, state: JSONValue, capabilities: Set<String>) -> [Expose] { [] }
     public func hotWaterTarget(node: String, state: JSONValue) -> Double? { nil }
+    public func frontEndName(_ device: DeviceSnapshot) -> FrontEndName {
+        let maker = vendor.prefix(1).uppercased() + vendor.dropFirst()
+        return FrontEndName(manufacturer: maker, name: "\(maker) \(device.vendorId)")
+    }
 }
 
 /// What became of one member of a group command.
