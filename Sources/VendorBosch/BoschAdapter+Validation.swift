@@ -17,6 +17,17 @@ extension BoschAdapter {
     }
 
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        let out = try Self.validate(node: node, capability: capability, body: body, device: device)
+        // A holiday that is over already would be stored and never act: refused, naming the field.
+        if capability == "holiday", out["action"]?.stringValue == "create", let clock,
+           let end = out["end"]?.stringValue, let endDay = Timestamp.day(end), endDay < localTime.components(clock.now()).day {
+            throw CommandRejection(.outOfRange, "\"end\" \(end) is in the past: the holiday would never take effect")
+        }
+        return out
+    }
+
+    /// Also what a trigger action is checked with at config time (`BoschModule.checkAction`).
+    static func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         guard device.nodes[node] != nil else {
             let known = device.nodes.keys.sorted().joined(separator: ", ")
             throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(known.isEmpty ? "none known" : known)")
@@ -63,7 +74,7 @@ extension BoschAdapter {
         case ("hc", "levels"):
             return try Self.validateLevels(body, current: device.nodes[node]?["levels"]?.objectValue)
         case ("hc", "target"), ("dhw", "target"):
-            return try validateTarget(node: node, kind: kind, body: body, device: device)
+            return try validateTarget(kind: kind, body: body)
         case ("system", "silent-mode"):
             try CapabilityValidation.allowOnly(body, ["mode"])
             guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
@@ -80,7 +91,7 @@ extension BoschAdapter {
     /// `{"temperature":21}`: what the node aims at now (see `executeTarget`). Checked here against the
     /// range and the last known mode; which setting it changes is decided when it runs, against the circuit
     /// read fresh (a mode change just before it must count).
-    func validateTarget(node: String, kind: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+    static func validateTarget(kind: String, body: [String: JSONValue]) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["temperature"])
         let range = kind == "hc" ? BoschWire.roomSetpointRange : BoschWire.dhwSetpointRange
         let t = try CapabilityValidation.temperature(body, "temperature", range)

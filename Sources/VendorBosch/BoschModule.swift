@@ -71,3 +71,31 @@ public struct BoschModule: VendorModule {
                                                                    perSecond: BoschWire.companyWideLimit.perSecond)))
     }
 }
+
+extension BoschModule {
+    /// Node kinds and capabilities as the adapter knows them; parameters through the adapter's own validation
+    /// (a holiday names the gateway's circuits and a week program replaces the one it was read from: both
+    /// are only checked when they run).
+    /// As `BoschAdapter.restoreParams`: circuit modes and the manual setpoint.
+    public func isLeasable(node: String, capability: String) -> Bool {
+        switch (BoschNode(node).map { _ in BoschNode.kind(of: node) }, capability) {
+        case ("hc", "setpoint"), ("hc", "mode"), ("dhw", "mode"): return true
+        default: return false
+        }
+    }
+
+    public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {
+        guard BoschNode(node) != nil else {
+            return CommandRejection(.unknownTarget, "\"\(node)\" is not a Bosch node; nodes are hc<N>, dhw<N> and system")
+        }
+        let caps = BoschAdapter.capabilities[BoschNode.kind(of: node)] ?? []
+        guard caps.contains(capability) else {
+            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(caps.sorted().joined(separator: ", "))")
+        }
+        if capability == "holiday" || capability == "schedule" { return nil }
+        let device = DeviceSnapshot(id: "bosch-check", vendorId: "check", online: true, nodes: [node: .object([:])])
+        return Self.parameterError { () throws(CommandRejection) in
+            _ = try BoschAdapter.validate(node: node, capability: capability, body: params, device: device)
+        }
+    }
+}

@@ -77,3 +77,27 @@ public struct HSLModule: VendorModule {
                                    reportIntervalS: s.reportIntervalS, diagnosisCheckS: s.diagnosisCheckS))
     }
 }
+
+extension HSLModule {
+    /// Rooms take derogations, `system` a diagnosis. A derogation's parameters are checked as at 00:00 UTC of
+    /// a fixed day, so a window given by times is never "already over" here (it is checked when it fires).
+    public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {
+        let supported = HSLAdapter.roomId(node) != nil ? "derogation" : node == HSLAdapter.systemNode ? "diagnosis" : nil
+        guard let supported else {
+            return CommandRejection(.unknownTarget, "\"\(node)\" is not a HomeSmartlink node; nodes are room-<id> and system")
+        }
+        guard capability == supported else {
+            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(supported)")
+        }
+        return Self.parameterError { () throws(CommandRejection) in
+            if capability == "diagnosis" {
+                try CapabilityValidation.allowOnly(params, [])
+            } else {
+                _ = try DerogationRequest.validate(params, now: Self.referenceDay, localTime: FixedOffsetTime(offsetS: 0))
+            }
+        }
+    }
+
+    /// 2026-01-05T00:00:00Z, a Monday.
+    static let referenceDay: EpochSeconds = 1_767_571_200
+}

@@ -14,7 +14,7 @@ extension PoderoAdapter {
         }
         out.append(.toggle(id: "optimization", name: "Smart optimisation", field: "optimization.active", capability: "optimization",
                            on: #"{"active": true}"#, off: #"{"active": false}"#))
-        out.append(.choice(id: "optimization_level", name: "Optimisation level", field: "optimization.level", options: PoderoWire.optimizationLevels,
+        out.append(.choice(id: "optimization_level", name: "Optimisation level", field: "optimization.level", options: PoderoWire.optimizationLevels.map { $0.lowercased() },
                            capability: "optimization", param: "level"))
         if caps.contains("pause") {
             out.append(.action(id: "pause_1h", name: "Pause 1 h", capability: "pause", payload: #"{"duration_min": 60}"#))

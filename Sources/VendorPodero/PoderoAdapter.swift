@@ -172,7 +172,10 @@ public struct PoderoAdapter: VendorAdapter {
                 "inlet": v(F.inlet), "outlet": v(F.outlet), "dhw": hp[F.dhw] ?? hp[F.dhwLegacy] ?? .null,
             ],
             "status": ["connection": v(F.connectionStatus), "monitoring": v(F.monitoringStatus), "steering": v(F.steeringStatus)],
-            "optimization": ["active": v(F.optimizationActive), "level": v(F.optimizationLevel), "score": v(F.optimizationScore)],
+            // One spelling on MQTT, state and commands alike: lowercase, as every other enum here (the API's
+            // "Mid" is its wire spelling only; commands take any case).
+            "optimization": ["active": v(F.optimizationActive), "level": .string(hp[F.optimizationLevel]?.stringValue?.lowercased()),
+                             "score": v(F.optimizationScore)],
             "comfort": ["min": v(F.comfortMin), "max": v(F.comfortMax), "policy_enabled": v(F.heatingPolicy)],
             "dhw": ["standard": v(F.dhwStandard), "minimum": v(F.dhwMinimum)],
             "away": ["enabled": v(F.awayEnabled), "start": v(F.awayStart), "end": v(F.awayEnd),
@@ -187,6 +190,12 @@ public struct PoderoAdapter: VendorAdapter {
     public func capabilities(of node: String) -> Set<String> { node == Self.node ? Self.capabilities : [] }
 
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
+        try Self.validate(node: node, capability: capability, body: body, device: device, now: clock.now())
+    }
+
+    /// Also what a trigger action is checked with at config time (`PoderoModule.checkAction`).
+    static func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot,
+                         now: EpochSeconds) throws(CommandRejection) -> JSONValue {
         guard node == Self.node, let state = device.nodes[node] else {
             throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(Self.node)")
         }
@@ -220,9 +229,9 @@ public struct PoderoAdapter: VendorAdapter {
             if let min { out["minimum"] = .number(min) }
             return .object(out)
         case "away":
-            return try validateAway(body)
+            return try validateAway(body, now: now)
         case "pause":
-            return try validatePause(body)
+            return try validatePause(body, now: now)
         default:
             throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(Self.capabilities.sorted().joined(separator: ", "))")
         }
@@ -244,7 +253,7 @@ public struct PoderoAdapter: VendorAdapter {
         return true
     }
 
-    func time(_ body: [String: JSONValue], _ key: String) throws(CommandRejection) -> EpochSeconds? {
+    static func time(_ body: [String: JSONValue], _ key: String) throws(CommandRejection) -> EpochSeconds? {
         guard let v = body[key] else { return nil }
         guard let s = v.stringValue, let t = Timestamp.parse(s) else {
             throw CommandRejection(.invalidPayload, "\"\(key)\" must be an ISO 8601 time with offset, e.g. \"2026-12-24T08:00:00Z\"")
@@ -252,10 +261,9 @@ public struct PoderoAdapter: VendorAdapter {
         return t
     }
 
-    func validateAway(_ body: [String: JSONValue]) throws(CommandRejection) -> JSONValue {
+    static func validateAway(_ body: [String: JSONValue], now: EpochSeconds) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["start", "end", "minimum", "minimum_dhw", "action"])
         if try Self.isStop(body) { return ["action": "stop"] }
-        let now = clock.now()
         let start = try time(body, "start")
         guard let end = try time(body, "end") else { throw CommandRejection(.invalidPayload, "missing \"end\" (ISO 8601 time)") }
         guard end > now else { throw CommandRejection(.outOfRange, "\"end\" \(Timestamp.iso8601(end)) is in the past") }
@@ -270,7 +278,7 @@ public struct PoderoAdapter: VendorAdapter {
         return .object(out)
     }
 
-    func validatePause(_ body: [String: JSONValue]) throws(CommandRejection) -> JSONValue {
+    static func validatePause(_ body: [String: JSONValue], now: EpochSeconds) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["until", "duration_min", "action"])
         if try Self.isStop(body) { return ["action": "stop"] }
         switch (body["until"], body["duration_min"]) {
@@ -278,7 +286,7 @@ public struct PoderoAdapter: VendorAdapter {
         case (.some, .some): throw CommandRejection(.invalidPayload, "give either \"until\" or \"duration_min\", not both")
         case (.some, nil):
             let until = try time(body, "until")!
-            let left = until - clock.now()
+            let left = until - now
             guard left > 0 else { throw CommandRejection(.outOfRange, "\"until\" \(Timestamp.iso8601(until)) is in the past") }
             guard left <= Double(Self.maxPauseMinutes) * 60 else {
                 throw CommandRejection(.outOfRange, "\"until\" is more than \(Self.maxPauseMinutes / 60) h away; pauses are at most \(Self.maxPauseMinutes) min")

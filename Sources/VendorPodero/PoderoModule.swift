@@ -80,3 +80,27 @@ public struct PoderoModule: VendorModule {
         return .success(PoderoClient(transport: c.transport, baseURL: a.baseURL, orgId: s.orgId, session: session, timeout: a.timeoutS))
     }
 }
+
+extension PoderoModule {
+    /// The heat pump node and its capabilities; parameters through the adapter's validation, except the
+    /// absolute times of an away period or a pause `until` (a rule fires again and again: they are checked
+    /// against the time it fires).
+    /// As `PoderoAdapter.restoreParams`: the preferences without an end time of their own.
+    public func isLeasable(node: String, capability: String) -> Bool {
+        node == PoderoAdapter.node && ["optimization", "comfort", "dhw"].contains(capability)
+    }
+
+    public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {
+        guard node == PoderoAdapter.node else {
+            return CommandRejection(.unknownTarget, "\"\(node)\" is not a Podero node; the node is \(PoderoAdapter.node)")
+        }
+        guard PoderoAdapter.capabilities.contains(capability) else {
+            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(PoderoAdapter.capabilities.sorted().joined(separator: ", "))")
+        }
+        if capability == "away" || (capability == "pause" && params["until"] != nil) { return nil }
+        let device = DeviceSnapshot(id: "podero-check", vendorId: "check", online: true, nodes: [node: .object([:])])
+        return Self.parameterError { () throws(CommandRejection) in
+            _ = try PoderoAdapter.validate(node: node, capability: capability, body: params, device: device, now: 0)
+        }
+    }
+}

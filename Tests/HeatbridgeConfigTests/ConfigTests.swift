@@ -212,14 +212,14 @@ final class ConfigTests: XCTestCase {
             groups:
               peak: [bosch-101/hc1]
             triggers:
-              - {name: t1, at: "25:00", action: {target: bosch-101/dhw1, capability: charge}}
-              - {name: t2, cron: "0 3 * *", action: {target: bosch-101/dhw1, capability: charge}}
-              - {name: t3, above: 2000, action: {target: bosch-101/dhw1, capability: charge}}
+              - {name: t1, at: "25:00", action: {target: bosch-101/dhw1, capability: charge, params: {action: start}}}
+              - {name: t2, cron: "0 3 * *", action: {target: bosch-101/dhw1, capability: charge, params: {action: start}}}
+              - {name: t3, above: 2000, action: {target: bosch-101/dhw1, capability: charge, params: {action: start}}}
               - {name: t4, topic: pv/w, above: 1, action: {target: group/nope, capability: derogation}}
-              - {name: t5, at: "06:00", action: {target: bosch-999/dhw1, capability: charge}}
+              - {name: t5, at: "06:00", action: {target: bosch-999/dhw1, capability: charge, params: {action: stop}}}
               - {name: t6, at: "06:00", days: [mon, funday], action: {target: hsl-1/room-1, capability: derogation}}
               - {name: t7, topic: "pv/#/w", changes: true, action: {target: group/peak, capability: mode}}
-              - {name: t1, at: "06:00", action: {target: bosch-101/dhw1, capability: charge}}
+              - {name: t1, at: "06:00", action: {target: bosch-101/dhw1, capability: charge, params: {action: stop}}}
             """)
         let lines = d.map { "\($0.mark.line):\($0.mark.column) \($0.message)" }
         XCTAssertTrue(lines.contains { $0.contains("\"at\" must be a local time HH:MM (00:00…23:59), found \"25:00\"") }, "\(lines)")
@@ -232,7 +232,55 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.contains("bad topic filter \"pv/#/w\"") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.contains("duplicate trigger name \"t1\"") }, "\(lines)")
         XCTAssertTrue(lines.allSatisfy { !$0.hasPrefix("0:") }, "every error has a position: \(lines)")
-        XCTAssertEqual(d.count, 9, "\(lines)")
+        // The actions' own parameters too: t6's derogation and t7's mode say nothing.
+        XCTAssertTrue(lines.contains { $0.contains("trigger \"t6\": missing \"delta\"") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("trigger \"t7\": group \"peak\" member bosch-101/hc1: missing \"mode\"") }, "\(lines)")
+        XCTAssertEqual(d.count, 11, "\(lines)")
+    }
+
+    /// Trigger actions go through the validators MQTT commands use, at config time, with positions (#17 item
+    /// 13); a rule with a duplicate name still has its own mistakes reported; `days` only goes with `at`.
+    func testTriggerActionsAreCheckedLikeCommands() throws {
+        _ = write("k", "key")
+        _ = write("s", "secret")
+        let d = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101"]}
+              - {name: h, vendor: homesmartlink, base_url: "https://y", client_id: c, client_secret_file: \(dir!)/s, homes: [abc]}
+              - {name: p, vendor: podero, base_url: "https://z", client_id: c, client_secret_file: \(dir!)/s, org_id: o, devices: all}
+            triggers:
+              - {name: a1, at: "06:00", action: {target: bosch-101/dhw1, capability: chrage}}
+              - {name: a2, at: "06:00", action: {target: bosch-101/dhw1, capability: charge, params: {action: start, duration_min: 999}}}
+              - {name: a3, at: "06:00", action: {target: hsl-abc/room-1, capability: derogation, params: {delta: 9, duration_min: 60}}}
+              - {name: a4, at: "06:00", action: {target: podero-x/hp, capability: optimization, params: {level: turbo}}}
+              - {name: a5, at: "06:00", action: {target: bosch-101/dwh1, capability: charge}}
+              - {name: a6, at: "06:00", action: {target: bosch-101/hc1, capability: setpoint, params: {setpoint: 21, boost: true}}}
+              - {name: a7, topic: pv/w, above: 1, days: [mon], action: {target: bosch-101/dhw1, capability: charge, params: {action: start}}}
+              - {name: a1, cron: "0 3 * *", action: {target: group/nope, capability: charge}}
+              - {name: ok, at: "07:00", action: {target: bosch-101/hc1, capability: target, params: {temperature: 21}}}
+              - {name: lease, at: "07:00", action: {target: bosch-101/hc1, capability: setpoint, params: {setpoint: 18, duration_s: 4}}}
+              - {name: lease-bad, at: "07:00", action: {target: bosch-101/hc1, capability: mode, params: {mode: off, duration_s: 0}}}
+            """)
+        let lines = d.map { "\($0.mark.line):\($0.mark.column) \($0.message)" }
+        func has(_ text: String, line: Int) -> Bool { d.contains { $0.mark.line == line && $0.message.contains(text) } }
+        XCTAssertTrue(has("trigger \"a1\": \"chrage\" is not supported on dhw1; supported: charge", line: 8), "\(lines)")
+        XCTAssertTrue(has("trigger \"a2\": \"duration_min\" must be", line: 9), "\(lines)")
+        XCTAssertTrue(has("(OUT_OF_RANGE)", line: 9), "\(lines)")
+        XCTAssertTrue(has("trigger \"a3\": \"delta\"", line: 10), "\(lines)")
+        XCTAssertTrue(has("trigger \"a4\": \"level\" must be one of low, mid, max", line: 11), "\(lines)")
+        XCTAssertTrue(has("trigger \"a5\": \"dwh1\" is not a Bosch node", line: 12), "\(lines)")
+        XCTAssertTrue(has("trigger \"a6\":", line: 13) && has("boost", line: 13), "\(lines)")
+        XCTAssertTrue(has("\"days\" goes with \"at\"", line: 14), "\(lines)")
+        // The duplicate a1: named as such, and its bad cron and unknown group reported too.
+        XCTAssertTrue(has("duplicate trigger name \"a1\"", line: 15), "\(lines)")
+        XCTAssertTrue(has("a cron expression has 5 fields", line: 15), "\(lines)")
+        XCTAssertTrue(has("unknown target group \"nope\"", line: 15), "\(lines)")
+        XCTAssertFalse(d.contains { $0.mark.line == 16 || $0.mark.line == 17 }, "a valid action (a lease among them) was refused: \(lines)")
+        XCTAssertTrue(has("trigger \"lease-bad\": \"duration_s\" must be 1…604800", line: 18), "\(lines)")
+        XCTAssertTrue(d.allSatisfy { $0.mark.line > 0 && $0.mark.column > 0 }, "\(lines)")
+        XCTAssertEqual(d.count, 11, "\(lines)")
     }
 
     func testExampleTriggersDecode() throws {

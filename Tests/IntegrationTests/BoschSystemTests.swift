@@ -150,7 +150,14 @@ final class BoschSystemTests: XCTestCase {
         XCTAssertTrue(stored.hasPrefix("xHCSAPI-sim2-"), "key file holds \(stored.prefix(12))…")
         let listed = try h.cli(["bosch", "keys", "list"])
         XCTAssertTrue(listed.output.contains("key-1") && listed.output.contains("key-2"), listed.output)
-        let del = try h.cli(["bosch", "keys", "delete", "key-1"])
+        // The configured key (key-2, the last rotation) is marked; a key it cannot be told from is not deleted
+        // without --force (both were made today, so they expire the same day).
+        XCTAssertTrue(listed.output.contains("(in use by account bosch-test)"), listed.output)
+        let refused = try h.cli(["bosch", "keys", "delete", "key-1"])
+        XCTAssertEqual(refused.status, 2, refused.output)
+        XCTAssertTrue(refused.output.contains("account bosch-test uses") && refused.output.contains("--force"), refused.output)
+        XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["issued_keys"]?.intValue, 2, "deleted without --force")
+        let del = try h.cli(["bosch", "keys", "delete", "key-1", "--force"])
         XCTAssertEqual(del.status, 0, del.output)
         XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["issued_keys"]?.intValue, 1)
         let missing = try h.cli(["bosch", "keys", "delete", "key-9"])

@@ -158,12 +158,13 @@ final class HomeAssistantTests: XCTestCase {
         c.waitJSON("heatbridge/\(dev)/hp/optimization/result") { $0["status"]?.stringValue == "done" }
         let select = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_optimization_level"])
         XCTAssertEqual(select["command_template"]?.stringValue, #"{"level": "{{ value }}"}"#)
-        c.publish(select["command_topic"]!.stringValue!, #"{"level": "Low"}"#)
+        XCTAssertEqual(select["options"], ["low", "mid", "max"])
+        c.publish(select["command_topic"]!.stringValue!, #"{"level": "low"}"#)
         let button = try XCTUnwrap(cmps["heatbridge_\(dev)_hp_pause_1h"])
         c.publish(button["command_topic"]!.stringValue!, button["payload_press"]!.stringValue!)
         c.waitJSON("heatbridge/\(dev)/hp/pause/result") { $0["status"]?.stringValue == "done" }
         c.waitJSON("heatbridge/\(dev)/hp/state") {
-            $0["optimization"]?["active"] == false && $0["optimization"]?["level"] == "Low" && $0["pause"]?["active"] == true
+            $0["optimization"]?["active"] == false && $0["optimization"]?["level"] == "low" && $0["pause"]?["active"] == true
         }
         let hp = try h.admin("GET", "/admin/state")["podero"]?["heat_pumps"]?["3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b"]
         XCTAssertEqual(hp?["is_smart_optimization_active"], false)

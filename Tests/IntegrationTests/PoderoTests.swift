@@ -33,7 +33,7 @@ final class PoderoTests: XCTestCase {
         XCTAssertEqual(first?["kind"]?.stringValue, "heat_pump")
         XCTAssertEqual(first?["power_w"]?.doubleValue.map { $0 > 0 }, true)
         XCTAssertNotNil(first?["temperatures"]?["outdoor"]?.doubleValue)
-        XCTAssertEqual(first?["optimization"]?["level"]?.stringValue, "Mid")
+        XCTAssertEqual(first?["optimization"]?["level"]?.stringValue, "mid", "one spelling in state and commands")
         let stamp = try XCTUnwrap(first?["state_updated_at"]?.stringValue)
         XCTAssertEqual(c.all("\(dev)/availability").last.map { String(decoding: $0.payload, as: UTF8.self) }, "online")
         let device = c.waitJSON("\(dev)/state")
@@ -106,7 +106,7 @@ final class PoderoTests: XCTestCase {
         c.waitResult("\(dev)/hp/away/result", id: "a-stop", status: "done")
         XCTAssertEqual(try simHeatPump(h)["is_away_mode_enabled"], false)
         // The node state shows what the cloud now holds.
-        c.waitJSON("\(dev)/hp/state") { $0["away"]?["enabled"] == false && $0["optimization"]?["level"] == "Max" && $0["dhw"]?["standard"] == 50 }
+        c.waitJSON("\(dev)/hp/state") { $0["away"]?["enabled"] == false && $0["optimization"]?["level"] == "max" && $0["dhw"]?["standard"] == 50 }
     }
 
     func testInvalidInputIsRejectedLocallyNamingTheField() throws {
@@ -211,6 +211,16 @@ final class PoderoTests: XCTestCase {
                                         "--price-zone", "AT", "--success-url", "https://a.example", "--cancel-url", "https://b.example"])
         XCTAssertEqual(uuid.status, 2)
         XCTAssertTrue(uuid.output.contains("--user \"bob\" is not a UUID"), uuid.output)
+        // Every bad argument at once, each with what would be valid.
+        let all = try runProcess(bin, ["onboard", "podero", "--config", h.configPath, "--user", "bob", "--language", "fr",
+                                       "--price-zone", "DE", "--success-url", "ftp://a.example", "--cancel-url", "https://b.example",
+                                       "--building", "b1"])
+        XCTAssertEqual(all.status, 2)
+        for part in ["--user \"bob\" is not a UUID", "--building \"b1\" is not a UUID", "--language \"fr\" is not supported; valid: sv,",
+                     "--price-zone \"DE\" is not a Podero price zone (Germany is DE_LU); valid: AT,", "--success-url \"ftp://a.example\" is not an http(s) URL"] {
+            XCTAssertTrue(all.output.contains(part), "missing \(part) in \(all.output)")
+        }
+        XCTAssertEqual(all.output.components(separatedBy: "error: ").count - 1, 5, all.output)
         XCTAssertEqual(try h.admin("GET", "/admin/state")["podero"]?["sessions"]?.intValue, 1, "invalid input reached the cloud")
 
         let stats = try runProcess(bin, ["podero", "stats", "--config", h.configPath, "podero-\(Self.hpId)", "--resolution", "1DAY,1WEEK"])

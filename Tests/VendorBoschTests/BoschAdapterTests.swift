@@ -212,6 +212,26 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertNil(off)
     }
 
+    /// A holiday entirely in the past is refused naming the field (#17 item 14); one ending today is not.
+    func testAHolidayInThePastIsRefused() {
+        let clock = ManualClock(start: 1_795_000_000)  // 2026-11-18T…Z
+        let a = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }, baseURL: "https://api.test",
+                             apiKey: "xHCSAPI-k", userId: "u1", timeout: 2, allowList: nil, clock: clock)
+        var d = device
+        d.nodes["system"] = ["holidays": []]
+        func check(_ start: String, _ end: String) -> CommandRejection? {
+            do {
+                _ = try a.validate(node: "system", capability: "holiday", body: ["action": "create", "start": .string(start), "end": .string(end)], device: d)
+                return nil
+            } catch { return error }
+        }
+        let past = check("2026-08-01", "2026-08-14")
+        XCTAssertEqual(past?.code, .outOfRange)
+        XCTAssertTrue(past?.message.contains("\"end\" 2026-08-14 is in the past") == true, "\(String(describing: past))")
+        XCTAssertNil(check("2026-11-10", "2026-11-18"), "a holiday ending today still acts today")
+        XCTAssertNil(check("2026-12-20", "2027-01-03"))
+    }
+
     func testSystemDhwScheduleAndDateTimeValidation() {
         let a = adapter(ScriptedTransport { _ in .success(HTTPResponse(status: 204)) })
         var d = device

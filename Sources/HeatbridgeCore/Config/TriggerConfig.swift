@@ -14,6 +14,8 @@ extension ConfigDecoder {
             if case .mapping(let entries, _) = item, let n = entries.first(where: { $0.key == "name" }), case .scalar(let name, _, _) = n.value {
                 if let first = names[name] {
                     error(item.mark, "duplicate trigger name \"\(name)\"", hint: "first used at line \(first.line)")
+                    // Still read, so its own mistakes are reported too; it is not kept.
+                    _ = decodeTrigger(item, groups: groups, accounts: accounts)
                     continue
                 }
                 names[name] = item.mark
@@ -44,6 +46,7 @@ extension ConfigDecoder {
                 error(node.mark, "trigger \"\(name)\" needs exactly one of \"at\", \"cron\" or \"topic\"\(kinds.isEmpty ? "" : ", found \(kinds.joined(separator: " and "))")")
             }
         } else if kinds[0] == "topic" {
+            if let d = value(m, "days") { error(d.mark, "trigger \"\(name)\": \"days\" goes with \"at\"; a topic rule fires whenever its condition holds") }
             kind = decodeCondition(m, name: name, mark: node.mark, tests: tests)
         } else {
             for t in tests { error(value(m, t)!.mark, "trigger \"\(name)\": \"\(t)\" only goes with \"topic\"") }
@@ -166,6 +169,25 @@ extension ConfigDecoder {
                 return nil
             }
             params = o
+        }
+        // The same validators as an MQTT command's, as far as they need no device state: for a group, each
+        // member's node with its vendor's rules.
+        let nodes: [(device: String, node: String)] = parts[0] == "group"
+            ? (groups[parts[1]] ?? []).map { ($0.device, $0.node) } : [(parts[0], parts[1])]
+        var body = params
+        body["valid_for_s"] = nil
+        for (device, member) in nodes where capability != "charge-duration" {
+            guard let module = vendors.first(where: { device.hasPrefix($0.deviceIdPrefix) }) else { continue }
+            var own = body
+            var leaseError: CommandRejection?
+            if module.isLeasable(node: member, capability: capability) {
+                do { _ = try LeaseRequest.take(&own) } catch { leaseError = error }
+            }
+            guard let r = leaseError ?? module.checkAction(node: member, capability: capability, params: own) else { continue }
+            let which = parts[0] == "group" ? "group \"\(parts[1])\" member \(device)/\(member): " : ""
+            let at = r.code == .invalidPayload || r.code == .outOfRange ? (value(m, "params")?.mark ?? node.mark) : (r.code == .unsupported ? capMark : mark)
+            error(at, "trigger \"\(name)\": \(which)\(r.message) (\(r.code))")
+            break
         }
         return TriggerAction(device: parts[0], node: parts[1], capability: capability, params: params,
                              validForS: number(m, "valid_for_s", range: 1...604_800))

@@ -24,9 +24,29 @@ public protocol VendorModule: Sendable {
     func outOfScope(_ id: String, accounts: [AccountConfig]) -> String?
     /// Builds the adapter of one configured account.
     func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError>
+    /// A trigger action checked at config time with the validators MQTT commands use: the node kind, the
+    /// capability, and the parameters as far as they do not depend on the device's state or the time it
+    /// fires (those are checked when it fires). nil when nothing is wrong.
+    func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection?
+    /// Whether a command of `capability` on `node` can carry a lease (`duration_min`/`duration_s`), i.e. the
+    /// adapter restores it (`VendorAdapter.restoreParams`): the lease members are then the bridge's, not the
+    /// vendor's, when a trigger action is checked.
+    func isLeasable(node: String, capability: String) -> Bool
 }
 
 extension VendorModule {
+    public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? { nil }
+    public func isLeasable(node: String, capability: String) -> Bool { false }
+
+    /// For `checkAction`: a validation run against a device that has only `node`, with no state. Only the
+    /// errors about the parameters themselves count; what needs the device's state is for when it fires.
+    public static func parameterError(_ run: () throws(CommandRejection) -> Void) -> CommandRejection? {
+        do { try run() } catch {
+            return error.code == .invalidPayload || error.code == .outOfRange ? error : nil
+        }
+        return nil
+    }
+
     public var inlineSecrets: [String: String] { [:] }
     public var defaultPollIntervalS: Double { 60 }
     public var requiresScope: Bool { false }

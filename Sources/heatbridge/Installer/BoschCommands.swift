@@ -100,6 +100,7 @@ struct BoschKeys: ParsableCommand {
     @OptionGroup var account: AccountOption
     @Argument(help: "list, rotate or delete.") var action: String
     @Argument(help: "The key id (delete).") var keyId: String?
+    @Flag(help: "Delete the key even when it is the one the config uses (the account then fails AUTH_FAILED).") var force = false
 
     func run() throws {
         guard ["list", "rotate", "delete"].contains(action) else { throw usageError("unknown action \"\(action)\"; one of list, rotate, delete") }
@@ -117,13 +118,17 @@ struct BoschKeys: ParsableCommand {
             keyFile = path
         }
         let adapter = try BoschAdapter.forCLI(a)
-        let action = action, keyId = keyId ?? "", keyPath = keyFile ?? ""
+        let action = action, keyId = keyId ?? "", keyPath = keyFile ?? "", force = force, accountName = a.name
+        // Bosch keys embed their expiry date and the listing gives each key's: that date is how the configured
+        // key is recognised in the list (the key itself is never shown or sent anywhere but to Bosch).
+        let configuredExpiry = BoschWire.keyExpiry(secret).map { String(Timestamp.iso8601($0).prefix(10)) }
+        @Sendable func inUse(_ k: BoschWire.StoredApiKey) -> Bool { configuredExpiry != nil && k.expiresAt?.prefix(10) == configuredExpiry?.prefix(10) }
         try runCloud("keys \(action)") { () async throws(CloudError) -> Int32 in
             switch action {
             case "list":
                 let keys = try await adapter.listKeys()
                 if let exp = BoschWire.keyExpiry(secret) { print("configured key expires \(Timestamp.iso8601(exp))") }
-                for k in keys { print("\(k.keyId)  created \(k.createdAt ?? "?")  expires \(k.expiresAt ?? "?")") }
+                for k in keys { print("\(k.keyId)  created \(k.createdAt ?? "?")  expires \(k.expiresAt ?? "?")\(inUse(k) ? "  (in use by account \(accountName))" : "")") }
                 if keys.count >= BoschWire.maxValidKeys - 1 { print("note: Bosch allows \(BoschWire.maxValidKeys) valid keys; delete unused ones") }
             case "rotate":
                 let fresh = try await adapter.newKey()
@@ -136,6 +141,18 @@ struct BoschKeys: ParsableCommand {
                 print("new key \(fresh.keyId ?? "") written to \(keyPath) (expires \(exp)); the old key stays valid until its own expiry")
                 print("  apply it: systemctl reload heatbridge")
             default:
+                let keys = try await adapter.listKeys()
+                if !force, let k = keys.first(where: { $0.keyId == keyId }), inUse(k) {
+                    // Keys made the same day expire the same day: then it may be this one or another.
+                    let alike = keys.filter(inUse).map(\.keyId)
+                    let which = alike.count == 1 ? "is the one" : "may be the one (\(alike.joined(separator: ", ")) expire the same day)"
+                    printErr("""
+                        key \(keyId) \(which) account \(accountName) uses (it expires \(k.expiresAt ?? "?"), as the configured key does): \
+                        deleting it makes every call fail AUTH_FAILED. Rotate first (heatbridge bosch keys rotate, then \
+                        systemctl reload heatbridge), or pass --force to delete it anyway.
+                        """)
+                    return 2
+                }
                 try await adapter.deleteKey(keyId)
                 print("key \(keyId) deleted")
             }

@@ -32,22 +32,29 @@ struct OnboardPodero: ParsableCommand {
     @Flag(name: .customLong("heat-pumps-only"), help: "Skip the device-type choice: go straight to heat pumps.") var heatPumpsOnly = false
     @Flag(name: .customLong("no-optimization"), help: "Start with smart optimisation off.") var noOptimization = false
 
-    /// Checks every argument before anything is sent; the message names the argument and the valid values.
+    /// Checks every argument before anything is sent, and reports every bad one at once (as check-config
+    /// does), each naming the argument and the valid values.
     func validated() throws -> (language: String, zone: String) {
-        guard isUUID(user) else { throw usageError("--user \"\(user)\" is not a UUID (8-4-4-4-12 hex digits)") }
-        if let b = building, !isUUID(b) { throw usageError("--building \"\(b)\" is not a UUID") }
-        guard let lang = PoderoWire.languages.first(where: { $0 == language.lowercased() }) else {
-            throw usageError("--language \"\(language)\" is not supported; valid: \(PoderoWire.languages.joined(separator: ", "))")
-        }
-        guard let zone = PoderoWire.priceZones.first(where: { $0 == priceZone.uppercased() }) else {
+        var problems: [String] = []
+        if !isUUID(user) { problems.append("--user \"\(user)\" is not a UUID (8-4-4-4-12 hex digits)") }
+        if let b = building, !isUUID(b) { problems.append("--building \"\(b)\" is not a UUID (8-4-4-4-12 hex digits)") }
+        let lang = PoderoWire.languages.first(where: { $0 == language.lowercased() })
+        if lang == nil { problems.append("--language \"\(language)\" is not supported; valid: \(PoderoWire.languages.joined(separator: ", "))") }
+        let zone = PoderoWire.priceZones.first(where: { $0 == priceZone.uppercased() })
+        if zone == nil {
             let hint = priceZone.uppercased() == "DE" ? " (Germany is DE_LU)" : ""
-            throw usageError("--price-zone \"\(priceZone)\" is not a Podero price zone\(hint); valid: \(PoderoWire.priceZones.joined(separator: ", "))")
+            problems.append("--price-zone \"\(priceZone)\" is not a Podero price zone\(hint); valid: \(PoderoWire.priceZones.joined(separator: ", "))")
         }
         for (name, url) in [("--success-url", successURL), ("--cancel-url", cancelURL)] {
-            guard let p = ParsedURL.parse(url), p.scheme == "https" || p.scheme == "http" else {
-                throw usageError("\(name) \"\(url)\" is not an http(s) URL")
+            if let p = ParsedURL.parse(url), p.scheme == "https" || p.scheme == "http" {
+                if url.utf8.count > 8000 { problems.append("\(name) is longer than 8000 characters") }
+            } else {
+                problems.append("\(name) \"\(url)\" is not an http(s) URL, e.g. https://partner.example/podero/done")
             }
-            guard url.utf8.count <= 8000 else { throw usageError("\(name) is longer than 8000 characters") }
+        }
+        guard let lang, let zone, problems.isEmpty else {
+            for p in problems.dropLast() { printErr("error: \(p)") }
+            throw usageError(problems.last!)
         }
         return (lang, zone)
     }
