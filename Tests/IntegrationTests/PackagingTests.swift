@@ -174,4 +174,28 @@ final class PackagingTests: XCTestCase {
         XCTAssertTrue(check.contains(": OK"), check)
         XCTAssertTrue(try sh("dpkg --root='\(root.path)' -l heatbridge").contains("ii  heatbridge"))
     }
+
+    /// The README as a newcomer reads it (#17 item 18): it opens with what heatbridge is, then the two commands;
+    /// no stale "open issue"; secret files are 0600 in the README and in the example config alike; `user_id`
+    /// is explained; every result code the daemon can send is in the contract.
+    func testTheREADMEOpensWithWhatItIsAndAgreesWithTheCode() throws {
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let lines = readme.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let firstText = lines.dropFirst().first { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        XCTAssertTrue(firstText?.hasPrefix("heatbridge is ") == true, "the README opens with \(firstText ?? "nothing")")
+        let firstCode = lines.firstIndex { $0.hasPrefix("```") } ?? 0
+        XCTAssertTrue(lines[firstCode + 1].hasPrefix("Scripts/demo") && lines[firstCode + 2].hasPrefix("Scripts/test"),
+                      "the first commands shown are the two commands")
+        XCTAssertFalse(readme.lowercased().contains("open issue"), "stale status")
+        let example = try String(contentsOf: Self.root.appendingPathComponent("etc/heatbridge/heatbridge.yaml"), encoding: .utf8)
+        XCTAssertTrue(example.contains("0600"))
+        for l in lines where l.contains("install -m") && l.contains("secrets/") {
+            XCTAssertTrue(l.contains("-m 0600"), "a secret installed with another mode: \(l)")
+        }
+        XCTAssertTrue(lines.contains { $0.contains("`accounts[].user_id`") && $0.contains("x-user-id") && $0.contains("audit") })
+        let codes = try String(contentsOf: Self.root.appendingPathComponent("Sources/HeatbridgeCore/Model/Commands.swift"), encoding: .utf8)
+            .components(separatedBy: "ResultCode(rawValue: \"").dropFirst().compactMap { $0.split(separator: "\"").first.map(String.init) }
+        XCTAssertGreaterThan(codes.count, 20)
+        for code in codes { XCTAssertTrue(readme.contains("| `\(code)`") || readme.contains("`\(code)`, "), "result code \(code) is not in the README's table") }
+    }
 }
