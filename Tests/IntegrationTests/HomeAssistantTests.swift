@@ -287,6 +287,12 @@ final class HomeAssistantTests: XCTestCase {
         h.barrier()
         let offline = try XCTUnwrap(c.all(gw1Config).last.flatMap { try? JSONValue.parse($0.payload) })
         XCTAssertEqual(Set(offline["cmps"]?.objectValue?.keys.map { $0 } ?? []), Set(cmps.keys), "an offline gateway lost entities")
+        // A fresh Home Assistant (its birth message) gets them too while the gateway is still offline.
+        let before = c.all(gw1Config).count
+        c.publish("homeassistant/status", "online")
+        h.waitUntil("the configs re-announced") { c.all(gw1Config).count > before }
+        let again = try XCTUnwrap(c.all(gw1Config).last.flatMap { try? JSONValue.parse($0.payload) })
+        XCTAssertEqual(Set(again["cmps"]?.objectValue?.keys.map { $0 } ?? []), Set(cmps.keys))
     }
 
     func testNamesOfHomeSmartlinkAndPoderoDevicesAndSignedPresetIds() throws {
