@@ -86,16 +86,23 @@ public struct BoschAdapter: VendorAdapter {
 
     /// Maps a non-2xx answer to the contract's error classes (cloud-apis.md §1.3).
     /// `relay`: the box has no key of its own, so a 401 is the relay refusing the box's certificate.
-    static func classify(_ r: HTTPResponse, method: String, path: String, relay: Bool = false) -> CloudError {
-        let detail = BoschWire.decode(BoschWire.ErrorBody.self, r.body)?.message.map { String($0.prefix(200)) }
+    public static func classify(_ r: HTTPResponse, method: String, path: String, relay: Bool = false) -> CloudError {
+        let body = BoschWire.decode(BoschWire.ErrorBody.self, r.body)
+        let detail = body?.message.map { String($0.prefix(200)) }
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
+        // Bosch tracks every request for support cases; where its id travels is INFERRED (cloud-apis.md §1.1):
+        // the error body's `requestId`, else a request-id header.
+        let requestId = body?.requestId ?? BoschWire.requestIdHeaders.lazy.compactMap { r.headers[$0] }.first
+        var e: CloudError
         switch r.status {
-        case 451: return CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
-        case 504: return CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
+        case 451: e = CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
+        case 504: e = CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
         default:
-            return .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "API key rejected",
-                           forbidden: "no contract for this gateway", retryAfterDefault: 2)
+            e = .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "API key rejected",
+                        forbidden: "no contract for this gateway", retryAfterDefault: 2)
         }
+        e.requestId = requestId.flatMap(CloudError.supportId)
+        return e
     }
 
     /// A GET decoded as `T`. `keepFor` caches a successful answer that long (resources that do not change).

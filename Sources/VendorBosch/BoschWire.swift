@@ -435,6 +435,9 @@ public enum BoschWire {
 
     /// Error body. `{"message":"Unauthorized"}` is documented for 401 [doc v1.2]; the rest INFERRED
     /// (AWS API Gateway style, plus a `requestId` for support cases).
+    /// Response headers that may carry the request id (lowercase). INFERRED: the name is not published.
+    public static let requestIdHeaders = ["x-request-id", "x-amzn-requestid", "x-amz-apigw-id"]
+
     public struct ErrorBody: Codable, Sendable, Equatable {
         public var message: String?
         public var requestId: String?

@@ -27,6 +27,19 @@ final class BoschAdapterTests: XCTestCase {
         XCTAssertEqual(try JSONValue.parse(r.body ?? []), ["chargeStatus": "START", "chargeDuration": 30])
     }
 
+    /// Bosch's request id travels with the error (#18 item 4): from the body's `requestId`, else a request-id
+    /// header; something that does not look like an id is dropped, never echoed.
+    func testTheCloudsRequestIdIsKeptForSupport() {
+        let body = BoschAdapter.classify(HTTPResponse(status: 400, body: Array(#"{"message":"bad","requestId":"9f2c-77:a"}"#.utf8)),
+                                         method: "PATCH", path: "/x")
+        XCTAssertEqual(body.requestId, "9f2c-77:a")
+        XCTAssertTrue(body.description.hasSuffix("(request id 9f2c-77:a)"), body.description)
+        let header = BoschAdapter.classify(HTTPResponse(status: 503, headers: ["x-request-id": "abc-123"]), method: "GET", path: "/x")
+        XCTAssertEqual(header.requestId, "abc-123")
+        let forged = BoschAdapter.classify(HTTPResponse(status: 400, body: Array(#"{"requestId":"x\n<0>FORGED"}"#.utf8)), method: "GET", path: "/x")
+        XCTAssertNil(forged.requestId)
+    }
+
     func testErrorClassification() async {
         let cases: [(Result<HTTPResponse, HTTPTransportError>, ResultCode)] = [
             (.success(HTTPResponse(status: 401, body: Array(#"{"message":"Unauthorized"}"#.utf8))), .authFailed),

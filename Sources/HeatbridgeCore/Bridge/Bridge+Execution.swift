@@ -79,6 +79,11 @@ extension Bridge {
         queue.putBack(c)
     }
 
+    /// `cloud_request_id` for a result, when the cloud named its request (Bosch support quotes it).
+    static func support(_ error: CloudError) -> [String: JSONValue] {
+        error.requestId.map { ["cloud_request_id": .string($0)] } ?? [:]
+    }
+
     /// Backoff after the n-th transient failure of a command: 2, 4, 8 … s, capped at a minute.
     static func transientBackoff(_ n: Int) -> Double { min(60, 2 * Double(1 << min(max(n - 1, 0), 5))) }
 
@@ -98,7 +103,7 @@ extension Bridge {
             code = .rateLimited
             setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
             if retryAt > c.validUntil {
-                return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s")
+                return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s", extra: Self.support(error))
             }
         } else if error.isTransient {
             let n = (queue.transientFailures[c.id] ?? 0) + 1
@@ -109,11 +114,12 @@ extension Bridge {
             // The account's state is the polls' to say: one failed PATCH does not take every device offline.
             if retryAt > c.validUntil {
                 return finish(c, .expired, code: .expired,
-                              message: "\(account.adapter.vendor) unavailable (\(n) \(n == 1 ? "try" : "tries")), and valid_for_s runs out before the next: \(error.message)")
+                              message: "\(account.adapter.vendor) unavailable (\(n) \(n == 1 ? "try" : "tries")), and valid_for_s runs out before the next: \(error.message)",
+                              extra: Self.support(error))
             }
         } else {
             logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
-            finish(c, .failed, code: error.code, message: error.message)
+            finish(c, .failed, code: error.code, message: error.message, extra: Self.support(error))
             if let s = error.accountState { setAccount(account.name, s, error: error.message) }
             return
         }
@@ -126,7 +132,8 @@ extension Bridge {
                 logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
             }
         } else {
-            publishResult(c, .queued, code: code, message: error.message, extra: ["retry_at": .string(Timestamp.iso8601(retryAt))])
+            publishResult(c, .queued, code: code, message: error.message,
+                          extra: ["retry_at": .string(Timestamp.iso8601(retryAt))].merging(Self.support(error)) { a, _ in a })
         }
         queue.putBack(c)
     }
@@ -229,7 +236,9 @@ extension Bridge {
         }
         var report: [String: JSONValue] = [:]
         for o in outcomes {
-            report[o.member] = o.error.map { ["status": "failed", "code": .string($0.code.rawValue), "message": .string($0.message)] } ?? ["status": "done"]
+            report[o.member] = o.error.map { e -> JSONValue in
+                .object(["status": "failed", "code": .string(e.code.rawValue), "message": .string(e.message)].merging(Self.support(e)) { a, _ in a })
+            } ?? ["status": "done"]
         }
         let failed = outcomes.compactMap { o in o.error.map { (o.member, $0) } }
         if let (_, firstError) = failed.first {

@@ -41,12 +41,25 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     /// that may have gone on). Such a command is read back before it is sent again, never re-sent blind.
     /// False for definite answers (4xx, 429, 503, the vendor's "device offline") and unsent requests.
     public var mayHaveApplied: Bool
+    /// The cloud's own id of the failed request (Bosch's `requestId`), for the partner to quote to the
+    /// vendor's support; in logs and as `cloud_request_id` in command results.
+    public var requestId: String?
 
-    public init(_ kind: Kind, status: Int? = nil, message: String, mayHaveApplied: Bool? = nil) {
+    public init(_ kind: Kind, status: Int? = nil, message: String, mayHaveApplied: Bool? = nil, requestId: String? = nil) {
         self.kind = kind
         self.status = status
         self.message = message
         self.mayHaveApplied = mayHaveApplied ?? Self.mayHaveApplied(kind, status)
+        self.requestId = requestId.flatMap(Self.supportId)
+    }
+
+    /// A request id as the cloud sent it, if it looks like one: at most 128 characters of letters, digits and
+    /// `-_.:`; anything else is dropped rather than echoed into results and logs.
+    public static func supportId(_ s: String) -> String? {
+        guard !s.isEmpty, s.utf8.count <= 128,
+              s.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || "-_.:".utf8.contains($0) })
+        else { return nil }
+        return s
     }
 
     static func mayHaveApplied(_ kind: Kind, _ status: Int?) -> Bool {
@@ -59,7 +72,9 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     /// at fault. 429 is retried on its own terms (`Retry-After`).
     public var isTransient: Bool { kind == .unavailable }
 
-    public var description: String { status.map { "HTTP \($0): \(message)" } ?? message }
+    public var description: String {
+        (status.map { "HTTP \($0): \(message)" } ?? message) + (requestId.map { " (request id \($0))" } ?? "")
+    }
 
     /// The result code a command failing with this error gets.
     public var code: ResultCode {
