@@ -15,6 +15,8 @@ public struct Fault: Sendable {
     public var vendor: String?
     public var method: String?
     public var pathContains: String?
+    /// The whole path (below the vendor prefix, without the query), when `path_contains` would match too much.
+    public var path: String?
     /// Answer with this status (and `body`, or a vendor-style error body).
     public var status: Int?
     public var body: String?
@@ -29,13 +31,14 @@ public struct Fault: Sendable {
     static func from(_ j: JSON) -> Fault? {
         guard case .object = j else { return nil }
         return Fault(vendor: j["vendor"]?.stringValue, method: j["method"]?.stringValue?.uppercased(),
-                     pathContains: j["path_contains"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
+                     pathContains: j["path_contains"]?.stringValue, path: j["path"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
                      retryAfter: j["retry_after"]?.intValue, malformed: j["malformed"]?.boolValue ?? false,
                      latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue)
     }
 
     func matches(vendor v: String, method m: String, path: String) -> Bool {
         (vendor == nil || vendor == v) && (method == nil || method == m) && (pathContains.map { path.contains($0) } ?? true)
+            && (self.path.map { $0 == String(path.prefix { $0 != "?" }) } ?? true)
     }
 }
 

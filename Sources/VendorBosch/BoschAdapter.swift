@@ -123,8 +123,13 @@ public struct BoschAdapter: VendorAdapter {
                 throw error
             }
         }
-        guard let v = BoschWire.decode(type, body) else {
-            throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path)")
+        // Read leniently (most shapes are INFERRED): what differs is reported to the part being read, and only
+        // an answer that cannot be read at all fails.
+        let (value, issues) = BoschWire.decodeTolerant(type, body)
+        for i in issues { WireIssues.report(WireIssue(request: "GET \(path)", field: i.field, problem: i.problem)) }
+        guard let v = value else {
+            let why = issues.last.map { $0.field.isEmpty ? $0.problem : "field \($0.field): \($0.problem)" } ?? "unreadable"
+            throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path): \(why)")
         }
         // Only a fresh answer is remembered: re-remembering a cached one kept it (and its time) forever, so the
         // gateway clock's offset drifted by the time since the real read (−20, −41, −61 … s) and was never re-read.
@@ -239,46 +244,67 @@ public struct BoschAdapter: VendorAdapter {
             }
             var nodes: [String: JSONValue] = [:]
             var schedules: [String: WeekSchedule] = [:]
+            // Each part is read on its own: an answer that differs from the definition marks that part (an
+            // `error` naming the request and field, the rest of it still published), never the whole gateway.
+            func part(_ node: String, _ read: () async throws(CloudError) -> (JSONValue, WeekSchedule?)) async throws(CloudError) {
+                do {
+                    let ((state, program), issues) = try await WireIssues.collecting(read)
+                    var o = state.objectValue ?? [:]
+                    if !issues.isEmpty { o["error"] = WireIssues.errorJSON(issues) }
+                    nodes[node] = .object(o)
+                    if let program { schedules[node] = program }
+                } catch where error.kind == .badResponse {
+                    nodes[node] = ["error": ["code": .string(error.code.rawValue), "message": .string(error.message)]]
+                }
+            }
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(gw.gatewayId)) {
-                let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
                 let node = Self.nodeId(BoschNode.hcPrefix, ref.id)
-                var state = Self.nodeState(hc).objectValue ?? [:]
-                // Not every circuit has these (404: ISRC, older controllers); the rest of the circuit still counts.
-                do {
-                    state["heat_curve"] = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(gw.gatewayId, ref.id),
-                                                                       remoteControl: true))
-                } catch where error.kind == .rejected { state["heat_curve"] = .null }
-                do {
-                    state["distribution"] = .string(try await get(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
-                                                                  remoteControl: true, keepFor: Self.staticTTL).heatingDistributionType.lowercased())
-                } catch where error.kind == .rejected { state["distribution"] = .null }
-                nodes[node] = .object(state)
-                if let tp = hc.autoModeSettings?.timeProgramId {
-                    do {
-                        let program = try await get(BoschWire.TimeProgram.self,
-                                                    BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true,
-                                                    priority: .sync)
-                        schedules[node] = Self.schedule(program, levels: hc.autoModeSettings?.temperatureLevels ?? [:])
-                    } catch where error.kind == .rejected {
-                        // 404 and friends: this circuit has no readable program (e.g. ISRC); the rest still counts.
+                try await part(node) { () async throws(CloudError) -> (JSONValue, WeekSchedule?) in
+                    let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(gw.gatewayId, ref.id), remoteControl: true)
+                    var state = Self.nodeState(hc).objectValue ?? [:]
+                    // Not every circuit has these (404: ISRC, older controllers); the rest of the circuit still counts.
+                    do throws(CloudError) {
+                        state["heat_curve"] = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(gw.gatewayId, ref.id),
+                                                                           remoteControl: true))
+                    } catch where error.kind == .rejected { state["heat_curve"] = .null }
+                    do throws(CloudError) {
+                        state["distribution"] = .string(try await get(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
+                                                                      remoteControl: true, keepFor: Self.staticTTL).heatingDistributionType.lowercased())
+                    } catch where error.kind == .rejected { state["distribution"] = .null }
+                    var program: WeekSchedule?
+                    if let tp = hc.autoModeSettings?.timeProgramId {
+                        do throws(CloudError) {
+                            let p = try await get(BoschWire.TimeProgram.self,
+                                                  BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true,
+                                                  priority: .sync)
+                            program = Self.schedule(p, levels: hc.autoModeSettings?.temperatureLevels ?? [:])
+                        } catch where error.kind == .rejected {
+                            // 404 and friends: this circuit has no readable program (e.g. ISRC); the rest still counts.
+                        }
                     }
+                    return (.object(state), program)
                 }
             }
             for ref in try await get([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(gw.gatewayId)) {
-                let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
-                let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
                 let node = Self.nodeId(BoschNode.dhwPrefix, ref.id)
-                nodes[node] = Self.nodeState(dhw, charge: charge)
-                let tp = dhw.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
-                do {
-                    let program = try await get(BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(gw.gatewayId, ref.id, tp),
-                                                remoteControl: true, priority: .sync)
-                    schedules[node] = Self.schedule(program, levels: Self.dhwLevels(dhw))
-                } catch where error.kind == .rejected {
-                    // No DHW program on this controller (404): the circuit itself still counts.
+                try await part(node) { () async throws(CloudError) -> (JSONValue, WeekSchedule?) in
+                    let dhw = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(gw.gatewayId, ref.id), remoteControl: true)
+                    let charge = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(gw.gatewayId, ref.id), remoteControl: true)
+                    let tp = dhw.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
+                    var program: WeekSchedule?
+                    do throws(CloudError) {
+                        let p = try await get(BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(gw.gatewayId, ref.id, tp),
+                                              remoteControl: true, priority: .sync)
+                        program = Self.schedule(p, levels: Self.dhwLevels(dhw))
+                    } catch where error.kind == .rejected {
+                        // No DHW program on this controller (404): the circuit itself still counts.
+                    }
+                    return (Self.nodeState(dhw, charge: charge), program)
                 }
             }
-            nodes[BoschNode.systemId] = try await systemState(gw.gatewayId)
+            try await part(BoschNode.systemId) { () async throws(CloudError) -> (JSONValue, WeekSchedule?) in
+                (try await systemState(gw.gatewayId), nil)
+            }
             return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
                                   schedules: schedules)
         } catch {

@@ -471,6 +471,9 @@ final class TestMQTTClient: @unchecked Sendable {
 
     func clear() { recorder.messages.withLock { $0 = [] } }
 
+    /// The last message seen on `topic`, as JSON (nil when none, or an empty retained clear).
+    func latest(_ topic: String) -> JSONValue? { all(topic).last.flatMap { try? JSONValue.parse($0.payload) } }
+
     /// Waits for a message on `topic` whose JSON satisfies `predicate`; fails the test with what was seen.
     @discardableResult
     func waitJSON(_ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
