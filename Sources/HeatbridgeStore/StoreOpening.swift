@@ -78,3 +78,14 @@ extension SQLiteStore {
         Timestamp.iso8601(t).filter { $0 != "-" && $0 != ":" }
     }
 }
+
+extension SQLiteStore {
+    /// Free bytes (for an unprivileged writer) on the filesystem that holds the store at `path`; nil when it
+    /// cannot be told. For `bridge/health` and `heatbridge status`.
+    public static func freeBytes(path: String) -> Int? {
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        var fs = statvfs()
+        guard statvfs(dir.isEmpty ? "." : dir, &fs) == 0 else { return nil }
+        return Int(fs.f_bavail) * Int(fs.f_frsize)
+    }
+}

@@ -103,10 +103,8 @@ struct Status: ParsableCommand {
             print(report.serialized)
             return
         }
-        let dir = config.store.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        var fs = statvfs()
-        if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 {
-            let free = Double(fs.f_bavail) * Double(fs.f_frsize)
+        if let freeBytes = SQLiteStore.freeBytes(path: config.store.path) {
+            let free = Double(freeBytes)
             print("store: \(config.store.path), \(JSONValue.format((free / 1_048_576 * 10).rounded() / 10)) MiB free\(free < 8 * 1_048_576 ? "  LOW" : "")")
         }
         if let r = report["store_recovered"], r != .null {

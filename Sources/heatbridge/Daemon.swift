@@ -378,9 +378,7 @@ enum ProcessStats {
     /// The store's part of `bridge/health`: free space where it lives, errors since start, the last recovery.
     @Sendable static func storeHealth(_ store: SQLiteStore, path: String) -> JSONValue {
         var o = store.errorReport.objectValue ?? [:]
-        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        var fs = statvfs()
-        if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 { o["free_bytes"] = .int(Int(fs.f_bavail) * Int(fs.f_frsize)) }
+        if let free = SQLiteStore.freeBytes(path: path) { o["free_bytes"] = .int(free) }
         o["recovered"] = (try? store.loadSettings())?[SQLiteStore.recoverySettingKey] ?? .null
         return .object(o)
     }
