@@ -73,9 +73,6 @@ public struct BoschModule: VendorModule {
 }
 
 extension BoschModule {
-    /// Node kinds and capabilities as the adapter knows them; parameters through the adapter's own validation
-    /// (a holiday names the gateway's circuits and a week program replaces the one it was read from: both
-    /// are only checked when they run).
     /// As `BoschAdapter.restoreParams`: circuit modes and the manual setpoint.
     public func isLeasable(node: String, capability: String) -> Bool {
         switch (BoschNode(node).map { _ in BoschNode.kind(of: node) }, capability) {
@@ -84,6 +81,9 @@ extension BoschModule {
         }
     }
 
+    /// Node kinds and capabilities as the adapter knows them; parameters through the adapter's own validation
+    /// (a holiday names the gateway's circuits and a week program replaces the one it was read from: both
+    /// are only checked when they run).
     public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {
         guard BoschNode(node) != nil else {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a Bosch node; nodes are hc<N>, dhw<N> and system")

@@ -14,7 +14,7 @@ struct HeatbridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heatbridge",
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
-        subcommands: [Run.self, CheckConfig.self, Status.self, Triggers.self, Contracts.self, Onboard.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
+        subcommands: [Run.self, CheckConfig.self, Status.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
         defaultSubcommand: Run.self)
 }
 

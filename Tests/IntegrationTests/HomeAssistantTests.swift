@@ -203,7 +203,9 @@ final class HomeAssistantTests: XCTestCase {
         try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: false)
         try h.startDaemon()
         let d3 = Date().addingTimeInterval(15)
-        while Date() < d3, c.all(gw1Config).last?.payload.isEmpty != true { usleep(50_000) }
+        // Both are cleared, in whichever order the daemon gets to them: wait for both.
+        while Date() < d3, c.all(gw1Config).last?.payload.isEmpty != true
+            || c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty != true { usleep(50_000) }
         XCTAssertEqual(c.all(gw1Config).last?.payload.isEmpty, true, "configs not cleared when discovery was switched off")
         XCTAssertEqual(c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty, true)
     }

@@ -51,4 +51,55 @@ final class WireDriftTests: XCTestCase {
         c.waitJSON("\(gw)/hc1/state", timeout: 20) { $0["error"] == nil && $0["operation_mode"] == "auto" }
         c.waitJSON("\(gw)/dhw1/state", timeout: 20) { $0["error"] == nil && $0["operation_mode"] != nil }
     }
+
+    /// `heatbridge probe` (#18 item 2, Bosch): no drift against the simulator; each difference of a mutated
+    /// answer reported with its request and field, exit 1; `--save` fixtures without the seeded secrets,
+    /// e-mail addresses, names, addresses, serial numbers or the account's key and user id.
+    func testProbeReportsDriftAndSavesRedactedFixtures() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        let clean = try h.cli(["probe", "bosch-test"])
+        XCTAssertEqual(clean.status, 0, clean.output)
+        XCTAssertTrue(clean.output.contains("no drift"), clean.output)
+        try h.admin("DELETE", "/admin/requests")
+
+        try fault(h, path: "/hvacs/101000001/heatingCircuits/1", body: [
+            "id": "1", "operationMode": "TURBO", "currentSetPointTemperature": "21", "roomTemp": 20.5,
+            "autoModeSettings": ["timeProgramId": "A", "temperatureLevels": ["comfort": 21, "eco": 17]], "overridingModes": [],
+            "brandNewField": true,
+        ])
+        try fault(h, path: "/hvacs/101000001/dhwCircuits/1", body: [])
+        let secrets = ["SN-SEEDED-4711", "anna.muster@example.org", "Anna Muster", "Hauptstrasse 12"]
+        try fault(h, path: "/hvacs/101000001/components", body: [
+            ["id": "gateway", "type": "GATEWAY", "serialNumber": .string(secrets[0]), "ownerEmail": .string(secrets[1]),
+             "ownerName": .string(secrets[2]), "installationAddress": ["street": .string(secrets[3])]],
+        ])
+        let fixtures = h.dir.appendingPathComponent("fixtures").path
+        let drift = try h.cli(["probe", "bosch-test", "--json", "--save", fixtures])
+        XCTAssertEqual(drift.status, 1, drift.output)
+        let report = try JSONValue.parse(drift.output.split(separator: "\n").last.map(String.init) ?? "")
+        func findings(_ request: String) -> [(String, String)] {
+            (report["answers"]?.arrayValue ?? []).filter { $0["request"]?.stringValue == request }
+                .flatMap { $0["findings"]?.arrayValue ?? [] }.map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "") }
+        }
+        let hc = findings("GET /hvacs/101000001/heatingCircuits/1")
+        for expected in [("extra", "roomTemp"), ("missing", "roomTemperature"), ("extra", "brandNewField"), ("type", "currentSetPointTemperature"),
+                         ("enum", "operationMode")] {
+            XCTAssertTrue(hc.contains { $0 == expected }, "\(expected) not in \(hc)")
+        }
+        let dhw = findings("GET /hvacs/101000001/dhwCircuits/1")
+        XCTAssertTrue(dhw.contains { $0.0 == "unreadable" }, "\(dhw)")
+        XCTAssertTrue(findings("GET /hvacs/101000001/components").contains { $0 == ("extra", "0.ownerEmail") })
+        XCTAssertGreaterThanOrEqual(report["drifted"]?.intValue ?? 0, 3)
+        // Nothing the box must keep to itself is in the fixtures, yet they are the answers (placeholders, stable).
+        let files = try FileManager.default.contentsOfDirectory(atPath: fixtures)
+        XCTAssertGreaterThan(files.count, 10)
+        let all = try files.map { try String(contentsOfFile: fixtures + "/" + $0, encoding: .utf8) }.joined(separator: "\n")
+        for s in secrets + [Harness.apiKey, "it-user"] { XCTAssertFalse(all.contains(s), "\(s) is in the fixtures") }
+        XCTAssertTrue(all.contains("<serialnumber:"), "serial numbers are replaced, not dropped")
+        XCTAssertTrue(all.contains("\"operationMode\":\"TURBO\""), "the drifted answer itself is kept")
+        let mode = try FileManager.default.attributesOfItem(atPath: fixtures + "/" + files[0])[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
+    }
 }
