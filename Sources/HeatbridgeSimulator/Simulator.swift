@@ -69,6 +69,23 @@ public actor Simulator {
     var statusCounts: [String: Int] = [:]
     /// When set, every vendor request fails as if the cloud were down (503).
     var down = false
+    /// Recorded answers (`heatbridge probe --save`, or a partner's recording) by vendor and `GET <path>`:
+    /// served instead of the simulated ones; everything else (writes, paths not recorded) stays simulated.
+    var fixtures: [String: [String: Answer]] = [:]
+
+    /// Serves recorded answers: each `{"vendor","request","status","body"}` file as `probe --save` writes them.
+    /// Returns how many were loaded.
+    public func loadFixtures(_ files: [[UInt8]]) -> Int {
+        var n = 0
+        for bytes in files {
+            guard let f = try? JSON.parse(bytes), let vendor = f["vendor"]?.stringValue, let request = f["request"]?.stringValue,
+                  let status = f["status"]?.intValue else { continue }
+            let body: [UInt8] = f["body"].map { $0 == .null ? [] : ($0.stringValue.map { Array($0.utf8) } ?? $0.bytes) } ?? []
+            fixtures[vendor, default: [:]][request] = Answer(status: status, headers: [:], body: body, delayMs: 0)
+            n += 1
+        }
+        return n
+    }
 
     public init(bosch: BoschCloud, podero: PoderoCloud = .defaultScenario(), hsl: HSLCloud = .defaultScenario()) {
         self.bosch = bosch
@@ -110,6 +127,12 @@ public actor Simulator {
         let sub = String(path.dropFirst(vendor.count + 1))
         var answer: Answer
         var delay = 0
+        if let recorded = fixtures[vendor]?["\(method) \(sub)"], faults.isEmpty, !down {
+            log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: recorded.status, hadApiKey: true, hadUserId: true,
+                                     body: "", at: now))
+            statusCounts["\(vendor) \(recorded.status)", default: 0] += 1
+            return recorded
+        }
         if let i = faults.firstIndex(where: { $0.matches(vendor: vendor, method: method, path: sub) }) {
             let f = faults[i]
             delay = f.latencyMs

@@ -102,4 +102,52 @@ final class WireDriftTests: XCTestCase {
         let mode = try FileManager.default.attributesOfItem(atPath: fixtures + "/" + files[0])[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o600)
     }
+
+    /// The round trip (#18 item 3, Bosch): `probe --save` against the simulator → `heatbridge-sim --fixtures` →
+    /// the daemon publishes the same node states as against the live simulator. The fixture simulator is told
+    /// the gateway went offline meanwhile: the recorded answers, not the simulated ones, are what it serves.
+    func testProbeFixturesServedBackGiveTheSameNodeStates() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        let fixtures = h.dir.appendingPathComponent("recorded").path
+        let saved = try h.cli(["probe", "bosch-test", "--save", fixtures])
+        XCTAssertEqual(saved.status, 0, saved.output)
+        let c: TestMQTTClient = h.client
+        let nodes = ["hc1", "dhw1", "system"]
+        var serials: [String: [JSONValue]] = [:]
+        func states() -> [String: JSONValue] {
+            var out: [String: JSONValue] = [:]
+            for n in nodes {
+                guard var o = c.waitJSON("heatbridge/bosch-101000001/\(n)/state", timeout: 20, { $0["source"] == "cloud" })?.objectValue else { continue }
+                // What depends on when it was read, not on the answers.
+                for k in ["updated_at", "source", "stale", "age_s", "schedule_now", "date_time", "clock_offset_s"] { o[k] = nil }
+                // Serial numbers are what the recording replaces (placeholders): compared apart.
+                if let list = o["components"]?.arrayValue {
+                    serials[n, default: []] += list.map { $0["serial_number"] ?? .null }
+                    o["components"] = .array(list.map { var x = $0.objectValue ?? [:]; x["serial_number"] = nil; return .object(x) })
+                }
+                out[n] = .object(o)
+            }
+            return out
+        }
+        try h.startDaemon()
+        let live = states()
+        XCTAssertEqual(live.count, 3)
+        XCTAssertEqual(serials["system"]?.first, "SN-101000001")
+        serials = [:]
+        XCTAssertEqual(h.stopDaemon(), 0)
+        h.stopSim()
+        try h.startSim(extra: ["--fixtures", fixtures])
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"online":false}"#)
+        c.clear()
+        try h.startDaemon()
+        let replayed = states()
+        XCTAssertEqual(replayed, live)
+        XCTAssertEqual(serials["system"]?.first?.stringValue?.hasPrefix("<serialnumber:"), true, "\(serials)")
+        let served = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }
+        XCTAssertFalse(served.isEmpty, "the daemon did not read the recorded status")
+        XCTAssertEqual(c.latest("heatbridge/bosch-101000001/state")?["online"], true, "the simulated (offline) answer was served, not the recorded one")
+    }
 }
