@@ -177,4 +177,27 @@ final class BoschSystemTests: XCTestCase {
         XCTAssertEqual(badGateway.status, 2)
         XCTAssertEqual(try h.admin("GET", "/admin/requests").arrayValue?.count, 0, "bad arguments reached the cloud")
     }
+
+    /// #17 item 5 through the daemon: with an exact gateway clock the system state is not re-published on every
+    /// poll (the offset used to drift −20, −41, −61 … s, changing the state each time), so the quiet account's
+    /// polls back off (1 s, then 2 s, then 4 s) instead of staying at the base interval.
+    func testAnUnchangedGatewayIsNotRepublishedAndItsAccountBacksOff() throws {
+        let h = try Harness(pollIntervalS: 1)
+        defer { h.stopAll() }
+        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
+        try h.startDaemon()
+        let c: TestMQTTClient = h.client
+        let sys = "heatbridge/bosch-101000001/system/state"
+        c.waitJSON(sys) { $0["source"] == "cloud" && $0["clock_offset_s"] != .null }
+        try h.waitForRequests("/hvacs/101000001/status", count: 3)  // past the first polls
+        let published = c.all(sys).count
+        let before = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }.count
+        Thread.sleep(forTimeInterval: 16)  // the window in which the polls must slow down (real time: the pacing's subject)
+        h.barrier()
+        let polls = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }.count - before
+        XCTAssertGreaterThanOrEqual(polls, 3, "the account stopped polling: the window proves nothing")
+        XCTAssertLessThanOrEqual(polls, 9, "a quiet account kept polling at the base interval (16 polls in 16 s)")
+        XCTAssertEqual(c.all(sys).count, published, "the unchanged system state was re-published")
+        XCTAssertEqual(c.all(sys).last.flatMap { try? JSONValue.parse($0.payload) }?["clock_offset_s"]?.doubleValue ?? 99, 0, accuracy: 1)
+    }
 }
