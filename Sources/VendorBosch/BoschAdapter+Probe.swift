@@ -78,8 +78,10 @@ extension BoschAdapter: Probing {
         var findings: [ProbeFinding] = []
         let (value, issues) = BoschWire.decodeTolerant(type, body)
         for i in issues {
-            let kind: ProbeFinding.Kind = i.problem == "required field is missing" ? .missing : i.field.isEmpty ? .unreadable : .type
-            findings.append(ProbeFinding(field: i.field, kind: kind, detail: i.problem))
+            // A required field missing makes the whole answer unreadable for the daemon: drift, not a note.
+            let required = i.problem == "required field is missing"
+            let kind: ProbeFinding.Kind = required ? .missing : i.field.isEmpty ? .unreadable : .type
+            findings.append(ProbeFinding(field: i.field, kind: kind, detail: i.problem, isDrift: required ? true : nil))
         }
         if let value, let json = try? JSONValue.parse(body) {
             Self.compare(json, Mirror(reflecting: value), path: "", enums: enums, into: &findings)

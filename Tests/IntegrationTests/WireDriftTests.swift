@@ -150,4 +150,30 @@ final class WireDriftTests: XCTestCase {
         XCTAssertFalse(served.isEmpty, "the daemon did not read the recorded status")
         XCTAssertEqual(c.latest("heatbridge/bosch-101000001/state")?["online"], true, "the simulated (offline) answer was served, not the recorded one")
     }
+
+    /// The Podero probe: its heat-pump object against `PoderoWire`'s fields as shapes; a box's fixtures keep
+    /// only its own heat pumps and their owner, never the rest of the organisation's listing.
+    func testPoderoProbeReportsDriftInTheHeatPumpObject() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.poderoAccount(devices: "[\"3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b\"]"))
+        let clean = try h.cli(["probe", "podero-test", "--json"])
+        XCTAssertEqual(clean.status, 0, clean.output)
+        let report = try JSONValue.parse(clean.output.split(separator: "\n").last.map(String.init) ?? "")
+        let requests = (report["answers"]?.arrayValue ?? []).compactMap { $0["request"]?.stringValue }
+        let one = try XCTUnwrap(requests.first { $0.hasSuffix("/heat-pumps/3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b") }, "\(requests)")
+        let f: JSONValue = ["vendor": "podero", "method": "GET", "path": .string("/api/partners/v2.0" + one.dropFirst(4)), "status": 200,
+                            "body": .string(JSONValue.object(["id": "3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b", "current_power_consumption_w": "1450",
+                                                              "current_mode": "turbo", "brand_new_field": 1, "connection_status": 3]).serialized)]
+        try h.injectFault(f.serialized)
+        let drift = try h.cli(["probe", "podero-test", "--json"])
+        XCTAssertEqual(drift.status, 1, drift.output)
+        let found = (try JSONValue.parse(drift.output.split(separator: "\n").last.map(String.init) ?? "")["answers"]?.arrayValue ?? [])
+            .filter { $0["request"]?.stringValue == one }.flatMap { $0["findings"]?.arrayValue ?? [] }
+            .map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "") }
+        for expected in [("type", "current_power_consumption_w"), ("enum", "current_mode"), ("extra", "brand_new_field"), ("type", "connection_status"),
+                         ("missing", "optimization_level")] {
+            XCTAssertTrue(found.contains { $0 == expected }, "\(expected) not in \(found)")
+        }
+    }
 }

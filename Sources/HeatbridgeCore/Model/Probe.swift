@@ -19,15 +19,16 @@ public struct ProbeFinding: Sendable, Equatable {
     public var field: String
     public var kind: Kind
     public var detail: String
+    /// Whether it means the answer differs from the definition: everything but a missing optional field
+    /// unless said otherwise (a required field missing is drift).
+    public var isDrift: Bool
 
-    public init(field: String, kind: Kind, detail: String) {
+    public init(field: String, kind: Kind, detail: String, isDrift: Bool? = nil) {
         self.field = field
         self.kind = kind
         self.detail = detail
+        self.isDrift = isDrift ?? (kind != .missing)
     }
-
-    /// Whether it means the answer differs from the definition (everything but a missing optional field).
-    public var isDrift: Bool { kind != .missing }
 
     public var json: JSONValue { ["field": .string(field), "kind": .string(kind.rawValue), "detail": .string(detail), "drift": .bool(isDrift)] }
 }
@@ -51,6 +52,74 @@ public struct ProbeAnswer: Sendable, Equatable {
     /// Drift: any finding but a missing optional field. An extra field is safe for the daemon (ignored) but
     /// still counts: a partner's report is how the definition gets corrected.
     public var drifted: Bool { findings.contains(where: \.isDrift) }
+}
+
+/// A wire definition for vendors whose adapters read JSON directly (no Codable types): what `probe` compares an
+/// answer with.
+public indirect enum WireShape: Sendable {
+    case string, number, bool, any
+    /// A string from a known set (compared without case).
+    case oneOf([String])
+    case list(WireShape)
+    /// Fields by name: `required` ones must be there (drift when not), the others are noted when absent.
+    case object([String: WireShape], required: Set<String> = [])
+    /// Either the shape or null.
+    case nullable(WireShape)
+
+    /// What in `v` differs from this shape, with dotted paths below `path`.
+    public func check(_ v: JSONValue, path: String = "") -> [ProbeFinding] {
+        func at(_ k: String) -> String { path.isEmpty ? k : "\(path).\(k)" }
+        func mismatch(_ expected: String) -> [ProbeFinding] {
+            [ProbeFinding(field: path, kind: .type, detail: "expected \(expected), found \(Self.kindName(v))")]
+        }
+        switch (self, v) {
+        case (.any, _): return []
+        case (.nullable, .null): return []
+        case (.nullable(let s), _): return s.check(v, path: path)
+        case (.string, .string): return []
+        case (.number, .number): return []
+        case (.number, .string(let s)) where Double(s) != nil:
+            return [ProbeFinding(field: path, kind: .type, detail: "a number sent as a string (\"\(s.prefix(40))\")")]
+        case (.bool, .bool): return []
+        case (.oneOf(let allowed), .string(let s)):
+            return allowed.contains { $0.lowercased() == s.lowercased() } ? []
+                : [ProbeFinding(field: path, kind: .enumValue, detail: "\"\(s.prefix(40))\" is not one of \(allowed.joined(separator: ", ")) (kept as its string)")]
+        case (.list(let s), .array(let a)):
+            return a.enumerated().flatMap { s.check($0.element, path: at(String($0.offset))) }
+        case (.object(let fields, let required), .object(let o)):
+            var out: [ProbeFinding] = []
+            for k in fields.keys.sorted() {
+                guard let value = o[k] else {
+                    out.append(required.contains(k)
+                        ? ProbeFinding(field: at(k), kind: .missing, detail: "required field is missing", isDrift: true)
+                        : ProbeFinding(field: at(k), kind: .missing, detail: "not in the answer (read as null)"))
+                    continue
+                }
+                out += fields[k]!.check(value, path: at(k))
+            }
+            for k in o.keys.sorted() where fields[k] == nil {
+                out.append(ProbeFinding(field: at(k), kind: .extra, detail: "not in the definition (ignored)"))
+            }
+            return out
+        case (.string, _): return mismatch("a string")
+        case (.number, _): return mismatch("a number")
+        case (.bool, _): return mismatch("true or false")
+        case (.oneOf, _): return mismatch("a string")
+        case (.list, _): return mismatch("a list")
+        case (.object, _): return mismatch("an object")
+        }
+    }
+
+    public static func kindName(_ v: JSONValue) -> String {
+        switch v {
+        case .null: return "null"
+        case .bool: return "true or false"
+        case .number: return "a number"
+        case .string: return "a string"
+        case .array: return "a list"
+        case .object: return "an object"
+        }
+    }
 }
 
 /// An adapter that can compare its cloud's answers with its wire definitions (`heatbridge probe`).

@@ -25,11 +25,10 @@ struct Probe: ParsableCommand {
             printErr("error: no account \"\(account)\" in \(options.path); accounts: \(config.accounts.map(\.name).joined(separator: ", "))")
             throw ExitCode(2)
         }
-        let adapter: any Probing
-        switch a.vendor {
-        case BoschModule().name: adapter = try cliBuilt(BoschModule().adapter(a, context: .cli(a)))
-        default:
-            printErr("error: probe knows the Bosch wire definitions so far; \(a.vendor) accounts are read leniently by the daemon but not probed yet")
+        let built = try cliBuilt(HeatbridgeVendors.all.module(a.vendor)?.makeAdapter(a, context: .cli(a))
+            ?? .failure(VendorSetupError("unknown vendor \(a.vendor)")))
+        guard let adapter = built as? any Probing else {
+            printErr("error: probe knows the Bosch and Podero wire definitions so far; \(a.vendor) accounts are read leniently by the daemon but not probed yet")
             throw ExitCode(2)
         }
         let secrets = a.vendorSettings.secretRefs.compactMap { ref -> String? in
