@@ -176,4 +176,26 @@ final class WireDriftTests: XCTestCase {
             XCTAssertTrue(found.contains { $0 == expected }, "\(expected) not in \(found)")
         }
     }
+
+    /// The HomeSmartlink probe: a home's device list against the DeviceDTO fields (the doc's required ones are
+    /// drift when absent, the online-only ones a note).
+    func testHomeSmartlinkProbeReportsDriftInTheDeviceList() throws {
+        let h = try Harness()
+        defer { h.stopAll() }
+        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.hslAccount())
+        let clean = try h.cli(["probe", "hsl-test"])
+        XCTAssertEqual(clean.status, 0, clean.output)
+        let body: JSONValue = ["authorisation": ["type": "BASIC", "client": "hsl-demo"],
+                               "reponse": [["header": "H1", "roomId": "1", "softwareVersion": 42, "category": "Toaster", "online": true, "pv": 20.5]]]
+        let f: JSONValue = ["vendor": "homesmartlink", "method": "POST", "path": "/partners/1/config", "status": 200, "body": .string(body.serialized)]
+        try h.injectFault(f.serialized)
+        let drift = try h.cli(["probe", "hsl-test", "--json"])
+        XCTAssertEqual(drift.status, 1, drift.output)
+        let found = (try JSONValue.parse(drift.output.split(separator: "\n").last.map(String.init) ?? "")["answers"]?.arrayValue ?? [])
+            .flatMap { $0["findings"]?.arrayValue ?? [] }.map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "", $0["drift"]?.boolValue ?? false) }
+        for expected in [("type", "response.0.roomId", true), ("enum", "response.0.category", true), ("type", "response.0.pv", true),
+                         ("missing", "response.0.roomName", true), ("missing", "response.0.mode", false)] {
+            XCTAssertTrue(found.contains { $0 == expected }, "\(expected) not in \(found)")
+        }
+    }
 }

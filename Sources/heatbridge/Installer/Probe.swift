@@ -28,7 +28,7 @@ struct Probe: ParsableCommand {
         let built = try cliBuilt(HeatbridgeVendors.all.module(a.vendor)?.makeAdapter(a, context: .cli(a))
             ?? .failure(VendorSetupError("unknown vendor \(a.vendor)")))
         guard let adapter = built as? any Probing else {
-            printErr("error: probe knows the Bosch and Podero wire definitions so far; \(a.vendor) accounts are read leniently by the daemon but not probed yet")
+            printErr("error: \(a.vendor) accounts cannot be probed")
             throw ExitCode(2)
         }
         let secrets = a.vendorSettings.secretRefs.compactMap { ref -> String? in
