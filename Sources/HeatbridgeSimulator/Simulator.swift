@@ -73,6 +73,17 @@ public actor Simulator {
     /// served instead of the simulated ones; everything else (writes, paths not recorded) stays simulated.
     var fixtures: [String: [String: Answer]] = [:]
 
+    /// The recorded answer for a request, as `probe` names requests: relative to the vendor's API base
+    /// (Podero's `/api/partners/v2.0` is part of its base URL), a HomeSmartlink read with the home it asks for.
+    static func recorded(_ answers: [String: Answer], vendor: String, method: String, sub: String, body: [UInt8]) -> Answer? {
+        var path = String(sub.prefix { $0 != "?" })
+        if vendor == "podero", path.hasPrefix(PoderoWire.apiPrefix) { path = String(path.dropFirst(PoderoWire.apiPrefix.count)) }
+        if vendor == "homesmartlink", let home = (try? JSON.parse(body))?[HSLWire.F.homeId]?.stringValue {
+            return answers["\(method) \(path) {homeId: \(home)}"] ?? answers["\(method) \(path)"]
+        }
+        return answers["\(method) \(path)"]
+    }
+
     /// Serves recorded answers: each `{"vendor","request","status","body"}` file as `probe --save` writes them.
     /// Returns how many were loaded.
     public func loadFixtures(_ files: [[UInt8]]) -> Int {
@@ -127,7 +138,7 @@ public actor Simulator {
         let sub = String(path.dropFirst(vendor.count + 1))
         var answer: Answer
         var delay = 0
-        if let recorded = fixtures[vendor]?["\(method) \(sub)"], faults.isEmpty, !down {
+        if let recorded = fixtures[vendor].flatMap({ Self.recorded($0, vendor: vendor, method: method, sub: sub, body: body) }), faults.isEmpty, !down {
             log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: recorded.status, hadApiKey: true, hadUserId: true,
                                      body: "", at: now))
             statusCounts["\(vendor) \(recorded.status)", default: 0] += 1
