@@ -131,6 +131,7 @@ public struct BoschAdapter: VendorAdapter {
             let why = issues.last.map { $0.field.isEmpty ? $0.problem : "field \($0.field): \($0.problem)" } ?? "unreadable"
             throw CloudError(.badResponse, status: 200, message: "unreadable answer to GET \(path): \(why)")
         }
+        WireIssues.keepUnknownFields(of: body, beside: v)
         // Only a fresh answer is remembered: re-remembering a cached one kept it (and its time) forever, so the
         // gateway clock's offset drifted by the time since the real read (−20, −41, −61 … s) and was never re-read.
         if fresh, let keepFor, let answers { await answers.remember(path, body: body, forS: keepFor) }
@@ -248,9 +249,11 @@ public struct BoschAdapter: VendorAdapter {
             // `error` naming the request and field, the rest of it still published), never the whole gateway.
             func part(_ node: String, _ read: () async throws(CloudError) -> (JSONValue, WeekSchedule?)) async throws(CloudError) {
                 do {
-                    let ((state, program), issues) = try await WireIssues.collecting(read)
+                    let ((state, program), issues, unknown) = try await WireIssues.collecting(read)
                     var o = state.objectValue ?? [:]
                     if !issues.isEmpty { o["error"] = WireIssues.errorJSON(issues) }
+                    // What the cloud sends beyond the definition, as sent (documented: `vendor` in node states).
+                    if !unknown.isEmpty { o["vendor"] = .object(unknown) }
                     nodes[node] = .object(o)
                     if let program { schedules[node] = program }
                 } catch where error.kind == .badResponse {

@@ -116,16 +116,30 @@ extension JSONValue {
 final class WireIssues: Sendable {
     @TaskLocal static var current: WireIssues?
     private let list = Mutex<[WireIssue]>([])
+    /// Top-level fields of the part's answers that the definition does not have: kept for the node's
+    /// `vendor` object, so what a real cloud sends beyond the definition is visible before heatbridge maps it.
+    private let unknown = Mutex<[String: JSONValue]>([:])
 
     static func report(_ issue: WireIssue) { current?.list.withLock { $0.append(issue) } }
 
+    /// Keeps the fields of `body` (an object) that `value`'s type has no property for; only while collecting.
+    static func keepUnknownFields(of body: [UInt8], beside value: Any) {
+        guard let sink = current, case .object(let o)? = try? JSONValue.parse(body) else { return }
+        let labels = Set(Mirror(reflecting: value).children.compactMap(\.label))
+        guard !labels.isEmpty else { return }
+        let extra = o.filter { !labels.contains($0.key) }
+        if !extra.isEmpty { sink.unknown.withLock { $0.merge(extra) { a, _ in a } } }
+    }
+
+    var unknownFields: [String: JSONValue] { unknown.withLock { $0 } }
+
     /// Runs `body` collecting its issues.
-    static func collecting<R>(_ body: () async throws(CloudError) -> R) async throws(CloudError) -> (R, [WireIssue]) {
+    static func collecting<R>(_ body: () async throws(CloudError) -> R) async throws(CloudError) -> (R, [WireIssue], [String: JSONValue]) {
         let sink = WireIssues()
         let r: Result<R, CloudError> = await $current.withValue(sink) {
             do throws(CloudError) { return .success(try await body()) } catch { return .failure(error) }
         }
-        return (try r.get(), sink.list.withLock { $0 })
+        return (try r.get(), sink.list.withLock { $0 }, sink.unknownFields)
     }
 
     /// A part's `error`: the code, every issue in words, and the fields, for a front end or a drift report.

@@ -32,6 +32,7 @@ final class WireDriftTests: XCTestCase {
         XCTAssertEqual(hc["operation_mode"]?.stringValue, "turbo", "an unknown enum value is kept as its string")
         XCTAssertEqual(hc["manual_setpoint"], .null, "the field of the wrong type is null")
         XCTAssertEqual(hc["setpoint"]?.doubleValue, 21, "the rest of the node is still published")
+        XCTAssertEqual(hc["vendor"]?["someNewField"], ["x": 1], "an unknown field is kept, as sent, under vendor")
         XCTAssertEqual(hc["error"]?["code"]?.stringValue, "BAD_RESPONSE")
         let fields = hc["error"]?["fields"]?.arrayValue?.compactMap(\.stringValue) ?? []
         XCTAssertTrue(fields.contains("GET /hvacs/101000001/heatingCircuits/1 manualModeSettings.setPointTemperature"), "\(fields)")
@@ -48,7 +49,7 @@ final class WireDriftTests: XCTestCase {
         XCTAssertEqual(c.latest("heatbridge/bridge/account/bosch-test")?["state"]?.stringValue, "ready")
         // The cloud back to the definition: the errors go.
         try h.admin("DELETE", "/admin/faults")
-        c.waitJSON("\(gw)/hc1/state", timeout: 20) { $0["error"] == nil && $0["operation_mode"] == "auto" }
+        c.waitJSON("\(gw)/hc1/state", timeout: 20) { $0["error"] == nil && $0["vendor"] == nil && $0["operation_mode"] == "auto" }
         c.waitJSON("\(gw)/dhw1/state", timeout: 20) { $0["error"] == nil && $0["operation_mode"] != nil }
     }
 
