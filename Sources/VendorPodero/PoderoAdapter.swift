@@ -163,13 +163,22 @@ public struct PoderoAdapter: VendorAdapter {
     static func nodeState(_ hp: JSONValue) -> JSONValue {
         typealias F = PoderoWire.F
         func v(_ k: String) -> JSONValue { hp[k] ?? .null }
+        // A measurement sent as a numeric string is read as the number (its meaning is clear); anything else
+        // that is not a number is null rather than a string where MQTT promises a number.
+        func n(_ k: String) -> JSONValue {
+            switch hp[k] {
+            case .number(let d)?: return .number(d)
+            case .string(let s)?: return Double(s).map(JSONValue.number) ?? .null
+            default: return .null
+            }
+        }
         return [
             "kind": "heat_pump",
-            "power_w": v(F.power),
+            "power_w": n(F.power),
             "mode": v(F.mode),
             "temperatures": [
-                "indoor": v(F.indoor), "indoor_target": v(F.indoorTarget), "outdoor": v(F.outdoor),
-                "inlet": v(F.inlet), "outlet": v(F.outlet), "dhw": hp[F.dhw] ?? hp[F.dhwLegacy] ?? .null,
+                "indoor": n(F.indoor), "indoor_target": n(F.indoorTarget), "outdoor": n(F.outdoor),
+                "inlet": n(F.inlet), "outlet": n(F.outlet), "dhw": hp[F.dhw] != nil ? n(F.dhw) : n(F.dhwLegacy),
             ],
             "status": ["connection": v(F.connectionStatus), "monitoring": v(F.monitoringStatus), "steering": v(F.steeringStatus)],
             // One spelling on MQTT, state and commands alike: lowercase, as every other enum here (the API's

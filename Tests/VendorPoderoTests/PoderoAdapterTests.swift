@@ -16,7 +16,8 @@ final class PoderoAdapterTests: XCTestCase {
     static let heatPump: JSONValue = [
         "id": "hp1", "connection_status": "ok", "lifecycle_state": "authenticated",
         "device_model": ["manufacturer": "NIBE", "model": "F2120", "device_type": ["short_name": "hp_atw"]],
-        "current_power_consumption_w": 900, "current_mode": "low", "dhw_actual_temperature": 46.5,
+        "current_power_consumption_w": 900, "current_mode": "low", "dhw_actual_temperature": 46.5, "outdoor_temperature": "4.5",
+        "inlet_temperature": "n/a",
         "minimum_temperature_limit": 19, "maximum_temperature_limit": 21.5,
         "dhw_standard_temperature": 48, "minimum_dhw_temperature_limit": 40,
         "current_state_last_updated_at": "2026-11-22T08:00:00Z",
@@ -86,6 +87,8 @@ final class PoderoAdapterTests: XCTestCase {
         let hp = try XCTUnwrap(d.nodes["hp"])
         XCTAssertEqual(hp["power_w"], 900)
         XCTAssertEqual(hp["temperatures"]?["dhw"], 46.5, "the older field name is read too")
+        XCTAssertEqual(hp["temperatures"]?["outdoor"], 4.5, "a number sent as a string is read (#18 item 1)")
+        XCTAssertEqual(hp["temperatures"]?["inlet"], .null, "a string that is no number is null, never a string on MQTT")
         XCTAssertEqual(hp["state_updated_at"], "2026-11-22T08:00:00Z")
         // Basic auth on the token call, bearer on the API calls; the deleted user is skipped.
         let reqs = t.requests.withLock { $0 }
