@@ -1,6 +1,7 @@
 import Foundation
 import HeatbridgeCore
 import HeatbridgeSimulator
+import HeatbridgeTesting
 import VendorBosch
 import XCTest
 
@@ -8,16 +9,12 @@ import XCTest
 /// writes them; one set recorded from the simulator ships, and a partner's recording of a real account drops
 /// in beside it). Served by a simulator with no gateways of its own, so every answer comes from the recording.
 final class BoschFixtureTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/bosch")
+    static let root = FixtureSets.root("bosch", testFile: #filePath)
 
     func testEveryRecordedSetIsReadWithoutAnError() async throws {
-        let sets = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { !$0.hasPrefix(".") }.sorted()
+        let sets = try FixtureSets.load(Self.root)
         XCTAssertFalse(sets.isEmpty, "no fixture set in \(Self.root.path)")
-        for name in sets {
-            let dir = Self.root.appendingPathComponent(name)
-            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
-                .map { Array(try Data(contentsOf: dir.appendingPathComponent($0))) }
+        for (name, files) in sets {
             let key = "xHCSAPI-fixture-20990101"
             let sim = Simulator(bosch: BoschCloud(apiKey: key, rateLimitEnabled: false, gateways: []))
             let loaded = await sim.loadFixtures(files)

@@ -9,16 +9,12 @@ import XCTest
 /// The adapter against every recorded set in `Tests/Fixtures/homesmartlink/<name>/`, served by a simulator
 /// with no homes of its own: each home's device list comes from the recording.
 final class HSLFixtureTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/homesmartlink")
+    static let root = FixtureSets.root("homesmartlink", testFile: #filePath)
 
     func testEveryRecordedSetIsReadWithoutDrift() async throws {
-        let sets = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { !$0.hasPrefix(".") }.sorted()
+        let sets = try FixtureSets.load(Self.root)
         XCTAssertFalse(sets.isEmpty)
-        for name in sets {
-            let dir = Self.root.appendingPathComponent(name)
-            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
-                .map { Array(try Data(contentsOf: dir.appendingPathComponent($0))) }
+        for (name, files) in sets {
             let fixtures = files.compactMap { try? JSONValue.parse($0) }
             // The homes recorded ("POST /partners/1/config {homeId: …}") and the client the answers are for.
             let homes = fixtures.compactMap { $0["request"]?.stringValue?.split(separator: " ").last.map { String($0.dropLast()) } }

@@ -8,16 +8,12 @@ import XCTest
 /// The adapter against every recorded set in `Tests/Fixtures/podero/<name>/` (as `heatbridge probe --save`
 /// writes them), served by a simulator whose organisation is empty: only the token comes from it.
 final class PoderoFixtureTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/podero")
+    static let root = FixtureSets.root("podero", testFile: #filePath)
 
     func testEveryRecordedSetIsReadWithoutDrift() async throws {
-        let sets = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { !$0.hasPrefix(".") }.sorted()
+        let sets = try FixtureSets.load(Self.root)
         XCTAssertFalse(sets.isEmpty)
-        for name in sets {
-            let dir = Self.root.appendingPathComponent(name)
-            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
-                .map { Array(try Data(contentsOf: dir.appendingPathComponent($0))) }
+        for (name, files) in sets {
             var cloud = PoderoCloud.defaultScenario(now: Date().timeIntervalSince1970)
             let org = try XCTUnwrap(files.compactMap { try? JSONValue.parse($0)["request"]?.stringValue }
                 .compactMap { $0.split(separator: "/").dropFirst().first == "org" ? String($0.split(separator: "/")[2]) : nil }.first)
