@@ -191,12 +191,15 @@ final class BoschSystemTests: XCTestCase {
         c.waitJSON(sys) { $0["source"] == "cloud" && $0["clock_offset_s"] != .null }
         try h.waitForRequests("/hvacs/101000001/status", count: 3)  // past the first polls
         let published = c.all(sys).count
-        let before = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }.count
-        Thread.sleep(forTimeInterval: 16)  // the window in which the polls must slow down (real time: the pacing's subject)
+        // Six more polls, waited for as events; then their spacing (by the simulator's clock) says whether the
+        // account backed off: at a fixed 1 s they would all be 1 s apart.
+        try h.waitForRequests("/hvacs/101000001/status", count: 6, timeout: 40)
         h.barrier()
-        let polls = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }.count - before
-        XCTAssertGreaterThanOrEqual(polls, 3, "the account stopped polling: the window proves nothing")
-        XCTAssertLessThanOrEqual(polls, 9, "a quiet account kept polling at the base interval (16 polls in 16 s)")
+        let times = (try h.admin("GET", "/admin/requests").arrayValue ?? [])
+            .filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }.compactMap { $0["at"]?.doubleValue }.sorted()
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+        XCTAssertGreaterThanOrEqual(gaps.count, 8, "the account stopped polling: the window proves nothing")
+        XCTAssertGreaterThanOrEqual(gaps.last ?? 0, 1.8, "a quiet account kept polling at the base interval: \(gaps)")
         XCTAssertEqual(c.all(sys).count, published, "the unchanged system state was re-published")
         XCTAssertEqual(c.all(sys).last.flatMap { try? JSONValue.parse($0.payload) }?["clock_offset_s"]?.doubleValue ?? 99, 0, accuracy: 1)
     }

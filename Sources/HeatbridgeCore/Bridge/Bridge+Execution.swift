@@ -79,7 +79,7 @@ extension Bridge {
         queue.putBack(c)
     }
 
-    /// `cloud_request_id` for a result, when the cloud named its request (Bosch support quotes it).
+    /// `cloud_request_id` for a result, when the cloud named its request (for the vendor's support).
     static func support(_ error: CloudError) -> [String: JSONValue] {
         error.requestId.map { ["cloud_request_id": .string($0)] } ?? [:]
     }

@@ -41,7 +41,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     /// that may have gone on). Such a command is read back before it is sent again, never re-sent blind.
     /// False for definite answers (4xx, 429, 503, the vendor's "device offline") and unsent requests.
     public var mayHaveApplied: Bool
-    /// The cloud's own id of the failed request (Bosch's `requestId`), for the partner to quote to the
+    /// The cloud's own id of the failed request (where the vendor sends one), for the partner to quote to the
     /// vendor's support; in logs and as `cloud_request_id` in command results.
     public var requestId: String?
 
