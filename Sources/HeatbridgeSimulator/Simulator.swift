@@ -27,13 +27,20 @@ public struct Fault: Sendable {
     public var latencyMs: Int
     /// How many requests it applies to; nil means until cleared.
     public var remaining: Int?
+    /// Answer 200 with every request header echoed, in the body and as `x-echo-<name>` response headers (plus a
+    /// cookie and an internal header): an upstream that reflects what it was sent.
+    public var echo: Bool = false
+    /// The normal answer, gzip-compressed with `Content-Encoding: gzip` and no `Vary` whenever the request
+    /// accepts gzip: an upstream a cache in front of it must not be handed a box's `Accept-Encoding`.
+    public var gzip: Bool = false
 
     static func from(_ j: JSON) -> Fault? {
         guard case .object = j else { return nil }
         return Fault(vendor: j["vendor"]?.stringValue, method: j["method"]?.stringValue?.uppercased(),
                      pathContains: j["path_contains"]?.stringValue, path: j["path"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
                      retryAfter: j["retry_after"]?.intValue, malformed: j["malformed"]?.boolValue ?? false,
-                     latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue)
+                     latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue,
+                     echo: j["echo"]?.boolValue ?? false, gzip: j["gzip"]?.boolValue ?? false)
     }
 
     func matches(vendor v: String, method m: String, path: String) -> Bool {
@@ -52,6 +59,10 @@ struct LoggedRequest: Sendable {
     var hadUserId: Bool
     var body: String
     var at: Double
+    /// The names of the request's headers (lower case, sorted): what reached the cloud beside the credential.
+    var headers: [String] = []
+    /// Bosch's `x-user-id` as sent (who acts, for the cloud's audit).
+    var userId: String?
 }
 
 /// The simulated clouds plus the admin API. Paths: `/bosch/…` (Bosch Partner API), `/podero/…` (Podero
@@ -150,7 +161,9 @@ public actor Simulator {
             if let r = f.remaining {
                 if r <= 1 { faults.remove(at: i) } else { faults[i].remaining = r - 1 }
             }
-            if f.malformed {
+            if f.echo {
+                answer = Self.echo(headers)
+            } else if f.malformed {
                 answer = Answer(status: 200, headers: [:], body: Array("<html>502 upstream garbage".utf8), delayMs: delay)
             } else if let status = f.status {
                 var h: [String: String] = [:]
@@ -160,6 +173,10 @@ public actor Simulator {
             } else {
                 answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay, now: now)
             }
+            if f.gzip, (headers["accept-encoding"] ?? "").contains("gzip") {
+                answer.body = Gzip.stored(answer.body)
+                answer.headers["content-encoding"] = "gzip"
+            }
         } else {
             answer = normal(vendor: vendor, method: method, sub: sub, headers: headers, body: body, delay: delay, now: now)
         }
@@ -167,7 +184,8 @@ public actor Simulator {
         let credential = vendor == "bosch" ? headers[BoschWire.apiKeyHeader] : headers["authorization"]
         log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: answer.status,
                                  hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
-                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: now))
+                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: now, headers: headers.keys.sorted(),
+                                 userId: headers[BoschWire.userIdHeader]))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
         statusCounts["\(vendor) \(answer.status)", default: 0] += 1
         return answer
@@ -184,6 +202,14 @@ public actor Simulator {
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
     }
 
+    /// An upstream that reflects its request: every header in the body and back as `x-echo-<name>`.
+    static func echo(_ headers: [String: String]) -> Answer {
+        var h = Dictionary(uniqueKeysWithValues: headers.map { ("x-echo-\($0.key)", $0.value) })
+        h["set-cookie"] = "upstream-session=1"
+        h["x-internal-route"] = "echo"
+        return Answer(status: 200, headers: h, body: JSON.object(headers.mapValues { .string($0) }).bytes, delayMs: 0)
+    }
+
     func ok(_ j: JSON = ["ok": true]) -> Answer { Answer(status: 200, headers: [:], body: j.bytes, delayMs: 0) }
     func bad(_ msg: String) -> Answer { Answer(status: 400, headers: [:], body: JSON.object(["error": .string(msg)]).bytes, delayMs: 0) }
 
@@ -196,7 +222,8 @@ public actor Simulator {
             return ok(.array(log.map {
                 ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
                  "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "body": .string($0.body),
-                 "at": .number($0.at)]
+                 "at": .number($0.at), "headers": .array($0.headers.map { .string($0) }),
+                 "user_id": $0.userId.map { .string($0) } ?? .null]
             }))
         case ("DELETE", "/admin/requests"):
             log = []
