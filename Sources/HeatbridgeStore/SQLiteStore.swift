@@ -274,6 +274,40 @@ public final class SQLiteStore: StatePort {
         }
     }
 
+    public func newerCommand(than c: Command) throws -> String? {
+        try locked { () throws(SQLiteError) in
+            try conn.query("""
+                SELECT n.id FROM commands n, (SELECT seq, device, node, capability FROM commands WHERE id = ? ORDER BY seq DESC LIMIT 1) o
+                WHERE n.device = o.device AND n.node = o.node AND n.capability = o.capability AND n.seq > o.seq
+                ORDER BY n.seq DESC LIMIT 1
+                """, [.text(c.id)]).first?.first?.text
+        }
+    }
+
+    /// The tables a working store has; one missing (dropped by hand, a damaged schema) makes the store unusable.
+    static let requiredTables = ["devices", "nodes", "commands", "results", "accounts", "inbox", "schedules", "settings", "trigger_fires"]
+
+    /// One small write in a transaction, through every table the command path writes: proves that the file,
+    /// its directory and the filesystem take writes now (not read-only, immutable or full) and that no table is
+    /// missing. Rolled back where it only probes a table; the `store/write_check` setting keeps the time.
+    public func writeCheck() throws {
+        try locked { () throws(SQLiteError) in
+            try conn.transaction { () throws(SQLiteError) in
+                for table in ["commands", "results", "inbox"] { _ = try conn.query("SELECT 1 FROM \(table) LIMIT 0") }
+                try conn.exec("""
+                    INSERT OR REPLACE INTO settings(key, value) VALUES ('store/write_check', '"' || strftime('%Y-%m-%dT%H:%M:%SZ', 'now') || '"')
+                    """)
+            }
+        }
+    }
+
+    /// The required tables the store lacks.
+    func missingTables() -> [String] {
+        let present = Set(((try? locked { () throws(SQLiteError) in try conn.query("SELECT name FROM sqlite_master WHERE type = 'table'") }) ?? [])
+            .compactMap { $0.first?.text })
+        return Self.requiredTables.filter { !present.contains($0) }
+    }
+
     /// A command row (`id, device, node, capability, params, source, received_at, valid_until, status,
     /// attempts, not_before, reply_topic, reply_correlation`); nil when it cannot be read.
     private static func command(_ r: [SQLValue]) -> Command? {

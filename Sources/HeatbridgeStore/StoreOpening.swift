@@ -19,8 +19,9 @@ extension SQLiteStore {
 
     /// Opens the daemon's store, checked: the file is created private (0600) if missing; a store that was
     /// truncated to nothing, is not a database, or fails `PRAGMA quick_check` is renamed aside with a timestamp
-    /// and replaced by a fresh one, and the recovery is returned (and remembered in the fresh store) so the
-    /// daemon can say so loudly. Other errors (permissions, a newer schema, a full disk) are thrown.
+    /// and replaced by a fresh one (so is one lacking a table), and the recovery is returned (and remembered in
+    /// the fresh store) so the daemon can say so loudly. A store that does not take a write (read-only,
+    /// immutable, full) and other errors (permissions, a newer schema) are thrown.
     public static func openChecked(path: String, now: EpochSeconds) throws(SQLiteError) -> (SQLiteStore, StoreRecovery?) {
         let created = try createPrivately(path)
         var damage: String?
@@ -30,7 +31,10 @@ extension SQLiteStore {
         }
         if damage == nil {
             switch try checked(path) {
-            case .success(let store): return (store, nil)
+            case .success(let store):
+                // It must take a write too: read-only, immutable or full is found now, not at the first command.
+                do { try store.writeCheck() } catch let e as SQLiteError { throw e } catch { throw SQLiteError(code: SQLITE_ERROR, message: "\(error)") }
+                return (store, nil)
             case .failure(let why): damage = why.text
             }
         }
@@ -53,7 +57,11 @@ extension SQLiteStore {
         do throws(SQLiteError) {
             let store = try SQLiteStore(path: path)
             let check = store.quickCheck()
-            return check == ["ok"] ? .success(store) : .failure(DamageReport("quick_check: " + check.prefix(3).joined(separator: "; ")))
+            guard check == ["ok"] else { return .failure(DamageReport("quick_check: " + check.prefix(3).joined(separator: "; "))) }
+            // A sound file can still lack a table (dropped by hand): every write to it would fail.
+            let missing = store.missingTables()
+            guard missing.isEmpty else { return .failure(DamageReport("the store lacks table(s) \(missing.joined(separator: ", "))")) }
+            return .success(store)
         } catch where error.code == SQLITE_CORRUPT || error.code == SQLITE_NOTADB {
             return .failure(DamageReport(error.message))
         }

@@ -56,6 +56,14 @@ public final class InMemoryStore: StatePort {
         commands.withLock { list in if let i = list.lastIndex(where: { $0.id == c.id }) { list[i] = c } }
     }
     public func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
+    public func newerCommand(than c: Command) throws -> String? {
+        try check()
+        return commands.withLock { list in
+            guard let i = list.lastIndex(where: { $0.id == c.id }) else { return nil }
+            return list[(i + 1)...].last { $0.device == c.device && $0.node == c.node && $0.capability == c.capability }?.id
+        }
+    }
+    public func writeCheck() throws { try check() }
     public let accounts = Mutex<[String: JSONValue]>([:])
     public let settings = Mutex<[String: JSONValue]>([:])
     public func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
@@ -134,9 +142,13 @@ public final class ScriptedAdapter: VendorAdapter {
         return try CapabilityValidation.dhwCharge(body)
     }
 
+    /// Runs inside each execution, after it is counted (e.g. the disk fills while the cloud call is out).
+    public let duringExecute = Mutex<(@Sendable (Command) -> Void)?>(nil)
+
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         priorities.withLock { $0.append("execute \(RequestPriority.current)") }
         executed.withLock { $0.append(command) }
+        duringExecute.withLock { $0 }?(command)
         if let e = executeErrors.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { throw e }
         return "ok"
     }

@@ -28,8 +28,14 @@ extension BoschWire {
     /// such repair is an issue; the value is nil only when the answer cannot be read at all (not JSON, a
     /// required field missing, a list where an object belongs).
     public static func decodeTolerant<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> (value: T?, issues: [(field: String, problem: String)]) {
+        // Core's reader first: it refuses an object naming a key twice, which JSONDecoder would read one way
+        // and another client another.
+        let parsed: JSONValue
+        do { parsed = try JSONValue.parse(bytes) } catch {
+            return (nil, [("", error.reason.hasPrefix("duplicate key") ? "names a key twice (\(error.reason))" : "not JSON")])
+        }
         if let v = try? JSONDecoder().decode(type, from: Data(bytes)) { return (v, []) }
-        guard var json = try? JSONValue.parse(bytes) else { return (nil, [("", "not JSON")]) }
+        var json = parsed
         var issues: [(field: String, problem: String)] = []
         var repaired: Set<String> = []
         for _ in 0..<32 {

@@ -370,8 +370,10 @@ final class BridgeTests: XCTestCase {
         eventually("inbox drained") { (try? store.inboxPending().isEmpty) == true }
         await clock.settle()
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
-        // The redelivery is answered with the command's current result (a copy, not a new stored result).
-        XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done", "done"])
+        // The redelivery is answered `repeated` with the command's current result under `current` (not a
+        // second first answer, not a new stored result).
+        XCTAssertEqual(results("in1").map { $0["status"]?.stringValue }, ["accepted", "done", "repeated"])
+        XCTAssertEqual(results("in1").last?["current"]?["status"], "done")
         XCTAssertEqual(store.results.withLock { $0.filter { $0.commandId == "in1" }.count }, 2)
     }
 

@@ -116,11 +116,15 @@ extension Bridge {
             if prior.isSame(target, params: params) {
                 // The same command again: a broker redelivery (stored just before a crash let the daemon
                 // acknowledge it) or the sender's own retry. It never runs twice; the sender hears where it is.
+                // Its first answer (`accepted`) was given once; the repeat is told where the command is under a
+                // status of its own, so it never reads as a second first answer.
                 logger.info("repeated command answered with its current result, not run again", metadata: ["id": "\(id)"])
-                if let last = prior.lastResult {
-                    mqtt.publish(topic: last.topic, payload: last.payload, qos: 1, retain: false)
-                    if let reply = currentReply { mqtt.publishReply(topic: reply.topic, payload: last.payload, correlationData: reply.correlationData) }
-                }
+                let current = prior.lastResult.flatMap { try? JSONValue.parse($0.payload) } ?? .null
+                let payload = CommandResultPayload.repeated(id: id, current: current, firstAt: prior.command.receivedAt, at: now)
+                let topic = prior.lastResult?.topic ?? topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
+                                                                     capability: TopicLayout.sanitize(target.capability))
+                mqtt.publish(topic: topic, payload: payload.bytes, qos: 1, retain: false)
+                if let reply = currentReply { mqtt.publishReply(topic: reply.topic, payload: payload.bytes, correlationData: reply.correlationData) }
                 return nil
             }
             reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
@@ -216,13 +220,19 @@ extension Bridge {
         let bytes = payload.bytes
         var rowId: Int64?
         var replyRow: Int64?
+        var storeError: (any Error)?
         do {
             (rowId, replyRow) = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
                                                        isNew: isNew, inboxRow: currentInbox)
             currentInbox = nil
+            storeWorked()
         } catch {
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
-            if isNew { return false }
+            if isNew {
+                storeFailed(error)
+                return false
+            }
+            storeError = error
         }
         if let st = payload["status"]?.stringValue, CommandStatus(rawValue: st)?.isTerminal == true {
             // Retained summary of the last command that ended, e.g. for a Home Assistant sensor.
@@ -232,14 +242,21 @@ extension Bridge {
             last["target"] = .string(target)
             retained.publish(topics.bridgeLastResult, .object(last))
         }
-        if mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false), let rowId { markPublished(rowId, commandId) }
-        if let reply, mqtt.publishReply(topic: reply.topic, payload: bytes, correlationData: reply.correlationData), let replyRow {
-            markPublished(replyRow, commandId)
+        let published = mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false)
+        if published, let rowId { markPublished(rowId, commandId) }
+        let replied = reply.map { mqtt.publishReply(topic: $0.topic, payload: bytes, correlationData: $0.correlationData) } ?? false
+        if replied, let replyRow { markPublished(replyRow, commandId) }
+        if rowId == nil, let command, command.status.isTerminal {
+            // The command ended (its cloud call may have succeeded) but the store still has it open: a restart
+            // would resume it and send it again. Kept until the store takes it (`recordUnrecorded`).
+            unrecorded[commandId] = UnrecordedResult(command: command, topic: topic, payload: bytes, reply: reply,
+                                                     published: published, replied: replied)
         }
+        if let storeError { storeFailed(storeError) }
         return rowId != nil
     }
 
-    private func markPublished(_ row: Int64, _ commandId: String) {
+    func markPublished(_ row: Int64, _ commandId: String) {
         do {
             try store.markResultPublished(row)
         } catch {
@@ -273,7 +290,16 @@ extension Bridge {
 
     func resumeOpenCommands() {
         do {
-            let open = try store.openCommands()
+            var open: [Command] = []
+            for c in try store.openCommands() {
+                // A newer command for the same target was accepted after it (and may have finished): running the
+                // older one now would undo it. As in the live queue, the older one is superseded.
+                if let newer = try store.newerCommand(than: c) {
+                    finish(c, .expired, code: .superseded, message: "superseded by command \(newer), accepted after it (found when resuming after a restart)")
+                } else {
+                    open.append(c)
+                }
+            }
             for c in open { queue.append(c) }
             for device in Set(open.map(\.device)) { pump(device) }
             if !open.isEmpty { logger.info("resuming commands from the store", metadata: ["count": "\(open.count)"]) }
@@ -286,6 +312,7 @@ extension Bridge {
     /// While the device's account is down the command waits (`queued`) until it recovers or expires.
     func pump(_ device: String) {
         guard !queue.isRunning(device), let first = queue.first(device) else { return }
+        recordUnrecorded()
         // A command resumed from the store for a device not cached yet waits for the first polls to find it.
         if devices[device] == nil && !allFirstPollsDone { return }
         let now = clock.now()
@@ -312,5 +339,37 @@ extension Bridge {
         }
         guard let c = queue.start(device) else { return }
         spawner.spawn { await self.execute(c) }
+    }
+}
+
+/// A terminal result the store could not take when it was published.
+struct UnrecordedResult: Sendable {
+    var command: Command
+    var topic: String
+    var payload: [UInt8]
+    var reply: ReplyAddress?
+    var published: Bool
+    var replied: Bool
+}
+
+extension Bridge {
+    /// Writes the terminal results the store refused earlier, oldest command first; each that lands is marked
+    /// as published where it was. What still fails stays for the next try.
+    func recordUnrecorded() {
+        guard !unrecorded.isEmpty else { return }
+        for (id, u) in unrecorded.sorted(by: { $0.value.command.receivedAt < $1.value.command.receivedAt }) {
+            do {
+                let (row, replyRow) = try store.appendResult(commandId: id, topic: u.topic, payload: u.payload, reply: u.reply, command: u.command,
+                                                             isNew: false, inboxRow: nil)
+                unrecorded[id] = nil
+                storeWorked()
+                logger.notice("result recorded late: the store refused it when the command ended", metadata: ["id": "\(id)"])
+                if u.published { markPublished(row, id) }
+                if u.replied, let replyRow { markPublished(replyRow, id) }
+            } catch {
+                storeFailed(error)
+                return
+            }
+        }
     }
 }

@@ -34,9 +34,14 @@ extension Bridge {
             if applied == false { c.attempts = 0 }
         }
         c.attempts += 1
+        // An earlier command's end the store refused goes first: no attempt is recorded ahead of it.
+        recordUnrecorded()
         do {
+            guard unrecorded.isEmpty else { throw StoreRefusal("earlier results are still unrecorded") }
             try store.updateCommand(c)
+            storeWorked()
         } catch {
+            storeFailed(error)
             // Sending now would make a restart unable to tell that it was sent (and send it again): wait for the
             // store instead, within the command's validity.
             logger.error("cannot persist command attempt; not sending it yet", metadata: ["id": "\(c.id)", "error": "\(error)"])

@@ -208,6 +208,7 @@ extension Bridge {
             try store.saveDevice(DeviceRegistry.cacheRecord(entry))
         } catch {
             logger.error("cannot cache device state", metadata: ["device": "\(entry.snapshot.id)", "error": "\(error)"])
+            storeFailed(error)
         }
         return changed
     }

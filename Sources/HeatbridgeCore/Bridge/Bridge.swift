@@ -68,6 +68,8 @@ enum BridgeTimer: Hashable, Sendable {
     case rediscovery
     /// An adapter's background reads (`VendorAdapter.backgroundRead`).
     case background(account: String)
+    /// The store's write check, while writes fail.
+    case storeProbe
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -115,6 +117,11 @@ public actor Bridge {
     var fullRefreshRunning: Set<String> = []
     /// Bumped when an account's polling restarts (reload): an answer to an older poll is dropped.
     var pollGeneration: [String: Int] = [:]
+    /// Terminal results published but not stored (full disk, I/O error), by command id: written before the
+    /// next command runs, so a command whose cloud call succeeded is never resumed as open and sent again.
+    var unrecorded: [String: UnrecordedResult] = [:]
+    /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
+    var storeHealth = StoreHealth()
     /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
     var currentInbox: Int64?
     /// The v5 Response Topic of the MQTT message being handled (checked): its command and every result go there too.
@@ -248,6 +255,7 @@ public actor Bridge {
         case .readBack(let account, let device): startReadBack(account: account, device: device)
         case .rediscovery: rediscover()
         case .background(let name): startBackgroundRead(name)
+        case .storeProbe: probeStore()
         }
     }
 
@@ -358,6 +366,9 @@ public actor Bridge {
     func publishHealth() {
         var o = processStats()
         o["uptime_s"] = .number((clock.now() - startedAt).rounded())
+        // Ready: the bridge can take commands and keep its promises (a store that cannot write cannot).
+        o["ready"] = .bool(storeHealth.writable)
+        o["store"] = storeHealthJSON(o["store"])
         o["outbox_depth"] = .int(queue.depth)
         o["accounts"] = book.healthJSON(accounts: settings.accounts.map(\.name))
         let m = mqtt.counters

@@ -118,6 +118,14 @@ public struct CommandRejection: Error, Sendable, Equatable {
 
 /// Builds the JSON of one staged result.
 public enum CommandResultPayload {
+    /// The answer to a message repeating a command already taken (a broker redelivery, the sender's retry):
+    /// status `repeated`, never a second first answer; `current` is the command's latest result.
+    public static func repeated(id: String, current: JSONValue, firstAt: EpochSeconds, at: EpochSeconds) -> JSONValue {
+        ["id": .string(id), "status": "repeated", "code": .null,
+         "message": .string("the same command again (a redelivery or a retry), first taken at \(Timestamp.iso8601(firstAt)): not run again; its latest result is under current"),
+         "current": current, "ts": .string(Timestamp.iso8601(at))]
+    }
+
     public static func make(id: String, status: CommandStatus, code: ResultCode?, message: String?, at: EpochSeconds,
                             extra: [String: JSONValue] = [:]) -> JSONValue {
         var o: [String: JSONValue] = [

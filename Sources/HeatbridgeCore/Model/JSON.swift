@@ -167,7 +167,8 @@ public struct JSONLimits: Sendable, Equatable {
 }
 
 extension JSONValue {
-    /// Parses one JSON document (RFC 8259); trailing non-space bytes are an error.
+    /// Parses one JSON document (RFC 8259); trailing non-space bytes are an error, and so is an object that
+    /// names a key twice (RFC 8259 leaves its meaning open).
     /// Nesting (and, with `limits`, members and string lengths) is capped so a hostile payload cannot exhaust
     /// the stack or the heap.
     public static func parse(_ bytes: [UInt8], limits: JSONLimits = .documents) throws(JSONParseError) -> JSONValue {
@@ -233,6 +234,11 @@ private struct JSONParser {
             let key = try string()
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            // Two members with one name read differently to different parsers (first wins, last wins): a
+            // sender and heatbridge could disagree on what a command says. Refused, naming the key.
+            guard members[key] == nil else {
+                throw fail("duplicate key \(String(decoding: JSONValue.string(String(key.prefix(64))).bytes, as: UTF8.self))")
+            }
             i += 1
             skipSpace()
             members[key] = try value(depth: depth + 1)

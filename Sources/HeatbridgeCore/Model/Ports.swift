@@ -250,6 +250,11 @@ public protocol StatePort: Sendable {
     func updateCommand(_ command: Command) throws
     /// Commands not yet in a terminal state, oldest first.
     func openCommands() throws -> [Command]
+    /// The id of the newest command for the same device, node and capability accepted after `command`, if
+    /// any: resuming `command` after a restart would undo it.
+    func newerCommand(than command: Command) throws -> String?
+    /// Proves the store takes a write now (a small one, in a transaction): at start, and while writes fail.
+    func writeCheck() throws
     /// Stores a result to publish; returns its row id. When `command` is given its new state is written in
     /// the same transaction (inserted when `isNew`), so a crash never leaves a status without its result.
     /// `inboxRow`, when given, is removed from the inbox in the same transaction: the message is handled.

@@ -1,0 +1,62 @@
+/// Whether the store takes writes, as the bridge last saw it. A bridge whose store cannot write answers every
+/// command `STORE_FAILED` and cannot promise never-twice: it says so (`bridge/health` `ready: false`,
+/// `store.writable: false` with the error) from the first failed write until a write succeeds again.
+struct StoreHealth: Sendable {
+    var writable = true
+    var problem: String?
+    var since: EpochSeconds?
+}
+
+/// A write the bridge declined to make itself, because the store has not taken an earlier one.
+struct StoreRefusal: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+extension Bridge {
+    /// While the store cannot write, it is tried this often, so recovery (space or permission back) shows
+    /// without waiting for a command.
+    static let storeProbeS: Double = 10
+
+    func storeFailed(_ error: any Error) {
+        storeHealth.problem = "\(error)"
+        guard storeHealth.writable else { return }
+        storeHealth.writable = false
+        storeHealth.since = clock.now()
+        logger.error("the store cannot write: the bridge is not ready until it can", metadata: ["error": "\(error)"])
+        publishHealth()
+        timers.schedule(.storeProbe, at: clock.now() + Self.storeProbeS)
+    }
+
+    func storeWorked() {
+        guard !storeHealth.writable else { return }
+        storeHealth = StoreHealth()
+        timers.cancel(.storeProbe)
+        logger.notice("the store writes again: the bridge is ready")
+        publishHealth()
+    }
+
+    /// The store's own write check, while it is marked as failing; what it refused before is written first.
+    func probeStore() {
+        guard !storeHealth.writable else { return }
+        do {
+            try store.writeCheck()
+            storeWorked()
+            recordUnrecorded()
+            for device in queue.devicesWaiting { pump(device) }
+        } catch {
+            storeHealth.problem = "\(error)"
+            timers.schedule(.storeProbe, at: clock.now() + Self.storeProbeS)
+        }
+    }
+
+    /// The store's part of `bridge/health`, over what the store reports of itself.
+    func storeHealthJSON(_ reported: JSONValue?) -> JSONValue {
+        var o = reported?.objectValue ?? [:]
+        o["writable"] = .bool(storeHealth.writable)
+        if let p = storeHealth.problem { o["problem"] = .string(p) }
+        if let since = storeHealth.since { o["not_writable_since"] = .string(Timestamp.iso8601(since)) }
+        if !unrecorded.isEmpty { o["unrecorded_results"] = .int(unrecorded.count) }
+        return .object(o)
+    }
+}
