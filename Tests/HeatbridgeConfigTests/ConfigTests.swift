@@ -332,6 +332,10 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(diagnostics("a: &x 1\nb: *x\n").first?.message.contains("anchors") ?? false)
         XCTAssertTrue(diagnostics("mqtt: {url: mqtt://h}\n---\nmqtt: {}\n").first?.message.contains("one YAML document") ?? false)
         XCTAssertTrue(diagnostics("mqtt: {url: mqtt://h}\nmqtt: {url: mqtt://h}\n").first?.message.contains("duplicate key") ?? false)
+        // Nested and in JSON-style flow mappings too: a key given twice is an error, never last-wins.
+        let nested = diagnostics("mqtt: {url: mqtt://h}\nstore:\n  path: /a.db\n  path: /b.db\n")
+        XCTAssertTrue(nested.contains { $0.message == "duplicate key \"path\"" && $0.mark.line == 4 }, "\(nested.map(\.message))")
+        XCTAssertTrue(diagnostics(#"{"mqtt": {"url": "mqtt://h", "url": "mqtt://x"}}"# + "\n").contains { $0.message.contains("duplicate key \"url\"") })
         XCTAssertTrue(diagnostics("").first?.message.contains("missing required section \"mqtt\"") ?? false)
     }
 

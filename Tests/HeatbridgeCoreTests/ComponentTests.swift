@@ -65,6 +65,12 @@ final class CommandIntakeTests: XCTestCase {
         guard case .rejected(_, nil, let numeric, false) = parse("hb/d/n/c/set", #"{"id":4711,"x":1}"#) else { return XCTFail("numeric id accepted") }
         XCTAssertEqual(numeric.code, .invalidPayload)
         XCTAssertEqual(numeric.idAsSent, .number(4711))
+        // Duplicate keys: a sender and heatbridge could read the command differently.
+        for dup in [#"{"id":"a","id":"b","x":1}"#, #"{"id":"a","action":"start","action":"stop"}"#] {
+            guard case .rejected(_, _, let d, false) = parse("hb/d/n/c/set", dup) else { return XCTFail("\(dup) accepted") }
+            XCTAssertEqual(d.code, .invalidPayload)
+            XCTAssertTrue(d.message.contains("duplicate key"), d.message)
+        }
         guard case .rejected(_, nil, let r, false) = parse("hb/d/n/c/set", "[1]") else { return XCTFail("array accepted") }
         XCTAssertEqual(r.code, .invalidPayload)
         guard case .rejected(_, "r", let retained, true) = parse("hb/d/n/c/set", #"{"id":"r"}"#, retained: true) else {

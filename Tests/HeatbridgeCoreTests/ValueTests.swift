@@ -17,6 +17,20 @@ final class JSONTests: XCTestCase {
         XCTAssertThrowsError(try JSONValue.parse(deep))
     }
 
+    /// An object naming a key twice means one thing to a first-wins reader and another to a last-wins one: refused,
+    /// naming the key (escaped, so a key cannot forge a log line), at any depth and with escapes spelling it.
+    func testDuplicateKeysAreRefused() {
+        for (text, key) in [(#"{"id":"a","id":"b"}"#, #""id""#), (#"{"x":{"action":"start","action":"stop"}}"#, #""action""#),
+                            (#"[{"a":1},{"b":1,"b":2}]"#, #""b""#), (#"{"id":1,"\u0069d":2}"#, #""id""#),
+                            (#"{"k\n":1,"k\n":2}"#, #""k\n""#)] {
+            XCTAssertThrowsError(try JSONValue.parse(text), text) { e in
+                XCTAssertEqual((e as? JSONParseError)?.reason, "duplicate key \(key)", text)
+            }
+        }
+        // Keys that differ (case included) are different keys to JSON.
+        XCTAssertEqual(try JSONValue.parse(#"{"a":1,"A":2}"#).objectValue?.count, 2)
+    }
+
     /// RFC 8259 numbers (no leading zeros) and the bounds a command is parsed with.
     func testLeadingZerosAndLimits() throws {
         for ok in ["0", "-0", "0.5", "10", "-0e1"] { XCTAssertNoThrow(try JSONValue.parse(ok), ok) }

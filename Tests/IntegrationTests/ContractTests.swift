@@ -31,14 +31,15 @@ final class ContractTests: XCTestCase {
         XCTAssertEqual(numeric?["code"]?.stringValue, "INVALID_PAYLOAD")
         XCTAssertTrue(numeric?["message"]?.stringValue?.contains(#""4711""#) == true, "\(String(describing: numeric))")
 
-        // Run once; the same command again gets its current result (done), and is not sent again.
+        // Run once; the same command again is answered `repeated` with its current result (done) under
+        // `current` — never a second first answer — and is not sent again.
         c.publish("\(charge)/set", #"{"id":"same","action":"start","duration_min":21}"#)
         c.waitResult("\(charge)/result", id: "same", status: "done")
         c.clear()
         c.publish("\(charge)/set", #"{"id":"same","action":"start","duration_min":21}"#)
-        let again = c.waitResult("\(charge)/result", id: "same", status: "done")
-        XCTAssertNotNil(again)
-        XCTAssertEqual(c.statuses("\(charge)/result", id: "same"), ["done"], "a repeat is answered with the current result only")
+        let again = c.waitResult("\(charge)/result", id: "same", status: "repeated")
+        XCTAssertEqual(again?["current"]?["status"], "done")
+        XCTAssertEqual(c.statuses("\(charge)/result", id: "same"), ["repeated"], "a repeat is answered `repeated` only")
 
         // The id again with other parameters: refused DUPLICATE_ID, first and only answer.
         c.clear()

@@ -242,7 +242,7 @@ final class HostileInputTests: XCTestCase {
 
     /// The store on a 2 MiB filesystem that fills up: a command that cannot be stored is refused (and not run),
     /// writes resume without a restart once space returns, and a derogation whose end could not be stored is
-    /// not sent again after a restart (HomeSmartlink cannot be read back): it ends `IN_DOUBT`.
+    /// recorded once space returns, so a restart neither resumes nor sends it again.
     func testAFullDiskNeverRunsACommandTwice() throws {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
@@ -288,13 +288,18 @@ final class HostileInputTests: XCTestCase {
         c.publish("\(charge)/set", #"{"id":"after-space","action":"start","duration_min":16}"#)
         XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after-space", status: "done"))
 
-        // The daemon dies; the derogation is still open in the store (its end was never recorded). After the
-        // restart it is not sent again: HomeSmartlink cannot be read back, so it ends IN_DOUBT.
+        // The derogation's end, refused while the disk was full, was recorded once space returned (before the
+        // next command ran). The daemon dies; after the restart nothing of it is resumed or sent again.
+        XCTAssertEqual(try runProcess("/usr/bin/sqlite3", [db, "SELECT status FROM commands WHERE id = 'shed'"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines), "failed", "the derogation's end was not recorded late")
         h.killDaemon()
         c.clear()
         try h.startDaemon()
-        let doubt = c.waitResult("\(room)/result", id: "shed", status: "failed", timeout: 30)
-        XCTAssertEqual(doubt?["code"], "IN_DOUBT", "\(doubt ?? .null)")
+        c.waitJSON("heatbridge/hsl-64f1c0a2e9b3/room-1/state")
+        c.publish("\(charge)/set", #"{"id":"after-restart","action":"start","duration_min":17}"#)
+        XCTAssertNotNil(c.waitResult("\(charge)/result", id: "after-restart", status: "done"))
+        h.barrier()
+        XCTAssertEqual(c.statuses("\(room)/result", id: "shed"), [], "the derogation was resumed after the restart")
         let derogations = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter {
             $0["vendor"] == "homesmartlink" && $0["path"] == "/partners/1/derogations"
         }

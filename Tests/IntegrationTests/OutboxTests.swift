@@ -118,6 +118,24 @@ final class OutboxTests: XCTestCase {
             XCTAssertEqual(terminal["k\(i)"]?.count, 1, "k\(i): \(terminal["k\(i)"] ?? [])")
             XCTAssertNotEqual(terminal["k\(i)"]?.first, "failed", "k\(i) failed")
         }
+        // One first answer per message: every `accepted`/`rejected` as it arrived (not de-duplicated) is the one
+        // answer, or the outbox's own re-send of those same bytes (logged); a broker redelivery of a message
+        // already taken is answered `repeated`, never with a second first answer.
+        var resent: [String: Int] = [:]
+        for line in h.daemonOutput().split(separator: "\n") where line.contains("result sent again from the outbox") {
+            if let id = line.split(separator: " ").first(where: { $0.hasPrefix("id=") })?.dropFirst(3),
+               ["status=accepted", "status=rejected"].contains(where: { line.contains($0) }) { resent[String(id), default: 0] += 1 }
+        }
+        var first: [String: Int] = [:], repeated = 0
+        for m in c.all("\(gw1)/result") {
+            guard let j = try? JSONValue.parse(m.payload), let id = j["id"]?.stringValue else { continue }
+            if ["accepted", "rejected"].contains(j["status"]?.stringValue ?? "") { first[id, default: 0] += 1 }
+            if j["status"] == "repeated" { repeated += 1 }
+        }
+        for i in 0..<n {
+            XCTAssertEqual(first["k\(i)"], 1 + (resent["k\(i)"] ?? 0), "k\(i): first answers \(first["k\(i)"] ?? 0), re-sent by the outbox \(resent["k\(i)"] ?? 0)")
+        }
+        print("kill loop: \(repeated) redelivered message(s) answered `repeated`; \(resent.values.reduce(0, +)) first answer(s) re-sent from the outbox")
         let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
         var perDuration: [Int: Int] = [:]
         for p in patches {

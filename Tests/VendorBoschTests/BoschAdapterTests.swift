@@ -96,6 +96,19 @@ final class BoschAdapterTests: XCTestCase {
         do { _ = try await adapter(limited).fetchDevices(); XCTFail() } catch { XCTAssertEqual(error.accountState, .rateLimited) }
     }
 
+    /// A cloud answer naming a key twice is unreadable (a strict JSON decoder would silently take one), and the
+    /// device that answer belongs to says why.
+    func testAnAnswerNamingAKeyTwiceIsNotRead() async {
+        let (value, issues) = BoschWire.decodeTolerant([BoschWire.Gateway].self, Array(#"[{"gatewayId":"101000001","gatewayId":"101000009"}]"#.utf8))
+        XCTAssertNil(value)
+        XCTAssertEqual(issues.first?.problem, #"names a key twice (duplicate key "gatewayId")"#)
+        let twice = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(#"[{"gatewayId":"101000001","gatewayId":"101000009"}]"#.utf8))) }
+        do { _ = try await adapter(twice).fetchDevices(); XCTFail("read") } catch {
+            XCTAssertEqual(error.code, .badResponse)
+            XCTAssertTrue(error.message.contains("names a key twice"), error.message)
+        }
+    }
+
     func testValidation() {
         let a = adapter(ScriptedTransport { _ in .success(HTTPResponse(status: 204)) })
         func code(_ node: String, _ cap: String, _ body: [String: JSONValue]) -> ResultCode? {

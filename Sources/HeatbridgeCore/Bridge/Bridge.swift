@@ -301,6 +301,11 @@ public actor Bridge {
                 let sent = r.reply.map { mqtt.publishReply(topic: $0.topic, payload: r.payload, correlationData: $0.correlationData) }
                     ?? mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false)
                 guard sent else { return }
+                // At-least-once: the broker may have had it already (the daemon stopped before marking it); the
+                // same bytes again, which a client tells by their identity, not a new answer.
+                let j = try? JSONValue.parse(r.payload)
+                logger.info("result sent again from the outbox",
+                            metadata: ["id": "\(j?["id"]?.stringValue ?? "?")", "status": "\(j?["status"]?.stringValue ?? "?")"])
                 try store.markResultPublished(r.rowId)
             }
         } catch {
