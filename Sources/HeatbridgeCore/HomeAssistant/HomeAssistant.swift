@@ -53,11 +53,11 @@ public struct HomeAssistantDiscovery: Sendable {
             "state_topic": .string(topics.bridgeLastResult), "value_template": "{{ value_json.status }}{{ ' ' ~ value_json.code if value_json.code else '' }}",
             "json_attributes_topic": .string(topics.bridgeLastResult), "entity_category": "diagnostic",
         ]
-        return [
+        return Self.withoutNulls([
             "dev": ["ids": [.string(bridgeDeviceId)], "name": "heatbridge", "mf": "heatbridge", "sw": .string(version)],
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: nil),
-        ]
+        ])
     }
 
     /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
@@ -81,12 +81,25 @@ public struct HomeAssistantDiscovery: Sendable {
                 ]
             }
         }
-        return [
+        return Self.withoutNulls([
             "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string(names.name),
-                    "mf": .string(names.manufacturer), "mdl": .string(d.model), "via_device": .string(bridgeDeviceId)],
+                    "mf": .string(names.manufacturer), "mdl": .string(d.model?.isEmpty == false ? d.model : nil),
+                    "via_device": .string(bridgeDeviceId)],
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
-        ]
+        ])
+    }
+
+    /// Home Assistant validates discovery strictly: a `null` where it wants a string ("string value is None
+    /// at 'model'", a device whose model is not known yet) rejects the whole device. Every key without a value
+    /// is left out instead, at any depth.
+    static func withoutNulls(_ v: JSONValue) -> JSONValue {
+        switch v {
+        // (`nil` would be read as JSON null here: JSONValue is ExpressibleByNilLiteral.)
+        case .object(let o): return .object(o.filter { $0.value != .null }.mapValues(withoutNulls))
+        case .array(let a): return .array(a.map(withoutNulls))
+        default: return v
+        }
     }
 
     /// The topics and ids of one node's entities.
