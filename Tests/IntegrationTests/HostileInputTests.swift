@@ -246,15 +246,9 @@ final class HostileInputTests: XCTestCase {
     func testAFullDiskNeverRunsACommandTwice() throws {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
-        let small = h.dir.appendingPathComponent("small")
-        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
-        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small.path])
-        guard mounted.status == 0 else { return XCTFail("this test needs a 2 MiB tmpfs (it runs as root in CI): \(mounted.output)") }
-        defer { _ = try? runProcess("/bin/umount", ["-l", small.path]) }
         try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.hslAccount(pollIntervalS: 1, reportTimeoutS: 20))
-        let db = small.appendingPathComponent("state.db").path
-        try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: h.dir.appendingPathComponent("state.db").path, with: db)
-            .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        let (small, db) = try h.moveStoreToSmallDisk()
+        defer { h.unmount(small) }
         try h.admin("POST", "/admin/homesmartlink", #"{"never_ack":["64f1c0a2e9b3"]}"#)
         try h.startDaemon()
         let c: TestMQTTClient = h.client
@@ -265,18 +259,7 @@ final class HostileInputTests: XCTestCase {
         // A derogation is sent; while it waits for the home's acknowledgement the disk fills up.
         c.publish("\(room)/set", #"{"id":"shed","delta":-2,"duration_min":60}"#)
         c.waitJSON("\(room)/result") { $0["id"] == "shed" && $0["status"] == "progress" }
-        let filler = small.appendingPathComponent("filler").path
-        _ = try runShell("dd if=/dev/zero of='\(filler)' bs=4k 2>/dev/null; sync")
-        // The WAL still has room it allocated before: refused commands (each answer is stored) use it up until
-        // the store says the disk is full.
-        var batch = 0
-        while !h.daemonOutput().contains("database or disk is full") && batch < 40 {
-            for i in 0..<25 { c.publish("heatbridge/bosch-101000001/dhw9/charge/set", "{\"id\":\"fill-\(batch)-\(i)\",\"action\":\"start\"}") }
-            c.brokerBarrier()
-            h.barrier()
-            batch += 1
-        }
-        XCTAssertTrue(h.daemonOutput().contains("database or disk is full"), "the store never filled up")
+        let filler = try h.fillSmallDisk(small)
         // The derogation's end (not acknowledged within 20 s) is published but cannot be stored.
         c.waitResult("\(room)/result", id: "shed", status: "failed", timeout: 40)
         // A command while the disk is full is refused, not run.

@@ -26,14 +26,8 @@ final class NeverTwiceTests: XCTestCase {
     func testADoneCommandWhoseEndWasNotStoredIsNeverSentAgainNorUndoesANewerOne() throws {
         let h = try Harness(pollIntervalS: 30, timeoutS: 25)
         defer { h.stopAll() }
-        let small = h.dir.appendingPathComponent("small")
-        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
-        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small.path])
-        guard mounted.status == 0 else { return XCTFail("this test needs a 2 MiB tmpfs (it runs as root in CI): \(mounted.output)") }
-        defer { _ = try? runProcess("/bin/umount", ["-l", small.path]) }
-        let db = small.appendingPathComponent("state.db").path
-        try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: h.dir.appendingPathComponent("state.db").path, with: db)
-            .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        let (small, db) = try h.moveStoreToSmallDisk()
+        defer { h.unmount(small) }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
         try h.startDaemon()
         let c: TestMQTTClient = h.client
@@ -45,16 +39,7 @@ final class NeverTwiceTests: XCTestCase {
         c.publish("\(hc1)/setpoint/set", #"{"id":"df-full-1","setpoint":18.5}"#)
         c.waitResult("\(hc1)/setpoint/result", id: "df-full-1", status: "accepted")
         h.waitUntil("the setpoint's PATCH to reach the cloud") { (try? setpointWrites(h))?.count == 1 }
-        let filler = small.appendingPathComponent("filler").path
-        _ = try runShell("dd if=/dev/zero of='\(filler)' bs=4k 2>/dev/null; sync")
-        var batch = 0
-        while !h.daemonOutput().contains("database or disk is full") && batch < 40 {
-            for i in 0..<25 { c.publish("heatbridge/bosch-101000001/dhw9/charge/set", "{\"id\":\"fill-\(batch)-\(i)\",\"action\":\"start\"}") }
-            c.brokerBarrier()
-            h.barrier()
-            batch += 1
-        }
-        XCTAssertTrue(h.daemonOutput().contains("database or disk is full"), "the store never filled up")
+        let filler = try h.fillSmallDisk(small)
         // The cloud took it; its end is published but cannot be stored, and the bridge says it is not ready.
         XCTAssertNotNil(c.waitResult("\(hc1)/setpoint/result", id: "df-full-1", status: "done", timeout: 45))
         XCTAssertTrue(h.daemonOutput().split(separator: "\n").contains { $0.contains("cannot persist result") && $0.hasSuffix("id=df-full-1") },
