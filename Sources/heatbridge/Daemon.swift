@@ -87,6 +87,10 @@ enum Daemon {
                 var o = ProcessStats.sample()
                 o["store"] = ProcessStats.storeHealth(store, path: config.store.path)
                 return o
+            }, readinessChanged: { ready, reason in
+                // systemd cannot take READY=1 back; STATUS= shows in `systemctl status` what the health topic says.
+                SDNotify.send(ready ? "STATUS=Bridging \(accounts.count) account(s); the store writes again"
+                                    : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
             })
         let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"

@@ -131,7 +131,9 @@ final class NeverTwiceTests: XCTestCase {
     func testAStoreTurningReadOnlyWhileRunningIsNotReadyUntilItWritesAgain() throws {
         let h = try Harness()
         defer { h.stopAll() }
-        try h.startDaemon()
+        let notify = try NotifySocket(dir: h.dir)
+        defer { notify.close() }
+        try h.startDaemon(env: ["NOTIFY_SOCKET": notify.path])
         let c: TestMQTTClient = h.client
         let charge = "heatbridge/bosch-101000001/dhw1/charge"
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
@@ -146,9 +148,12 @@ final class NeverTwiceTests: XCTestCase {
         XCTAssertEqual(down?["store"]?["writable"], false)
         XCTAssertNotNil(down?["store"]?["problem"]?.stringValue)
         XCTAssertTrue(h.daemonOutput().contains("the store cannot write"), h.daemonOutput())
+        // systemd's view (`systemctl status`) says so too.
+        h.waitUntil("STATUS= to say the store cannot write") { notify.all().contains { $0.text.hasPrefix("STATUS=Not ready: the store cannot write") } }
 
         for f in files { XCTAssertEqual(try runProcess("/usr/bin/chattr", ["-i", f]).status, 0) }
         c.waitJSON("heatbridge/bridge/health", timeout: 30) { $0["ready"] == true && $0["store"]?["writable"] == true }
+        h.waitUntil("STATUS= to say the store writes again") { notify.all().contains { $0.text.hasSuffix("the store writes again") } }
         c.publish("\(charge)/set", #"{"id":"writable-again","action":"start","duration_min":16}"#)
         XCTAssertNotNil(c.waitResult("\(charge)/result", id: "writable-again", status: "done"))
         XCTAssertEqual(h.stopDaemon(), 0)

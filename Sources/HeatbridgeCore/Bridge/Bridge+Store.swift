@@ -24,6 +24,7 @@ extension Bridge {
         storeHealth.writable = false
         storeHealth.since = clock.now()
         logger.error("the store cannot write: the bridge is not ready until it can", metadata: ["error": "\(error)"])
+        readinessChanged(false, "the store cannot write: \(error)")
         publishHealth()
         timers.schedule(.storeProbe, at: clock.now() + Self.storeProbeS)
     }
@@ -33,6 +34,7 @@ extension Bridge {
         storeHealth = StoreHealth()
         timers.cancel(.storeProbe)
         logger.notice("the store writes again: the bridge is ready")
+        readinessChanged(true, nil)
         publishHealth()
     }
 

@@ -90,6 +90,7 @@ public actor Bridge {
     let clock: any Clock
     let logger: Logger
     let processStats: @Sendable () -> [String: JSONValue]
+    let readinessChanged: @Sendable (Bool, String?) -> Void
     let startedAt: EpochSeconds
     var accounts: [String: AccountRuntime]
 
@@ -133,8 +134,12 @@ public actor Bridge {
     var mqttConnected = false
     var cacheLoaded = false
 
+    /// - Parameter readinessChanged: told when the bridge stops or starts being ready (the store cannot write, or
+    ///   writes again), with the reason; the daemon turns it into the service's `STATUS=`.
     public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
-                processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
+                processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] },
+                readinessChanged: @escaping @Sendable (_ ready: Bool, _ reason: String?) -> Void = { _, _ in }) {
+        self.readinessChanged = readinessChanged
         self.settings = settings
         self.topics = settings.topics
         self.mqtt = mqtt
