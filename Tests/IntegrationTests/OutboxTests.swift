@@ -119,8 +119,9 @@ final class OutboxTests: XCTestCase {
             XCTAssertNotEqual(terminal["k\(i)"]?.first, "failed", "k\(i) failed")
         }
         // One first answer per message: every `accepted`/`rejected` as it arrived (not de-duplicated) is the one
-        // answer, or the outbox's own re-send of those same bytes (logged); a broker redelivery of a message
-        // already taken is answered `repeated`, never with a second first answer.
+        // answer, or the outbox's own re-send of those same bytes (logged; the copy before the kill may never
+        // have left the process); a broker redelivery of a message already taken is answered `repeated`, never
+        // with a second first answer.
         var resent: [String: Int] = [:]
         for line in h.daemonOutput().split(separator: "\n") where line.contains("result sent again from the outbox") {
             if let id = line.split(separator: " ").first(where: { $0.hasPrefix("id=") })?.dropFirst(3),
@@ -133,7 +134,8 @@ final class OutboxTests: XCTestCase {
             if j["status"] == "repeated" { repeated += 1 }
         }
         for i in 0..<n {
-            XCTAssertEqual(first["k\(i)"], 1 + (resent["k\(i)"] ?? 0), "k\(i): first answers \(first["k\(i)"] ?? 0), re-sent by the outbox \(resent["k\(i)"] ?? 0)")
+            let answers = first["k\(i)"] ?? 0, copies = resent["k\(i)"] ?? 0
+            XCTAssertTrue((1...1 + copies).contains(answers), "k\(i): first answers \(answers), re-sent by the outbox \(copies)")
         }
         print("kill loop: \(repeated) redelivered message(s) answered `repeated`; \(resent.values.reduce(0, +)) first answer(s) re-sent from the outbox")
         let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
