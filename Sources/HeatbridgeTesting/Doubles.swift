@@ -153,3 +153,23 @@ public final class ScriptedAdapter: VendorAdapter {
         return "ok"
     }
 }
+
+/// The scripted adapter takes pushed events in a neutral test format: `{"device": "<vendor id>", "at": <epoch s>,
+/// "updates": [{"key", "node" (absent: the device), "path": [...], "value" | "counter" | "online"}]}`.
+extension ScriptedAdapter: PushDecoding {
+    public func decodePush(_ payload: [UInt8]) -> Result<PushEvent, PushRejection> {
+        guard let j = try? JSONValue.parse(payload) else { return .failure(PushRejection(.malformed, "not JSON")) }
+        guard let device = j["device"]?.stringValue, let at = j["at"]?.doubleValue else { return .failure(PushRejection(.invalid, "no device or at")) }
+        var updates: [PushUpdate] = []
+        for u in j["updates"]?.arrayValue ?? [] {
+            guard let key = u["key"]?.stringValue, let path = u["path"]?.arrayValue?.compactMap(\.stringValue) else { continue }
+            let target: PushUpdate.Target = u["node"]?.stringValue.map { .node($0) } ?? .device
+            let value: PushUpdate.Value
+            if let c = u["counter"]?.doubleValue { value = .counter(c) } else if let o = u["online"]?.boolValue { value = .online(o) } else {
+                value = .set(u["value"] ?? .null)
+            }
+            updates.append(PushUpdate(key: key, at: u["at"]?.doubleValue ?? at, target: target, path: path, value: value))
+        }
+        return .success(PushEvent(vendorId: device, type: "TEST", at: at, updates: updates))
+    }
+}

@@ -26,6 +26,10 @@ extension BoschAdapter {
                 min: BoschWire.roomSetpointRange.lowerBound, max: BoschWire.roomSetpointRange.upperBound, step: 0.5,
                 modes: caps.contains("mode") ? modes : nil, setTarget: caps.contains("target") ? ("target", "temperature") : nil,
                 programMode: "auto"))]
+            if state["flow_temperature"]?.doubleValue != nil {
+                out.append(.sensor(.init(id: "flow_temperature", name: "Heating circuit \(n) flow temperature", field: "flow_temperature", unit: "°C",
+                                         deviceClass: "temperature", measurement: true)))
+            }
             if caps.contains("program"), state["time_program"]?.stringValue != nil {
                 out.append(.choice(id: "program", name: "Heating circuit \(n) time program", field: "time_program",
                                    options: BoschWire.heatingProgramIds, capability: "program", param: "program", category: .config))
@@ -47,9 +51,11 @@ extension BoschAdapter {
                 out.append(.binary(id: "charging", name: "Hot water charging", field: "charge.active", deviceClass: "running"))
             }
             return out
+        case .heatSource(let hs)?:
+            return Self.heatSourceExposes(state, label: hs.isEmpty ? "Heat pump" : "Heat source \(hs)")
         case .system?:
-            guard caps.contains("date-time") else { return [] }
-            var out: [Expose] = []
+            var out: [Expose] = Self.pushedSystemExposes(state)
+            guard caps.contains("date-time") else { return out }
             if caps.contains("silent-mode"), state["silent_mode"]?.stringValue != nil {
                 // Off first, as a front end lists a feature's choices.
                 let modes = BoschWire.silentModes.map { $0.lowercased() }
@@ -67,5 +73,66 @@ extension BoschAdapter {
         case nil:
             return []
         }
+    }
+}
+
+extension BoschAdapter {
+    /// Energy counters of a heat source: (field, name). The energy dashboard takes each as it is (kWh, energy,
+    /// total_increasing); the totals are monotonic (`MonotonicCounter`).
+    static let energyFields: [(String, String)] = [
+        ("consumed_kwh", "electricity consumed"), ("supplied_kwh", "heat supplied"),
+        ("compressor_heating_kwh", "compressor electricity, heating"), ("compressor_dhw_kwh", "compressor electricity, hot water"),
+        ("compressor_cooling_kwh", "compressor electricity, cooling"), ("compressor_pool_kwh", "compressor electricity, pool"),
+        ("eheater_heating_kwh", "electric heater, heating"), ("eheater_dhw_kwh", "electric heater, hot water"),
+    ]
+
+    static let dailyNames: [(String, String, String?)] = [
+        ("compressor_starts_heating", "compressor starts yesterday, heating", nil), ("compressor_starts_dhw", "compressor starts yesterday, hot water", nil),
+        ("compressor_starts_cooling", "compressor starts yesterday, cooling", nil), ("compressor_starts_pool", "compressor starts yesterday, pool", nil),
+        ("water_pressure_min", "water pressure yesterday, min", "bar"), ("water_pressure_max", "water pressure yesterday, max", "bar"),
+        ("water_pressure_mean", "water pressure yesterday, mean", "bar"),
+    ]
+
+    /// What push events put in a heat source node, for each value it has: power (W), energy (kWh), running, speed,
+    /// and the daily aggregates as diagnostics.
+    static func heatSourceExposes(_ state: JSONValue, label: String) -> [Expose] {
+        var out: [Expose] = []
+        for (part, name) in [("compressor", "compressor"), ("eheater", "electric heater")] {
+            if state[part]?["power_w"]?.doubleValue != nil {
+                out.append(.sensor(.init(id: "\(part)_power", name: "\(label) \(name) power", field: "\(part).power_w", unit: "W",
+                                         deviceClass: "power", measurement: true)))
+            }
+            if state[part]?["running"]?.boolValue != nil {
+                out.append(.binary(id: "\(part)_running", name: "\(label) \(name) running", field: "\(part).running", deviceClass: "running"))
+            }
+        }
+        if state["compressor"]?["speed"]?.doubleValue != nil {
+            out.append(.sensor(.init(id: "compressor_speed", name: "\(label) compressor speed", field: "compressor.speed", measurement: true)))
+        }
+        for (group, suffix) in [("energy", ""), ("energy_lowres", " (low resolution)")] {
+            for (field, name) in energyFields where state[group]?[field]?.doubleValue != nil {
+                out.append(.sensor(.init(id: "\(group)_\(field)", name: "\(label) \(name)\(suffix)", field: "\(group).\(field)", unit: "kWh",
+                                         deviceClass: "energy", stateClass: .totalIncreasing)))
+            }
+        }
+        for (field, name, unit) in dailyNames where state["daily"]?[field]?["value"]?.doubleValue != nil {
+            out.append(.sensor(.init(id: "daily_\(field)", name: "\(label) \(name)", field: "daily.\(field).value", unit: unit,
+                                     deviceClass: unit == nil ? nil : "pressure", stateClass: .measurement, category: .diagnostic)))
+        }
+        return out
+    }
+
+    /// The system node's pushed values: outdoor temperature, the fault (a problem sensor and its text).
+    static func pushedSystemExposes(_ state: JSONValue) -> [Expose] {
+        var out: [Expose] = []
+        if state["outdoor_temperature"]?.doubleValue != nil {
+            out.append(.sensor(.init(id: "outdoor_temperature", name: "Outdoor temperature", field: "outdoor_temperature", unit: "°C",
+                                     deviceClass: "temperature", measurement: true)))
+        }
+        if state["fault"]?["active"]?.boolValue != nil {
+            out.append(.binary(id: "fault", name: "Fault", field: "fault.active", deviceClass: "problem"))
+            out.append(.sensor(.init(id: "fault_text", name: "Fault", field: "fault.summary", category: .diagnostic)))
+        }
+        return out
     }
 }

@@ -22,6 +22,7 @@ public struct BoschModule: VendorModule {
     public let inlineSecrets = ["api_key": "api_key_file or api_key_credential"]
     public let deviceIdPrefix = "bosch-"
     public let requiresScope = true
+    public let pushesEvents = true
 
     public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
                               decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {

@@ -1,20 +1,30 @@
 import HeatbridgeCore
 
 /// The nodes of a Bosch gateway as they appear in topics: heating circuits `hc<N>`, DHW circuits `dhw<N>` and
-/// the gateway's `system`. One parse here instead of prefix tests all over the adapter.
+/// the gateway's `system`, and the heat sources that only push events feed: `heatpump` (the appliance's energy
+/// meter and compressor) and `hs<N>` (one per heat source of a cascade). One parse here instead of prefix tests
+/// all over the adapter.
 enum BoschNode: Equatable {
     case heatingCircuit(String)
     case dhwCircuit(String)
     case system
+    /// `""` for the appliance (`heatpump`), the heat source id in a cascade (`hs2` → `"2"`).
+    case heatSource(String)
 
     static let hcPrefix = "hc"
     static let dhwPrefix = "dhw"
     static let systemId = "system"
+    static let heatPumpId = "heatpump"
+    static let cascadePrefix = "hs"
 
     /// The node a topic id names; nil for anything else.
     init?(_ id: String) {
         if id == Self.systemId {
             self = .system
+        } else if id == Self.heatPumpId {
+            self = .heatSource("")
+        } else if id.hasPrefix(Self.cascadePrefix), id.count > Self.cascadePrefix.count {
+            self = .heatSource(String(id.dropFirst(Self.cascadePrefix.count)))
         } else if id.hasPrefix(Self.dhwPrefix), id.count > Self.dhwPrefix.count {
             self = .dhwCircuit(String(id.dropFirst(Self.dhwPrefix.count)))
         } else if id.hasPrefix(Self.hcPrefix), id.count > Self.hcPrefix.count {
@@ -38,15 +48,16 @@ enum BoschNode: Equatable {
         }
     }
 
-    /// The capability-table key of any node id: `hc`, `dhw`, else `system`.
+    /// The capability-table key of any node id: `hc`, `dhw`, `heatsource`, else `system`.
     static func kind(of node: String) -> String { BoschNode(node)?.kind ?? systemId }
 
-    /// `hc`, `dhw` or `system`: the key of the capability table.
+    /// `hc`, `dhw`, `system` or `heatsource`: the key of the capability table (heat sources take no commands).
     var kind: String {
         switch self {
         case .heatingCircuit: return Self.hcPrefix
         case .dhwCircuit: return Self.dhwPrefix
         case .system: return Self.systemId
+        case .heatSource: return "heatsource"
         }
     }
 }

@@ -213,7 +213,7 @@ enum Daemon {
             switch module.makeAdapter(a, context: accountContext) {
             case .success(let adapter):
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices))
+                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices, push: a.push))
             case .failure(let e):
                 return .failure(SetupError(description: e.description))
             }

@@ -23,12 +23,12 @@ final class BridgeTests: XCTestCase {
 
     override func tearDown() { task?.cancel() }
 
-    func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil) -> Bridge {
+    func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil, push: PushSettings? = nil) -> Bridge {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let bridge = Bridge(settings: BridgeSettings(topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
                                                      accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS,
-                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter)]),
+                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter, push: push)]),
                             mqtt: mqtt, store: store, clock: clock, logger: logger)
         task = Task { await bridge.run() }
         mqtt.continuation.yield(.connected)

@@ -14,6 +14,7 @@ extension Bridge {
             currentInbox = nil
             currentReply = nil
         }
+        if let (vendor, vendorId) = topics.parsePush(m.topic) { return handlePush(m, vendor: vendor, vendorId: vendorId) }
         if m.topic == discovery.statusTopic {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return

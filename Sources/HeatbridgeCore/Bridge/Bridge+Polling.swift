@@ -63,6 +63,11 @@ extension Bridge {
         let now = clock.now()
         var wait = account.pacing.interval(unchanged: book.unchangedPolls[account.name] ?? 0,
                                            sinceCommand: book.lastCommandAt[account.name].map { now - $0 })
+        // Events carry the measured values while push is live: polls only reconcile settings and what was lost.
+        // Not past the moment push would turn silent (then the normal pace returns at once).
+        if let p = account.push, pushLive(account), let last = pushBook.stats[account.name]?.lastEventAt {
+            wait = max(wait, min(p.reconcileIntervalS, last + p.silentAfterS - now + wait))
+        }
         if let s = book.status[account.name], s.state != .ready, s.state != .starting {
             // Retry a failing account sooner, but no sooner than the cloud asked.
             wait = min(wait, 15)
@@ -198,7 +203,18 @@ extension Bridge {
     }
 
     /// Takes one device's fresh snapshot: publishes and caches it. Returns whether it differs from before.
-    func update(_ s: DeviceSnapshot, account: String, now: EpochSeconds) -> Bool {
+    func update(_ polled: DeviceSnapshot, account: String, now: EpochSeconds) -> Bool {
+        var s = polled
+        if accounts[account]?.push != nil {
+            if s.nodes.isEmpty, s.error != nil || s.online == false, let old = devices[s.id] {
+                // A device that cannot be read keeps its last state (as `DeviceRegistry.update` does), pushed values included.
+                s.nodes = old.snapshot.nodes
+                if s.schedules.isEmpty { s.schedules = old.snapshot.schedules }
+                s = pushBook.merged(s)
+            } else {
+                s = pushBook.overlay(onPoll: s)
+            }
+        }
         let (entry, changed) = devices.update(s, account: account, now: now)
         publishDevice(entry, at: now)
         if entry.snapshot.error == nil, let runtime = accounts[account] { watchLegionella(entry.snapshot, account: runtime, now: now) }
@@ -238,7 +254,7 @@ extension Bridge {
         let id = e.snapshot.id
         publishDeviceDiscovery(e)
         let now = clock.now()
-        let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: settings.behaviour.staleAfterS,
+        let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: staleAfter(account: e.account),
                               localTime: settings.localTime) { node, n in
             if let l = leases.state(device: id, node: node, now: now) { n["leases"] = l }
             if case .object(var charge)? = n["charge"] {
@@ -270,6 +286,8 @@ extension Bridge {
         retained.clear(topics.deviceState(id))
         retained.clear(topics.availability(id))
         timers.cancel(.schedule(device: id))
+        pushBook.forget(id)
+        if localSettings[Self.pushSettingPrefix + id] != nil { saveSetting(Self.pushSettingPrefix + id, nil, what: "pushed state") }
         // Kept, it would be listed by `heatbridge status` as it last was and come back from the cache at the next start.
         do { try store.deleteDevice(id) } catch {
             logger.error("cannot forget a removed device in the store", metadata: ["device": "\(id)", "error": "\(error)"])

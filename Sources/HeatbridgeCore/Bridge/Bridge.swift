@@ -10,9 +10,12 @@ public struct AccountRuntime: Sendable {
     /// The vendor ids the account's `devices:` names; nil for every device the credentials reach. One of them
     /// missing from a poll's answer is reported on the account state (`not_visible`).
     public var scope: [String]?
+    /// `push:`: the account takes pushed events (its adapter is `PushDecoding`); nil polls only.
+    public var push: PushSettings?
 
     public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter,
-                scope: [String]? = nil) {
+                scope: [String]? = nil, push: PushSettings? = nil) {
+        self.push = push
         self.name = name
         self.vendor = vendor
         self.pacing = PollPacing(baseS: pollIntervalS, maxS: maxPollIntervalS)
@@ -70,6 +73,8 @@ enum BridgeTimer: Hashable, Sendable {
     case background(account: String)
     /// The store's write check, while writes fail.
     case storeProbe
+    /// Pushed state waiting to be written (coalesced: `Bridge.pushSaveIntervalS`).
+    case pushSave
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -96,6 +101,8 @@ public actor Bridge {
 
     var retained: RetainedTopics
     var devices = DeviceRegistry()
+    /// What pushed events set, per device, and the push counters per account.
+    var pushBook = PushBook()
     var book = AccountBook()
     var queue = CommandQueue()
     var limits: LimitsPolicy
@@ -164,6 +171,7 @@ public actor Bridge {
         }
         limits = LimitsPolicy(limits: settings.behaviour.limits, settings: localSettings)
         leases = LeaseBook(settings: localSettings)
+        restorePush()
         for lease in leases.all { timers.schedule(.lease(lease.key), at: lease.endsAt) }
         publishBridgeDiscovery()
         loadCache()
@@ -246,6 +254,8 @@ public actor Bridge {
 
     /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
     public func publishOffline() {
+        // Pushed state not written yet (coalesced) is written now: counters must not step back at the next start.
+        savePush()
         retained.force(topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)
     }
 
@@ -261,6 +271,7 @@ public actor Bridge {
         case .rediscovery: rediscover()
         case .background(let name): startBackgroundRead(name)
         case .storeProbe: probeStore()
+        case .pushSave: savePush()
         }
     }
 
@@ -293,6 +304,7 @@ public actor Bridge {
         mqtt.subscribe(topics.commandFilter, qos: 1, retainedOnlyWhenNew: true)
         for topic in triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
         if let status = discovery.statusTopic { mqtt.subscribe(status, qos: 1) }
+        subscribePush()
         retained.remember(topics.bridgeState, JSONValue.object(["state": "online"]).bytes)
         publishHealth()
         // Configs before states, so Home Assistant knows an entity before its first value arrives.
@@ -340,7 +352,11 @@ public actor Bridge {
         let now = clock.now()
         let (previous, current) = book.set(name, state, error: error, retryAt: retryAt, now: now)
         let expires = accounts[name]?.adapter.credentialExpiry()
-        let (payload, warning) = AccountBook.payload(current, keyExpiry: expires, notVisible: book.notVisible[name] ?? [], now: now)
+        var (payload, warning) = AccountBook.payload(current, keyExpiry: expires, notVisible: book.notVisible[name] ?? [], now: now)
+        if let p = accounts[name]?.push, case .object(var o) = payload {
+            o["push"] = .string(pushBook.state(name, settings: p, now: now))
+            payload = .object(o)
+        }
         if warning != nil, let expires, !book.keyWarned.contains(name) {
             book.keyWarned.insert(name)
             logger.warning("API key expires soon", metadata: ["account": "\(name)", "expires": "\(Timestamp.iso8601(expires))"])
@@ -380,7 +396,14 @@ public actor Bridge {
         o["ready"] = .bool(storeHealth.writable)
         o["store"] = storeHealthJSON(o["store"])
         o["outbox_depth"] = .int(queue.depth)
-        o["accounts"] = book.healthJSON(accounts: settings.accounts.map(\.name))
+        var perAccount = book.healthJSON(accounts: settings.accounts.map(\.name)).objectValue ?? [:]
+        for a in settings.accounts {
+            if let p = pushJSON(a.name), case .object(var ao)? = perAccount[a.name] {
+                ao["push"] = p
+                perAccount[a.name] = .object(ao)
+            }
+        }
+        o["accounts"] = .object(perAccount)
         let m = mqtt.counters
         o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
                      "received": .int(m.received)]

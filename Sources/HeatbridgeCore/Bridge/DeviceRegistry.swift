@@ -58,6 +58,15 @@ struct DeviceRegistry {
         return (entry, old?.snapshot != snap)
     }
 
+    /// Takes a snapshot with pushed values merged in: the state is as fresh as the event (staleness counts from
+    /// it), the source stays the cloud's.
+    mutating func pushed(_ s: DeviceSnapshot, now: EpochSeconds) -> Entry {
+        let old = entries[s.id]
+        let entry = Entry(account: old?.account ?? "", snapshot: s, updatedAt: now, source: "cloud")
+        entries[s.id] = entry
+        return entry
+    }
+
     /// Device-level keys the bridge sets itself; everything else in a cached state is the adapter's.
     static let commonDeviceKeys: Set<String> = ["vendor", "vendor_id", "account", "model", "online", "nodes", "source",
                                                 "stale", "error", "updated_at"]

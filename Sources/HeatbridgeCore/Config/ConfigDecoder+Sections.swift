@@ -167,9 +167,36 @@ extension ConfigDecoder {
         return c
     }
 
+    /// `push:` of an account: `true`, or a mapping with `reconcile_interval_s` and `silent_after_s`.
+    mutating func decodePush(_ node: ConfigNode, poll: Double, module: (any VendorModule)?) -> PushSettings? {
+        if let module, !module.pushesEvents {
+            let with = vendors.filter(\.pushesEvents).map(\.name).joined(separator: ", ")
+            error(node.mark, "\"push\" is only for accounts whose cloud pushes events (\(with.isEmpty ? "none" : with)); \(module.name) is polled")
+            return nil
+        }
+        if case .scalar(let s, let mark, _) = node, !node.isNull {
+            switch s {
+            case "true", "yes", "on": return PushSettings()
+            case "false", "no", "off": return nil
+            default:
+                error(mark, "\"push\" must be true, false or a mapping", hint: "push: {reconcile_interval_s: 900, silent_after_s: 1800}")
+                return nil
+            }
+        }
+        guard let pm = mapping(node, path: "push") else { return nil }
+        checkKeys(pm, known: ["reconcile_interval_s", "silent_after_s"], section: "push")
+        var p = PushSettings()
+        if let v = number(pm, "reconcile_interval_s", range: 60...86_400) {
+            if v < poll { error(node.mark, "\"reconcile_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
+                                hint: "while events arrive the account is polled less often, not more") } else { p.reconcileIntervalS = v }
+        }
+        if let v = number(pm, "silent_after_s", range: 60...86_400) { p.silentAfterS = v }
+        return p
+    }
+
     /// Keys every account has, whatever its vendor.
     static let commonAccountKeys = ["name", "vendor", "base_url", "poll_interval_s", "poll_max_interval_s", "timeout_s", "devices",
-                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "client_key_credential", "proxy"]
+                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "client_key_credential", "proxy", "push"]
 
     /// One account: the keys every account has here, the vendor's own keys by its module.
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
@@ -241,6 +268,7 @@ extension ConfigDecoder {
         if let (p, mark) = stringWithMark(m, "proxy"), ParsedURL.parse(p).map({ $0.scheme == "http" }) != true {
             error(mark, "bad proxy \"\(ConfigText.redactedURL(p))\"", hint: "an HTTP CONNECT proxy: http://HOST:PORT")
         }
+        if let pn = value(m, "push") { account.push = decodePush(pn, poll: poll, module: module) }
         guard let module else { return nil }
         // Partner-wide credentials reach every customer of the partner: a box says which devices are its own.
         if module.requiresScope, value(m, "devices") == nil {

@@ -184,6 +184,8 @@ public struct AccountConfig: Sendable, Equatable {
     public var rateLimit: Bool = true
     /// The vendor's own keys, as its module decoded them.
     public var vendorSettings: any VendorAccountSettings
+    /// `push:`: events pushed by the cloud, through the partner's receiver and the box's broker; nil polls only.
+    public var push: PushSettings?
 
     public init(name: String, vendor: String, baseURL: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, timeoutS: Double,
                 devices: [String]? = nil, rateLimit: Bool = true, vendorSettings: any VendorAccountSettings = NoVendorSettings()) {
@@ -204,7 +206,7 @@ public struct AccountConfig: Sendable, Equatable {
     public static func == (a: AccountConfig, b: AccountConfig) -> Bool {
         a.name == b.name && a.vendor == b.vendor && a.baseURL == b.baseURL && a.pollIntervalS == b.pollIntervalS
             && a.maxPollIntervalS == b.maxPollIntervalS && a.timeoutS == b.timeoutS && a.devices == b.devices && a.allDevices == b.allDevices
-            && a.connection == b.connection
+            && a.connection == b.connection && a.push == b.push
             && a.rateLimit == b.rateLimit && a.vendorSettings.isEqual(to: b.vendorSettings)
     }
 }

@@ -131,7 +131,7 @@ public struct HomeAssistantDiscovery: Sendable {
             var o: [String: JSONValue] = ["state_topic": .string(n.state), "value_template": value(s.field)]
             if let c = s.deviceClass { o["device_class"] = .string(c) }
             if let u = s.unit { o["unit_of_measurement"] = .string(u) }
-            if s.measurement { o["state_class"] = "measurement" }
+            if let c = s.stateClass { o["state_class"] = .string(c.rawValue) }
             if let c = s.category { o["entity_category"] = .string(c.rawValue) }
             put(s.id, "sensor", s.name, o)
         case .binary(let id, let name, let field, let deviceClass):

@@ -35,18 +35,34 @@ public enum Expose: Sendable, Equatable {
         public var unit: String?
         /// `temperature`, `power`, `duration`…
         public var deviceClass: String?
-        /// A measurement that varies continuously (worth long-term statistics).
-        public var measurement: Bool
+        /// How a front end keeps statistics of it: nil for none.
+        public var stateClass: StateClass?
         public var category: ExposeCategory?
 
+        /// Home Assistant's state classes: a value that varies (`measurement`), or a counter that only goes up
+        /// (`total_increasing`, what the energy dashboard takes for kWh).
+        public enum StateClass: String, Sendable, Equatable {
+            case measurement
+            case totalIncreasing = "total_increasing"
+        }
+
+        /// A measurement that varies continuously (worth long-term statistics).
+        public var measurement: Bool { stateClass == .measurement }
+
         public init(id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, measurement: Bool = false,
+                    category: ExposeCategory? = nil) {
+            self.init(id: id, name: name, field: field, unit: unit, deviceClass: deviceClass,
+                      stateClass: measurement ? .measurement : nil, category: category)
+        }
+
+        public init(id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, stateClass: StateClass?,
                     category: ExposeCategory? = nil) {
             self.id = id
             self.name = name
             self.field = field
             self.unit = unit
             self.deviceClass = deviceClass
-            self.measurement = measurement
+            self.stateClass = stateClass
             self.category = category
         }
     }

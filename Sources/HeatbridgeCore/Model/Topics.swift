@@ -19,6 +19,20 @@ public struct TopicLayout: Sendable, Equatable {
     public func result(device: String, node: String, capability: String) -> String {
         "\(base)/\(device)/\(node)/\(capability)/result"
     }
+    /// Where the partner's receiver delivers a vendor's pushed events for one device: `<base>/push/<vendor>/<vendor id>`.
+    public func push(vendor: String, vendorId: String) -> String { "\(base)/push/\(vendor)/\(vendorId)" }
+    /// The subscription for one vendor's pushed events.
+    public func pushFilter(vendor: String) -> String { "\(base)/push/\(vendor)/+" }
+
+    /// A push topic split into vendor and vendor id, or nil for any other topic.
+    public func parsePush(_ topic: String) -> (vendor: String, vendorId: String)? {
+        let prefix = base + "/push/"
+        guard topic.hasPrefix(prefix) else { return nil }
+        let parts = topic.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return (String(parts[0]), String(parts[1]))
+    }
+
     /// The subscription that catches every command (`<base>/<device>/<node>/<capability>/set`, groups included).
     public var commandFilter: String { "\(base)/+/+/+/set" }
 

@@ -15,6 +15,9 @@ public protocol VendorModule: Sendable {
     /// True when the account's credentials reach every customer of the partner: its accounts must then say
     /// which devices are this box's (`devices:`, or an explicit `devices: all`).
     var requiresScope: Bool { get }
+    /// True when the vendor's cloud pushes events (Bosch webhooks) and its adapter is `PushDecoding`: its
+    /// accounts may set `push:`.
+    var pushesEvents: Bool { get }
     /// Reads the vendor's keys of one account; mistakes are reported on `decoder` with their position.
     /// `common` holds what every account has (name, base URL, devices…).
     func decodeAccount(_ entries: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
@@ -35,6 +38,7 @@ public protocol VendorModule: Sendable {
 }
 
 extension VendorModule {
+    public var pushesEvents: Bool { false }
     public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? { nil }
     public func isLeasable(node: String, capability: String) -> Bool { false }
 
