@@ -8,11 +8,14 @@ let package = Package(
     products: [
         .executable(name: "heatbridge", targets: ["heatbridge"]),
         .executable(name: "heatbridge-sim", targets: ["heatbridge-sim"]),
+        .executable(name: "heatbridge-receiver", targets: ["heatbridge-receiver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
+        // Partner side only (the push receiver): never linked into the daemon.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries, each behind one system-library target imported by exactly one Swift module.
@@ -42,6 +45,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+
+        // The partner's push receiver: webhook → spool → central broker (Hummingbird on SwiftNIO).
+        .target(
+            name: "HeatbridgeReceiver",
+            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeMQTT", "VendorBosch",
+                           .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "heatbridge-receiver",
+            dependencies: ["HeatbridgeReceiver", "HeatbridgeCore", "HeatbridgeStore", "HeatbridgeMQTT",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "HeatbridgeReceiverTests", dependencies: ["HeatbridgeReceiver", "HeatbridgeStore", "HeatbridgeCore"]),
 
         .target(
             name: "HeatbridgeSimulator",

@@ -72,6 +72,8 @@ public final class MosquittoClient: MQTTPort {
     private let stats = Mutex(MQTTCounters())
     /// QoS 1 publishes handed to libmosquitto vs. acknowledged by the broker, for `flush`.
     private let inflight = Mutex((sent: 0, acked: 0))
+    /// Told of every QoS 1 publish the broker answered: its message id and the PUBACK's reason code (< 0x80: taken).
+    private let ackSink = Mutex<(@Sendable (_ mid: Int32, _ reason: Int) -> Void)?>(nil)
     /// Set between CONNACK and the loss of the connection. Publishing before CONNACK is a protocol error
     /// for mosquitto, so `publish` refuses then and the bridge re-publishes after `.connected`.
     private let connected = Mutex(false)
@@ -132,10 +134,12 @@ public final class MosquittoClient: MQTTPort {
             c.intake?(&message)
             c.continuation.yield(.message(message))
         }
-        mosquitto_publish_callback_set(h) { _, obj, _ in
+        // v5: the broker's reason code comes along (0x87 "not authorized" is a PUBACK too, not a delivery).
+        mosquitto_publish_v5_callback_set(h) { _, obj, mid, reason, _ in
             guard let obj else { return }
             let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
             c.inflight.withLock { $0.acked += 1 }
+            c.ackSink.withLock { $0 }?(mid, Int(reason))
         }
         if let user = options.username {
             try check(mosquitto_username_pw_set(h, user, options.password), "username_pw_set")
@@ -265,6 +269,28 @@ public final class MosquittoClient: MQTTPort {
         if ok && qos > 0 { inflight.withLock { $0.sent += 1 } }
         stats.withLock { ok ? ($0.published += 1) : ($0.publishFailures += 1) }
         return ok
+    }
+
+    /// Calls `sink` on the network thread for each acknowledged QoS 1 publish (`publishTracked`'s id).
+    public func onAcknowledged(_ sink: @escaping @Sendable (_ mid: Int32, _ reason: Int) -> Void) {
+        ackSink.withLock { $0 = sink }
+    }
+
+    /// Publishes QoS 1 and returns the message id the broker's acknowledgement will carry (`onAcknowledged`);
+    /// nil when it could not be queued (not connected).
+    public func publishTracked(topic: String, payload: [UInt8], retain: Bool = false) -> Int32? {
+        guard connected.withLock({ $0 }) else { return nil }
+        var mid: Int32 = 0
+        let rc = live.withLock { h -> Int32 in
+            guard let h else { return MOSQ_ERR_NO_CONN.rawValue }
+            return payload.withUnsafeBytes { raw in
+                mosquitto_publish_v5(h.pointer, &mid, topic, Int32(raw.count), raw.baseAddress, 1, retain, nil)
+            }
+        }
+        let ok = rc == MOSQ_ERR_SUCCESS.rawValue
+        if ok { inflight.withLock { $0.sent += 1 } }
+        stats.withLock { ok ? ($0.published += 1) : ($0.publishFailures += 1) }
+        return ok ? mid : nil
     }
 
     /// Subscribes with "retain as published", so a retained command can be told from a live one.
