@@ -83,6 +83,8 @@ public actor Simulator {
     /// Recorded answers (`heatbridge probe --save`, or a partner's recording) by vendor and `GET <path>`:
     /// served instead of the simulated ones; everything else (writes, paths not recorded) stays simulated.
     var fixtures: [String: [String: Answer]] = [:]
+    /// Webhook URLs, queued events, delivery faults and the simulated heat pumps (`Simulator+Webhooks.swift`).
+    var webhooks = WebhookState()
 
     /// The recorded answer for a request, as `probe` names requests: relative to the vendor's API base
     /// (Podero's `/api/partners/v2.0` is part of its base URL), a HomeSmartlink read with the home it asks for.
@@ -198,8 +200,16 @@ public actor Simulator {
         }
         let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: now)
             : vendor == "homesmartlink" ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: now)
-            : bosch.handle(method: method, path: sub, headers: headers, body: body, now: now)
+            : boschHandle(method: method, path: sub, headers: headers, body: body, now: now)
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
+    }
+
+    /// Bosch's answer; a webhook simulation it accepted is really sent.
+    func boschHandle(method: String, path: String, headers: [String: String], body: [UInt8], now: Double) -> BoschCloud.Reply {
+        let before = bosch.webhookSimulations.count
+        let r = bosch.handle(method: method, path: path, headers: headers, body: body, now: now)
+        if bosch.webhookSimulations.count > before, let w = bosch.webhookSimulations.last { simulateEvent(type: w.eventType, gatewayId: w.gatewayId) }
+        return r
     }
 
     /// An upstream that reflects its request: every header in the body and back as `x-echo-<name>`.
@@ -215,6 +225,7 @@ public actor Simulator {
 
     func admin(method: String, path: String, body: [UInt8]) -> Answer {
         let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
+        if path.hasPrefix("/admin/bosch/webhooks") || path == "/admin/bosch/events", let a = webhookAdmin(method: method, path: path, j: j) { return a }
         switch (method, path) {
         case ("GET", "/admin/state"):
             return ok(["bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: Self.now()), "down": .bool(down), "faults": .int(faults.count)])
@@ -255,6 +266,7 @@ public actor Simulator {
             bosch = seed
             podero = poderoSeed
             hsl = hslSeed
+            webhooks = WebhookState()
             faults = []
             log = []
             statusCounts = [:]
@@ -298,6 +310,7 @@ public actor Simulator {
                 c.statusDate = Timestamp.iso8601(Self.now())
                 bosch.contracts[id] = c
                 if st != BoschWire.ContractState.active { bosch.gateways[id]?.contract = false }
+                gatewayChanged(id, online: nil, contract: st, fault: nil)
                 return ok()
             }
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/"), path.contains("/programs/") {
@@ -311,7 +324,13 @@ public actor Simulator {
             if method == "POST", path.hasPrefix("/admin/bosch/gateways/") {
                 let id = String(path.dropFirst("/admin/bosch/gateways/".count))
                 guard bosch.gateways[id] != nil, let j else { return bad("unknown gateway \(id)") }
-                if let v = j["online"]?.boolValue { bosch.gateways[id]!.online = v }
+                if let v = j["online"]?.boolValue {
+                    if bosch.gateways[id]!.online != v { gatewayChanged(id, online: v, contract: nil, fault: nil) }
+                    bosch.gateways[id]!.online = v
+                }
+                // {"fault": {"faultClass", "causeCode", "text", "status"}} or {"fault": null}: an appliance status event.
+                if let f = j["fault"] { gatewayChanged(id, online: nil, contract: nil, fault: f) }
+                if j["power_w"] != nil || j["dhw_temperature"] != nil || j["consumed_kwh"] != nil { setMeter(id, j) }
                 if let v = j["contract"]?.boolValue { bosch.gateways[id]!.contract = v }
                 if let v = j["consent"]?.stringValue { bosch.gateways[id]!.consentCurrent = v != "old" }
                 if let v = j["clock_offset_s"]?.doubleValue { bosch.gateways[id]!.clockOffsetS = v }
@@ -355,7 +374,13 @@ public struct SimulatorServer: HTTPHandler {
     public func run(port: UInt16) async throws {
         let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30,
                                 pool: NoDelayPool(HTTPServer.defaultPool()), handler: self)
-        try await server.run()
+        // The webhook pump runs beside the server and ends with it.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await WebhookPump(simulator: simulator).run() }
+            group.addTask { try await server.run() }
+            try await group.next()
+            group.cancelAll()
+        }
     }
 }
 
