@@ -60,7 +60,7 @@ let package = Package(
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox"),
+            dependencies: ["HeatbridgeConfig", "HeatbridgeHTTP", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox"),
                            .product(name: "FlyingSocks", package: "FlyingFox")]),
         .executableTarget(
             name: "heatbridge-sim",

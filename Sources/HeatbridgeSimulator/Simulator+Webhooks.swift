@@ -1,8 +1,6 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HeatbridgeCore
+import HeatbridgeHTTP
 import VendorBosch
 
 /// The Bosch fake's webhooks: events delivered as Bosch would, to the URLs given with `POST /admin/bosch/webhooks`,
@@ -251,20 +249,22 @@ extension Simulator {
     }
 }
 
-/// Delivers the simulator's webhook events: every `interval_s`, or at once when an event was queued by the admin
-/// API. One POST per event (Bosch sends them singly), no retry.
+/// Delivers the simulator's webhook events: every `interval_s`, or within 5 ms of an event the admin API queued.
+/// One POST per event (Bosch sends them singly), no retry; over libcurl, trusting `caFile` for an HTTPS endpoint
+/// (the relay's webhook listener with its own CA).
 struct WebhookPump: Sendable {
     let simulator: Simulator
+    let caFile: String?
 
     func run() async {
-        let session = URLSession(configuration: .ephemeral)
+        let http = CurlTransport(maxIdleHandles: 4)
         var lastTick = 0.0
         while !Task.isCancelled {
             let now = Simulator.now()
             let interval = await simulator.webhookInterval
             let queued = await simulator.webhooks.queue.count
             guard queued > 0 || now - lastTick >= interval else {
-                try? await Task.sleep(nanoseconds: 5_000_000)  // an event queued by the admin API goes out within 5 ms
+                try? await Task.sleep(nanoseconds: 5_000_000)
                 continue
             }
             lastTick = now
@@ -275,17 +275,14 @@ struct WebhookPump: Sendable {
             var last: Int?
             for e in events {
                 for u in urls {
-                    guard let url = URL(string: u) else { failed += 1; continue }
-                    var r = URLRequest(url: url)
-                    r.httpMethod = "POST"
-                    r.httpBody = Data(e)
-                    r.timeoutInterval = 10
-                    r.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                    for (k, v) in headers { r.setValue(v, forHTTPHeaderField: k) }
-                    if let (_, resp) = try? await session.data(for: r), let h = resp as? HTTPURLResponse {
-                        last = h.statusCode
-                        if (200..<300).contains(h.statusCode) { ok += 1 } else { failed += 1 }
-                    } else {
+                    var r = HTTPRequest(method: "POST", url: u, headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) },
+                                        body: e, timeout: 10)
+                    r.connection = ConnectionOptions(caFile: caFile)
+                    do {
+                        let a = try await http.send(r)
+                        last = a.status
+                        if (200..<300).contains(a.status) { ok += 1 } else { failed += 1 }
+                    } catch {
                         failed += 1
                     }
                 }

@@ -352,7 +352,13 @@ public actor Simulator {
 public struct SimulatorServer: HTTPHandler {
     let simulator: Simulator
 
-    public init(simulator: Simulator) { self.simulator = simulator }
+    /// The CA to trust for HTTPS webhook URLs (the relay's own); nil trusts the system's store.
+    let webhookCAFile: String?
+
+    public init(simulator: Simulator, webhookCAFile: String? = nil) {
+        self.simulator = simulator
+        self.webhookCAFile = webhookCAFile
+    }
 
     public func handleRequest(_ request: FlyingFox.HTTPRequest) async throws -> FlyingFox.HTTPResponse {
         var headers: [String: String] = [:]
@@ -376,7 +382,7 @@ public struct SimulatorServer: HTTPHandler {
                                 pool: NoDelayPool(HTTPServer.defaultPool()), handler: self)
         // The webhook pump runs beside the server and ends with it.
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await WebhookPump(simulator: simulator).run() }
+            group.addTask { await WebhookPump(simulator: simulator, caFile: webhookCAFile).run() }
             group.addTask { try await server.run() }
             try await group.next()
             group.cancelAll()

@@ -11,6 +11,7 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Scenario YAML file (default: built-in: two Bosch gateways with hc1 and dhw1, one Podero heat pump, one HomeSmartlink home).") var scenario: String?
     @Flag(help: "Disable the vendors' rate limits (for benchmarks).") var noRateLimit = false
     @Option(help: "Serve the recorded answers in this directory (heatbridge probe --save) instead of simulated ones.") var fixtures: String?
+    @Option(help: "CA file to trust when posting webhook events to an HTTPS URL (the relay's relay-ca.crt).") var webhookCA: String?
 
     func run() async throws {
         var clouds = try scenario.map { try Scenario.load(path: $0) } ?? ScenarioClouds.builtIn()
@@ -23,7 +24,7 @@ struct SimCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("heatbridge-sim serving \(n) recorded answers from \(dir)\n".utf8))
         }
         FileHandle.standardError.write(Data("heatbridge-sim listening on 127.0.0.1:\(port)\n".utf8))
-        try await SimulatorServer(simulator: sim).run(port: port)
+        try await SimulatorServer(simulator: sim, webhookCAFile: webhookCA).run(port: port)
     }
 }
 

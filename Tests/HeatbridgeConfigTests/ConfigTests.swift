@@ -456,3 +456,38 @@ extension ConfigLoader {
         load(path: path, environment: environment, vendors: HeatbridgeVendors.all)
     }
 }
+
+/// `push:` on an account: only where the cloud pushes, with sane intervals.
+extension ConfigTests {
+    func testPushSettingsAreCheckedWhereTheyAreWritten() throws {
+        _ = write("k", "key")
+        let bad = diagnostics("""
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: a, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], push: {reconcile_interval_s: 10}}
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], poll_interval_s: 600, push: {reconcile_interval_s: 300}}
+              - {name: c, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], push: {silent_after: 5}}
+              - {name: d, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], push: maybe}
+              - {name: e, vendor: homesmartlink, base_url: "https://x", client_id: c, client_secret_file: \(dir!)/k, homes: ["64f"], push: true}
+            """)
+        let messages = bad.map(\.message)
+        XCTAssertTrue(messages.contains { $0.contains("reconcile_interval_s") && $0.contains("60") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("must not be below poll_interval_s") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("silent_after") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("\"push\" must be true, false or a mapping") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("\"push\" is only for accounts whose cloud pushes events (bosch); homesmartlink is polled") }, "\(messages)")
+        XCTAssertEqual(bad.count, 5, "\(messages)")
+        XCTAssertTrue(bad.allSatisfy { $0.mark.line >= 4 }, "every error names its line")
+        let path = write("push.yaml", """
+            mqtt:
+              url: mqtt://h:1883
+            accounts:
+              - {name: a, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], push: true}
+              - {name: b, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"], push: {reconcile_interval_s: 1200, silent_after_s: 3600}}
+              - {name: c, vendor: bosch, base_url: "https://x", api_key_file: \(dir!)/k, user_id: u, devices: ["101000001"]}
+            """)
+        let ok = try ConfigLoader.load(path: path, environment: [:]).get().config
+        XCTAssertEqual(ok.accounts.map(\.push), [PushSettings(), PushSettings(reconcileIntervalS: 1200, silentAfterS: 3600), nil])
+    }
+}

@@ -3,10 +3,11 @@ import HeatbridgeCore
 import HeatbridgeHTTP
 import XCTest
 
-/// Bosch's webhook events to the right box on real parts: the simulator POSTs each event to `heatbridge-receiver`,
-/// which stores it and publishes it to the central mosquitto under the box whose gateway it is (the relay's
-/// `boxes.map`); each box's own mosquitto is bridged with the shipped `heatbridge-bridge.conf`; each box's daemon
-/// merges the events into its state.
+/// Bosch's webhook events to the right box on real parts: the simulator POSTs each event over HTTPS to the relay's
+/// nginx (its webhook listener, rendered by `relay-ca`), which hands it to `heatbridge-receiver`; the receiver stores
+/// it and publishes it to the central mosquitto under the box whose gateway it is (the relay's own `boxes.map`, as
+/// `relay-ca issue` wrote it); each box's mosquitto is bridged with the shipped `heatbridge-bridge.conf`; each box's
+/// daemon merges the events into its state.
 final class PushTests: XCTestCase {
     struct Box {
         var k: Int
@@ -21,6 +22,10 @@ final class PushTests: XCTestCase {
     var brokers: [Process] = []
     var receiver: Process?
     var receiverPort = 0
+    var webhookPort = 0
+    var nginx: Process?
+    var relayDir: URL { h.dir.appendingPathComponent("relay") }
+    var relayCA: String { relayDir.appendingPathComponent("relay-ca.crt").path }
     let token = "tok-" + String(repeating: "a1b2c3", count: 5)
     let gateways = ["104000000", "104000001"]
     var central: TestMQTTClient!
@@ -32,16 +37,31 @@ final class PushTests: XCTestCase {
         // Its broker is the central one, with persistence as a partner runs it: the boxes' bridge sessions (and what
         // waits in them) survive the central broker's restart.
         h = try Harness(simArgs: ["--scenario", scenario.path], brokerPersistence: true)
-        // The relay's scope map, as `relay-ca issue` writes it: the receiver's only source of gateway → box.
-        try gateways.enumerated().map { "box-\($0.offset) \"bosch:\($0.element)\";\n" }.joined()
-            .write(to: h.dir.appendingPathComponent("boxes.map"), atomically: true, encoding: .utf8)
-        try (token + "\n").write(to: h.dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        // The relay: its CA, one certificate and scope per box (boxes.map: the receiver's only source of gateway → box),
+        // and nginx with the webhook listener in front of the receiver.
+        let ca = Harness.packageRoot.appendingPathComponent("Scripts/relay-ca").path
+        func relayTool(_ args: [String]) throws {
+            let r = try runProcess(ca, args)
+            guard r.status == 0 else { throw HarnessError("relay-ca \(args.first ?? "") failed: \(r.output)") }
+        }
+        try relayTool(["init", relayDir.path, "127.0.0.1"])
+        for (k, gw) in gateways.enumerated() { try relayTool(["issue", relayDir.path, "box-\(k)", "bosch:\(gw)"]) }
         receiverPort = try Harness.freePort()
+        webhookPort = try Harness.freePort()
+        let run = h.dir.appendingPathComponent("relay-run")
+        try relayTool(["render", relayDir.path, run.path, "127.0.0.1:\(try Harness.freePort())", "--bosch", "http://127.0.0.1:\(h.simPort)/bosch",
+                     "--webhook", "127.0.0.1:\(webhookPort)", "--receiver", "127.0.0.1:\(receiverPort)"])
+        nginx = try h.launch("/usr/sbin/nginx", ["-c", run.appendingPathComponent("nginx.conf").path, "-g", "daemon off;"], log: "nginx.log")
+        try h.waitForPort(webhookPort, what: "nginx webhook listener")
+        // The simulator posts to the relay's HTTPS listener: it trusts the relay's CA.
+        h.stopSim()
+        try h.startSim(extra: ["--scenario", scenario.path, "--webhook-ca", relayCA])
+        try (token + "\n").write(to: h.dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
         try """
             listen: 127.0.0.1:\(receiverPort)
             token_file: \(h.dir.appendingPathComponent("token").path)
             spool: \(h.dir.appendingPathComponent("spool.db").path)
-            scope_map: \(h.dir.appendingPathComponent("boxes.map").path)
+            scope_map: \(relayDir.appendingPathComponent("boxes.map").path)
             mqtt:
               host: 127.0.0.1
               port: \(h.brokerPort)
@@ -79,6 +99,7 @@ final class PushTests: XCTestCase {
     override func tearDown() {
         for b in boxes { if let p = b.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         if let r = receiver, r.isRunning { kill(r.processIdentifier, SIGKILL); r.waitUntilExit() }
+        if let n = nginx, n.isRunning { n.terminate(); n.waitUntilExit() }
         for b in brokers where b.isRunning { b.terminate(); b.waitUntilExit() }
         central?.close()
         h?.stopAll()
@@ -146,10 +167,11 @@ final class PushTests: XCTestCase {
 
     let http = CurlTransport(maxIdleHandles: 0)
 
-    /// A POST to the receiver as Bosch (or anyone) would send it.
-    func post(_ path: String, _ body: [UInt8], headers: [String: String] = [:]) -> (status: Int, body: String) {
-        let r = HTTPRequest(method: "POST", url: "http://127.0.0.1:\(receiverPort)\(path)",
+    /// A POST as Bosch (or anyone) would send it: through the relay's webhook listener, or (`direct`) to the receiver.
+    func post(_ path: String, _ body: [UInt8], headers: [String: String] = [:], direct: Bool = false, method: String = "POST") -> (status: Int, body: String) {
+        var r = HTTPRequest(method: method, url: direct ? "http://127.0.0.1:\(receiverPort)\(path)" : "https://127.0.0.1:\(webhookPort)\(path)",
                             headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) }, body: body)
+        r.connection = ConnectionOptions(caFile: relayCA)
         switch blockingSend(http, r) {
         case .success(let a): return (a.status, String(decoding: a.body, as: UTF8.self))
         case .failure(let e): return (0, "\(e)")
@@ -163,7 +185,7 @@ final class PushTests: XCTestCase {
 
     func webhooks(walk: Bool) throws {
         try h.admin("POST", "/admin/bosch/webhooks",
-                    #"{"urls":["http://127.0.0.1:\#(receiverPort)/bosch/events/\#(token)"],"interval_s":1,"walk":\#(walk)}"#)
+                    #"{"urls":["https://127.0.0.1:\#(webhookPort)/bosch/events/\#(token)"],"interval_s":1,"walk":\#(walk)}"#)
     }
 
     func power(_ c: TestMQTTClient, _ b: Box) -> Double? { c.latest("heatbridge/\(b.device)/heatpump/state")?["compressor"]?["power_w"]?.doubleValue }
@@ -186,7 +208,7 @@ final class PushTests: XCTestCase {
             c.waitJSON("heatbridge/\(boxes[k].device)/system/state", timeout: 10) { $0["outdoor_temperature"]?.doubleValue != nil }
             c.waitJSON("heatbridge/bridge/account/bosch", timeout: 10) { $0["push"] == "live" }
         }
-        try h.admin("POST", "/admin/bosch/webhooks", #"{"urls":["http://127.0.0.1:\#(receiverPort)/bosch/events/\#(token)"],"interval_s":1,"walk":false}"#)
+        try webhooks(walk: false)
 
         // Latency: simulator POST → the box's retained node state, for distinct power values.
         var latencies: [Double] = []
@@ -200,7 +222,7 @@ final class PushTests: XCTestCase {
             latencies.append(Date().timeIntervalSince(sent) * 1000)
         }
         let sorted = latencies.sorted()
-        print(String(format: "push latency (simulator POST → retained state on the box, via receiver, central broker and bridge): p50 %.1f ms, p99 %.1f ms",
+        print(String(format: "push latency (simulator POST → retained state on the box, via nginx, receiver, central broker and bridge): p50 %.1f ms, p99 %.1f ms",
                      sorted[sorted.count / 2], sorted[sorted.count - 1]))
 
         // A repeat: the simulator sends the next event twice; the state changes once.
@@ -286,28 +308,36 @@ final class PushTests: XCTestCase {
     /// Bad input at the receiver: 4xx, nothing stored, nothing published.
     func testGarbageOversizedAndUnauthenticatedPostsAreRefusedAndNothingIsStored() throws {
         let good = #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[0].gateway)","timestamp":"2026-12-04T10:00:00Z","payload":{"key":"hvac.emon.compressor.powerCurrent","value":1}}"#
-        let cases: [(String, [UInt8], [String: String], Int)] = [
-            ("/bosch/events/wrong-token-0123456789abcdef", Array(good.utf8), [:], 401),
-            ("/bosch/events", Array(good.utf8), [:], 401),
-            ("/bosch/events", Array(good.utf8), ["X-Heatbridge-Token": "nope"], 401),
-            ("/bosch/events/\(token)", Array("garbage".utf8), [:], 400),
-            ("/bosch/events/\(token)", Array(#"{"eventType":"DATA_POINT","gatewayId":"1","timestamp":"x"}"#.utf8), [:], 400),
-            ("/bosch/events/\(token)", Array(#"{"a":1,"a":2}"#.utf8), [:], 400),
-            ("/bosch/events/\(token)", [UInt8](repeating: 0x20, count: 300_000) + Array(good.utf8), [:], 413),
+        // Through nginx: the receiver's answers, and nginx's own for what never reaches it.
+        let cases: [(String, [UInt8], String, Int)] = [
+            ("/bosch/events/wrong-token-0123456789abcdef", Array(good.utf8), "POST", 401),
+            ("/bosch/events", Array(good.utf8), "POST", 404),
+            ("/bosch/events/\(token)", Array("garbage".utf8), "POST", 400),
+            ("/bosch/events/\(token)", Array(#"{"eventType":"DATA_POINT","gatewayId":"1","timestamp":"x"}"#.utf8), "POST", 400),
+            ("/bosch/events/\(token)", Array(#"{"a":1,"a":2}"#.utf8), "POST", 400),
+            ("/bosch/events/\(token)", [UInt8](repeating: 0x20, count: 300_000) + Array(good.utf8), "POST", 413),
+            ("/bosch/events/\(token)", [], "GET", 403),
+            ("/bosch/events/\(token)/../../healthz", [], "GET", 404),
         ]
-        for (path, body, headers, status) in cases {
-            XCTAssertEqual(post(path, body, headers: headers).status, status, "\(path) \(body.prefix(30))")
+        for (path, body, method, status) in cases {
+            XCTAssertEqual(post(path, body, method: method).status, status, "\(method) \(path) \(body.prefix(30))")
         }
+        // Straight to the receiver: the header form, and a body above its own bound.
+        XCTAssertEqual(post("/bosch/events", Array(good.utf8), headers: ["X-Heatbridge-Token": "nope"], direct: true).status, 401)
+        XCTAssertEqual(post("/bosch/events", Array(good.utf8), direct: true).status, 401)
+        XCTAssertEqual(post("/bosch/events/\(token)", [UInt8](repeating: 0x20, count: 300_000) + Array(good.utf8), direct: true).status, 413)
         let health = receiverHealth()
         XCTAssertEqual(health["accepted"], 0)
         XCTAssertEqual(health["spool_depth"], 0)
         XCTAssertEqual(central.all("partner/boxes/box-0/heatbridge/push/bosch/\(boxes[0].gateway)").count, 0)
         // The header form works, and so does the path form: the same event once.
-        XCTAssertEqual(post("/bosch/events", Array(good.utf8), headers: ["X-Heatbridge-Token": token]).status, 202)
+        XCTAssertEqual(post("/bosch/events", Array(good.utf8), headers: ["X-Heatbridge-Token": token], direct: true).status, 202)
         XCTAssertTrue(post("/bosch/events/\(token)", Array(good.utf8)).body.contains(#""duplicates":1"#))
         central.waitJSON("partner/boxes/box-0/heatbridge/push/bosch/\(boxes[0].gateway)", timeout: 10)
-        // The receiver's log holds no token and no body.
-        let log = (try? String(contentsOf: h.dir.appendingPathComponent("receiver.log"), encoding: .utf8)) ?? ""
+        // Neither the receiver's log nor nginx's holds the token or a body.
+        let log = ["receiver.log", "relay-run/webhook.log", "relay-run/webhook-error.log", "relay-run/error.log", "nginx.log"]
+            .compactMap { try? String(contentsOf: h.dir.appendingPathComponent($0), encoding: .utf8) }.joined(separator: "\n")
+        XCTAssertTrue(log.contains("webhook from=127.0.0.1 POST 202"), "nginx logged the requests")
         XCTAssertFalse(log.contains(token))
         XCTAssertFalse(log.contains("garbage"))
     }
