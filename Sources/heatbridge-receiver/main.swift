@@ -29,7 +29,8 @@ struct ReceiverCommand: AsyncParsableCommand {
             for d in e.diagnostics { FileHandleLite.err("\(d)\n") }
             fail(78, "\(e.diagnostics.count) error(s) in \(config)")
         }
-        guard let tokenBytes = readFile(c.tokenFile) else { fail(78, "cannot read the token file \(c.tokenFile)") }
+        let tokenFile = credentialPath(c.tokenFile)
+        guard let tokenBytes = readFile(tokenFile) else { fail(78, "cannot read the token file \(tokenFile)") }
         let token = String(decoding: tokenBytes, as: UTF8.self).filter { !$0.isWhitespace }
         guard token.utf8.count >= 24, token.utf8.allSatisfy({ (0x21...0x7e).contains($0) && $0 != 0x2f }) else {
             fail(78, "the token in \(c.tokenFile) must be at least 24 printable characters without '/' (e.g. openssl rand -hex 24)")
@@ -46,7 +47,7 @@ struct ReceiverCommand: AsyncParsableCommand {
         }
         let spool: EventSpool
         do { spool = try EventSpool(path: c.spoolPath) } catch { fail(1, "cannot open the spool \(c.spoolPath): \(error)") }
-        let password = c.mqttPasswordFile.flatMap(readFile).map { String(decoding: $0, as: UTF8.self).filter { $0 != "\n" && $0 != "\r" } }
+        let password = c.mqttPasswordFile.map(credentialPath).flatMap(readFile).map { String(decoding: $0, as: UTF8.self).filter { $0 != "\n" && $0 != "\r" } }
         let mqtt: MosquittoClient
         do {
             // A clean session: the spool, not the broker, keeps what was not delivered.
@@ -73,6 +74,13 @@ struct ReceiverCommand: AsyncParsableCommand {
         FileHandleLite.err("heatbridge-receiver: \(message)\n")
         Glibc.exit(code)
     }
+}
+
+/// `$CREDENTIALS_DIRECTORY/name` (a systemd credential) → the file's path; any other path as it is.
+func credentialPath(_ path: String) -> String {
+    let prefix = "$CREDENTIALS_DIRECTORY/"
+    guard path.hasPrefix(prefix), let dir = ProcessInfoLite.env("CREDENTIALS_DIRECTORY") else { return path }
+    return dir + "/" + path.dropFirst(prefix.count)
 }
 
 func readFile(_ path: String) -> [UInt8]? {

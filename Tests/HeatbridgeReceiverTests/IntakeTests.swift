@@ -82,3 +82,16 @@ final class IntakeTests: XCTestCase {
         XCTAssertNil(ok?.partnerTopic)
     }
 }
+
+extension IntakeTests {
+    /// The shipped, commented config reads as it says.
+    func testTheShippedConfigIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("etc/heatbridge-receiver/receiver.yaml").path
+        let c = try ReceiverConfig.parse(try String(contentsOfFile: path, encoding: .utf8), file: path).get()
+        XCTAssertEqual(c.listenPort, 8091)
+        XCTAssertEqual(c.topicTemplate, "partner/boxes/{box}/heatbridge/push/bosch/{gateway}")
+        XCTAssertTrue(c.mqttTLS)
+        XCTAssertEqual(c.tokenFile, "$CREDENTIALS_DIRECTORY/token")
+    }
+}
