@@ -63,7 +63,7 @@ struct CheckConfig: ParsableCommand {
                              + "only for a partner's own back-office box, never on a customer's box")
                 }
             }
-            if c.fleet.boxes > 1 { print("  fleet: \(c.fleet.boxes) boxes share the partner accounts") }
+            if let n = c.fleet.boxes, n > 1 { print("  fleet: \(n) boxes share the partner accounts") }
             for g in c.bridge.groups.keys.sorted() { print("  group \(g): \(c.bridge.groups[g]!.map(\.key).joined(separator: ", "))") }
             for t in c.bridge.triggers { print("  trigger \(t.name): \(t.action.target)") }
         }

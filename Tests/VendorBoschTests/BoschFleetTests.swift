@@ -28,7 +28,7 @@ final class BoschFleetTests: XCTestCase {
         return try await a.fetchDevices()
     }
 
-    func setUp(boxes: Int, allowList: [String]) async -> (BoschAdapter, CountingTransport, ManualClock, Simulator) {
+    func setUp(boxes: Int?, allowList: [String]) async -> (BoschAdapter, CountingTransport, ManualClock, Simulator) {
         let sim = Simulator(bosch: .defaultScenario())
         _ = await sim.handle(method: "POST", path: "/admin/rate-limit", headers: [:], body: Array(#"{"enabled":false}"#.utf8))
         let clock = ManualClock()
@@ -104,5 +104,31 @@ final class BoschFleetTests: XCTestCase {
         let interval = await reads.intervalS
         XCTAssertEqual(interval, 20_000, "20,000 boxes read each path every 20,000 s: 1 request/s for the partner")
         XCTAssertEqual(share, 10_000)
+    }
+
+    /// No `fleet:` in the config: the fleet's size is unknown, so the first reads after a start are spread over a
+    /// minute (boxes restarted together do not ask in one second), and a 429 backs off, doubling, at random.
+    func testWithoutAFleetSizeTheFirstReadIsSpreadAndA429BacksOff() async throws {
+        let (a, t, clock, sim) = await setUp(boxes: nil, allowList: ["101000001"])
+        _ = try await poll(a, clock)
+        XCTAssertEqual(t.count("/hvacs"), 0, "asked in the start's first second")
+        XCTAssertGreaterThan(t.count("/hvacs/101000001/status"), 0, "the own gateway is read meanwhile")
+        await clock.advance(by: 30)  // the spread is 60 s; the test's random draw is its middle
+        _ = await sim.handle(method: "POST", path: "/admin/faults", headers: [:],
+                             body: Array(#"{"vendor":"bosch","path":"/hvacs","status":429,"retry_after":1,"count":3}"#.utf8))
+        _ = try await poll(a, clock)
+        XCTAssertEqual(t.count("/hvacs"), 1)
+        // Failed: again after 60 s × (0.5 + 0.5 × 0.5) = 45 s, then 90 s, then 180 s.
+        var times: [Int] = []
+        for s in 1...400 {
+            await clock.advance(by: 1)
+            let before = t.count("/hvacs")
+            _ = try await poll(a, clock)
+            if t.count("/hvacs") > before { times.append(s) }
+            if times.count == 3 { break }
+        }
+        XCTAssertEqual(times, [45, 45 + 90, 45 + 90 + 180], "doubling waits")
+        let answer = try await poll(a, clock)
+        XCTAssertEqual(answer.first?.attributes["brand"], "buderus", "the fourth read got the list")
     }
 }

@@ -297,9 +297,10 @@ public struct DerogationPreset: Sendable, Equatable {
 /// `fleet:`: how many boxes share this box's partner accounts, so each box takes only its share of the
 /// clouds' company-wide buckets (the device list, health, organisation listings).
 public struct FleetConfig: Sendable, Equatable {
-    /// Boxes on the same partner key (1: this box alone).
-    public var boxes = 1
-    public init(boxes: Int = 1) { self.boxes = boxes }
+    /// Boxes on the same partner key (1: this box alone); nil when the config does not say (a fleet of unknown
+    /// size: the first company-wide reads after a start are spread, `CompanyWideReads.Policy.unknownFleetSpreadS`).
+    public var boxes: Int?
+    public init(boxes: Int? = nil) { self.boxes = boxes }
 }
 
 public struct HeatbridgeConfig: Sendable, Equatable {

@@ -87,7 +87,7 @@ public struct VendorContext: Sendable {
     /// Bridge-local settings that outlive a restart (e.g. an OAuth token); nil in one-shot CLI runs.
     public var settings: SettingsPersistence?
     /// Boxes sharing the partner accounts (`fleet.boxes`): company-wide reads are spaced by it.
-    public var fleetBoxes = 1
+    public var fleetBoxes: Int?
 
     public init(transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
                 readSecret: @escaping @Sendable (SecretRef) -> String?,

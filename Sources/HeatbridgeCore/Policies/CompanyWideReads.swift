@@ -14,13 +14,23 @@ public actor CompanyWideReads {
         public var jitter: Double = 0.2
         /// The least time between two reads of one path, also on evidence.
         public var minGapS: Double = 60
+        /// When the fleet's size is not stated (`fleet:` absent), the first read after a start is spread over
+        /// this many seconds: boxes restarted together (a region's power cut, a rollout) do not ask in the same
+        /// second. The box polls its own gateways meanwhile (read by id).
+        public var unknownFleetSpreadS: Double = 60
+        /// A failed read (429, 5xx) is asked again after the least gap, doubling per failure in a row up to the
+        /// refresh interval, at a random point of that wait: boxes that failed together do not retry together.
         public init() {}
     }
 
     let clock: any Clock
     let policy: Policy
     let boxes: Int
+    /// Whether `fleet.boxes` was stated (1 then means a box alone: its first read is at once).
+    let stated: Bool
     let perSecond: Double
+    /// Failed reads in a row, per path.
+    var failures: [String: Int] = [:]
     var random: @Sendable () -> Double
     /// Per path: when it may be read next, and when it was last asked.
     var next: [String: EpochSeconds] = [:]
@@ -31,10 +41,11 @@ public actor CompanyWideReads {
     /// - Parameters:
     ///   - boxes: boxes on the same partner key (`fleet.boxes`).
     ///   - perSecond: the sustained rate of one company-wide path's bucket, for the whole partner.
-    public init(clock: any Clock, boxes: Int, perSecond: Double, policy: Policy = Policy(),
+    public init(clock: any Clock, boxes: Int?, perSecond: Double, policy: Policy = Policy(),
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
         self.clock = clock
-        self.boxes = max(1, boxes)
+        self.boxes = max(1, boxes ?? 1)
+        self.stated = boxes != nil
         self.perSecond = perSecond
         self.policy = policy
         self.random = random
@@ -51,7 +62,8 @@ public actor CompanyWideReads {
     public func due(_ path: String) -> Bool {
         let now = clock.now()
         if next[path] == nil {
-            next[path] = boxes > 1 ? started + random() * min(2 * shareS, intervalS) : started
+            let spread = boxes > 1 ? min(2 * shareS, intervalS) : stated ? 0 : policy.unknownFleetSpreadS
+            next[path] = started + random() * spread
         }
         return now >= next[path]!
     }
@@ -80,14 +92,21 @@ public actor CompanyWideReads {
     }
 
     /// Keeps the last good answer of `path`, for the polls until the next read.
-    public func keep(_ path: String, _ body: [UInt8]) { answers[path] = body }
+    public func keep(_ path: String, _ body: [UInt8]) {
+        answers[path] = body
+        failures[path] = nil
+    }
 
     /// The last good answer of `path`; nil before the first.
     public func answer(_ path: String) -> [UInt8]? { answers[path] }
 
-    /// The answer failed for a reason worth retrying soon (429, 5xx, timeout): try again after the least gap.
+    /// The answer failed for a reason worth retrying soon (429, 5xx, timeout): try again after the least gap,
+    /// doubled per failure in a row (up to the interval), at a random point between half and all of that wait.
     public func failed(_ path: String) {
-        next[path] = clock.now() + max(policy.minGapS, shareS)
+        let n = failures[path, default: 0]
+        failures[path] = n + 1
+        let wait = min(intervalS, max(policy.minGapS, shareS) * Double(1 << min(n, 10)))
+        next[path] = clock.now() + wait * (0.5 + 0.5 * random())
     }
 
     /// A device of this box suggests the answer changed (403/404): ask at the next chance the least gap allows.
