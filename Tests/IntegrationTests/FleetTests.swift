@@ -295,4 +295,68 @@ final class FleetTests: XCTestCase {
         XCTAssertGreaterThan(total, count * 10, "the boxes were not polling")
         XCTAssertEqual(limited, 0)
     }
+
+    /// 100 boxes (HEATBRIDGE_FLEET_BOXES) at the defaults (60 s poll, `push: true`), first without events, then with
+    /// the simulator's webhooks live through `heatbridge-receiver` and the central broker (each box's base topic is its
+    /// box id): Bosch requests per device-hour are printed for both windows (HEATBRIDGE_FLEET_PUSH_S each, 90 s; use
+    /// 1200 or more to see the steady state, one reconcile poll per 900 s), with no 429 and every box's heat pump
+    /// power live.
+    func testAHundredBoxesWithPushLivePollLessAndGetNo429() throws {
+        let env = ProcessInfo.processInfo.environment
+        let count = env["HEATBRIDGE_FLEET_BOXES"].flatMap(Int.init) ?? 100
+        let window = env["HEATBRIDGE_FLEET_PUSH_S"].flatMap(Double.init) ?? 90
+        let gateways = (0..<count).map { String(format: "1060%05d", $0) }
+        let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("pushfleet-\(getpid()).yaml")
+        try ("bosch:\n  rate_limit: true\n  gateways:\n" + gateways.map { "    - {id: \"\($0)\", brand: bosch}\n" }.joined())
+            .write(to: scenario, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scenario) }
+        let h = try Harness(simArgs: ["--scenario", scenario.path])
+        defer { h.stopAll() }
+        let map = h.dir.appendingPathComponent("boxes.map")
+        try gateways.enumerated().map { "box\($0.offset) \"bosch:\($0.element)\";\n" }.joined().write(to: map, atomically: true, encoding: .utf8)
+        let receiver = try TestReceiver(h, scopeMap: map.path, topic: "{box}/push/bosch/{gateway}")
+        defer { receiver.kill9() }
+        let c = try TestMQTTClient(port: h.brokerPort)
+        defer { c.close() }
+        try c.waitConnected()
+        c.subscribe("#")
+        let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 60, push: "\n    push: true")
+        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        for b in boxes { c.waitJSON("\(b.base)/\(b.device)/dhw1/state", timeout: 180) }
+
+        func answers() throws -> Int {
+            let stats = try h.admin("GET", "/admin/stats")
+            return (stats.objectValue ?? [:]).filter { $0.key.hasPrefix("bosch ") }.values.compactMap(\.intValue).reduce(0, +)
+        }
+        func rate(_ n: Int, _ s: Double) -> Double { Double(n) / Double(count) / (s / 3600) }
+        // Polling only: push is configured, no event has come (silent).
+        let a0 = try answers(), t0 = Date()
+        Thread.sleep(forTimeInterval: window)  // the measured window: the test's input
+        let polled = try answers() - a0, polledS = Date().timeIntervalSince(t0)
+
+        try h.admin("POST", "/admin/bosch/webhooks", #"{"urls":["\#(receiver.directURL)"],"interval_s":10}"#)
+        for b in boxes {
+            c.waitJSON("\(b.base)/bridge/account/bosch", timeout: 60) { $0["push"] == "live" }
+            c.waitJSON("\(b.base)/\(b.device)/heatpump/state", timeout: 30) { $0["compressor"]?["power_w"]?.doubleValue != nil }
+        }
+        // Each box's poll planned before push went live still comes; then only reconcile polls.
+        Thread.sleep(forTimeInterval: 65)
+        let a1 = try answers(), t1 = Date()
+        Thread.sleep(forTimeInterval: window)
+        let pushed = try answers() - a1, pushedS = Date().timeIntervalSince(t1)
+        let stats = try h.admin("GET", "/admin/stats")
+        let limited = stats["bosch 429"]?.intValue ?? 0
+        let events = receiver.health()
+        print(String(format: "fleet with push: %d boxes, defaults (60 s poll, reconcile 900 s): Bosch requests per device-hour %.0f polling only (%.0f s), %.0f with push live (%.0f s); %d × 429; receiver accepted %d events, %d duplicates, ack p99 %@ ms",
+                     count, rate(polled, polledS), polledS, rate(pushed, pushedS), pushedS, limited, events["accepted"]?.intValue ?? 0,
+                     events["duplicates"]?.intValue ?? 0, events["broker"]?["ack_ms"]?["p99"].map { $0.serialized } ?? "?"))
+        let which = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["status"] == 429 }
+            .map { "\($0["method"]?.stringValue ?? "") \($0["path"]?.stringValue ?? "") at \(Int(($0["at"]?.doubleValue ?? 0) - t0.timeIntervalSince1970)) s" } ?? []
+        XCTAssertEqual(limited, 0, "\(which.prefix(10))")
+        XCTAssertLessThanOrEqual(rate(pushed, pushedS), 60, "Bosch requests per device-hour with push live")
+        XCTAssertGreaterThan(rate(polled, polledS), 300, "the polling window was not polling")
+        // Power keeps moving on every box (the simulator walks it): the state is live.
+        let moved = boxes.filter { b in Set(c.all("\(b.base)/\(b.device)/heatpump/state").compactMap { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"]?.doubleValue }).count > 1 }
+        XCTAssertGreaterThan(moved.count, count * 9 / 10, "boxes whose power changed while push was live")
+    }
 }

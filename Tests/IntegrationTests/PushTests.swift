@@ -20,13 +20,13 @@ final class PushTests: XCTestCase {
     var h: Harness!
     var boxes: [Box] = []
     var brokers: [Process] = []
-    var receiver: Process?
-    var receiverPort = 0
+    var receiver: TestReceiver!
+    var receiverPort: Int { receiver.port }
+    var token: String { receiver.token }
     var webhookPort = 0
     var nginx: Process?
     var relayDir: URL { h.dir.appendingPathComponent("relay") }
     var relayCA: String { relayDir.appendingPathComponent("relay-ca.crt").path }
-    let token = "tok-" + String(repeating: "a1b2c3", count: 5)
     let gateways = ["104000000", "104000001"]
     var central: TestMQTTClient!
 
@@ -46,7 +46,7 @@ final class PushTests: XCTestCase {
         }
         try relayTool(["init", relayDir.path, "127.0.0.1"])
         for (k, gw) in gateways.enumerated() { try relayTool(["issue", relayDir.path, "box-\(k)", "bosch:\(gw)"]) }
-        receiverPort = try Harness.freePort()
+        let receiverPort = try Harness.freePort()
         webhookPort = try Harness.freePort()
         let run = h.dir.appendingPathComponent("relay-run")
         try relayTool(["render", relayDir.path, run.path, "127.0.0.1:\(try Harness.freePort())", "--bosch", "http://127.0.0.1:\(h.simPort)/bosch",
@@ -56,18 +56,7 @@ final class PushTests: XCTestCase {
         // The simulator posts to the relay's HTTPS listener: it trusts the relay's CA.
         h.stopSim()
         try h.startSim(extra: ["--scenario", scenario.path, "--webhook-ca", relayCA])
-        try (token + "\n").write(to: h.dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
-        try """
-            listen: 127.0.0.1:\(receiverPort)
-            token_file: \(h.dir.appendingPathComponent("token").path)
-            spool: \(h.dir.appendingPathComponent("spool.db").path)
-            scope_map: \(relayDir.appendingPathComponent("boxes.map").path)
-            mqtt:
-              host: 127.0.0.1
-              port: \(h.brokerPort)
-              client_id: receiver-it
-            """.write(to: h.dir.appendingPathComponent("receiver.yaml"), atomically: true, encoding: .utf8)
-        try startReceiver()
+        receiver = try TestReceiver(h, scopeMap: relayDir.appendingPathComponent("boxes.map").path, port: receiverPort)
         central = try TestMQTTClient(port: h.brokerPort)
         try central.waitConnected()
         central.subscribe("partner/#")
@@ -98,17 +87,11 @@ final class PushTests: XCTestCase {
 
     override func tearDown() {
         for b in boxes { if let p = b.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        if let r = receiver, r.isRunning { kill(r.processIdentifier, SIGKILL); r.waitUntilExit() }
+        receiver?.kill9()
         if let n = nginx, n.isRunning { n.terminate(); n.waitUntilExit() }
         for b in brokers where b.isRunning { b.terminate(); b.waitUntilExit() }
         central?.close()
         h?.stopAll()
-    }
-
-    func startReceiver() throws {
-        receiver = try h.launch(Harness.binary("heatbridge-receiver"), ["--config", h.dir.appendingPathComponent("receiver.yaml").path],
-                                log: "receiver.log")
-        try h.waitForPort(receiverPort, what: "heatbridge-receiver")
     }
 
     func startBox(_ k: Int) throws {
@@ -178,10 +161,7 @@ final class PushTests: XCTestCase {
         }
     }
 
-    func receiverHealth() -> JSONValue {
-        guard case .success(let a) = blockingSend(http, HTTPRequest(method: "GET", url: "http://127.0.0.1:\(receiverPort)/healthz")) else { return .null }
-        return (try? JSONValue.parse(a.body)) ?? .null
-    }
+    func receiverHealth() -> JSONValue { receiver.health() }
 
     func webhooks(walk: Bool) throws {
         try h.admin("POST", "/admin/bosch/webhooks",
@@ -288,9 +268,8 @@ final class PushTests: XCTestCase {
         }
         XCTAssertEqual(receiverHealth()["spool_depth"], 5)
         // kill -9 right after the 2xx: what it stored is on disk.
-        kill(receiver!.processIdentifier, SIGKILL)
-        receiver!.waitUntilExit()
-        try startReceiver()
+        receiver.kill9()
+        try receiver.start()
         XCTAssertEqual(receiverHealth()["spool_depth"], 5, "the spool survived kill -9")
         Thread.sleep(forTimeInterval: max(0, outage - Date().timeIntervalSince(stopAt)))  // the outage itself: the test's input
         try h.startBroker()
@@ -301,7 +280,7 @@ final class PushTests: XCTestCase {
                 .filter { $0 >= 3000 && $0 < 3005 }
             return seen.last == 3004
         }
-        XCTAssertEqual(seen, ids, "each once, in order; receiver: \(receiverHealth()); log: \((try? String(contentsOf: h.dir.appendingPathComponent("receiver.log"), encoding: .utf8))?.suffix(1500) ?? "")")
+        XCTAssertEqual(seen, ids, "each once, in order; receiver: \(receiverHealth()); log: \(receiver.log().suffix(1500))")
         h.waitUntil("spool drained") { self.receiverHealth()["spool_depth"] == 0 }
     }
 
