@@ -1,7 +1,7 @@
 # Shared by the Scripts: installing Debian packages and running helpers. Source it; do not run it.
 
 # Debian packages heatbridge needs to build, test and demo.
-HEATBRIDGE_APT_PACKAGES=(libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev mosquitto mosquitto-clients sqlite3 binutils systemd strace socat openssl nginx-light libnginx-mod-http-js faketime valgrind)
+HEATBRIDGE_APT_PACKAGES=(libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev mosquitto mosquitto-clients sqlite3 binutils systemd strace socat openssl nginx-light libnginx-mod-http-js faketime valgrind curl wrk)
 
 # The shipped build: release, Swift stdlib linked statically, DWARF 4 debug info (valgrind 3.19 cannot read the
 # toolchain's default DWARF 5 and gives up: Scripts/memcheck).

@@ -93,7 +93,7 @@ final class BoschFleetTests: XCTestCase {
         XCTAssertEqual(first.map(\.id), ["bosch-101000001"], "read by id before the list came")
         XCTAssertEqual(t.count("/hvacs"), 0, "the first read is spread over the start")
         XCTAssertEqual(t.count("/health"), 0)
-        await clock.advance(by: 999)  // the start spread is two shares (2,000 s); the test's random draw is its middle
+        await clock.advance(by: 1799)  // the start spread is four shares, at most the interval (3,600 s); the test's random draw is its middle
         _ = try await poll(a, clock)
         XCTAssertEqual(t.count("/hvacs"), 0)
         await clock.advance(by: 1)

@@ -2,10 +2,11 @@
 /// organisation's listings). Every box of a partner shares one bucket per such path, so a box that knows its own
 /// devices asks them at start and then about hourly (with random jitter, so a fleet does not ask in step), and
 /// early only on evidence that the answer changed (a device of the box answered 403/404). A stated fleet size
-/// spreads the first read after a start and stretches the interval so that all boxes together stay inside the
-/// path's bucket: `boxes / perSecond` seconds between two reads of one box is its share, and a box reads at
-/// most every two shares, so that a fleet's reads, arriving at random, average half the bucket's rate and its
-/// bursts stay inside the bucket's burst.
+/// spreads the first read after a start over four shares (a fleet restarting together asks at a quarter of the
+/// bucket's rate: at half of it, a 100-box start overflowed Bosch's burst about once in four) and stretches the
+/// interval so that all boxes together stay inside the path's bucket: `boxes / perSecond` seconds between two reads
+/// of one box is its share, and a box reads at most every two shares, so that a fleet's reads, arriving at random,
+/// average half the bucket's rate and its bursts stay inside the bucket's burst.
 public actor CompanyWideReads {
     public struct Policy: Sendable, Equatable {
         /// The usual time between two reads of one path.
@@ -62,7 +63,7 @@ public actor CompanyWideReads {
     public func due(_ path: String) -> Bool {
         let now = clock.now()
         if next[path] == nil {
-            let spread = boxes > 1 ? min(2 * shareS, intervalS) : stated ? 0 : policy.unknownFleetSpreadS
+            let spread = boxes > 1 ? min(4 * shareS, intervalS) : stated ? 0 : policy.unknownFleetSpreadS
             next[path] = started + random() * spread
         }
         return now >= next[path]!
