@@ -209,6 +209,14 @@ public actor Simulator {
         let before = bosch.webhookSimulations.count
         let r = bosch.handle(method: method, path: path, headers: headers, body: body, now: now)
         if bosch.webhookSimulations.count > before, let w = bosch.webhookSimulations.last { simulateEvent(type: w.eventType, gatewayId: w.gatewayId) }
+        // A charge started or stopped: the appliance reports its charge status as a data point [doc].
+        let parts = path.split(separator: "/").map(String.init)
+        if method == "PATCH", (200..<300).contains(r.status), parts.count == 5, parts[0] == "hvacs", parts[2] == "dhwCircuits", parts[4] == "charge",
+           let c = bosch.gateways[parts[1]]?.charges[parts[3]] {
+            enqueue(parts[1], type: BoschWire.EventType.dataPoint, at: now,
+                    payload: BoschWire.dataPointPayload(key: BoschWire.DataPoint.chargeStatus("dhw\(parts[3])"),
+                                                        value: .string(c.active ? BoschWire.chargeStart : BoschWire.chargeStop), unit: nil))
+        }
         return r
     }
 

@@ -18,6 +18,9 @@ import HeatbridgeCore
 /// | daily aggregates | `heatpump` | `daily.<name>` = `{value, day}` |
 /// | anything else | device | `vendor.<data point>` (and counted as unknown) |
 extension BoschAdapter: PushDecoding {
+    /// `hvac.domesticHotWater.dhwX.chargeStatus` reports a charge started or stopped [doc].
+    public func confirmedByEvents(capability: String) -> Bool { capability == "charge" }
+
     public func decodePush(_ payload: [UInt8]) -> Result<PushEvent, PushRejection> {
         guard payload.count <= BoschWire.maxEventBytes else {
             return .failure(PushRejection(.malformed, "event of \(payload.count) bytes; at most \(BoschWire.maxEventBytes)"))

@@ -216,6 +216,17 @@ final class PushTests: XCTestCase {
         l0.waitJSON("heatbridge/\(boxes[0].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 6666 }
         XCTAssertEqual(l0.all("heatbridge/\(boxes[0].device)/heatpump/state").filter { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"] == 7777 }.count, 1)
 
+        // A DHW charge: done, and the charge status event (not a read-back) brings the new state.
+        try h.admin("DELETE", "/admin/requests")
+        l0.publish("heatbridge/\(boxes[0].device)/dhw1/charge/set", #"{"id":"push-charge","action":"start","duration_min":30}"#)
+        XCTAssertNotNil(l0.waitResult("heatbridge/\(boxes[0].device)/dhw1/charge/result", id: "push-charge", status: "done", timeout: 15))
+        l0.waitJSON("heatbridge/\(boxes[0].device)/dhw1/state", timeout: 10) { $0["charge"]?["active"] == true && $0["pushed_at"] != nil }
+        Thread.sleep(forTimeInterval: 2)  // the read-back would come 1 s after done: this window must stay silent
+        let reads = try h.admin("GET", "/admin/requests").arrayValue?.filter {
+            $0["method"] == "GET" && ($0["path"]?.stringValue ?? "").hasPrefix("/hvacs/\(boxes[0].gateway)")
+        }.map { $0["path"]?.stringValue ?? "" } ?? []
+        XCTAssertEqual(reads, [], "box 0 read its gateway back although the event confirmed the charge")
+
         // Box 1's gateway never appears on box 0's broker, neither as an event nor as a device.
         try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[1].gateway)","key":"hvac.emon.compressor.powerCurrent","value":4321,"unit":"W"}"#)
         l1.waitJSON("heatbridge/\(boxes[1].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 4321 }

@@ -59,7 +59,7 @@ extension Bridge {
             }
             finish(c, .done, code: nil, message: message)
             if book.status[account.name]?.state != .ready { setAccount(account.name, .ready, error: nil) }
-            commandSucceeded(account, device: c.device)
+            commandSucceeded(account, device: c.device, capability: c.capability)
         } catch {
             // Stopping (SIGTERM) cancels a call in flight: the command stays open in the store and is resumed,
             // with a read-back first, after the restart.

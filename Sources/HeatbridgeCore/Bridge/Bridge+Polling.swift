@@ -148,7 +148,9 @@ extension Bridge {
 
     /// After a command succeeded: read the device back soon so the state shows its effect (at read-back
     /// priority, just that device when the adapter can), then poll the account faster for a while.
-    func commandSucceeded(_ account: AccountRuntime, device: String) {
+    /// While push is live, a command whose effect events report (`PushDecoding.confirmedByEvents`) is not read back:
+    /// the event brings it, and the reconcile poll catches one that was lost.
+    func commandSucceeded(_ account: AccountRuntime, device: String, capability: String? = nil) {
         let now = clock.now()
         book.lastCommandAt[account.name] = now
         book.unchangedPolls[account.name] = 0
@@ -157,6 +159,10 @@ extension Bridge {
             book.nextPollAt[account.name] = sooner
             // Only a poll that is waiting moves; one under way picks its next time when it ends.
             if timers.deadline(.poll(account: account.name)) != nil { timers.schedule(.poll(account: account.name), at: sooner) }
+        }
+        if let capability, pushLive(account), let decoder = account.adapter as? any PushDecoding, decoder.confirmedByEvents(capability: capability) {
+            logger.debug("no read-back: push events confirm it", metadata: ["device": "\(device)", "capability": "\(capability)"])
+            return
         }
         let key = "\(account.name)/\(device)"
         guard refreshPending.insert(key).inserted else { return }

@@ -98,6 +98,13 @@ public protocol PushDecoding: VendorAdapter {
     /// Reads one event. Never throws on unknown data points (those are `PushEvent.unknown`); a payload that is not
     /// an event at all is a `PushRejection`.
     func decodePush(_ payload: [UInt8]) -> Result<PushEvent, PushRejection>
+    /// Whether events report the effect of a command of `capability` (a DHW charge: its charge status): while push
+    /// is live the bridge then skips the read-back after it, and the event brings the new state.
+    func confirmedByEvents(capability: String) -> Bool
+}
+
+extension PushDecoding {
+    public func confirmedByEvents(capability: String) -> Bool { false }
 }
 
 /// An account's `push:` settings.
