@@ -20,6 +20,11 @@ public struct MQTTConnectOptions: Sendable {
     public var will: (topic: String, payload: [UInt8])?
     /// Payloads above this are not copied: the message is handed over empty, with `oversize` set. nil: no limit.
     public var maxPayloadBytes: Int?
+    /// How long the network thread waits in one `mosquitto_loop` (ms). Publishes from other threads are sent when it
+    /// comes round (measured with libmosquitto 2.0.11: a burst of QoS 1 publishes beyond the broker's receive
+    /// maximum waited up to this long), so a client that streams (the push receiver) sets it short; the daemon,
+    /// idle most of the time, keeps it long.
+    public var loopTimeoutMs = 500
     /// What the broker may send at all (MQTT v5 Maximum Packet Size on CONNECT): larger packets are dropped
     /// by the broker, so libmosquitto never allocates them. nil: no limit.
     public var maxPacketBytes: Int? {
@@ -207,7 +212,7 @@ public final class MosquittoClient: MQTTPort {
                     continue
                 }
             }
-            let rc = mosquitto_loop(handle, 500, 1)
+            let rc = mosquitto_loop(handle, Int32(options.loopTimeoutMs), 1)
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
                 connected.withLock { $0 = false }
@@ -334,3 +339,4 @@ public final class MosquittoClient: MQTTPort {
         continuation.finish()
     }
 }
+

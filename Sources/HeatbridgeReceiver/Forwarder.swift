@@ -45,8 +45,12 @@ public final class Forwarder: Sendable {
 
     public func start() {
         mqtt.onAcknowledged { [self] mid, reason in
-            acks.withLock { $0.append((mid, reason)) }
-            wake.signal()
+            // One wake per batch: the loop takes every acknowledgement that came meanwhile.
+            let first = acks.withLock { a -> Bool in
+                a.append((mid, reason))
+                return a.count == 1
+            }
+            if first { wake.signal() }
         }
         Task.detached { [self] in
             for await e in mqtt.events {
@@ -77,14 +81,24 @@ public final class Forwarder: Sendable {
         var inflight: [Int32: (seq: Int64, sentAt: Double)] = [:]
         var lastSent: Int64 = 0
         var generation = -1
+        // Acknowledged events are deleted from the spool in batches (every 50 ms or 1,000 events): one small
+        // transaction per acknowledgement would cap the rate at the disk's.
+        var delivered: [Int64] = []
+        var flushedAt = monotonicSeconds()
+        func flush() {
+            do { try spool.delivered(delivered) } catch { logger.error("cannot clear delivered events from the spool", metadata: ["error": "\(error)"]) }
+            delivered.removeAll(keepingCapacity: true)
+            flushedAt = monotonicSeconds()
+        }
         while !stopping.withLock({ $0 }) {
             // Acknowledgements first: they free the window.
-            var delivered: [Int64] = []
             let now = monotonicSeconds()
+            var acked = 0
             var latencies: [Double] = []
             for a in acks.withLock({ a -> [(mid: Int32, reason: Int)] in defer { a = [] }; return a }) {
                 guard let s = inflight.removeValue(forKey: a.mid) else { continue }
                 delivered.append(s.seq)
+                acked += 1
                 if a.reason >= 0x80 {
                     stats.withLock { $0.refused += 1 }
                     logger.error("the broker refused an event (its ACL?); dropped", metadata: ["reason": "\(a.reason)"])
@@ -92,8 +106,8 @@ public final class Forwarder: Sendable {
                     latencies.append((now - s.sentAt) * 1000)
                 }
             }
-            if !delivered.isEmpty {
-                do { try spool.delivered(delivered) } catch { logger.error("cannot clear delivered events from the spool", metadata: ["error": "\(error)"]) }
+            if delivered.count >= 1000 || (!delivered.isEmpty && (now - flushedAt >= 0.05 || inflight.isEmpty)) { flush() }
+            if acked > 0 {
                 stats.withLock { s in
                     s.delivered += latencies.count
                     s.latenciesMs.append(contentsOf: latencies)
@@ -103,11 +117,13 @@ public final class Forwarder: Sendable {
             let l = link.withLock { $0 }
             if l.generation != generation {
                 // A new connection: what was in flight on the old one is sent again.
+                flush()
                 generation = l.generation
                 inflight.removeAll()
                 lastSent = 0
             }
-            if l.connected, inflight.count < window {
+            // Refilled once half the window is free: fewer, larger reads of the spool.
+            if l.connected, inflight.count <= window / 2 {
                 do {
                     for p in try spool.pending(after: lastSent, limit: window - inflight.count) {
                         guard let mid = mqtt.publishTracked(topic: p.topic, payload: p.payload) else { break }
@@ -119,8 +135,9 @@ public final class Forwarder: Sendable {
                 }
             }
             stats.withLock { $0.inflight = inflight.count; $0.connected = l.connected }
-            _ = wake.wait(timeout: .now() + 1)
+            _ = wake.wait(timeout: .now() + (delivered.isEmpty ? 1 : 0.05))
         }
+        flush()
     }
 }
 

@@ -7,9 +7,13 @@ import Synchronization
 /// One connection, WAL, `synchronous=FULL`: a 2xx means the event survives a power cut. Callers batch concurrent
 /// requests into one `add` (one fsync for many events).
 public final class EventSpool: @unchecked Sendable {
-    // Serialised by `lock`: SQLite's FULLMUTEX makes a call safe, the lock keeps a transaction whole.
+    // Serialised by `lock`: SQLite's FULLMUTEX makes a call safe, the lock keeps a transaction whole. The forwarder
+    // reads on a connection of its own (WAL: readers do not wait for the writer), so a stream of fsync'd commits
+    // does not starve it of the lock.
     private let db: SQLiteConnection
     private let lock = Mutex(())
+    private let reader: SQLiteConnection
+    private let readLock = Mutex(())
 
     /// Runs `body` alone on the connection.
     @discardableResult
@@ -48,6 +52,14 @@ public final class EventSpool: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS seen (fingerprint TEXT PRIMARY KEY, at REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS seen_at ON seen(at);
             """)
+        reader = try SQLiteConnection(path: path)
+    }
+
+    private func reading<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        let r: Result<T, SQLiteError> = readLock.withLock { _ in
+            do throws(SQLiteError) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try r.get()
     }
 
     /// Stores the items of one or more requests in one transaction. Returns, per item, whether it was new (false:
@@ -74,28 +86,36 @@ public final class EventSpool: @unchecked Sendable {
 
     /// Events after `seq`, oldest first.
     public func pending(after seq: Int64, limit: Int) throws(SQLiteError) -> [Pending] {
-        try locked { () throws(SQLiteError) -> [Pending] in
-            try db.query("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [.int(seq), .int(Int64(limit))]).compactMap { r in
+        try reading { () throws(SQLiteError) -> [Pending] in
+            try reader.query("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [.int(seq), .int(Int64(limit))]).compactMap { r in
                 guard let s = r[0].int, let t = r[1].text else { return nil }
                 return Pending(seq: s, topic: t, payload: r[2].bytes)
             }
         }
     }
 
-    /// Forgets events the broker acknowledged.
+    /// Forgets events the broker acknowledged. Not synced on its own (the next stored event's commit syncs it): a
+    /// deletion lost in a power cut only sends an event again, which the box drops as a repeat.
     public func delivered(_ seqs: [Int64]) throws(SQLiteError) {
         guard !seqs.isEmpty else { return }
         try locked { () throws(SQLiteError) in
+            try db.exec("PRAGMA synchronous=NORMAL")
+            defer { try? db.exec("PRAGMA synchronous=FULL") }
             try db.transaction { () throws(SQLiteError) in
-                for s in seqs { try db.query("DELETE FROM outbox WHERE seq = ?", [.int(s)]) }
+                var i = 0
+                while i < seqs.count {
+                    let chunk = seqs[i..<min(i + 500, seqs.count)]
+                    try db.query("DELETE FROM outbox WHERE seq IN (\(chunk.map { _ in "?" }.joined(separator: ",")))", chunk.map { .int($0) })
+                    i += 500
+                }
             }
         }
     }
 
     /// Events stored and not acknowledged yet.
     public func depth() throws(SQLiteError) -> Int {
-        try locked { () throws(SQLiteError) -> Int in
-            Int(try db.query("SELECT count(*) FROM outbox").first?.first?.int ?? 0)
+        try reading { () throws(SQLiteError) -> Int in
+            Int(try reader.query("SELECT count(*) FROM outbox").first?.first?.int ?? 0)
         }
     }
 
