@@ -78,7 +78,14 @@ public final class MosquittoClient: MQTTPort {
     /// QoS 1 publishes handed to libmosquitto vs. acknowledged by the broker, for `flush`.
     private let inflight = Mutex((sent: 0, acked: 0))
     /// Told of every QoS 1 publish the broker answered: its message id and the PUBACK's reason code (< 0x80: taken).
-    private let ackSink = Mutex<(@Sendable (_ mid: Int32, _ reason: Int) -> Void)?>(nil)
+    /// Held in a class: a closure kept directly in a `Mutex` is re-abstracted on every `withLock` access and stored
+    /// back wrapped in one more thunk, so after ~100,000 acknowledgements calling it overflowed the stack (found with
+    /// `Scripts/bench-receiver`: a SIGSEGV in `swift_slowAlloc` under a chain of reabstraction thunks).
+    private let ackSink = Mutex<AckSink?>(nil)
+    private final class AckSink: Sendable {
+        let call: @Sendable (_ mid: Int32, _ reason: Int) -> Void
+        init(_ call: @escaping @Sendable (_ mid: Int32, _ reason: Int) -> Void) { self.call = call }
+    }
     /// Set between CONNACK and the loss of the connection. Publishing before CONNACK is a protocol error
     /// for mosquitto, so `publish` refuses then and the bridge re-publishes after `.connected`.
     private let connected = Mutex(false)
@@ -144,7 +151,7 @@ public final class MosquittoClient: MQTTPort {
             guard let obj else { return }
             let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
             c.inflight.withLock { $0.acked += 1 }
-            c.ackSink.withLock { $0 }?(mid, Int(reason))
+            c.ackSink.withLock { $0 }?.call(mid, Int(reason))
         }
         if let user = options.username {
             try check(mosquitto_username_pw_set(h, user, options.password), "username_pw_set")
@@ -278,7 +285,7 @@ public final class MosquittoClient: MQTTPort {
 
     /// Calls `sink` on the network thread for each acknowledged QoS 1 publish (`publishTracked`'s id).
     public func onAcknowledged(_ sink: @escaping @Sendable (_ mid: Int32, _ reason: Int) -> Void) {
-        ackSink.withLock { $0 = sink }
+        ackSink.withLock { $0 = AckSink(sink) }
     }
 
     /// Publishes QoS 1 and returns the message id the broker's acknowledgement will carry (`onAcknowledged`);
