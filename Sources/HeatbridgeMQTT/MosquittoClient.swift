@@ -20,10 +20,8 @@ public struct MQTTConnectOptions: Sendable {
     public var will: (topic: String, payload: [UInt8])?
     /// Payloads above this are not copied: the message is handed over empty, with `oversize` set. nil: no limit.
     public var maxPayloadBytes: Int?
-    /// How long the network thread waits in one `mosquitto_loop` (ms). Publishes from other threads are sent when it
-    /// comes round (measured with libmosquitto 2.0.11: a burst of QoS 1 publishes beyond the broker's receive
-    /// maximum waited up to this long), so a client that streams (the push receiver) sets it short; the daemon,
-    /// idle most of the time, keeps it long.
+    /// How long the network thread waits in one `mosquitto_loop` (ms) when nothing happens; a publish from another
+    /// thread wakes it at once (libmosquitto's socket pair), so this only bounds how soon `shutdown` is noticed.
     public var loopTimeoutMs = 500
     /// What the broker may send at all (MQTT v5 Maximum Packet Size on CONNECT): larger packets are dropped
     /// by the broker, so libmosquitto never allocates them. nil: no limit.

@@ -51,11 +51,8 @@ struct ReceiverCommand: AsyncParsableCommand {
         let mqtt: MosquittoClient
         do {
             // A clean session: the spool, not the broker, keeps what was not delivered.
-            var options = MQTTConnectOptions(host: c.mqttHost, port: c.mqttPort, clientId: c.mqttClientId, cleanSession: true,
-                                             username: c.mqttUsername, password: password, caFile: c.mqttCAFile, tls: c.mqttTLS)
-            // A stream of publishes: the network thread comes round every 10 ms (500 ms let a burst wait, 750 events/s).
-            options.loopTimeoutMs = 10
-            mqtt = try MosquittoClient(options)
+            mqtt = try MosquittoClient(MQTTConnectOptions(host: c.mqttHost, port: c.mqttPort, clientId: c.mqttClientId, cleanSession: true,
+                                                          username: c.mqttUsername, password: password, caFile: c.mqttCAFile, tls: c.mqttTLS))
         } catch { fail(1, "cannot set up MQTT: \(error)") }
         let forwarder = Forwarder(spool: spool, mqtt: mqtt, window: c.window, logger: logger)
         let receiver = Receiver(config: c, token: token, spool: spool, forwarder: forwarder, scope: scope, logger: logger)
