@@ -52,7 +52,13 @@ public final class Receiver: Sendable {
 
     /// Reads the scope map from its file.
     public static func loadScope(_ path: String) -> Result<ScopeMap, ScopeMapError> {
-        guard let f = fopen(path, "r") else { return .failure(ScopeMapError(message: "cannot read \(path): \(String(cString: strerror(errno)))")) }
+        guard let bytes = readFile(path) else { return .failure(ScopeMapError(message: "cannot read \(path): \(String(cString: strerror(errno)))")) }
+        return .success(ScopeMap.parse(String(decoding: bytes, as: UTF8.self)))
+    }
+
+    /// A whole file's bytes; nil when it cannot be opened.
+    public static func readFile(_ path: String) -> [UInt8]? {
+        guard let f = fopen(path, "r") else { return nil }
         defer { fclose(f) }
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65_536)
@@ -61,7 +67,7 @@ public final class Receiver: Sendable {
             if n <= 0 { break }
             bytes.append(contentsOf: buf[0..<n])
         }
-        return .success(ScopeMap.parse(String(decoding: bytes, as: UTF8.self)))
+        return bytes
     }
 
     /// The intake with the scope map as the file is now (re-read when it changed; checked at most once a second).

@@ -83,18 +83,7 @@ func credentialPath(_ path: String) -> String {
     return dir + "/" + path.dropFirst(prefix.count)
 }
 
-func readFile(_ path: String) -> [UInt8]? {
-    guard let f = fopen(path, "r") else { return nil }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return out
-}
+func readFile(_ path: String) -> [UInt8]? { Receiver.readFile(path) }
 
 enum ProcessInfoLite {
     static func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
