@@ -70,6 +70,11 @@ public final class SQLiteStore: StatePort {
         ALTER TABLE results ADD COLUMN is_reply INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE results ADD COLUMN correlation BLOB;
         """,
+        // Energy: one row per device, counter and hour (kWh), kept `EnergyHistory.retentionDays`.
+        """
+        CREATE TABLE energy_hours(device TEXT NOT NULL, meter TEXT NOT NULL, hour INTEGER NOT NULL, kwh REAL NOT NULL,
+                                  PRIMARY KEY(device, meter, hour)) WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version this build migrates to.
@@ -395,6 +400,46 @@ public final class SQLiteStore: StatePort {
     public func saveSetting(_ key: String, _ value: JSONValue) throws {
         try locked { () throws(SQLiteError) in
             try conn.query("INSERT OR REPLACE INTO settings(key, value) VALUES (?,?)", [.text(key), .text(value.serialized)])
+        }
+    }
+
+    /// Settings (nil deletes) and energy buckets (added to what the hour has; never below 0) in one transaction:
+    /// a meter's total and the hours it was counted into are stored together or not at all.
+    public func saveLive(settings: [(key: String, value: JSONValue?)], buckets: [EnergyBucket]) throws {
+        try locked { () throws(SQLiteError) in
+            try conn.transaction { () throws(SQLiteError) in
+                for (k, v) in settings {
+                    if let v {
+                        try conn.query("INSERT OR REPLACE INTO settings(key, value) VALUES (?,?)", [.text(k), .text(v.serialized)])
+                    } else {
+                        try conn.query("DELETE FROM settings WHERE key = ?", [.text(k)])
+                    }
+                }
+                for b in buckets {
+                    try conn.query("""
+                        INSERT INTO energy_hours(device, meter, hour, kwh) VALUES (?1, ?2, ?3, max(0, ?4))
+                        ON CONFLICT(device, meter, hour) DO UPDATE SET kwh = max(0, kwh + ?4)
+                        """, [.text(b.device), .text(b.meter), .int(b.hour), .real(b.kwh)])
+                }
+            }
+        }
+    }
+
+    public func energyBuckets(device: String, fromHour: Int64, toHour: Int64) throws -> [EnergyBucket] {
+        try locked { () throws(SQLiteError) in
+            try conn.query("SELECT meter, hour, kwh FROM energy_hours WHERE device = ? AND hour >= ? AND hour < ? ORDER BY hour, meter",
+                           [.text(device), .int(fromHour), .int(toHour)]).compactMap { r in
+                guard let m = r[0].text, let h = r[1].int, let k = r[2].double else { return nil }
+                return EnergyBucket(device: device, meter: m, hour: h, kwh: k)
+            }
+        }
+    }
+
+    public func pruneEnergy(beforeHour: Int64) throws {
+        try locked { () throws(SQLiteError) in
+            try relaxed { () throws(SQLiteError) in
+                _ = try conn.query("DELETE FROM energy_hours WHERE hour < ?", [.int(beforeHour)])
+            }
         }
     }
 

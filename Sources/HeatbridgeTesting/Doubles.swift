@@ -69,6 +69,25 @@ public final class InMemoryStore: StatePort {
     public func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
     public func saveSetting(_ key: String, _ value: JSONValue) throws { try check(); settings.withLock { $0[key] = value } }
     public func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
+    /// Hourly energy by "<device>|<meter>|<hour>".
+    public let energy = Mutex<[String: Double]>([:])
+    public func saveLive(settings list: [(key: String, value: JSONValue?)], buckets: [EnergyBucket]) throws {
+        try check()
+        settings.withLock { for (k, v) in list { $0[k] = v } }
+        energy.withLock { for b in buckets { $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] = max(0, $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] + b.kwh) } }
+    }
+    public func energyBuckets(device: String, fromHour: Int64, toHour: Int64) throws -> [EnergyBucket] {
+        energy.withLock { e in
+            e.compactMap { k, v -> EnergyBucket? in
+                let p = k.split(separator: "|")
+                guard p.count == 3, p[0] == device, let h = Int64(p[2]), h >= fromHour, h < toHour else { return nil }
+                return EnergyBucket(device: device, meter: String(p[1]), hour: h, kwh: v)
+            }.sorted { ($0.hour, $0.meter) < ($1.hour, $1.meter) }
+        }
+    }
+    public func pruneEnergy(beforeHour: Int64) throws {
+        energy.withLock { $0 = $0.filter { k, _ in (k.split(separator: "|").last.flatMap { Int64($0) } ?? 0) >= beforeHour } }
+    }
     public let triggerFires = Mutex<[(name: String, at: EpochSeconds, commandId: String, reason: String)]>([])
     public func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws {
         try check()

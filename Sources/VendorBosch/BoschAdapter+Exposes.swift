@@ -52,7 +52,7 @@ extension BoschAdapter {
             }
             return out
         case .heatSource(let hs)?:
-            return Self.heatSourceExposes(state, label: hs.isEmpty ? "Heat pump" : "Heat source \(hs)")
+            return Self.heatSourceExposes(state, label: hs.isEmpty ? "Heat pump" : "Heat source \(hs)", meterCovers: hs.isEmpty)
         case .system?:
             var out: [Expose] = Self.pushedSystemExposes(state)
             guard caps.contains("date-time") else { return out }
@@ -94,11 +94,12 @@ extension BoschAdapter {
     ]
 
     /// What push events put in a heat source node, for each value it has: power (W), energy (kWh), running, speed,
-    /// and the daily aggregates as diagnostics.
-    static func heatSourceExposes(_ state: JSONValue, label: String) -> [Expose] {
+    /// and the daily aggregates as diagnostics. The system's own node (`heatpump`) leaves power and energy to the
+    /// device's meter (`BoschAdapter+Energy.swift`): one sensor per value in Home Assistant, not two.
+    static func heatSourceExposes(_ state: JSONValue, label: String, meterCovers: Bool) -> [Expose] {
         var out: [Expose] = []
         for (part, name) in [("compressor", "compressor"), ("eheater", "electric heater")] {
-            if state[part]?["power_w"]?.doubleValue != nil {
+            if !meterCovers, state[part]?["power_w"]?.doubleValue != nil {
                 out.append(.sensor(.init(id: "\(part)_power", name: "\(label) \(name) power", field: "\(part).power_w", unit: "W",
                                          deviceClass: "power", measurement: true)))
             }
@@ -109,7 +110,7 @@ extension BoschAdapter {
         if state["compressor"]?["speed"]?.doubleValue != nil {
             out.append(.sensor(.init(id: "compressor_speed", name: "\(label) compressor speed", field: "compressor.speed", measurement: true)))
         }
-        for (group, suffix) in [("energy", ""), ("energy_lowres", " (low resolution)")] {
+        for (group, suffix) in [("energy", ""), ("energy_lowres", " (low resolution)")] where !meterCovers {
             for (field, name) in energyFields where state[group]?[field]?.doubleValue != nil {
                 out.append(.sensor(.init(id: "\(group)_\(field)", name: "\(label) \(name)\(suffix)", field: "\(group).\(field)", unit: "kWh",
                                          deviceClass: "energy", stateClass: .totalIncreasing)))

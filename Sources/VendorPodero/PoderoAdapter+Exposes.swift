@@ -1,11 +1,12 @@
 import HeatbridgeCore
 
-/// What a Podero heat pump (node `hp`) offers a front end: power and temperatures, smart optimisation as a
-/// switch and a level choice, a one-hour power pause and its end, and whether it is paused.
+/// What a Podero heat pump (node `hp`) offers a front end: temperatures, smart optimisation as a switch and a level
+/// choice, a one-hour power pause and its end, and whether it is paused. Power and energy are the device's meter
+/// (announced by the bridge from `meterLayout`).
 extension PoderoAdapter {
     public func exposes(node: String, state: JSONValue, capabilities caps: Set<String>) -> [Expose] {
         guard node == Self.node, caps.contains("optimization") else { return [] }
-        var out: [Expose] = [.sensor(.init(id: "power", name: "Power", field: "power_w", unit: "W", deviceClass: "power", measurement: true))]
+        var out: [Expose] = []
         for (key, name) in [("outdoor", "Outdoor temperature"), ("indoor", "Indoor temperature"), ("outlet", "Flow temperature"),
                             ("inlet", "Return temperature"), ("dhw", "Hot water temperature")] {
             // A missing sensor is null in the state; a front end shows it as unknown.

@@ -13,6 +13,31 @@ final class StoreTests: XCTestCase {
         for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
     }
 
+    /// Energy buckets: one row per device, counter and hour, added to (a revision subtracts, never below zero),
+    /// stored in the same transaction as the settings that go with them, and forgotten after the retention.
+    func testEnergyBucketsAddUpPerHourAndAreForgottenAfterTheRetention() throws {
+        let s = try SQLiteStore(path: path)
+        try s.saveLive(settings: [("meter.d", ["counters": [:]])], buckets: [
+            EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.5),
+            EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 2),
+            EnergyBucket(device: "other", meter: "electricity_total", hour: 10, kwh: 9),
+        ])
+        try s.saveLive(settings: [], buckets: [EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.25),
+                                               EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
+                                               EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: -5)])
+        XCTAssertEqual(try s.energyBuckets(device: "d", fromHour: 0, toHour: 100), [
+            EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.75),
+            EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 0),
+            EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
+        ])
+        XCTAssertEqual(try s.energyBuckets(device: "d", fromHour: 11, toHour: 12).count, 1, "[from, to)")
+        XCTAssertEqual(try s.loadSettings()["meter.d"], ["counters": [:]])
+        try s.saveLive(settings: [("meter.d", nil)], buckets: [])
+        XCTAssertNil(try s.loadSettings()["meter.d"], "a nil setting deletes it")
+        try s.pruneEnergy(beforeHour: 11)
+        XCTAssertEqual(try s.energyBuckets(device: "d", fromHour: 0, toHour: 100).map(\.hour), [11])
+    }
+
     func testMigratesAndPersistsAcrossReopen() throws {
         do {
             let s = try SQLiteStore(path: path)
@@ -44,7 +69,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(devices[0].updatedAt, 200)
         XCTAssertEqual(devices[0].schedules, ["hc1": ["days": [:]]])
         XCTAssertEqual(try s.loadSettings(), ["d/dhw1/charge_duration_min": 45])
-        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 7)
+        XCTAssertEqual(SQLiteStore.latestSchemaVersion, 8)
         let open = try s.openCommands()
         XCTAssertEqual(open.map(\.id), ["c1"])
         XCTAssertEqual(open[0].status, .queued)

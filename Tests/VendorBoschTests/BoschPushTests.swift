@@ -123,18 +123,23 @@ final class BoschPushTests: XCTestCase {
         XCTAssertEqual(e.updates.last?.value, .set(["value": 14, "day": "2026-12-03"]))
     }
 
-    /// The heat pump node's energy sensors as Home Assistant's energy dashboard takes them: kWh, device class energy,
-    /// state class total_increasing; power in W as a measurement; no null anywhere.
+    /// The heat pump's energy sensors (the device's meter) as Home Assistant's energy dashboard takes them: kWh,
+    /// device class energy, state class total_increasing; power in W as a measurement; no null anywhere; and one
+    /// sensor per value (the node announces no second power or energy sensor of its own).
     func testTheHeatPumpNodeAnnouncesSensorsTheEnergyDashboardAccepts() {
         let state: JSONValue = ["compressor": ["power_w": 1400, "running": true, "status": "heating"],
                                 "energy": ["consumed_kwh": 1234.5, "supplied_kwh": 4000]]
         let ha = HomeAssistantDiscovery(enabled: true, prefix: "homeassistant", topics: TopicLayout(base: "hb"), version: "t")
         let d = DeviceSnapshot(id: "bosch-101000001", vendorId: "101000001", online: true, nodes: ["heatpump": state])
         let config = ha.deviceConfig(d, names: adapter.frontEndName(d), capabilities: adapter.capabilities(of:),
-                                     exposes: { node, caps in adapter.exposes(node: node, state: d.nodes[node] ?? [:], capabilities: caps) })
+                                     exposes: { node, caps in adapter.exposes(node: node, state: d.nodes[node] ?? [:], capabilities: caps) },
+                                     meter: adapter.meterLayout(d))
         let cmps = config["cmps"]?.objectValue ?? [:]
         let energy = cmps.values.filter { $0["device_class"] == "energy" }
         XCTAssertEqual(energy.count, 2)
+        XCTAssertEqual(Set(energy.compactMap { $0["unique_id"]?.stringValue }),
+                       ["heatbridge_bosch-101000001_meter_energy_electricity_total", "heatbridge_bosch-101000001_meter_energy_heat_total"])
+        XCTAssertEqual(Set(energy.compactMap { $0["state_topic"]?.stringValue }), ["hb/bosch-101000001/state"])
         for e in energy {
             XCTAssertEqual(e["unit_of_measurement"], "kWh")
             XCTAssertEqual(e["state_class"], "total_increasing")
@@ -143,7 +148,9 @@ final class BoschPushTests: XCTestCase {
         let power = cmps.values.first { $0["device_class"] == "power" }
         XCTAssertEqual(power?["unit_of_measurement"], "W")
         XCTAssertEqual(power?["state_class"], "measurement")
-        XCTAssertEqual(power?["value_template"], "{{ value_json.compressor.power_w }}")
+        XCTAssertEqual(power?["value_template"], "{{ value_json.get('meter', {}).get('power_w') }}")
+        XCTAssertEqual(cmps.values.filter { $0["device_class"] == "power" }.count, 1)
+        XCTAssertNotNil(cmps["heatbridge_bosch-101000001_meter_efficiency_today"], "both totals: the day's efficiency")
         XCTAssertNotNil(cmps.values.first { $0["device_class"] == "running" && $0["p"] == "binary_sensor" })
         XCTAssertEqual(adapter.capabilities(of: "heatpump"), [], "a heat source takes no commands")
         XCTAssertFalse(config.serialized.contains("null"))

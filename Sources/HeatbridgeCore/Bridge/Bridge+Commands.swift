@@ -67,6 +67,9 @@ extension Bridge {
             let known = devices.ids.prefix(10).joined(separator: ", ")
             return reject(CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
         }
+        if node == EnergyHistory.node, capability == EnergyHistory.capability {
+            return energyHistory(target, id: id, params: CommandIntake.parameters(body), entry: entry, now: now, validFor: validFor, source: source)
+        }
         if let deviceError = entry.snapshot.error, entry.snapshot.nodes[node] == nil {
             // We cannot even list this device's nodes: say why, rather than "unknown node".
             return reject(CommandRejection(deviceError.code, "device \"\(device)\" cannot be read: \(deviceError.message)"))

@@ -9,6 +9,7 @@ extension Bridge {
         for a in settings.accounts {
             timers.schedule(.poll(account: a.name), at: now)
             scheduleBackgroundRead(a, generation: pollGeneration[a.name, default: 0])
+            startStatistics(a, now: now)
         }
     }
 
@@ -16,7 +17,7 @@ extension Bridge {
     func stopPolling() {
         timers.cancelAll {
             switch $0 {
-            case .poll, .background: return true
+            case .poll, .background, .statistics: return true
             default: return false
             }
         }
@@ -221,6 +222,7 @@ extension Bridge {
                 s = pushBook.overlay(onPoll: s)
             }
         }
+        meterize(&s, account: account, now: now)
         let (entry, changed) = devices.update(s, account: account, now: now)
         publishDevice(entry, at: now)
         if entry.snapshot.error == nil, let runtime = accounts[account] { watchLegionella(entry.snapshot, account: runtime, now: now) }
@@ -293,7 +295,9 @@ extension Bridge {
         retained.clear(topics.availability(id))
         timers.cancel(.schedule(device: id))
         pushBook.forget(id)
+        energyBook.forget(id)
         if localSettings[Self.pushSettingPrefix + id] != nil { saveSetting(Self.pushSettingPrefix + id, nil, what: "pushed state") }
+        if localSettings[Self.meterSettingPrefix + id] != nil { saveSetting(Self.meterSettingPrefix + id, nil, what: "meter") }
         // Kept, it would be listed by `heatbridge status` as it last was and come back from the cache at the next start.
         do { try store.deleteDevice(id) } catch {
             logger.error("cannot forget a removed device in the store", metadata: ["device": "\(id)", "error": "\(error)"])

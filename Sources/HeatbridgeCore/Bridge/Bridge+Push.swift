@@ -55,10 +55,11 @@ extension Bridge {
             logger.debug("pushed event changes nothing", metadata: ["device": "\(id)", "type": "\(event.type)"])
         case .applied:
             guard let entry = devices[id] else { return }
-            let merged = pushBook.merged(entry.snapshot)
+            var merged = pushBook.merged(entry.snapshot)
+            meterize(&merged, account: account.name, now: now)
             let e = devices.pushed(merged, now: now)
             publishDevice(e, at: now)
-            if timers.deadline(.pushSave) == nil { timers.schedule(.pushSave, at: now + Self.pushSaveIntervalS) }
+            scheduleLiveSave(now)
         }
         if !wasLive, pushBook.isLive(account.name, settings: account.push!, now: now) {
             logger.info("push events are live; polling at the reconcile interval",
@@ -78,19 +79,6 @@ extension Bridge {
         // The message quotes no payload: what a sender wrote never reaches the journal as it came.
         logger.warning("pushed event dropped", metadata: ["account": "\(account)", "code": "\(r.code.rawValue)", "error": "\(r.message)",
                                                           "note": "\(n == Self.pushLogLimit ? "further drops are only counted (bridge/health)" : "")"])
-    }
-
-    /// Writes the pushed state of every device it changed since the last save.
-    func savePush() {
-        for id in pushBook.takeDirty() {
-            if let r = pushBook.record(id) { saveSetting(Self.pushSettingPrefix + id, r, what: "pushed state") }
-            if let e = devices[id] {
-                do { try store.saveDevice(DeviceRegistry.cacheRecord(e)) } catch {
-                    logger.error("cannot cache device state", metadata: ["device": "\(id)", "error": "\(error)"])
-                    storeFailed(error)
-                }
-            }
-        }
     }
 
     /// Whether the account's polls may slow to the reconcile interval: push is on and live.

@@ -73,8 +73,10 @@ enum BridgeTimer: Hashable, Sendable {
     case background(account: String)
     /// The store's write check, while writes fail.
     case storeProbe
-    /// Pushed state waiting to be written (coalesced: `Bridge.pushSaveIntervalS`).
-    case pushSave
+    /// Pushed state and meters waiting to be written (coalesced: `Bridge.pushSaveIntervalS`).
+    case liveSave
+    /// An account's energy statistics read (`EnergyStatistics`).
+    case statistics(account: String)
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -103,6 +105,10 @@ public actor Bridge {
     var devices = DeviceRegistry()
     /// What pushed events set, per device, and the push counters per account.
     var pushBook = PushBook()
+    /// Every device's meter: totals, today, hour buckets not stored yet.
+    var energyBook = EnergyBook()
+    /// When old energy buckets were last forgotten (once a day).
+    var energyPrunedAt: EpochSeconds = 0
     var book = AccountBook()
     var queue = CommandQueue()
     var limits: LimitsPolicy
@@ -172,6 +178,7 @@ public actor Bridge {
         limits = LimitsPolicy(limits: settings.behaviour.limits, settings: localSettings)
         leases = LeaseBook(settings: localSettings)
         restorePush()
+        restoreMeters()
         for lease in leases.all { timers.schedule(.lease(lease.key), at: lease.endsAt) }
         publishBridgeDiscovery()
         loadCache()
@@ -255,7 +262,7 @@ public actor Bridge {
     /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
     public func publishOffline() {
         // Pushed state not written yet (coalesced) is written now: counters must not step back at the next start.
-        savePush()
+        saveLive()
         retained.force(topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)
     }
 
@@ -271,7 +278,8 @@ public actor Bridge {
         case .rediscovery: rediscover()
         case .background(let name): startBackgroundRead(name)
         case .storeProbe: probeStore()
-        case .pushSave: savePush()
+        case .liveSave: saveLive()
+        case .statistics(let name): startStatisticsRead(name)
         }
     }
 

@@ -67,6 +67,14 @@ struct DeviceRegistry {
         return entry
     }
 
+    /// Sets one device-level field the bridge derives itself (the meter), keeping when the state was confirmed.
+    mutating func setAttribute(_ id: String, _ key: String, _ value: JSONValue?) -> Entry? {
+        guard var e = entries[id] else { return nil }
+        e.snapshot.attributes[key] = value
+        entries[id] = e
+        return e
+    }
+
     /// Device-level keys the bridge sets itself; everything else in a cached state is the adapter's.
     static let commonDeviceKeys: Set<String> = ["vendor", "vendor_id", "account", "model", "online", "nodes", "source",
                                                 "stale", "error", "updated_at"]

@@ -37,7 +37,8 @@ struct DiscoveryPublisher {
             // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
             if caps.contains("charge") { caps.insert("charge-duration") }
             return caps
-        }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) })
+        }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) },
+           meter: (adapter as? any EnergyMetering)?.meterLayout(snapshot) ?? MeterLayout(power: false, counters: []))
         retained.publish(topic, config)
     }
 

@@ -63,8 +63,9 @@ public struct HomeAssistantDiscovery: Sendable {
     /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
     /// bridge's own `charge-duration` setting for nodes that charge.
     public func deviceConfig(_ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
-                             exposes: (String, Set<String>) -> [Expose]) -> JSONValue {
+                             exposes: (String, Set<String>) -> [Expose], meter: MeterLayout = MeterLayout(power: false, counters: [])) -> JSONValue {
         var cmps: [String: JSONValue] = [:]
+        meterEntities(d.id, meter, into: &cmps)
         for node in d.nodes.keys.sorted() {
             let caps = capabilities(node)
             let entity = EntityContext(state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
@@ -88,6 +89,42 @@ public struct HomeAssistantDiscovery: Sendable {
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ])
+    }
+
+    /// The device's meter (`<device>/state` → `meter`): power (W, measurement), each energy counter (kWh, energy,
+    /// total_increasing: what the energy dashboard takes as it is), the day's efficiency. The templates read with
+    /// `.get`, so a state without the meter yet renders `None` (unknown) instead of a template error.
+    func meterEntities(_ device: String, _ m: MeterLayout, into cmps: inout [String: JSONValue]) {
+        guard !m.isEmpty else { return }
+        let state = JSONValue.string(topics.deviceState(device))
+        func uid(_ e: String) -> String { "heatbridge_\(device)_meter_\(e)" }
+        func put(_ e: String, _ o: [String: JSONValue]) {
+            var o = o
+            o["p"] = "sensor"
+            o["unique_id"] = .string(uid(e))
+            o["state_topic"] = state
+            cmps[uid(e)] = .object(o)
+        }
+        if m.power {
+            put("power", ["name": "Power", "value_template": "{{ value_json.get('meter', {}).get('power_w') }}", "unit_of_measurement": "W",
+                          "device_class": "power", "state_class": "measurement"])
+        }
+        for k in m.counters.sorted() {
+            put("energy_\(k.id)", ["name": .string(Self.meterName(k)), "unit_of_measurement": "kWh", "device_class": "energy",
+                                   "state_class": "total_increasing",
+                                   "value_template": .string("{{ value_json.get('meter', {}).get('energy', {}).get('\(k.id)', {}).get('kwh') }}")])
+        }
+        if m.hasEfficiency {
+            put("efficiency_today", ["name": "Efficiency today", "state_class": "measurement", "icon": "mdi:heat-pump",
+                                     "value_template": "{{ value_json.get('meter', {}).get('efficiency_today') }}"])
+        }
+    }
+
+    /// "Electricity used", "Heat supplied, hot water", …
+    static func meterName(_ k: MeterKey) -> String {
+        let what = k.direction == .electricity ? "Electricity used" : "Heat supplied"
+        let use: [EnergyUse: String] = [.heating: "heating", .dhw: "hot water", .cooling: "cooling", .pool: "pool"]
+        return use[k.use].map { "\(what), \($0)" } ?? what
     }
 
     /// Home Assistant validates discovery strictly: a `null` where it wants a string ("string value is None

@@ -43,6 +43,8 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     /// The `id` names an earlier command (of the last 24 h) with another target or other parameters.
     public static let duplicateId = ResultCode(rawValue: "DUPLICATE_ID")
     public static let safetyLimit = ResultCode(rawValue: "SAFETY_LIMIT")
+    /// An energy history request for a device that has no meter (its vendor reports no energy).
+    public static let noMeter = ResultCode(rawValue: "NO_METER")
 }
 
 /// A command as it moves through the pipeline and the store.

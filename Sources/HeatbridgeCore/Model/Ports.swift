@@ -278,6 +278,12 @@ public protocol StatePort: Sendable {
     func saveAccountState(name: String, state: JSONValue) throws
     func markResultPublished(_ rowId: Int64) throws
     func unpublishedResults() throws -> [PendingResult]
+    /// Settings (a nil value deletes) and energy buckets (each added to its hour) in one transaction.
+    func saveLive(settings: [(key: String, value: JSONValue?)], buckets: [EnergyBucket]) throws
+    /// A device's hourly energy buckets in [fromHour, toHour), oldest first.
+    func energyBuckets(device: String, fromHour: Int64, toHour: Int64) throws -> [EnergyBucket]
+    /// Forgets buckets older than `beforeHour` (kept `EnergyHistory.retentionDays`).
+    func pruneEnergy(beforeHour: Int64) throws
     /// Audits one firing of a local trigger (what fired, when, why, and the command it issued).
     func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws
 }

@@ -247,6 +247,9 @@ struct PushBook {
 
     mutating func forget(_ id: String) { devices[id] = nil }
 
+    /// A save that failed: the device is written again at the next one.
+    mutating func markDirty(_ id: String) { devices[id]?.dirty = true }
+
     /// The device's pushed state as the store keeps it (counters survive a restart: a total never starts over).
     func record(_ id: String) -> JSONValue? {
         guard let d = devices[id] else { return nil }
