@@ -14,7 +14,7 @@ struct HeatbridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heatbridge",
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
-        subcommands: [Run.self, CheckConfig.self, Status.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
+        subcommands: [Run.self, CheckConfig.self, Status.self, Energy.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
         defaultSubcommand: Run.self)
 }
 
@@ -78,18 +78,12 @@ struct Status: ParsableCommand {
     @Option(help: "How many recent commands to show.") var last = 10
 
     func run() throws {
-        let config: HeatbridgeConfig
-        switch ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all(), vendors: HeatbridgeVendors.all) {
-        case .success(let l): config = l.config
-        case .failure(let errors):
+        var config = HeatbridgeConfig()
+        if case .success(let l) = ConfigLoader.load(path: options.path, environment: ProcessEnvironment.all(), vendors: HeatbridgeVendors.all) {
+            config = l.config
+        } else {
             // Only the store path matters here; secrets may be unreadable for this user.
-            guard let path = ConfigLoader.storePath(path: options.path) else {
-                for line in errors.lines() { printErr(line) }
-                throw ExitCode(1)
-            }
-            var c = HeatbridgeConfig()
-            c.store.path = path
-            config = c
+            config.store.path = try storePath(options)
         }
         let report: JSONValue
         do {
