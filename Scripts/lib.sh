@@ -25,6 +25,29 @@ ensure_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# Home Assistant for the test that checks discovery and the energy dashboard the way Home Assistant reads them
+# (IntegrationTests/HomeAssistantRealTests), from PyPI into .build-ha/venv. Pinned: 2025.4.4 is the newest release
+# for Python 3.13.0, and the list below is what its default integrations plus mqtt, recorder and energy require (it
+# runs with --skip-pip, so nothing is fetched at its start). Needs a Python 3.13 (python3.13 on PATH, or pyenv's).
+HEATBRIDGE_HA_VERSION=2025.4.4
+HEATBRIDGE_HA_REQUIREMENTS=(Pillow==11.1.0 SQLAlchemy==2.0.39 cronsim==2.6 fnv-hash-fast==1.4.0 home-assistant-frontend==20250411.0
+    ifaddr==0.2.0 isal==1.7.1 paho-mqtt==2.1.0 psutil-home-assistant==0.0.1 securetar==2025.2.1 sentry-sdk==1.45.1)
+ensure_home_assistant() {
+    local venv=.build-ha/venv
+    if [ -x "$venv/bin/hass" ] && "$venv/bin/hass" --version 2>/dev/null | grep -qx "$HEATBRIDGE_HA_VERSION"; then return 0; fi
+    local py="" c
+    # pyenv's shims answer to python3.13 without being one, so each candidate is asked for its version.
+    for c in $(ls -d "${PYENV_ROOT:-/root/.pyenv}"/versions/3.13*/bin/python3 2>/dev/null | sort -V) $(command -v python3.13 || true); do
+        "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { py=$c; break; }
+    done
+    [ -n "$py" ] || die "Home Assistant $HEATBRIDGE_HA_VERSION needs Python 3.13: none found (python3.13, or pyenv's 3.13.x)"
+    log "installing Home Assistant $HEATBRIDGE_HA_VERSION from PyPI into $venv (with $py)"
+    rm -rf "$venv"
+    "$py" -m venv "$venv" || die "cannot make a venv with $py"
+    "$venv/bin/pip" install -q --disable-pip-version-check "homeassistant==$HEATBRIDGE_HA_VERSION" "${HEATBRIDGE_HA_REQUIREMENTS[@]}" \
+        || die "pip install homeassistant==$HEATBRIDGE_HA_VERSION failed"
+}
+
 # mosquitto lives in /usr/sbin, which is not on every PATH.
 mosquitto_bin() { command -v mosquitto || echo /usr/sbin/mosquitto; }
 
