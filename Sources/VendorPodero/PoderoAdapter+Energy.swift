@@ -32,14 +32,14 @@ extension PoderoAdapter: EnergyStatistics {
     static func dayReadings(_ answer: JSONValue, now: EpochSeconds) -> [MeterReading] {
         typealias S = PoderoWire.Statistics
         let unit = answer[S.metadata]?["units"]?[S.consumption]?.stringValue?.lowercased() ?? "wh"
-        let factor = unit == "kwh" ? 1.0 : 0.001
+        let divisor = unit == "kwh" ? 1.0 : 1000
         let at = answer[S.metadata]?["requested_at"]?.stringValue.flatMap(Timestamp.parse) ?? now
         return (answer[S.data]?.arrayValue ?? []).compactMap { row -> MeterReading? in
             guard (row[S.resolution]?.stringValue ?? "1DAY") == "1DAY",
                   let start = row[S.period]?[S.startPeriod]?.stringValue.flatMap(Timestamp.parse),
                   let end = row[S.period]?[S.endPeriod]?.stringValue.flatMap(Timestamp.parse), end > start,
                   let wh = row[S.consumption]?[S.total]?.doubleValue, wh.isFinite, wh >= 0 else { return nil }
-            return MeterReading(key: .electricityTotal, value: .period(start: start, end: end, kwh: wh * factor), source: .estimated, at: min(at, now))
+            return MeterReading(key: .electricityTotal, value: .period(start: start, end: end, kwh: wh / divisor), source: .estimated, at: min(at, now))
         }
     }
 }

@@ -156,3 +156,33 @@ final class BoschPushTests: XCTestCase {
         XCTAssertFalse(config.serialized.contains("null"))
     }
 }
+
+/// The Bosch meter from what events put in the `heatpump` node.
+final class BoschMeterTests: XCTestCase {
+    let adapter = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://api.test",
+                               apiKey: "xHCSAPI-k", userId: "u", timeout: 2, allowList: nil)
+
+    func testCountersPowerAndUsesAddTheCompressorAndTheElectricHeater() {
+        let hp: JSONValue = ["pushed_at": "2026-12-05T10:00:00Z",
+                             "compressor": ["power_w": 1400], "eheater": ["power_w": 3000],
+                             "energy": ["consumed_kwh": 5000, "supplied_kwh": 18_000, "compressor_dhw_kwh": 700, "eheater_dhw_kwh": 12.5],
+                             "energy_lowres": ["consumed_kwh": 4999, "compressor_heating_kwh": 3000]]
+        let d = DeviceSnapshot(id: "bosch-1", vendorId: "1", online: true, nodes: ["heatpump": hp, "hs1": ["energy": ["consumed_kwh": 1]]])
+        let r = adapter.meterReadings(d)
+        let at = Timestamp.parse("2026-12-05T10:00:00Z")!
+        XCTAssertEqual(r.first { $0.key == nil }, MeterReading.power(4400, source: .measured, at: at))
+        func counter(_ k: MeterKey) -> MeterReading.Value? { r.first { $0.key == k }?.value }
+        XCTAssertEqual(counter(.electricityTotal), .counter(5000), "the high-resolution counter first")
+        XCTAssertEqual(counter(.heatTotal), .counter(18_000))
+        XCTAssertEqual(counter(MeterKey(.electricity, .dhw)), .counter(712.5))
+        XCTAssertEqual(counter(MeterKey(.electricity, .heating)), .counter(3000), "the low-resolution one when only that comes")
+        XCTAssertNil(counter(MeterKey(.electricity, .cooling)))
+        XCTAssertEqual(adapter.meterLayout(d), MeterLayout(power: true, counters: [.electricityTotal, .heatTotal, MeterKey(.electricity, .heating), MeterKey(.electricity, .dhw)]))
+    }
+
+    func testAGatewayWithoutEventsHasNoMeter() {
+        let d = DeviceSnapshot(id: "bosch-1", vendorId: "1", online: true, nodes: ["hc1": ["setpoint": 21]])
+        XCTAssertEqual(adapter.meterReadings(d), [MeterReading]())
+        XCTAssertTrue(adapter.meterLayout(d).isEmpty)
+    }
+}
