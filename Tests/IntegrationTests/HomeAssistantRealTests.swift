@@ -66,6 +66,7 @@ final class HomeAssistantRealTests: XCTestCase {
               output: \(output)
               wait_s: 120
               devices: ["\(Self.podero)", "\(Self.bosch)", "\(Self.hsl)"]
+              energy_sensors: 3
             """.write(to: ha.appendingPathComponent("configuration.yaml"), atomically: true, encoding: .utf8)
         let entry: JSONValue = ["version": 1, "minor_version": 1, "key": "core.config_entries", "data": ["entries": [[
             "entry_id": "01heatbridgetestmqtt000000", "version": 1, "minor_version": 1, "domain": "mqtt", "title": "127.0.0.1",

@@ -148,7 +148,10 @@ final class HomeAssistantTests: XCTestCase {
                        ["heatbridge/bridge/state", "heatbridge/\(dev)/availability"])
         let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
         XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["sensor", "switch", "select", "button", "binary_sensor"])
-        XCTAssertEqual(cmps["heatbridge_\(dev)_hp_power"]?["unit_of_measurement"], "W")
+        // Power (and energy) are the device's meter, read from the device state, not a sensor of the node.
+        XCTAssertNil(cmps["heatbridge_\(dev)_hp_power"])
+        XCTAssertEqual(cmps["heatbridge_\(dev)_meter_power"]?["unit_of_measurement"], "W")
+        XCTAssertEqual(cmps["heatbridge_\(dev)_meter_power"]?["state_topic"]?.stringValue, "heatbridge/\(dev)/state")
         c.waitJSON("heatbridge/\(dev)/hp/state")
         let published = Set(c.recorder.messages.withLock { $0.map(\.topic) })
         assertTopicsReal(config, published: published)

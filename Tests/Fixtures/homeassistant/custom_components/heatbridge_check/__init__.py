@@ -40,6 +40,7 @@ async def async_setup(hass: HomeAssistant, config: dict) -> bool:
 
     async def probe() -> None:
         expected = set(conf.get("devices", []))
+        energy_count = int(conf.get("energy_sensors", 1))
         deadline = hass.loop.time() + float(conf.get("wait_s", 90))
         ents = er.async_get(hass)
         devs = dr.async_get(hass)
@@ -64,7 +65,9 @@ async def async_setup(hass: HomeAssistant, config: dict) -> bool:
         # Until every expected device is there and every energy sensor has a number (or time is up).
         while hass.loop.time() < deadline:
             ids = energy_ids()
-            if expected <= seen_devices() and ids and all(numeric(i) for i in ids):
+            # A device's meter sensors are announced with its first readings (a config updated later), so the
+            # probe waits for the number of energy sensors the test expects, each with a number.
+            if expected <= seen_devices() and len(ids) >= energy_count and all(numeric(i) for i in ids):
                 break
             await asyncio.sleep(1)
         await asyncio.sleep(float(conf.get("settle_s", 3)))
