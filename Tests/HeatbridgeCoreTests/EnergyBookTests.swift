@@ -250,3 +250,13 @@ final class EnergyHistoryRangeTests: XCTestCase {
         XCTAssertEqual(j["totals"]?["electricity_total"]?.doubleValue, 0.75)
     }
 }
+
+extension EnergyBookTests {
+    func testPowerAloneIsPublishedButNotStored() {
+        var b = EnergyBook()
+        XCTAssertTrue(b.apply([.power(1200, source: .measured, at: day0)], device: "hp", now: day0, localTime: utc))
+        XCTAssertFalse(b.isDirty("hp"), "a power reading is not worth a write: the next poll brings it again")
+        b.apply([counter(10, at: day0)], device: "hp", now: day0, localTime: utc)
+        XCTAssertTrue(b.isDirty("hp"))
+    }
+}

@@ -22,7 +22,7 @@ extension Bridge {
     /// The meter of a device's fresh state: the adapter's readings go into the book, the book's state into `meter`.
     func meterize(_ s: inout DeviceSnapshot, account: String, now: EpochSeconds) {
         guard let m = accounts[account]?.adapter as? any EnergyMetering else { return }
-        if energyBook.apply(m.meterReadings(s), device: s.id, now: now, localTime: settings.localTime) { scheduleLiveSave(now) }
+        if energyBook.apply(m.meterReadings(s), device: s.id, now: now, localTime: settings.localTime), energyBook.isDirty(s.id) { scheduleLiveSave(now) }
         s.attributes["meter"] = energyBook.stateJSON(s.id, now: now, localTime: settings.localTime)
     }
 

@@ -117,7 +117,11 @@ struct EnergyBook {
             }
         }
         guard d != before else { return false }
-        d.dirty = true
+        // Power alone is not worth a write (flash wear): the next poll or event brings it again after a restart.
+        var counted = d, was = before
+        counted.power = nil
+        was.power = nil
+        if counted != was { d.dirty = true }
         devices[id] = d
         return true
     }
@@ -215,6 +219,9 @@ struct EnergyBook {
 
     /// Buckets of `id` counted but not stored yet (a history answer adds them to the stored ones).
     func pending(_ id: String) -> [String: Double] { devices[id]?.pending ?? [:] }
+
+    /// Whether the device has something to store (a counter, today or a bucket changed since the last save).
+    func isDirty(_ id: String) -> Bool { devices[id]?.dirty ?? false }
 
     func hasMeter(_ id: String) -> Bool { devices[id].map { $0.power != nil || !$0.counters.isEmpty } ?? false }
 
