@@ -44,6 +44,7 @@ public enum ConfigLoader {
             }
         }
         for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
+        if let c = config, let problem = storeDirectoryProblem(c.store.path, root: root, file: path) { all.append(problem) }
         guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
     }
@@ -81,6 +82,41 @@ public enum ConfigLoader {
             }
         }
         return out
+    }
+
+    /// The directory systemd's `StateDirectory=heatbridge` creates when the unit starts: it may not exist yet when
+    /// the installer checks the config before the first start.
+    public static let stateDirectory = "/var/lib/heatbridge"
+
+    /// `run` creates the store's directory (0700) when it is missing: a directory it could not create is a config
+    /// error now, not an exit 78 at the first start. systemd's state directory is created by the unit itself.
+    static func storeDirectoryProblem(_ storePath: String, root: ConfigNode, file: String) -> ConfigDiagnostic? {
+        let dir = storePath.contains("/") ? String(storePath[..<storePath.lastIndex(of: "/")!]) : "."
+        if dir == stateDirectory || dir.isEmpty { return nil }
+        // The nearest part of the path that exists must be a directory this user can create entries in.
+        var existing = dir
+        var st = stat()
+        while stat(existing, &st) != 0 {
+            guard let slash = existing.lastIndex(of: "/") else { existing = "."; continue }
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+        let why: String
+        if st.st_mode & S_IFMT != S_IFDIR {
+            why = "\(existing) is not a directory"
+        } else if existing != dir && access(existing, W_OK | X_OK) != 0 {
+            why = "directory \(dir) does not exist and cannot be created in \(existing) by this user"
+        } else if existing == dir && access(dir, W_OK | X_OK) != 0 {
+            why = "directory \(dir) is not writable by this user"
+        } else {
+            return nil
+        }
+        var mark = SourceMark(line: 1, column: 1)
+        if case .mapping(let top, _) = root, case .mapping(let entries, _)? = top.first(where: { $0.key == "store" })?.value,
+           case .scalar(_, let m, _)? = entries.first(where: { $0.key == "path" })?.value {
+            mark = m
+        }
+        return ConfigDiagnostic(file: file, mark: mark, message: "store.path: \(why)",
+                                hint: "create it (owned by the daemon's user), or keep the store in \(stateDirectory), which systemd's StateDirectory= creates")
     }
 
     /// The store path from a file that may have other problems (e.g. secrets this user cannot read), so

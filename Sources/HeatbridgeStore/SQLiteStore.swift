@@ -519,8 +519,10 @@ public final class SQLiteStore: StatePort {
             }
             let recovered = try conn.query("SELECT value FROM settings WHERE key = ?", [.text(Self.recoverySettingKey)])
                 .first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
+            let daemon = try conn.query("SELECT value FROM settings WHERE key = 'daemon'").first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
             return ["accounts": .array(accounts), "devices": .array(devices), "outbox_depth": .int(Int(depth)),
-                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands), "store_recovered": recovered]
+                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands), "store_recovered": recovered,
+                    "daemon": daemon]
         }
     }
 

@@ -72,6 +72,7 @@ extension SQLiteStore {
     /// Creates `path` with mode 0600 if it does not exist (SQLite gives the -wal and -shm files the same
     /// mode), whatever the umask. True when it was created now.
     static func createPrivately(_ path: String) throws(SQLiteError) -> Bool {
+        try createDirectories(for: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd >= 0 {
             close(fd)
@@ -79,6 +80,19 @@ extension SQLiteStore {
         }
         if errno == EEXIST { return false }
         throw SQLiteError(code: SQLITE_CANTOPEN, message: "cannot create the store \(path): \(String(cString: strerror(errno)))")
+    }
+
+    /// The store's directory and any missing parents, private to the daemon's user (0700), as `check-config` said
+    /// they would be: a demo config's `./demo-state/heatbridge.db` works on the first start.
+    static func createDirectories(for path: String) throws(SQLiteError) {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        let dir = String(path[..<slash])
+        var st = stat()
+        if stat(dir, &st) == 0 { return }
+        try createDirectories(for: dir)
+        if mkdir(dir, 0o700) != 0, errno != EEXIST {
+            throw SQLiteError(code: SQLITE_CANTOPEN, message: "cannot create the store's directory \(dir): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// `20261202T034500Z`: sortable, and safe in a file name.

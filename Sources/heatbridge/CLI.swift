@@ -14,8 +14,9 @@ struct HeatbridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heatbridge",
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
-        subcommands: [Run.self, CheckConfig.self, Status.self, Energy.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self],
-        defaultSubcommand: Run.self)
+        // No default subcommand: a bare `heatbridge` shows this help instead of starting a daemon in the foreground
+        // (the unit and the scripts say `run`).
+        subcommands: [Run.self, CheckConfig.self, Status.self, Energy.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -54,7 +55,10 @@ struct CheckConfig: ParsableCommand {
             let c = loaded.config
             print("\(options.path): OK (config \(loaded.hash.prefix(12)))")
             print("  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)")
-            print("  store: \(c.store.path)")
+            let storeDir = c.store.path.contains("/") ? String(c.store.path[..<c.store.path.lastIndex(of: "/")!]) : "."
+            var st = stat()
+            let missing = !storeDir.isEmpty && stat(storeDir, &st) != 0
+            print("  store: \(c.store.path)\(missing ? " (its directory is created at the first start)" : "")")
             for a in c.accounts {
                 let scope = a.devices.map { "\($0.count) device\($0.count == 1 ? "" : "s")" } ?? "every device"
                 print("  account \(a.name): \(a.vendor) at \(ConfigText.redactedURL(a.baseURL)), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)")
@@ -85,7 +89,7 @@ struct Status: ParsableCommand {
             // Only the store path matters here; secrets may be unreadable for this user.
             config.store.path = try storePath(options)
         }
-        let report: JSONValue
+        var report: JSONValue
         do {
             let store = try SQLiteStore(path: config.store.path, readOnly: true)
             report = try store.statusReport(limit: max(1, last), now: SystemClock().now())
@@ -93,10 +97,16 @@ struct Status: ParsableCommand {
             printErr("cannot read the store \(config.store.path): \(error)")
             throw ExitCode(1)
         }
+        let daemon = DaemonRecord.describe(report["daemon"].flatMap { $0 == .null ? nil : $0 })
         if json {
+            if case .object(var o) = report {
+                o["daemon"] = ["running": .bool(daemon.running), "record": report["daemon"] ?? .null]
+                report = .object(o)
+            }
             print(report.serialized)
             return
         }
+        print(daemon.line)
         if let freeBytes = SQLiteStore.freeBytes(path: config.store.path) {
             let free = Double(freeBytes)
             print("store: \(config.store.path), \(JSONValue.format((free / 1_048_576 * 10).rounded() / 10)) MiB free\(free < 8 * 1_048_576 ? "  LOW" : "")")
@@ -104,7 +114,8 @@ struct Status: ParsableCommand {
         if let r = report["store_recovered"], r != .null {
             print("store: DAMAGED at \(r["at"]?.stringValue ?? "?") (\(r["reason"]?.stringValue ?? "?")); started fresh, the damaged file is kept as \(r["kept_as"]?.stringValue ?? "?")")
         }
-        print("accounts:")
+        // While the daemon is stopped, what the store has is the last state it saw, not the accounts' state now.
+        print(daemon.running ? "accounts:" : "accounts (as last seen; the daemon is not running):")
         for a in report["accounts"]?.arrayValue ?? [] {
             let err = a["error"]?.stringValue.map { " (\($0))" } ?? ""
             print("  \(a["name"]?.stringValue ?? "?")  \(a["state"]?.stringValue ?? "?") since \(a["since"]?.stringValue ?? "?")\(err)")

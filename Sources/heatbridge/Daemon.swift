@@ -110,6 +110,7 @@ enum Daemon {
                 stop.fire()
             }
         }
+        DaemonRecord.started(store, logger: logger)
         mqtt.start()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await bridge.run() }
@@ -137,6 +138,7 @@ enum Daemon {
         await bridge.publishOffline()
         mqtt.flush(timeoutS: 2)
         mqtt.shutdown()
+        DaemonRecord.stopped(store, logger: logger)
         withExtendedLifetime(signals) {}
         logger.info("stopped")
         return 0

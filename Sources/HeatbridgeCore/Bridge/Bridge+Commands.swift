@@ -3,16 +3,21 @@
 /// line in `CommandQueue` → `pump` → `execute` (the adapter) → `finish` (the terminal result).
 extension Bridge {
     func handleMessage(_ m: MQTTMessage) {
-        currentInbox = m.inboxRow
+        var reply: ReplyAddress?
+        var badReply: CommandRejection?
+        switch CommandIntake.replyAddress(m, forbiddenPrefixes: [topics.base] + (discovery.prefix.map { [$0] } ?? [])) {
+        case .success(let r): reply = r
+        case .failure(let r): badReply = r
+        }
+        let inbound = Inbound(inboxRow: m.inboxRow, reply: reply)
+        var keepInInbox = false
         defer {
             // Every way out of here either stored a result (which consumed the row) or needs none.
-            if let row = currentInbox {
+            if !keepInInbox, let row = inbound.takeInboxRow() {
                 do { try store.inboxRemove(row) } catch {
                     logger.error("cannot clear the command inbox", metadata: ["error": "\(error)"])
                 }
             }
-            currentInbox = nil
-            currentReply = nil
         }
         if let (vendor, vendorId) = topics.parsePush(m.topic) { return handlePush(m, vendor: vendor, vendorId: vendorId) }
         if m.topic == discovery.statusTopic {
@@ -21,26 +26,22 @@ extension Bridge {
         }
         if !m.payload.isEmpty { evaluateConditions(m) }
         let outcome = CommandIntake.parse(m, topics: topics, maxPayloadBytes: settings.maxPayloadBytes)
-        var badReply: CommandRejection?
-        switch CommandIntake.replyAddress(m, forbiddenPrefixes: [topics.base] + (discovery.prefix.map { [$0] } ?? [])) {
-        case .success(let reply): currentReply = reply
-        case .failure(let r): badReply = r
-        }
         switch outcome {
         case .notCommand, .deletion:
             return
         case .rejected(let target, let id, let rejection, let clear):
-            reject(target, id: id, rejection)
+            reject(target, id: id, rejection, inbound: inbound)
             if clear { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
         case .command(let target, let id, _) where badReply != nil:
-            reject(target, id: id, badReply!)
+            // A refused response topic is not answered there: the rejection goes to the result topic only.
+            reject(target, id: id, badReply!, inbound: Inbound(inboxRow: inbound.takeInboxRow(), reply: nil))
         case .command(let target, let id, let body):
             if (devices[target.device] == nil || target.isGroup) && !allFirstPollsDone {
                 deferred.append(m)
-                currentInbox = nil  // still to be handled: keep it in the inbox
+                keepInInbox = true  // still to be handled
                 return
             }
-            submit(target, id: id, body: body, inboxRow: m.inboxRow, source: .mqtt, now: clock.now())
+            submit(target, id: id, body: body, inbound: inbound, source: .mqtt, now: clock.now())
         }
     }
 
@@ -48,19 +49,19 @@ extension Bridge {
 
     /// Issues a command the bridge decided on itself (trigger, lease, limit).
     func submit(_ s: Submission) {
-        submit(s.target, id: s.id, body: s.body, inboxRow: nil, source: s.source, now: clock.now())
+        submit(s.target, id: s.id, body: s.body, inbound: nil, source: s.source, now: clock.now())
     }
 
     /// Validates a command and accepts or rejects it; every outcome is a result on the target's result topic.
-    func submit(_ target: Target, id: String?, body: [String: JSONValue], inboxRow: Int64?, source: CommandSource, now: EpochSeconds) {
-        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source) }
+    func submit(_ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, source: CommandSource, now: EpochSeconds) {
+        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source, inbound: inbound) }
         let validFor: Double
         switch CommandIntake.validity(body, default: settings.behaviour.validFor(target.capability)) {
         case .success(let v): validFor = v
         case .failure(let r): return reject(r)
         }
         if target.isGroup {
-            return acceptGroup(target, id: id, body: body, inboxRow: inboxRow, now: now, validFor: validFor, source: source)
+            return acceptGroup(target, id: id, body: body, inbound: inbound, now: now, validFor: validFor, source: source)
         }
         let (device, node, capability) = (target.device, target.node, target.capability)
         guard let entry = devices[device], let account = accounts[entry.account] else {
@@ -68,7 +69,8 @@ extension Bridge {
             return reject(CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
         }
         if node == EnergyHistory.node, capability == EnergyHistory.capability {
-            return energyHistory(target, id: id, params: CommandIntake.parameters(body), entry: entry, now: now, validFor: validFor, source: source)
+            return energyHistory(target, id: id, params: CommandIntake.parameters(body), entry: entry, now: now, validFor: validFor,
+                                 source: source, inbound: inbound)
         }
         if let deviceError = entry.snapshot.error, entry.snapshot.nodes[node] == nil {
             // We cannot even list this device's nodes: say why, rather than "unknown node".
@@ -76,7 +78,7 @@ extension Bridge {
         }
         var params = CommandIntake.parameters(body)
         if capability == "charge-duration", entry.snapshot.nodes[node]?["charge"] != nil {
-            return setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source)
+            return setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound)
         }
         if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
             params["duration_min"] = .int(chargeDefault(device, node))
@@ -95,7 +97,7 @@ extension Bridge {
         }
         let facts = account.adapter.facts(node: node, capability: capability, params: normalised)
         if let r = limits.check(device: device, node: node, facts: facts, source: source, now: now) { return reject(r) }
-        guard let command = accept(target, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source) else { return }
+        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source) else { return }
         if let lease, let restore {
             let value = queue.pendingValue(device, node, capability, over: restore, before: command.id)
             startLease(command, request: lease, restore: value, now: now, group: nil)
@@ -114,7 +116,7 @@ extension Bridge {
     /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
     /// transaction) and queued; `STORE_FAILED` when the store refuses it.
     @discardableResult
-    func accept(_ target: Target, id: String?, params: JSONValue, inboxRow: Int64?, now: EpochSeconds, validFor: Double,
+    func accept(_ target: Target, id: String?, params: JSONValue, inbound: Inbound?, now: EpochSeconds, validFor: Double,
                 source: CommandSource) -> Command? {
         if let id, source == .mqtt, let prior = try? store.priorCommand(id: id, since: now - Self.idReuseWindowS) {
             if prior.isSame(target, params: params) {
@@ -128,21 +130,22 @@ extension Bridge {
                 let topic = prior.lastResult?.topic ?? topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
                                                                      capability: TopicLayout.sanitize(target.capability))
                 mqtt.publish(topic: topic, payload: payload.bytes, qos: 1, retain: false)
-                if let reply = currentReply { mqtt.publishReply(topic: reply.topic, payload: payload.bytes, correlationData: reply.correlationData) }
+                if let reply = inbound?.reply { mqtt.publishReply(topic: reply.topic, payload: payload.bytes, correlationData: reply.correlationData) }
                 return nil
             }
             reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
-                   source: source)
+                   source: source, inbound: inbound)
             return nil
         }
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
                               params: params, source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? currentReply : nil)
+                              reply: source == .mqtt ? inbound?.reply : nil)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
                                                  extra: Self.sourceExtra(source))
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true) else {
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
+                         inbound: inbound) else {
             reject(target, id: command.id,
-                   CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source)
+                   CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source, inbound: inbound)
             return nil
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(target)"])
@@ -159,7 +162,7 @@ extension Bridge {
     /// `<node>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
     /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
     func setChargeDuration(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
-                           now: EpochSeconds, validFor: Double, source: CommandSource) {
+                           now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?) {
         let value: JSONValue
         do throws(CommandRejection) {
             try CapabilityValidation.allowOnly(params, ["minutes"])
@@ -171,13 +174,15 @@ extension Bridge {
             }
             value = .int(m)
         } catch {
-            return reject(target, id: id, error, source: source)
+            return reject(target, id: id, error, source: source, inbound: inbound)
         }
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-                              params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor)
+                              params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
+                              reply: source == .mqtt ? inbound?.reply : nil)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true) else {
-            return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
+                         inbound: inbound) else {
+            return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound)
         }
         let key = Self.chargeDefaultKey(target.device, target.node)
         do {
@@ -198,7 +203,7 @@ extension Bridge {
 
     // MARK: results
 
-    func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt) {
+    func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt, inbound: Inbound? = nil) {
         let cid = id ?? CommandIntake.newId()
         logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
         let topic = topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
@@ -206,7 +211,8 @@ extension Bridge {
         var extra = Self.sourceExtra(source)
         if let sent = r.idAsSent { extra["id"] = sent }
         let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(), extra: extra)
-        emitResult(commandId: cid, topic: topic, payload: payload, reply: source == .mqtt ? currentReply : nil, command: nil, isNew: false)
+        emitResult(commandId: cid, topic: topic, payload: payload, reply: source == .mqtt ? inbound?.reply : nil, command: nil, isNew: false,
+                   inbound: inbound)
     }
 
     /// Records `c` (already carrying its new status) together with its result, then publishes the result.
@@ -220,17 +226,19 @@ extension Bridge {
     /// published, so one the broker never took is sent again after the next connect or restart. Returns false
     /// when the store refused the write; the result is then published anyway, since it is all we have.
     @discardableResult
-    func emitResult(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool) -> Bool {
+    func emitResult(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool,
+                    inbound: Inbound? = nil) -> Bool {
         let bytes = payload.bytes
         var rowId: Int64?
         var replyRow: Int64?
         var storeError: (any Error)?
+        let inboxRow = inbound?.takeInboxRow()
         do {
             (rowId, replyRow) = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
-                                                       isNew: isNew, inboxRow: currentInbox)
-            currentInbox = nil
+                                                       isNew: isNew, inboxRow: inboxRow)
             storeWorked()
         } catch {
+            inbound?.restore(inboxRow)
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
             if isNew {
                 storeFailed(error)

@@ -115,7 +115,10 @@ extension Bridge {
     /// `<device>/energy/history/set` with `from`/`to` (and `meter`): the device's hourly buckets, answered `done`
     /// on the result path with `history` (at most `EnergyHistory.maxHours` hours). No cloud call.
     func energyHistory(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
-                       now: EpochSeconds, validFor: Double, source: CommandSource) {
+                       now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?) {
+        func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource) {
+            self.reject(target, id: id, r, source: source, inbound: inbound)
+        }
         let device = target.device
         let layout = (accounts[entry.account]?.adapter as? any EnergyMetering)?.meterLayout(entry.snapshot)
         guard energyBook.hasMeter(device) || layout.map({ !$0.isEmpty }) == true else {
@@ -145,9 +148,10 @@ extension Bridge {
                                            buckets: buckets.filter { meter == nil || $0.meter == meter!.id })
         let command = Command(id: id ?? CommandIntake.newId(), device: device, node: target.node, capability: target.capability,
                               params: .object(params), source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? currentReply : nil)
+                              reply: source == .mqtt ? inbound?.reply : nil)
         let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true) else {
+        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
+                         inbound: inbound) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }
         finish(command, .done, code: nil, message: "\(range.to - range.from) hours", extra: ["history": history])

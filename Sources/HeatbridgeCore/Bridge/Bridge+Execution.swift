@@ -147,9 +147,9 @@ extension Bridge {
 
     /// A group command: validated for every member (by the member's own adapter) before it is accepted, so a
     /// mistake is named with the member it concerns; then stored and queued like any command.
-    func acceptGroup(_ target: Target, id: String?, body: [String: JSONValue], inboxRow: Int64?, now: EpochSeconds, validFor: Double,
+    func acceptGroup(_ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, now: EpochSeconds, validFor: Double,
                      source: CommandSource) {
-        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source) }
+        func reject(_ r: CommandRejection) { self.reject(target, id: id, r, source: source, inbound: inbound) }
         let group = target.node, capability = target.capability
         guard let members = settings.behaviour.groups[group] else {
             let known = settings.behaviour.groups.keys.sorted().joined(separator: ", ")
@@ -185,7 +185,7 @@ extension Bridge {
         guard vendors.count == 1, let normalised else {
             return reject(CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
         }
-        guard let command = accept(target, id: id, params: normalised, inboxRow: inboxRow, now: now, validFor: validFor, source: source) else { return }
+        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source) else { return }
         if let lease {
             for m in members {
                 var one = command

@@ -136,10 +136,6 @@ public actor Bridge {
     var unrecorded: [String: UnrecordedResult] = [:]
     /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
     var storeHealth = StoreHealth()
-    /// Inbox row of the message `handleMessage` is working on; the first stored result consumes it.
-    var currentInbox: Int64?
-    /// The v5 Response Topic of the MQTT message being handled (checked): its command and every result go there too.
-    var currentReply: ReplyAddress?
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
     /// the bridge reads the inbox, so a message that arrived in that moment is read from the store *and*
     /// delivered live: the live copy of a row handled here is dropped, once.

@@ -1,3 +1,27 @@
+/// One MQTT message on the command path, passed along explicitly (never kept on the bridge): where its answers
+/// go besides the result topic, and the inbox row it still holds. The first result stored for it removes the row in
+/// the same transaction (`takeInboxRow`); a message that needs no result has its row removed when its handling ends.
+final class Inbound {
+    /// The v5 Response Topic (checked) and Correlation Data: the command and every result go there too.
+    let reply: ReplyAddress?
+    /// The inbox row not consumed yet.
+    private(set) var inboxRow: Int64?
+
+    init(inboxRow: Int64?, reply: ReplyAddress?) {
+        self.inboxRow = inboxRow
+        self.reply = reply
+    }
+
+    /// The row for the transaction that stores the first result; nil once taken.
+    func takeInboxRow() -> Int64? {
+        defer { inboxRow = nil }
+        return inboxRow
+    }
+
+    /// Puts a taken row back (the transaction failed: the row is still in the inbox).
+    func restore(_ row: Int64?) { if inboxRow == nil { inboxRow = row } }
+}
+
 /// The first step of the command path: what an MQTT message on a `…/set` topic is, before any device is looked
 /// at. Pure rules of the MQTT contract (JSON object, the `id`, retained commands, `valid_for_s`). Public for the
 /// fuzz targets (`Fuzz/`), which feed it hostile payloads.
