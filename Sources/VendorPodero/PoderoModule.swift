@@ -87,7 +87,7 @@ extension PoderoModule {
     /// against the time it fires).
     /// As `PoderoAdapter.restoreParams`: the preferences without an end time of their own.
     public func isLeasable(node: String, capability: String) -> Bool {
-        node == PoderoAdapter.node && ["optimization", "comfort", "dhw"].contains(capability)
+        node == PoderoAdapter.node && PoderoAdapter.handlers[capability]?.restore != nil
     }
 
     public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {

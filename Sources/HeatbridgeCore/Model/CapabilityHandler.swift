@@ -1,0 +1,58 @@
+/// One capability of one node kind, complete: how its parameters are checked, what it means for the installer's
+/// limits, how a lease puts it back, how it is sent and how it is read back. A vendor registers one handler per
+/// capability in one table (`CapabilityTable`); its adapter's `validate`, `facts`, `restoreParams`, `execute` and
+/// `confirm` look the handler up, so a capability cannot be half-added: every part is a required argument here
+/// (zigbee2mqtt's converters keep a key's set and get together the same way).
+public struct CapabilityHandler<Adapter: Sendable>: Sendable {
+    /// Validation context: the command's body, the node's current state, the time now.
+    public typealias Validate = @Sendable (_ body: [String: JSONValue], _ node: JSONValue, _ now: EpochSeconds) throws(CommandRejection) -> JSONValue
+    public typealias Execute = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> String?
+    public typealias Confirm = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> Bool?
+
+    public let name: String
+    public let validate: Validate
+    /// What validated parameters mean for the installer's limits (`CommandFacts()` for nothing).
+    public let facts: @Sendable (_ params: JSONValue) -> CommandFacts
+    /// The parameters that would put the capability back to the node's current value (a lease's end); nil for a
+    /// capability that cannot be leased (`restore: nil`).
+    public let restore: (@Sendable (_ node: JSONValue) -> JSONValue?)?
+    public let execute: Execute
+    /// Whether the command already took effect (true/false) or cannot tell (nil): asked before a command that may
+    /// have reached the cloud is sent again.
+    public let confirm: Confirm
+
+    public init(_ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
+                restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm) {
+        self.name = name
+        self.validate = validate
+        self.facts = facts
+        self.restore = restore
+        self.execute = execute
+        self.confirm = confirm
+    }
+
+    /// For capabilities that mean nothing to the installer's limits.
+    public static func noFacts(_ params: JSONValue) -> CommandFacts { CommandFacts() }
+}
+
+/// A node kind's capabilities, by name: the one place a vendor lists them.
+public struct CapabilityTable<Adapter: Sendable>: Sendable {
+    public let handlers: [String: CapabilityHandler<Adapter>]
+
+    /// Two handlers with one name is a programming error, found by the first test that builds the table.
+    public init(_ list: [CapabilityHandler<Adapter>]) {
+        handlers = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in preconditionFailure("capability \(a.name) registered twice") })
+    }
+
+    public var names: Set<String> { Set(handlers.keys) }
+
+    public subscript(_ name: String) -> CapabilityHandler<Adapter>? { handlers[name] }
+
+    /// The handler of `capability`, or `UNSUPPORTED` naming the node's capabilities.
+    public func handler(_ capability: String, node: String) throws(CommandRejection) -> CapabilityHandler<Adapter> {
+        guard let h = handlers[capability] else {
+            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(names.sorted().joined(separator: ", "))")
+        }
+        return h
+    }
+}
