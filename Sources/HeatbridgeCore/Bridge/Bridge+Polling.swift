@@ -310,11 +310,18 @@ extension Bridge {
         discovery.publishBridge(accounts: settings.accounts.map(\.name), into: &retained)
     }
 
+    /// A config that gained components (a meter's sensors with the first readings) is sent once more 10 s later:
+    /// Home Assistant 2025.4 was seen (once, under load) not to create components added to a device's config while
+    /// it was still setting up that device's first ones; the repeat costs one message and is ignored when it has them.
     func publishDeviceDiscovery(_ e: DeviceRegistry.Entry) {
-        guard let adapter = accounts[e.account]?.adapter else {
-            return discovery.publishDevice(e.snapshot, adapter: nil, into: &retained)
+        if discovery.publishDevice(e.snapshot, adapter: accounts[e.account]?.adapter, into: &retained) {
+            timers.schedule(.discoveryRepeat(device: e.snapshot.id), at: clock.now() + 10)
         }
-        discovery.publishDevice(e.snapshot, adapter: adapter, into: &retained)
+    }
+
+    func repeatDeviceDiscovery(_ id: String) {
+        guard let topic = discovery.deviceConfigTopic(id), let payload = retained.payloads[topic] else { return }
+        retained.force(topic, payload)
     }
 
     /// Home Assistant came (back) online: after a short random delay, so a whole network of bridges does not

@@ -77,6 +77,8 @@ enum BridgeTimer: Hashable, Sendable {
     case liveSave
     /// An account's energy statistics read (`EnergyStatistics`).
     case statistics(account: String)
+    /// A device's grown discovery config, sent once more (`publishDeviceDiscovery`).
+    case discoveryRepeat(device: String)
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -276,6 +278,7 @@ public actor Bridge {
         case .storeProbe: probeStore()
         case .liveSave: saveLive()
         case .statistics(let name): startStatisticsRead(name)
+        case .discoveryRepeat(let device): repeatDeviceDiscovery(device)
         }
     }
 

@@ -5,6 +5,8 @@ struct DiscoveryPublisher {
     /// Configs taken back this run because discovery is switched off (each once).
     private var cleared: Set<String> = []
     private var rediscoveryPending = false
+    /// The component ids last announced per device config topic.
+    private var announced: [String: Set<String>] = [:]
 
     init(_ discovery: HomeAssistantDiscovery?) { self.discovery = discovery }
 
@@ -23,15 +25,17 @@ struct DiscoveryPublisher {
         }
     }
 
-    mutating func publishDevice(_ snapshot: DeviceSnapshot, adapter: (any VendorAdapter)?, into retained: inout RetainedTopics) {
-        guard let d = discovery else { return }
+    /// Returns true when the config gained components over the one announced before (see `Bridge.publishDeviceDiscovery`).
+    @discardableResult
+    mutating func publishDevice(_ snapshot: DeviceSnapshot, adapter: (any VendorAdapter)?, into retained: inout RetainedTopics) -> Bool {
+        guard let d = discovery else { return false }
         let topic = d.deviceConfigTopic(snapshot.id)
         guard d.enabled else {
             // Discovery switched off: take back what an earlier run announced (once per device).
             if cleared.insert(topic).inserted { retained.clear(topic) }
-            return
+            return false
         }
-        guard let adapter else { return }
+        guard let adapter else { return false }
         let config = d.deviceConfig(snapshot, names: adapter.frontEndName(snapshot), capabilities: { node in
             var caps = adapter.capabilities(of: node)
             // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
@@ -40,6 +44,9 @@ struct DiscoveryPublisher {
         }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) },
            meter: (adapter as? any EnergyMetering)?.meterLayout(snapshot) ?? MeterLayout(power: false, counters: []))
         retained.publish(topic, config)
+        let ids = Set((config["cmps"]?.objectValue ?? [:]).keys)
+        let before = announced.updateValue(ids, forKey: topic)
+        return before.map { !ids.subtracting($0).isEmpty } ?? false
     }
 
     /// True when a re-announcement is to be scheduled (discovery on, none pending).
