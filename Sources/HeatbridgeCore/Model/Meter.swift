@@ -102,7 +102,7 @@ public protocol EnergyMetering: VendorAdapter {
     func meterReadings(_ device: DeviceSnapshot) -> [MeterReading]
 }
 
-/// A vendor whose cloud reports per-period energy on request (Podero's `/statistics`): read at the lowest
+/// A vendor whose cloud reports per-period energy on request (a statistics endpoint): read at the lowest
 /// priority, every `statisticsIntervalS`, inside the account's rate budget.
 public protocol EnergyStatistics: EnergyMetering {
     var statisticsIntervalS: Double { get }

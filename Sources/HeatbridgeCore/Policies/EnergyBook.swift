@@ -4,10 +4,10 @@
 /// into never disagree after a crash.
 ///
 /// How a total stays true (README, "Energy"):
-/// - a lifetime counter (Bosch): the first reading is the total (nothing goes into any hour); later rises are
+/// - a lifetime counter (an appliance's own energy monitor): the first reading is the total (nothing goes into any hour); later rises are
 ///   counted; a small fall is noise, a larger one a reset (`MonotonicCounter`), after which the new reading is
 ///   what was used since;
-/// - per-period amounts (Podero's days): each period's amount is remembered; a re-read counts only the difference;
+/// - per-period amounts (a cloud's daily statistics): each period's amount is remembered; a re-read counts only the difference;
 ///   a period revised down leaves the total where it is and is paid back out of the next rises (`debt`), so the
 ///   total is again the sum of the periods once that is made up; periods older than `periodMemoryS` are not
 ///   counted any more (they could not be told apart from ones already counted).
