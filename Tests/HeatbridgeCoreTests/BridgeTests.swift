@@ -23,12 +23,13 @@ final class BridgeTests: XCTestCase {
 
     override func tearDown() { task?.cancel() }
 
-    func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil, push: PushSettings? = nil) -> Bridge {
+    func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil, push: PushSettings? = nil, scope: [String]? = nil) -> Bridge {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let bridge = Bridge(settings: BridgeSettings(topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
                                                      accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS,
-                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter, push: push)]),
+                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter,
+                                                                                scope: scope, push: push)]),
                             mqtt: mqtt, store: store, clock: clock, logger: logger)
         task = Task { await bridge.run() }
         mqtt.continuation.yield(.connected)
@@ -73,6 +74,36 @@ final class BridgeTests: XCTestCase {
         await clock.advance(by: 4)  // the slowest the quiet account polls now
         eventually("changed state") { mqtt.on("hb/fake-1/hc1/state").count == 1 }
         XCTAssertEqual(mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue, 19)
+    }
+
+    /// A device of the account's scope that its cloud stops listing (the relay narrowed the box's scope, the
+    /// contract moved) is removed after two polls; a command for it is then refused as FORBIDDEN with the last
+    /// answer, not as an unknown device, and nothing reaches the adapter.
+    func testAScopedDeviceTheCloudStopsListingIsRefusedAsForbidden() async {
+        _ = start(pollIntervalS: 1, scope: ["1"])
+        eventually("device known") { !mqtt.json("hb/fake-1/state").isEmpty }
+        adapter.snapshots.withLock {
+            $0[0].error = CloudError(.forbidden, status: 403, message: "relay: gateway 1 is not in the scope of box b")
+        }
+        await clock.advance(by: 1.5)
+        eventually("the 403 shown") { mqtt.json("hb/fake-1/state").last?["error"]?["code"]?.stringValue == "FORBIDDEN" }
+        adapter.snapshots.withLock { $0 = [] }
+        for _ in 0..<6 where !mqtt.on("hb/fake-1/state").contains("") { await clock.advance(by: 1) }
+        eventually("device removed") { mqtt.on("hb/fake-1/state").last == "" }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"gone","action":"start","duration_min":30}"#)
+        eventually("refused") { results("gone").count == 1 }
+        XCTAssertEqual(results("gone").first?["code"]?.stringValue, "FORBIDDEN")
+        XCTAssertTrue(results("gone").first?["message"]?.stringValue?.contains("no longer lists it") ?? false, "\(results("gone"))")
+        XCTAssertTrue(results("gone").first?["message"]?.stringValue?.contains("not in the scope of box b") ?? false, "\(results("gone"))")
+        XCTAssertTrue(adapter.executed.withLock { $0.isEmpty })
+        // Listed again: the device is back and commands run.
+        adapter.snapshots.withLock {
+            $0 = [DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50]])]
+        }
+        for _ in 0..<8 where mqtt.on("hb/fake-1/availability").last != "online" { await clock.advance(by: 1) }
+        eventually("back") { mqtt.on("hb/fake-1/availability").last == "online" }
+        mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"back","action":"start","duration_min":30}"#)
+        eventually("done") { results("back").count == 2 }
     }
 
     func testCommandAcceptedThenDone() {

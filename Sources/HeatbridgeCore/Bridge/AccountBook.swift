@@ -28,6 +28,9 @@ struct AccountBook {
     var keyWarned: Set<String> = []
     /// Per account: vendor ids in its scope that the last successful poll did not return.
     var notVisible: [String: [String]] = [:]
+    /// Devices removed while still in their account's scope (the cloud or the relay stopped listing them), with
+    /// why: a command for one is refused as FORBIDDEN with that reason rather than "unknown device".
+    var lostAccess: [String: String] = [:]
 
     /// Records `state`; `since` moves only when the state changes. Returns the previous status.
     mutating func set(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds?, now: EpochSeconds) -> (previous: Status?, current: Status) {

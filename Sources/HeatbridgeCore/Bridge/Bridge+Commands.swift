@@ -65,6 +65,7 @@ extension Bridge {
         }
         let (device, node, capability) = (target.device, target.node, target.capability)
         guard let entry = devices[device], let account = accounts[entry.account] else {
+            if let why = book.lostAccess[device] { return reject(CommandRejection(.forbidden, why)) }
             let known = devices.ids.prefix(10).joined(separator: ", ")
             return reject(CommandRejection(.unknownTarget, "unknown device \"\(device)\"; known: \(known.isEmpty ? "none yet" : known)"))
         }

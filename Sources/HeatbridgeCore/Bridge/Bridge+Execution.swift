@@ -8,6 +8,7 @@ extension Bridge {
         }
         if c.isGroup { return await executeGroup(c) }
         guard let entry = devices[c.device], let account = accounts[entry.account] else {
+            if let why = book.lostAccess[c.device] { return finish(c, .failed, code: .forbidden, message: why) }
             return finish(c, .failed, code: .unknownTarget, message: "device \"\(c.device)\" is no longer bridged")
         }
         // `attempts` counts sends whose outcome is unknown (the daemon died mid-call, a timeout, its end could

@@ -202,7 +202,7 @@ extension Bridge {
         var changedList = !gone.isEmpty
         var changed = anyMissing
         for s in snapshots {
-            if devices[s.id] == nil { changedList = true }
+            if devices[s.id] == nil { changedList = true; book.lostAccess[s.id] = nil }
             if update(s, account: account, now: now) { changed = true }
         }
         if changedList { publishInfo() }
@@ -287,6 +287,10 @@ extension Bridge {
     func removeDevice(_ id: String) {
         guard let entry = devices.remove(id) else { return }
         logger.notice("device removed", metadata: ["device": "\(id)"])
+        if let account = accounts[entry.account], account.scope?.contains(entry.snapshot.vendorId) == true {
+            let last = entry.snapshot.error.map { " (its last answer: \($0.message))" } ?? ""
+            book.lostAccess[id] = "device \"\(id)\" is in account \(entry.account)'s scope but its cloud no longer lists it\(last)"
+        }
         retained.publishText(topics.availability(id), "offline")
         if let topic = discovery.deviceConfigTopic(id) { retained.clear(topic) }
         for node in entry.snapshot.nodes.keys { retained.clear(topics.nodeState(id, node)) }
