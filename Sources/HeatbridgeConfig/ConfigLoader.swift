@@ -6,6 +6,8 @@ public struct LoadedConfig: Sendable {
     public var config: HeatbridgeConfig
     /// Short hash of the file's bytes (published in `bridge/info`).
     public var hash: String
+    /// The file as read, secrets redacted (`ConfigNode.redactedJSON`): the `config` bridge request's answer.
+    public var document: JSONValue = .null
 }
 
 /// Loads the config file: reads it, parses the YAML, validates it, and checks every secret can be read.
@@ -46,7 +48,7 @@ public enum ConfigLoader {
         for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
         if let c = config, let problem = storeDirectoryProblem(c.store.path, root: root, file: path) { all.append(problem) }
         guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
-        return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8))))
+        return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8)), document: root.redactedJSON))
     }
 
     /// `client_key_credential` → `client_key_file` in `$CREDENTIALS_DIRECTORY` (systemd's LoadCredential=, which

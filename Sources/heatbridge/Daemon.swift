@@ -30,6 +30,7 @@ enum Daemon {
         }
         let config = loaded.config
         currentLogLevel.withLock { $0 = Logger.Level(rawValue: config.log.level) ?? .info }
+        configuredLogLevel.withLock { $0 = config.log.level }
         LoggingSystem.bootstrap { JournaldLogHandler(label: $0) }
         let logger = Logger(label: "heatbridge")
         logger.info("starting", metadata: ["version": "\(heatbridgeVersion)", "config": "\(configPath)", "config_hash": "\(loaded.hash.prefix(12))"])
@@ -82,7 +83,11 @@ enum Daemon {
                                      discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
                                                                        topics: topics, version: heatbridgeVersion,
                                                                        derogationPresets: config.homeAssistant.derogationPresets),
-                                     maxPayloadBytes: config.mqtt.maxPayloadBytes),
+                                     maxPayloadBytes: config.mqtt.maxPayloadBytes, configDocument: loaded.document,
+                                     logLevel: LogLevelControl(set: { level in
+                                         let configured = Logger.Level(rawValue: configuredLogLevel.withLock { $0 }) ?? .info
+                                         currentLogLevel.withLock { $0 = level.flatMap(Logger.Level.init(rawValue:)) ?? configured }
+                                     }, current: { currentLogLevel.withLock { $0.rawValue } })),
             mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: {
                 var o = ProcessStats.sample()
                 o["store"] = ProcessStats.storeHealth(store, path: config.store.path)
@@ -266,7 +271,9 @@ actor Reloader {
             if new.store != current.store { restartNeeded.append("store") }
             if new.homeAssistant != current.homeAssistant { restartNeeded.append("homeassistant") }
             currentLogLevel.withLock { $0 = Logger.Level(rawValue: new.log.level) ?? .info }
-            await bridge.reconfigure(accounts: accounts, behaviour: new.bridge)
+            configuredLogLevel.withLock { $0 = new.log.level }
+            await bridge.reconfigure(accounts: accounts, behaviour: new.bridge, configHash: String(loaded.hash.prefix(12)),
+                                     configDocument: loaded.document)
             current = new
             if restartNeeded.isEmpty {
                 SDNotify.send("READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); bridging \(accounts.count) account(s)")

@@ -4,6 +4,8 @@ import Synchronization
 
 /// The process-wide log level: a reload changes it for every logger at once.
 let currentLogLevel = Mutex<Logger.Level>(.info)
+/// The config's `log.level`: where a level raised by a `log_level` bridge request falls back to.
+let configuredLogLevel = Mutex<String>("info")
 
 /// Writes one line per event to stderr with a syslog priority prefix (`<6>`), which journald turns into the
 /// entry's priority. Metadata follows as `key=value`. Nothing here knows secrets: callers never log them.

@@ -225,6 +225,17 @@ final class FleetTests: XCTestCase {
         // Box 0 does not know box 1's gateway, even when asked through box 0's topics.
         c.publish(central(0, "\(gw1)/dhw1/charge/set"), #"{"id":"foreign","action":"start"}"#)
         XCTAssertEqual(c.waitResult(central(0, "\(gw1)/dhw1/charge/result"), id: "foreign", status: "rejected")?["code"], "UNKNOWN_TARGET")
+        // A bridge request for box 1 is answered by box 1 only, from the centre.
+        c.publish(central(1, "bridge/request/status"), #"{"transaction":"fleet-status"}"#)
+        let answer = c.waitJSON(central(1, "bridge/response/status"), timeout: 30) { $0["transaction"] == "fleet-status" }
+        XCTAssertEqual(answer?["data"]?["devices"]?.arrayValue?.compactMap { $0["id"]?.stringValue }, [gw1])
+        c.publish(central(0, "bridge/request/health_check"), #"{"transaction":"fleet-health"}"#)
+        XCTAssertEqual(c.waitJSON(central(0, "bridge/response/health_check"), timeout: 30) { $0["transaction"] == "fleet-health" }?["status"], "ok")
+        let answeredBy = c.recorder.messages.withLock { $0 }.filter {
+            $0.topic.hasSuffix("/bridge/response/status") && String(decoding: $0.payload, as: UTF8.self).contains("fleet-status")
+        }.map(\.topic)
+        XCTAssertEqual(answeredBy, [central(1, "bridge/response/status")], "a request for box 1 answered elsewhere")
+
         // A retained command at the centre arrives retained and is refused, as on the local broker.
         c.publish(central(1, "\(gw1)/dhw1/charge/set"), #"{"id":"retained","action":"start"}"#, retain: true)
         XCTAssertEqual(c.waitResult(central(1, "\(gw1)/dhw1/charge/result"), id: "retained", status: "rejected")?["code"], "RETAINED_COMMAND")

@@ -20,6 +20,7 @@ extension Bridge {
             }
         }
         if let (vendor, vendorId) = topics.parsePush(m.topic) { return handlePush(m, vendor: vendor, vendorId: vendorId) }
+        if let name = topics.parseBridgeRequest(m.topic) { return handleRequest(m, name: name) }
         if m.topic == discovery.statusTopic {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return
@@ -230,6 +231,7 @@ extension Bridge {
     func emitResult(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool,
                     inbound: Inbound? = nil) -> Bool {
         let bytes = payload.bytes
+        recent.record(commandId: commandId, topic: topic, payload: payload, base: topics.base, at: clock.now())
         var rowId: Int64?
         var replyRow: Int64?
         var storeError: (any Error)?

@@ -38,11 +38,18 @@ public struct BridgeSettings: Sendable {
     public var discovery: HomeAssistantDiscovery?
     /// `mqtt.max_payload_bytes`: larger commands are refused `PAYLOAD_TOO_LARGE`.
     public var maxPayloadBytes: Int
+    /// The config file as loaded, secrets redacted: the `config` bridge request's answer (nil: none).
+    public var configDocument: JSONValue?
+    /// How `log_level` requests change the level (nil: they are refused `UNSUPPORTED`).
+    public var logLevel: LogLevelControl?
 
     public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
                 localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil,
-                maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes) {
+                maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes, configDocument: JSONValue? = nil,
+                logLevel: LogLevelControl? = nil) {
         self.maxPayloadBytes = maxPayloadBytes
+        self.configDocument = configDocument
+        self.logLevel = logLevel
         self.localTime = localTime
         self.discovery = discovery
         self.topics = topics
@@ -79,6 +86,8 @@ enum BridgeTimer: Hashable, Sendable {
     case statistics(account: String)
     /// A device's grown discovery config, sent once more (`publishDeviceDiscovery`).
     case discoveryRepeat(device: String)
+    /// A log level raised by a `log_level` request falls back to the config's.
+    case logLevelBack
 }
 
 /// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
@@ -144,6 +153,10 @@ public actor Bridge {
     var replayedInbox: Set<Int64> = []
     var mqttConnected = false
     var cacheLoaded = false
+    /// The last commands and their results, and how commands ended (status page, `/metrics`).
+    var recent = RecentCommands()
+    /// When each account was last polled on a `poll` request (`BridgeRequests.pollMinGapS`).
+    var requestedPollAt: [String: EpochSeconds] = [:]
 
     /// - Parameter readinessChanged: told when the bridge stops or starts being ready (the store cannot write, or
     ///   writes again), with the reason; the daemon turns it into the service's `STATUS=`.
@@ -236,8 +249,12 @@ public actor Bridge {
 
     /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
     /// removed accounts go offline and their retained topics are cleared.
-    public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour) {
+    /// `configHash`/`configDocument`: the reloaded file's (nil keeps the current ones).
+    public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour, configHash: String? = nil,
+                            configDocument: JSONValue? = nil) {
         stopPolling()
+        if let configHash { settings.configHash = configHash }
+        if let configDocument { settings.configDocument = configDocument }
         let newNames = Set(newAccounts.map(\.name))
         for id in devices.ids where !newNames.contains(devices[id]!.account) { removeDevice(id) }
         for name in accounts.keys where !newNames.contains(name) {
@@ -273,6 +290,7 @@ public actor Bridge {
         case .lease(let key): leaseDue(key)
         case .trigger(let name): apply(triggers.timerDue(name, now: clock.now(), localTime: settings.localTime))
         case .readBack(let account, let device): startReadBack(account: account, device: device)
+        case .logLevelBack: logLevelBack()
         case .rediscovery: rediscover()
         case .background(let name): startBackgroundRead(name)
         case .storeProbe: probeStore()
@@ -312,6 +330,7 @@ public actor Bridge {
         for topic in triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
         if let status = discovery.statusTopic { mqtt.subscribe(status, qos: 1) }
         subscribePush()
+        mqtt.subscribe(topics.bridgeRequestFilter, qos: 1)
         retained.remember(topics.bridgeState, JSONValue.object(["state": "online"]).bytes)
         publishHealth()
         // Configs before states, so Home Assistant knows an entity before its first value arrives.
@@ -397,6 +416,11 @@ public actor Bridge {
     }
 
     func publishHealth() {
+        retained.publish(topics.bridgeHealth, healthJSON(), stamp: clock.now())
+    }
+
+    /// `bridge/health`'s payload, also part of the status document.
+    func healthJSON() -> JSONValue {
         var o = processStats()
         o["uptime_s"] = .number((clock.now() - startedAt).rounded())
         // Ready: the bridge can take commands and keep its promises (a store that cannot write cannot).
@@ -414,7 +438,7 @@ public actor Bridge {
         let m = mqtt.counters
         o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
                      "received": .int(m.received)]
-        retained.publish(topics.bridgeHealth, .object(o), stamp: clock.now())
+        return .object(o)
     }
 
     /// Persists one bridge-local setting (nil deletes it).

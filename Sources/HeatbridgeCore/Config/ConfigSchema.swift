@@ -322,3 +322,44 @@ public struct HeatbridgeConfig: Sendable, Equatable {
     }
 }
 
+
+extension ConfigNode {
+    /// The config as JSON for the `config` bridge request: scalars as the file spells them (plain numbers and
+    /// booleans typed), secrets redacted. Secrets are never inline (the decoder refuses them), so this is a second
+    /// line of defence: any key that names one without being a path to it (`*_file`, `*_credential`), and any
+    /// password in a URL, shows as `"<redacted>"`.
+    public var redactedJSON: JSONValue { redacted(key: nil) }
+
+    static let secretWords = ["password", "secret", "token", "api_key", "private"]
+
+    /// `scheme://user:pass@host…` → `scheme://<redacted>@host…`; nil when there is no userinfo.
+    static func withoutUserinfo(_ text: String) -> String? {
+        let chars = Array(text)
+        var i = 0
+        while i + 2 < chars.count, !(chars[i] == ":" && chars[i + 1] == "/" && chars[i + 2] == "/") { i += 1 }
+        guard i + 2 < chars.count else { return nil }
+        let start = i + 3
+        guard let at = chars[start...].firstIndex(of: "@"), !chars[start..<at].contains("/") else { return nil }
+        return String(chars[..<start]) + "<redacted>@" + String(chars[(at + 1)...])
+    }
+
+    private func redacted(key: String?) -> JSONValue {
+        switch self {
+        case .scalar(let text, _, let plain):
+            if let key, !key.hasSuffix("_file"), !key.hasSuffix("_credential"),
+               Self.secretWords.contains(where: { key.lowercased().contains($0) }) {
+                return "<redacted>"
+            }
+            if let url = Self.withoutUserinfo(text) { return .string(url) }
+            guard plain else { return .string(text) }
+            if text == "true" || text == "false" { return .bool(text == "true") }
+            if text == "null" || text == "~" { return .null }
+            if let d = Double(text), !text.hasPrefix("0x") { return .number(d) }
+            return .string(text)
+        case .mapping(let members, _):
+            return .object(Dictionary(members.map { ($0.key, $0.value.redacted(key: $0.key)) }, uniquingKeysWith: { a, _ in a }))
+        case .sequence(let items, _):
+            return .array(items.map { $0.redacted(key: key) })
+        }
+    }
+}

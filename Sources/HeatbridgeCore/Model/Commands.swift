@@ -45,6 +45,10 @@ public struct ResultCode: RawRepresentable, Sendable, Equatable, Hashable, Custo
     public static let safetyLimit = ResultCode(rawValue: "SAFETY_LIMIT")
     /// An energy history request for a device that has no meter (its vendor reports no energy).
     public static let noMeter = ResultCode(rawValue: "NO_METER")
+    /// `bridge/request/<name>` with a name the bridge does not answer.
+    public static let unknownRequest = ResultCode(rawValue: "UNKNOWN_REQUEST")
+    /// A bridge request published retained: not carried out (it would run again at every reconnect).
+    public static let retainedRequest = ResultCode(rawValue: "RETAINED_REQUEST")
 }
 
 /// A command as it moves through the pipeline and the store.

@@ -12,6 +12,16 @@ public struct TopicLayout: Sendable, Equatable {
     /// Local triggers with their state and next fire times.
     public var bridgeTriggers: String { "\(base)/bridge/triggers" }
     public func account(_ name: String) -> String { "\(base)/bridge/account/\(name)" }
+    /// Bridge requests (`status`, `poll`, …) and where each is answered.
+    public var bridgeRequestFilter: String { "\(base)/bridge/request/+" }
+    public func bridgeResponse(_ name: String) -> String { "\(base)/bridge/response/\(name)" }
+    /// The name of a bridge request topic, or nil for any other topic.
+    public func parseBridgeRequest(_ topic: String) -> String? {
+        let prefix = base + "/bridge/request/"
+        guard topic.hasPrefix(prefix) else { return nil }
+        let name = topic.dropFirst(prefix.count)
+        return name.contains("/") ? nil : String(name)
+    }
     public func deviceState(_ device: String) -> String { "\(base)/\(device)/state" }
     public func availability(_ device: String) -> String { "\(base)/\(device)/availability" }
     public func nodeState(_ device: String, _ node: String) -> String { "\(base)/\(device)/\(node)/state" }
