@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "HeatbridgeStore", dependencies: ["HeatbridgeCore", "CSQLite"]),
         .target(name: "HeatbridgeConfig", dependencies: ["HeatbridgeCore", "CYAML"]),
         .target(name: "HeatbridgeSystem", dependencies: ["HeatbridgeCore"]),
+        // The box's own HTTP listener (status page, /metrics): sockets and poll(2), no server stack (footprint).
+        .target(name: "HeatbridgeWeb"),
         .target(name: "VendorBosch", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorPodero", dependencies: ["HeatbridgeCore"]),
         .target(name: "VendorHomeSmartlink", dependencies: ["HeatbridgeCore"]),
@@ -41,7 +43,7 @@ let package = Package(
             name: "heatbridge",
             dependencies: [
                 "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
-                "HeatbridgeSystem", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", "HeatbridgeVendors",
+                "HeatbridgeSystem", "HeatbridgeWeb", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", "HeatbridgeVendors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

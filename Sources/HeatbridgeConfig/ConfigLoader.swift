@@ -46,9 +46,26 @@ public enum ConfigLoader {
             }
         }
         for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
+        if let token = config?.http.token, let problem = tokenProblem(token, environment: environment, file: path) { all.append(problem) }
         if let c = config, let problem = storeDirectoryProblem(c.store.path, root: root, file: path) { all.append(problem) }
         guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8)), document: root.redactedJSON))
+    }
+
+    /// The status page's token: long enough not to be guessed, and in a file only the daemon reads (mode 0600).
+    static func tokenProblem(_ ref: SecretRef, environment: [String: String], file: String) -> ConfigDiagnostic? {
+        if case .file(let p) = ref.source {
+            var st = stat()
+            if stat(p, &st) == 0, st.st_mode & 0o077 != 0 {
+                return ConfigDiagnostic(file: file, mark: ref.mark, message: "token_file \(p) is readable by others (mode \(String(st.st_mode & 0o777, radix: 8)))",
+                                        hint: "chmod 600 \(p)")
+            }
+        }
+        if case .success(let token) = readSecret(ref, environment: environment), token.count < 16 {
+            return ConfigDiagnostic(file: file, mark: ref.mark, message: "the HTTP token is \(token.count) characters; at least 16",
+                                    hint: "e.g. openssl rand -hex 24 > the token file")
+        }
+        return nil
     }
 
     /// `client_key_credential` → `client_key_file` in `$CREDENTIALS_DIRECTORY` (systemd's LoadCredential=, which

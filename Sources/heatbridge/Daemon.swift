@@ -51,8 +51,9 @@ enum Daemon {
         }
         // HEATBRIDGE_HTTP_IDLE_HANDLES=0 turns connection reuse off: what Scripts/bench compares against.
         let http = CurlTransport(maxIdleHandles: env["HEATBRIDGE_HTTP_IDLE_HANDLES"].flatMap(Int.init) ?? 4)
+        let requestMetrics = RequestMetrics()
         let accounts: [AccountRuntime]
-        switch makeAccounts(config, environment: env, transport: http, store: store, logger: logger) {
+        switch makeAccounts(config, environment: env, transport: http, store: store, logger: logger, metrics: requestMetrics) {
         case .success(let a): accounts = a
         case .failure(let why):
             logger.critical("cannot set up accounts", metadata: ["error": "\(why)"])
@@ -97,7 +98,9 @@ enum Daemon {
                 SDNotify.send(ready ? "STATUS=Bridging \(accounts.count) account(s); the store writes again"
                                     : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
             })
-        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger)
+        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger,
+                                metrics: requestMetrics)
+        let web = StatusListener.start(config.http, bridge: bridge, metrics: requestMetrics, environment: env, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
         let testClock = TestClockHook(environment: env)
 
@@ -140,6 +143,7 @@ enum Daemon {
             await stop.wait()
             group.cancelAll()
         }
+        web?.stop()
         await bridge.publishOffline()
         mqtt.flush(timeoutS: 2)
         mqtt.shutdown()
@@ -201,8 +205,9 @@ enum Daemon {
     }
 
     /// One adapter per configured account, each built by its vendor's module.
+    /// `metrics`: each account's requests are timed into it (`/metrics`).
     static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
-                             store: SQLiteStore, logger: Logger) -> Result<[AccountRuntime], SetupError> {
+                             store: SQLiteStore, logger: Logger, metrics: RequestMetrics? = nil) -> Result<[AccountRuntime], SetupError> {
         var context = vendorContext(transport: transport, store: store, environment: env)
         context.fleetBoxes = config.fleet.boxes
         var accounts: [AccountRuntime] = []
@@ -217,6 +222,7 @@ enum Daemon {
             }
             var accountContext = context
             if a.connection != ConnectionOptions() { accountContext.transport = AccountTransport(transport, options: a.connection) }
+            if let metrics { accountContext.transport = MeasuredTransport(accountContext.transport, account: a.name, metrics: metrics) }
             switch module.makeAdapter(a, context: accountContext) {
             case .success(let adapter):
                 accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
@@ -240,8 +246,11 @@ actor Reloader {
     let transport: any HTTPTransport
     let store: SQLiteStore
     let logger: Logger
+    let metrics: RequestMetrics?
 
-    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, store: SQLiteStore, logger: Logger) {
+    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, store: SQLiteStore, logger: Logger,
+         metrics: RequestMetrics? = nil) {
+        self.metrics = metrics
         self.store = store
         self.path = path
         self.current = current
@@ -261,7 +270,8 @@ actor Reloader {
             SDNotify.send("READY=1\nSTATUS=Reload refused: \(errors.diagnostics.count) config error(s); running on the previous config")
         case .success(let loaded):
             let new = loaded.config
-            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, store: store, logger: logger) else {
+            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, store: store, logger: logger,
+                                                                    metrics: metrics) else {
                 logger.error("reload refused: cannot set up the new accounts")
                 SDNotify.send("READY=1\nSTATUS=Reload refused: cannot set up the new accounts")
                 return
@@ -270,6 +280,7 @@ actor Reloader {
             if new.mqtt != current.mqtt { restartNeeded.append("mqtt") }
             if new.store != current.store { restartNeeded.append("store") }
             if new.homeAssistant != current.homeAssistant { restartNeeded.append("homeassistant") }
+            if new.http != current.http { restartNeeded.append("http") }
             currentLogLevel.withLock { $0 = Logger.Level(rawValue: new.log.level) ?? .info }
             configuredLogLevel.withLock { $0 = new.log.level }
             await bridge.reconfigure(accounts: accounts, behaviour: new.bridge, configHash: String(loaded.hash.prefix(12)),

@@ -40,7 +40,7 @@ extension Bridge {
     }
 
     /// Healthy: the store writes, the broker is connected, and no account is locked out or offline.
-    func healthCheck() -> JSONValue {
+    public func healthCheck() -> JSONValue {
         var problems: [String] = []
         if !storeHealth.writable { problems.append("the store cannot write") }
         if !mqttConnected { problems.append("the broker is not connected") }
@@ -135,7 +135,9 @@ extension Bridge {
         let deviceList: [JSONValue] = devices.ids.compactMap { id in
             guard let e = devices[id] else { return nil }
             let s = e.snapshot
-            return ["id": .string(id), "name": s.attributes["name"] ?? .null, "account": .string(e.account),
+            // The name Home Assistant shows for it, so the page and the dashboard agree.
+            let name = accounts[e.account]?.adapter.frontEndName(s).name
+            return ["id": .string(id), "name": .string(name), "account": .string(e.account),
                     "vendor": .string(accounts[e.account]?.vendor), "model": .string(s.model),
                     "online": s.online.map(JSONValue.bool) ?? .null, "source": .string(e.source),
                     "updated_at": .string(Timestamp.iso8601(e.updatedAt)), "age_s": .number((now - e.updatedAt).rounded()),

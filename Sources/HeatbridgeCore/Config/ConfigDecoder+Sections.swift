@@ -3,7 +3,7 @@ extension ConfigDecoder {
     mutating func decodeRoot(_ root: ConfigNode) -> HeatbridgeConfig {
         var config = HeatbridgeConfig()
         guard let top = mapping(root, path: "the file") else { return config }
-        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits", "fleet"]
+        let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits", "fleet", "http"]
         checkKeys(top, known: known, section: "top level")
         if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
@@ -50,6 +50,24 @@ extension ConfigDecoder {
         if let n = value(top, "store"), let m = mapping(n, path: "store") {
             checkKeys(m, known: ["path"], section: "store")
             if let p = string(m, "path") { config.store.path = p }
+        }
+        if let n = value(top, "http"), let m = mapping(n, path: "http") {
+            checkKeys(m, known: ["listen", "port", "token_file", "token_credential"], section: "http", inlineSecrets: ["token": "token_file"])
+            if let (l, mark) = stringWithMark(m, "listen") {
+                let ok = !l.isEmpty && l.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x3a || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) } || l == "localhost"
+                if ok { config.http.listen = l } else {
+                    error(mark, "\"listen\" must be an IP address, found \(ConfigText.echo(l))", hint: "127.0.0.1 (this box only), 0.0.0.0 (every interface) or one LAN address")
+                }
+                config.http.listenMark = mark
+            }
+            if let p = number(m, "port", range: 0...65_535) {
+                if p.rounded() != p { error(n.mark, "\"port\" must be a whole number") } else { config.http.port = Int(p) }
+            }
+            config.http.token = secret(m, base: "token")
+            if config.http.port != 0, !HTTPConfig.isLoopback(config.http.listen), config.http.token == nil {
+                error(config.http.listenMark ?? n.mark, "listening on \(config.http.listen) needs a token: anyone on the LAN could read the box's status",
+                      hint: "add token_file: /etc/heatbridge/http.token (mode 0600, e.g. from `openssl rand -hex 24`), or listen: 127.0.0.1")
+            }
         }
         if let n = value(top, "fleet"), let m = mapping(n, path: "fleet") {
             checkKeys(m, known: ["boxes"], section: "fleet")

@@ -303,7 +303,27 @@ public struct FleetConfig: Sendable, Equatable {
     public init(boxes: Int? = nil) { self.boxes = boxes }
 }
 
+/// `http:`: the local listener (status page, `/metrics`, `/healthz`).
+public struct HTTPConfig: Sendable, Equatable {
+    /// The address to bind: loopback by default; any other address needs `token`.
+    public var listen = "127.0.0.1"
+    /// 0 turns the listener off.
+    public var port = 8787
+    /// `token_file`/`token_credential`: the bearer token every request must carry (required off loopback).
+    public var token: SecretRef?
+    public var listenMark: SourceMark?
+    public init() {}
+
+    public static let defaultPort = 8787
+
+    /// Whether `listen` reaches only this machine.
+    public static func isLoopback(_ address: String) -> Bool {
+        address == "localhost" || address == "::1" || address.hasPrefix("127.")
+    }
+}
+
 public struct HeatbridgeConfig: Sendable, Equatable {
+    public var http = HTTPConfig()
     public var homeAssistant = HomeAssistantConfig()
     public var mqtt = MQTTConfig()
     public var store = StoreConfig()
@@ -317,6 +337,7 @@ public struct HeatbridgeConfig: Sendable, Equatable {
     public var secretRefs: [SecretRef] {
         var refs: [SecretRef] = []
         if let p = mqtt.password { refs.append(p) }
+        if let t = http.token { refs.append(t) }
         for a in accounts { refs += a.vendorSettings.secretRefs }
         return refs
     }
