@@ -327,6 +327,38 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ok.config.homeAssistant.prefix, "homeassistant")
     }
 
+    /// The status page: loopback by default; the LAN only with a token in a file only heatbridge reads.
+    func testHTTPListenerNeedsATokenOffLoopback() throws {
+        let ok = try ConfigLoader.load(path: write("h0.yaml", "mqtt: {url: \"mqtt://h\"}\n"), environment: [:]).get()
+        XCTAssertEqual(ok.config.http.listen, "127.0.0.1")
+        XCTAssertEqual(ok.config.http.port, 8787)
+        XCTAssertNil(ok.config.http.token)
+        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0}\n").map(\.message),
+                       ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status"])
+        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token: abcdefabcdefabcdef}\n").map(\.message),
+                       ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status", "inline secret \"token\" is not allowed in http"])
+        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: lan, port: 99999}\n").map(\.message),
+                       ["\"listen\" must be an IP address, found \"lan\"", "\"port\" must be within 0…65535, found \"99999\""])
+        let open = write("open.token", "0123456789abcdef0123\n")
+        chmod(open, 0o644)
+        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(open)}\n").map(\.message),
+                       ["token_file \(open) is readable by others (mode 644)"])
+        let short = write("short.token", "abc\n")
+        chmod(short, 0o600)
+        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(short)}\n").map(\.message),
+                       ["the HTTP token is 3 characters; at least 16"])
+        let good = write("good.token", "0123456789abcdef0123\n")
+        chmod(good, 0o600)
+        let lan = try ConfigLoader.load(path: write("h1.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 9100, token_file: \(good)}\n"),
+                                        environment: [:]).get()
+        XCTAssertEqual(lan.config.http.port, 9100)
+        XCTAssertNotNil(lan.config.http.token)
+        XCTAssertEqual(lan.document["http"]?["token_file"]?.stringValue, good, "the config answer names the file, not the token")
+        XCTAssertFalse(lan.document.serialized.contains("0123456789abcdef0123"))
+        let off = try ConfigLoader.load(path: write("h2.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 0}\n"), environment: [:]).get()
+        XCTAssertEqual(off.config.http.port, 0, "port 0 turns the listener off, and off needs no token")
+    }
+
     func testYAMLSyntaxErrorsAndUnsupportedFeatures() {
         XCTAssertEqual(diagnostics("mqtt:\n  url: 'x\n").first?.mark.line, 3)
         XCTAssertTrue(diagnostics("a: &x 1\nb: *x\n").first?.message.contains("anchors") ?? false)

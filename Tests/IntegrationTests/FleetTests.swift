@@ -43,6 +43,8 @@ final class FleetTests: XCTestCase {
                     timeout_s: 10\(push)
                 log:
                   level: notice
+                http:
+                  port: 0
                 """.write(to: config, atomically: true, encoding: .utf8)
             let p = try h.launch(Harness.binary("heatbridge"), ["run", "--config", config.path], log: "box\(k).log")
             boxes.append(Box(k: k, gateway: gw, process: p, base: brokerPorts == nil ? "box\(k)" : "heatbridge"))

@@ -200,6 +200,8 @@ final class Harness: @unchecked Sendable {
             log:
               level: \(logLevel)
             """ + extraSections
+            // The listener is on by default (127.0.0.1:8787); each test's daemon gets a port of its own.
+            + (extraSections.contains("\nhttp:") ? "" : "\nhttp:\n  port: \(try Self.freePort())\n")
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
