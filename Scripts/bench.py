@@ -5,6 +5,7 @@ import paho.mqtt.client as mqtt
 p = argparse.ArgumentParser()
 p.add_argument("--daemon"); p.add_argument("--config"); p.add_argument("--mqtt-port", type=int)
 p.add_argument("--commands", type=int, default=200); p.add_argument("--out")
+p.add_argument("--http-port", type=int, default=0)
 a = p.parse_args()
 
 lock = threading.Condition()
@@ -92,6 +93,17 @@ charge = round_trips(topic + "/set", topic + "/result",
 failed = sum(1 for t, tp, pl in seen if tp == topic + "/result" and b'"status":"failed"' in pl)
 floor = round_trips("bench/floor", "bench/floor", lambda cid: cid.encode(), lambda pl, cid: pl == cid.encode(), a.commands)
 rss_after_kb = proc_kb("VmRSS", f"/proc/{daemon.pid}/status")
+
+# The status page and /metrics under use: 200 loads of each, their latency and what they leave in memory.
+http_ms, rss_after_http_kb = [], 0
+if a.http_port:
+    import urllib.request
+    for i in range(400):
+        path = "/metrics" if i % 2 == 0 else "/"
+        t = time.monotonic()
+        urllib.request.urlopen(f"http://127.0.0.1:{a.http_port}{path}", timeout=5).read()
+        http_ms.append((time.monotonic() - t) * 1000)
+    rss_after_http_kb = proc_kb("VmRSS", f"/proc/{daemon.pid}/status")
 daemon.terminate()
 daemon.wait(timeout=10)
 
@@ -113,6 +125,8 @@ result = {
     "startup_to_first_publish_ms": round(startup_ms, 1), "startup_to_device_state_ms": round(ready_ms, 1),
     "charge_commands": a.commands, "charge_failed": failed,
     "charge_roundtrip_ms": {"p50": round(pct(charge, 50), 2), "p99": round(pct(charge, 99), 2), "max": round(max(charge), 2)},
+    "http_requests": len(http_ms), "rss_after_http_kb": rss_after_http_kb,
+    "http_ms": {"p50": round(pct(http_ms, 50), 2), "p99": round(pct(http_ms, 99), 2)} if http_ms else None,
     "mqtt_floor_roundtrip_ms": {"p50": round(pct(floor, 50), 2), "p99": round(pct(floor, 99), 2), "max": round(max(floor), 2)},
 }
 json.dump(result, open(a.out, "w"), indent=2)
@@ -125,6 +139,9 @@ rows = [
     ("charge failures", str(failed)),
     ("floor pub -> sub p50", f"{pct(floor, 50):.2f} ms"), ("floor pub -> sub p99", f"{pct(floor, 99):.2f} ms"),
 ]
+if http_ms:
+    rows += [("status page + /metrics p50 / p99", f"{pct(http_ms, 50):.2f} / {pct(http_ms, 99):.2f} ms"),
+             (f"RSS after {len(http_ms)} page and metrics loads", f"{rss_after_http_kb / 1024:.1f} MiB")]
 w = max(len(r[0]) for r in rows)
 print()
 for k, v in rows:
