@@ -1,31 +1,20 @@
 import HeatbridgeCore
 
-/// Executing validated commands, the values leases restore, and the read-back after a restart.
+/// How each capability is sent and read back (the handlers in `BoschAdapter+Capabilities.swift` call these).
 extension BoschAdapter {
-    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
-        if command.capability == "target" { return try await execute(try await resolveTarget(command, device: device), device: device) }
-        if command.capability == "schedule" { return try await writeSchedule(command, device: device) }
-        if BoschNode.isSystem(command.node) { return try await executeSystem(command, device: device) }
-        if command.capability == "heat-curve" {
-            let p = command.params
-            let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
-                                           maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
-                                           endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
-                                           roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
-            _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
-                               remoteControl: true)
-            return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
-                .joined(separator: ", ")
-        }
-        if BoschNode.isHeatingCircuit(command.node), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
-            return try await patchHeatingCircuit(command, device: device)
-        }
-        if BoschNode.isDhwCircuit(command.node), command.capability == "mode" || command.capability == "setpoint" {
-            return try await patchDhwCircuit(command, device: device)
-        }
-        guard command.capability == "charge", BoschNode.isDhwCircuit(command.node) else {
-            throw CloudError(.rejected, message: "\(command.capability) is not implemented for Bosch")
-        }
+    func patchHeatCurve(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let p = command.params
+        let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
+                                       maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
+                                       endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
+                                       roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
+        _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
+                           remoteControl: true)
+        return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
+            .joined(separator: ", ")
+    }
+
+    func patchCharge(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let circuit = BoschNode.circuit(command.node)
         let start = command.params["action"]?.stringValue == "start"
         let minutes = command.params["duration_min"]?.intValue
@@ -35,28 +24,33 @@ extension BoschAdapter {
         return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
     }
 
-    func executeSystem(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+    func setDateTime(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let gw = device.vendorId
+        guard let value = command.params["date_time"]?.stringValue ?? clock.map({ Self.localDateTime($0.now(), localTime) }) else {
+            throw CloudError(.rejected, message: "no clock to sync the gateway to")
+        }
+        _ = try await call("PUT", BoschWire.Path.dateTime(gw), body: BoschWire.encode(BoschWire.DateTime(dateTime: value)), remoteControl: true)
+        await answers?.forget(BoschWire.Path.dateTime(gw))
+        return "gateway clock set to \(value)"
+    }
+
+    func detect(device: DeviceSnapshot) async throws(CloudError) -> String? {
+        _ = try await call("POST", BoschWire.Path.components(device.vendorId))
+        // The next poll reads the components again instead of the hour-old list.
+        await answers?.forget(BoschWire.Path.components(device.vendorId))
+        return "system detection started; components are read again on the next poll"
+    }
+
+    func setSilentMode(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let mode = command.params["mode"]?.stringValue ?? BoschWire.silentModeOff
+        _ = try await call("PATCH", BoschWire.Path.silentMode(device.vendorId), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)),
+                           remoteControl: true)
+        return "silent mode \(mode.lowercased())"
+    }
+
+    func holiday(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let p = command.params
         let gw = device.vendorId
-        if command.capability == "date-time" {
-            guard let value = p["date_time"]?.stringValue ?? clock.map({ Self.localDateTime($0.now(), localTime) }) else {
-                throw CloudError(.rejected, message: "no clock to sync the gateway to")
-            }
-            _ = try await call("PUT", BoschWire.Path.dateTime(gw), body: BoschWire.encode(BoschWire.DateTime(dateTime: value)), remoteControl: true)
-            await answers?.forget(BoschWire.Path.dateTime(gw))
-            return "gateway clock set to \(value)"
-        }
-        if command.capability == "detect" {
-            _ = try await call("POST", BoschWire.Path.components(gw))
-            // The next poll reads the components again instead of the hour-old list.
-            await answers?.forget(BoschWire.Path.components(gw))
-            return "system detection started; components are read again on the next poll"
-        }
-        if command.capability == "silent-mode" {
-            let mode = p["mode"]?.stringValue ?? BoschWire.silentModeOff
-            _ = try await call("PATCH", BoschWire.Path.silentMode(gw), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)), remoteControl: true)
-            return "silent mode \(mode.lowercased())"
-        }
         if p["action"]?.stringValue == "delete", let id = p["id"]?.stringValue {
             _ = try await call("DELETE", BoschWire.Path.holidayMode(gw, id), remoteControl: true)
             return "holiday mode \(id) deleted"
@@ -69,17 +63,22 @@ extension BoschAdapter {
         return "holiday mode \(id ?? "") \(h.startDate)…\(h.endDate) for \(h.assignedTo.joined(separator: ", "))"
     }
 
-    func patchHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+    /// The auto mode's time program (`program`) or level temperatures (`levels`).
+    func patchAutoMode(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let p = command.params
+        let program = p["program"]?.stringValue
+        let levels = program == nil ? (p.objectValue ?? [:]).compactMapValues(\.doubleValue) : nil
+        let body = BoschWire.HeatingCircuitPatch(autoModeSettings: .init(timeProgramId: program, temperatureLevels: levels))
+        _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
+                           remoteControl: true)
+        if let program { return "time program \(program) selected" }
+        return "levels set: " + (levels ?? [:]).keys.sorted().map { "\($0) \(JSONValue.format(levels![$0]!)) °C" }.joined(separator: ", ")
+    }
+
+    /// A heating circuit's operation mode (`mode`) or manual setpoint (`setpoint`).
+    func patchHeatingMode(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let circuit = BoschNode.circuit(command.node)
         let patch: BoschWire.HeatingCircuitPatch
-        if command.capability == "program" || command.capability == "levels" {
-            let p = command.params
-            let levels = command.capability == "levels" ? (p.objectValue ?? [:]).compactMapValues(\.doubleValue) : nil
-            let body = BoschWire.HeatingCircuitPatch(autoModeSettings: .init(timeProgramId: p["program"]?.stringValue, temperatureLevels: levels))
-            _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
-            if let program = p["program"]?.stringValue { return "time program \(program) selected" }
-            return "levels set: " + (levels ?? [:]).keys.sorted().map { "\($0) \(JSONValue.format(levels![$0]!)) °C" }.joined(separator: ", ")
-        }
         if let mode = command.params["mode"]?.stringValue {
             patch = .init(operationMode: mode)
         } else {
@@ -157,16 +156,6 @@ extension BoschAdapter {
         return "time program \(tp) written (\(points.count) switch points)"
     }
 
-    /// Leasable: circuit modes and the manual setpoint (the API has no end time for them).
-    public func restoreParams(node: String, capability: String, device: DeviceSnapshot) -> JSONValue? {
-        guard let state = device.nodes[node] else { return nil }
-        switch (BoschNode.kind(of: node), capability) {
-        case ("hc", "setpoint"): return state["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] }
-        case ("hc", "mode"), ("dhw", "mode"): return state["operation_mode"]?.stringValue.map { ["mode": .string($0)] }
-        default: return nil
-        }
-    }
-
     /// Bosch reads back every command whose repetition would matter; what `confirm` cannot tell (the clock,
     /// a detection run, a node it does not know) does no harm sent twice.
     public func resendWhenUnconfirmed(_ command: Command) -> Bool { true }
@@ -225,54 +214,42 @@ extension BoschAdapter {
         return c
     }
 
-    public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
-        if command.capability == "target" { return try await confirm(try await resolveTarget(command, device: device), device: device) }
-        if command.capability == "heat-curve" {
-            let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
-                                                 remoteControl: true))
-            return (command.params.objectValue ?? [:]).allSatisfy { k, v in
-                k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
-            }
+    func confirmHeatCurve(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
+                                             remoteControl: true))
+        return (command.params.objectValue ?? [:]).allSatisfy { k, v in
+            k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
         }
-        // Setting the clock again or re-running detection does no harm: send them again.
-        if command.capability == "date-time" || command.capability == "detect" { return nil }
-        if BoschNode.isSystem(command.node) {
-            let now = try await systemState(device.vendorId)
-            if command.capability == "silent-mode" { return now["silent_mode"]?.stringValue == command.params["mode"]?.stringValue?.lowercased() }
-            let holidays = now["holidays"]?.arrayValue ?? []
-            if command.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == command.params["id"] } }
-            return holidays.contains { $0["start"] == command.params["start"] && $0["end"] == command.params["end"] }
+    }
+
+    /// Mode, manual setpoint, time program or levels of a heating circuit, by the parameters the command has.
+    func confirmHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)),
+                               remoteControl: true)
+        let p = command.params
+        if let program = p["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
+        if let mode = p["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
+        if let setpoint = p["setpoint"]?.doubleValue { return hc.manualModeSettings?.setPointTemperature == setpoint }
+        let now = hc.autoModeSettings?.temperatureLevels ?? [:]
+        return (p.objectValue ?? [:]).allSatisfy { now[$0.key] == $0.value.doubleValue }
+    }
+
+    /// Mode or a level's setpoints of a DHW circuit.
+    func confirmDhwCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, BoschNode.circuit(command.node)),
+                              remoteControl: true)
+        if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
+        let s: BoschWire.DhwModeSettings?
+        switch command.params["level"]?.stringValue {
+        case "eco": s = d.ecoModeSettings
+        case "low": s = d.lowModeSettings
+        default: s = d.highModeSettings
         }
-        if BoschNode.isHeatingCircuit(command.node), ["mode", "setpoint", "program", "levels"].contains(command.capability) {
-            let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)),
-                                   remoteControl: true)
-            if let program = command.params["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
-            if command.capability == "levels" {
-                let now = hc.autoModeSettings?.temperatureLevels ?? [:]
-                return (command.params.objectValue ?? [:]).allSatisfy { now[$0.key] == $0.value.doubleValue }
-            }
-            if let mode = command.params["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
-            return hc.manualModeSettings?.setPointTemperature == command.params["setpoint"]?.doubleValue
-        }
-        if BoschNode.isDhwCircuit(command.node), command.capability == "mode" || command.capability == "setpoint" {
-            let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, BoschNode.circuit(command.node)),
-                                  remoteControl: true)
-            if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
-            let s: BoschWire.DhwModeSettings?
-            switch command.params["level"]?.stringValue {
-            case "eco": s = d.ecoModeSettings
-            case "low": s = d.lowModeSettings
-            default: s = d.highModeSettings
-            }
-            return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
-        }
-        if command.capability == "schedule" {
-            let (_, _, now) = try await currentProgram(command, device: device)
-            return now.json["days"] == command.params["days"]
-        }
-        guard command.capability == "charge", BoschNode.isDhwCircuit(command.node) else { return nil }
-        let circuit = BoschNode.circuit(command.node)
-        let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, circuit), remoteControl: true)
+        return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
+    }
+
+    func confirmCharge(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
+        let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, BoschNode.circuit(command.node)), remoteControl: true)
         if command.params["action"]?.stringValue == "start" {
             return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue
         }

@@ -1,102 +1,12 @@
 import HeatbridgeCore
 
-/// What each Bosch node accepts, checked locally before a command is accepted.
+/// The longer validations of Bosch capabilities (the handlers in `BoschAdapter+Capabilities.swift` call them).
 extension BoschAdapter {
     // MARK: commands
-
-    static let capabilities: [String: Set<String>] = ["dhw": ["charge", "mode", "setpoint", "schedule", "target"],
-                                                      "hc": ["schedule", "mode", "setpoint", "heat-curve", "program", "levels", "target"],
-                                                      "system": ["silent-mode", "holiday", "date-time", "detect"]]
 
     /// Week program limits. INFERRED: the HEMS-role docs allow 2 heating switch points per day on heat pumps;
     /// other controllers take more. 6 per day on a 15-minute grid is what the km200-family gateways accept.
     static let scheduleLimits = CapabilityValidation.ScheduleLimits(maxPointsPerDay: 6, gridMinutes: 15)
-
-    public func capabilities(of node: String) -> Set<String> {
-        Self.capabilities[BoschNode.kind(of: node)] ?? []
-    }
-
-    public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
-        let out = try Self.validate(node: node, capability: capability, body: body, device: device)
-        // A holiday that is over already would be stored and never act: refused, naming the field.
-        if capability == "holiday", out["action"]?.stringValue == "create", let clock,
-           let end = out["end"]?.stringValue, let endDay = Timestamp.day(end), endDay < localTime.components(clock.now()).day {
-            throw CommandRejection(.outOfRange, "\"end\" \(end) is in the past: the holiday would never take effect")
-        }
-        return out
-    }
-
-    /// Also what a trigger action is checked with at config time (`BoschModule.checkAction`).
-    static func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
-        guard device.nodes[node] != nil else {
-            let known = device.nodes.keys.sorted().joined(separator: ", ")
-            throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(known.isEmpty ? "none known" : known)")
-        }
-        let kind = BoschNode.kind(of: node)
-        guard Self.capabilities[kind]?.contains(capability) == true else {
-            let supported = (Self.capabilities[kind] ?? []).sorted().joined(separator: ", ")
-            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)\(supported.isEmpty ? "" : "; supported: \(supported)")")
-        }
-        switch (kind, capability) {
-        case ("hc", "schedule"), ("dhw", "schedule"):
-            return try CapabilityValidation.weekSchedule(body, current: device.schedules[node], limits: Self.scheduleLimits)
-        case ("system", "date-time"):
-            return try Self.validateDateTime(body, device: device)
-        case ("system", "detect"):
-            try CapabilityValidation.allowOnly(body, [])
-            return [:]
-        case ("hc", "mode"):
-            try CapabilityValidation.allowOnly(body, ["mode"])
-            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.heatingModes))]
-        case ("hc", "setpoint"):
-            try CapabilityValidation.allowOnly(body, ["setpoint"])
-            return ["setpoint": .number(try CapabilityValidation.temperature(body, "setpoint", BoschWire.roomSetpointRange))]
-        case ("dhw", "mode"):
-            try CapabilityValidation.allowOnly(body, ["mode"])
-            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.dhwModes))]
-        case ("dhw", "setpoint"):
-            try CapabilityValidation.allowOnly(body, ["level", "start", "stop"])
-            let level = try CapabilityValidation.oneOf(body, "level", BoschWire.dhwLevelModes).lowercased()
-            let start = try CapabilityValidation.temperature(body, "start", BoschWire.dhwSetpointRange)
-            let stop = try CapabilityValidation.temperature(body, "stop", BoschWire.dhwSetpointRange)
-            guard start < stop else {
-                throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
-            }
-            return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
-        case ("hc", "heat-curve"):
-            return try Self.validateHeatCurve(body, current: device.nodes[node]?["heat_curve"])
-        case ("hc", "program"):
-            try CapabilityValidation.allowOnly(body, ["program"])
-            guard device.nodes[node]?["time_program"]?.stringValue != nil else {
-                throw CommandRejection(.unsupported, "\(node) has no auto-mode time program (ISRC or older controller)")
-            }
-            return ["program": .string(try CapabilityValidation.oneOf(body, "program", BoschWire.heatingProgramIds))]
-        case ("hc", "levels"):
-            return try Self.validateLevels(body, current: device.nodes[node]?["levels"]?.objectValue)
-        case ("hc", "target"), ("dhw", "target"):
-            return try validateTarget(kind: kind, body: body)
-        case ("system", "silent-mode"):
-            try CapabilityValidation.allowOnly(body, ["mode"])
-            guard device.nodes[node]?["silent_mode"]?.stringValue != nil else {
-                throw CommandRejection(.unsupported, "this gateway has no silent mode")
-            }
-            return ["mode": .string(try CapabilityValidation.oneOf(body, "mode", BoschWire.silentModes))]
-        case ("system", "holiday"):
-            return try Self.validateHoliday(body, device: device)
-        default:
-            return try CapabilityValidation.dhwCharge(body)
-        }
-    }
-
-    /// `{"temperature":21}`: what the node aims at now (see `executeTarget`). Checked here against the
-    /// range and the last known mode; which setting it changes is decided when it runs, against the circuit
-    /// read fresh (a mode change just before it must count).
-    static func validateTarget(kind: String, body: [String: JSONValue]) throws(CommandRejection) -> JSONValue {
-        try CapabilityValidation.allowOnly(body, ["temperature"])
-        let range = kind == "hc" ? BoschWire.roomSetpointRange : BoschWire.dhwSetpointRange
-        let t = try CapabilityValidation.temperature(body, "temperature", range)
-        return ["temperature": .number(t)]
-    }
 
     /// `{"date_time":"2026-11-22T10:00:00"}` (the gateway's local time) or `{"sync":true}` (the box's local time
     /// when the command runs, so a queued sync is not stale).

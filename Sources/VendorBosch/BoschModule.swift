@@ -74,12 +74,9 @@ public struct BoschModule: VendorModule {
 }
 
 extension BoschModule {
-    /// As `BoschAdapter.restoreParams`: circuit modes and the manual setpoint.
+    /// What a lease can put back: the handlers with a `restore` (circuit modes and the manual setpoint).
     public func isLeasable(node: String, capability: String) -> Bool {
-        switch (BoschNode(node).map { _ in BoschNode.kind(of: node) }, capability) {
-        case ("hc", "setpoint"), ("hc", "mode"), ("dhw", "mode"): return true
-        default: return false
-        }
+        BoschNode(node) != nil && BoschAdapter.table(node)?[capability]?.restore != nil
     }
 
     /// Node kinds and capabilities as the adapter knows them; parameters through the adapter's own validation
@@ -89,14 +86,14 @@ extension BoschModule {
         guard BoschNode(node) != nil else {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a Bosch node; nodes are hc<N>, dhw<N> and system")
         }
-        let caps = BoschAdapter.capabilities[BoschNode.kind(of: node)] ?? []
+        let caps = BoschAdapter.table(node)?.names ?? []
         guard caps.contains(capability) else {
             return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(caps.sorted().joined(separator: ", "))")
         }
         if capability == "holiday" || capability == "schedule" { return nil }
         let device = DeviceSnapshot(id: "bosch-check", vendorId: "check", online: true, nodes: [node: .object([:])])
         return Self.parameterError { () throws(CommandRejection) in
-            _ = try BoschAdapter.validate(node: node, capability: capability, body: params, device: device)
+            _ = try BoschAdapter.validate(ValidationInput(body: params, node: node, device: device), capability: capability)
         }
     }
 }

@@ -6,22 +6,22 @@ extension PoderoAdapter {
     typealias Handler = CapabilityHandler<PoderoAdapter>
 
     static let handlers = CapabilityTable<PoderoAdapter>([
-        preference("optimization", validate: validateOptimization, restoreKeys: ["active", "level"],
+        preference("optimization", validate: { i throws(CommandRejection) in try validateOptimization(i.body, i.state) }, restoreKeys: ["active", "level"],
                    body: { _, p in fields(p, ["active": F.optimizationActive, "level": F.optimizationLevel]) },
                    message: { p, _ in
                        [p["active"]?.boolValue.map { $0 ? "smart optimisation on" : "smart optimisation off" },
                         p["level"]?.stringValue.map { "level \($0)" }].compactMap { $0 }.joined(separator: ", ")
                    }),
-        preference("comfort", validate: validateComfort,
+        preference("comfort", validate: { i throws(CommandRejection) in try validateComfort(i.body, i.state) },
                    // The comfort band's ends are room setpoints for the installer's limits.
                    facts: { p in CommandFacts(setpoints: ["min", "max"].compactMap { k in p[k]?.doubleValue.map { .init(k, $0) } }) },
                    restoreKeys: ["min", "max"],
                    body: { _, p in fields(p, ["min": F.comfortMin, "max": F.comfortMax]) },
                    message: { p, _ in degrees("comfort", p) }),
-        preference("dhw", validate: validateDhw, restoreKeys: ["standard", "minimum"],
+        preference("dhw", validate: { i throws(CommandRejection) in try validateDhw(i.body, i.state) }, restoreKeys: ["standard", "minimum"],
                    body: { _, p in fields(p, ["standard": F.dhwStandard, "minimum": F.dhwMinimum]) },
                    message: { p, _ in degrees("dhw", p) }),
-        preference("away", validate: { b, _, now throws(CommandRejection) in try validateAway(b, now: now) }, restoreKeys: nil,
+        preference("away", validate: { i throws(CommandRejection) in try validateAway(i.body, now: i.now ?? 0) }, restoreKeys: nil,
                    body: { a, p in
                        if p["action"]?.stringValue == "stop" { return [F.awayEnabled: false] }
                        var b: [String: JSONValue] = [F.awayEnabled: true, F.awayStart: p["start"] ?? .string(Timestamp.iso8601(a.clock.now())),
@@ -33,7 +33,7 @@ extension PoderoAdapter {
                    // A start computed at send time cannot be compared afterwards; the flag and the end can.
                    unverifiable: { p in p["start"] == nil ? [F.awayStart] : [] },
                    message: { p, _ in p["action"] != nil ? "away mode off" : "away mode until \(p["end"]?.stringValue ?? "?")" }),
-        preference("pause", validate: { b, _, now throws(CommandRejection) in try validatePause(b, now: now) }, restoreKeys: nil,
+        preference("pause", validate: { i throws(CommandRejection) in try validatePause(i.body, now: i.now ?? 0) }, restoreKeys: nil,
                    body: { a, p in
                        if p["action"]?.stringValue == "stop" { return [F.pauseActive: false] }
                        // Counted from when the pause is sent: a pause queued while the cloud was away lasts as asked.
@@ -106,10 +106,10 @@ extension PoderoAdapter {
     /// Also what a trigger action is checked with at config time (`PoderoModule.checkAction`).
     static func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot,
                          now: EpochSeconds) throws(CommandRejection) -> JSONValue {
-        guard node == Self.node, let state = device.nodes[node] else {
+        guard node == Self.node, device.nodes[node] != nil else {
             throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(Self.node)")
         }
-        return try handlers.handler(capability, node: node).validate(body, state, now)
+        return try handlers.handler(capability, node: node).validate(ValidationInput(body: body, node: node, device: device, now: now))
     }
 
     public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts {
@@ -141,7 +141,7 @@ extension PoderoAdapter {
 
     // MARK: validation
 
-    static func validateOptimization(_ body: [String: JSONValue], _ state: JSONValue, _ now: EpochSeconds) throws(CommandRejection) -> JSONValue {
+    static func validateOptimization(_ body: [String: JSONValue], _ state: JSONValue) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["active", "level"])
         var out: [String: JSONValue] = [:]
         if let a = try CapabilityValidation.optionalBool(body, "active") { out["active"] = .bool(a) }
@@ -150,7 +150,7 @@ extension PoderoAdapter {
         return .object(out)
     }
 
-    static func validateComfort(_ body: [String: JSONValue], _ state: JSONValue, _ now: EpochSeconds) throws(CommandRejection) -> JSONValue {
+    static func validateComfort(_ body: [String: JSONValue], _ state: JSONValue) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["min", "max"])
         let lo = try CapabilityValidation.optionalTemperature(body, "min", Self.comfortRange)
         let hi = try CapabilityValidation.optionalTemperature(body, "max", Self.comfortRange)
@@ -162,7 +162,7 @@ extension PoderoAdapter {
         return .object(out)
     }
 
-    static func validateDhw(_ body: [String: JSONValue], _ state: JSONValue, _ now: EpochSeconds) throws(CommandRejection) -> JSONValue {
+    static func validateDhw(_ body: [String: JSONValue], _ state: JSONValue) throws(CommandRejection) -> JSONValue {
         try CapabilityValidation.allowOnly(body, ["standard", "minimum"])
         let std = try CapabilityValidation.optionalTemperature(body, "standard", Self.dhwRange)
         let min = try CapabilityValidation.optionalTemperature(body, "minimum", Self.dhwRange)

@@ -53,7 +53,7 @@ final class BridgeTests: XCTestCase {
         _ = start()
         eventually("node state") { !mqtt.json("hb/fake-1/dhw1/state").isEmpty }
         eventually("connect handled") { !mqtt.json("hb/bridge/state").isEmpty }
-        XCTAssertEqual(mqtt.subscriptions.withLock { $0 }, ["hb/+/+/+/set"])
+        XCTAssertEqual(mqtt.subscriptions.withLock { $0 }, ["hb/+/+/+/set", "hb/bridge/request/+"])
         XCTAssertEqual(mqtt.json("hb/fake-1/state").last?["vendor"]?.stringValue, "fake")
         XCTAssertEqual(mqtt.on("hb/fake-1/availability").last, "online")
         XCTAssertEqual(mqtt.json("hb/fake-1/dhw1/state").last?["source"]?.stringValue, "cloud")

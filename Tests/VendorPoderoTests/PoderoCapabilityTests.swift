@@ -9,6 +9,11 @@ final class PoderoCapabilityTests: XCTestCase {
     let state: JSONValue = ["optimization": ["active": true, "level": "mid"], "comfort": ["min": 19, "max": 21.5],
                             "dhw": ["standard": 48, "minimum": 40]]
 
+    func input(_ body: [String: JSONValue]) -> ValidationInput {
+        ValidationInput(body: body, node: PoderoAdapter.node,
+                        device: DeviceSnapshot(id: "podero-x", vendorId: "x", online: true, nodes: [PoderoAdapter.node: state]), now: 1_800_000_000)
+    }
+
     func testEveryCapabilityIsRegisteredOnce() {
         XCTAssertEqual(PoderoAdapter.handlers.names, ["optimization", "comfort", "dhw", "away", "pause"])
         for (name, h) in PoderoAdapter.handlers.handlers { XCTAssertEqual(h.name, name) }
@@ -16,7 +21,7 @@ final class PoderoCapabilityTests: XCTestCase {
 
     func testEveryHandlerRefusesAnUnknownMember() {
         for (name, h) in PoderoAdapter.handlers.handlers {
-            XCTAssertThrowsError(try h.validate(["bogus": 1], state, 1_800_000_000), name) {
+            XCTAssertThrowsError(try h.validate(input(["bogus": 1])), name) {
                 XCTAssertEqual(($0 as? CommandRejection)?.code, .invalidPayload, name)
             }
         }
@@ -28,7 +33,7 @@ final class PoderoCapabilityTests: XCTestCase {
             XCTAssertEqual(module.isLeasable(node: PoderoAdapter.node, capability: name), h.restore != nil, name)
             guard let restore = h.restore else { continue }
             let params = try XCTUnwrap(restore(state), name)
-            XCTAssertNoThrow(try h.validate(params.objectValue ?? [:], state, 1_800_000_000), name)
+            XCTAssertNoThrow(try h.validate(input(params.objectValue ?? [:])), name)
         }
     }
 

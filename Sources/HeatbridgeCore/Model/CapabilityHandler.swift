@@ -1,11 +1,32 @@
+/// What a capability's validation sees: the command's body, the device it is for (the node's state and programs,
+/// the other nodes), and the time now and the box's local time, when there is a clock (not when a trigger action
+/// is checked at config time).
+public struct ValidationInput: Sendable {
+    public var body: [String: JSONValue]
+    public var node: String
+    public var device: DeviceSnapshot
+    public var now: EpochSeconds?
+    public var localTime: (any LocalTime)?
+
+    public init(body: [String: JSONValue], node: String, device: DeviceSnapshot, now: EpochSeconds? = nil, localTime: (any LocalTime)? = nil) {
+        self.body = body
+        self.node = node
+        self.device = device
+        self.now = now
+        self.localTime = localTime
+    }
+
+    /// The node's current state (`null` when the device has no such node).
+    public var state: JSONValue { device.nodes[node] ?? .null }
+}
+
 /// One capability of one node kind, complete: how its parameters are checked, what it means for the installer's
 /// limits, how a lease puts it back, how it is sent and how it is read back. A vendor registers one handler per
 /// capability in one table (`CapabilityTable`); its adapter's `validate`, `facts`, `restoreParams`, `execute` and
 /// `confirm` look the handler up, so a capability cannot be half-added: every part is a required argument here
 /// (zigbee2mqtt's converters keep a key's set and get together the same way).
 public struct CapabilityHandler<Adapter: Sendable>: Sendable {
-    /// Validation context: the command's body, the node's current state, the time now.
-    public typealias Validate = @Sendable (_ body: [String: JSONValue], _ node: JSONValue, _ now: EpochSeconds) throws(CommandRejection) -> JSONValue
+    public typealias Validate = @Sendable (_ input: ValidationInput) throws(CommandRejection) -> JSONValue
     public typealias Execute = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> String?
     public typealias Confirm = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> Bool?
 
