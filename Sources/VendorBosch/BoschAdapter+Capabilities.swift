@@ -12,18 +12,18 @@ extension BoschAdapter {
             try CapabilityValidation.allowOnly(i.body, ["mode"])
             return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.heatingModes))]
         }, facts: Handler.noFacts, restore: operationMode,
-           execute: { a, c, d throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
         Handler("setpoint", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, ["setpoint"])
             return ["setpoint": .number(try CapabilityValidation.temperature(i.body, "setpoint", BoschWire.roomSetpointRange))]
         }, facts: { p in CommandFacts(setpoints: p["setpoint"]?.doubleValue.map { [.init("setpoint", $0)] } ?? []) },
            restore: { node in node["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] } },
-           execute: { a, c, d throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
         Handler("heat-curve", validate: { i throws(CommandRejection) in try validateHeatCurve(i.body, current: i.state["heat_curve"]) },
                 facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d throws(CloudError) in try await a.patchHeatCurve(c, device: d) },
+                execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatCurve(c, device: d) },
                 confirm: { a, c, d throws(CloudError) in try await a.confirmHeatCurve(c, device: d) }),
         Handler("program", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, ["program"])
@@ -32,11 +32,11 @@ extension BoschAdapter {
             }
             return ["program": .string(try CapabilityValidation.oneOf(i.body, "program", BoschWire.heatingProgramIds))]
         }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.patchAutoMode(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
         Handler("levels", validate: { i throws(CommandRejection) in try validateLevels(i.body, current: i.state["levels"]?.objectValue) },
                 facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d throws(CloudError) in try await a.patchAutoMode(c, device: d) },
+                execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
                 confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
         // A heating target is a room setpoint whichever setting it lands in (the manual setpoint or a level).
         target(range: BoschWire.roomSetpointRange,
@@ -46,14 +46,14 @@ extension BoschAdapter {
     static let dhwCircuit = CapabilityTable<BoschAdapter>([
         Handler("charge", validate: { i throws(CommandRejection) in try CapabilityValidation.dhwCharge(i.body) },
                 facts: { p in p["action"]?.stringValue == "stop" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() }, restore: nil,
-                execute: { a, c, d throws(CloudError) in try await a.patchCharge(c, device: d) },
+                execute: { a, c, d, _ throws(CloudError) in try await a.patchCharge(c, device: d) },
                 confirm: { a, c, d throws(CloudError) in try await a.confirmCharge(c, device: d) }),
         Handler("mode", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, ["mode"])
             return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.dhwModes))]
         }, facts: { p in p["mode"]?.stringValue?.lowercased() == "off" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() },
            restore: operationMode,
-           execute: { a, c, d throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
         Handler("setpoint", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, ["level", "start", "stop"])
@@ -65,7 +65,7 @@ extension BoschAdapter {
             }
             return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
         }, facts: { p in CommandFacts(hotWaterTarget: p["stop"]?.doubleValue) }, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
         schedule(),
         target(range: BoschWire.dhwSetpointRange, facts: { p in CommandFacts(hotWaterTarget: p["temperature"]?.doubleValue) }),
@@ -77,7 +77,7 @@ extension BoschAdapter {
             guard i.state["silent_mode"]?.stringValue != nil else { throw CommandRejection(.unsupported, "this gateway has no silent mode") }
             return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.silentModes))]
         }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.setSilentMode(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.setSilentMode(c, device: d) },
            confirm: { a, c, d throws(CloudError) in
                try await a.systemState(d.vendorId)["silent_mode"]?.stringValue == c.params["mode"]?.stringValue?.lowercased()
            }),
@@ -90,7 +90,7 @@ extension BoschAdapter {
             }
             return out
         }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.holiday(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.holiday(c, device: d) },
            confirm: { a, c, d throws(CloudError) in
                let holidays = try await a.systemState(d.vendorId)["holidays"]?.arrayValue ?? []
                if c.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == c.params["id"] } }
@@ -99,12 +99,12 @@ extension BoschAdapter {
         // Setting the clock again or re-running detection does no harm: not read back (`nil`), sent again.
         Handler("date-time", validate: { i throws(CommandRejection) in try validateDateTime(i.body, device: i.device) },
                 facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d throws(CloudError) in try await a.setDateTime(c, device: d) }, confirm: { _, _, _ in nil }),
+                execute: { a, c, d, _ throws(CloudError) in try await a.setDateTime(c, device: d) }, confirm: { _, _, _ in nil }),
         Handler("detect", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, [])
             return [:]
         }, facts: Handler.noFacts, restore: nil,
-           execute: { a, _, d throws(CloudError) in try await a.detect(device: d) }, confirm: { _, _, _ in nil }),
+           execute: { a, _, d, _ throws(CloudError) in try await a.detect(device: d) }, confirm: { _, _, _ in nil }),
     ])
 
     /// The table of a node kind (`BoschNode.kind`): heat source nodes take no commands.
@@ -122,7 +122,7 @@ extension BoschAdapter {
         Handler("schedule", validate: { i throws(CommandRejection) in
             try CapabilityValidation.weekSchedule(i.body, current: i.device.schedules[i.node], limits: scheduleLimits)
         }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.writeSchedule(c, device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.writeSchedule(c, device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.currentProgram(c, device: d).program.json["days"] == c.params["days"] })
     }
 
@@ -134,7 +134,7 @@ extension BoschAdapter {
             try CapabilityValidation.allowOnly(i.body, ["temperature"])
             return ["temperature": .number(try CapabilityValidation.temperature(i.body, "temperature", range))]
         }, facts: facts, restore: nil,
-           execute: { a, c, d throws(CloudError) in try await a.execute(try await a.resolveTarget(c, device: d), device: d) },
+           execute: { a, c, d, _ throws(CloudError) in try await a.execute(try await a.resolveTarget(c, device: d), device: d) },
            confirm: { a, c, d throws(CloudError) in try await a.confirm(try await a.resolveTarget(c, device: d), device: d) })
     }
 
@@ -172,7 +172,7 @@ extension BoschAdapter {
         guard let h = Self.table(command.node)?[command.capability] else {
             throw CloudError(.rejected, message: "\(command.capability) is not a Bosch capability of \(command.node)")
         }
-        return try await h.execute(self, command, device)
+        return try await h.execute(self, command, device) { _, _ in }
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {

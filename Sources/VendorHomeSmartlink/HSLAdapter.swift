@@ -196,44 +196,8 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     // MARK: commands
 
-    /// HomeSmartlink cannot be read back for a derogation (a second one would be sent as another derogation):
-    /// such a command that may have reached the cloud ends `IN_DOUBT`. A second diagnosis request is harmless.
-    public func resendWhenUnconfirmed(_ command: Command) -> Bool { command.capability == "diagnosis" }
-
-    public func capabilities(of node: String) -> Set<String> {
-        Self.roomId(node) != nil ? ["derogation"] : node == Self.systemNode ? ["diagnosis"] : []
-    }
-
-    public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
-        guard device.nodes[node] != nil else {
-            let known = device.nodes.keys.sorted().joined(separator: ", ")
-            throw CommandRejection(.unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
-        }
-        if node == Self.systemNode {
-            guard capability == "diagnosis" else {
-                throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on system; supported: diagnosis")
-            }
-            try CapabilityValidation.allowOnly(body, [])
-            return [:]
-        }
-        guard capability == "derogation" else {
-            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: derogation")
-        }
-        return try DerogationRequest.validate(body, now: clock.now(), localTime: localTime)
-    }
-
-    public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
-        try await execute(command, device: device) { _, _ in }
-    }
-
-    public func execute(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
-        if command.node == Self.systemNode && command.capability == "diagnosis" {
-            // Done once requested: the result takes minutes, and waiting here would hold this home's
-            // derogations behind it. The polls fetch it and publish it in the system node state.
-            let mid = try await requestDiagnosis(home: device.vendorId)
-            await diagnoses.add(device.vendorId, messageId: mid, at: clock.now())
-            return "diagnosis requested (message \(mid)); the result appears in the system state when ready (about 5 min)"
-        }
+    /// One room's derogation: its windows, then the delivery report.
+    func derogateRoom(_ command: Command, device: DeviceSnapshot, progress: @escaping ProgressSink) async throws(CloudError) -> String? {
         guard let room = Self.roomId(command.node) else { throw CloudError(.rejected, message: "\(command.node) is not a room") }
         let windows = DerogationRequest.windows(command.params, now: clock.now(), localTime: localTime)
         guard let delta = command.params["delta"]?.intValue, !windows.isEmpty else {
@@ -246,13 +210,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     /// A group derogation: one call per window for every room of the group (the API wants all items of a call
     /// to share start and end), one delivery report; members in homes that did not acknowledge fail.
-    public func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
-                             progress: @escaping ProgressSink) async -> [MemberOutcome] {
+    func derogateGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
+                       progress: @escaping ProgressSink) async -> [MemberOutcome] {
         let keys = members.map { "\($0.device.id)/\($0.node)" }
         func all(_ e: CloudError?) -> [MemberOutcome] { keys.map { MemberOutcome(member: $0, error: e) } }
-        guard command.capability == "derogation" else {
-            return all(CloudError(.rejected, message: "\(command.capability) cannot be sent to a HomeSmartlink group"))
-        }
         var items: [(home: String, room: Int)] = []
         for m in members {
             guard let room = Self.roomId(m.node) else { return all(CloudError(.rejected, message: "\(m.node) is not a room")) }
@@ -269,6 +230,14 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         } catch {
             return all(error)
         }
+    }
+
+    /// Done once requested: the result takes minutes, and waiting here would hold this home's derogations
+    /// behind it. The polls fetch it and publish it in the system node state.
+    func startDiagnosis(device: DeviceSnapshot) async throws(CloudError) -> String? {
+        let mid = try await requestDiagnosis(home: device.vendorId)
+        await diagnoses.add(device.vendorId, messageId: mid, at: clock.now())
+        return "diagnosis requested (message \(mid)); the result appears in the system state when ready (about 5 min)"
     }
 
     /// One derogation call per window (the API wants one start and end per call), then the delivery report of

@@ -82,19 +82,14 @@ extension HSLModule {
     /// Rooms take derogations, `system` a diagnosis. A derogation's parameters are checked as at 00:00 UTC of
     /// a fixed day, so a window given by times is never "already over" here (it is checked when it fires).
     public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? {
-        let supported = HSLAdapter.roomId(node) != nil ? "derogation" : node == HSLAdapter.systemNode ? "diagnosis" : nil
-        guard let supported else {
+        guard let table = HSLAdapter.table(node) else {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a HomeSmartlink node; nodes are room-<id> and system")
         }
-        guard capability == supported else {
-            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(supported)")
-        }
+        let handler: CapabilityHandler<HSLAdapter>
+        do { handler = try table.handler(capability, node: node) } catch { return error }
+        let device = DeviceSnapshot(id: "hsl-check", vendorId: "check", online: true, nodes: [node: .object([:])])
         return Self.parameterError { () throws(CommandRejection) in
-            if capability == "diagnosis" {
-                try CapabilityValidation.allowOnly(params, [])
-            } else {
-                _ = try DerogationRequest.validate(params, now: Self.referenceDay, localTime: FixedOffsetTime(offsetS: 0))
-            }
+            _ = try handler.validate(ValidationInput(body: params, node: node, device: device, now: Self.referenceDay, localTime: FixedOffsetTime(offsetS: 0)))
         }
     }
 

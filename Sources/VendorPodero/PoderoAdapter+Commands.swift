@@ -62,7 +62,7 @@ extension PoderoAdapter {
                 return .object(o)
             }
         }
-        let execute: Handler.Execute = { (a: PoderoAdapter, c: Command, device: DeviceSnapshot) async throws(CloudError) -> String? in
+        let execute: Handler.Execute = { (a: PoderoAdapter, c: Command, device: DeviceSnapshot, _) async throws(CloudError) -> String? in
             let b = body(a, c.params)
             _ = try await a.client.request("PUT", try a.path(device), body: .object(b))
             return message(c.params, b)
@@ -124,7 +124,7 @@ extension PoderoAdapter {
 
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         guard let h = Self.handlers[command.capability] else { throw CloudError(.rejected, message: "\(command.capability) is not a Podero capability") }
-        return try await h.execute(self, command, device)
+        return try await h.execute(self, command, device) { _, _ in }
     }
 
     public func confirm(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {

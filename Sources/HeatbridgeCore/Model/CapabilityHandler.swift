@@ -27,7 +27,12 @@ public struct ValidationInput: Sendable {
 /// (zigbee2mqtt's converters keep a key's set and get together the same way).
 public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     public typealias Validate = @Sendable (_ input: ValidationInput) throws(CommandRejection) -> JSONValue
-    public typealias Execute = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> String?
+    /// `progress` publishes a non-terminal `progress` result, for commands whose delivery the cloud reports in steps.
+    public typealias Execute = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot,
+                                          _ progress: @escaping ProgressSink) async throws(CloudError) -> String?
+    /// One command for several members at once (a group), with one outcome per member.
+    public typealias ExecuteGroup = @Sendable (_ adapter: Adapter, _ command: Command, _ members: [(device: DeviceSnapshot, node: String)],
+                                               _ progress: @escaping ProgressSink) async -> [MemberOutcome]
     public typealias Confirm = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> Bool?
 
     public let name: String
@@ -41,9 +46,17 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     /// Whether the command already took effect (true/false) or cannot tell (nil): asked before a command that may
     /// have reached the cloud is sent again.
     public let confirm: Confirm
+    /// How a group command runs (nil: the capability cannot be sent to a group).
+    public let executeGroup: ExecuteGroup?
+    /// When `confirm` cannot tell: send it again (true: setting a clock, starting a diagnosis) or end `IN_DOUBT`
+    /// (false: a derogation sent twice is two derogations).
+    public let resendWhenUnconfirmed: Bool
 
     public init(_ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
-                restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm) {
+                restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm,
+                group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false) {
+        self.executeGroup = group
+        self.resendWhenUnconfirmed = resendWhenUnconfirmed
         self.name = name
         self.validate = validate
         self.facts = facts
