@@ -79,11 +79,11 @@ extension Bridge {
             return reject(CommandRejection(deviceError.code, "device \"\(device)\" cannot be read: \(deviceError.message)"))
         }
         var params = CommandIntake.parameters(body)
-        if capability == "charge-duration", entry.snapshot.nodes[node]?["charge"] != nil {
+        if capability == HotWaterCharge.durationSetting, entry.snapshot.nodes[node]?[HotWaterCharge.stateMember] != nil {
             return setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound)
         }
-        if capability == "charge", params["action"]?.stringValue == "start", params["duration_min"] == nil {
-            params["duration_min"] = .int(chargeDefault(device, node))
+        if capability == HotWaterCharge.capability, params["action"]?.stringValue == "start", params[HotWaterCharge.durationMember] == nil {
+            params[HotWaterCharge.durationMember] = .int(chargeDefault(device, node))
         }
         // Lease members are the bridge's, for capabilities the vendor cannot end by itself.
         var lease: LeaseRequest?

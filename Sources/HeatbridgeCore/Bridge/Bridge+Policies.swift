@@ -115,11 +115,11 @@ extension Bridge {
     func watchLegionella(_ snapshot: DeviceSnapshot, account: AccountRuntime, now: EpochSeconds) {
         let hotWater = snapshot.nodes.compactMap { node, state in account.adapter.hotWaterTarget(node: node, state: state).map { (node, $0) } }
         let o = limits.observe(device: snapshot.id, hotWater: hotWater.sorted { $0.0 < $1.0 },
-                               canCharge: { account.adapter.capabilities(of: $0).contains("charge") }, now: now)
+                               canCharge: { account.adapter.capabilities(of: $0).contains(HotWaterCharge.capability) }, now: now)
         for (key, value) in o.saves { saveSetting(key, value, what: "the legionella watch") }
         for (node, since) in o.charge {
             logger.warning("hot water low for too long: charging it", metadata: ["target": "\(snapshot.id)/\(node)", "since": "\(Timestamp.iso8601(since))"])
-            submit(Submission(target: Target(device: snapshot.id, node: node, capability: "charge"), id: "limit-legionella-\(Int64(now * 1000))",
+            submit(Submission(target: Target(device: snapshot.id, node: node, capability: HotWaterCharge.capability), id: "limit-legionella-\(Int64(now * 1000))",
                               body: ["action": "start"], source: .limit("legionella")))
         }
     }

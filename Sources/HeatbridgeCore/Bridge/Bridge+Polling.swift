@@ -265,9 +265,9 @@ extension Bridge {
         let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: staleAfter(account: e.account),
                               localTime: settings.localTime) { node, n in
             if let l = leases.state(device: id, node: node, now: now) { n["leases"] = l }
-            if case .object(var charge)? = n["charge"] {
+            if case .object(var charge)? = n[HotWaterCharge.stateMember] {
                 charge["default_duration_min"] = .int(chargeDefault(id, node))
-                n["charge"] = .object(charge)
+                n[HotWaterCharge.stateMember] = .object(charge)
             }
         }
         retained.publish(topics.deviceState(id), view.deviceState, stamp: stamp)

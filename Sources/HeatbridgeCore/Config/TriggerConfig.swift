@@ -176,7 +176,7 @@ extension ConfigDecoder {
             ? (groups[parts[1]] ?? []).map { ($0.device, $0.node) } : [(parts[0], parts[1])]
         var body = params
         body["valid_for_s"] = nil
-        for (device, member) in nodes where capability != "charge-duration" {
+        for (device, member) in nodes where capability != HotWaterCharge.durationSetting {
             guard let module = vendors.first(where: { device.hasPrefix($0.deviceIdPrefix) }) else { continue }
             var own = body
             var leaseError: CommandRejection?

@@ -39,7 +39,7 @@ struct DiscoveryPublisher {
         let config = d.deviceConfig(snapshot, names: adapter.frontEndName(snapshot), capabilities: { node in
             var caps = adapter.capabilities(of: node)
             // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
-            if caps.contains("charge") { caps.insert("charge-duration") }
+            if caps.contains(HotWaterCharge.capability) { caps.insert(HotWaterCharge.durationSetting) }
             return caps
         }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) },
            meter: (adapter as? any EnergyMetering)?.meterLayout(snapshot) ?? MeterLayout(power: false, counters: []))

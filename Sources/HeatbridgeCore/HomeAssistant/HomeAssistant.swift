@@ -71,11 +71,11 @@ public struct HomeAssistantDiscovery: Sendable {
             let entity = EntityContext(state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
                                        commandPrefix: "\(topics.base)/\(d.id)/\(node)/")
             for e in exposes(node, caps) { add(e, entity, into: &cmps) }
-            if caps.contains("charge-duration") {
+            if caps.contains(HotWaterCharge.durationSetting) {
                 let id = entity.uid("charge_duration")
                 cmps[id] = [
                     "p": "number", "unique_id": .string(id), "name": "Hot water charge duration",
-                    "command_topic": entity.set("charge-duration"), "command_template": #"{"minutes": {{ value | int }}}"#,
+                    "command_topic": entity.set(HotWaterCharge.durationSetting), "command_template": #"{"minutes": {{ value | int }}}"#,
                     "state_topic": .string(entity.state), "value_template": "{{ value_json.charge.default_duration_min }}",
                     "min": 5, "max": .int(CapabilityValidation.maxChargeMinutes), "step": 5, "unit_of_measurement": "min",
                     "entity_category": "config",

@@ -150,7 +150,8 @@ public enum CapabilityValidation {
 
     /// `{"action":"start","duration_min":N}` or `{"action":"stop"}` → normalised parameters.
     public static func dhwCharge(_ body: [String: JSONValue], defaultDurationMin: Int = 60) throws(CommandRejection) -> JSONValue {
-        try allowOnly(body, ["action", "duration_min"])
+        let duration = HotWaterCharge.durationMember
+        try allowOnly(body, ["action", duration])
         guard let actionValue = body["action"] else {
             throw CommandRejection(.invalidPayload, "missing \"action\" (\"start\" or \"stop\")")
         }
@@ -158,22 +159,22 @@ public enum CapabilityValidation {
             throw CommandRejection(.invalidPayload, "\"action\" must be \"start\" or \"stop\"")
         }
         if action == "stop" {
-            if body["duration_min"] != nil {
-                throw CommandRejection(.invalidPayload, "\"duration_min\" only goes with \"action\":\"start\"")
+            if body[duration] != nil {
+                throw CommandRejection(.invalidPayload, "\"\(duration)\" only goes with \"action\":\"start\"")
             }
             return ["action": "stop"]
         }
         var minutes = defaultDurationMin
-        if let d = body["duration_min"] {
+        if let d = body[duration] {
             guard let m = d.intValue else {
-                throw CommandRejection(.invalidPayload, "\"duration_min\" must be a whole number of minutes")
+                throw CommandRejection(.invalidPayload, "\"\(duration)\" must be a whole number of minutes")
             }
             guard (1...maxChargeMinutes).contains(m) else {
-                throw CommandRejection(.outOfRange, "\"duration_min\" must be 1…\(maxChargeMinutes), got \(m)")
+                throw CommandRejection(.outOfRange, "\"\(duration)\" must be 1…\(maxChargeMinutes), got \(m)")
             }
             minutes = m
         }
-        return ["action": "start", "duration_min": .int(minutes)]
+        return ["action": "start", duration: .int(minutes)]
     }
 
     /// Limits a vendor puts on week programs.
