@@ -26,6 +26,10 @@ public final class ManualClock: HeatbridgeCore.Clock {
     /// How many tasks are sleeping on this clock.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
+    /// The earliest time a sleeper wakes at (nil: none sleeps): lets a test wait until work it started has
+    /// scheduled what comes next, instead of guessing with a pause.
+    public var nextDeadline: EpochSeconds? { state.withLock { $0.sleepers.values.map(\.deadline).min() } }
+
     public func sleep(seconds: Double) async throws {
         let id = state.withLock { s -> Int in
             s.next += 1

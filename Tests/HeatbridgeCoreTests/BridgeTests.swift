@@ -145,9 +145,14 @@ final class BridgeTests: XCTestCase {
         // Second by second until the next (slow) poll sees it, at most the 8 s maximum.
         for _ in 0..<8 where mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue != 18 { await clock.advance(by: 1) }
         eventually("change seen") { mqtt.json("hb/fake-1/hc1/state").last?["setpoint"]?.doubleValue == 18 }
-        let before = polls()
-        await clock.advance(by: 2.5)
-        XCTAssertGreaterThanOrEqual(polls() - before, 2, "the rate did not come back after a change")
+        // Back to every second: twice, a second on the clock brings a poll. Each step first waits until the poll
+        // before it has scheduled the next (a sleeper a second away), so a slow machine cannot skip one.
+        for step in 1...2 {
+            let at = clock.now(), before = polls()
+            eventually("poll \(step) scheduled") { (clock.nextDeadline ?? .infinity) <= at + 1.001 }
+            await clock.advance(by: 1)
+            eventually("the rate came back after a change: poll \(step) a second later") { polls() > before }
+        }
     }
 
     func testRejections() {
