@@ -47,7 +47,9 @@ extension BoschAdapter {
         Handler("charge", validate: { i throws(CommandRejection) in try CapabilityValidation.dhwCharge(i.body) },
                 facts: { p in p["action"]?.stringValue == "stop" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() }, restore: nil,
                 execute: { a, c, d, _ throws(CloudError) in try await a.patchCharge(c, device: d) },
-                confirm: { a, c, d throws(CloudError) in try await a.confirmCharge(c, device: d) }),
+                confirm: { a, c, d throws(CloudError) in try await a.confirmCharge(c, device: d) },
+                // Its charge-status event reports it while push is live: no read-back then.
+                confirmedByEvents: true),
         Handler("mode", validate: { i throws(CommandRejection) in
             try CapabilityValidation.allowOnly(i.body, ["mode"])
             return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.dhwModes))]
@@ -95,7 +97,9 @@ extension BoschAdapter {
                let holidays = try await a.systemState(d.vendorId)["holidays"]?.arrayValue ?? []
                if c.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == c.params["id"] } }
                return holidays.contains { $0["start"] == c.params["start"] && $0["end"] == c.params["end"] }
-           }),
+           },
+           // It names the gateway's circuits: checked when it runs.
+           checkedAtConfig: { _ in false }),
         // Setting the clock again or re-running detection does no harm: not read back (`nil`), sent again.
         Handler("date-time", validate: { i throws(CommandRejection) in try validateDateTime(i.body, device: i.device) },
                 facts: Handler.noFacts, restore: nil,
@@ -123,7 +127,9 @@ extension BoschAdapter {
             try CapabilityValidation.weekSchedule(i.body, current: i.device.schedules[i.node], limits: scheduleLimits)
         }, facts: Handler.noFacts, restore: nil,
            execute: { a, c, d, _ throws(CloudError) in try await a.writeSchedule(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.currentProgram(c, device: d).program.json["days"] == c.params["days"] })
+           confirm: { a, c, d throws(CloudError) in try await a.currentProgram(c, device: d).program.json["days"] == c.params["days"] },
+           // It replaces the program it was read from: checked when it runs.
+           checkedAtConfig: { _ in false })
     }
 
     /// `{"temperature":21}`: what the circuit aims at now. Checked here against the range; which setting it

@@ -19,7 +19,7 @@ import HeatbridgeCore
 /// | anything else | device | `vendor.<data point>` (and counted as unknown) |
 extension BoschAdapter: PushDecoding {
     /// `hvac.domesticHotWater.dhwX.chargeStatus` reports a charge started or stopped [doc].
-    public func confirmedByEvents(capability: String) -> Bool { capability == "charge" }
+    public func confirmedByEvents(capability: String) -> Bool { Self.dhwCircuit[capability]?.confirmedByEvents == true }
 
     public func decodePush(_ payload: [UInt8]) -> Result<PushEvent, PushRejection> {
         guard payload.count <= BoschWire.maxEventBytes else {

@@ -87,10 +87,10 @@ extension BoschModule {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a Bosch node; nodes are hc<N>, dhw<N> and system")
         }
         let caps = BoschAdapter.table(node)?.names ?? []
-        guard caps.contains(capability) else {
+        guard let handler = BoschAdapter.table(node)?[capability] else {
             return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(caps.sorted().joined(separator: ", "))")
         }
-        if capability == "holiday" || capability == "schedule" { return nil }
+        guard handler.checkedAtConfig(params) else { return nil }
         let device = DeviceSnapshot(id: "bosch-check", vendorId: "check", online: true, nodes: [node: .object([:])])
         return Self.parameterError { () throws(CommandRejection) in
             _ = try BoschAdapter.validate(ValidationInput(body: params, node: node, device: device), capability: capability)

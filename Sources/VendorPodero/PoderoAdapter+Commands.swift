@@ -32,7 +32,9 @@ extension PoderoAdapter {
                    },
                    // A start computed at send time cannot be compared afterwards; the flag and the end can.
                    unverifiable: { p in p["start"] == nil ? [F.awayStart] : [] },
-                   message: { p, _ in p["action"] != nil ? "away mode off" : "away mode until \(p["end"]?.stringValue ?? "?")" }),
+                   message: { p, _ in p["action"] != nil ? "away mode off" : "away mode until \(p["end"]?.stringValue ?? "?")" },
+                   // Its start and end are times, checked against when it runs.
+                   checkedAtConfig: { _ in false }),
         preference("pause", validate: { i throws(CommandRejection) in try validatePause(i.body, now: i.now ?? 0) }, restoreKeys: nil,
                    body: { a, p in
                        if p["action"]?.stringValue == "stop" { return [F.pauseActive: false] }
@@ -41,7 +43,9 @@ extension PoderoAdapter {
                        return [F.pauseActive: true, F.pauseUntil: until ?? p["until"] ?? .null]
                    },
                    unverifiable: { p in p["duration_min"] != nil ? [F.pauseUntil] : [] },
-                   message: { p, body in p["action"] != nil ? "power pause ended" : "power paused until \(body[F.pauseUntil]?.stringValue ?? "?")" }),
+                   message: { p, body in p["action"] != nil ? "power pause ended" : "power paused until \(body[F.pauseUntil]?.stringValue ?? "?")" },
+                   // A pause `until` a time is checked when it runs; one for `duration_min` at once.
+                   checkedAtConfig: { p in p["until"] == nil }),
     ])
 
     /// A preference change: `body` gives the PUT's fields for validated parameters, `message` the `done` text;
@@ -50,7 +54,8 @@ extension PoderoAdapter {
                            facts: @escaping @Sendable (JSONValue) -> CommandFacts = Handler.noFacts, restoreKeys: [String]?,
                            body: @escaping @Sendable (PoderoAdapter, JSONValue) -> [String: JSONValue],
                            unverifiable: @escaping @Sendable (JSONValue) -> [String] = { _ in [] },
-                           message: @escaping @Sendable (JSONValue, [String: JSONValue]) -> String) -> Handler {
+                           message: @escaping @Sendable (JSONValue, [String: JSONValue]) -> String,
+                           checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }) -> Handler {
         var restore: (@Sendable (JSONValue) -> JSONValue?)?
         if let keys = restoreKeys {
             restore = { (node: JSONValue) -> JSONValue? in
@@ -81,7 +86,8 @@ extension PoderoAdapter {
             }
             return true
         }
-        return Handler(name, validate: validate, facts: facts, restore: restore, execute: execute, confirm: confirm)
+        return Handler(name, validate: validate, facts: facts, restore: restore, execute: execute, confirm: confirm,
+                       checkedAtConfig: checkedAtConfig)
     }
 
     /// The PUT fields of the parameters present: parameter → wire field.

@@ -94,10 +94,10 @@ extension PoderoModule {
         guard node == PoderoAdapter.node else {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a Podero node; the node is \(PoderoAdapter.node)")
         }
-        guard PoderoAdapter.capabilities.contains(capability) else {
+        guard let handler = PoderoAdapter.handlers[capability] else {
             return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(PoderoAdapter.capabilities.sorted().joined(separator: ", "))")
         }
-        if capability == "away" || (capability == "pause" && params["until"] != nil) { return nil }
+        guard handler.checkedAtConfig(params) else { return nil }
         let device = DeviceSnapshot(id: "podero-check", vendorId: "check", online: true, nodes: [node: .object([:])])
         return Self.parameterError { () throws(CommandRejection) in
             _ = try PoderoAdapter.validate(node: node, capability: capability, body: params, device: device, now: 0)

@@ -51,10 +51,19 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     /// When `confirm` cannot tell: send it again (true: setting a clock, starting a diagnosis) or end `IN_DOUBT`
     /// (false: a derogation sent twice is two derogations).
     public let resendWhenUnconfirmed: Bool
+    /// While pushed events arrive, they report this capability's effect: no read-back after it (a DHW charge's
+    /// charge-status event).
+    public let confirmedByEvents: Bool
+    /// Whether a trigger action's parameters can be checked at config time: false for what depends on the device
+    /// or on when it runs (a holiday names the gateway's circuits; an away period's start and end are times).
+    public let checkedAtConfig: @Sendable (_ params: [String: JSONValue]) -> Bool
 
     public init(_ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
                 restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm,
-                group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false) {
+                group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false, confirmedByEvents: Bool = false,
+                checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }) {
+        self.confirmedByEvents = confirmedByEvents
+        self.checkedAtConfig = checkedAtConfig
         self.executeGroup = group
         self.resendWhenUnconfirmed = resendWhenUnconfirmed
         self.name = name
