@@ -324,10 +324,14 @@ final class PushTests: XCTestCase {
         XCTAssertEqual(post("/bosch/events", Array(good.utf8), headers: ["X-Heatbridge-Token": token], direct: true).status, 202)
         XCTAssertTrue(post("/bosch/events/\(token)", Array(good.utf8)).body.contains(#""duplicates":1"#))
         central.waitJSON("partner/boxes/box-0/heatbridge/push/bosch/\(boxes[0].gateway)", timeout: 10)
-        // Neither the receiver's log nor nginx's holds the token or a body.
-        let log = ["receiver.log", "relay-run/webhook.log", "relay-run/webhook-error.log", "relay-run/error.log", "nginx.log"]
-            .compactMap { try? String(contentsOf: h.dir.appendingPathComponent($0), encoding: .utf8) }.joined(separator: "\n")
-        XCTAssertTrue(log.contains("webhook from=127.0.0.1 POST 202"), "nginx logged the requests")
+        // Neither the receiver's log nor nginx's holds the token or a body. nginx writes its access line when it has
+        // finished the request, which may be a moment after the client has the answer: wait for it.
+        func logs() -> String {
+            ["receiver.log", "relay-run/webhook.log", "relay-run/webhook-error.log", "relay-run/error.log", "nginx.log"]
+                .compactMap { try? String(contentsOf: h.dir.appendingPathComponent($0), encoding: .utf8) }.joined(separator: "\n")
+        }
+        h.waitUntil("nginx to log the requests", timeout: 10) { logs().contains("webhook from=127.0.0.1 POST 202") }
+        let log = logs()
         XCTAssertFalse(log.contains(token))
         XCTAssertFalse(log.contains("garbage"))
     }
