@@ -111,7 +111,7 @@ final class StatusPageTests: XCTestCase {
         XCTAssertEqual(loris.count, 24)
         for _ in 0..<3 {
             for l in loris { l.send(Array("G".utf8)) }
-            Thread.sleep(forTimeInterval: 0.5)
+            Thread.sleep(forTimeInterval: 0.5)  // the input itself: a slow-loris client sends a byte now and then
         }
         // More than the listener's 16 slots: the rest were answered 503 at once.
         let busy = loris.map { $0.readAll(timeout: 0.2) }.filter { $0.hasPrefix("HTTP/1.1 503") }.count
