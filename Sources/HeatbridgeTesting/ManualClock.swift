@@ -8,12 +8,15 @@ public final class ManualClock: HeatbridgeCore.Clock {
     struct Sleeper {
         var deadline: EpochSeconds
         var continuation: CheckedContinuation<Void, any Error>
+        /// The work the sleeping task belongs to: not running while it sleeps.
+        var gauge: WorkGauge?
     }
 
     struct State {
         var now: EpochSeconds
         var sleepers: [Int: Sleeper] = [:]
         var next = 0
+        var owner: Owner?
     }
 
     private let state: Mutex<State>
@@ -30,7 +33,25 @@ public final class ManualClock: HeatbridgeCore.Clock {
     /// scheduled what comes next, instead of guessing with a pause.
     public var nextDeadline: EpochSeconds? { state.withLock { $0.sleepers.values.map(\.deadline).min() } }
 
+    struct Owner {
+        var quiesce: @Sendable () async -> Void
+        var nextDeadline: @Sendable () -> EpochSeconds?
+    }
+
+    /// Makes `advance` drive an owner of timers and work (the bridge: `drive(bridge)`): between two steps of
+    /// time it waits for `quiesce` (the work the last step started has finished or sleeps on this clock, every
+    /// due timer has fired) instead of guessing with short pauses, and it stops at `nextDeadline` even when
+    /// the owner's timer loop is not asleep on the clock yet.
+    public func drive(quiesce: @escaping @Sendable () async -> Void, nextDeadline: @escaping @Sendable () -> EpochSeconds?) {
+        state.withLock { $0.owner = Owner(quiesce: quiesce, nextDeadline: nextDeadline) }
+    }
+
     public func sleep(seconds: Double) async throws {
+        try await sleep(until: now() + seconds)
+    }
+
+    public func sleep(until deadline: EpochSeconds) async throws {
+        let gauge = WorkGauge.current
         let id = state.withLock { s -> Int in
             s.next += 1
             return s.next
@@ -39,44 +60,59 @@ public final class ManualClock: HeatbridgeCore.Clock {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                 let immediate = state.withLock { s -> Bool in
                     if Task.isCancelled { return true }
-                    if seconds <= 0 { return true }
-                    s.sleepers[id] = Sleeper(deadline: s.now + seconds, continuation: c)
+                    if deadline <= s.now { return true }
+                    s.sleepers[id] = Sleeper(deadline: deadline, continuation: c, gauge: gauge)
                     return false
                 }
+                if !immediate { gauge?.end() }
                 if immediate {
                     if Task.isCancelled { c.resume(throwing: CancellationError()) } else { c.resume() }
                 }
             }
         } onCancel: {
             let s = state.withLock { $0.sleepers.removeValue(forKey: id) }
+            s?.gauge?.begin()
             s?.continuation.resume(throwing: CancellationError())
         }
     }
 
-    /// Moves time forward by `seconds`, stopping at every sleeper's deadline on the way: the sleeper wakes, and
-    /// whatever it starts (new sleeps included) runs before time moves on.
+    /// Moves time forward by `seconds`, stopping at every sleeper's deadline (and the driven owner's next timer)
+    /// on the way: the sleeper wakes, and whatever it starts (new sleeps included) runs before time moves on.
     public func advance(by seconds: Double) async {
         let target = now() + seconds
         while true {
-            await settle()
-            let due = state.withLock { s -> [Sleeper] in
-                guard let next = s.sleepers.values.map(\.deadline).min(), next <= target else {
+            await quiesce()
+            let ownerNext = state.withLock { $0.owner }?.nextDeadline()
+            let due = state.withLock { s -> [Sleeper]? in
+                // The owner's next timer counts even before its loop sleeps on it; one at or before now has had
+                // its turn in `quiesce`, so it cannot hold time still.
+                let ownerDeadline = ownerNext.flatMap { $0 > s.now ? $0 : nil }
+                guard let next = (s.sleepers.values.map(\.deadline) + [ownerDeadline].compactMap { $0 }).min(), next <= target else {
                     s.now = max(s.now, target)
-                    return []
+                    return nil
                 }
                 s.now = max(s.now, next)
                 let woken = s.sleepers.filter { $0.value.deadline <= next }
                 for k in woken.keys { s.sleepers[k] = nil }
                 return Array(woken.values)
             }
-            if due.isEmpty { break }
-            for s in due { s.continuation.resume() }
+            guard let due else { break }
+            for s in due {
+                s.gauge?.begin()  // running again from here: `quiesce` waits for it
+                s.continuation.resume()
+            }
         }
-        await settle()
+        await quiesce()
     }
 
-    /// Lets woken tasks run until the set of sleepers stops changing (bounded): work the bridge does between two
-    /// sleeps happens on other executors, so the test task yields and waits briefly for it.
+    /// The driven owner's quiescence, or the pause heuristic (`settle`) when none was given.
+    public func quiesce() async {
+        if let owner = state.withLock({ $0.owner }) { await owner.quiesce() } else { await settle() }
+    }
+
+    /// Lets woken tasks run until the set of sleepers stops changing (bounded): for a clock no owner is driven
+    /// by (`drive`), whose work between two sleeps happens on other executors, the test task yields and waits
+    /// briefly for it.
     public func settle() async {
         var stable = 0
         var last = (-1, EpochSeconds.nan)

@@ -31,6 +31,7 @@ final class BridgeTests: XCTestCase {
                                                                                 maxPollIntervalS: maxPollIntervalS, adapter: adapter,
                                                                                 scope: scope, push: push)]),
                             mqtt: mqtt, store: store, clock: clock, logger: logger)
+        clock.drive(quiesce: { await bridge.quiesce() }, nextDeadline: { bridge.nextTimer })
         task = Task { await bridge.run() }
         mqtt.continuation.yield(.connected)
         return bridge
@@ -64,7 +65,7 @@ final class BridgeTests: XCTestCase {
     func testUnchangedStateIsNotRepublishedButChangesAre() async {
         _ = start(pollIntervalS: 1)
         eventually("connect handled and first poll") { !mqtt.json("hb/bridge/state").isEmpty && !mqtt.on("hb/fake-1/hc1/state").isEmpty }
-        await clock.settle()  // let the post-connect replay of retained topics finish
+        await clock.quiesce()  // the post-connect replay of retained topics and the first poll are done
         mqtt.published.withLock { $0 = [] }
         let polls = adapter.priorities.withLock { $0.count }
         await clock.advance(by: 10)
@@ -404,7 +405,7 @@ final class BridgeTests: XCTestCase {
         again.inboxRow = try store.inboxAdd(again)
         mqtt.continuation.yield(.message(again))
         eventually("inbox drained") { (try? store.inboxPending().isEmpty) == true }
-        await clock.settle()
+        await clock.quiesce()
         XCTAssertEqual(adapter.executed.withLock { $0.count }, 1)
         // The redelivery is answered `repeated` with the command's current result under `current` (not a
         // second first answer, not a new stored result).

@@ -25,6 +25,41 @@ final class TimerQueueTests: XCTestCase {
         await loop.value
     }
 
+    /// A driven clock waits for work a timer started, even work that is not on the clock (an HTTP call on
+    /// another thread, here 20 ms of real time), before it moves on: ten polls a second apart in ten seconds,
+    /// each at its own second. The pause heuristic it replaces saw nothing change for a millisecond and moved
+    /// on, so under load a poll's successor was scheduled after a jump and polls were lost.
+    func testADrivenClockWaitsForSpawnedWorkBeforeTimeMovesOn() async {
+        let clock = ManualClock()
+        let timers = TimerQueue<String>()
+        let spawner = WorkSpawner()
+        final class Log: Sendable { let times = Mutex<[EpochSeconds]>([]) }
+        let polls = Log()
+        let t0 = clock.now()
+        clock.drive(quiesce: { await timers.quiesce(with: spawner.gauge, clock: clock) }, nextDeadline: { timers.nextDeadline })
+        let owner = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    await timers.run(clock: clock) { _ in
+                        spawner.spawn {
+                            try? await Task.sleep(nanoseconds: 20_000_000)  // the work's real-time part
+                            let at = clock.now()
+                            polls.times.withLock { $0.append(at - t0) }
+                            try? await clock.sleep(seconds: 0.5)  // asleep on the clock: not running
+                            timers.schedule("poll", at: at + 1)
+                        }
+                    }
+                }
+                for await work in spawner.work { group.addTask { await work() } }
+            }
+        }
+        timers.schedule("poll", at: t0 + 1)
+        await clock.advance(by: 10)
+        XCTAssertEqual(polls.times.withLock { $0 }, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        XCTAssertEqual(spawner.gauge.running, 0)
+        owner.cancel()
+    }
+
     /// A clock that jumps without waking its sleepers, as the daemon's test clock does.
     final class JumpingClock: HeatbridgeCore.Clock {
         let offset = Mutex(0.0)

@@ -210,7 +210,7 @@ extension BridgeTests {
     func testPollingSlowsToTheReconcileIntervalWhilePushIsLiveAndReturnsWhenSilent() async {
         _ = start(pollIntervalS: 60, maxPollIntervalS: 60, push: PushSettings(reconcileIntervalS: 900, silentAfterS: 1200))
         eventually("first poll") { !mqtt.json("hb/fake-1/hc1/state").isEmpty }
-        await clock.settle()
+        await clock.quiesce()
         let polls = { self.adapter.priorities.withLock { $0.filter { $0.hasPrefix("fetch") }.count } }
         await clock.advance(by: 61)
         eventually("polls at 60 s without push") { polls() == 2 }

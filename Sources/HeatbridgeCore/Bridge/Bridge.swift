@@ -80,6 +80,8 @@ enum BridgeTimer: Hashable, Sendable {
     case background(account: String)
     /// The store's write check, while writes fail.
     case storeProbe
+    /// `bridge/health` again (every `Bridge.healthIntervalS`).
+    case health
     /// Pushed state and meters waiting to be written (coalesced: `Bridge.pushSaveIntervalS`).
     case liveSave
     /// An account's energy statistics read (`EnergyStatistics`).
@@ -207,9 +209,9 @@ public actor Bridge {
             logger.error("cannot read the command inbox", metadata: ["error": "\(error)"])
         }
         startPolling()
+        timers.schedule(.health, at: clock.now())
         await withDiscardingTaskGroup { group in
             group.addTask { await self.consumeEvents() }
-            group.addTask { await self.healthLoop() }
             group.addTask { await self.timers.run(clock: self.clock) { await self.timerDue($0) } }
             // Work the bridge starts (commands, polls) becomes a child of this group: it ends with `run()`.
             for await work in spawner.work { group.addTask { await work() } }
@@ -246,6 +248,18 @@ public actor Bridge {
     public func settleTimers() async {
         await timers.settle(through: clock.now())
     }
+
+    /// Test hook: returns once the bridge has nothing left to do at the clock's current time: every piece of
+    /// work it started (polls, commands, reads) has returned or sleeps on the clock, and every timer due by now
+    /// has fired. A test's `ManualClock` waits for this between two steps of time (`ManualClock.drive`) instead
+    /// of guessing with pauses; MQTT messages a test hands in are not counted (it waits for their answers).
+    public nonisolated func quiesce() async {
+        await timers.quiesce(with: spawner.gauge, clock: clock)
+    }
+
+    /// Test hook: the bridge's next timer (nil: none), which a test's clock must not step over before the
+    /// bridge's timer loop has had its turn.
+    public nonisolated var nextTimer: EpochSeconds? { timers.nextDeadline }
 
     /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
     /// removed accounts go offline and their retained topics are cleared.
@@ -294,6 +308,9 @@ public actor Bridge {
         case .rediscovery: rediscover()
         case .background(let name): startBackgroundRead(name)
         case .storeProbe: probeStore()
+        case .health:
+            publishHealth()
+            timers.schedule(.health, at: clock.now() + Self.healthIntervalS)
         case .liveSave: saveLive()
         case .statistics(let name): startStatisticsRead(name)
         case .discoveryRepeat(let device): repeatDeviceDiscovery(device)
@@ -408,12 +425,8 @@ public actor Bridge {
         }
     }
 
-    func healthLoop() async {
-        while !Task.isCancelled {
-            publishHealth()
-            do { try await clock.sleep(seconds: 60) } catch { return }
-        }
-    }
+    /// How often `bridge/health` is published.
+    static let healthIntervalS: Double = 60
 
     func publishHealth() {
         retained.publish(topics.bridgeHealth, healthJSON(), stamp: clock.now())

@@ -8,6 +8,16 @@ public protocol Clock: Sendable {
     func now() -> EpochSeconds
     /// Suspends for `seconds` (throws CancellationError when the task is cancelled).
     func sleep(seconds: Double) async throws
+    /// Suspends until the clock reads `deadline` (at once when it already has).
+    func sleep(until deadline: EpochSeconds) async throws
+}
+
+extension Clock {
+    /// A real clock's deadline is a wait from now; a test's clock knows the deadline itself, so a time jump
+    /// between reading `now()` and sleeping cannot move it.
+    public func sleep(until deadline: EpochSeconds) async throws {
+        try await sleep(seconds: max(deadline - now(), 0))
+    }
 }
 
 /// ISO-8601 timestamps as the MQTT contract wants them: UTC with an explicit `Z` offset, seconds precision.

@@ -43,6 +43,9 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
 
     public func deadline(_ key: Key) -> EpochSeconds? { state.withLock { $0.deadlines[key] } }
 
+    /// The earliest deadline (nil: none).
+    public var nextDeadline: EpochSeconds? { state.withLock { $0.deadlines.values.min() } }
+
     /// Until cancelled: calls `fire` for each key whose deadline has come, earliest first.
     public func run(clock: any Clock, fire: (Key) async -> Void) async {
         defer { resumeSettled(through: .infinity) }
@@ -58,7 +61,7 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
             resumeSettled(through: now)
             // Sleep until the next deadline, or until the deadlines change (a new, earlier one may be there).
             await withTaskGroup(of: Void.self) { group in
-                if let next { group.addTask { try? await clock.sleep(seconds: max(next - now, 0.001)) } }
+                if let next { group.addTask { try? await clock.sleep(until: next) } }
                 group.addTask { await self.changed(since: version) }
                 await group.next()
                 group.cancelAll()
@@ -94,6 +97,9 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             body(&s)
             s.version += 1
+            // A deadline at or before the loop's last idle pass is due and not fired yet: `settle` waits for
+            // the next pass again.
+            if let first = s.deadlines.values.min(), first <= s.idleAt { s.idleAt = -.infinity }
             defer { s.waiter = nil }
             return s.waiter
         }
@@ -121,20 +127,4 @@ public final class TimerQueue<Key: Hashable & Sendable>: Sendable {
             waiter?.resume()
         }
     }
-}
-
-/// Hands work to the task group of a `run()`: the bridge starts a command's execution or a poll through it,
-/// so every task it starts is a child of `run()` and ends with it (swift-service-lifecycle's rule: no
-/// unstructured tasks).
-public struct WorkSpawner: Sendable {
-    public typealias Work = @Sendable () async -> Void
-    let continuation: AsyncStream<Work>.Continuation
-    /// The stream `run()` drains into its task group.
-    public let work: AsyncStream<Work>
-
-    public init() {
-        (work, continuation) = AsyncStream.makeStream(of: Work.self)
-    }
-
-    public func spawn(_ body: @escaping Work) { continuation.yield(body) }
 }
