@@ -127,12 +127,7 @@ extension Bridge {
                 // Its first answer (`accepted`) was given once; the repeat is told where the command is under a
                 // status of its own, so it never reads as a second first answer.
                 logger.info("repeated command answered with its current result, not run again", metadata: ["id": "\(id)"])
-                let current = prior.lastResult.flatMap { try? JSONValue.parse($0.payload) } ?? .null
-                let payload = CommandResultPayload.repeated(id: id, current: current, firstAt: prior.command.receivedAt, at: now)
-                let topic = prior.lastResult?.topic ?? topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
-                                                                     capability: TopicLayout.sanitize(target.capability))
-                mqtt.publish(topic: topic, payload: payload.bytes, qos: 1, retain: false)
-                if let reply = inbound?.reply { mqtt.publishReply(topic: reply.topic, payload: payload.bytes, correlationData: reply.correlationData) }
+                outbox.repeated(prior, target: target, id: id, inbound: inbound, at: now)
                 return nil
             }
             reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
@@ -142,10 +137,7 @@ extension Bridge {
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
                               params: params, source: source, receivedAt: now, validUntil: now + validFor,
                               reply: source == .mqtt ? inbound?.reply : nil)
-        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now,
-                                                 extra: Self.sourceExtra(source))
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
-                         inbound: inbound) else {
+        guard emitted(outbox.accepted(command, inbound: inbound, at: now, extra: ResultOutbox.sourceExtra(source))) else {
             reject(target, id: command.id,
                    CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source, inbound: inbound)
             return nil
@@ -181,9 +173,7 @@ extension Bridge {
         let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
                               params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
                               reply: source == .mqtt ? inbound?.reply : nil)
-        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
-                         inbound: inbound) else {
+        guard emitted(outbox.accepted(command, inbound: inbound, at: now, extra: [:])) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound)
         }
         let key = Self.chargeDefaultKey(target.device, target.node)
@@ -208,86 +198,26 @@ extension Bridge {
     func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt, inbound: Inbound? = nil) {
         let cid = id ?? CommandIntake.newId()
         logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
-        let topic = topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
-                                  capability: TopicLayout.sanitize(target.capability))
-        var extra = Self.sourceExtra(source)
-        if let sent = r.idAsSent { extra["id"] = sent }
-        let payload = CommandResultPayload.make(id: cid, status: .rejected, code: r.code, message: r.message, at: clock.now(), extra: extra)
-        emitResult(commandId: cid, topic: topic, payload: payload, reply: source == .mqtt ? inbound?.reply : nil, command: nil, isNew: false,
-                   inbound: inbound)
+        emitted(outbox.rejected(target, id: cid, r, source: source, inbound: inbound, at: clock.now()))
     }
 
     /// Records `c` (already carrying its new status) together with its result, then publishes the result.
     func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {
-        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: clock.now(),
-                                                extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
-        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: c, isNew: false)
+        emitted(outbox.result(c, status, code: code, message: message, extra: extra, at: clock.now()))
     }
 
-    /// Results (with the command's new state, in one transaction) are written to the store before they are
-    /// published, so one the broker never took is sent again after the next connect or restart. Returns false
-    /// when the store refused the write; the result is then published anyway, since it is all we have.
-    @discardableResult
-    func emitResult(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool,
-                    inbound: Inbound? = nil) -> Bool {
-        let bytes = payload.bytes
-        recent.record(commandId: commandId, topic: topic, payload: payload, base: topics.base, at: clock.now())
-        var rowId: Int64?
-        var replyRow: Int64?
-        var storeError: (any Error)?
-        let inboxRow = inbound?.takeInboxRow()
-        do {
-            (rowId, replyRow) = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
-                                                       isNew: isNew, inboxRow: inboxRow)
-            storeWorked()
-        } catch {
-            inbound?.restore(inboxRow)
-            logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
-            if isNew {
-                storeFailed(error)
-                return false
-            }
-            storeError = error
-        }
-        if let st = payload["status"]?.stringValue, CommandStatus(rawValue: st)?.isTerminal == true {
-            // Retained summary of the last command that ended, e.g. for a Home Assistant sensor.
-            var target = String(topic.dropFirst(topics.base.count + 1))
-            if target.hasSuffix("/result") { target.removeLast("/result".count) }
-            var last = payload.objectValue ?? [:]
-            last["target"] = .string(target)
-            retained.publish(topics.bridgeLastResult, .object(last))
-        }
-        let published = mqtt.publish(topic: topic, payload: bytes, qos: 1, retain: false)
-        if published, let rowId { markPublished(rowId, commandId) }
-        let replied = reply.map { mqtt.publishReply(topic: $0.topic, payload: bytes, correlationData: $0.correlationData) } ?? false
-        if replied, let replyRow { markPublished(replyRow, commandId) }
-        if rowId == nil, let command, command.status.isTerminal {
-            // The command ended (its cloud call may have succeeded) but the store still has it open: a restart
-            // would resume it and send it again. Kept until the store takes it (`recordUnrecorded`).
-            unrecorded[commandId] = UnrecordedResult(command: command, topic: topic, payload: bytes, reply: reply,
-                                                     published: published, replied: replied)
-        }
-        if let storeError { storeFailed(storeError) }
-        return rowId != nil
-    }
-
-    func markPublished(_ row: Int64, _ commandId: String) {
-        do {
-            try store.markResultPublished(row)
-        } catch {
-            logger.error("cannot mark result published", metadata: ["id": "\(commandId)", "error": "\(error)"])
-        }
-    }
-
-    /// Results of commands the bridge issued itself say so (`"source":"trigger:<name>"`); MQTT commands' do not.
-    static func sourceExtra(_ source: CommandSource) -> [String: JSONValue] { source == .mqtt ? [:] : ["source": .string(source.rawValue)] }
-
-    /// A delivery report while the command runs. Stored and published like every result, but the command's
-    /// own row keeps its status, so a restart still finds it open.
+    /// A delivery report while the command runs (`ResultOutbox.progress`).
     func publishProgress(_ c: Command, _ progress: JSONValue, message: String?) {
-        let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: clock.now(),
-                                                extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
-        emitResult(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: nil, isNew: false)
+        emitted(outbox.progress(c, progress, message: message, at: clock.now()))
+    }
+
+    /// What the outbox did, on the bridge: the retained summary of the last command that ended, and the store's
+    /// health. Returns whether the store has the result.
+    @discardableResult
+    func emitted(_ e: ResultOutbox.Emitted) -> Bool {
+        noteStore(e.store)
+        if let last = e.ended { retained.publish(topics.bridgeLastResult, last) }
+        return e.stored
     }
 
     func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:]) {

@@ -149,9 +149,7 @@ extension Bridge {
         let command = Command(id: id ?? CommandIntake.newId(), device: device, node: target.node, capability: target.capability,
                               params: .object(params), source: source, receivedAt: now, validUntil: now + validFor,
                               reply: source == .mqtt ? inbound?.reply : nil)
-        let accepted = CommandResultPayload.make(id: command.id, status: .accepted, code: nil, message: nil, at: now)
-        guard emitResult(commandId: command.id, topic: command.resultTopic(topics), payload: accepted, reply: command.reply, command: command, isNew: true,
-                         inbound: inbound) else {
+        guard emitted(outbox.accepted(command, inbound: inbound, at: now, extra: [:])) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }
         finish(command, .done, code: nil, message: "\(range.to - range.from) hours", extra: ["history": history])

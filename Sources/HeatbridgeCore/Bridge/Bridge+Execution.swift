@@ -38,7 +38,7 @@ extension Bridge {
         // An earlier command's end the store refused goes first: no attempt is recorded ahead of it.
         recordUnrecorded()
         do {
-            guard unrecorded.isEmpty else { throw StoreRefusal("earlier results are still unrecorded") }
+            guard outbox.unrecorded.isEmpty else { throw StoreRefusal("earlier results are still unrecorded") }
             try store.updateCommand(c)
             storeWorked()
         } catch {

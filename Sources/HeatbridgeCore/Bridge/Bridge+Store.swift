@@ -58,39 +58,23 @@ extension Bridge {
         o["writable"] = .bool(storeHealth.writable)
         if let p = storeHealth.problem { o["problem"] = .string(p) }
         if let since = storeHealth.since { o["not_writable_since"] = .string(Timestamp.iso8601(since)) }
-        if !unrecorded.isEmpty { o["unrecorded_results"] = .int(unrecorded.count) }
+        if !outbox.unrecorded.isEmpty { o["unrecorded_results"] = .int(outbox.unrecorded.count) }
         return .object(o)
     }
 }
 
-/// A terminal result the store could not take when it was published.
-struct UnrecordedResult: Sendable {
-    var command: Command
-    var topic: String
-    var payload: [UInt8]
-    var reply: ReplyAddress?
-    var published: Bool
-    var replied: Bool
-}
-
 extension Bridge {
-    /// Writes the terminal results the store refused earlier, oldest command first; each that lands is marked
-    /// as published where it was. What still fails stays for the next try.
+    /// Writes the terminal results the store refused earlier (`ResultOutbox.recordUnrecorded`).
     func recordUnrecorded() {
-        guard !unrecorded.isEmpty else { return }
-        for (id, u) in unrecorded.sorted(by: { $0.value.command.receivedAt < $1.value.command.receivedAt }) {
-            do {
-                let (row, replyRow) = try store.appendResult(commandId: id, topic: u.topic, payload: u.payload, reply: u.reply, command: u.command,
-                                                             isNew: false, inboxRow: nil)
-                unrecorded[id] = nil
-                storeWorked()
-                logger.notice("result recorded late: the store refused it when the command ended", metadata: ["id": "\(id)"])
-                if u.published { markPublished(row, id) }
-                if u.replied, let replyRow { markPublished(replyRow, id) }
-            } catch {
-                storeFailed(error)
-                return
-            }
+        noteStore(outbox.recordUnrecorded())
+    }
+
+    /// Keeps the store's health from what a write did.
+    func noteStore(_ effect: ResultOutbox.StoreEffect) {
+        switch effect {
+        case .untouched: break
+        case .worked: storeWorked()
+        case .failed(let error): storeFailed(error)
         }
     }
 }

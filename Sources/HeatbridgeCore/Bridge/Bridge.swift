@@ -144,9 +144,9 @@ public actor Bridge {
     var fullRefreshRunning: Set<String> = []
     /// Bumped when an account's polling restarts (reload): an answer to an older poll is dropped.
     var pollGeneration: [String: Int] = [:]
-    /// Terminal results published but not stored (full disk, I/O error), by command id: written before the
-    /// next command runs, so a command whose cloud call succeeded is never resumed as open and sent again.
-    var unrecorded: [String: UnrecordedResult] = [:]
+    /// Every result goes through it: stored, then published; what the store refused is kept and written before
+    /// the next command runs, so a command whose cloud call succeeded is never resumed as open and sent again.
+    var outbox: ResultOutbox
     /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
     var storeHealth = StoreHealth()
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
@@ -155,8 +155,6 @@ public actor Bridge {
     var replayedInbox: Set<Int64> = []
     var mqttConnected = false
     var cacheLoaded = false
-    /// The last commands and their results, and how commands ended (status page, `/metrics`).
-    var recent = RecentCommands()
     /// When each account was last polled on a `poll` request (`BridgeRequests.pollMinGapS`).
     var requestedPollAt: [String: EpochSeconds] = [:]
 
@@ -176,6 +174,7 @@ public actor Bridge {
         self.startedAt = clock.now()
         self.accounts = Dictionary(settings.accounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         self.retained = RetainedTopics(mqtt: mqtt)
+        self.outbox = ResultOutbox(store: store, mqtt: mqtt, topics: settings.topics, logger: logger)
         self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
         self.triggers = TriggerEngine(rules: [])
         self.discovery = DiscoveryPublisher(settings.discovery)
@@ -352,25 +351,7 @@ public actor Bridge {
         publishHealth()
         // Configs before states, so Home Assistant knows an entity before its first value arrives.
         retained.replay(first: discovery.prefix.map { $0 + "/" })
-        flushUnpublishedResults()
-    }
-
-    func flushUnpublishedResults() {
-        do {
-            for r in try store.unpublishedResults() {
-                let sent = r.reply.map { mqtt.publishReply(topic: $0.topic, payload: r.payload, correlationData: $0.correlationData) }
-                    ?? mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false)
-                guard sent else { return }
-                // At-least-once: the broker may have had it already (the daemon stopped before marking it); the
-                // same bytes again, which a client tells by their identity, not a new answer.
-                let j = try? JSONValue.parse(r.payload)
-                logger.info("result sent again from the outbox",
-                            metadata: ["id": "\(j?["id"]?.stringValue ?? "?")", "status": "\(j?["status"]?.stringValue ?? "?")"])
-                try store.markResultPublished(r.rowId)
-            }
-        } catch {
-            logger.error("cannot read pending results from the store", metadata: ["error": "\(error)"])
-        }
+        outbox.flushUnpublished()
     }
 
     // MARK: bridge topics
