@@ -117,7 +117,7 @@ extension Bridge {
     func energyHistory(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
                        now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?) {
         func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource) {
-            self.reject(target, id: id, r, source: source, inbound: inbound)
+            commands.reject(target, id: id, r, source: source, inbound: inbound, host: self)
         }
         let device = target.device
         let layout = (accounts[entry.account]?.adapter as? any EnergyMetering)?.meterLayout(entry.snapshot)
@@ -149,9 +149,9 @@ extension Bridge {
         let command = Command(id: id ?? CommandIntake.newId(), device: device, node: target.node, capability: target.capability,
                               params: .object(params), source: source, receivedAt: now, validUntil: now + validFor,
                               reply: source == .mqtt ? inbound?.reply : nil)
-        guard emitted(outbox.accepted(command, inbound: inbound, at: now, extra: [:])) else {
+        guard commands.emitted(commands.outbox.accepted(command, inbound: inbound, at: now, extra: [:]), host: self) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }
-        finish(command, .done, code: nil, message: "\(range.to - range.from) hours", extra: ["history": history])
+        commands.finish(command, .done, code: nil, message: "\(range.to - range.from) hours", extra: ["history": history], host: self)
     }
 }

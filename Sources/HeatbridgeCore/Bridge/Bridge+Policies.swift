@@ -11,6 +11,14 @@ extension Bridge {
         if let e = devices[c.device] { publishDevice(e, at: e.updatedAt) }
     }
 
+    /// A plain command for a leased target takes over: the lease ends without restoring.
+    func plainCommandAccepted(_ target: Target) {
+        guard leases[target.key] != nil else { return }
+        logger.info("lease replaced by a command without duration", metadata: ["target": "\(target)"])
+        timers.cancel(.lease(target.key))
+        saveLease(nil, key: target.key)
+    }
+
     func saveLease(_ lease: Lease?, key: String) {
         leases.set(lease, key: key)
         saveSetting(LeaseBook.storageKey(key), lease?.json, what: "lease")

@@ -107,7 +107,7 @@ extension Bridge {
             for id in devices.ids(of: account.name) { if let e = devices[id] { publishDevice(e, at: e.updatedAt) } }
         }
         if book.firstPollDone.insert(account.name).inserted, allFirstPollsDone {
-            for device in queue.devicesWaiting { pump(device) }
+            for device in commands.queue.devicesWaiting { pump(device) }
             let waiting = deferred
             deferred = []
             for m in waiting { handleMessage(m) }

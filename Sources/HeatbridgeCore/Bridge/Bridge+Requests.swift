@@ -148,6 +148,6 @@ extension Bridge {
         return ["version": .string(settings.version), "config_hash": .string(settings.configHash),
                 "started_at": .string(Timestamp.iso8601(startedAt)), "now": .string(Timestamp.iso8601(now)),
                 "health": healthJSON(), "accounts": .array(accountList), "devices": .array(deviceList),
-                "commands": outbox.recent.json, "commands_ended": outbox.recent.endedJSON, "log_level": .string(settings.logLevel?.current())]
+                "commands": commands.outbox.recent.json, "commands_ended": commands.outbox.recent.endedJSON, "log_level": .string(settings.logLevel?.current())]
     }
 }

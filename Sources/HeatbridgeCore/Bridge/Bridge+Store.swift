@@ -45,7 +45,7 @@ extension Bridge {
             try store.writeCheck()
             storeWorked()
             recordUnrecorded()
-            for device in queue.devicesWaiting { pump(device) }
+            for device in commands.queue.devicesWaiting { pump(device) }
         } catch {
             storeHealth.problem = "\(error)"
             timers.schedule(.storeProbe, at: clock.now() + Self.storeProbeS)
@@ -58,7 +58,7 @@ extension Bridge {
         o["writable"] = .bool(storeHealth.writable)
         if let p = storeHealth.problem { o["problem"] = .string(p) }
         if let since = storeHealth.since { o["not_writable_since"] = .string(Timestamp.iso8601(since)) }
-        if !outbox.unrecorded.isEmpty { o["unrecorded_results"] = .int(outbox.unrecorded.count) }
+        if !commands.outbox.unrecorded.isEmpty { o["unrecorded_results"] = .int(commands.outbox.unrecorded.count) }
         return .object(o)
     }
 }
@@ -66,7 +66,7 @@ extension Bridge {
 extension Bridge {
     /// Writes the terminal results the store refused earlier (`ResultOutbox.recordUnrecorded`).
     func recordUnrecorded() {
-        noteStore(outbox.recordUnrecorded())
+        commands.recordUnrecorded(host: self)
     }
 
     /// Keeps the store's health from what a write did.

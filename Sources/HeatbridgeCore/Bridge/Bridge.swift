@@ -123,7 +123,8 @@ public actor Bridge {
     /// When old energy buckets were last forgotten (once a day).
     var energyPrunedAt: EpochSeconds = 0
     var book = AccountBook()
-    var queue = CommandQueue()
+    /// The command path after intake: queue, execution, results (`CommandPipeline`); it runs on this actor.
+    let commands: CommandPipeline
     var limits: LimitsPolicy
     var leases = LeaseBook(settings: [:])
     var triggers: TriggerEngine
@@ -144,9 +145,6 @@ public actor Bridge {
     var fullRefreshRunning: Set<String> = []
     /// Bumped when an account's polling restarts (reload): an answer to an older poll is dropped.
     var pollGeneration: [String: Int] = [:]
-    /// Every result goes through it: stored, then published; what the store refused is kept and written before
-    /// the next command runs, so a command whose cloud call succeeded is never resumed as open and sent again.
-    var outbox: ResultOutbox
     /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
     var storeHealth = StoreHealth()
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
@@ -174,7 +172,7 @@ public actor Bridge {
         self.startedAt = clock.now()
         self.accounts = Dictionary(settings.accounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         self.retained = RetainedTopics(mqtt: mqtt)
-        self.outbox = ResultOutbox(store: store, mqtt: mqtt, topics: settings.topics, logger: logger)
+        self.commands = CommandPipeline(store: store, mqtt: mqtt, topics: settings.topics, clock: clock, logger: logger)
         self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
         self.triggers = TriggerEngine(rules: [])
         self.discovery = DiscoveryPublisher(settings.discovery)
@@ -197,7 +195,7 @@ public actor Bridge {
         cacheLoaded = true
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
         publishInfo()
-        resumeOpenCommands()
+        commands.resumeOpenCommands(host: self)
         startTriggers()
         do {
             let pending = try store.inboxPending()
@@ -351,7 +349,7 @@ public actor Bridge {
         publishHealth()
         // Configs before states, so Home Assistant knows an entity before its first value arrives.
         retained.replay(first: discovery.prefix.map { $0 + "/" })
-        outbox.flushUnpublished()
+        commands.outbox.flushUnpublished()
     }
 
     // MARK: bridge topics
@@ -420,7 +418,7 @@ public actor Bridge {
         // Ready: the bridge can take commands and keep its promises (a store that cannot write cannot).
         o["ready"] = .bool(storeHealth.writable)
         o["store"] = storeHealthJSON(o["store"])
-        o["outbox_depth"] = .int(queue.depth)
+        o["outbox_depth"] = .int(commands.queue.depth)
         var perAccount = book.healthJSON(accounts: settings.accounts.map(\.name)).objectValue ?? [:]
         for a in settings.accounts {
             if let p = pushJSON(a.name), case .object(var ao)? = perAccount[a.name] {
