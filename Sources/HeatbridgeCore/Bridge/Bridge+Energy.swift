@@ -41,7 +41,7 @@ extension Bridge {
     /// Reads every device's statistics of the account one after the other, at the lowest priority.
     func startStatisticsRead(_ name: String) {
         guard let account = accounts[name], let stats = account.adapter as? any EnergyStatistics else { return }
-        let generation = pollGeneration[name, default: 0]
+        let generation = poller.generation(name)
         let targets = devices.ids(of: name).compactMap { devices[$0]?.snapshot }.filter { $0.error == nil }
         spawner.spawn {
             for s in targets {
@@ -58,12 +58,12 @@ extension Bridge {
     }
 
     func scheduleStatistics(_ name: String, generation: Int, after: Double) {
-        guard pollGeneration[name, default: 0] == generation else { return }
+        guard poller.generation(name) == generation else { return }
         timers.schedule(.statistics(account: name), at: clock.now() + after)
     }
 
     func takeStatistics(_ readings: [MeterReading], device: String, generation: Int, account: String) {
-        guard pollGeneration[account, default: 0] == generation, devices[device] != nil else { return }
+        guard poller.generation(account) == generation, devices[device] != nil else { return }
         let now = clock.now()
         guard energyBook.apply(readings, device: device, now: now, localTime: settings.localTime) else { return }
         scheduleLiveSave(now)

@@ -55,7 +55,6 @@ extension Bridge {
     /// `poll`: `{}` every account, `{"account": name}` one, `{"device": id}` one device's read-back. Each account
     /// at most once per `pollMinGapS`; the reads themselves still take their place in the rate budget.
     func pollRequest(_ body: [String: JSONValue]) -> Result<JSONValue, BridgeRequests.Failure> {
-        let now = clock.now()
         var names: [String]
         var device: String?
         if let d = body["device"] {
@@ -72,20 +71,9 @@ extension Bridge {
         } else {
             names = settings.accounts.map(\.name)
         }
-        let early = names.compactMap { n in requestedPollAt[n].map { (n, $0 + BridgeRequests.pollMinGapS - now) } }.filter { $0.1 > 0 }
-        if let (name, wait) = early.max(by: { $0.1 < $1.1 }) {
+        if let (name, wait) = poller.readOnRequest(names, device: device, host: self) {
             return .failure(.init(.rateLimited, "account \(name) was polled on request \(Int(BridgeRequests.pollMinGapS - wait)) s ago",
                                   extra: ["retry_after_s": .number(wait.rounded(.up))]))
-        }
-        for name in names {
-            requestedPollAt[name] = now
-            if let device {
-                guard refreshPending.insert("\(name)/\(device)").inserted else { continue }
-                timers.schedule(.readBack(account: name, device: device), at: now)
-            } else if timers.deadline(.poll(account: name)) != nil {
-                // A poll under way has no timer; it is the fresh read asked for.
-                timers.schedule(.poll(account: name), at: now)
-            }
         }
         var data: [String: JSONValue] = ["accounts": .array(names.map { .string($0) })]
         if let device { data["device"] = .string(device) }

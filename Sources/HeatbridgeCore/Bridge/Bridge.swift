@@ -125,6 +125,8 @@ public actor Bridge {
     var book = AccountBook()
     /// The command path after intake: queue, execution, results (`CommandPipeline`); it runs on this actor.
     let commands: CommandPipeline
+    /// Each account's reads (`AccountPoller`); it runs on this actor.
+    let poller: AccountPoller
     var limits: LimitsPolicy
     var leases = LeaseBook(settings: [:])
     var triggers: TriggerEngine
@@ -139,12 +141,6 @@ public actor Bridge {
     /// trigger firings waiting for the same (a target is only known once its account answered).
     var deferred: [MQTTMessage] = []
     var pendingFires: [(rule: TriggerRule, reason: String)] = []
-    /// Read-backs scheduled after a command (`<account>/<device>`), and accounts whose read-back is a whole poll
-    /// under way (a group command on several devices then costs one poll, not one each).
-    var refreshPending: Set<String> = []
-    var fullRefreshRunning: Set<String> = []
-    /// Bumped when an account's polling restarts (reload): an answer to an older poll is dropped.
-    var pollGeneration: [String: Int] = [:]
     /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
     var storeHealth = StoreHealth()
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
@@ -153,8 +149,6 @@ public actor Bridge {
     var replayedInbox: Set<Int64> = []
     var mqttConnected = false
     var cacheLoaded = false
-    /// When each account was last polled on a `poll` request (`BridgeRequests.pollMinGapS`).
-    var requestedPollAt: [String: EpochSeconds] = [:]
 
     /// - Parameter readinessChanged: told when the bridge stops or starts being ready (the store cannot write, or
     ///   writes again), with the reason; the daemon turns it into the service's `STATUS=`.
@@ -172,6 +166,7 @@ public actor Bridge {
         self.startedAt = clock.now()
         self.accounts = Dictionary(settings.accounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         self.retained = RetainedTopics(mqtt: mqtt)
+        self.poller = AccountPoller(clock: clock, logger: logger)
         self.commands = CommandPipeline(store: store, mqtt: mqtt, topics: settings.topics, clock: clock, logger: logger)
         self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
         self.triggers = TriggerEngine(rules: [])
@@ -295,15 +290,15 @@ public actor Bridge {
     /// Every firing of the timer queue lands here.
     func timerDue(_ timer: BridgeTimer) {
         switch timer {
-        case .poll(let name): startPoll(name)
+        case .poll(let name): poller.startPoll(name, host: self)
         case .wake(let device): pump(device)
         case .schedule(let device): if let e = devices[device] { publishDevice(e, at: e.updatedAt) }
         case .lease(let key): leaseDue(key)
         case .trigger(let name): apply(triggers.timerDue(name, now: clock.now(), localTime: settings.localTime))
-        case .readBack(let account, let device): startReadBack(account: account, device: device)
+        case .readBack(let account, let device): poller.startReadBack(account: account, device: device, host: self)
         case .logLevelBack: logLevelBack()
         case .rediscovery: rediscover()
-        case .background(let name): startBackgroundRead(name)
+        case .background(let name): poller.startBackgroundRead(name, host: self)
         case .storeProbe: probeStore()
         case .health:
             publishHealth()
