@@ -277,7 +277,7 @@ public final class MosquittoClient: MQTTPort {
         }
         let ok = rc == MOSQ_ERR_SUCCESS.rawValue
         if ok && qos > 0 { inflight.withLock { $0.sent += 1 } }
-        stats.withLock { ok ? ($0.published += 1) : ($0.publishFailures += 1) }
+        stats.withLock { if ok { $0.published += 1 } else { $0.publishFailures += 1 } }
         return ok
     }
 
@@ -299,7 +299,7 @@ public final class MosquittoClient: MQTTPort {
         }
         let ok = rc == MOSQ_ERR_SUCCESS.rawValue
         if ok { inflight.withLock { $0.sent += 1 } }
-        stats.withLock { ok ? ($0.published += 1) : ($0.publishFailures += 1) }
+        stats.withLock { if ok { $0.published += 1 } else { $0.publishFailures += 1 } }
         return ok ? mid : nil
     }
 

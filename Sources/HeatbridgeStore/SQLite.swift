@@ -1,6 +1,8 @@
 import CSQLite
 
 /// `SQLITE_TRANSIENT` is a function-pointer cast macro Swift cannot import: tells SQLite to copy bound data.
+// swift-format-ignore: AlwaysUseLowerCamelCase
+// The C macro's own name, so code reads as SQLite's documentation does.
 let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// An SQLite error: the result code and SQLite's message.
@@ -135,4 +137,4 @@ extension SQLValue {
     }
 }
 
-func sqlite3_last_insert_rowid_wrapper(_ c: SQLiteConnection) -> Int64 { sqlite3_last_insert_rowid(c.db) }
+func lastInsertRowID(_ c: SQLiteConnection) -> Int64 { sqlite3_last_insert_rowid(c.db) }

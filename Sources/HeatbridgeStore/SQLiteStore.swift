@@ -335,11 +335,11 @@ public final class SQLiteStore: StatePort {
                 if let inboxRow { try conn.query("DELETE FROM inbox WHERE row = ?", [.int(inboxRow)]) }
                 try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
                                [.text(commandId), .text(topic), .blob(payload)])
-                let row = sqlite3_last_insert_rowid_wrapper(conn)
+                let row = lastInsertRowID(conn)
                 guard let reply else { return (row, nil) }
                 try conn.query("INSERT INTO results(command_id, topic, payload, is_reply, correlation) VALUES (?,?,?,1,?)",
                                [.text(commandId), .text(reply.topic), .blob(payload), reply.correlationData.map(SQLValue.blob) ?? .null])
-                return (row, sqlite3_last_insert_rowid_wrapper(conn))
+                return (row, lastInsertRowID(conn))
             }
         }
     }
@@ -349,7 +349,7 @@ public final class SQLiteStore: StatePort {
             try conn.query("INSERT INTO inbox(topic, payload, retained, response_topic, correlation) VALUES (?,?,?,?,?)",
                            [.text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0), m.responseTopic.map(SQLValue.text) ?? .null,
                             m.correlationData.map(SQLValue.blob) ?? .null])
-            return sqlite3_last_insert_rowid_wrapper(conn)
+            return lastInsertRowID(conn)
         }
     }
 

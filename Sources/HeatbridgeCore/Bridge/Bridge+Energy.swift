@@ -32,49 +32,15 @@ extension Bridge {
 
     // MARK: statistics
 
-    /// Accounts whose vendor reports per-period energy read it first a little after the start, then at its interval.
-    func startStatistics(_ account: AccountRuntime, now: EpochSeconds) {
-        guard account.adapter is any EnergyStatistics else { return }
-        timers.schedule(.statistics(account: account.name), at: now + Double.random(in: 20...60))
-    }
-
-    /// Reads every device's statistics of the account one after the other, at the lowest priority.
-    func startStatisticsRead(_ name: String) {
-        guard let account = accounts[name], let stats = account.adapter as? any EnergyStatistics else { return }
-        let generation = poller.generation(name)
-        let targets = devices.ids(of: name).compactMap { devices[$0]?.snapshot }.filter { $0.error == nil }
-        spawner.spawn {
-            for s in targets {
-                do throws(CloudError) {
-                    let readings = try await RequestPriority.with(.sync) { () async throws(CloudError) in try await stats.readEnergyStatistics(s) }
-                    await self.takeStatistics(readings, device: s.id, generation: generation, account: name)
-                } catch {
-                    await self.statisticsFailed(name, device: s.id, error)
-                    if case .rateLimited = error.kind { break }
-                }
-            }
-            await self.scheduleStatistics(name, generation: generation, after: stats.statisticsIntervalS)
-        }
-    }
-
-    func scheduleStatistics(_ name: String, generation: Int, after: Double) {
-        guard poller.generation(name) == generation else { return }
-        timers.schedule(.statistics(account: name), at: clock.now() + after)
-    }
-
-    func takeStatistics(_ readings: [MeterReading], device: String, generation: Int, account: String) {
-        guard poller.generation(account) == generation, devices[device] != nil else { return }
+    /// An account's energy statistics for one device (`AccountPoller.startStatisticsRead`).
+    func takeStatistics(_ readings: [MeterReading], device: String) {
+        guard devices[device] != nil else { return }
         let now = clock.now()
         guard energyBook.apply(readings, device: device, now: now, localTime: settings.localTime) else { return }
         scheduleLiveSave(now)
         if let e = devices.setAttribute(device, "meter", energyBook.stateJSON(device, now: now, localTime: settings.localTime)) {
             publishDevice(e, at: e.updatedAt)
         }
-    }
-
-    func statisticsFailed(_ account: String, device: String, _ error: CloudError) {
-        // Statistics are the lowest priority: a failure waits for the next hour and changes no account state.
-        logger.notice("energy statistics not read", metadata: ["account": "\(account)", "device": "\(device)", "error": "\(error)"])
     }
 
     // MARK: saving

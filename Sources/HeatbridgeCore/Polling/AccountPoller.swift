@@ -30,7 +30,7 @@ final class AccountPoller {
         for a in host.settings.accounts {
             host.timers.schedule(.poll(account: a.name), at: now)
             scheduleBackgroundRead(a, generation: pollGeneration[a.name, default: 0], host: host)
-            host.startStatistics(a, now: now)
+            startStatistics(a, now: now, host: host)
         }
     }
 
@@ -233,4 +233,37 @@ final class AccountPoller {
         return nil
     }
 
+    // MARK: energy statistics
+
+    /// The account's first statistics read, a little after the start (adapters that have them).
+    func startStatistics(_ account: AccountRuntime, now: EpochSeconds, host: isolated some PollHost) {
+        guard account.adapter is any EnergyStatistics else { return }
+        host.timers.schedule(.statistics(account: account.name), at: now + Double.random(in: 20...60))
+    }
+
+    /// Reads every device's statistics of the account one after the other, at the lowest priority; a failure
+    /// waits for the next round and changes no account state.
+    func startStatisticsRead(_ name: String, host: isolated some PollHost) {
+        guard let account = host.accounts[name], let stats = account.adapter as? any EnergyStatistics else { return }
+        let generation = pollGeneration[name, default: 0]
+        let targets = host.devices.ids(of: name).compactMap { host.devices[$0]?.snapshot }.filter { $0.error == nil }
+        let logger = self.logger
+        host.spawn {
+            for s in targets {
+                do throws(CloudError) {
+                    let readings = try await RequestPriority.with(.sync) { () async throws(CloudError) in try await stats.readEnergyStatistics(s) }
+                    await host.polling { h, p in
+                        if p.generation(name) == generation { h.takeStatistics(readings, device: s.id) }
+                    }
+                } catch {
+                    logger.notice("energy statistics not read", metadata: ["account": "\(name)", "device": "\(s.id)", "error": "\(error)"])
+                    if case .rateLimited = error.kind { break }
+                }
+            }
+            await host.polling { h, p in
+                guard p.generation(name) == generation else { return }
+                h.timers.schedule(.statistics(account: name), at: p.clock.now() + stats.statisticsIntervalS)
+            }
+        }
+    }
 }

@@ -21,8 +21,8 @@ protocol PollHost: Actor {
     /// Push events arrive for the account (polls then only reconcile).
     func pushLive(_ account: AccountRuntime) -> Bool
     func lastPushEvent(account: String) -> EpochSeconds?
-    /// The account's energy statistics reads start (adapters that have them).
-    func startStatistics(_ account: AccountRuntime, now: EpochSeconds)
+    /// An account's energy statistics for one device.
+    func takeStatistics(_ readings: [MeterReading], device: String)
     /// Every account has been read once: what waited for the devices to be known runs now.
     func everyAccountReadOnce()
 }
