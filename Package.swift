@@ -39,10 +39,15 @@ let package = Package(
         // Test doubles shipped as code (swift-nio's NIOEmbedded, HummingbirdTesting): any test target uses them.
         .target(name: "HeatbridgeTesting", dependencies: ["HeatbridgeCore"]),
         .target(name: "HeatbridgeVendors", dependencies: ["HeatbridgeCore", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+        // The daemon's wiring as a library: one builder for the daemon, the CLI and in-process tests.
+        .target(
+            name: "HeatbridgeApp",
+            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeVendors",
+                           .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
-                "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
+                "HeatbridgeApp", "HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeConfig",
                 "HeatbridgeSystem", "HeatbridgeWeb", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", "HeatbridgeVendors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,6 +92,9 @@ let package = Package(
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+        // The daemon's own wiring (`AppServices.build`) in process, on the testing library's doubles.
+        .testTarget(name: "HeatbridgeAppTests", dependencies: ["HeatbridgeApp", "HeatbridgeConfig", "HeatbridgeCore", "HeatbridgeStore",
+                                                               "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeVendors"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),

@@ -60,7 +60,7 @@ public struct MosquittoError: Error, CustomStringConvertible, Sendable {
 /// persistent session also needs the Session Expiry Interval on *every* CONNECT, and libmosquitto 2.0's
 /// built-in reconnect drops CONNECT properties; so this client reconnects itself, with capped exponential
 /// backoff (1 s doubling to 30 s).
-public final class MosquittoClient: MQTTPort {
+public final class MosquittoClient: MQTTService {
     // The handle is only used through libmosquitto calls, which are thread-safe once `threaded_set` is on.
     // The network loop uses it directly (it ends before the handle is freed); every other use goes through
     // `live`, which is nil once `shutdown()` freed it: a publish, subscribe or second shutdown racing with

@@ -1,15 +1,25 @@
 import HeatbridgeCore
 import Synchronization
 
-/// An MQTT port that records every publish and subscription; `send` plays a message from the broker.
-public final class RecordingMQTT: MQTTPort {
+/// An MQTT client that records every publish and subscription; `send` plays a message from the broker (through
+/// the intake, as libmosquitto's callback does, when one is given); `start` connects at once.
+public final class RecordingMQTT: MQTTService {
     public let events: AsyncStream<MQTTEvent>
     public let continuation: AsyncStream<MQTTEvent>.Continuation
     public let published = Mutex<[(topic: String, payload: String, retain: Bool)]>([])
     public let subscriptions = Mutex<[String]>([])
     public let online = Mutex(true)
 
-    public init() { (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self) }
+    let intake: (@Sendable (inout MQTTMessage) -> Void)?
+
+    public init(intake: (@Sendable (inout MQTTMessage) -> Void)? = nil) {
+        self.intake = intake
+        (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self)
+    }
+
+    public func start() { continuation.yield(.connected) }
+    public func flush(timeoutS: Double) {}
+    public func shutdown() { continuation.finish() }
 
     public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool) -> Bool {
         guard online.withLock({ $0 }) else { return false }
@@ -29,7 +39,9 @@ public final class RecordingMQTT: MQTTPort {
     public var counters: MQTTCounters { MQTTCounters() }
 
     public func send(_ topic: String, _ payload: String, retained: Bool = false) {
-        continuation.yield(.message(MQTTMessage(topic: topic, payload: Array(payload.utf8), retained: retained)))
+        var message = MQTTMessage(topic: topic, payload: Array(payload.utf8), retained: retained)
+        intake?(&message)
+        continuation.yield(.message(message))
     }
 
     public func on(_ topic: String) -> [String] { published.withLock { $0.filter { $0.topic == topic }.map(\.payload) } }

@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import Glibc
+import HeatbridgeApp
 import HeatbridgeConfig
 import HeatbridgeCore
 import HeatbridgeHTTP
@@ -35,77 +36,22 @@ enum Daemon {
         let logger = Logger(label: "heatbridge")
         logger.info("starting", metadata: ["version": "\(heatbridgeVersion)", "config": "\(configPath)", "config_hash": "\(loaded.hash.prefix(12))"])
 
-        let store: SQLiteStore
-        do throws(SQLiteError) {
-            let recovery: StoreRecovery?
-            (store, recovery) = try SQLiteStore.openChecked(path: config.store.path, now: SystemClock().now())
-            if let recovery {
-                logger.critical("the store was damaged: started with a fresh one; the cached state and the command history are gone",
-                                metadata: ["path": "\(config.store.path)", "reason": "\(recovery.reason)", "kept_as": "\(recovery.keptAs)"])
-            }
-        } catch {
-            logger.critical("cannot open the store", metadata: ["path": "\(config.store.path)", "error": "\(error)"])
-            // A full disk or an I/O error may pass; permissions or a newer schema will not, and restarting every
-            // 5 s would only fill the journal (the unit's RestartPreventExitStatus=78).
-            return error.mayPass ? 1 : 78
-        }
         // HEATBRIDGE_HTTP_IDLE_HANDLES=0 turns connection reuse off: what Scripts/bench compares against.
         let http = CurlTransport(maxIdleHandles: env["HEATBRIDGE_HTTP_IDLE_HANDLES"].flatMap(Int.init) ?? 4)
-        let requestMetrics = RequestMetrics()
-        let accounts: [AccountRuntime]
-        switch makeAccounts(config, environment: env, transport: http, store: store, logger: logger, metrics: requestMetrics) {
-        case .success(let a): accounts = a
-        case .failure(let why):
-            logger.critical("cannot set up accounts", metadata: ["error": "\(why)"])
-            return 78  // a secret that cannot be read or an account the vendor module refuses: config, not luck
+        let ports = ports(environment: env, transport: http, accounts: config.accounts.count)
+        let services: AppServices
+        switch AppServices.build(loaded, ports: ports, logger: logger) {
+        case .success(let s): services = s
+        case .failure(let failure): return failure.exitStatus
         }
-
-        let topics = TopicLayout(base: config.mqtt.baseTopic)
-        let mqtt: MosquittoClient
-        do {
-            mqtt = try MosquittoClient(MQTTConnectOptions(
-                host: config.mqtt.host, port: config.mqtt.port, clientId: config.mqtt.clientId, cleanSession: false,
-                username: config.mqtt.username, password: config.mqtt.password.flatMap { readSecret($0, env) },
-                caFile: config.mqtt.caFile, tls: config.mqtt.tls, keepaliveS: config.mqtt.keepaliveS,
-                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes), maxPayloadBytes: config.mqtt.maxPayloadBytes),
-                intake: { message in
-                    // Commands are stored before libmosquitto acknowledges them to the broker.
-                    guard !message.payload.isEmpty, topics.parseCommand(message.topic) != nil else { return }
-                    message.inboxRow = try? store.inboxAdd(message)
-                })
-        } catch {
-            logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
-            return 1
-        }
-
-        let bridge = Bridge(
-            settings: BridgeSettings(topics: topics, version: heatbridgeVersion, configHash: String(loaded.hash.prefix(12)),
-                                     behaviour: config.bridge, accounts: accounts, localTime: GlibcLocalTime(),
-                                     discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
-                                                                       topics: topics, version: heatbridgeVersion,
-                                                                       derogationPresets: config.homeAssistant.derogationPresets),
-                                     maxPayloadBytes: config.mqtt.maxPayloadBytes, configDocument: loaded.document,
-                                     logLevel: LogLevelControl(set: { level in
-                                         let configured = Logger.Level(rawValue: configuredLogLevel.withLock { $0 }) ?? .info
-                                         currentLogLevel.withLock { $0 = level.flatMap(Logger.Level.init(rawValue:)) ?? configured }
-                                     }, current: { currentLogLevel.withLock { $0.rawValue } })),
-            mqtt: mqtt, store: store, clock: SystemClock(), logger: logger, processStats: {
-                var o = ProcessStats.sample()
-                o["store"] = ProcessStats.storeHealth(store, path: config.store.path)
-                return o
-            }, readinessChanged: { ready, reason in
-                // systemd cannot take READY=1 back; STATUS= shows in `systemctl status` what the health topic says.
-                SDNotify.send(ready ? "STATUS=Bridging \(accounts.count) account(s); the store writes again"
-                                    : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
-            })
-        let reloader = Reloader(path: configPath, current: config, bridge: bridge, transport: http, store: store, logger: logger,
+        let (store, bridge, accounts, requestMetrics) = (services.store, services.bridge, services.accounts, services.metrics)
+        let reloader = Reloader(path: configPath, current: config, bridge: bridge, ports: ports, store: store, logger: logger,
                                 metrics: requestMetrics)
         let web = StatusListener.start(config.http, bridge: bridge, metrics: requestMetrics, environment: env, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
         let testClock = TestClockHook(environment: env)
 
-        // Services start in dependency order (store → MQTT client → bridge) and stop in reverse: the bridge
-        // first (its tasks end with `run()`), then `bridge/state` offline and the MQTT client, then the store.
+        // Services start in dependency order (store → MQTT client → bridge) and stop in reverse (`AppServices.run`).
         let stop = OneShotSignal()
         let (requests, requestSink) = AsyncStream.makeStream(of: Int32.self)
         let signals = SignalWatcher(testHooks ? [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] : [SIGTERM, SIGINT, SIGHUP]) { signal in
@@ -119,34 +65,26 @@ enum Daemon {
             }
         }
         DaemonRecord.started(store, logger: logger)
-        mqtt.start()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await bridge.run() }
-            if let watchdog = watchdogInterval(environment: env, logger: logger) {
-                group.addTask { await Self.watchdog(bridge: bridge, intervalS: watchdog) }
-            }
-            group.addTask {
-                for await signal in requests {
-                    if signal == SIGHUP {
-                        await reloader.reload()
-                    } else if signal == SIGUSR1 {
-                        await testClock?.advance(bridge: bridge, logger: logger)
-                    } else {
-                        await bridge.runOnBridge {
-                            logger.warning("test hook: the bridge is blocked")  // from inside: the block has begun
-                            while true { sleep(60) }
-                        }
+        var alongside: [@Sendable () async -> Void] = []
+        if let watchdog = watchdogInterval(environment: env, logger: logger) {
+            alongside.append { await Self.watchdog(bridge: bridge, intervalS: watchdog) }
+        }
+        alongside.append {
+            for await signal in requests {
+                if signal == SIGHUP {
+                    await reloader.reload()
+                } else if signal == SIGUSR1 {
+                    await testClock?.advance(bridge: bridge, logger: logger)
+                } else {
+                    await bridge.runOnBridge {
+                        logger.warning("test hook: the bridge is blocked")  // from inside: the block has begun
+                        while true { sleep(60) }
                     }
                 }
             }
-            group.addTask { await Self.notifyReady(bridge: bridge, accounts: accounts.count, config: config, logger: logger) }
-            await stop.wait()
-            group.cancelAll()
         }
-        web?.stop()
-        await bridge.publishOffline()
-        mqtt.flush(timeoutS: 2)
-        mqtt.shutdown()
+        alongside.append { await Self.notifyReady(bridge: bridge, accounts: accounts.count, config: config, logger: logger) }
+        await services.run(until: stop, alongside: alongside, beforeOffline: { web?.stop() })
         DaemonRecord.stopped(store, logger: logger)
         withExtendedLifetime(signals) {}
         logger.info("stopped")
@@ -186,55 +124,27 @@ enum Daemon {
         }
     }
 
-    static func readSecret(_ ref: SecretRef, _ env: [String: String]) -> String? {
-        if case .success(let s) = ConfigLoader.readSecret(ref, environment: env) { return s }
-        return nil
-    }
-
-    /// What vendor modules build adapters with in the daemon: real HTTP, time and secrets, and the store's
-    /// settings for what must outlive a restart.
-    static func vendorContext(transport: any HTTPTransport, store: SQLiteStore, environment env: [String: String]) -> VendorContext {
-        VendorContext(
-            transport: transport, clock: SystemClock(), localTime: GlibcLocalTime(),
-            readSecret: { readSecret($0, env) },
-            writeSecret: { path, secret in
-                if case .failure(let e) = FileIO.writeSecret(path, secret) { return "\(e)" }
-                return nil
-            },
-            settings: SettingsPersistence(load: { (try? store.loadSettings())?[$0] }, save: { try? store.saveSetting($0, $1) }))
-    }
-
-    /// One adapter per configured account, each built by its vendor's module.
-    /// `metrics`: each account's requests are timed into it (`/metrics`).
-    static func makeAccounts(_ config: HeatbridgeConfig, environment env: [String: String], transport: any HTTPTransport,
-                             store: SQLiteStore, logger: Logger, metrics: RequestMetrics? = nil) -> Result<[AccountRuntime], SetupError> {
-        var context = vendorContext(transport: transport, store: store, environment: env)
-        context.fleetBoxes = config.fleet.boxes
-        var accounts: [AccountRuntime] = []
-        for a in config.accounts {
-            if a.allDevices {
-                // Said at every start: this box publishes every customer's devices of the partner account.
-                logger.warning("account bridges every device its credentials reach (devices: all): only for a partner's own back-office box",
-                               metadata: ["account": "\(a.name)"])
-            }
-            guard let module = HeatbridgeVendors.all.module(a.vendor) else {
-                return .failure(SetupError(description: "account \(a.name): unknown vendor \(a.vendor)"))
-            }
-            var accountContext = context
-            if a.connection != ConnectionOptions() { accountContext.transport = AccountTransport(transport, options: a.connection) }
-            if let metrics { accountContext.transport = MeasuredTransport(accountContext.transport, account: a.name, metrics: metrics) }
-            switch module.makeAdapter(a, context: accountContext) {
-            case .success(let adapter):
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices, push: a.push))
-            case .failure(let e):
-                return .failure(SetupError(description: e.description))
-            }
+    /// The daemon's ports: libcurl, libmosquitto, the system clock (with its test offset) and glibc's local time.
+    static func ports(environment env: [String: String], transport: any HTTPTransport, accounts: Int) -> AppPorts {
+        var ports = AppPorts(transport: transport, clock: SystemClock(), localTime: GlibcLocalTime(), makeMQTT: { setup in
+            try MosquittoClient(MQTTConnectOptions(
+                host: setup.config.host, port: setup.config.port, clientId: setup.config.clientId, cleanSession: false,
+                username: setup.config.username, password: setup.password, caFile: setup.config.caFile, tls: setup.config.tls,
+                keepaliveS: setup.config.keepaliveS, will: setup.will, maxPayloadBytes: setup.config.maxPayloadBytes),
+                intake: setup.intake)
+        }, environment: env, version: heatbridgeVersion)
+        ports.processStats = { ProcessStats.sample() }
+        ports.logLevel = LogLevelControl(set: { level in
+            let configured = Logger.Level(rawValue: configuredLogLevel.withLock { $0 }) ?? .info
+            currentLogLevel.withLock { $0 = level.flatMap(Logger.Level.init(rawValue:)) ?? configured }
+        }, current: { currentLogLevel.withLock { $0.rawValue } })
+        ports.readinessChanged = { ready, reason in
+            // systemd cannot take READY=1 back; STATUS= shows in `systemctl status` what the health topic says.
+            SDNotify.send(ready ? "STATUS=Bridging \(accounts) account(s); the store writes again"
+                                : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
         }
-        return .success(accounts)
+        return ports
     }
-
-    struct SetupError: Error, CustomStringConvertible { var description: String }
 }
 
 /// SIGHUP: validate the new config first; refuse it (and keep running on the old one) when invalid, apply it
@@ -243,19 +153,19 @@ actor Reloader {
     let path: String
     var current: HeatbridgeConfig
     let bridge: Bridge
-    let transport: any HTTPTransport
+    let ports: AppPorts
     let store: SQLiteStore
     let logger: Logger
     let metrics: RequestMetrics?
 
-    init(path: String, current: HeatbridgeConfig, bridge: Bridge, transport: any HTTPTransport, store: SQLiteStore, logger: Logger,
+    init(path: String, current: HeatbridgeConfig, bridge: Bridge, ports: AppPorts, store: SQLiteStore, logger: Logger,
          metrics: RequestMetrics? = nil) {
         self.metrics = metrics
         self.store = store
         self.path = path
         self.current = current
         self.bridge = bridge
-        self.transport = transport
+        self.ports = ports
         self.logger = logger
     }
 
@@ -270,8 +180,9 @@ actor Reloader {
             SDNotify.send("READY=1\nSTATUS=Reload refused: \(errors.diagnostics.count) config error(s); running on the previous config")
         case .success(let loaded):
             let new = loaded.config
-            guard case .success(let accounts) = Daemon.makeAccounts(new, environment: env, transport: transport, store: store, logger: logger,
-                                                                    metrics: metrics) else {
+            var ports = self.ports
+            ports.environment = env
+            guard case .success(let accounts) = AppServices.makeAccounts(new, ports: ports, store: store, logger: logger, metrics: metrics) else {
                 logger.error("reload refused: cannot set up the new accounts")
                 SDNotify.send("READY=1\nSTATUS=Reload refused: cannot set up the new accounts")
                 return
@@ -399,14 +310,6 @@ enum SDNotify {
 
 /// Process figures for `bridge/health`, from /proc.
 enum ProcessStats {
-    /// The store's part of `bridge/health`: free space where it lives, errors since start, the last recovery.
-    @Sendable static func storeHealth(_ store: SQLiteStore, path: String) -> JSONValue {
-        var o = store.errorReport.objectValue ?? [:]
-        if let free = SQLiteStore.freeBytes(path: path) { o["free_bytes"] = .int(free) }
-        o["recovered"] = (try? store.loadSettings())?[SQLiteStore.recoverySettingKey] ?? .null
-        return .object(o)
-    }
-
     @Sendable static func sample() -> [String: JSONValue] {
         guard case .success(let bytes) = FileIO.read("/proc/self/statm") else { return [:] }
         let fields = String(decoding: bytes, as: UTF8.self).split(separator: " ")

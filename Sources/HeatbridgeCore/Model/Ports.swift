@@ -175,6 +175,16 @@ public protocol MQTTPort: Sendable {
     var counters: MQTTCounters { get }
 }
 
+/// An MQTT client as a service: started, flushed and shut down by whoever runs the bridge (`AppServices.run`).
+public protocol MQTTService: MQTTPort {
+    /// Connects (and keeps reconnecting) in the background; events arrive on `events`.
+    func start()
+    /// Waits up to `timeoutS` for what was handed over to reach the broker.
+    func flush(timeoutS: Double)
+    /// Disconnects and ends `events`.
+    func shutdown()
+}
+
 extension MQTTPort {
     /// A subscription that gets the stored retained messages each time it is made.
     public func subscribe(_ filter: String, qos: Int) { subscribe(filter, qos: qos, retainedOnlyWhenNew: false) }

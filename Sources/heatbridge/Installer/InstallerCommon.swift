@@ -1,4 +1,5 @@
 import ArgumentParser
+import HeatbridgeApp
 import HeatbridgeConfig
 import HeatbridgeCore
 import HeatbridgeHTTP
@@ -19,9 +20,7 @@ extension VendorContext {
     /// What vendor modules build adapters with for a single CLI run: real HTTP and time, secrets from the
     /// config's files or credentials, nothing persisted.
     static var cli: VendorContext {
-        let env = ProcessEnvironment.all()
-        return VendorContext(transport: CurlTransport(), clock: SystemClock(), localTime: GlibcLocalTime(),
-                             readSecret: { Daemon.readSecret($0, env) })
+        AppServices.vendorContext(Daemon.ports(environment: ProcessEnvironment.all(), transport: CurlTransport(), accounts: 0), store: nil)
     }
 
     /// The CLI's context for one account: its connection options (CA, client certificate, proxy) as the daemon uses them.
