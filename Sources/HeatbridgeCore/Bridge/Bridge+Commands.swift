@@ -19,13 +19,13 @@ extension Bridge: CommandHost {
                 }
             }
         }
-        if let (vendor, vendorId) = topics.parsePush(m.topic) { return handlePush(m, vendor: vendor, vendorId: vendorId) }
+        if let (vendor, vendorId) = topics.parsePush(m.topic) { return live.handlePush(m, vendor: vendor, vendorId: vendorId, host: self) }
         if let name = topics.parseBridgeRequest(m.topic) { return handleRequest(m, name: name) }
         if m.topic == discovery.statusTopic {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return
         }
-        if !m.payload.isEmpty { evaluateConditions(m) }
+        if !m.payload.isEmpty { automation.evaluateConditions(m, host: self) }
         let outcome = CommandIntake.parse(m, topics: topics, maxPayloadBytes: settings.maxPayloadBytes)
         switch outcome {
         case .notCommand, .deletion:

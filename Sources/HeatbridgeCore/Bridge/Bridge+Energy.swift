@@ -1,81 +1,6 @@
-/// Energy: each device's meter (`EnergyBook`) fed from polls, events and statistics reads; stored with the pushed
-/// state on one coalesced timer (`liveSave`), so the flash-wear budget holds; the history request.
-extension Bridge {
-    static let meterSettingPrefix = "meter."
-
-    /// Restores each device's meter as last saved, and forgets buckets older than the retention.
-    func restoreMeters() {
-        for (key, value) in localSettings where key.hasPrefix(Self.meterSettingPrefix) {
-            energyBook.restore(String(key.dropFirst(Self.meterSettingPrefix.count)), value)
-        }
-        pruneEnergy()
-    }
-
-    func pruneEnergy() {
-        let now = clock.now()
-        energyPrunedAt = now
-        do { try store.pruneEnergy(beforeHour: Int64(now / 3600) - EnergyHistory.retentionDays * 24) } catch {
-            logger.warning("cannot forget old energy buckets", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// The meter of a device's fresh state: the adapter's readings go into the book, the book's state into `meter`.
-    func meterize(_ s: inout DeviceSnapshot, account: String, now: EpochSeconds) {
-        guard let m = accounts[account]?.adapter as? any EnergyMetering else { return }
-        if energyBook.apply(m.meterReadings(s), device: s.id, now: now, localTime: settings.localTime), energyBook.isDirty(s.id) { scheduleLiveSave(now) }
-        s.attributes["meter"] = energyBook.stateJSON(s.id, now: now, localTime: settings.localTime)
-    }
-
-    func scheduleLiveSave(_ now: EpochSeconds) {
-        if timers.deadline(.liveSave) == nil { timers.schedule(.liveSave, at: now + Self.pushSaveIntervalS) }
-    }
-
-    // MARK: statistics
-
-    /// An account's energy statistics for one device (`AccountPoller.startStatisticsRead`).
-    func takeStatistics(_ readings: [MeterReading], device: String) {
-        guard devices[device] != nil else { return }
-        let now = clock.now()
-        guard energyBook.apply(readings, device: device, now: now, localTime: settings.localTime) else { return }
-        scheduleLiveSave(now)
-        if let e = devices.setAttribute(device, "meter", energyBook.stateJSON(device, now: now, localTime: settings.localTime)) {
-            publishDevice(e, at: e.updatedAt)
-        }
-    }
-
-    // MARK: saving
-
-    /// Writes every device's changed pushed state and meter, and the energy buckets counted since the last save,
-    /// in one transaction: a counter's total and the hours it was counted into are stored together.
-    func saveLive() {
-        timers.cancel(.liveSave)
-        let pushIds = pushBook.takeDirty()
-        let meters = energyBook.takeDirty()
-        guard !pushIds.isEmpty || !meters.isEmpty else { return }
-        var list: [(key: String, value: JSONValue?)] = []
-        for id in pushIds { if let r = pushBook.record(id) { list.append((Self.pushSettingPrefix + id, r)) } }
-        for m in meters { list.append((Self.meterSettingPrefix + m.device, m.record)) }
-        do {
-            try store.saveLive(settings: list, buckets: meters.flatMap(\.buckets))
-            for (k, v) in list { localSettings[k] = v }
-            storeWorked()
-        } catch {
-            logger.error("cannot store pushed state and energy", metadata: ["error": "\(error)"])
-            for id in pushIds { pushBook.markDirty(id) }
-            for m in meters { energyBook.giveBack(m.device, m.buckets) }
-            scheduleLiveSave(clock.now())
-            storeFailed(error)
-        }
-        for id in Set(pushIds + meters.map(\.device)).sorted() {
-            guard let e = devices[id] else { continue }
-            do { try store.saveDevice(DeviceRegistry.cacheRecord(e)) } catch {
-                logger.error("cannot cache device state", metadata: ["device": "\(id)", "error": "\(error)"])
-                storeFailed(error)
-            }
-        }
-        if clock.now() - energyPrunedAt > 86_400 { pruneEnergy() }
-    }
-
+/// The energy history request, answered by the bridge itself from the store's hour buckets (`LiveState` keeps
+/// the meters), and the bridge as `LiveState`'s host.
+extension Bridge: LiveHost {
     // MARK: the history request
 
     /// `<device>/energy/history/set` with `from`/`to` (and `meter`): the device's hourly buckets, answered `done`
@@ -87,7 +12,7 @@ extension Bridge {
         }
         let device = target.device
         let layout = (accounts[entry.account]?.adapter as? any EnergyMetering)?.meterLayout(entry.snapshot)
-        guard energyBook.hasMeter(device) || layout.map({ !$0.isEmpty }) == true else {
+        guard live.energyBook.hasMeter(device) || layout.map({ !$0.isEmpty }) == true else {
             return reject(target, id: id, CommandRejection(.noMeter, "device \"\(device)\" has no meter: its vendor reports no power or energy"),
                           source: source)
         }
@@ -105,7 +30,7 @@ extension Bridge {
             return reject(target, id: id, error, source: source)
         }
         // What is counted but not stored yet is stored first: `heatbridge energy` then reads the same buckets.
-        saveLive()
+        live.saveLive(host: self)
         let buckets: [EnergyBucket]
         do { buckets = try store.energyBuckets(device: device, fromHour: range.from, toHour: range.to) } catch {
             return reject(target, id: id, CommandRejection(.storeFailed, "energy history could not be read: \(error)"), source: source)

@@ -11,16 +11,18 @@ extension Bridge: PollHost {
         poller.commandSucceeded(account, device: device, capability: capability, host: self)
     }
 
-    func lastPushEvent(account: String) -> EpochSeconds? { pushBook.stats[account]?.lastEventAt }
+    func lastPushEvent(account: String) -> EpochSeconds? { live.pushBook.stats[account]?.lastEventAt }
+
+    func pushLive(_ account: AccountRuntime) -> Bool { live.pushLive(account, host: self) }
+
+    func takeStatistics(_ readings: [MeterReading], device: String) { live.takeStatistics(readings, device: device, host: self) }
 
     func everyAccountReadOnce() {
         for device in commands.queue.devicesWaiting { pump(device) }
         let waiting = deferred
         deferred = []
         for m in waiting { handleMessage(m) }
-        let fires = pendingFires
-        pendingFires = []
-        for f in fires { fire(f.rule, reason: f.reason) }
+        automation.firePending(host: self)
     }
 
     /// Takes an account's poll; returns whether anything changed (a device's state, or the device list).
@@ -42,20 +44,10 @@ extension Bridge: PollHost {
     /// Takes one device's fresh snapshot: publishes and caches it. Returns whether it differs from before.
     func update(_ polled: DeviceSnapshot, account: String, now: EpochSeconds) -> Bool {
         var s = polled
-        if accounts[account]?.push != nil {
-            if s.nodes.isEmpty, s.error != nil || s.online == false, let old = devices[s.id] {
-                // A device that cannot be read keeps its last state (as `DeviceRegistry.update` does), pushed values included.
-                s.nodes = old.snapshot.nodes
-                if s.schedules.isEmpty { s.schedules = old.snapshot.schedules }
-                s = pushBook.merged(s)
-            } else {
-                s = pushBook.overlay(onPoll: s)
-            }
-        }
-        meterize(&s, account: account, now: now)
+        live.onPoll(&s, account: account, now: now, host: self)
         let (entry, changed) = devices.update(s, account: account, now: now)
         publishDevice(entry, at: now)
-        if entry.snapshot.error == nil, let runtime = accounts[account] { watchLegionella(entry.snapshot, account: runtime, now: now) }
+        if entry.snapshot.error == nil, let runtime = accounts[account] { automation.watchLegionella(entry.snapshot, account: runtime, now: now, host: self) }
         // Saved on every successful read, not only on change: the row's time is when the cloud last
         // confirmed the state, which is what staleness (and `heatbridge status`) is about.
         do {
@@ -92,9 +84,9 @@ extension Bridge: PollHost {
         let id = e.snapshot.id
         publishDeviceDiscovery(e)
         let now = clock.now()
-        let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: staleAfter(account: e.account),
+        let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: live.staleAfter(account: e.account, host: self),
                               localTime: settings.localTime) { node, n in
-            if let l = leases.state(device: id, node: node, now: now) { n["leases"] = l }
+            if let l = automation.leases.state(device: id, node: node, now: now) { n["leases"] = l }
             if case .object(var charge)? = n[HotWaterCharge.stateMember] {
                 charge["default_duration_min"] = .int(chargeDefault(id, node))
                 n[HotWaterCharge.stateMember] = .object(charge)
@@ -128,10 +120,7 @@ extension Bridge: PollHost {
         retained.clear(topics.deviceState(id))
         retained.clear(topics.availability(id))
         timers.cancel(.schedule(device: id))
-        pushBook.forget(id)
-        energyBook.forget(id)
-        if localSettings[Self.pushSettingPrefix + id] != nil { saveSetting(Self.pushSettingPrefix + id, nil, what: "pushed state") }
-        if localSettings[Self.meterSettingPrefix + id] != nil { saveSetting(Self.meterSettingPrefix + id, nil, what: "meter") }
+        live.forget(id, host: self)
         // Kept, it would be listed by `heatbridge status` as it last was and come back from the cache at the next start.
         do { try store.deleteDevice(id) } catch {
             logger.error("cannot forget a removed device in the store", metadata: ["device": "\(id)", "error": "\(error)"])

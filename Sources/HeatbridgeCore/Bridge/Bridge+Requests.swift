@@ -116,7 +116,7 @@ extension Bridge {
                 let (payload, _) = AccountBook.payload(s, keyExpiry: a.adapter.credentialExpiry(), notVisible: book.notVisible[a.name] ?? [], now: now)
                 for (k, v) in payload.objectValue ?? [:] { o[k] = v }
             }
-            if let p = pushJSON(a.name) { o["push"] = p }
+            if let p = live.pushJSON(a.name, host: self) { o["push"] = p }
             o["stats"] = book.healthJSON(accounts: [a.name])[a.name] ?? .null
             accountList.append(.object(o))
         }
@@ -129,7 +129,7 @@ extension Bridge {
                     "vendor": .string(accounts[e.account]?.vendor), "model": .string(s.model),
                     "online": s.online.map(JSONValue.bool) ?? .null, "source": .string(e.source),
                     "updated_at": .string(Timestamp.iso8601(e.updatedAt)), "age_s": .number((now - e.updatedAt).rounded()),
-                    "stale": .bool(now - e.updatedAt > staleAfter(account: e.account)),
+                    "stale": .bool(now - e.updatedAt > live.staleAfter(account: e.account, host: self)),
                     "error": s.error.map { ["code": .string($0.code.rawValue), "message": .string($0.message)] } ?? .null,
                     "nodes": .array(s.nodes.keys.sorted().map { .string($0) })]
         }

@@ -25,20 +25,16 @@ public actor Bridge {
 
     var retained: RetainedTopics
     var devices = DeviceRegistry()
-    /// What pushed events set, per device, and the push counters per account.
-    var pushBook = PushBook()
-    /// Every device's meter: totals, today, hour buckets not stored yet.
-    var energyBook = EnergyBook()
-    /// When old energy buckets were last forgotten (once a day).
-    var energyPrunedAt: EpochSeconds = 0
     var book = AccountBook()
     /// The command path after intake: queue, execution, results (`CommandPipeline`); it runs on this actor.
     let commands: CommandPipeline
     /// Each account's reads (`AccountPoller`); it runs on this actor.
     let poller: AccountPoller
     var limits: LimitsPolicy
-    var leases = LeaseBook(settings: [:])
-    var triggers: TriggerEngine
+    /// Leases, triggers and the legionella watch carried out (`Automation`); it runs on this actor.
+    let automation: Automation
+    /// Pushed events and meters, saved coalesced (`LiveState`); it runs on this actor.
+    let live: LiveState
     var discovery: DiscoveryPublisher
     let timers = TimerQueue<BridgeTimer>()
     let spawner = WorkSpawner()
@@ -49,7 +45,6 @@ public actor Bridge {
     /// Commands that arrived for a device not known yet, before every account finished its first poll, and
     /// trigger firings waiting for the same (a target is only known once its account answered).
     var deferred: [MQTTMessage] = []
-    var pendingFires: [(rule: TriggerRule, reason: String)] = []
     /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
     var storeHealth = StoreHealth()
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
@@ -78,7 +73,8 @@ public actor Bridge {
         self.poller = AccountPoller(clock: clock, logger: logger)
         self.commands = CommandPipeline(store: store, mqtt: mqtt, topics: settings.topics, clock: clock, logger: logger)
         self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
-        self.triggers = TriggerEngine(rules: [])
+        self.automation = Automation(store: store, clock: clock, logger: logger)
+        self.live = LiveState(store: store, topics: settings.topics, clock: clock, logger: logger)
         self.discovery = DiscoveryPublisher(settings.discovery)
     }
 
@@ -90,17 +86,16 @@ public actor Bridge {
             logger.error("cannot read settings from the store", metadata: ["error": "\(error)"])
         }
         limits = LimitsPolicy(limits: settings.behaviour.limits, settings: localSettings)
-        leases = LeaseBook(settings: localSettings)
-        restorePush()
-        restoreMeters()
-        for lease in leases.all { timers.schedule(.lease(lease.key), at: lease.endsAt) }
+        live.restorePush(host: self)
+        live.restoreMeters(host: self)
+        automation.restoreLeases(host: self)
         publishBridgeDiscovery()
         loadCache()
         cacheLoaded = true
         for a in settings.accounts { setAccount(a.name, .starting, error: nil) }
         publishInfo()
         commands.resumeOpenCommands(host: self)
-        startTriggers()
+        automation.startTriggers(host: self)
         do {
             let pending = try store.inboxPending()
             if !pending.isEmpty { logger.info("handling commands stored before a restart", metadata: ["count": "\(pending.count)"]) }
@@ -180,7 +175,7 @@ public actor Bridge {
         let triggersChanged = settings.behaviour.triggers != behaviour.triggers
         settings.behaviour = behaviour
         limits.limits = behaviour.limits
-        if triggersChanged { startTriggers() }
+        if triggersChanged { automation.startTriggers(host: self) }
         accounts = Dictionary(newAccounts.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         for a in newAccounts where book.status[a.name] == nil { setAccount(a.name, .starting, error: nil) }
         publishInfo()
@@ -192,7 +187,7 @@ public actor Bridge {
     /// Publishes `bridge/state` offline (what the last will would say) before a clean shutdown.
     public func publishOffline() {
         // Pushed state not written yet (coalesced) is written now: counters must not step back at the next start.
-        saveLive()
+        live.saveLive(host: self)
         retained.force(topics.bridgeState, JSONValue.object(["state": "offline"]).bytes)
     }
 
@@ -202,8 +197,8 @@ public actor Bridge {
         case .poll(let name): poller.startPoll(name, host: self)
         case .wake(let device): pump(device)
         case .schedule(let device): if let e = devices[device] { publishDevice(e, at: e.updatedAt) }
-        case .lease(let key): leaseDue(key)
-        case .trigger(let name): apply(triggers.timerDue(name, now: clock.now(), localTime: settings.localTime))
+        case .lease(let key): automation.leaseDue(key, host: self)
+        case .trigger(let name): automation.triggerDue(name, host: self)
         case .readBack(let account, let device): poller.startReadBack(account: account, device: device, host: self)
         case .logLevelBack: logLevelBack()
         case .rediscovery: rediscover()
@@ -212,7 +207,7 @@ public actor Bridge {
         case .health:
             publishHealth()
             timers.schedule(.health, at: clock.now() + Self.healthIntervalS)
-        case .liveSave: saveLive()
+        case .liveSave: live.saveLive(host: self)
         case .statistics(let name): poller.startStatisticsRead(name, host: self)
         case .discoveryRepeat(let device): repeatDeviceDiscovery(device)
         }
@@ -245,9 +240,9 @@ public actor Bridge {
         // subscription does not get the stored retained message again on every reconnect (a command published
         // retained while the daemon was stopped came twice: queued in the session, and as retained).
         mqtt.subscribe(topics.commandFilter, qos: 1, retainedOnlyWhenNew: true)
-        for topic in triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
+        for topic in automation.triggers.conditionTopics { mqtt.subscribe(topic, qos: 1) }
         if let status = discovery.statusTopic { mqtt.subscribe(status, qos: 1) }
-        subscribePush()
+        live.subscribePush(host: self)
         mqtt.subscribe(topics.bridgeRequestFilter, qos: 1)
         retained.remember(topics.bridgeState, JSONValue.object(["state": "online"]).bytes)
         publishHealth()
@@ -280,7 +275,7 @@ public actor Bridge {
         let expires = accounts[name]?.adapter.credentialExpiry()
         var (payload, warning) = AccountBook.payload(current, keyExpiry: expires, notVisible: book.notVisible[name] ?? [], now: now)
         if let p = accounts[name]?.push, case .object(var o) = payload {
-            o["push"] = .string(pushBook.state(name, settings: p, now: now))
+            o["push"] = .string(live.pushBook.state(name, settings: p, now: now))
             payload = .object(o)
         }
         if warning != nil, let expires, !book.keyWarned.contains(name) {
@@ -295,7 +290,7 @@ public actor Bridge {
         if state == .ready, previous?.state != .ready {
             // Commands held while the account was down run now, in arrival order per device.
             for device in devices.ids(of: name) { pump(device) }
-            if let p = previous?.state, p == .offline || p == .authRequired { reassertLeases(account: name) }
+            if let p = previous?.state, p == .offline || p == .authRequired { automation.reassertLeases(account: name, host: self) }
         }
         if retained.publish(topics.account(name), payload), previous?.state != state {
             if state == .ready || state == .starting {
@@ -325,7 +320,7 @@ public actor Bridge {
         o["outbox_depth"] = .int(commands.queue.depth)
         var perAccount = book.healthJSON(accounts: settings.accounts.map(\.name)).objectValue ?? [:]
         for a in settings.accounts {
-            if let p = pushJSON(a.name), case .object(var ao)? = perAccount[a.name] {
+            if let p = live.pushJSON(a.name, host: self), case .object(var ao)? = perAccount[a.name] {
                 ao["push"] = p
                 perAccount[a.name] = .object(ao)
             }
