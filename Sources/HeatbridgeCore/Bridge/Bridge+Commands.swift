@@ -20,7 +20,7 @@ extension Bridge: CommandHost {
             }
         }
         if let (vendor, vendorId) = topics.parsePush(m.topic) { return live.handlePush(m, vendor: vendor, vendorId: vendorId, host: self) }
-        if let name = topics.parseBridgeRequest(m.topic) { return handleRequest(m, name: name) }
+        if let name = topics.parseBridgeRequest(m.topic) { return RequestDesk.handle(m, name: name, host: self) }
         if m.topic == discovery.statusTopic {
             if String(decoding: m.payload, as: UTF8.self) == "online" { scheduleRediscovery() }
             return

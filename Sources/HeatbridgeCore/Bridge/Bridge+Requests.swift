@@ -1,42 +1,10 @@
-/// The bridge request API (`BridgeRequests`) and the one status document it, the status page and `/metrics`
-/// are made from.
-extension Bridge {
-    func handleRequest(_ m: MQTTMessage, name: String) {
-        if m.retained && m.payload.isEmpty { return }  // a retained request being cleared
-        let responseName = BridgeRequests.responseName(name)
-        var reply: ReplyAddress?
-        if case .success(let r) = CommandIntake.replyAddress(m, forbiddenPrefixes: [topics.base]) { reply = r }
-        let answer: JSONValue
-        switch BridgeRequests.parse(m, name: name, maxPayloadBytes: settings.maxPayloadBytes) {
-        case .failure(let f):
-            answer = BridgeRequests.error(f)
-            if f.code == .retainedRequest { mqtt.publish(topic: m.topic, payload: [], qos: 1, retain: true) }
-            logger.notice("bridge request refused", metadata: ["request": "\(responseName)", "code": "\(f.code.rawValue)"])
-        case .success(let r):
-            switch carryOut(r) {
-            case .success(let data): answer = BridgeRequests.ok(data, transaction: r.transaction)
-            case .failure(var f):
-                f.transaction = r.transaction
-                answer = BridgeRequests.error(f)
-            }
-            logger.info("bridge request", metadata: ["request": "\(r.name)", "status": "\(answer["status"]?.stringValue ?? "")"])
-        }
-        let bytes = answer.bytes
-        mqtt.publish(topic: topics.bridgeResponse(responseName), payload: bytes, qos: 1, retain: false)
-        if let reply { _ = mqtt.publishReply(topic: reply.topic, payload: bytes, correlationData: reply.correlationData) }
-    }
+/// The one status document the bridge request API, the status page and `/metrics` are made from, and the bridge as
+/// `RequestDesk`'s host.
+extension Bridge: RequestHost {
+    func publish(_ topic: String, _ payload: [UInt8], retain: Bool) { mqtt.publish(topic: topic, payload: payload, qos: 1, retain: retain) }
 
-    func carryOut(_ r: BridgeRequests.Parsed) -> Result<JSONValue, BridgeRequests.Failure> {
-        switch r.name {
-        case "status": return .success(statusDocument())
-        case "health_check": return .success(healthCheck())
-        case "poll": return pollRequest(r.body)
-        case "config":
-            guard let doc = settings.configDocument else { return .failure(.init(.unsupported, "this bridge was started without a config file")) }
-            return .success(["hash": .string(settings.configHash), "config": doc])
-        case "log_level": return logLevelRequest(r.body)
-        default: return .failure(.init(.unknownRequest, "unknown request \"\(r.name)\""))
-        }
+    func publishReply(_ reply: ReplyAddress, _ payload: [UInt8]) {
+        _ = mqtt.publishReply(topic: reply.topic, payload: payload, correlationData: reply.correlationData)
     }
 
     /// Healthy: the store writes, the broker is connected, and no account is locked out or offline.
@@ -50,59 +18,6 @@ extension Bridge {
         }
         return ["healthy": .bool(problems.isEmpty), "problems": .array(problems.map { .string($0) }),
                 "uptime_s": .number((clock.now() - startedAt).rounded())]
-    }
-
-    /// `poll`: `{}` every account, `{"account": name}` one, `{"device": id}` one device's read-back. Each account
-    /// at most once per `pollMinGapS`; the reads themselves still take their place in the rate budget.
-    func pollRequest(_ body: [String: JSONValue]) -> Result<JSONValue, BridgeRequests.Failure> {
-        var names: [String]
-        var device: String?
-        if let d = body["device"] {
-            guard let id = d.stringValue, let entry = devices[id] else {
-                return .failure(.init(.unknownTarget, "unknown device \(d.stringValue.map { "\"\(String($0.prefix(64)))\"" } ?? "(not a string)")"))
-            }
-            device = id
-            names = [entry.account]
-        } else if let a = body["account"] {
-            guard let name = a.stringValue, accounts[name] != nil else {
-                return .failure(.init(.unknownTarget, "unknown account; accounts: \(settings.accounts.map(\.name).joined(separator: ", "))"))
-            }
-            names = [name]
-        } else {
-            names = settings.accounts.map(\.name)
-        }
-        if let (name, wait) = poller.readOnRequest(names, device: device, host: self) {
-            return .failure(.init(.rateLimited, "account \(name) was polled on request \(Int(BridgeRequests.pollMinGapS - wait)) s ago",
-                                  extra: ["retry_after_s": .number(wait.rounded(.up))]))
-        }
-        var data: [String: JSONValue] = ["accounts": .array(names.map { .string($0) })]
-        if let device { data["device"] = .string(device) }
-        return .success(.object(data))
-    }
-
-    func logLevelRequest(_ body: [String: JSONValue]) -> Result<JSONValue, BridgeRequests.Failure> {
-        guard let control = settings.logLevel else { return .failure(.init(.unsupported, "this bridge's log level is fixed")) }
-        let parsed: (level: String?, durationS: Double)
-        switch BridgeRequests.logLevel(body) {
-        case .success(let p): parsed = p
-        case .failure(let f): return .failure(f)
-        }
-        control.set(parsed.level)
-        var data: [String: JSONValue] = ["level": .string(control.current())]
-        if parsed.level != nil {
-            let until = clock.now() + parsed.durationS
-            timers.schedule(.logLevelBack, at: until)
-            data["until"] = .string(Timestamp.iso8601(until))
-            logger.notice("log level raised on request", metadata: ["level": "\(control.current())", "until": "\(Timestamp.iso8601(until))"])
-        } else {
-            timers.cancel(.logLevelBack)
-        }
-        return .success(.object(data))
-    }
-
-    func logLevelBack() {
-        settings.logLevel?.set(nil)
-        logger.notice("log level back to the config's", metadata: ["level": "\(settings.logLevel?.current() ?? "")"])
     }
 
     /// One snapshot of the bridge: what `bridge/request/status` answers, and what the status page and `/metrics`

@@ -200,7 +200,7 @@ public actor Bridge {
         case .lease(let key): automation.leaseDue(key, host: self)
         case .trigger(let name): automation.triggerDue(name, host: self)
         case .readBack(let account, let device): poller.startReadBack(account: account, device: device, host: self)
-        case .logLevelBack: logLevelBack()
+        case .logLevelBack: RequestDesk.logLevelBack(host: self)
         case .rediscovery: rediscover()
         case .background(let name): poller.startBackgroundRead(name, host: self)
         case .storeProbe: probeStore()
