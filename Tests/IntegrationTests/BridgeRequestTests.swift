@@ -54,7 +54,9 @@ final class BridgeRequestTests: XCTestCase {
 
         // poll: an account now (the simulator sees the read), not again within 10 s; a device; unknown targets.
         let before = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["path"] == "/hvacs/101000001/status" }.count ?? 0
-        XCTAssertEqual(ask("poll", #"{"account":"bosch-test"}"#, transaction: "t-poll")?["status"], "ok")
+        let polled = ask("poll", #"{"account":"bosch-test"}"#, transaction: "t-poll")
+        XCTAssertEqual(polled?["status"], "ok")
+        XCTAssertEqual(polled?["data"]?["accounts"], ["bosch-test"], "the answer names the accounts read")
         h.waitUntil("the requested poll to reach the cloud") {
             ((try? h.admin("GET", "/admin/requests").arrayValue?.filter { $0["path"] == "/hvacs/101000001/status" }.count) ?? 0) > before
         }
@@ -62,7 +64,9 @@ final class BridgeRequestTests: XCTestCase {
         XCTAssertEqual(again?["code"], "RATE_LIMITED")
         XCTAssertGreaterThan(again?["data"]?["retry_after_s"]?.doubleValue ?? 0, 0)
         XCTAssertEqual(ask("poll", #"{"device":"bosch-999"}"#, transaction: "t-poll-3")?["code"], "UNKNOWN_TARGET")
-        XCTAssertEqual(ask("poll", #"{"account":"nope"}"#, transaction: "t-poll-4")?["code"], "UNKNOWN_TARGET")
+        let unknownAccount = ask("poll", #"{"account":"nope"}"#, transaction: "t-poll-4")
+        XCTAssertEqual(unknownAccount?["code"], "UNKNOWN_TARGET")
+        XCTAssertEqual(unknownAccount?["error"], "unknown account; accounts: bosch-test")
 
         // log_level: raised for a bounded time, then back by itself; bad values refused.
         XCTAssertEqual(ask("log_level", #"{"level":"loud"}"#, transaction: "t-l1")?["code"], "INVALID_PAYLOAD")

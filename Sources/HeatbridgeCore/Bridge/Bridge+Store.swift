@@ -51,16 +51,6 @@ extension Bridge {
             timers.schedule(.storeProbe, at: clock.now() + Self.storeProbeS)
         }
     }
-
-    /// The store's part of `bridge/health`, over what the store reports of itself.
-    func storeHealthJSON(_ reported: JSONValue?) -> JSONValue {
-        var o = reported?.objectValue ?? [:]
-        o["writable"] = .bool(storeHealth.writable)
-        if let p = storeHealth.problem { o["problem"] = .string(p) }
-        if let since = storeHealth.since { o["not_writable_since"] = .string(Timestamp.iso8601(since)) }
-        if !commands.outbox.unrecorded.isEmpty { o["unrecorded_results"] = .int(commands.outbox.unrecorded.count) }
-        return .object(o)
-    }
 }
 
 extension Bridge {

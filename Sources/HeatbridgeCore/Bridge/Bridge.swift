@@ -253,21 +253,7 @@ public actor Bridge {
 
     // MARK: bridge topics
 
-    func publishInfo() {
-        let accountList: [JSONValue] = settings.accounts.map { a in
-            ["name": .string(a.name), "vendor": .string(a.vendor), "state": .string(book.status[a.name]?.state.rawValue)]
-        }
-        let info: JSONValue = [
-            "version": .string(settings.version),
-            "started_at": .string(Timestamp.iso8601(startedAt)),
-            "config_hash": .string(settings.configHash),
-            "accounts": .array(accountList),
-            "devices": .array(devices.ids.map { .string($0) }),
-            // What a client may send: a burst beyond the window waits at the broker (max_queued_messages).
-            "mqtt": ["receive_maximum": .int(MQTTConnectLimits.receiveMaximum), "max_payload_bytes": .int(settings.maxPayloadBytes)],
-        ]
-        retained.publish(topics.bridgeInfo, info)
-    }
+    func publishInfo() { retained.publish(topics.bridgeInfo, StatusReport.info(host: self)) }
 
     func setAccount(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds? = nil) {
         let now = clock.now()
@@ -307,29 +293,7 @@ public actor Bridge {
     static let healthIntervalS: Double = 60
 
     func publishHealth() {
-        retained.publish(topics.bridgeHealth, healthJSON(), stamp: clock.now())
-    }
-
-    /// `bridge/health`'s payload, also part of the status document.
-    func healthJSON() -> JSONValue {
-        var o = processStats()
-        o["uptime_s"] = .number((clock.now() - startedAt).rounded())
-        // Ready: the bridge can take commands and keep its promises (a store that cannot write cannot).
-        o["ready"] = .bool(storeHealth.writable)
-        o["store"] = storeHealthJSON(o["store"])
-        o["outbox_depth"] = .int(commands.queue.depth)
-        var perAccount = book.healthJSON(accounts: settings.accounts.map(\.name)).objectValue ?? [:]
-        for a in settings.accounts {
-            if let p = live.pushJSON(a.name, host: self), case .object(var ao)? = perAccount[a.name] {
-                ao["push"] = p
-                perAccount[a.name] = .object(ao)
-            }
-        }
-        o["accounts"] = .object(perAccount)
-        let m = mqtt.counters
-        o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
-                     "received": .int(m.received)]
-        return .object(o)
+        retained.publish(topics.bridgeHealth, StatusReport.health(host: self), stamp: clock.now())
     }
 
     /// Persists one bridge-local setting (nil deletes it).

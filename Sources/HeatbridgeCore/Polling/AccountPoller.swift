@@ -144,8 +144,8 @@ final class AccountPoller {
         guard missing != host.book.notVisible[account.name] ?? [] else { return }
         host.book.notVisible[account.name] = missing
         if !missing.isEmpty {
-            logger.warning("host.devices in the account's scope are not visible to its credentials",
-                           metadata: ["account": "\(account.name)", "host.devices": "\(missing.joined(separator: ","))"])
+            logger.warning("devices in the account's scope are not visible to its credentials",
+                           metadata: ["account": "\(account.name)", "devices": "\(missing.joined(separator: ","))"])
         }
     }
 

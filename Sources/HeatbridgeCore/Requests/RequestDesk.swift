@@ -54,7 +54,7 @@ enum RequestDesk {
             names = [entry.account]
         } else if let a = body["account"] {
             guard let name = a.stringValue, host.accounts[name] != nil else {
-                return .failure(.init(.unknownTarget, "unknown account; host.accounts: \(host.settings.accounts.map(\.name).joined(separator: ", "))"))
+                return .failure(.init(.unknownTarget, "unknown account; accounts: \(host.settings.accounts.map(\.name).joined(separator: ", "))"))
             }
             names = [name]
         } else {
@@ -64,7 +64,7 @@ enum RequestDesk {
             return .failure(.init(.rateLimited, "account \(name) was polled on request \(Int(BridgeRequests.pollMinGapS - wait)) s ago",
                                   extra: ["retry_after_s": .number(wait.rounded(.up))]))
         }
-        var data: [String: JSONValue] = ["host.accounts": .array(names.map { .string($0) })]
+        var data: [String: JSONValue] = ["accounts": .array(names.map { .string($0) })]
         if let device { data["device"] = .string(device) }
         return .success(.object(data))
     }
