@@ -72,55 +72,10 @@ extension Bridge: CommandHost {
 
     func answerLocally(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
                        validFor: Double, source: CommandSource, inbound: Inbound?) -> Bool {
-        if target.node == EnergyHistory.node, target.capability == EnergyHistory.capability {
-            energyHistory(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound)
-            return true
-        }
-        if target.capability == HotWaterCharge.durationSetting, entry.snapshot.nodes[target.node]?[HotWaterCharge.stateMember] != nil {
-            setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound)
-            return true
-        }
-        return false
+        LocalAnswers.answer(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: self)
     }
-
-    /// `<node>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
-    /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
-    func setChargeDuration(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
-                           now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?) {
-        let value: JSONValue
-        do throws(CommandRejection) {
-            try CapabilityValidation.allowOnly(params, ["minutes"])
-            guard let m = params["minutes"]?.intValue else {
-                throw CommandRejection(.invalidPayload, "\"minutes\" must be a whole number")
-            }
-            guard (1...CapabilityValidation.maxChargeMinutes).contains(m) else {
-                throw CommandRejection(.outOfRange, "\"minutes\" must be 1…\(CapabilityValidation.maxChargeMinutes), got \(m)")
-            }
-            value = .int(m)
-        } catch {
-            return commands.reject(target, id: id, error, source: source, inbound: inbound, host: self)
-        }
-        let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-                              params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? inbound?.reply : nil)
-        guard commands.emitted(commands.outbox.accepted(command, inbound: inbound, at: now, extra: [:]), host: self) else {
-            return commands.reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound,
-                                   host: self)
-        }
-        let key = Self.chargeDefaultKey(target.device, target.node)
-        do {
-            try store.saveSetting(key, value)
-        } catch {
-            return commands.finish(command, .failed, code: .storeFailed, message: "setting could not be stored: \(error)", host: self)
-        }
-        localSettings[key] = value
-        commands.finish(command, .done, code: nil, message: "charges without duration_min now last \(value.intValue ?? 0) min", host: self)
-        publishDevice(entry, at: entry.updatedAt)
-    }
-
-    static func chargeDefaultKey(_ device: String, _ node: String) -> String { "\(device)/\(node)/charge_duration_min" }
 
     func chargeDefault(_ device: String, _ node: String) -> Int {
-        localSettings[Self.chargeDefaultKey(device, node)]?.intValue ?? 60
+        localSettings[LocalAnswers.chargeDefaultKey(device, node)]?.intValue ?? 60
     }
 }

@@ -1,4 +1,7 @@
-/// The bridge as `Automation`'s host, and the lease calls of the command pipeline passed on to it.
+/// The bridge as the host of the components that need nothing of it beyond its own state and a few calls:
+/// `LiveState`, `LocalAnswers` and `Automation` (with the lease calls of the command pipeline passed on to it).
+extension Bridge: LiveHost, LocalAnswerHost {}
+
 extension Bridge: AutomationHost {
     func subscribe(_ topic: String) { mqtt.subscribe(topic, qos: 1) }
 
