@@ -1,3 +1,4 @@
+import Glibc
 import HeatbridgeCore
 import Synchronization
 
@@ -124,5 +125,20 @@ public final class ManualClock: HeatbridgeCore.Clock {
             last = now
             if stable >= 5 { return }
         }
+    }
+}
+
+/// Polls `condition` on the test's thread until it holds or `timeoutS` of real time passed; returns whether it
+/// held. For what a test hands to the bridge from outside its clock (an MQTT message): the bridge answers on its
+/// own executor.
+public func waitUntil(timeoutS: Double = 5, _ condition: () -> Bool) -> Bool {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    let deadline = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + timeoutS
+    while true {
+        if condition() { return true }
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        if Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 > deadline { return false }
+        usleep(2_000)
     }
 }

@@ -55,12 +55,7 @@ final class AppServicesTests: XCTestCase {
     }
 
     func eventually(_ what: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line, _ cond: () -> Bool) {
-        let deadline = Date.now.addingTimeInterval(timeout)
-        while Date.now < deadline {
-            if cond() { return }
-            usleep(2_000)
-        }
-        XCTFail("timed out waiting for \(what)", file: file, line: line)
+        if !waitUntil(timeoutS: timeout, cond) { XCTFail("timed out waiting for \(what)", file: file, line: line) }
     }
 
     /// A command through the daemon's wiring: stored by the intake before it is handled, validated by the Bosch

@@ -38,12 +38,7 @@ final class BridgeTests: XCTestCase {
     }
 
     func eventually(_ what: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line, _ cond: () -> Bool) {
-        let deadline = Date.now.addingTimeInterval(timeout)
-        while Date.now < deadline {
-            if cond() { return }
-            usleep(5_000)
-        }
-        XCTFail("timed out waiting for \(what)", file: file, line: line)
+        if !waitUntil(timeoutS: timeout, cond) { XCTFail("timed out waiting for \(what)", file: file, line: line) }
     }
 
     func results(_ id: String? = nil) -> [JSONValue] {
