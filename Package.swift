@@ -42,8 +42,10 @@ let package = Package(
         // The daemon's wiring as a library: one builder for the daemon, the CLI and in-process tests.
         .target(
             name: "HeatbridgeApp",
-            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeVendors",
-                           .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeVendors",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "heatbridge",
             dependencies: [
@@ -56,19 +58,26 @@ let package = Package(
         // The partner's push receiver: webhook → spool → central broker (Hummingbird on SwiftNIO).
         .target(
             name: "HeatbridgeReceiver",
-            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeMQTT", "VendorBosch",
-                           .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeStore", "HeatbridgeMQTT", "VendorBosch",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "heatbridge-receiver",
-            dependencies: ["HeatbridgeReceiver", "HeatbridgeCore", "HeatbridgeStore", "HeatbridgeMQTT",
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "HeatbridgeReceiver", "HeatbridgeCore", "HeatbridgeStore", "HeatbridgeMQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "HeatbridgeReceiverTests", dependencies: ["HeatbridgeReceiver", "HeatbridgeStore", "HeatbridgeCore"]),
 
         .target(
             name: "HeatbridgeSimulator",
-            dependencies: ["HeatbridgeConfig", "HeatbridgeHTTP", "VendorBosch", "VendorPodero", "VendorHomeSmartlink", .product(name: "FlyingFox", package: "FlyingFox"),
-                           .product(name: "FlyingSocks", package: "FlyingFox")]),
+            dependencies: [
+                "HeatbridgeConfig", "HeatbridgeHTTP", "VendorBosch", "VendorPodero", "VendorHomeSmartlink",
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
+            ]),
         .executableTarget(
             name: "heatbridge-sim",
             dependencies: [
@@ -79,22 +88,31 @@ let package = Package(
         // library the regression tests replay the corpus through.
         .target(
             name: "HeatbridgeFuzzTargets",
-            dependencies: ["HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeVendors", "HeatbridgeSimulator", "HeatbridgeTesting",
-                           "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+            dependencies: [
+                "HeatbridgeCore", "HeatbridgeConfig", "HeatbridgeVendors", "HeatbridgeSimulator", "HeatbridgeTesting",
+                "VendorBosch", "VendorPodero", "VendorHomeSmartlink",
+            ]),
         .executableTarget(name: "heatbridge-fuzz", dependencies: ["HeatbridgeFuzzTargets"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["HeatbridgeFuzzTargets"]),
 
         .testTarget(name: "HeatbridgeCoreTests", dependencies: ["HeatbridgeCore", "HeatbridgeTesting"]),
         .testTarget(name: "VendorBoschTests", dependencies: ["VendorBosch", "HeatbridgeTesting", "HeatbridgeSimulator"]),
-        .testTarget(name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeSystem"]),
+        .testTarget(
+            name: "VendorHomeSmartlinkTests", dependencies: ["VendorHomeSmartlink", "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeSystem"]),
         .testTarget(name: "VendorPoderoTests", dependencies: ["VendorPodero", "HeatbridgeTesting", "HeatbridgeSimulator"]),
-        .testTarget(name: "HeatbridgeConfigTests", dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
+        .testTarget(
+            name: "HeatbridgeConfigTests",
+            dependencies: ["HeatbridgeConfig", "HeatbridgeVendors", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         .testTarget(name: "HeatbridgeStoreTests", dependencies: ["HeatbridgeStore"]),
         .testTarget(name: "HeatbridgeSystemTests", dependencies: ["HeatbridgeSystem"]),
         .testTarget(name: "HeatbridgeSimulatorTests", dependencies: ["HeatbridgeSimulator", "VendorBosch", "VendorPodero", "VendorHomeSmartlink"]),
         // The daemon's own wiring (`AppServices.build`) in process, on the testing library's doubles.
-        .testTarget(name: "HeatbridgeAppTests", dependencies: ["HeatbridgeApp", "HeatbridgeConfig", "HeatbridgeCore", "HeatbridgeStore",
-                                                               "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeVendors"]),
+        .testTarget(
+            name: "HeatbridgeAppTests",
+            dependencies: [
+                "HeatbridgeApp", "HeatbridgeConfig", "HeatbridgeCore", "HeatbridgeStore",
+                "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeVendors",
+            ]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["HeatbridgeCore", "HeatbridgeHTTP", "HeatbridgeMQTT", "HeatbridgeStore", "HeatbridgeSystem"]),

@@ -24,8 +24,10 @@ public struct AppPorts: Sendable {
     /// How `log_level` requests change the level (nil: refused).
     public var logLevel: LogLevelControl?
 
-    public init(transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
-                makeMQTT: @escaping @Sendable (MQTTSetup) throws -> any MQTTService, environment: [String: String], version: String) {
+    public init(
+        transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
+        makeMQTT: @escaping @Sendable (MQTTSetup) throws -> any MQTTService, environment: [String: String], version: String
+    ) {
         self.transport = transport
         self.clock = clock
         self.localTime = localTime
@@ -70,8 +72,10 @@ public final class AppServices: Sendable {
     public let metrics: RequestMetrics
     let logger: Logger
 
-    init(config: HeatbridgeConfig, store: SQLiteStore, accounts: [AccountRuntime], mqtt: any MQTTService, bridge: Bridge, metrics: RequestMetrics,
-         logger: Logger) {
+    init(
+        config: HeatbridgeConfig, store: SQLiteStore, accounts: [AccountRuntime], mqtt: any MQTTService, bridge: Bridge, metrics: RequestMetrics,
+        logger: Logger
+    ) {
         self.config = config
         self.store = store
         self.accounts = accounts
@@ -90,8 +94,9 @@ public final class AppServices: Sendable {
             let recovery: StoreRecovery?
             (store, recovery) = try SQLiteStore.openChecked(path: config.store.path, now: ports.clock.now())
             if let recovery {
-                logger.critical("the store was damaged: started with a fresh one; the cached state and the command history are gone",
-                                metadata: ["path": "\(config.store.path)", "reason": "\(recovery.reason)", "kept_as": "\(recovery.keptAs)"])
+                logger.critical(
+                    "the store was damaged: started with a fresh one; the cached state and the command history are gone",
+                    metadata: ["path": "\(config.store.path)", "reason": "\(recovery.reason)", "kept_as": "\(recovery.keptAs)"])
             }
         } catch {
             logger.critical("cannot open the store", metadata: ["path": "\(config.store.path)", "error": "\(error)"])
@@ -111,26 +116,31 @@ public final class AppServices: Sendable {
         let topics = TopicLayout(base: config.mqtt.baseTopic)
         let mqtt: any MQTTService
         do {
-            mqtt = try ports.makeMQTT(MQTTSetup(
-                config: config.mqtt, password: config.mqtt.password.flatMap { readSecret($0, ports.environment) },
-                will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes),
-                intake: { message in
-                    // Commands are stored before the client acknowledges them to the broker.
-                    guard !message.payload.isEmpty, topics.parseCommand(message.topic) != nil else { return }
-                    message.inboxRow = try? store.inboxAdd(message)
-                }))
+            mqtt = try ports.makeMQTT(
+                MQTTSetup(
+                    config: config.mqtt, password: config.mqtt.password.flatMap { readSecret($0, ports.environment) },
+                    will: (topics.bridgeState, JSONValue.object(["state": "offline"]).bytes),
+                    intake: { message in
+                        // Commands are stored before the client acknowledges them to the broker.
+                        guard !message.payload.isEmpty, topics.parseCommand(message.topic) != nil else { return }
+                        message.inboxRow = try? store.inboxAdd(message)
+                    }))
         } catch {
             logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
             return .failure(BuildFailure(description: "cannot set up the MQTT client: \(error)", exitStatus: 1))
         }
-        let version = ports.version, processStats = ports.processStats, storePath = config.store.path
+        let version = ports.version
+        let processStats = ports.processStats
+        let storePath = config.store.path
         let bridge = Bridge(
-            settings: BridgeSettings(topics: topics, version: version, configHash: String(loaded.hash.prefix(12)),
-                                     behaviour: config.bridge, accounts: accounts, localTime: ports.localTime,
-                                     discovery: HomeAssistantDiscovery(enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
-                                                                       topics: topics, version: version,
-                                                                       derogationPresets: config.homeAssistant.derogationPresets),
-                                     maxPayloadBytes: config.mqtt.maxPayloadBytes, configDocument: loaded.document, logLevel: ports.logLevel),
+            settings: BridgeSettings(
+                topics: topics, version: version, configHash: String(loaded.hash.prefix(12)),
+                behaviour: config.bridge, accounts: accounts, localTime: ports.localTime,
+                discovery: HomeAssistantDiscovery(
+                    enabled: config.homeAssistant.discovery, prefix: config.homeAssistant.prefix,
+                    topics: topics, version: version,
+                    derogationPresets: config.homeAssistant.derogationPresets),
+                maxPayloadBytes: config.mqtt.maxPayloadBytes, configDocument: loaded.document, logLevel: ports.logLevel),
             mqtt: mqtt, store: store, clock: ports.clock, logger: logger,
             processStats: {
                 var o = processStats()
@@ -187,16 +197,19 @@ public final class AppServices: Sendable {
 
     /// One adapter per configured account, each built by its vendor's module; each account's requests are timed
     /// into `metrics` when given.
-    public static func makeAccounts(_ config: HeatbridgeConfig, ports: AppPorts, store: SQLiteStore, logger: Logger,
-                                    metrics: RequestMetrics? = nil) -> Result<[AccountRuntime], BuildFailure> {
+    public static func makeAccounts(
+        _ config: HeatbridgeConfig, ports: AppPorts, store: SQLiteStore, logger: Logger,
+        metrics: RequestMetrics? = nil
+    ) -> Result<[AccountRuntime], BuildFailure> {
         var context = vendorContext(ports, store: store)
         context.fleetBoxes = config.fleet.boxes
         var accounts: [AccountRuntime] = []
         for a in config.accounts {
             if a.allDevices {
                 // Said at every start: this box publishes every customer's devices of the partner account.
-                logger.warning("account bridges every device its credentials reach (devices: all): only for a partner's own back-office box",
-                               metadata: ["account": "\(a.name)"])
+                logger.warning(
+                    "account bridges every device its credentials reach (devices: all): only for a partner's own back-office box",
+                    metadata: ["account": "\(a.name)"])
             }
             guard let module = HeatbridgeVendors.all.module(a.vendor) else {
                 return .failure(BuildFailure(description: "account \(a.name): unknown vendor \(a.vendor)", exitStatus: 78))
@@ -206,8 +219,10 @@ public final class AppServices: Sendable {
             if let metrics { accountContext.transport = MeasuredTransport(accountContext.transport, account: a.name, metrics: metrics) }
             switch module.makeAdapter(a, context: accountContext) {
             case .success(let adapter):
-                accounts.append(AccountRuntime(name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
-                                               maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices, push: a.push))
+                accounts.append(
+                    AccountRuntime(
+                        name: a.name, vendor: a.vendor, pollIntervalS: a.pollIntervalS,
+                        maxPollIntervalS: a.maxPollIntervalS, adapter: adapter, scope: a.devices, push: a.push))
             case .failure(let e):
                 return .failure(BuildFailure(description: e.description, exitStatus: 78))
             }

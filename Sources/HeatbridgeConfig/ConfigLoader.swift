@@ -22,8 +22,12 @@ public enum ConfigLoader {
         switch FileIO.read(path, maxBytes: maxConfigBytes) {
         case .success(let bytes): text = String(decoding: bytes, as: UTF8.self)
         case .failure(let e):
-            return .failure(ConfigErrors([ConfigDiagnostic(file: path, mark: SourceMark(line: 1, column: 1),
-                                                           message: "cannot read config file: \(e)", hint: "pass --config PATH")]))
+            return .failure(
+                ConfigErrors([
+                    ConfigDiagnostic(
+                        file: path, mark: SourceMark(line: 1, column: 1),
+                        message: "cannot read config file: \(e)", hint: "pass --config PATH")
+                ]))
         }
         let root: ConfigNode
         switch YAMLReader.parse(text, file: path) {
@@ -48,7 +52,9 @@ public enum ConfigLoader {
         for a in config?.accounts ?? [] { all += connectionFileProblems(a, file: path) }
         if let token = config?.http.token, let problem = tokenProblem(token, environment: environment, file: path) { all.append(problem) }
         if let c = config, let problem = storeDirectoryProblem(c.store.path, root: root, file: path) { all.append(problem) }
-        guard let config, all.isEmpty else { return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) })) }
+        guard let config, all.isEmpty else {
+            return .failure(ConfigErrors(all.sorted { ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column) }))
+        }
         return .success(LoadedConfig(config: config, hash: fnv1aHex(Array(text.utf8)), document: root.redactedJSON))
     }
 
@@ -57,13 +63,15 @@ public enum ConfigLoader {
         if case .file(let p) = ref.source {
             var st = stat()
             if stat(p, &st) == 0, st.st_mode & 0o077 != 0 {
-                return ConfigDiagnostic(file: file, mark: ref.mark, message: "token_file \(p) is readable by others (mode \(String(st.st_mode & 0o777, radix: 8)))",
-                                        hint: "chmod 600 \(p)")
+                return ConfigDiagnostic(
+                    file: file, mark: ref.mark, message: "token_file \(p) is readable by others (mode \(String(st.st_mode & 0o777, radix: 8)))",
+                    hint: "chmod 600 \(p)")
             }
         }
         if case .success(let token) = readSecret(ref, environment: environment), token.count < 16 {
-            return ConfigDiagnostic(file: file, mark: ref.mark, message: "the HTTP token is \(token.count) characters; at least 16",
-                                    hint: "e.g. openssl rand -hex 24 > the token file")
+            return ConfigDiagnostic(
+                file: file, mark: ref.mark, message: "the HTTP token is \(token.count) characters; at least 16",
+                hint: "e.g. openssl rand -hex 24 > the token file")
         }
         return nil
     }
@@ -73,8 +81,9 @@ public enum ConfigLoader {
     static func resolveKeyCredential(_ a: inout AccountConfig, environment: [String: String], file: String) -> ConfigDiagnostic? {
         guard let name = a.clientKeyCredential, let mark = a.connectionMarks["client_key_credential"] else { return nil }
         guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
-            return ConfigDiagnostic(file: file, mark: mark, message: "client_key_credential: credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
-                                    hint: "run under systemd with LoadCredential=\(name):/path/to/box.key, or use client_key_file")
+            return ConfigDiagnostic(
+                file: file, mark: mark, message: "client_key_credential: credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
+                hint: "run under systemd with LoadCredential=\(name):/path/to/box.key, or use client_key_file")
         }
         a.connection.clientKeyFile = dir + "/" + name
         a.connectionMarks["client_key_file"] = mark
@@ -90,14 +99,18 @@ public enum ConfigLoader {
             guard let path, let mark = a.connectionMarks[key] else { continue }
             var st = stat()
             guard stat(path, &st) == 0, access(path, R_OK) == 0 else {
-                out.append(ConfigDiagnostic(file: file, mark: mark, message: "\(key): cannot read \(path): \(String(cString: strerror(errno)))",
-                                            hint: "the daemon's user must be able to read it"))
+                out.append(
+                    ConfigDiagnostic(
+                        file: file, mark: mark, message: "\(key): cannot read \(path): \(String(cString: strerror(errno)))",
+                        hint: "the daemon's user must be able to read it"))
                 continue
             }
             if key == "client_key_file", st.st_mode & 0o077 != 0 {
-                out.append(ConfigDiagnostic(file: file, mark: mark,
-                                            message: "client_key_file \(path) is readable by group or others (mode \(String(st.st_mode & 0o777, radix: 8)))",
-                                            hint: "chmod 600 \(path); owned by the heatbridge user"))
+                out.append(
+                    ConfigDiagnostic(
+                        file: file, mark: mark,
+                        message: "client_key_file \(path) is readable by group or others (mode \(String(st.st_mode & 0o777, radix: 8)))",
+                        hint: "chmod 600 \(path); owned by the heatbridge user"))
             }
         }
         return out
@@ -116,7 +129,10 @@ public enum ConfigLoader {
         var existing = dir
         var st = stat()
         while stat(existing, &st) != 0 {
-            guard let slash = existing.lastIndex(of: "/") else { existing = "."; continue }
+            guard let slash = existing.lastIndex(of: "/") else {
+                existing = "."
+                continue
+            }
             existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
         }
         let why: String
@@ -131,22 +147,26 @@ public enum ConfigLoader {
         }
         var mark = SourceMark(line: 1, column: 1)
         if case .mapping(let top, _) = root, case .mapping(let entries, _)? = top.first(where: { $0.key == "store" })?.value,
-           case .scalar(_, let m, _)? = entries.first(where: { $0.key == "path" })?.value {
+            case .scalar(_, let m, _)? = entries.first(where: { $0.key == "path" })?.value
+        {
             mark = m
         }
-        return ConfigDiagnostic(file: file, mark: mark, message: "store.path: \(why)",
-                                hint: "create it (owned by the daemon's user), or keep the store in \(stateDirectory), which systemd's StateDirectory= creates")
+        return ConfigDiagnostic(
+            file: file, mark: mark, message: "store.path: \(why)",
+            hint: "create it (owned by the daemon's user), or keep the store in \(stateDirectory), which systemd's StateDirectory= creates")
     }
 
     /// The store path from a file that may have other problems (e.g. secrets this user cannot read), so
     /// `heatbridge status` works for an operator who is not the heatbridge user.
     public static func storePath(path: String) -> String? {
         guard case .success(let bytes) = FileIO.read(path),
-              case .success(let root) = YAMLReader.parse(String(decoding: bytes, as: UTF8.self), file: path),
-              case .mapping(let top, _) = root else { return nil }
+            case .success(let root) = YAMLReader.parse(String(decoding: bytes, as: UTF8.self), file: path),
+            case .mapping(let top, _) = root
+        else { return nil }
         guard let store = top.first(where: { $0.key == "store" })?.value else { return StoreConfig().path }
         guard case .mapping(let entries, _) = store,
-              case .scalar(let p, _, _)? = entries.first(where: { $0.key == "path" })?.value else { return StoreConfig().path }
+            case .scalar(let p, _, _)? = entries.first(where: { $0.key == "path" })?.value
+        else { return StoreConfig().path }
         return p
     }
 
@@ -186,15 +206,19 @@ public enum ConfigLoader {
         case .file(let p): path = p
         case .credential(let name):
             guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
-                return .failure(SecretProblem(text: "\(ref.key): credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
-                                              hint: "set LoadCredential=\(name):/path in the systemd unit, or use a *_file key"))
+                return .failure(
+                    SecretProblem(
+                        text: "\(ref.key): credential \"\(name)\" needs $CREDENTIALS_DIRECTORY",
+                        hint: "set LoadCredential=\(name):/path in the systemd unit, or use a *_file key"))
             }
             path = dir + "/" + name
         }
         switch FileIO.read(path, maxBytes: 65_536) {
         case .failure(let e):
-            return .failure(SecretProblem(text: "\(ref.key): cannot read secret file \(path): \(e)",
-                                          hint: "the file must exist and be readable by the heatbridge user"))
+            return .failure(
+                SecretProblem(
+                    text: "\(ref.key): cannot read secret file \(path): \(e)",
+                    hint: "the file must exist and be readable by the heatbridge user"))
         case .success(let bytes):
             var s = String(decoding: bytes, as: UTF8.self)
             while let last = s.last, last == "\n" || last == "\r" || last == " " { s.removeLast() }

@@ -59,8 +59,9 @@ public enum YAMLReader {
                 } else {
                     guard case .scalar(let k, let km, _) = node else {
                         stack.append(.mapping(m, entries, pendingKey: nil))
-                        return ConfigDiagnostic(file: file, mark: node.mark, message: "mapping keys must be plain words",
-                                                hint: "check the indentation above this line")
+                        return ConfigDiagnostic(
+                            file: file, mark: node.mark, message: "mapping keys must be plain words",
+                            hint: "check the indentation above this line")
                     }
                     stack.append(.mapping(m, entries, pendingKey: (k, km)))
                 }
@@ -72,12 +73,14 @@ public enum YAMLReader {
         func admit(_ m: SourceMark, opening: Bool) -> ConfigDiagnostic? {
             nodes += 1
             if nodes > maxNodes {
-                return ConfigDiagnostic(file: file, mark: m, message: "the config has more than \(maxNodes) values",
-                                        hint: "a heatbridge config is small; is this the right file?")
+                return ConfigDiagnostic(
+                    file: file, mark: m, message: "the config has more than \(maxNodes) values",
+                    hint: "a heatbridge config is small; is this the right file?")
             }
             if opening && stack.count >= maxDepth {
-                return ConfigDiagnostic(file: file, mark: m, message: "the config nests deeper than \(maxDepth) levels",
-                                        hint: "check the indentation")
+                return ConfigDiagnostic(
+                    file: file, mark: m, message: "the config nests deeper than \(maxDepth) levels",
+                    hint: "check the indentation")
             }
             return nil
         }

@@ -46,8 +46,9 @@ public enum FuzzTargets {
         let pick = Int(flags >> 2) % max(devices.targets.count, 1)
         guard devices.targets.indices.contains(pick) else { return }
         let (adapter, device, node, capability) = devices.targets[pick]
-        let message = MQTTMessage(topic: "heatbridge/\(device.id)/\(node)/\(capability)/set", payload: payload, retained: flags & 1 == 1,
-                                  oversize: flags & 2 == 2 ? payload.count : nil)
+        let message = MQTTMessage(
+            topic: "heatbridge/\(device.id)/\(node)/\(capability)/set", payload: payload, retained: flags & 1 == 1,
+            oversize: flags & 2 == 2 ? payload.count : nil)
         switch CommandIntake.parse(message, topics: topics, maxPayloadBytes: 4096) {
         case .command(let target, _, let body):
             precondition(target.device == device.id && target.node == node && target.capability == capability, "the intake changed the target")
@@ -86,19 +87,24 @@ final class Fixtures: Sendable {
         Task.detached {
             let now = 1_800_000_000.0
             let clock = ManualClock(start: now)
-            let podero = PoderoCloud.defaultScenario(now: now), hsl = HSLCloud.defaultScenario()
+            let podero = PoderoCloud.defaultScenario(now: now)
+            let hsl = HSLCloud.defaultScenario()
             let sim = Simulator(bosch: .defaultScenario(), podero: podero, hsl: hsl)
             let t = InProcessTransport(sim)
             let base = "http://sim.test/podero" + PoderoWire.apiPrefix
-            let session = PoderoSession(transport: t, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: podero.clientId,
-                                        clientSecret: podero.clientSecret, timeout: 2, clock: clock)
+            let session = PoderoSession(
+                transport: t, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: podero.clientId,
+                clientSecret: podero.clientSecret, timeout: 2, clock: clock)
             let adapters: [any VendorAdapter] = [
-                BoschAdapter(transport: t, baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey, userId: "u1",
-                             timeout: 2, allowList: nil),
-                HSLAdapter(transport: t, baseURL: "http://sim.test/homesmartlink", clientId: hsl.clientId, clientSecret: hsl.clientSecret,
-                           homes: Array(hsl.homes.keys), timeout: 2, clock: clock, localTime: FixedOffsetTime(offsetS: 3600)),
-                PoderoAdapter(client: PoderoClient(transport: t, baseURL: base, orgId: podero.orgId, session: session, timeout: 2),
-                              allowList: nil, clock: clock),
+                BoschAdapter(
+                    transport: t, baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey, userId: "u1",
+                    timeout: 2, allowList: nil),
+                HSLAdapter(
+                    transport: t, baseURL: "http://sim.test/homesmartlink", clientId: hsl.clientId, clientSecret: hsl.clientSecret,
+                    homes: Array(hsl.homes.keys), timeout: 2, clock: clock, localTime: FixedOffsetTime(offsetS: 3600)),
+                PoderoAdapter(
+                    client: PoderoClient(transport: t, baseURL: base, orgId: podero.orgId, session: session, timeout: 2),
+                    allowList: nil, clock: clock),
             ]
             var out: [(any VendorAdapter, DeviceSnapshot, String, String)] = []
             for a in adapters {

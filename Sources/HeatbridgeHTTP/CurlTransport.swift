@@ -91,7 +91,10 @@ public final class CurlTransport: HTTPTransport {
 
         func install(_ c: CheckedContinuation<Answer, Never>) {
             let early = state.withLock { s -> Answer? in
-                if let e = s.early { s.done = true; return e }
+                if let e = s.early {
+                    s.done = true
+                    return e
+                }
                 s.continuation = c
                 return nil
             }
@@ -154,7 +157,8 @@ public final class CurlTransport: HTTPTransport {
             ccurl_setopt_long(h, CURLOPT_POSTFIELDSIZE, body.count)
             body.withUnsafeBytes { raw in
                 // COPYPOSTFIELDS copies the bytes, so the buffer need not outlive this call.
-                _ = ccurl_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                _ = ccurl_setopt_pointer(
+                    h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
             }
         }
         // Stop curl from adding "Expect: 100-continue", which costs a round trip on every body.

@@ -1,7 +1,7 @@
 import CMosquitto
-import HeatbridgeCore
 import Dispatch
 import Glibc
+import HeatbridgeCore
 import Synchronization
 
 /// Connection settings for `MosquittoClient`.
@@ -29,9 +29,11 @@ public struct MQTTConnectOptions: Sendable {
         maxPayloadBytes.map { max(1_048_576, 16 * $0) }
     }
 
-    public init(host: String, port: Int, clientId: String, cleanSession: Bool = false, username: String? = nil,
-                password: String? = nil, caFile: String? = nil, tls: Bool = false, keepaliveS: Int = 30,
-                will: (topic: String, payload: [UInt8])? = nil, maxPayloadBytes: Int? = nil) {
+    public init(
+        host: String, port: Int, clientId: String, cleanSession: Bool = false, username: String? = nil,
+        password: String? = nil, caFile: String? = nil, tls: Bool = false, keepaliveS: Int = 30,
+        will: (topic: String, payload: [UInt8])? = nil, maxPayloadBytes: Int? = nil
+    ) {
         self.host = host
         self.port = port
         self.clientId = clientId
@@ -135,11 +137,13 @@ public final class MosquittoClient: MQTTService {
             let c = Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
             let size = Int(m.payloadlen)
             let oversize = c.options.maxPayloadBytes.map { size > $0 } ?? false
-            let payload: [UInt8] = size > 0 && m.payload != nil && !oversize
+            let payload: [UInt8] =
+                size > 0 && m.payload != nil && !oversize
                 ? Array(UnsafeRawBufferPointer(start: m.payload, count: size)) : []
             c.stats.withLock { $0.received += 1 }
-            var message = MQTTMessage(topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos),
-                                      oversize: oversize ? size : nil)
+            var message = MQTTMessage(
+                topic: String(cString: topic), payload: payload, retained: m.retain, qos: Int(m.qos),
+                oversize: oversize ? size : nil)
             if !oversize { (message.responseTopic, message.correlationData) = MosquittoClient.replyProperties(props) }
             c.intake?(&message)
             c.continuation.yield(.message(message))
@@ -158,9 +162,10 @@ public final class MosquittoClient: MQTTService {
             try check(mosquitto_tls_set(h, options.caFile, options.caFile == nil ? "/etc/ssl/certs" : nil, nil, nil, nil), "tls_set")
         }
         if let will = options.will {
-            try check(will.payload.withUnsafeBytes {
-                mosquitto_will_set(h, will.topic, Int32($0.count), $0.baseAddress, 1, true)
-            }, "will_set")
+            try check(
+                will.payload.withUnsafeBytes {
+                    mosquitto_will_set(h, will.topic, Int32($0.count), $0.baseAddress, 1, true)
+                }, "will_set")
         }
     }
 
@@ -252,8 +257,10 @@ public final class MosquittoClient: MQTTService {
     /// Publishes with MQTT v5 properties: a Response Topic and Correlation Data (a request), Correlation Data
     /// alone (an answer), user properties (passed through by the broker, never read by the bridge).
     @discardableResult
-    public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool, responseTopic: String?, correlationData: [UInt8]?,
-                        userProperties: [(String, String)] = []) -> Bool {
+    public func publish(
+        topic: String, payload: [UInt8], qos: Int, retain: Bool, responseTopic: String?, correlationData: [UInt8]?,
+        userProperties: [(String, String)] = []
+    ) -> Bool {
         guard connected.withLock({ $0 }) else {
             stats.withLock { $0.publishFailures += 1 }
             return false
@@ -344,4 +351,3 @@ public final class MosquittoClient: MQTTService {
         continuation.finish()
     }
 }
-

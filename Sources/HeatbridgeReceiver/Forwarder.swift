@@ -56,10 +56,16 @@ public final class Forwarder: Sendable {
             for await e in mqtt.events {
                 switch e {
                 case .connected:
-                    link.withLock { $0.connected = true; $0.generation += 1 }
+                    link.withLock {
+                        $0.connected = true
+                        $0.generation += 1
+                    }
                     logger.info("connected to the broker")
                 case .disconnected(let reason):
-                    let was = link.withLock { l -> Bool in defer { l.connected = false }; return l.connected }
+                    let was = link.withLock { l -> Bool in
+                        defer { l.connected = false }
+                        return l.connected
+                    }
                     if was { logger.warning("broker connection lost; events wait in the spool", metadata: ["reason": "\(reason)"]) }
                 case .message: break
                 }
@@ -86,7 +92,9 @@ public final class Forwarder: Sendable {
         var delivered: [Int64] = []
         var flushedAt = monotonicSeconds()
         func flush() {
-            do { try spool.delivered(delivered) } catch { logger.error("cannot clear delivered events from the spool", metadata: ["error": "\(error)"]) }
+            do { try spool.delivered(delivered) } catch {
+                logger.error("cannot clear delivered events from the spool", metadata: ["error": "\(error)"])
+            }
             delivered.removeAll(keepingCapacity: true)
             flushedAt = monotonicSeconds()
         }
@@ -95,7 +103,10 @@ public final class Forwarder: Sendable {
             let now = monotonicSeconds()
             var acked = 0
             var latencies: [Double] = []
-            for a in acks.withLock({ a -> [(mid: Int32, reason: Int)] in defer { a = [] }; return a }) {
+            for a in acks.withLock({ a -> [(mid: Int32, reason: Int)] in
+                defer { a = [] }
+                return a
+            }) {
                 guard let s = inflight.removeValue(forKey: a.mid) else { continue }
                 delivered.append(s.seq)
                 acked += 1
@@ -134,7 +145,10 @@ public final class Forwarder: Sendable {
                     logger.error("cannot read the spool", metadata: ["error": "\(error)"])
                 }
             }
-            stats.withLock { $0.inflight = inflight.count; $0.connected = l.connected }
+            stats.withLock {
+                $0.inflight = inflight.count
+                $0.connected = l.connected
+            }
             _ = wake.wait(timeout: .now() + (delivered.isEmpty ? 1 : 0.05))
         }
         flush()

@@ -81,10 +81,11 @@ public struct Intake: Sendable {
             } else {
                 route = .noBox
             }
-            out.append(Routed(item: EventSpool.Item(fingerprint: fingerprint, topic: topic, payload: bytes), route: route, type: env.type,
-                              gatewayId: env.gatewayId))
+            out.append(
+                Routed(
+                    item: EventSpool.Item(fingerprint: fingerprint, topic: topic, payload: bytes), route: route, type: env.type,
+                    gatewayId: env.gatewayId))
         }
         return .success(out)
     }
 }
-

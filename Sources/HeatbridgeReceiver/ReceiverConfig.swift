@@ -38,8 +38,12 @@ public struct ReceiverConfig: Sendable, Equatable {
         var d = ConfigDecoder(file: file, vendors: [])
         var c = ReceiverConfig()
         guard let m = d.mapping(root, path: "receiver") else { return .failure(ConfigErrors(diagnostics: d.diagnostics)) }
-        d.checkKeys(m, known: ["listen", "token_file", "spool", "scope_map", "max_body_bytes", "dedupe_window_s", "topic", "partner_topic",
-                               "mqtt", "window"], section: "receiver")
+        d.checkKeys(
+            m,
+            known: [
+                "listen", "token_file", "spool", "scope_map", "max_body_bytes", "dedupe_window_s", "topic", "partner_topic",
+                "mqtt", "window",
+            ], section: "receiver")
         if let (listen, mark) = d.stringWithMark(m, "listen") {
             if let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65_535).contains(port) {
                 c.listenHost = String(listen[..<colon])
@@ -57,7 +61,9 @@ public struct ReceiverConfig: Sendable, Equatable {
         if let (t, mark) = d.stringWithMark(m, "topic") {
             if !t.contains("{gateway}") || t.contains("#") || t.contains("+") {
                 d.error(mark, "\"topic\" must name {gateway} and hold no wildcard", hint: "partner/boxes/{box}/heatbridge/push/bosch/{gateway}")
-            } else { c.topicTemplate = t }
+            } else {
+                c.topicTemplate = t
+            }
         }
         if let n = d.value(m, "partner_topic") {
             if n.isNull { c.partnerTopic = nil } else if let t = d.string(m, "partner_topic") { c.partnerTopic = t }

@@ -40,8 +40,11 @@ public final class Receiver: Sendable {
         self.forwarder = forwarder
         self.logger = logger
         self.committer = Committer(spool: spool)
-        intake = Mutex((Intake(scope: scope, topicTemplate: config.topicTemplate, partnerTopic: config.partnerTopic),
-                        Self.mtime(config.scopeMap), monotonicSeconds()))
+        intake = Mutex(
+            (
+                Intake(scope: scope, topicTemplate: config.topicTemplate, partnerTopic: config.partnerTopic),
+                Self.mtime(config.scopeMap), monotonicSeconds()
+            ))
     }
 
     static func mtime(_ path: String) -> Int {
@@ -135,9 +138,15 @@ public final class Receiver: Sendable {
             return refuse(503, "cannot store the event now")
         }
         forwarder.nudge()
-        var accepted = 0, duplicates = 0, noBox = 0, partner = 0
+        var accepted = 0
+        var duplicates = 0
+        var noBox = 0
+        var partner = 0
         for (r, new) in zip(routed, fresh) {
-            guard new else { duplicates += 1; continue }
+            guard new else {
+                duplicates += 1
+                continue
+            }
             switch r.route {
             case .box: accepted += 1
             case .partner: partner += 1
@@ -169,12 +178,16 @@ public final class Receiver: Sendable {
         }
         var refused: [String: JSONValue] = [:]
         for (k, v) in c.refused { refused[String(k)] = .int(v) }
-        return ["requests": .int(c.requests), "accepted": .int(c.accepted), "duplicates": .int(c.duplicates), "no_box": .int(c.noBox),
-                "partner": .int(c.partner), "refused": .object(refused), "spool_depth": .int((try? spool.depth()) ?? -1),
-                "accept_ms": ["p50": pct(c.acceptMs, 0.5), "p99": pct(c.acceptMs, 0.99)],
-                "broker": ["connected": .bool(f.connected), "delivered": .int(f.delivered), "refused": .int(f.refused), "inflight": .int(f.inflight),
-                           "ack_ms": ["p50": pct(f.latenciesMs, 0.5), "p99": pct(f.latenciesMs, 0.99)]],
-                "scope_gateways": .int(intake.withLock { $0.intake.scope.boxOf.count })]
+        return [
+            "requests": .int(c.requests), "accepted": .int(c.accepted), "duplicates": .int(c.duplicates), "no_box": .int(c.noBox),
+            "partner": .int(c.partner), "refused": .object(refused), "spool_depth": .int((try? spool.depth()) ?? -1),
+            "accept_ms": ["p50": pct(c.acceptMs, 0.5), "p99": pct(c.acceptMs, 0.99)],
+            "broker": [
+                "connected": .bool(f.connected), "delivered": .int(f.delivered), "refused": .int(f.refused), "inflight": .int(f.inflight),
+                "ack_ms": ["p50": pct(f.latenciesMs, 0.5), "p99": pct(f.latenciesMs, 0.99)],
+            ],
+            "scope_gateways": .int(intake.withLock { $0.intake.scope.boxOf.count }),
+        ]
     }
 
     /// The router: the two webhook forms and the health page.

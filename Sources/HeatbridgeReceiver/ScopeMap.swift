@@ -13,7 +13,10 @@ public struct ScopeMap: Sendable, Equatable {
 
     /// Box ids as the relay's certificates name them: they become a topic level.
     static func isBoxId(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+        !s.isEmpty && s.utf8.count <= 64
+            && s.utf8.allSatisfy {
+                (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e
+            }
     }
 
     /// Reads the map's text. A gateway named by two boxes belongs to neither (a mistake to fix, not to guess).
@@ -39,7 +42,11 @@ public struct ScopeMap: Sendable, Equatable {
             }
         }
         for (gw, boxes) in owners {
-            if boxes.count == 1 { map.boxOf[gw] = boxes.first! } else { map.problems.append("gateway \(gw) is in the scope of \(boxes.count) boxes; events for it go to none") }
+            if boxes.count == 1 {
+                map.boxOf[gw] = boxes.first!
+            } else {
+                map.problems.append("gateway \(gw) is in the scope of \(boxes.count) boxes; events for it go to none")
+            }
         }
         return map
     }

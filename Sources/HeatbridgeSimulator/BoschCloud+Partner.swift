@@ -10,10 +10,14 @@ extension BoschCloud {
         case ("GET", .apiKeysMe): return .json(200, BoschWire.encode(BoschWire.KeyIdentity(companyId: companyId)))
         case ("GET", .apiKeys):
             var list = [BoschWire.StoredApiKey(keyId: "key-0", createdAt: nil, expiresAt: BoschWire.keyExpiry(apiKey).map(Timestamp.iso8601))]
-            list += issuedKeys.map { BoschWire.StoredApiKey(keyId: $0.id, createdAt: Timestamp.iso8601($0.createdAt), expiresAt: Timestamp.iso8601($0.expiresAt)) }
+            list += issuedKeys.map {
+                BoschWire.StoredApiKey(keyId: $0.id, createdAt: Timestamp.iso8601($0.createdAt), expiresAt: Timestamp.iso8601($0.expiresAt))
+            }
             return .json(200, BoschWire.encode(list))
         case ("POST", .apiKeys):
-            guard issuedKeys.count + 1 < BoschWire.maxValidKeys else { return .error(409, "at most \(BoschWire.maxValidKeys) valid keys per partner") }
+            guard issuedKeys.count + 1 < BoschWire.maxValidKeys else {
+                return .error(409, "at most \(BoschWire.maxValidKeys) valid keys per partner")
+            }
             let expires = ((now + 182 * 86_400) / 86_400).rounded(.down) * 86_400
             let stamp = Timestamp.date(Int64(expires / 86_400)).replacingOccurrences(of: "-", with: "")
             let id = "key-\(issuedKeys.count + 1)"
@@ -109,8 +113,9 @@ extension BoschCloud {
     func allContracts() -> [BoschWire.Contract] {
         var out = contracts
         for gw in gateways.values where out[gw.id] == nil && gw.contract {
-            out[gw.id] = BoschWire.Contract(gatewayId: gw.id, status: BoschWire.ContractState.active, statusDate: "2026-01-15T09:00:00Z", userId: "owner-\(gw.id)",
-                                            addressLines: ["Musterstraße 1", "70173 Stuttgart"])
+            out[gw.id] = BoschWire.Contract(
+                gatewayId: gw.id, status: BoschWire.ContractState.active, statusDate: "2026-01-15T09:00:00Z", userId: "owner-\(gw.id)",
+                addressLines: ["Musterstraße 1", "70173 Stuttgart"])
         }
         return Array(out.values)
     }
@@ -133,20 +138,26 @@ extension BoschCloud {
             var programs: [String: JSONValue] = [:]
             for (hc, byId) in gw.timePrograms {
                 for (tp, p) in byId {
-                    programs["\(hc)/\(tp)"] = .array(p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
+                    programs["\(hc)/\(tp)"] = .array(
+                        p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
                 }
             }
             for (d, byId) in gw.dhwTimePrograms {
                 for (tp, p) in byId {
-                    programs["dhw\(d)/\(tp)"] = .array(p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
+                    programs["dhw\(d)/\(tp)"] = .array(
+                        p.switchPoints.map { ["day": .string($0.dayOfWeek), "time": .int($0.time), "level": .string($0.setpoint)] })
                 }
             }
-            out[gw.id] = ["online": .bool(gw.online), "contract": .bool(gw.contract), "consent_current": .bool(gw.consentCurrent),
-                          "charges": .object(charges), "programs": .object(programs), "clock_offset_s": .number(gw.clockOffsetS),
-                          "detections": .int(gw.detections), "components": .array(gw.components.map { .string($0.type) })]
+            out[gw.id] = [
+                "online": .bool(gw.online), "contract": .bool(gw.contract), "consent_current": .bool(gw.consentCurrent),
+                "charges": .object(charges), "programs": .object(programs), "clock_offset_s": .number(gw.clockOffsetS),
+                "detections": .int(gw.detections), "components": .array(gw.components.map { .string($0.type) }),
+            ]
         }
-        return ["api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out),
-                "issued_keys": .int(issuedKeys.count), "health": .string(health),
-                "webhook_simulations": .array(webhookSimulations.map { ["event_type": .string($0.eventType), "gateway_id": .string($0.gatewayId)] })]
+        return [
+            "api_key_set": .bool(!apiKey.isEmpty), "rate_limit": .bool(rateLimitEnabled), "gateways": .object(out),
+            "issued_keys": .int(issuedKeys.count), "health": .string(health),
+            "webhook_simulations": .array(webhookSimulations.map { ["event_type": .string($0.eventType), "gateway_id": .string($0.gatewayId)] }),
+        ]
     }
 }

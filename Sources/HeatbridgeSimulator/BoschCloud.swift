@@ -59,8 +59,10 @@ public struct BoschCloud: Sendable {
     }
 
     /// A gateway with `hc1` and `dhw1`, as in the built-in scenario.
-    public static func makeGateway(id: String, brand: String = "bosch", deviceType: String = "CS7001iAW", contract: Bool = true,
-                                   consentCurrent: Bool = true, online: Bool = true, hcIds: [String] = ["1"], dhwIds: [String] = ["1"]) -> Gateway {
+    public static func makeGateway(
+        id: String, brand: String = "bosch", deviceType: String = "CS7001iAW", contract: Bool = true,
+        consentCurrent: Bool = true, online: Bool = true, hcIds: [String] = ["1"], dhwIds: [String] = ["1"]
+    ) -> Gateway {
         var hcs: [String: BoschWire.HeatingCircuit] = [:]
         for h in hcIds {
             hcs[h] = BoschWire.HeatingCircuit(
@@ -89,12 +91,17 @@ public struct BoschCloud: Sendable {
                 points.append(.init(dayOfWeek: day, time: i < 5 ? 1320 : 1380, setpoint: "eco"))
             }
             // Program B: a home-office week, comfort from 07:00 to 23:00 every day.
-            let office = BoschWire.days.flatMap { [BoschWire.SwitchPoint(dayOfWeek: $0, time: 420, setpoint: "comfort"),
-                                                   BoschWire.SwitchPoint(dayOfWeek: $0, time: 1380, setpoint: "eco")] }
+            let office = BoschWire.days.flatMap {
+                [
+                    BoschWire.SwitchPoint(dayOfWeek: $0, time: 420, setpoint: "comfort"),
+                    BoschWire.SwitchPoint(dayOfWeek: $0, time: 1380, setpoint: "eco"),
+                ]
+            }
             programs[h] = ["A": BoschWire.TimeProgram(id: "A", switchPoints: points), "B": BoschWire.TimeProgram(id: "B", switchPoints: office)]
         }
-        var gw = Gateway(id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
-                         online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
+        var gw = Gateway(
+            id: id, brand: brand, deviceType: deviceType, contract: contract, consentCurrent: consentCurrent,
+            online: online, heatingCircuits: hcs, dhwCircuits: dhws, charges: charges)
         gw.timePrograms = programs
         for d in dhwIds {
             // Every day 05:30 high, 21:00 eco.
@@ -105,25 +112,31 @@ public struct BoschCloud: Sendable {
             }
             gw.dhwTimePrograms[d] = [BoschWire.defaultDhwProgram: BoschWire.TimeProgram(id: BoschWire.defaultDhwProgram, switchPoints: points)]
         }
-        gw.components = [BoschWire.Component(id: "gateway", type: "GATEWAY", softwareVersion: "05.04.00", serialNumber: "SN-\(id)"),
-                         BoschWire.Component(id: "hs1", type: "HEATPUMP", softwareVersion: "11.2.3", serialNumber: nil)]
+        gw.components = [
+            BoschWire.Component(id: "gateway", type: "GATEWAY", softwareVersion: "05.04.00", serialNumber: "SN-\(id)"),
+            BoschWire.Component(id: "hs1", type: "HEATPUMP", softwareVersion: "11.2.3", serialNumber: nil),
+        ]
         for h in hcIds {
-            gw.heatCurves[h] = BoschWire.HeatCurve(controlType: "WDCOPTIMIZED", minFlowTemperature: 25, maxFlowTemperature: 55,
-                                                   basepointTemperature: 25, endpointTemperature: 45, roomInfluenceTemperature: 3,
-                                                   roomTemperatureOffset: 0)
+            gw.heatCurves[h] = BoschWire.HeatCurve(
+                controlType: "WDCOPTIMIZED", minFlowTemperature: 25, maxFlowTemperature: 55,
+                basepointTemperature: 25, endpointTemperature: 45, roomInfluenceTemperature: 3,
+                roomTemperatureOffset: 0)
         }
         return gw
     }
 
     /// The built-in scenario: two gateways, each with `hc1` and `dhw1`, and a pending contract for a third.
     public static func defaultScenario() -> BoschCloud {
-        var cloud = BoschCloud(apiKey: "xHCSAPI-demo-20270522", rateLimitEnabled: true, gateways: [
-            makeGateway(id: "101000001", brand: "buderus", deviceType: "Logatherm WLW186i"),
-            makeGateway(id: "101000002", brand: "bosch", deviceType: "Compress 7400i AW"),
-        ])
+        var cloud = BoschCloud(
+            apiKey: "xHCSAPI-demo-20270522", rateLimitEnabled: true,
+            gateways: [
+                makeGateway(id: "101000001", brand: "buderus", deviceType: "Logatherm WLW186i"),
+                makeGateway(id: "101000002", brand: "bosch", deviceType: "Compress 7400i AW"),
+            ])
         // Shared by its owner, not accepted yet: accepting it makes the gateway appear.
-        cloud.contracts["101000003"] = BoschWire.Contract(gatewayId: "101000003", status: BoschWire.ContractState.pending, statusDate: "2026-11-20T10:00:00Z",
-                                                          userId: "owner-101000003", addressLines: ["Hauptstraße 5", "80331 München"])
+        cloud.contracts["101000003"] = BoschWire.Contract(
+            gatewayId: "101000003", status: BoschWire.ContractState.pending, statusDate: "2026-11-20T10:00:00Z",
+            userId: "owner-101000003", addressLines: ["Hauptstraße 5", "80331 München"])
         return cloud
     }
 
@@ -242,7 +255,9 @@ public struct BoschCloud: Sendable {
             if let v = p.roomInfluenceTemperature { c.roomInfluenceTemperature = v }
             if let v = p.roomTemperatureOffset { c.roomTemperatureOffset = v }
             if let t = p.controlType { c.controlType = t }
-            guard (c.minFlowTemperature ?? 0) < (c.maxFlowTemperature ?? 100) else { return .error(400, "minFlowTemperature must be below maxFlowTemperature") }
+            guard (c.minFlowTemperature ?? 0) < (c.maxFlowTemperature ?? 100) else {
+                return .error(400, "minFlowTemperature must be below maxFlowTemperature")
+            }
             gw.heatCurves[id] = c
             return Reply(status: 204, body: [])
         case ("GET", .distribution(_, let id)):
@@ -278,7 +293,8 @@ public struct BoschCloud: Sendable {
     mutating func patchHeatingCircuit(_ id: String, body: [UInt8], gw: inout Gateway) -> Reply {
         guard var hc = gw.heatingCircuits[id] else { return .error(404, "no such heating circuit") }
         guard let p = BoschWire.decode(BoschWire.HeatingCircuitPatch.self, body),
-              p.operationMode != nil || p.manualModeSettings != nil || p.autoModeSettings != nil else {
+            p.operationMode != nil || p.manualModeSettings != nil || p.autoModeSettings != nil
+        else {
             return .error(400, "invalid heating circuit body")
         }
         if let auto = p.autoModeSettings {
@@ -288,7 +304,9 @@ public struct BoschCloud: Sendable {
                 settings.timeProgramId = tp
             }
             for (k, v) in auto.temperatureLevels ?? [:] {
-                guard settings.temperatureLevels?[k] != nil, BoschWire.roomSetpointRange.contains(v) else { return .error(400, "invalid temperature level \(k)") }
+                guard settings.temperatureLevels?[k] != nil, BoschWire.roomSetpointRange.contains(v) else {
+                    return .error(400, "invalid temperature level \(k)")
+                }
                 settings.temperatureLevels?[k] = v
             }
             hc.autoModeSettings = settings
@@ -338,12 +356,17 @@ public struct BoschCloud: Sendable {
         guard let c = gw.charges[id] else { return .error(404, "no such DHW circuit") }
         if method == "GET" {
             let remaining = c.active ? max(0, c.durationMin - Int((now - c.startedAt) / 60)) : 0
-            return .json(200, BoschWire.encode(BoschWire.DhwCharge(chargeStatus: c.active ? BoschWire.chargeStart : BoschWire.chargeStop,
-                                                                   chargeDuration: c.durationMin, chargeRemainingTime: remaining)))
+            return .json(
+                200,
+                BoschWire.encode(
+                    BoschWire.DhwCharge(
+                        chargeStatus: c.active ? BoschWire.chargeStart : BoschWire.chargeStop,
+                        chargeDuration: c.durationMin, chargeRemainingTime: remaining)))
         }
         guard method == "PATCH" else { return .error(405, "method not allowed") }
         guard let req = BoschWire.decode(BoschWire.DhwCharge.self, body),
-              req.chargeStatus == BoschWire.chargeStart || req.chargeStatus == BoschWire.chargeStop else {
+            req.chargeStatus == BoschWire.chargeStart || req.chargeStatus == BoschWire.chargeStop
+        else {
             return .error(400, "invalid charge body")
         }
         if let d = req.chargeDuration, !(1...240).contains(d) { return .error(400, "chargeDuration out of range") }
@@ -357,7 +380,9 @@ public struct BoschCloud: Sendable {
 
     /// Days, times on the 15-minute grid, known levels, at most 6 points per day.
     static func validProgram(_ p: BoschWire.TimeProgram, levels: [String]) -> Bool {
-        p.switchPoints.allSatisfy { BoschWire.days.contains($0.dayOfWeek) && (0..<1440).contains($0.time) && $0.time % 15 == 0 && levels.contains($0.setpoint) }
+        p.switchPoints.allSatisfy {
+            BoschWire.days.contains($0.dayOfWeek) && (0..<1440).contains($0.time) && $0.time % 15 == 0 && levels.contains($0.setpoint)
+        }
             && BoschWire.days.allSatisfy { d in p.switchPoints.filter { $0.dayOfWeek == d }.count <= 6 }
     }
 }

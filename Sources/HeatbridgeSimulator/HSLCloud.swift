@@ -17,8 +17,17 @@ public struct HSLCloud: Sendable {
         public var email: String
     }
 
-    struct Derogation: Sendable { var home: String; var room: Int; var from: Double; var until: Double; var delta: Int }
-    struct Trigger: Sendable { var homes: [String]; var createdAt: Double }
+    struct Derogation: Sendable {
+        var home: String
+        var room: Int
+        var from: Double
+        var until: Double
+        var delta: Int
+    }
+    struct Trigger: Sendable {
+        var homes: [String]
+        var createdAt: Double
+    }
 
     public var clientId: String
     public var clientSecret: String
@@ -37,10 +46,14 @@ public struct HSLCloud: Sendable {
 
     /// The built-in scenario: one home, three rooms, five heaters (one offline), and the home's gateway.
     public static func defaultScenario() -> HSLCloud {
-        func heater(_ id: String, room: Int, name: String, category: String = HSLWire.categoryHeater, online: Bool = true, sp: Double = 19,
-                    pv: String = "19.5") -> [String: JSONValue] {
-            var d: [String: JSONValue] = [HF.header: .string(id), HF.roomId: .int(room), HF.roomName: .string(name), HF.softwareVersion: 42,
-                                          HF.category: .string(category), HF.online: .bool(online)]
+        func heater(
+            _ id: String, room: Int, name: String, category: String = HSLWire.categoryHeater, online: Bool = true, sp: Double = 19,
+            pv: String = "19.5"
+        ) -> [String: JSONValue] {
+            var d: [String: JSONValue] = [
+                HF.header: .string(id), HF.roomId: .int(room), HF.roomName: .string(name), HF.softwareVersion: 42,
+                HF.category: .string(category), HF.online: .bool(online),
+            ]
             if online {
                 d[HF.mode] = .string(HSLWire.modeProgram)
                 d[HF.setpoint] = .number(sp)
@@ -53,21 +66,30 @@ public struct HSLCloud: Sendable {
             }
             return d
         }
-        let home = Home(id: "64f1c0a2e9b3", gateway: [HF.token: "GW-0042", HF.version: "3.1.7", HF.lastPing: "2026-11-20T04:12:00Z",
-                                                   HF.installationDate: "2024-10-01T00:00:00Z"],
-                        devices: [
-                            [HF.header: "GW-0042", HF.roomId: 0, HF.roomName: "Gateway", HF.softwareVersion: 31, HF.category: .string(HSLWire.gatewayCategory), HF.online: true],
-                            heater("H-101", room: 1, name: "Living room", sp: 20, pv: "20.5"),
-                            heater("H-102", room: 1, name: "Living room", sp: 20, pv: "20"),
-                            heater("H-201", room: 2, name: "Bedroom", sp: 18, pv: "18.5"),
-                            heater("T-301", room: 3, name: "Bathroom", category: HSLWire.categoryTowelDryer, sp: 22, pv: "21.5"),
-                            heater("H-302", room: 3, name: "Bathroom", online: false),
-                        ],
-                        email: "owner@example.invalid")
+        let home = Home(
+            id: "64f1c0a2e9b3",
+            gateway: [
+                HF.token: "GW-0042", HF.version: "3.1.7", HF.lastPing: "2026-11-20T04:12:00Z",
+                HF.installationDate: "2024-10-01T00:00:00Z",
+            ],
+            devices: [
+                [
+                    HF.header: "GW-0042", HF.roomId: 0, HF.roomName: "Gateway", HF.softwareVersion: 31, HF.category: .string(HSLWire.gatewayCategory),
+                    HF.online: true,
+                ],
+                heater("H-101", room: 1, name: "Living room", sp: 20, pv: "20.5"),
+                heater("H-102", room: 1, name: "Living room", sp: 20, pv: "20"),
+                heater("H-201", room: 2, name: "Bedroom", sp: 18, pv: "18.5"),
+                heater("T-301", room: 3, name: "Bathroom", category: HSLWire.categoryTowelDryer, sp: 22, pv: "21.5"),
+                heater("H-302", room: 3, name: "Bathroom", online: false),
+            ],
+            email: "owner@example.invalid")
         var users: [JSONValue] = []
         for i in 1...7 {
-            users.append([HF.homeId: .string(i == 1 ? "64f1c0a2e9b3" : "64f1c0a2e9c\(i)"), HF.firstName: "Test", HF.lastName: .string("User \(i)"),
-                          HF.city: "Lyon", HF.zipCode: "69001", HF.prmId: .string("0912345678901\(i)"), HF.consentDate: "2025-01-01T00:00:00Z"])
+            users.append([
+                HF.homeId: .string(i == 1 ? "64f1c0a2e9b3" : "64f1c0a2e9c\(i)"), HF.firstName: "Test", HF.lastName: .string("User \(i)"),
+                HF.city: "Lyon", HF.zipCode: "69001", HF.prmId: .string("0912345678901\(i)"), HF.consentDate: "2025-01-01T00:00:00Z",
+            ])
         }
         return HSLCloud(clientId: "hsl-demo", clientSecret: "hsl-demo-secret", homes: [home.id: home], users: users)
     }
@@ -88,7 +110,8 @@ public struct HSLCloud: Sendable {
 
     mutating func handle(method: String, path fullPath: String, headers: [String: String], body: [UInt8], now: Double) -> Reply {
         guard let auth = headers["authorization"], auth.lowercased().hasPrefix("basic "),
-              let raw = Base64.decode(String(auth.dropFirst(6))), String(decoding: raw, as: UTF8.self) == "\(clientId):\(clientSecret)" else {
+            let raw = Base64.decode(String(auth.dropFirst(6))), String(decoding: raw, as: UTF8.self) == "\(clientId):\(clientSecret)"
+        else {
             return Self.error(401, "Unauthorized")
         }
         let parts = fullPath.split(separator: "?", maxSplits: 1).map(String.init)
@@ -106,15 +129,23 @@ public struct HSLCloud: Sendable {
                     let r = d[HF.roomId]?.intValue ?? 0
                     rooms[r, default: (d[HF.roomName]?.stringValue ?? "", [])].1.append(d[HF.header]?.stringValue ?? "")
                 }
-                return [HF.invitationId: .string(h.id), HF.email: .string(h.email), HF.creationDate: "2024-10-01T00:00:00Z", HF.role: 2, HF.city: "Lyon",
-                        HF.gatewayEnabled: true, HF.hasGateway: true,
-                        HF.rooms: .array(rooms.keys.sorted().map { [HF.name: .string(rooms[$0]!.0), HF.roomNumber: .int($0),
-                                                                   HF.deviceCount: .string(String(rooms[$0]!.1.count)),
-                                                                   HF.accessories: .array(rooms[$0]!.1.map { .string($0) })] })]
+                return [
+                    HF.invitationId: .string(h.id), HF.email: .string(h.email), HF.creationDate: "2024-10-01T00:00:00Z", HF.role: 2, HF.city: "Lyon",
+                    HF.gatewayEnabled: true, HF.hasGateway: true,
+                    HF.rooms: .array(
+                        rooms.keys.sorted().map {
+                            [
+                                HF.name: .string(rooms[$0]!.0), HF.roomNumber: .int($0),
+                                HF.deviceCount: .string(String(rooms[$0]!.1.count)),
+                                HF.accessories: .array(rooms[$0]!.1.map { .string($0) }),
+                            ]
+                        }),
+                ]
             }
             return ok(.array(list), misspelled: true)
         case ("GET", HSLWire.Path.users):
-            var page = 1, size = 10
+            var page = 1
+            var size = 10
             for item in (parts.count > 1 ? parts[1] : "").split(separator: "&") {
                 let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
                 if kv.count == 2, let v = Int(kv[1]) { if kv[0] == HF.page { page = v } else if kv[0] == HF.size { size = v } }
@@ -130,12 +161,18 @@ public struct HSLCloud: Sendable {
                 [HF.acknowledge: .bool(acknowledged(h, trig, now)), HF.homeId: .string(h), HF.sendAt: .string(Timestamp.iso8601(trig.createdAt))]
             }
             let received = trig.homes.filter { acknowledged($0, trig, now) }.count
-            return ok([HF.summary: [HF.requested: .int(trig.homes.count), HF.sent: .int(trig.homes.count), HF.received: .int(received),
-                                   HF.first: .string(Timestamp.iso8601(trig.createdAt)),
-                                   HF.last: .string(Timestamp.iso8601(received > 0 ? trig.createdAt + ackDelayS : trig.createdAt))],
-                       HF.details: .array(details)])
+            return ok([
+                HF.summary: [
+                    HF.requested: .int(trig.homes.count), HF.sent: .int(trig.homes.count), HF.received: .int(received),
+                    HF.first: .string(Timestamp.iso8601(trig.createdAt)),
+                    HF.last: .string(Timestamp.iso8601(received > 0 ? trig.createdAt + ackDelayS : trig.createdAt)),
+                ],
+                HF.details: .array(details),
+            ])
         case ("POST", HSLWire.Path.request):
-            guard let id = j?[HF.homeId]?.stringValue, homes[id] != nil else { return Reply(status: 200, body: JSONValue.object([HF.status: .string(HSLWire.requestRefused), HF.messageId: .null]).bytes) }
+            guard let id = j?[HF.homeId]?.stringValue, homes[id] != nil else {
+                return Reply(status: 200, body: JSONValue.object([HF.status: .string(HSLWire.requestRefused), HF.messageId: .null]).bytes)
+            }
             counter += 1
             let mid = "msg-\(counter)"
             diagnoses[mid] = (id, now)
@@ -168,13 +205,18 @@ public struct HSLCloud: Sendable {
         var window: (Int, Int, String)?
         for i in items {
             guard let home = i[HF.homeId]?.stringValue, let room = i[HF.roomId]?.intValue, let s = i[HF.startTime]?.intValue,
-                  let e = i[HF.endTime]?.intValue, let delta = i[HF.delta]?.intValue, let date = i[HF.date]?.stringValue else {
+                let e = i[HF.endTime]?.intValue, let delta = i[HF.delta]?.intValue, let date = i[HF.date]?.stringValue
+            else {
                 return Self.error(400, "homeId, roomId, startTime, endTime, delta and date are required")
             }
-            guard s % HSLWire.gridMinutes == 0, e % HSLWire.gridMinutes == 0, (0...HSLWire.midnight).contains(s), (0...HSLWire.midnight).contains(e), s < e else {
+            guard s % HSLWire.gridMinutes == 0, e % HSLWire.gridMinutes == 0, (0...HSLWire.midnight).contains(s), (0...HSLWire.midnight).contains(e),
+                s < e
+            else {
                 return Self.error(400, "startTime and endTime must be multiples of 5 within the day, start before end")
             }
-            guard HSLWire.deltaRange.contains(delta) else { return Self.error(400, "delta must be between \(HSLWire.deltaRange.lowerBound) and \(HSLWire.deltaRange.upperBound)") }
+            guard HSLWire.deltaRange.contains(delta) else {
+                return Self.error(400, "delta must be between \(HSLWire.deltaRange.lowerBound) and \(HSLWire.deltaRange.upperBound)")
+            }
             if let w = window, w != (s, e, date) { return Self.error(400, "all derogations must share startTime and endTime") }
             window = (s, e, date)
             guard let h = homes[home], h.devices.contains(where: { $0[HF.roomId]?.intValue == room }) else {
@@ -183,12 +225,16 @@ public struct HSLCloud: Sendable {
             let dp = date.split(separator: "-").compactMap { Int64($0) }
             guard dp.count == 3 else { return Self.error(400, "date must be YYYY-MM-DD") }
             let day = Timestamp.daysFromCivil(dp[0], dp[1], dp[2])
-            parsed.append(Derogation(home: home, room: room, from: SimulatorClock.instant(day: day, minute: s),
-                                     until: e == HSLWire.midnight ? SimulatorClock.instant(day: day + 1, minute: 0) : SimulatorClock.instant(day: day, minute: e), delta: delta))
+            parsed.append(
+                Derogation(
+                    home: home, room: room, from: SimulatorClock.instant(day: day, minute: s),
+                    until: e == HSLWire.midnight ? SimulatorClock.instant(day: day + 1, minute: 0) : SimulatorClock.instant(day: day, minute: e),
+                    delta: delta))
         }
         derogations.append(contentsOf: parsed)
         counter += 1
-        let start = "trg-\(counter)-start", end = "trg-\(counter)-end"
+        let start = "trg-\(counter)-start"
+        let end = "trg-\(counter)-end"
         let homesTargeted = Array(Set(parsed.map(\.home))).sorted()
         triggers[start] = Trigger(homes: homesTargeted, createdAt: now)
         triggers[end] = Trigger(homes: homesTargeted, createdAt: now)
@@ -198,9 +244,15 @@ public struct HSLCloud: Sendable {
     public func stateJSON(now: Double) -> JSONValue {
         var hs: [String: JSONValue] = [:]
         for (id, h) in homes { hs[id] = .array(h.devices.map { .object(render($0, home: id, now: now)) }) }
-        return ["homes": .object(hs), "derogations": .array(derogations.map {
-            ["home": .string($0.home), "room": .int($0.room), "from": .string(Timestamp.iso8601($0.from)),
-             "until": .string(Timestamp.iso8601($0.until)), "delta": .int($0.delta)]
-        }), "ack_delay_s": .number(ackDelayS), "never_ack": .array(neverAck.sorted().map { .string($0) })]
+        return [
+            "homes": .object(hs),
+            "derogations": .array(
+                derogations.map {
+                    [
+                        "home": .string($0.home), "room": .int($0.room), "from": .string(Timestamp.iso8601($0.from)),
+                        "until": .string(Timestamp.iso8601($0.until)), "delta": .int($0.delta),
+                    ]
+                }), "ack_delay_s": .number(ackDelayS), "never_ack": .array(neverAck.sorted().map { .string($0) }),
+        ]
     }
 }

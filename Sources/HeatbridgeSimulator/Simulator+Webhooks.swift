@@ -73,19 +73,27 @@ extension Simulator {
             return ok()
         case ("GET", "/admin/bosch/webhooks"):
             let w = webhooks
-            return ok(["urls": .array(w.urls.map { .string($0) }), "sent": .int(w.sent), "failed": .int(w.failed), "dropped": .int(w.dropped),
-                       "duplicated": .int(w.duplicated), "queued": .int(w.queue.count), "last_status": .int(w.lastStatus),
-                       "recent": .array(w.recent),
-                       "meters": .object(w.meters.mapValues { ["power_w": .number($0.powerW), "consumed_kwh": .number($0.consumedKWh),
-                                                               "supplied_kwh": .number($0.suppliedKWh), "cylinder_c": .number($0.cylinderC)] })])
+            return ok([
+                "urls": .array(w.urls.map { .string($0) }), "sent": .int(w.sent), "failed": .int(w.failed), "dropped": .int(w.dropped),
+                "duplicated": .int(w.duplicated), "queued": .int(w.queue.count), "last_status": .int(w.lastStatus),
+                "recent": .array(w.recent),
+                "meters": .object(
+                    w.meters.mapValues {
+                        [
+                            "power_w": .number($0.powerW), "consumed_kwh": .number($0.consumedKWh),
+                            "supplied_kwh": .number($0.suppliedKWh), "cylinder_c": .number($0.cylinderC),
+                        ]
+                    }),
+            ])
         case ("POST", "/admin/bosch/events"):
             // One event now: {"gateway_id", "type", "payload"} (payload as the type has it), or a data point
             // {"gateway_id", "key", "value", "unit"}; "timestamp" overrides the time (ISO 8601).
             guard let gw = j?["gateway_id"]?.stringValue else { return bad("gateway_id is required") }
             let at = j?["timestamp"]?.stringValue.flatMap(Timestamp.parse) ?? Self.now()
             if let key = j?["key"]?.stringValue {
-                enqueue(gw, type: BoschWire.EventType.dataPoint, at: at,
-                        payload: BoschWire.dataPointPayload(key: key, value: j?["value"] ?? .null, unit: j?["unit"]?.stringValue))
+                enqueue(
+                    gw, type: BoschWire.EventType.dataPoint, at: at,
+                    payload: BoschWire.dataPointPayload(key: key, value: j?["value"] ?? .null, unit: j?["unit"]?.stringValue))
             } else {
                 guard let type = j?["type"]?.stringValue else { return bad("type or key is required") }
                 enqueue(gw, type: type, at: at, payload: j?["payload"] ?? [:])
@@ -134,19 +142,27 @@ extension Simulator {
             }
             webhooks.meters[id] = m
             // What the REST side reads follows the same tank (a poll and an event agree).
-            if bosch.gateways[id]?.dhwCircuits["1"] != nil { bosch.gateways[id]!.dhwCircuits["1"]!.actualTemperature = (m.cylinderC * 10).rounded() / 10 }
+            if bosch.gateways[id]?.dhwCircuits["1"] != nil {
+                bosch.gateways[id]!.dhwCircuits["1"]!.actualTemperature = (m.cylinderC * 10).rounded() / 10
+            }
             let wasRunning = (m.sent[BoschWire.DataPoint.compressorPower] ?? 0) > 200
             dataPoint(id, BoschWire.DataPoint.compressorPower, m.powerW, unit: "W", now: now, force: first)
             let running = (webhooks.meters[id]?.sent[BoschWire.DataPoint.compressorPower] ?? 0) > 200
             if first || running != wasRunning {
-                enqueue(id, type: BoschWire.EventType.dataPoint, at: now,
-                        payload: BoschWire.dataPointPayload(key: BoschWire.DataPoint.compressorStatus, value: .string(running ? "HEATING" : "IDLE"), unit: nil))
+                enqueue(
+                    id, type: BoschWire.EventType.dataPoint, at: now,
+                    payload: BoschWire.dataPointPayload(
+                        key: BoschWire.DataPoint.compressorStatus, value: .string(running ? "HEATING" : "IDLE"), unit: nil))
                 if running { webhooks.meters[id]?.starts += 1 }
             }
             dataPoint(id, BoschWire.DataPoint.energyConsumptionTotal, m.consumedKWh, unit: "kWh", now: now, force: first)
             dataPoint(id, BoschWire.DataPoint.energySupplyTotal, m.suppliedKWh, unit: "kWh", now: now, force: first)
-            if gw.dhwCircuits["1"] != nil { dataPoint(id, BoschWire.DataPoint.cylinderTemperature("dhw1"), m.cylinderC, unit: "°C", now: now, force: first) }
-            if gw.heatingCircuits["1"] != nil { dataPoint(id, BoschWire.DataPoint.flowTemperature("hc1"), m.flowC, unit: "°C", now: now, force: first) }
+            if gw.dhwCircuits["1"] != nil {
+                dataPoint(id, BoschWire.DataPoint.cylinderTemperature("dhw1"), m.cylinderC, unit: "°C", now: now, force: first)
+            }
+            if gw.heatingCircuits["1"] != nil {
+                dataPoint(id, BoschWire.DataPoint.flowTemperature("hc1"), m.flowC, unit: "°C", now: now, force: first)
+            }
             dataPoint(id, BoschWire.DataPoint.outdoorTemperature, m.outdoorC, unit: "°C", now: now, force: first)
         }
         // Daily aggregates once the local day turned (the simulator's clock).
@@ -155,12 +171,17 @@ extension Simulator {
             for id in bosch.gateways.keys.sorted() where bosch.gateways[id]!.online && bosch.gateways[id]!.contract {
                 let starts = webhooks.meters[id]?.starts ?? 0
                 webhooks.meters[id]?.starts = 0
-                enqueue(id, type: BoschWire.EventType.dailyAggregate, at: now, payload: [
-                    "date": .string(Timestamp.date(last)),
-                    "aggregates": [["key": "hvac.compressor.centralHeating.numberOfStarts", "value": .int(starts)],
-                                   ["key": "hvac.centralHeating.waterPressure.min", "value": 1.4],
-                                   ["key": "hvac.centralHeating.waterPressure.max", "value": 1.9],
-                                   ["key": "hvac.centralHeating.waterPressure.mean", "value": 1.6]]])
+                enqueue(
+                    id, type: BoschWire.EventType.dailyAggregate, at: now,
+                    payload: [
+                        "date": .string(Timestamp.date(last)),
+                        "aggregates": [
+                            ["key": "hvac.compressor.centralHeating.numberOfStarts", "value": .int(starts)],
+                            ["key": "hvac.centralHeating.waterPressure.min", "value": 1.4],
+                            ["key": "hvac.centralHeating.waterPressure.max", "value": 1.9],
+                            ["key": "hvac.centralHeating.waterPressure.mean", "value": 1.6],
+                        ],
+                    ])
             }
         }
         webhooks.lastDay = day
@@ -207,17 +228,26 @@ extension Simulator {
         case BoschWire.EventType.connectivity:
             enqueue(gw, type: type, at: now, payload: ["status": .string(bosch.gateways[gw]?.online == false ? "OFFLINE" : "ONLINE")])
         case BoschWire.EventType.applianceStatus:
-            enqueue(gw, type: type, at: now, payload: ["applianceStatus": "WARNING", "faultClass": 2, "causeCode": 1001,
-                                                       "descriptions": [["language": "en", "text": "Simulated event"]]])
+            enqueue(
+                gw, type: type, at: now,
+                payload: [
+                    "applianceStatus": "WARNING", "faultClass": 2, "causeCode": 1001,
+                    "descriptions": [["language": "en", "text": "Simulated event"]],
+                ])
         case BoschWire.EventType.contract:
             enqueue(gw, type: type, at: now, payload: ["from": "ACTIVE", "to": "ACTIVE"])
         case BoschWire.EventType.dailyAggregate:
-            enqueue(gw, type: type, at: now, payload: ["date": .string(Timestamp.date(Int64(now / 86_400) - 1)),
-                                                       "aggregates": [["key": "hvac.compressor.centralHeating.numberOfStarts", "value": 3]]])
+            enqueue(
+                gw, type: type, at: now,
+                payload: [
+                    "date": .string(Timestamp.date(Int64(now / 86_400) - 1)),
+                    "aggregates": [["key": "hvac.compressor.centralHeating.numberOfStarts", "value": 3]],
+                ])
         default:
             let m = webhooks.meters[gw] ?? Meter()
-            enqueue(gw, type: BoschWire.EventType.dataPoint, at: now,
-                    payload: BoschWire.dataPointPayload(key: BoschWire.DataPoint.compressorPower, value: .number(m.powerW.rounded()), unit: "W"))
+            enqueue(
+                gw, type: BoschWire.EventType.dataPoint, at: now,
+                payload: BoschWire.dataPointPayload(key: BoschWire.DataPoint.compressorPower, value: .number(m.powerW.rounded()), unit: "W"))
         }
     }
 
@@ -271,12 +301,14 @@ struct WebhookPump: Sendable {
             let (urls, headers, events, delayMs) = await simulator.takeDeliveries(now: now)
             if events.isEmpty || urls.isEmpty { continue }
             if delayMs > 0 { try? await Task.sleep(nanoseconds: UInt64(delayMs) * 1_000_000) }
-            var ok = 0, failed = 0
+            var ok = 0
+            var failed = 0
             var last: Int?
             for e in events {
                 for u in urls {
-                    var r = HTTPRequest(method: "POST", url: u, headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) },
-                                        body: e, timeout: 10)
+                    var r = HTTPRequest(
+                        method: "POST", url: u, headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) },
+                        body: e, timeout: 10)
                     r.connection = ConnectionOptions(caFile: caFile)
                     do {
                         let a = try await http.send(r)

@@ -36,11 +36,12 @@ public struct Fault: Sendable {
 
     static func from(_ j: JSON) -> Fault? {
         guard case .object = j else { return nil }
-        return Fault(vendor: j["vendor"]?.stringValue, method: j["method"]?.stringValue?.uppercased(),
-                     pathContains: j["path_contains"]?.stringValue, path: j["path"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
-                     retryAfter: j["retry_after"]?.intValue, malformed: j["malformed"]?.boolValue ?? false,
-                     latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue,
-                     echo: j["echo"]?.boolValue ?? false, gzip: j["gzip"]?.boolValue ?? false)
+        return Fault(
+            vendor: j["vendor"]?.stringValue, method: j["method"]?.stringValue?.uppercased(),
+            pathContains: j["path_contains"]?.stringValue, path: j["path"]?.stringValue, status: j["status"]?.intValue, body: j["body"]?.stringValue,
+            retryAfter: j["retry_after"]?.intValue, malformed: j["malformed"]?.boolValue ?? false,
+            latencyMs: j["latency_ms"]?.intValue ?? 0, remaining: j["count"]?.intValue,
+            echo: j["echo"]?.boolValue ?? false, gzip: j["gzip"]?.boolValue ?? false)
     }
 
     func matches(vendor v: String, method m: String, path: String) -> Bool {
@@ -103,7 +104,8 @@ public actor Simulator {
         var n = 0
         for bytes in files {
             guard let f = try? JSON.parse(bytes), let vendor = f["vendor"]?.stringValue, let request = f["request"]?.stringValue,
-                  let status = f["status"]?.intValue else { continue }
+                let status = f["status"]?.intValue
+            else { continue }
             let body: [UInt8] = f["body"].map { $0 == .null ? [] : ($0.stringValue.map { Array($0.utf8) } ?? $0.bytes) } ?? []
             fixtures[vendor, default: [:]][request] = Answer(status: status, headers: [:], body: body, delayMs: 0)
             n += 1
@@ -124,9 +126,11 @@ public actor Simulator {
 
     /// A vendor-style error body for an injected fault.
     static func faultBody(vendor: String) -> [UInt8] {
-        vendor == "podero" ? PoderoWire.errorBody("injected fault")
-            : vendor == "homesmartlink" ? HSLWire.errorBody("injected fault")
-            : BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
+        vendor == "podero"
+            ? PoderoWire.errorBody("injected fault")
+            : vendor == "homesmartlink"
+                ? HSLWire.errorBody("injected fault")
+                : BoschWire.encode(BoschWire.ErrorBody(message: "injected fault", requestId: "sim-fault"))
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -151,9 +155,12 @@ public actor Simulator {
         let sub = String(path.dropFirst(vendor.count + 1))
         var answer: Answer
         var delay = 0
-        if let recorded = fixtures[vendor].flatMap({ Self.recorded($0, vendor: vendor, method: method, sub: sub, body: body) }), faults.isEmpty, !down {
-            log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: recorded.status, hadApiKey: true, hadUserId: true,
-                                     body: "", at: now))
+        if let recorded = fixtures[vendor].flatMap({ Self.recorded($0, vendor: vendor, method: method, sub: sub, body: body) }), faults.isEmpty, !down
+        {
+            log.append(
+                LoggedRequest(
+                    vendor: vendor, method: method, path: sub, status: recorded.status, hadApiKey: true, hadUserId: true,
+                    body: "", at: now))
             statusCounts["\(vendor) \(recorded.status)", default: 0] += 1
             return recorded
         }
@@ -184,10 +191,12 @@ public actor Simulator {
         }
         // had_api_key: the vendor's credential header was present (x-api-key, or Authorization elsewhere).
         let credential = vendor == "bosch" ? headers[BoschWire.apiKeyHeader] : headers["authorization"]
-        log.append(LoggedRequest(vendor: vendor, method: method, path: sub, status: answer.status,
-                                 hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
-                                 body: String(decoding: body.prefix(2048), as: UTF8.self), at: now, headers: headers.keys.sorted(),
-                                 userId: headers[BoschWire.userIdHeader]))
+        log.append(
+            LoggedRequest(
+                vendor: vendor, method: method, path: sub, status: answer.status,
+                hadApiKey: credential != nil, hadUserId: headers[BoschWire.userIdHeader] != nil,
+                body: String(decoding: body.prefix(2048), as: UTF8.self), at: now, headers: headers.keys.sorted(),
+                userId: headers[BoschWire.userIdHeader]))
         if log.count > 10_000 { log.removeFirst(log.count - 10_000) }
         statusCounts["\(vendor) \(answer.status)", default: 0] += 1
         return answer
@@ -195,12 +204,18 @@ public actor Simulator {
 
     func normal(vendor: String, method: String, sub: String, headers: [String: String], body: [UInt8], delay: Int, now: Double) -> Answer {
         if down {
-            return Answer(status: 503, headers: [:], body: vendor == "podero" ? PoderoWire.errorBody("Service Unavailable")
-                                                                             : BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
+            return Answer(
+                status: 503, headers: [:],
+                body: vendor == "podero"
+                    ? PoderoWire.errorBody("Service Unavailable")
+                    : BoschWire.encode(BoschWire.ErrorBody(message: "Service Unavailable")), delayMs: delay)
         }
-        let r = vendor == "podero" ? podero.handle(method: method, path: sub, headers: headers, body: body, now: now)
-            : vendor == "homesmartlink" ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: now)
-            : boschHandle(method: method, path: sub, headers: headers, body: body, now: now)
+        let r =
+            vendor == "podero"
+            ? podero.handle(method: method, path: sub, headers: headers, body: body, now: now)
+            : vendor == "homesmartlink"
+                ? hsl.handle(method: method, path: sub, headers: headers, body: body, now: now)
+                : boschHandle(method: method, path: sub, headers: headers, body: body, now: now)
         return Answer(status: r.status, headers: r.headers, body: r.body, delayMs: delay)
     }
 
@@ -212,10 +227,13 @@ public actor Simulator {
         // A charge started or stopped: the appliance reports its charge status as a data point [doc].
         let parts = path.split(separator: "/").map(String.init)
         if method == "PATCH", (200..<300).contains(r.status), parts.count == 5, parts[0] == "hvacs", parts[2] == "dhwCircuits", parts[4] == "charge",
-           let c = bosch.gateways[parts[1]]?.charges[parts[3]] {
-            enqueue(parts[1], type: BoschWire.EventType.dataPoint, at: now,
-                    payload: BoschWire.dataPointPayload(key: BoschWire.DataPoint.chargeStatus("dhw\(parts[3])"),
-                                                        value: .string(c.active ? BoschWire.chargeStart : BoschWire.chargeStop), unit: nil))
+            let c = bosch.gateways[parts[1]]?.charges[parts[3]]
+        {
+            enqueue(
+                parts[1], type: BoschWire.EventType.dataPoint, at: now,
+                payload: BoschWire.dataPointPayload(
+                    key: BoschWire.DataPoint.chargeStatus("dhw\(parts[3])"),
+                    value: .string(c.active ? BoschWire.chargeStart : BoschWire.chargeStop), unit: nil))
         }
         return r
     }
@@ -233,17 +251,26 @@ public actor Simulator {
 
     func admin(method: String, path: String, body: [UInt8]) -> Answer {
         let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
-        if path.hasPrefix("/admin/bosch/webhooks") || path == "/admin/bosch/events", let a = webhookAdmin(method: method, path: path, j: j) { return a }
+        if path.hasPrefix("/admin/bosch/webhooks") || path == "/admin/bosch/events", let a = webhookAdmin(method: method, path: path, j: j) {
+            return a
+        }
         switch (method, path) {
         case ("GET", "/admin/state"):
-            return ok(["bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: Self.now()), "down": .bool(down), "faults": .int(faults.count)])
+            return ok([
+                "bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: Self.now()),
+                "down": .bool(down), "faults": .int(faults.count),
+            ])
         case ("GET", "/admin/requests"):
-            return ok(.array(log.map {
-                ["vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
-                 "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "body": .string($0.body),
-                 "at": .number($0.at), "headers": .array($0.headers.map { .string($0) }),
-                 "user_id": $0.userId.map { .string($0) } ?? .null]
-            }))
+            return ok(
+                .array(
+                    log.map {
+                        [
+                            "vendor": .string($0.vendor), "method": .string($0.method), "path": .string($0.path), "status": .int($0.status),
+                            "had_api_key": .bool($0.hadApiKey), "had_user_id": .bool($0.hadUserId), "body": .string($0.body),
+                            "at": .number($0.at), "headers": .array($0.headers.map { .string($0) }),
+                            "user_id": $0.userId.map { .string($0) } ?? .null,
+                        ]
+                    }))
         case ("DELETE", "/admin/requests"):
             log = []
             statusCounts = [:]
@@ -312,7 +339,9 @@ public actor Simulator {
             if method == "POST", path.hasPrefix("/admin/bosch/contracts/") {
                 // The end user changes a contract (e.g. closes it in the app): {"status":"CLOSED"}.
                 let id = String(path.dropFirst("/admin/bosch/contracts/".count))
-                guard let st = j?["status"]?.stringValue, BoschWire.contractStatuses.contains(st) else { return bad("status must be one of \(BoschWire.contractStatuses)") }
+                guard let st = j?["status"]?.stringValue, BoschWire.contractStatuses.contains(st) else {
+                    return bad("status must be one of \(BoschWire.contractStatuses)")
+                }
                 var c = bosch.allContracts().first { $0.gatewayId == id } ?? BoschWire.Contract(gatewayId: id, status: st)
                 c.status = st
                 c.statusDate = Timestamp.iso8601(Self.now())
@@ -325,7 +354,8 @@ public actor Simulator {
                 // /admin/bosch/gateways/<id>/programs/<hc>/<tp>: an edit made elsewhere (the vendor's app).
                 let parts = path.dropFirst("/admin/bosch/gateways/".count).split(separator: "/").map(String.init)
                 guard parts.count == 4, bosch.gateways[parts[0]]?.timePrograms[parts[2]]?[parts[3]] != nil,
-                      let p = BoschWire.decode(BoschWire.TimeProgram.self, body) else { return bad("unknown program or bad body") }
+                    let p = BoschWire.decode(BoschWire.TimeProgram.self, body)
+                else { return bad("unknown program or bad body") }
                 bosch.gateways[parts[0]]!.timePrograms[parts[2]]![parts[3]] = p
                 return ok()
             }
@@ -345,8 +375,11 @@ public actor Simulator {
                 if let list = j["undetected"]?.arrayValue {
                     // Components plugged in since the last system detection: found by the next POST …/components.
                     bosch.gateways[id]!.undetected = list.compactMap { c in
-                        c["type"]?.stringValue.map { BoschWire.Component(id: c["id"]?.stringValue, type: $0, softwareVersion: c["software_version"]?.stringValue,
-                                                                         serialNumber: c["serial_number"]?.stringValue) }
+                        c["type"]?.stringValue.map {
+                            BoschWire.Component(
+                                id: c["id"]?.stringValue, type: $0, softwareVersion: c["software_version"]?.stringValue,
+                                serialNumber: c["serial_number"]?.stringValue)
+                        }
                     }
                 }
                 return ok()
@@ -386,8 +419,9 @@ public struct SimulatorServer: HTTPHandler {
 
     /// Listens on 127.0.0.1:`port` until cancelled.
     public func run(port: UInt16) async throws {
-        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30,
-                                pool: NoDelayPool(HTTPServer.defaultPool()), handler: self)
+        let server = HTTPServer(
+            address: try sockaddr_in.inet(ip4: "127.0.0.1", port: port), timeout: 30,
+            pool: NoDelayPool(HTTPServer.defaultPool()), handler: self)
         // The webhook pump runs beside the server and ends with it.
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await WebhookPump(simulator: simulator, caFile: webhookCAFile).run() }
@@ -445,7 +479,10 @@ public enum Scenario {
         case .success(let r): root = r
         case .failure(let d): throw ScenarioError(description: d.description)
         }
-        func scalar(_ n: ConfigNode?) -> String? { if case .scalar(let s, _, _)? = n { return s }; return nil }
+        func scalar(_ n: ConfigNode?) -> String? {
+            if case .scalar(let s, _, _)? = n { return s }
+            return nil
+        }
         func entries(_ n: ConfigNode?) -> [String: ConfigNode] {
             guard case .mapping(let e, _)? = n else { return [:] }
             return Dictionary(e.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })

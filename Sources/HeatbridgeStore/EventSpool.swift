@@ -47,7 +47,8 @@ public final class EventSpool: @unchecked Sendable {
         db = try SQLiteConnection(path: path)
         try db.exec("PRAGMA journal_mode=WAL")
         try db.exec("PRAGMA synchronous=FULL")
-        try db.exec("""
+        try db.exec(
+            """
             CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL, received_at REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS seen (fingerprint TEXT PRIMARY KEY, at REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS seen_at ON seen(at);
@@ -75,7 +76,8 @@ public final class EventSpool: @unchecked Sendable {
                     try db.query("INSERT OR IGNORE INTO seen(fingerprint, at) VALUES (?, ?)", [.text(item.fingerprint), .real(now)])
                     let new = db.totalChanges > before
                     if new, !item.topic.isEmpty {
-                        try db.query("INSERT INTO outbox(topic, payload, received_at) VALUES (?, ?, ?)", [.text(item.topic), .blob(item.payload), .real(now)])
+                        try db.query(
+                            "INSERT INTO outbox(topic, payload, received_at) VALUES (?, ?, ?)", [.text(item.topic), .blob(item.payload), .real(now)])
                     }
                     out.append(new)
                 }
@@ -87,7 +89,8 @@ public final class EventSpool: @unchecked Sendable {
     /// Events after `seq`, oldest first.
     public func pending(after seq: Int64, limit: Int) throws(SQLiteError) -> [Pending] {
         try reading { () throws(SQLiteError) -> [Pending] in
-            try reader.query("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [.int(seq), .int(Int64(limit))]).compactMap { r in
+            try reader.query("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [.int(seq), .int(Int64(limit))]).compactMap
+            { r in
                 guard let s = r[0].int, let t = r[1].text else { return nil }
                 return Pending(seq: s, topic: t, payload: r[2].bytes)
             }
@@ -126,4 +129,3 @@ public final class EventSpool: @unchecked Sendable {
         }
     }
 }
-

@@ -16,7 +16,11 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 
 /// A value bound to or read from a statement.
 enum SQLValue {
-    case null, int(Int64), real(Double), text(String), blob([UInt8])
+    case null
+    case int(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
 }
 
 /// One connection. Not thread-safe by itself; `SQLiteStore` serialises access.

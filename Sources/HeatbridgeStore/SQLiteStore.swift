@@ -123,7 +123,8 @@ public final class SQLiteStore: StatePort {
     private func migrate() throws(SQLiteError) {
         let current = Int(try conn.query("PRAGMA user_version").first?.first?.int ?? 0)
         guard current <= Self.migrations.count else {
-            throw SQLiteError(code: 1, message: "store schema \(current) is newer than this heatbridge (\(Self.migrations.count)); refusing to downgrade")
+            throw SQLiteError(
+                code: 1, message: "store schema \(current) is newer than this heatbridge (\(Self.migrations.count)); refusing to downgrade")
         }
         for v in current..<Self.migrations.count {
             try conn.transaction { () throws(SQLiteError) in
@@ -157,9 +158,11 @@ public final class SQLiteStore: StatePort {
             }
             return try conn.query("SELECT device_id, account, state, availability, updated_at FROM devices ORDER BY device_id").compactMap { row in
                 guard let id = row[0].text, let account = row[1].text, let s = row[2].text,
-                      let state = try? JSONValue.parse(s) else { return nil }
-                return CachedDevice(deviceId: id, account: account, state: state, availability: row[3].text,
-                                    nodes: nodes[id] ?? [:], updatedAt: row[4].double ?? 0, schedules: schedules[id] ?? [:])
+                    let state = try? JSONValue.parse(s)
+                else { return nil }
+                return CachedDevice(
+                    deviceId: id, account: account, state: state, availability: row[3].text,
+                    nodes: nodes[id] ?? [:], updatedAt: row[4].double ?? 0, schedules: schedules[id] ?? [:])
             }
         }
     }
@@ -181,8 +184,9 @@ public final class SQLiteStore: StatePort {
 
     public func saveDevice(_ d: CachedDevice) throws {
         func hash(_ text: String) -> UInt64 { fnv1a64(Array(text.utf8)) }
-        let now = Written(device: hash(d.account + "\u{0}" + d.state.serialized + "\u{0}" + (d.availability ?? "")),
-                          nodes: d.nodes.mapValues { hash($0.serialized) }, schedules: d.schedules.mapValues { hash($0.serialized) }, at: d.updatedAt)
+        let now = Written(
+            device: hash(d.account + "\u{0}" + d.state.serialized + "\u{0}" + (d.availability ?? "")),
+            nodes: d.nodes.mapValues { hash($0.serialized) }, schedules: d.schedules.mapValues { hash($0.serialized) }, at: d.updatedAt)
         let last = written.withLock { $0[d.deviceId] }
         let same = last.map { $0.device == now.device && $0.nodes == now.nodes && $0.schedules == now.schedules } ?? false
         if let last, same, d.updatedAt - last.at < Self.confirmationRefreshS { return }
@@ -191,37 +195,48 @@ public final class SQLiteStore: StatePort {
                 try conn.transaction { () throws(SQLiteError) in
                     guard let last else {
                         // First write of this process: the whole device (the row may hold an older one).
-                        try conn.query("INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
-                                       [.text(d.deviceId), .text(d.account), .text(d.state.serialized),
-                                        d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt)])
+                        try conn.query(
+                            "INSERT OR REPLACE INTO devices(device_id, account, state, availability, updated_at) VALUES (?,?,?,?,?)",
+                            [
+                                .text(d.deviceId), .text(d.account), .text(d.state.serialized),
+                                d.availability.map(SQLValue.text) ?? .null, .real(d.updatedAt),
+                            ])
                         try conn.query("DELETE FROM nodes WHERE device_id = ?", [.text(d.deviceId)])
                         try conn.query("DELETE FROM schedules WHERE device_id = ?", [.text(d.deviceId)])
                         for (node, state) in d.nodes {
-                            try conn.query("INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)", [.text(d.deviceId), .text(node), .text(state.serialized)])
+                            try conn.query(
+                                "INSERT INTO nodes(device_id, node, state) VALUES (?,?,?)", [.text(d.deviceId), .text(node), .text(state.serialized)])
                         }
                         for (node, program) in d.schedules {
-                            try conn.query("INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
-                                           [.text(d.deviceId), .text(node), .text(program.serialized)])
+                            try conn.query(
+                                "INSERT INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                                [.text(d.deviceId), .text(node), .text(program.serialized)])
                         }
                         return
                     }
                     // Later writes touch only the rows that changed (each one a page or two of the file).
                     if last.device != now.device {
-                        try conn.query("UPDATE devices SET account = ?, state = ?, availability = ?, updated_at = ? WHERE device_id = ?",
-                                       [.text(d.account), .text(d.state.serialized), d.availability.map(SQLValue.text) ?? .null,
-                                        .real(d.updatedAt), .text(d.deviceId)])
+                        try conn.query(
+                            "UPDATE devices SET account = ?, state = ?, availability = ?, updated_at = ? WHERE device_id = ?",
+                            [
+                                .text(d.account), .text(d.state.serialized), d.availability.map(SQLValue.text) ?? .null,
+                                .real(d.updatedAt), .text(d.deviceId),
+                            ])
                     } else {
                         try conn.query("UPDATE devices SET updated_at = ? WHERE device_id = ?", [.real(d.updatedAt), .text(d.deviceId)])
                     }
                     for (node, state) in d.nodes where last.nodes[node] != now.nodes[node] {
-                        try conn.query("INSERT OR REPLACE INTO nodes(device_id, node, state) VALUES (?,?,?)", [.text(d.deviceId), .text(node), .text(state.serialized)])
+                        try conn.query(
+                            "INSERT OR REPLACE INTO nodes(device_id, node, state) VALUES (?,?,?)",
+                            [.text(d.deviceId), .text(node), .text(state.serialized)])
                     }
                     for node in last.nodes.keys where d.nodes[node] == nil {
                         try conn.query("DELETE FROM nodes WHERE device_id = ? AND node = ?", [.text(d.deviceId), .text(node)])
                     }
                     for (node, program) in d.schedules where last.schedules[node] != now.schedules[node] {
-                        try conn.query("INSERT OR REPLACE INTO schedules(device_id, node, program) VALUES (?,?,?)",
-                                       [.text(d.deviceId), .text(node), .text(program.serialized)])
+                        try conn.query(
+                            "INSERT OR REPLACE INTO schedules(device_id, node, program) VALUES (?,?,?)",
+                            [.text(d.deviceId), .text(node), .text(program.serialized)])
                     }
                     for node in last.schedules.keys where d.schedules[node] == nil {
                         try conn.query("DELETE FROM schedules WHERE device_id = ? AND node = ?", [.text(d.deviceId), .text(node)])
@@ -251,19 +266,24 @@ public final class SQLiteStore: StatePort {
     }
 
     private func insert(_ c: Command) throws(SQLiteError) {
-        try conn.query("""
+        try conn.query(
+            """
             INSERT INTO commands(id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
                                  reply_topic, reply_correlation)
             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """, [.text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
-                  .text(c.source.rawValue), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
-                  .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null,
-                  c.reply.map { .text($0.topic) } ?? .null, c.reply?.correlationData.map(SQLValue.blob) ?? .null])
+            """,
+            [
+                .text(c.id), .text(c.device), .text(c.node), .text(c.capability), .text(c.params.serialized),
+                .text(c.source.rawValue), .real(c.receivedAt), .real(c.validUntil), .text(c.status.rawValue),
+                .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null,
+                c.reply.map { .text($0.topic) } ?? .null, c.reply?.correlationData.map(SQLValue.blob) ?? .null,
+            ])
     }
 
     private func update(_ c: Command) throws(SQLiteError) {
         // Senders may reuse ids; the newest command with this id is the one in flight.
-        try conn.query("""
+        try conn.query(
+            """
             UPDATE commands SET status = ?, attempts = ?, not_before = ?
             WHERE seq = (SELECT max(seq) FROM commands WHERE id = ?)
             """, [.text(c.status.rawValue), .int(Int64(c.attempts)), c.notBefore.map(SQLValue.real) ?? .null, .text(c.id)])
@@ -271,21 +291,25 @@ public final class SQLiteStore: StatePort {
 
     public func openCommands() throws -> [Command] {
         try locked { () throws(SQLiteError) in
-            try conn.query("""
+            try conn.query(
+                """
                 SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
                        reply_topic, reply_correlation
                 FROM commands WHERE status IN ('accepted', 'queued') ORDER BY seq
-                """).compactMap(Self.command)
+                """
+            ).compactMap(Self.command)
         }
     }
 
     public func newerCommand(than c: Command) throws -> String? {
         try locked { () throws(SQLiteError) in
-            try conn.query("""
+            try conn.query(
+                """
                 SELECT n.id FROM commands n, (SELECT seq, device, node, capability FROM commands WHERE id = ? ORDER BY seq DESC LIMIT 1) o
                 WHERE n.device = o.device AND n.node = o.node AND n.capability = o.capability AND n.seq > o.seq
                 ORDER BY n.seq DESC LIMIT 1
-                """, [.text(c.id)]).first?.first?.text
+                """, [.text(c.id)]
+            ).first?.first?.text
         }
     }
 
@@ -299,7 +323,8 @@ public final class SQLiteStore: StatePort {
         try locked { () throws(SQLiteError) in
             try conn.transaction { () throws(SQLiteError) in
                 for table in ["commands", "results", "inbox"] { _ = try conn.query("SELECT 1 FROM \(table) LIMIT 0") }
-                try conn.exec("""
+                try conn.exec(
+                    """
                     INSERT OR REPLACE INTO settings(key, value) VALUES ('store/write_check', '"' || strftime('%Y-%m-%dT%H:%M:%SZ', 'now') || '"')
                     """)
             }
@@ -308,8 +333,9 @@ public final class SQLiteStore: StatePort {
 
     /// The required tables the store lacks.
     func missingTables() -> [String] {
-        let present = Set(((try? locked { () throws(SQLiteError) in try conn.query("SELECT name FROM sqlite_master WHERE type = 'table'") }) ?? [])
-            .compactMap { $0.first?.text })
+        let present = Set(
+            ((try? locked { () throws(SQLiteError) in try conn.query("SELECT name FROM sqlite_master WHERE type = 'table'") }) ?? [])
+                .compactMap { $0.first?.text })
         return Self.requiredTables.filter { !present.contains($0) }
     }
 
@@ -317,28 +343,34 @@ public final class SQLiteStore: StatePort {
     /// attempts, not_before, reply_topic, reply_correlation`); nil when it cannot be read.
     private static func command(_ r: [SQLValue]) -> Command? {
         guard let id = r[0].text, let device = r[1].text, let node = r[2].text, let cap = r[3].text,
-              let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
-              let status = r[8].text.flatMap(CommandStatus.init(rawValue:)) else { return nil }
-        return Command(id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
-                       receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
-                       attempts: Int(r[9].int ?? 0), notBefore: r[10].double,
-                       reply: r[11].text.map { ReplyAddress(topic: $0, correlationData: r[12].blobValue) })
+            let p = r[4].text, let params = try? JSONValue.parse(p), let source = r[5].text,
+            let status = r[8].text.flatMap(CommandStatus.init(rawValue:))
+        else { return nil }
+        return Command(
+            id: id, device: device, node: node, capability: cap, params: params, source: CommandSource(rawValue: source),
+            receivedAt: r[6].double ?? 0, validUntil: r[7].double ?? 0, status: status,
+            attempts: Int(r[9].int ?? 0), notBefore: r[10].double,
+            reply: r[11].text.map { ReplyAddress(topic: $0, correlationData: r[12].blobValue) })
     }
 
-    public func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
-                             inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?) {
+    public func appendResult(
+        commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+        inboxRow: Int64?
+    ) throws -> (row: Int64, replyRow: Int64?) {
         try locked { () throws(SQLiteError) in
             try conn.transaction { () throws(SQLiteError) in
                 if let c = command {
                     if isNew { try insert(c) } else { try update(c) }
                 }
                 if let inboxRow { try conn.query("DELETE FROM inbox WHERE row = ?", [.int(inboxRow)]) }
-                try conn.query("INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
-                               [.text(commandId), .text(topic), .blob(payload)])
+                try conn.query(
+                    "INSERT INTO results(command_id, topic, payload) VALUES (?,?,?)",
+                    [.text(commandId), .text(topic), .blob(payload)])
                 let row = lastInsertRowID(conn)
                 guard let reply else { return (row, nil) }
-                try conn.query("INSERT INTO results(command_id, topic, payload, is_reply, correlation) VALUES (?,?,?,1,?)",
-                               [.text(commandId), .text(reply.topic), .blob(payload), reply.correlationData.map(SQLValue.blob) ?? .null])
+                try conn.query(
+                    "INSERT INTO results(command_id, topic, payload, is_reply, correlation) VALUES (?,?,?,1,?)",
+                    [.text(commandId), .text(reply.topic), .blob(payload), reply.correlationData.map(SQLValue.blob) ?? .null])
                 return (row, lastInsertRowID(conn))
             }
         }
@@ -346,9 +378,12 @@ public final class SQLiteStore: StatePort {
 
     public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
         try locked { () throws(SQLiteError) in
-            try conn.query("INSERT INTO inbox(topic, payload, retained, response_topic, correlation) VALUES (?,?,?,?,?)",
-                           [.text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0), m.responseTopic.map(SQLValue.text) ?? .null,
-                            m.correlationData.map(SQLValue.blob) ?? .null])
+            try conn.query(
+                "INSERT INTO inbox(topic, payload, retained, response_topic, correlation) VALUES (?,?,?,?,?)",
+                [
+                    .text(m.topic), .blob(m.payload), .int(m.retained ? 1 : 0), m.responseTopic.map(SQLValue.text) ?? .null,
+                    m.correlationData.map(SQLValue.blob) ?? .null,
+                ])
             return lastInsertRowID(conn)
         }
     }
@@ -357,8 +392,9 @@ public final class SQLiteStore: StatePort {
         try locked { () throws(SQLiteError) in
             try conn.query("SELECT row, topic, payload, retained, response_topic, correlation FROM inbox ORDER BY row").compactMap { r in
                 guard let row = r[0].int, let topic = r[1].text else { return nil }
-                return MQTTMessage(topic: topic, payload: r[2].bytes, retained: r[3].int == 1, qos: 1, inboxRow: row,
-                                   responseTopic: r[4].text, correlationData: r[5].blobValue)
+                return MQTTMessage(
+                    topic: topic, payload: r[2].bytes, retained: r[3].int == 1, qos: 1, inboxRow: row,
+                    responseTopic: r[4].text, correlationData: r[5].blobValue)
             }
         }
     }
@@ -371,18 +407,21 @@ public final class SQLiteStore: StatePort {
 
     public func priorCommand(id: String, since: Double) throws -> PriorCommand? {
         try locked { () throws(SQLiteError) in
-            let rows = try conn.query("""
+            let rows = try conn.query(
+                """
                 SELECT id, device, node, capability, params, source, received_at, valid_until, status, attempts, not_before,
                        reply_topic, reply_correlation
                 FROM commands WHERE id = ? AND received_at >= ? ORDER BY seq DESC LIMIT 1
                 """, [.text(id), .real(since)])
             guard let c = rows.first.flatMap(Self.command) else { return nil }
-            let last = try conn.query("SELECT row, topic, payload FROM results WHERE command_id = ? AND is_reply = 0 ORDER BY row DESC LIMIT 1",
-                                      [.text(id)])
-                .first.flatMap { r -> PendingResult? in
-                    guard let row = r[0].int, let topic = r[1].text else { return nil }
-                    return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
-                }
+            let last = try conn.query(
+                "SELECT row, topic, payload FROM results WHERE command_id = ? AND is_reply = 0 ORDER BY row DESC LIMIT 1",
+                [.text(id)]
+            )
+            .first.flatMap { r -> PendingResult? in
+                guard let row = r[0].int, let topic = r[1].text else { return nil }
+                return PendingResult(rowId: row, topic: topic, payload: r[2].bytes)
+            }
             return PriorCommand(command: c, lastResult: last)
         }
     }
@@ -416,7 +455,8 @@ public final class SQLiteStore: StatePort {
                     }
                 }
                 for b in buckets {
-                    try conn.query("""
+                    try conn.query(
+                        """
                         INSERT INTO energy_hours(device, meter, hour, kwh) VALUES (?1, ?2, ?3, max(0, ?4))
                         ON CONFLICT(device, meter, hour) DO UPDATE SET kwh = max(0, kwh + ?4)
                         """, [.text(b.device), .text(b.meter), .int(b.hour), .real(b.kwh)])
@@ -427,8 +467,10 @@ public final class SQLiteStore: StatePort {
 
     public func energyBuckets(device: String, fromHour: Int64, toHour: Int64) throws -> [EnergyBucket] {
         try locked { () throws(SQLiteError) in
-            try conn.query("SELECT meter, hour, kwh FROM energy_hours WHERE device = ? AND hour >= ? AND hour < ? ORDER BY hour, meter",
-                           [.text(device), .int(fromHour), .int(toHour)]).compactMap { r in
+            try conn.query(
+                "SELECT meter, hour, kwh FROM energy_hours WHERE device = ? AND hour >= ? AND hour < ? ORDER BY hour, meter",
+                [.text(device), .int(fromHour), .int(toHour)]
+            ).compactMap { r in
                 guard let m = r[0].text, let h = r[1].int, let k = r[2].double else { return nil }
                 return EnergyBucket(device: device, meter: m, hour: h, kwh: k)
             }
@@ -445,8 +487,9 @@ public final class SQLiteStore: StatePort {
 
     public func recordTriggerFire(name: String, at: EpochSeconds, commandId: String, reason: String) throws {
         try locked { () throws(SQLiteError) in
-            try conn.query("INSERT INTO trigger_fires(name, fired_at, command_id, reason) VALUES (?,?,?,?)",
-                           [.text(name), .real(at), .text(commandId), .text(reason)])
+            try conn.query(
+                "INSERT INTO trigger_fires(name, fired_at, command_id, reason) VALUES (?,?,?,?)",
+                [.text(name), .real(at), .text(commandId), .text(reason)])
         }
     }
 
@@ -466,7 +509,8 @@ public final class SQLiteStore: StatePort {
         if accountsWritten.withLock({ $0[name] }) == h { return }
         try locked { () throws(SQLiteError) in
             try relaxed { () throws(SQLiteError) in
-                try conn.query("INSERT OR REPLACE INTO accounts(name, state, updated_at) VALUES (?,?,strftime('%s','now'))", [.text(name), .text(text)])
+                try conn.query(
+                    "INSERT OR REPLACE INTO accounts(name, state, updated_at) VALUES (?,?,strftime('%s','now'))", [.text(name), .text(text)])
             }
         }
         accountsWritten.withLock { $0[name] = h }
@@ -484,8 +528,9 @@ public final class SQLiteStore: StatePort {
         try locked { () throws(SQLiteError) in
             try conn.query("SELECT row, topic, payload, is_reply, correlation FROM results WHERE published = 0 ORDER BY row").compactMap { r in
                 guard let row = r[0].int, let topic = r[1].text else { return nil }
-                return PendingResult(rowId: row, topic: topic, payload: r[2].bytes,
-                                     reply: r[3].int == 1 ? ReplyAddress(topic: topic, correlationData: r[4].blobValue) : nil)
+                return PendingResult(
+                    rowId: row, topic: topic, payload: r[2].bytes,
+                    reply: r[3].int == 1 ? ReplyAddress(topic: topic, correlationData: r[4].blobValue) : nil)
             }
         }
     }
@@ -499,30 +544,41 @@ public final class SQLiteStore: StatePort {
                 o["name"] = .string(r[0].text)
                 accounts.append(.object(o))
             }
-            let devices: [JSONValue] = try conn.query("SELECT device_id, account, availability, updated_at FROM devices ORDER BY device_id").map { r in
+            let devices: [JSONValue] = try conn.query("SELECT device_id, account, availability, updated_at FROM devices ORDER BY device_id").map {
+                r in
                 let updated = r[3].double ?? 0
-                return ["device": .string(r[0].text), "account": .string(r[1].text), "availability": .string(r[2].text),
-                        "updated_at": .string(Timestamp.iso8601(updated)), "age_s": .number((now - updated).rounded())]
+                return [
+                    "device": .string(r[0].text), "account": .string(r[1].text), "availability": .string(r[2].text),
+                    "updated_at": .string(Timestamp.iso8601(updated)), "age_s": .number((now - updated).rounded()),
+                ]
             }
             let depth = try conn.query("SELECT count(*) FROM commands WHERE status IN ('accepted', 'queued')").first?.first?.int ?? 0
             let unpublished = try conn.query("SELECT count(*) FROM results WHERE published = 0").first?.first?.int ?? 0
             var commands: [JSONValue] = []
-            for r in try conn.query("""
+            for r in try conn.query(
+                """
                 SELECT id, device, node, capability, status, received_at, seq FROM commands ORDER BY seq DESC LIMIT ?
-                """, [.int(Int64(limit))]) {
+                """, [.int(Int64(limit))])
+            {
                 let results = try conn.query("SELECT payload FROM results WHERE command_id = ? ORDER BY row", [r[0]]).compactMap {
                     try? JSONValue.parse($0[0].bytes)
                 }
-                commands.append(["id": .string(r[0].text), "target": .string("\(r[1].text ?? "")/\(r[2].text ?? "")/\(r[3].text ?? "")"),
-                                 "status": .string(r[4].text), "received_at": .string(Timestamp.iso8601(r[5].double ?? 0)),
-                                 "results": .array(results)])
+                commands.append([
+                    "id": .string(r[0].text), "target": .string("\(r[1].text ?? "")/\(r[2].text ?? "")/\(r[3].text ?? "")"),
+                    "status": .string(r[4].text), "received_at": .string(Timestamp.iso8601(r[5].double ?? 0)),
+                    "results": .array(results),
+                ])
             }
-            let recovered = try conn.query("SELECT value FROM settings WHERE key = ?", [.text(Self.recoverySettingKey)])
+            let recovered =
+                try conn.query("SELECT value FROM settings WHERE key = ?", [.text(Self.recoverySettingKey)])
                 .first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
-            let daemon = try conn.query("SELECT value FROM settings WHERE key = 'daemon'").first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
-            return ["accounts": .array(accounts), "devices": .array(devices), "outbox_depth": .int(Int(depth)),
-                    "unpublished_results": .int(Int(unpublished)), "commands": .array(commands), "store_recovered": recovered,
-                    "daemon": daemon]
+            let daemon =
+                try conn.query("SELECT value FROM settings WHERE key = 'daemon'").first?.first?.text.flatMap { try? JSONValue.parse($0) } ?? .null
+            return [
+                "accounts": .array(accounts), "devices": .array(devices), "outbox_depth": .int(Int(depth)),
+                "unpublished_results": .int(Int(unpublished)), "commands": .array(commands), "store_recovered": recovered,
+                "daemon": daemon,
+            ]
         }
     }
 

@@ -33,7 +33,9 @@ extension SQLiteStore {
             switch try checked(path) {
             case .success(let store):
                 // It must take a write too: read-only, immutable or full is found now, not at the first command.
-                do { try store.writeCheck() } catch let e as SQLiteError { throw e } catch { throw SQLiteError(code: SQLITE_ERROR, message: "\(error)") }
+                do { try store.writeCheck() } catch let e as SQLiteError { throw e } catch {
+                    throw SQLiteError(code: SQLITE_ERROR, message: "\(error)")
+                }
                 return (store, nil)
             case .failure(let why): damage = why.text
             }
@@ -41,7 +43,9 @@ extension SQLiteStore {
         let keptAs = path + ".damaged-" + compactStamp(now)
         for suffix in ["", "-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
             guard rename(path + suffix, keptAs + suffix) == 0 else {
-                throw SQLiteError(code: SQLITE_CANTOPEN, message: "the store is damaged (\(damage ?? "?")) and cannot be moved aside: \(String(cString: strerror(errno)))")
+                throw SQLiteError(
+                    code: SQLITE_CANTOPEN,
+                    message: "the store is damaged (\(damage ?? "?")) and cannot be moved aside: \(String(cString: strerror(errno)))")
             }
         }
         _ = try createPrivately(path)
@@ -62,12 +66,15 @@ extension SQLiteStore {
             let missing = store.missingTables()
             guard missing.isEmpty else { return .failure(DamageReport("the store lacks table(s) \(missing.joined(separator: ", "))")) }
             return .success(store)
-        } catch where error.code == SQLITE_CORRUPT || error.code == SQLITE_NOTADB {
+        } catch  where error.code == SQLITE_CORRUPT || error.code == SQLITE_NOTADB {
             return .failure(DamageReport(error.message))
         }
     }
 
-    struct DamageReport: Error { var text: String; init(_ t: String) { text = t } }
+    struct DamageReport: Error {
+        var text: String
+        init(_ t: String) { text = t }
+    }
 
     /// Creates `path` with mode 0600 if it does not exist (SQLite gives the -wal and -shm files the same
     /// mode), whatever the umask. True when it was created now.

@@ -59,15 +59,30 @@ public final class InMemoryStore: StatePort {
     public let failing = Mutex(false)
 
     public func check() throws { if failing.withLock({ $0 }) { throw StoreDown() } }
-    public func loadDevices() throws -> [CachedDevice] { try check(); return devices.withLock { Array($0.values) } }
-    public func saveDevice(_ d: CachedDevice) throws { try check(); devices.withLock { $0[d.deviceId] = d } }
-    public func deleteDevice(_ deviceId: String) throws { try check(); _ = devices.withLock { $0.removeValue(forKey: deviceId) } }
-    public func insertCommand(_ c: Command) throws { try check(); commands.withLock { $0.append(c) } }
+    public func loadDevices() throws -> [CachedDevice] {
+        try check()
+        return devices.withLock { Array($0.values) }
+    }
+    public func saveDevice(_ d: CachedDevice) throws {
+        try check()
+        devices.withLock { $0[d.deviceId] = d }
+    }
+    public func deleteDevice(_ deviceId: String) throws {
+        try check()
+        _ = devices.withLock { $0.removeValue(forKey: deviceId) }
+    }
+    public func insertCommand(_ c: Command) throws {
+        try check()
+        commands.withLock { $0.append(c) }
+    }
     public func updateCommand(_ c: Command) throws {
         try check()
         commands.withLock { list in if let i = list.lastIndex(where: { $0.id == c.id }) { list[i] = c } }
     }
-    public func openCommands() throws -> [Command] { try check(); return commands.withLock { $0.filter { !$0.status.isTerminal } } }
+    public func openCommands() throws -> [Command] {
+        try check()
+        return commands.withLock { $0.filter { !$0.status.isTerminal } }
+    }
     public func newerCommand(than c: Command) throws -> String? {
         try check()
         return commands.withLock { list in
@@ -79,14 +94,21 @@ public final class InMemoryStore: StatePort {
     public let accounts = Mutex<[String: JSONValue]>([:])
     public let settings = Mutex<[String: JSONValue]>([:])
     public func loadSettings() throws -> [String: JSONValue] { settings.withLock { $0 } }
-    public func saveSetting(_ key: String, _ value: JSONValue) throws { try check(); settings.withLock { $0[key] = value } }
+    public func saveSetting(_ key: String, _ value: JSONValue) throws {
+        try check()
+        settings.withLock { $0[key] = value }
+    }
     public func saveAccountState(name: String, state: JSONValue) throws { accounts.withLock { $0[name] = state } }
     /// Hourly energy by "<device>|<meter>|<hour>".
     public let energy = Mutex<[String: Double]>([:])
     public func saveLive(settings list: [(key: String, value: JSONValue?)], buckets: [EnergyBucket]) throws {
         try check()
         settings.withLock { for (k, v) in list { $0[k] = v } }
-        energy.withLock { for b in buckets { $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] = max(0, $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] + b.kwh) } }
+        energy.withLock {
+            for b in buckets {
+                $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] = max(0, $0["\(b.device)|\(b.meter)|\(b.hour)", default: 0] + b.kwh)
+            }
+        }
     }
     public func energyBuckets(device: String, fromHour: Int64, toHour: Int64) throws -> [EnergyBucket] {
         energy.withLock { e in
@@ -109,18 +131,30 @@ public final class InMemoryStore: StatePort {
     /// Rows are never reused, as with SQLite's AUTOINCREMENT (the bridge tells a replayed row by its number).
     let lastInboxRow = Mutex<Int64>(999)
     public func inboxAdd(_ m: MQTTMessage) throws -> Int64 {
-        let row = lastInboxRow.withLock { $0 += 1; return $0 }
-        return inbox.withLock { var m = m; m.inboxRow = row; $0.append(m); return row }
+        let row = lastInboxRow.withLock {
+            $0 += 1
+            return $0
+        }
+        return inbox.withLock {
+            var m = m
+            m.inboxRow = row
+            $0.append(m)
+            return row
+        }
     }
     public func inboxPending() throws -> [MQTTMessage] { inbox.withLock { $0 } }
     public func inboxRemove(_ row: Int64) throws { inbox.withLock { $0.removeAll { $0.inboxRow == row } } }
     public func priorCommand(id: String, since: EpochSeconds) throws -> PriorCommand? {
         guard let c = commands.withLock({ $0.last { $0.id == id && $0.receivedAt >= since } }) else { return nil }
-        let last = results.withLock { $0.last { $0.commandId == id && $0.reply == nil } }.map { PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload) }
+        let last = results.withLock { $0.last { $0.commandId == id && $0.reply == nil } }.map {
+            PendingResult(rowId: $0.row, topic: $0.topic, payload: $0.payload)
+        }
         return PriorCommand(command: c, lastResult: last)
     }
-    public func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
-                             inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?) {
+    public func appendResult(
+        commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+        inboxRow: Int64?
+    ) throws -> (row: Int64, replyRow: Int64?) {
         try check()
         if let inboxRow { try inboxRemove(inboxRow) }
         if let command { if isNew { try insertCommand(command) } else { try updateCommand(command) } }
@@ -190,13 +224,19 @@ public final class ScriptedAdapter: VendorAdapter {
 extension ScriptedAdapter: PushDecoding {
     public func decodePush(_ payload: [UInt8]) -> Result<PushEvent, PushRejection> {
         guard let j = try? JSONValue.parse(payload) else { return .failure(PushRejection(.malformed, "not JSON")) }
-        guard let device = j["device"]?.stringValue, let at = j["at"]?.doubleValue else { return .failure(PushRejection(.invalid, "no device or at")) }
+        guard let device = j["device"]?.stringValue, let at = j["at"]?.doubleValue else {
+            return .failure(PushRejection(.invalid, "no device or at"))
+        }
         var updates: [PushUpdate] = []
         for u in j["updates"]?.arrayValue ?? [] {
             guard let key = u["key"]?.stringValue, let path = u["path"]?.arrayValue?.compactMap(\.stringValue) else { continue }
             let target: PushUpdate.Target = u["node"]?.stringValue.map { .node($0) } ?? .device
             let value: PushUpdate.Value
-            if let c = u["counter"]?.doubleValue { value = .counter(c) } else if let o = u["online"]?.boolValue { value = .online(o) } else {
+            if let c = u["counter"]?.doubleValue {
+                value = .counter(c)
+            } else if let o = u["online"]?.boolValue {
+                value = .online(o)
+            } else {
                 value = .set(u["value"] ?? .null)
             }
             updates.append(PushUpdate(key: key, at: u["at"]?.doubleValue ?? at, target: target, path: path, value: value))

@@ -57,8 +57,10 @@ public final class WebListener: Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let boundPort = Atomic<Int>(0)
 
-    public init(address: String, port: Int, token: String?, limits: Limits = Limits(),
-                handler: @escaping @Sendable (WebRequest) async -> WebResponse) {
+    public init(
+        address: String, port: Int, token: String?, limits: Limits = Limits(),
+        handler: @escaping @Sendable (WebRequest) async -> WebResponse
+    ) {
         self.address = address == "localhost" ? "127.0.0.1" : address
         self.port = port
         self.token = token.map { Array($0.utf8) }
@@ -75,7 +77,8 @@ public final class WebListener: Sendable {
         var sa = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        let p = sa.ss_family == sa_family_t(AF_INET6)
+        let p =
+            sa.ss_family == sa_family_t(AF_INET6)
             ? withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
             : withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
         boundPort.store(p, ordering: .relaxed)
@@ -109,7 +112,9 @@ public final class WebListener: Sendable {
                 close(fd)
                 throw WebListenerError(description: "not an IPv6 address: \(address)")
             }
-            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         } else {
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
@@ -118,7 +123,9 @@ public final class WebListener: Sendable {
                 close(fd)
                 throw WebListenerError(description: "not an IPv4 address: \(address)")
             }
-            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
         }
         guard rc == 0, listen(fd, 32) == 0 else {
             let why = String(cString: strerror(errno))
@@ -170,7 +177,10 @@ public final class WebListener: Sendable {
                     let room = limits.maxRequestBytes + 1 - client.buffer.count
                     let got = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, min(room, $0.count), 0) }
                     if got <= 0 {
-                        if got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { close(client.fd); continue }
+                        if got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
+                            close(client.fd)
+                            continue
+                        }
                     } else {
                         client.buffer += chunk[0..<got]
                         done = handleIfComplete(&client)
@@ -214,8 +224,11 @@ public final class WebListener: Sendable {
     /// The token in constant time, so its bytes cannot be found one by one from response times.
     func authorized(_ request: WebRequest, _ token: [UInt8]) -> Bool {
         var given: [UInt8]?
-        if let auth = request.headers["authorization"], auth.hasPrefix("Bearer ") { given = Array(auth.utf8.dropFirst(7)) }
-        else if let t = request.query["token"] { given = Array(t.utf8) }
+        if let auth = request.headers["authorization"], auth.hasPrefix("Bearer ") {
+            given = Array(auth.utf8.dropFirst(7))
+        } else if let t = request.query["token"] {
+            given = Array(t.utf8)
+        }
         guard let given, given.count == token.count else { return false }
         var diff: UInt8 = 0
         for (a, b) in zip(given, token) { diff |= a ^ b }
@@ -291,9 +304,11 @@ public final class WebListener: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static let reasons = [200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-                          408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-                          500: "Internal Server Error", 503: "Service Unavailable"]
+    static let reasons = [
+        200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+        408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large",
+        500: "Internal Server Error", 503: "Service Unavailable",
+    ]
 
     /// Writes the whole answer (waiting for the socket at most `writeTimeoutS`), then closes the connection.
     func respond(_ fd: Int32, _ r: WebResponse) {
@@ -307,7 +322,10 @@ public final class WebListener: Sendable {
         var sent = 0
         while sent < bytes.count, Self.monotonic() < deadline {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n > 0 { sent += n; continue }
+            if n > 0 {
+                sent += n
+                continue
+            }
             if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK { break }
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             _ = poll(&p, 1, 100)

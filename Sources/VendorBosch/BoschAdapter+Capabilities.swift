@@ -8,107 +8,132 @@ extension BoschAdapter {
 
     static let heatingCircuit = CapabilityTable<BoschAdapter>([
         schedule(),
-        Handler("mode", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["mode"])
-            return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.heatingModes))]
-        }, facts: Handler.noFacts, restore: operationMode,
-           execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
-        Handler("setpoint", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["setpoint"])
-            return ["setpoint": .number(try CapabilityValidation.temperature(i.body, "setpoint", BoschWire.roomSetpointRange))]
-        }, facts: { p in CommandFacts(setpoints: p["setpoint"]?.doubleValue.map { [.init("setpoint", $0)] } ?? []) },
-           restore: { node in node["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] } },
-           execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
-        Handler("heat-curve", validate: { i throws(CommandRejection) in try validateHeatCurve(i.body, current: i.state["heat_curve"]) },
-                facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatCurve(c, device: d) },
-                confirm: { a, c, d throws(CloudError) in try await a.confirmHeatCurve(c, device: d) }),
-        Handler("program", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["program"])
-            guard i.state["time_program"]?.stringValue != nil else {
-                throw CommandRejection(.unsupported, "\(i.node) has no auto-mode time program (ISRC or older controller)")
-            }
-            return ["program": .string(try CapabilityValidation.oneOf(i.body, "program", BoschWire.heatingProgramIds))]
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
-        Handler("levels", validate: { i throws(CommandRejection) in try validateLevels(i.body, current: i.state["levels"]?.objectValue) },
-                facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
-                confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
+        Handler(
+            "mode",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["mode"])
+                return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.heatingModes))]
+            }, facts: Handler.noFacts, restore: operationMode,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
+        Handler(
+            "setpoint",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["setpoint"])
+                return ["setpoint": .number(try CapabilityValidation.temperature(i.body, "setpoint", BoschWire.roomSetpointRange))]
+            }, facts: { p in CommandFacts(setpoints: p["setpoint"]?.doubleValue.map { [.init("setpoint", $0)] } ?? []) },
+            restore: { node in node["manual_setpoint"]?.doubleValue.map { ["setpoint": .number($0)] } },
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatingMode(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
+        Handler(
+            "heat-curve", validate: { i throws(CommandRejection) in try validateHeatCurve(i.body, current: i.state["heat_curve"]) },
+            facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchHeatCurve(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatCurve(c, device: d) }),
+        Handler(
+            "program",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["program"])
+                guard i.state["time_program"]?.stringValue != nil else {
+                    throw CommandRejection(.unsupported, "\(i.node) has no auto-mode time program (ISRC or older controller)")
+                }
+                return ["program": .string(try CapabilityValidation.oneOf(i.body, "program", BoschWire.heatingProgramIds))]
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
+        Handler(
+            "levels", validate: { i throws(CommandRejection) in try validateLevels(i.body, current: i.state["levels"]?.objectValue) },
+            facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchAutoMode(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmHeatingCircuit(c, device: d) }),
         // A heating target is a room setpoint whichever setting it lands in (the manual setpoint or a level).
-        target(range: BoschWire.roomSetpointRange,
-               facts: { p in CommandFacts(setpoints: p["temperature"]?.doubleValue.map { [.init("setpoint", $0)] } ?? []) }),
+        target(
+            range: BoschWire.roomSetpointRange,
+            facts: { p in CommandFacts(setpoints: p["temperature"]?.doubleValue.map { [.init("setpoint", $0)] } ?? []) }),
     ])
 
     static let dhwCircuit = CapabilityTable<BoschAdapter>([
-        Handler("charge", validate: { i throws(CommandRejection) in try CapabilityValidation.dhwCharge(i.body) },
-                facts: { p in p["action"]?.stringValue == "stop" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() }, restore: nil,
-                execute: { a, c, d, _ throws(CloudError) in try await a.patchCharge(c, device: d) },
-                confirm: { a, c, d throws(CloudError) in try await a.confirmCharge(c, device: d) },
-                // Its charge-status event reports it while push is live: no read-back then.
-                confirmedByEvents: true),
-        Handler("mode", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["mode"])
-            return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.dhwModes))]
-        }, facts: { p in p["mode"]?.stringValue?.lowercased() == "off" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() },
-           restore: operationMode,
-           execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
-        Handler("setpoint", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["level", "start", "stop"])
-            let level = try CapabilityValidation.oneOf(i.body, "level", BoschWire.dhwLevelModes).lowercased()
-            let start = try CapabilityValidation.temperature(i.body, "start", BoschWire.dhwSetpointRange)
-            let stop = try CapabilityValidation.temperature(i.body, "stop", BoschWire.dhwSetpointRange)
-            guard start < stop else {
-                throw CommandRejection(.outOfRange, "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value")
-            }
-            return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
-        }, facts: { p in CommandFacts(hotWaterTarget: p["stop"]?.doubleValue) }, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
+        Handler(
+            "charge", validate: { i throws(CommandRejection) in try CapabilityValidation.dhwCharge(i.body) },
+            facts: { p in p["action"]?.stringValue == "stop" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() }, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchCharge(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmCharge(c, device: d) },
+            // Its charge-status event reports it while push is live: no read-back then.
+            confirmedByEvents: true),
+        Handler(
+            "mode",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["mode"])
+                return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.dhwModes))]
+            }, facts: { p in p["mode"]?.stringValue?.lowercased() == "off" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() },
+            restore: operationMode,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
+        Handler(
+            "setpoint",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["level", "start", "stop"])
+                let level = try CapabilityValidation.oneOf(i.body, "level", BoschWire.dhwLevelModes).lowercased()
+                let start = try CapabilityValidation.temperature(i.body, "start", BoschWire.dhwSetpointRange)
+                let stop = try CapabilityValidation.temperature(i.body, "stop", BoschWire.dhwSetpointRange)
+                guard start < stop else {
+                    throw CommandRejection(
+                        .outOfRange,
+                        "\"start\" (\(JSONValue.format(start))) must be below \"stop\" (\(JSONValue.format(stop))): the charge starts below and stops at the upper value"
+                    )
+                }
+                return ["level": .string(level), "start": .number(start), "stop": .number(stop)]
+            }, facts: { p in CommandFacts(hotWaterTarget: p["stop"]?.doubleValue) }, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.patchDhwCircuit(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirmDhwCircuit(c, device: d) }),
         schedule(),
         target(range: BoschWire.dhwSetpointRange, facts: { p in CommandFacts(hotWaterTarget: p["temperature"]?.doubleValue) }),
     ])
 
     static let system = CapabilityTable<BoschAdapter>([
-        Handler("silent-mode", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["mode"])
-            guard i.state["silent_mode"]?.stringValue != nil else { throw CommandRejection(.unsupported, "this gateway has no silent mode") }
-            return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.silentModes))]
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.setSilentMode(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in
-               try await a.systemState(d.vendorId)["silent_mode"]?.stringValue == c.params["mode"]?.stringValue?.lowercased()
-           }),
-        Handler("holiday", validate: { i throws(CommandRejection) in
-            let out = try validateHoliday(i.body, device: i.device)
-            // A holiday that is over already would be stored and never act: refused, naming the field.
-            if out["action"]?.stringValue == "create", let now = i.now, let localTime = i.localTime,
-               let end = out["end"]?.stringValue, let endDay = Timestamp.day(end), endDay < localTime.components(now).day {
-                throw CommandRejection(.outOfRange, "\"end\" \(end) is in the past: the holiday would never take effect")
-            }
-            return out
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.holiday(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in
-               let holidays = try await a.systemState(d.vendorId)["holidays"]?.arrayValue ?? []
-               if c.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == c.params["id"] } }
-               return holidays.contains { $0["start"] == c.params["start"] && $0["end"] == c.params["end"] }
-           },
-           // It names the gateway's circuits: checked when it runs.
-           checkedAtConfig: { _ in false }),
+        Handler(
+            "silent-mode",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["mode"])
+                guard i.state["silent_mode"]?.stringValue != nil else { throw CommandRejection(.unsupported, "this gateway has no silent mode") }
+                return ["mode": .string(try CapabilityValidation.oneOf(i.body, "mode", BoschWire.silentModes))]
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.setSilentMode(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in
+                try await a.systemState(d.vendorId)["silent_mode"]?.stringValue == c.params["mode"]?.stringValue?.lowercased()
+            }),
+        Handler(
+            "holiday",
+            validate: { i throws(CommandRejection) in
+                let out = try validateHoliday(i.body, device: i.device)
+                // A holiday that is over already would be stored and never act: refused, naming the field.
+                if out["action"]?.stringValue == "create", let now = i.now, let localTime = i.localTime,
+                    let end = out["end"]?.stringValue, let endDay = Timestamp.day(end), endDay < localTime.components(now).day
+                {
+                    throw CommandRejection(.outOfRange, "\"end\" \(end) is in the past: the holiday would never take effect")
+                }
+                return out
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.holiday(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in
+                let holidays = try await a.systemState(d.vendorId)["holidays"]?.arrayValue ?? []
+                if c.params["action"]?.stringValue == "delete" { return !holidays.contains { $0["id"] == c.params["id"] } }
+                return holidays.contains { $0["start"] == c.params["start"] && $0["end"] == c.params["end"] }
+            },
+            // It names the gateway's circuits: checked when it runs.
+            checkedAtConfig: { _ in false }),
         // Setting the clock again or re-running detection does no harm: not read back (`nil`), sent again.
-        Handler("date-time", validate: { i throws(CommandRejection) in try validateDateTime(i.body, device: i.device) },
-                facts: Handler.noFacts, restore: nil,
-                execute: { a, c, d, _ throws(CloudError) in try await a.setDateTime(c, device: d) }, confirm: { _, _, _ in nil }),
-        Handler("detect", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, [])
-            return [:]
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, _, d, _ throws(CloudError) in try await a.detect(device: d) }, confirm: { _, _, _ in nil }),
+        Handler(
+            "date-time", validate: { i throws(CommandRejection) in try validateDateTime(i.body, device: i.device) },
+            facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.setDateTime(c, device: d) }, confirm: { _, _, _ in nil }),
+        Handler(
+            "detect",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, [])
+                return [:]
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, _, d, _ throws(CloudError) in try await a.detect(device: d) }, confirm: { _, _, _ in nil }),
     ])
 
     /// The table of a node kind (`BoschNode.kind`): heat source nodes take no commands.
@@ -123,25 +148,29 @@ extension BoschAdapter {
 
     /// A circuit's week program, written whole (heating and DHW alike).
     static func schedule() -> Handler {
-        Handler("schedule", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.weekSchedule(i.body, current: i.device.schedules[i.node], limits: scheduleLimits)
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.writeSchedule(c, device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.currentProgram(c, device: d).program.json["days"] == c.params["days"] },
-           // It replaces the program it was read from: checked when it runs.
-           checkedAtConfig: { _ in false })
+        Handler(
+            "schedule",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.weekSchedule(i.body, current: i.device.schedules[i.node], limits: scheduleLimits)
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.writeSchedule(c, device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.currentProgram(c, device: d).program.json["days"] == c.params["days"] },
+            // It replaces the program it was read from: checked when it runs.
+            checkedAtConfig: { _ in false })
     }
 
     /// `{"temperature":21}`: what the circuit aims at now. Checked here against the range; which setting it
     /// changes is decided when it runs, against the circuit read fresh (`resolveTarget`), and then sent and read
     /// back as that capability.
     static func target(range: ClosedRange<Double>, facts: @escaping @Sendable (JSONValue) -> CommandFacts) -> Handler {
-        Handler("target", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, ["temperature"])
-            return ["temperature": .number(try CapabilityValidation.temperature(i.body, "temperature", range))]
-        }, facts: facts, restore: nil,
-           execute: { a, c, d, _ throws(CloudError) in try await a.execute(try await a.resolveTarget(c, device: d), device: d) },
-           confirm: { a, c, d throws(CloudError) in try await a.confirm(try await a.resolveTarget(c, device: d), device: d) })
+        Handler(
+            "target",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, ["temperature"])
+                return ["temperature": .number(try CapabilityValidation.temperature(i.body, "temperature", range))]
+            }, facts: facts, restore: nil,
+            execute: { a, c, d, _ throws(CloudError) in try await a.execute(try await a.resolveTarget(c, device: d), device: d) },
+            confirm: { a, c, d throws(CloudError) in try await a.confirm(try await a.resolveTarget(c, device: d), device: d) })
     }
 
     /// Leasable: the mode a circuit is in now (the API has no end time for it).
@@ -159,7 +188,8 @@ extension BoschAdapter {
     static func validate(_ input: ValidationInput, capability: String) throws(CommandRejection) -> JSONValue {
         guard input.device.nodes[input.node] != nil else {
             let known = input.device.nodes.keys.sorted().joined(separator: ", ")
-            throw CommandRejection(.unknownTarget, "device \"\(input.device.id)\" has no node \"\(input.node)\"; nodes: \(known.isEmpty ? "none known" : known)")
+            throw CommandRejection(
+                .unknownTarget, "device \"\(input.device.id)\" has no node \"\(input.node)\"; nodes: \(known.isEmpty ? "none known" : known)")
         }
         guard let table = table(input.node) else { throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(input.node)") }
         return try table.handler(capability, node: input.node).validate(input)

@@ -4,13 +4,16 @@ import HeatbridgeCore
 extension BoschAdapter {
     func patchHeatCurve(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let p = command.params
-        let body = BoschWire.HeatCurve(controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
-                                       maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
-                                       endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
-                                       roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
-        _ = try await call("PATCH", BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
-                           remoteControl: true)
-        return "heat curve set: " + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
+        let body = BoschWire.HeatCurve(
+            controlType: p["control_type"]?.stringValue, minFlowTemperature: p["min_flow"]?.doubleValue,
+            maxFlowTemperature: p["max_flow"]?.doubleValue, basepointTemperature: p["basepoint"]?.doubleValue,
+            endpointTemperature: p["endpoint"]?.doubleValue, roomInfluenceTemperature: p["room_influence_k"]?.doubleValue,
+            roomTemperatureOffset: p["room_offset_k"]?.doubleValue)
+        _ = try await call(
+            "PATCH", BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
+            remoteControl: true)
+        return "heat curve set: "
+            + (p.objectValue ?? [:]).keys.sorted().map { "\($0) \(p[$0]!.stringValue ?? JSONValue.format(p[$0]!.doubleValue ?? 0))" }
             .joined(separator: ", ")
     }
 
@@ -18,8 +21,9 @@ extension BoschAdapter {
         let circuit = BoschNode.circuit(command.node)
         let start = command.params["action"]?.stringValue == "start"
         let minutes = command.params["duration_min"]?.intValue
-        let body = BoschWire.DhwCharge(chargeStatus: start ? BoschWire.chargeStart : BoschWire.chargeStop,
-                                       chargeDuration: start ? minutes : nil)
+        let body = BoschWire.DhwCharge(
+            chargeStatus: start ? BoschWire.chargeStart : BoschWire.chargeStop,
+            chargeDuration: start ? minutes : nil)
         _ = try await call("PATCH", BoschWire.Path.charge(device.vendorId, circuit), body: BoschWire.encode(body), remoteControl: true)
         return start ? "charge started for \(minutes ?? 0) min" : "charge stopped"
     }
@@ -43,8 +47,9 @@ extension BoschAdapter {
 
     func setSilentMode(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
         let mode = command.params["mode"]?.stringValue ?? BoschWire.silentModeOff
-        _ = try await call("PATCH", BoschWire.Path.silentMode(device.vendorId), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)),
-                           remoteControl: true)
+        _ = try await call(
+            "PATCH", BoschWire.Path.silentMode(device.vendorId), body: BoschWire.encode(BoschWire.SilentMode(silentMode: mode)),
+            remoteControl: true)
         return "silent mode \(mode.lowercased())"
     }
 
@@ -55,9 +60,10 @@ extension BoschAdapter {
             _ = try await call("DELETE", BoschWire.Path.holidayMode(gw, id), remoteControl: true)
             return "holiday mode \(id) deleted"
         }
-        let h = BoschWire.HolidayMode(startDate: p["start"]?.stringValue ?? "", endDate: p["end"]?.stringValue ?? "",
-                                      assignedTo: p["assigned_to"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                                      hcMode: p["hc_mode"]?.stringValue, dhwMode: p["dhw_mode"]?.stringValue)
+        let h = BoschWire.HolidayMode(
+            startDate: p["start"]?.stringValue ?? "", endDate: p["end"]?.stringValue ?? "",
+            assignedTo: p["assigned_to"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+            hcMode: p["hc_mode"]?.stringValue, dhwMode: p["dhw_mode"]?.stringValue)
         let body = try await call("POST", BoschWire.Path.holidayModes(gw), body: BoschWire.encode(h), remoteControl: true)
         let id = BoschWire.decode(BoschWire.HolidayMode.self, body)?.id
         return "holiday mode \(id ?? "") \(h.startDate)…\(h.endDate) for \(h.assignedTo.joined(separator: ", "))"
@@ -69,8 +75,9 @@ extension BoschAdapter {
         let program = p["program"]?.stringValue
         let levels = program == nil ? (p.objectValue ?? [:]).compactMapValues(\.doubleValue) : nil
         let body = BoschWire.HeatingCircuitPatch(autoModeSettings: .init(timeProgramId: program, temperatureLevels: levels))
-        _ = try await call("PATCH", BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
-                           remoteControl: true)
+        _ = try await call(
+            "PATCH", BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)), body: BoschWire.encode(body),
+            remoteControl: true)
         if let program { return "time program \(program) selected" }
         return "levels set: " + (levels ?? [:]).keys.sorted().map { "\($0) \(JSONValue.format(levels![$0]!)) °C" }.joined(separator: ", ")
     }
@@ -88,8 +95,10 @@ extension BoschAdapter {
         // The cloud stores a mode change while an overriding mode (holiday, away, boost…) is active, but the
         // circuit ignores it until that mode ends: say so instead of pretending it took effect.
         let overriding = device.nodes[command.node]?["overriding_modes"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        var message = command.params["mode"] != nil ? "operation mode set to \(command.params["mode"]!.stringValue!.lowercased())"
-                                                    : "manual setpoint set to \(JSONValue.format(command.params["setpoint"]?.doubleValue ?? 0)) °C"
+        var message =
+            command.params["mode"] != nil
+            ? "operation mode set to \(command.params["mode"]!.stringValue!.lowercased())"
+            : "manual setpoint set to \(JSONValue.format(command.params["setpoint"]?.doubleValue ?? 0)) °C"
         if !overriding.isEmpty {
             message += "; not effective while \(overriding.joined(separator: ", ")) is active"
         } else if command.params["setpoint"] != nil, device.nodes[command.node]?["operation_mode"]?.stringValue != "manual" {
@@ -104,8 +113,9 @@ extension BoschAdapter {
         if let mode = command.params["mode"]?.stringValue {
             patch.operationMode = mode
         } else {
-            let settings = BoschWire.DhwModeSettings(startSetPointTemperature: command.params["start"]?.doubleValue,
-                                                     stopSetPointTemperature: command.params["stop"]?.doubleValue)
+            let settings = BoschWire.DhwModeSettings(
+                startSetPointTemperature: command.params["start"]?.doubleValue,
+                stopSetPointTemperature: command.params["stop"]?.doubleValue)
             switch command.params["level"]?.stringValue {
             case "eco": patch.ecoModeSettings = settings
             case "low": patch.lowModeSettings = settings
@@ -114,7 +124,8 @@ extension BoschAdapter {
         }
         _ = try await call("PATCH", BoschWire.Path.dhwCircuit(device.vendorId, circuit), body: BoschWire.encode(patch), remoteControl: true)
         if let mode = command.params["mode"]?.stringValue { return "DHW mode set to \(mode.lowercased())" }
-        return "DHW \(command.params["level"]?.stringValue ?? "") level set to \(JSONValue.format(command.params["start"]?.doubleValue ?? 0))…\(JSONValue.format(command.params["stop"]?.doubleValue ?? 0)) °C"
+        return
+            "DHW \(command.params["level"]?.stringValue ?? "") level set to \(JSONValue.format(command.params["start"]?.doubleValue ?? 0))…\(JSONValue.format(command.params["stop"]?.doubleValue ?? 0)) °C"
     }
 
     /// The program path and current program of a heating or DHW circuit, read fresh from the cloud.
@@ -145,8 +156,13 @@ extension BoschAdapter {
         }
         let (path, tp, now) = try await currentProgram(command, device: device)
         if let base = command.params["base_version"]?.stringValue, command.params["force"]?.boolValue != true,
-           now.json["version"]?.stringValue != base {
-            throw CloudError(.conflict, message: "the program changed in the cloud since version \(base) (now \(now.json["version"]?.stringValue ?? "?")); resend with the new version or \"force\":true")
+            now.json["version"]?.stringValue != base
+        {
+            throw CloudError(
+                .conflict,
+                message:
+                    "the program changed in the cloud since version \(base) (now \(now.json["version"]?.stringValue ?? "?")); resend with the new version or \"force\":true"
+            )
         }
         var points: [BoschWire.SwitchPoint] = []
         for (d, day) in wanted.days.enumerated() {
@@ -215,8 +231,10 @@ extension BoschAdapter {
     }
 
     func confirmHeatCurve(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
-        let c = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
-                                             remoteControl: true))
+        let c = Self.curveJSON(
+            try await get(
+                BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(device.vendorId, BoschNode.circuit(command.node)),
+                remoteControl: true))
         return (command.params.objectValue ?? [:]).allSatisfy { k, v in
             k == "control_type" ? c[k]?.stringValue == v.stringValue?.lowercased() : c[k] == v
         }
@@ -224,8 +242,9 @@ extension BoschAdapter {
 
     /// Mode, manual setpoint, time program or levels of a heating circuit, by the parameters the command has.
     func confirmHeatingCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
-        let hc = try await get(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)),
-                               remoteControl: true)
+        let hc = try await get(
+            BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(device.vendorId, BoschNode.circuit(command.node)),
+            remoteControl: true)
         let p = command.params
         if let program = p["program"]?.stringValue { return hc.autoModeSettings?.timeProgramId == program }
         if let mode = p["mode"]?.stringValue { return hc.operationMode?.uppercased() == mode }
@@ -236,8 +255,9 @@ extension BoschAdapter {
 
     /// Mode or a level's setpoints of a DHW circuit.
     func confirmDhwCircuit(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
-        let d = try await get(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, BoschNode.circuit(command.node)),
-                              remoteControl: true)
+        let d = try await get(
+            BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(device.vendorId, BoschNode.circuit(command.node)),
+            remoteControl: true)
         if let mode = command.params["mode"]?.stringValue { return d.operationMode?.uppercased() == mode }
         let s: BoschWire.DhwModeSettings?
         switch command.params["level"]?.stringValue {
@@ -245,11 +265,13 @@ extension BoschAdapter {
         case "low": s = d.lowModeSettings
         default: s = d.highModeSettings
         }
-        return s?.startSetPointTemperature == command.params["start"]?.doubleValue && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
+        return s?.startSetPointTemperature == command.params["start"]?.doubleValue
+            && s?.stopSetPointTemperature == command.params["stop"]?.doubleValue
     }
 
     func confirmCharge(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> Bool? {
-        let now = try await get(BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, BoschNode.circuit(command.node)), remoteControl: true)
+        let now = try await get(
+            BoschWire.DhwCharge.self, BoschWire.Path.charge(device.vendorId, BoschNode.circuit(command.node)), remoteControl: true)
         if command.params["action"]?.stringValue == "start" {
             return now.chargeStatus == BoschWire.chargeStart && now.chargeDuration == command.params["duration_min"]?.intValue
         }

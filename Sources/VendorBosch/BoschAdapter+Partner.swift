@@ -41,8 +41,9 @@ extension BoschAdapter {
 
     /// `POST /webhooks/simulation`: asks Bosch to send a test event to the partner's webhook endpoints.
     public func simulateWebhook(eventType: String, gatewayId: String?) async throws(CloudError) {
-        _ = try await call("POST", BoschWire.Path.webhookSimulation,
-                           body: BoschWire.encode(BoschWire.WebhookSimulation(eventType: eventType, gatewayId: gatewayId)))
+        _ = try await call(
+            "POST", BoschWire.Path.webhookSimulation,
+            body: BoschWire.encode(BoschWire.WebhookSimulation(eventType: eventType, gatewayId: gatewayId)))
     }
 }
 
@@ -78,20 +79,28 @@ extension BoschAdapter {
     /// must be a plain token (the portal mangles anything else) and the redirect URI https [doc].
     public static func onboardingLink(brand: String, companyId: String, redirectURI: String, sessionId: String) -> Result<String, CommandRejection> {
         guard let host = BoschWire.portalHosts[brand.lowercased()] else {
-            return .failure(CommandRejection(.invalidPayload, "--brand must be one of \(BoschWire.portalHosts.keys.sorted().joined(separator: ", "))"))
+            return .failure(
+                CommandRejection(.invalidPayload, "--brand must be one of \(BoschWire.portalHosts.keys.sorted().joined(separator: ", "))"))
         }
         guard let u = ParsedURL.parse(redirectURI), u.scheme == "https" else {
             return .failure(CommandRejection(.invalidPayload, "--redirect-uri must be an https URL (it is allow-listed at onboarding)"))
         }
         guard !sessionId.isEmpty, sessionId.count <= 128,
-              sessionId.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_" }) else {
-            return .failure(CommandRejection(.invalidPayload, "--session-id must be a plain token (letters, digits, '-' and '_', at most 128): the portal sanitises anything else"))
+            sessionId.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_" }
+            )
+        else {
+            return .failure(
+                CommandRejection(
+                    .invalidPayload,
+                    "--session-id must be a plain token (letters, digits, '-' and '_', at most 128): the portal sanitises anything else"))
         }
         func enc(_ s: String) -> String {
             var out = ""
             for b in s.utf8 {
                 let c = Character(UnicodeScalar(b))
-                if c.isASCII && (c.isLetter || c.isNumber || "-_.~".contains(c)) { out.append(c) } else {
+                if c.isASCII && (c.isLetter || c.isNumber || "-_.~".contains(c)) {
+                    out.append(c)
+                } else {
                     let hex = String(b, radix: 16, uppercase: true)
                     out += "%" + (hex.count == 1 ? "0" + hex : hex)
                 }

@@ -11,45 +11,65 @@ extension BoschAdapter: Probing {
 
     private func probeAll() async -> [ProbeAnswer] {
         var out: [ProbeAnswer] = []
-        let (health, _) = await probeGET(BoschWire.Health.self, BoschWire.Path.health, expected: [200, 404],
-                                         enums: ["status": [BoschWire.healthUp, BoschWire.healthOK, "DOWN"]])
+        let (health, _) = await probeGET(
+            BoschWire.Health.self, BoschWire.Path.health, expected: [200, 404],
+            enums: ["status": [BoschWire.healthUp, BoschWire.healthOK, "DOWN"]])
         out.append(health)
         let (list, gateways) = await probeGET([BoschWire.Gateway].self, BoschWire.Path.hvacs)
         out.append(list)
         let own = (gateways ?? []).filter { allowList?.contains($0.gatewayId) ?? true }
         for gw in own.prefix(20) {
             let g = gw.gatewayId
-            let (status, _) = await probeGET(BoschWire.GatewayStatus.self, BoschWire.Path.status(g),
-                                             enums: ["status": [BoschWire.gatewayOnline, "OFFLINE"]])
+            let (status, _) = await probeGET(
+                BoschWire.GatewayStatus.self, BoschWire.Path.status(g),
+                enums: ["status": [BoschWire.gatewayOnline, "OFFLINE"]])
             out.append(status)
             let (hcs, hcList) = await probeGET([BoschWire.CircuitRef].self, BoschWire.Path.heatingCircuits(g))
             out.append(hcs)
             for ref in hcList ?? [] {
-                let (a, hc) = await probeGET(BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(g, ref.id), remoteControl: true,
-                                             enums: ["operationMode": BoschWire.heatingModes])
+                let (a, hc) = await probeGET(
+                    BoschWire.HeatingCircuit.self, BoschWire.Path.heatingCircuit(g, ref.id), remoteControl: true,
+                    enums: ["operationMode": BoschWire.heatingModes])
                 out.append(a)
-                out.append(await probeGET(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(g, ref.id), remoteControl: true, expected: [200, 404]).0)
-                out.append(await probeGET(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(g, ref.id), remoteControl: true,
-                                          expected: [200, 404]).0)
+                out.append(
+                    await probeGET(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(g, ref.id), remoteControl: true, expected: [200, 404]).0)
+                out.append(
+                    await probeGET(
+                        BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(g, ref.id), remoteControl: true,
+                        expected: [200, 404]
+                    ).0)
                 if let tp = hc?.autoModeSettings?.timeProgramId {
-                    out.append(await probeGET(BoschWire.TimeProgram.self, BoschWire.Path.heatingTimeProgram(g, ref.id, tp), remoteControl: true,
-                                              expected: [200, 404]).0)
+                    out.append(
+                        await probeGET(
+                            BoschWire.TimeProgram.self, BoschWire.Path.heatingTimeProgram(g, ref.id, tp), remoteControl: true,
+                            expected: [200, 404]
+                        ).0)
                 }
             }
             let (dhws, dhwList) = await probeGET([BoschWire.CircuitRef].self, BoschWire.Path.dhwCircuits(g))
             out.append(dhws)
             for ref in dhwList ?? [] {
-                let (a, dhw) = await probeGET(BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(g, ref.id), remoteControl: true,
-                                              enums: ["operationMode": BoschWire.dhwModes])
+                let (a, dhw) = await probeGET(
+                    BoschWire.DhwCircuit.self, BoschWire.Path.dhwCircuit(g, ref.id), remoteControl: true,
+                    enums: ["operationMode": BoschWire.dhwModes])
                 out.append(a)
-                out.append(await probeGET(BoschWire.DhwCharge.self, BoschWire.Path.charge(g, ref.id), remoteControl: true,
-                                          enums: ["chargeStatus": [BoschWire.chargeStart, BoschWire.chargeStop]]).0)
+                out.append(
+                    await probeGET(
+                        BoschWire.DhwCharge.self, BoschWire.Path.charge(g, ref.id), remoteControl: true,
+                        enums: ["chargeStatus": [BoschWire.chargeStart, BoschWire.chargeStop]]
+                    ).0)
                 let tp = dhw?.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
-                out.append(await probeGET(BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(g, ref.id, tp), remoteControl: true,
-                                          expected: [200, 404]).0)
+                out.append(
+                    await probeGET(
+                        BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(g, ref.id, tp), remoteControl: true,
+                        expected: [200, 404]
+                    ).0)
             }
-            out.append(await probeGET(BoschWire.SilentMode.self, BoschWire.Path.silentMode(g), remoteControl: true, expected: [200, 404],
-                                      enums: ["silentMode": BoschWire.silentModes]).0)
+            out.append(
+                await probeGET(
+                    BoschWire.SilentMode.self, BoschWire.Path.silentMode(g), remoteControl: true, expected: [200, 404],
+                    enums: ["silentMode": BoschWire.silentModes]
+                ).0)
             out.append(await probeGET([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(g), remoteControl: true, expected: [200, 404]).0)
             out.append(await probeGET(BoschWire.DateTime.self, BoschWire.Path.dateTime(g), remoteControl: true, expected: [200, 404]).0)
             out.append(await probeGET([BoschWire.Component].self, BoschWire.Path.components(g), expected: [200, 404]).0)
@@ -60,8 +80,10 @@ extension BoschAdapter: Probing {
     /// One GET: its status against `expected`, and its body against the definition `T` (types and required
     /// fields by the lenient decoder; missing and extra fields by comparing the answer with `T`'s stored
     /// properties; enum values against `enums`, keyed by field name).
-    func probeGET<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, expected: Set<Int> = [200],
-                                enums: [String: [String]] = [:]) async -> (ProbeAnswer, T?) {
+    func probeGET<T: Decodable>(
+        _ type: T.Type, _ path: String, remoteControl: Bool = false, expected: Set<Int> = [200],
+        enums: [String: [String]] = [:]
+    ) async -> (ProbeAnswer, T?) {
         let request = "GET \(path)"
         let body: [UInt8]
         do {
@@ -69,7 +91,12 @@ extension BoschAdapter: Probing {
         } catch {
             var findings: [ProbeFinding] = []
             if let s = error.status {
-                if !expected.contains(s) { findings.append(ProbeFinding(field: "", kind: .status, detail: "HTTP \(s), expected \(expected.sorted().map(String.init).joined(separator: " or ")): \(error.message)")) }
+                if !expected.contains(s) {
+                    findings.append(
+                        ProbeFinding(
+                            field: "", kind: .status,
+                            detail: "HTTP \(s), expected \(expected.sorted().map(String.init).joined(separator: " or ")): \(error.message)"))
+                }
             } else {
                 findings.append(ProbeFinding(field: "", kind: .status, detail: "no answer: \(error.message)"))
             }
@@ -102,12 +129,16 @@ extension BoschAdapter: Probing {
                 let inner = Mirror(reflecting: child.value)
                 let isNil = inner.displayStyle == .optional && inner.children.isEmpty
                 guard let v = o[label], v != .null else {
-                    if isNil, o[label] == nil { findings.append(ProbeFinding(field: at(label), kind: .missing, detail: "not in the answer (read as null)")) }
+                    if isNil, o[label] == nil {
+                        findings.append(ProbeFinding(field: at(label), kind: .missing, detail: "not in the answer (read as null)"))
+                    }
                     continue
                 }
                 if let allowed = enums[label], let s = v.stringValue, !allowed.contains(where: { $0.uppercased() == s.uppercased() }) {
-                    findings.append(ProbeFinding(field: at(label), kind: .enumValue,
-                                                 detail: "\"\(s.prefix(40))\" is not one of \(allowed.joined(separator: ", ")) (kept as its string)"))
+                    findings.append(
+                        ProbeFinding(
+                            field: at(label), kind: .enumValue,
+                            detail: "\"\(s.prefix(40))\" is not one of \(allowed.joined(separator: ", ")) (kept as its string)"))
                 }
                 let unwrapped = inner.displayStyle == .optional ? inner.children.first.map { Mirror(reflecting: $0.value) } : inner
                 if let unwrapped { compare(v, unwrapped, path: at(label), enums: enums, into: &findings) }

@@ -40,8 +40,12 @@ extension BoschAdapter: PushDecoding {
             let points = env.body["dataPoints"]?.arrayValue ?? [.object(env.body)]
             for p in points { Self.dataPoint(p, at: env.at, into: &event) }
             if event.updates.isEmpty, event.unknown.isEmpty {
-                return .failure(PushRejection(.invalid, event.issues.isEmpty ? "a data point event without a key and value"
-                                                                                 : event.issues.joined(separator: "; ")))
+                return .failure(
+                    PushRejection(
+                        .invalid,
+                        event.issues.isEmpty
+                            ? "a data point event without a key and value"
+                            : event.issues.joined(separator: "; ")))
             }
         case BoschWire.EventType.connectivity, "CONNECTIVITY", "CONNECTIVITY_STATUS_EVENT":
             let status = (env.body["status"] ?? env.body["connectivityStatus"])?.stringValue?.uppercased()
@@ -52,15 +56,18 @@ extension BoschAdapter: PushDecoding {
         case BoschWire.EventType.applianceStatus, "APPLIANCE_STATUS_EVENT", "ERROR":
             let fault = Self.fault(env.body, at: env.at)
             event.updates.append(PushUpdate(key: "appliance_status", at: env.at, target: .device, path: ["fault"], value: .set(fault)))
-            event.updates.append(PushUpdate(key: "appliance_status", at: env.at, target: .node(BoschNode.systemId), path: ["fault"], value: .set(fault)))
+            event.updates.append(
+                PushUpdate(key: "appliance_status", at: env.at, target: .node(BoschNode.systemId), path: ["fault"], value: .set(fault)))
         case BoschWire.EventType.dailyAggregate:
             Self.daily(env.body, at: env.at, into: &event)
         case BoschWire.EventType.contract:
             return .failure(PushRejection(.notForBox, "contract events are the partner's (the receiver sends them to its partner topic)"))
         default:
             event.unknown.append("event type " + String(env.type.prefix(64)))
-            event.updates.append(PushUpdate(key: "event:" + env.type, at: env.at, target: .device, path: ["vendor", "events", env.type],
-                                            value: .set(.object(env.body.filter { $0.key.utf8.count <= 64 }))))
+            event.updates.append(
+                PushUpdate(
+                    key: "event:" + env.type, at: env.at, target: .device, path: ["vendor", "events", env.type],
+                    value: .set(.object(env.body.filter { $0.key.utf8.count <= 64 }))))
         }
         return .success(event)
     }
@@ -128,7 +135,8 @@ extension BoschAdapter: PushDecoding {
     /// One data point (`{"key", "value", "unit"}`) → its update, or an unknown name kept under `vendor`.
     static func dataPoint(_ p: JSONValue, at: EpochSeconds, into event: inout PushEvent) {
         guard let key = (p["key"] ?? p["dataPoint"] ?? p["dataPointKey"] ?? p["name"])?.stringValue, !key.isEmpty, key.utf8.count <= 128,
-              let raw = p["value"] else { return }
+            let raw = p["value"]
+        else { return }
         let unit = p["unit"]?.stringValue
         guard let (node, path, counter) = place(key) else {
             event.unknown.append(key)
@@ -166,8 +174,15 @@ extension BoschAdapter: PushDecoding {
         switch (field, raw) {
         case ("active", _):
             // chargeStatus: START/STOP (as the REST side), ON/OFF or a boolean.
-            let on: Bool? = raw.boolValue ?? raw.stringValue.flatMap { ["START": true, "ON": true, "ACTIVE": true, "STOP": false, "OFF": false, "INACTIVE": false][$0.uppercased()] }
-            guard let on else { event.issues.append("\(key): not a charge status; dropped"); return }
+            let on: Bool? =
+                raw.boolValue
+                ?? raw.stringValue.flatMap {
+                    ["START": true, "ON": true, "ACTIVE": true, "STOP": false, "OFF": false, "INACTIVE": false][$0.uppercased()]
+                }
+            guard let on else {
+                event.issues.append("\(key): not a charge status; dropped")
+                return
+            }
             event.updates.append(PushUpdate(key: key, at: at, target: .node(node), path: path, value: .set(.bool(on))))
         case (_, .string(let s)):
             let v = String(s.prefix(64)).lowercased()
@@ -207,7 +222,8 @@ extension BoschAdapter: PushDecoding {
         }
         var o: [String: JSONValue] = ["active": .bool(active), "since": .string(Timestamp.iso8601(at))]
         if let status { o["status"] = .string(String(status.prefix(32)).lowercased()) }
-        let cls = int(b["faultClass"]), cause = int(b["causeCode"])
+        let cls = int(b["faultClass"])
+        let cause = int(b["causeCode"])
         if cls != .null { o["class"] = cls }
         if cause != .null { o["cause_code"] = cause }
         if let code = (b["errorCode"] ?? b["faultCode"])?.stringValue { o["code"] = .string(String(code.prefix(32))) }
@@ -221,7 +237,8 @@ extension BoschAdapter: PushDecoding {
 
     /// Daily aggregates: `{"date": "2026-12-03", "properties"/"aggregates": {key: value} or [{key, value}]}`.
     static func daily(_ b: [String: JSONValue], at: EpochSeconds, into event: inout PushEvent) {
-        let day = (b["date"] ?? b["day"])?.stringValue.flatMap { Timestamp.day($0) != nil ? $0 : nil }
+        let day =
+            (b["date"] ?? b["day"])?.stringValue.flatMap { Timestamp.day($0) != nil ? $0 : nil }
             ?? Timestamp.date(Int64((at - 86_400) / 86_400))
         var pairs: [(String, JSONValue)] = []
         if let list = (b["aggregates"] ?? b["values"] ?? b["dataPoints"])?.arrayValue {
@@ -229,25 +246,31 @@ extension BoschAdapter: PushDecoding {
         } else {
             for (k, v) in (b["aggregates"] ?? b["properties"])?.objectValue ?? b where k.hasPrefix("hvac.") { pairs.append((k, v)) }
         }
-        let names = ["hvac.compressor.centralHeating.numberOfStarts": "compressor_starts_heating",
-                     "hvac.compressor.domesticHotWater.numberOfStarts": "compressor_starts_dhw",
-                     "hvac.compressor.cooling.numberOfStarts": "compressor_starts_cooling",
-                     "hvac.compressor.pool.numberOfStarts": "compressor_starts_pool",
-                     "hvac.centralHeating.waterPressure.min": "water_pressure_min",
-                     "hvac.centralHeating.waterPressure.max": "water_pressure_max",
-                     "hvac.centralHeating.waterPressure.mean": "water_pressure_mean"]
+        let names = [
+            "hvac.compressor.centralHeating.numberOfStarts": "compressor_starts_heating",
+            "hvac.compressor.domesticHotWater.numberOfStarts": "compressor_starts_dhw",
+            "hvac.compressor.cooling.numberOfStarts": "compressor_starts_cooling",
+            "hvac.compressor.pool.numberOfStarts": "compressor_starts_pool",
+            "hvac.centralHeating.waterPressure.min": "water_pressure_min",
+            "hvac.centralHeating.waterPressure.max": "water_pressure_max",
+            "hvac.centralHeating.waterPressure.mean": "water_pressure_mean",
+        ]
         for (k, v) in pairs.sorted(by: { $0.0 < $1.0 }) {
             guard let n = v.doubleValue ?? v.stringValue.flatMap(Double.init), n.isFinite else {
                 event.issues.append("\(k): expected a number; value dropped")
                 continue
             }
             if let name = names[k] {
-                event.updates.append(PushUpdate(key: "daily:" + k, at: at, target: .node(BoschNode.heatPumpId), path: ["daily", name],
-                                                value: .set(["value": .number(n), "day": .string(day)])))
+                event.updates.append(
+                    PushUpdate(
+                        key: "daily:" + k, at: at, target: .node(BoschNode.heatPumpId), path: ["daily", name],
+                        value: .set(["value": .number(n), "day": .string(day)])))
             } else {
                 event.unknown.append(k)
-                event.updates.append(PushUpdate(key: "daily:" + k, at: at, target: .device, path: ["vendor", "daily", k],
-                                                value: .set(["value": .number(n), "day": .string(day)])))
+                event.updates.append(
+                    PushUpdate(
+                        key: "daily:" + k, at: at, target: .device, path: ["vendor", "daily", k],
+                        value: .set(["value": .number(n), "day": .string(day)])))
             }
         }
     }

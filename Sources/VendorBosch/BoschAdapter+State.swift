@@ -23,14 +23,19 @@ extension BoschAdapter {
     }
 
     static func curveJSON(_ c: BoschWire.HeatCurve) -> JSONValue {
-        ["control_type": .string(c.controlType?.lowercased()), "min_flow": .number(c.minFlowTemperature), "max_flow": .number(c.maxFlowTemperature),
-         "basepoint": .number(c.basepointTemperature), "endpoint": .number(c.endpointTemperature),
-         "room_influence_k": .number(c.roomInfluenceTemperature), "room_offset_k": .number(c.roomTemperatureOffset)]
+        [
+            "control_type": .string(c.controlType?.lowercased()), "min_flow": .number(c.minFlowTemperature),
+            "max_flow": .number(c.maxFlowTemperature),
+            "basepoint": .number(c.basepointTemperature), "endpoint": .number(c.endpointTemperature),
+            "room_influence_k": .number(c.roomInfluenceTemperature), "room_offset_k": .number(c.roomTemperatureOffset),
+        ]
     }
 
     static func holidayJSON(_ h: BoschWire.HolidayMode) -> JSONValue {
-        ["id": .string(h.id), "start": .string(h.startDate), "end": .string(h.endDate), "assigned_to": .array(h.assignedTo.map { .string($0) }),
-         "hc_mode": .string(h.hcMode?.lowercased()), "dhw_mode": .string(h.dhwMode?.lowercased())]
+        [
+            "id": .string(h.id), "start": .string(h.startDate), "end": .string(h.endDate), "assigned_to": .array(h.assignedTo.map { .string($0) }),
+            "hc_mode": .string(h.hcMode?.lowercased()), "dhw_mode": .string(h.dhwMode?.lowercased()),
+        ]
     }
 
     /// `hc` + `1` → `hc1`; an id already spelled `hc1` stays as it is.
@@ -72,20 +77,23 @@ extension BoschAdapter {
         // The temperature a fixed level charges to (its stop); in auto the bridge's `schedule_now` says which
         // level the program is in, and off has none.
         let mode = dhw.operationMode?.lowercased()
-        let target: Double? = switch mode {
-        case "eco": dhw.ecoModeSettings?.stopSetPointTemperature
-        case "low": dhw.lowModeSettings?.stopSetPointTemperature
-        case "high": dhw.highModeSettings?.stopSetPointTemperature
-        default: nil
-        }
+        let target: Double? =
+            switch mode {
+            case "eco": dhw.ecoModeSettings?.stopSetPointTemperature
+            case "low": dhw.lowModeSettings?.stopSetPointTemperature
+            case "high": dhw.highModeSettings?.stopSetPointTemperature
+            default: nil
+            }
         return [
             "kind": "dhw_circuit",
             "target": .number(target),
             "operation_mode": .string(dhw.operationMode?.lowercased()),
             "temperature": .number(dhw.actualTemperature),
             "levels": ["eco": level(dhw.ecoModeSettings), "low": level(dhw.lowModeSettings), "high": level(dhw.highModeSettings)],
-            "charge": ["active": .bool(active), "duration_min": .int(charge.chargeDuration),
-                       "remaining_min": .int(active ? charge.chargeRemainingTime : 0)],
+            "charge": [
+                "active": .bool(active), "duration_min": .int(charge.chargeDuration),
+                "remaining_min": .int(active ? charge.chargeRemainingTime : 0),
+            ],
         ]
     }
 }

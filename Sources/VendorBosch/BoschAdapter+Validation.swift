@@ -21,7 +21,8 @@ extension BoschAdapter {
             return ["sync": true]
         case (let v?, nil):
             guard let text = v.stringValue, text.count == 19, let t = Timestamp.parse(text + "Z") else {
-                throw CommandRejection(.invalidPayload, "\"date_time\" must be local time YYYY-MM-DDTHH:MM:SS without a zone, e.g. 2026-11-22T10:00:00")
+                throw CommandRejection(
+                    .invalidPayload, "\"date_time\" must be local time YYYY-MM-DDTHH:MM:SS without a zone, e.g. 2026-11-22T10:00:00")
             }
             // The gateway refuses nonsense dates; so do we, before any call.
             guard (Timestamp.parse("2020-01-01T00:00:00Z")!..<Timestamp.parse("2100-01-01T00:00:00Z")!).contains(t) else {
@@ -47,7 +48,8 @@ extension BoschAdapter {
         func value(_ k: String) -> Double? { out[k]?.doubleValue ?? current[k]?.doubleValue }
         let order = ["eco", "comfort", "comfort2"].filter { value($0) != nil }
         for (lo, hi) in zip(order, order.dropFirst()) where value(lo)! >= value(hi)! {
-            throw CommandRejection(.outOfRange, "\"\(lo)\" (\(JSONValue.format(value(lo)!))) must be below \"\(hi)\" (\(JSONValue.format(value(hi)!)))")
+            throw CommandRejection(
+                .outOfRange, "\"\(lo)\" (\(JSONValue.format(value(lo)!))) must be below \"\(hi)\" (\(JSONValue.format(value(hi)!)))")
         }
         return .object(out)
     }
@@ -59,9 +61,11 @@ extension BoschAdapter {
         guard current["control_type"]?.stringValue != "isrc" else {
             throw CommandRejection(.unsupported, "an ISRC (room-controlled) circuit has no heat curve")
         }
-        let keys: [(String, ClosedRange<Double>)] = [("min_flow", BoschWire.flowRange), ("max_flow", BoschWire.flowRange),
-                                                     ("basepoint", BoschWire.flowRange), ("endpoint", BoschWire.flowRange),
-                                                     ("room_influence_k", BoschWire.roomInfluenceRange), ("room_offset_k", BoschWire.roomOffsetRange)]
+        let keys: [(String, ClosedRange<Double>)] = [
+            ("min_flow", BoschWire.flowRange), ("max_flow", BoschWire.flowRange),
+            ("basepoint", BoschWire.flowRange), ("endpoint", BoschWire.flowRange),
+            ("room_influence_k", BoschWire.roomInfluenceRange), ("room_offset_k", BoschWire.roomOffsetRange),
+        ]
         try CapabilityValidation.allowOnly(body, Set(keys.map(\.0) + ["control_type"]))
         var out: [String: JSONValue] = [:]
         for (k, range) in keys {
@@ -70,7 +74,9 @@ extension BoschAdapter {
         if body["control_type"] != nil {
             out["control_type"] = .string(try CapabilityValidation.oneOf(body, "control_type", ["WDCOPTIMIZED", "WDCSIMPLIFIED"]))
         }
-        guard !out.isEmpty else { throw CommandRejection(.invalidPayload, "give at least one of \(keys.map(\.0).joined(separator: ", ")), control_type") }
+        guard !out.isEmpty else {
+            throw CommandRejection(.invalidPayload, "give at least one of \(keys.map(\.0).joined(separator: ", ")), control_type")
+        }
         func value(_ k: String) -> Double? { out[k]?.doubleValue ?? current[k]?.doubleValue }
         if let lo = value("min_flow"), let hi = value("max_flow"), lo >= hi {
             throw CommandRejection(.outOfRange, "\"min_flow\" (\(JSONValue.format(lo))) must be below \"max_flow\" (\(JSONValue.format(hi)))")
@@ -122,8 +128,10 @@ extension BoschAdapter {
         guard existing.count < BoschWire.maxHolidayModes else {
             throw CommandRejection(.outOfRange, "all \(BoschWire.maxHolidayModes) holiday slots are in use; delete one first")
         }
-        var out: [String: JSONValue] = ["action": "create", "start": body["start"]!, "end": body["end"]!,
-                                        "assigned_to": .array(assigned.map { .string($0) })]
+        var out: [String: JSONValue] = [
+            "action": "create", "start": body["start"]!, "end": body["end"]!,
+            "assigned_to": .array(assigned.map { .string($0) }),
+        ]
         if body["hc_mode"] != nil { out["hc_mode"] = .string(try CapabilityValidation.oneOf(body, "hc_mode", BoschWire.holidayHcModes)) }
         if body["dhw_mode"] != nil { out["dhw_mode"] = .string(try CapabilityValidation.oneOf(body, "dhw_mode", BoschWire.holidayDhwModes)) }
         return .object(out)

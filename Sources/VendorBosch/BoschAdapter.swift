@@ -30,10 +30,12 @@ public struct BoschAdapter: VendorAdapter {
     let clock: (any HeatbridgeCore.Clock)?
     let localTime: any LocalTime
 
-    public init(transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
-                allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil, rotation: BoschKey.Rotation? = nil,
-                clock: (any HeatbridgeCore.Clock)? = nil, localTime: any LocalTime = FixedOffsetTime(offsetS: 0),
-                companyWide: CompanyWideReads? = nil) {
+    public init(
+        transport: any HTTPTransport, baseURL: String, apiKey: String, userId: String, timeout: Double,
+        allowList: [String]?, budget: RateBudget? = nil, answerCache: AnswerCache? = nil, rotation: BoschKey.Rotation? = nil,
+        clock: (any HeatbridgeCore.Clock)? = nil, localTime: any LocalTime = FixedOffsetTime(offsetS: 0),
+        companyWide: CompanyWideReads? = nil
+    ) {
         self.budget = budget
         self.companyWide = allowList == nil ? nil : companyWide
         self.answers = answerCache
@@ -60,12 +62,15 @@ public struct BoschAdapter: VendorAdapter {
     }
 
     /// One request. `priority` lowers (never raises) the task's priority, for background sync reads.
-    func call(_ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false,
-              priority: RequestPriority? = nil) async throws(CloudError) -> [UInt8] {
+    func call(
+        _ method: String, _ path: String, body: [UInt8]? = nil, remoteControl: Bool = false,
+        priority: RequestPriority? = nil
+    ) async throws(CloudError) -> [UInt8] {
         if let budget {
             do {
-                try await budget.acquire("\(method) \(path)", Self.limit(method: method, path: path),
-                                         priority: min(priority ?? RequestPriority.current, RequestPriority.current))
+                try await budget.acquire(
+                    "\(method) \(path)", Self.limit(method: method, path: path),
+                    priority: min(priority ?? RequestPriority.current, RequestPriority.current))
             } catch {
                 throw CloudError(.unavailable, message: "cancelled while waiting for the rate budget")
             }
@@ -95,19 +100,23 @@ public struct BoschAdapter: VendorAdapter {
         let requestId = body?.requestId ?? BoschWire.requestIdHeaders.lazy.compactMap { r.headers[$0] }.first
         var e: CloudError
         switch r.status {
-        case 451: e = CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
+        case 451:
+            e = CloudError(.consentRequired, status: 451, message: msg("the owner must accept the current consent in the Gateway Management Portal"))
         case 504: e = CloudError(.deviceOffline, status: 504, message: msg("gateway offline"))
         default:
-            e = .status(r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "API key rejected",
-                        forbidden: "no contract for this gateway", retryAfterDefault: 2)
+            e = .status(
+                r, api: "Bosch API", what: "\(method) \(path)", detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "API key rejected",
+                forbidden: "no contract for this gateway", retryAfterDefault: 2)
         }
         e.requestId = requestId.flatMap(CloudError.supportId)
         return e
     }
 
     /// A GET decoded as `T`. `keepFor` caches a successful answer that long (resources that do not change).
-    func get<T: Decodable>(_ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil,
-                           priority: RequestPriority? = nil) async throws(CloudError) -> T {
+    func get<T: Decodable>(
+        _ type: T.Type, _ path: String, remoteControl: Bool = false, keepFor: Double? = nil,
+        priority: RequestPriority? = nil
+    ) async throws(CloudError) -> T {
         let body: [UInt8]
         var fresh = false
         switch await answers?.lookup(path) {
@@ -223,15 +232,17 @@ public struct BoschAdapter: VendorAdapter {
         let health: BoschWire.Health
         do {
             health = try await get(BoschWire.Health.self, BoschWire.Path.health)
-        } catch where error.status == 404 || error.kind == .badResponse {
+        } catch  where error.status == 404 || error.kind == .badResponse {
             return
         }
         try Self.healthVerdict(status: health.status)
     }
 
     public func refresh(_ device: DeviceSnapshot) async throws(CloudError) -> DeviceSnapshot? {
-        try await fetchGateway(BoschWire.Gateway(gatewayId: device.vendorId, deviceType: device.model,
-                                                 brand: device.attributes["brand"]?.stringValue))
+        try await fetchGateway(
+            BoschWire.Gateway(
+                gatewayId: device.vendorId, deviceType: device.model,
+                brand: device.attributes["brand"]?.stringValue))
     }
 
     func fetchGateway(_ gw: BoschWire.Gateway) async throws(CloudError) -> DeviceSnapshot {
@@ -256,7 +267,7 @@ public struct BoschAdapter: VendorAdapter {
                     if !unknown.isEmpty { o["vendor"] = .object(unknown) }
                     nodes[node] = .object(o)
                     if let program { schedules[node] = program }
-                } catch where error.kind == .badResponse {
+                } catch  where error.kind == .badResponse {
                     nodes[node] = ["error": ["code": .string(error.code.rawValue), "message": .string(error.message)]]
                 }
             }
@@ -267,21 +278,27 @@ public struct BoschAdapter: VendorAdapter {
                     var state = Self.nodeState(hc).objectValue ?? [:]
                     // Not every circuit has these (404: ISRC, older controllers); the rest of the circuit still counts.
                     do throws(CloudError) {
-                        state["heat_curve"] = Self.curveJSON(try await get(BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(gw.gatewayId, ref.id),
-                                                                           remoteControl: true))
-                    } catch where error.kind == .rejected { state["heat_curve"] = .null }
+                        state["heat_curve"] = Self.curveJSON(
+                            try await get(
+                                BoschWire.HeatCurve.self, BoschWire.Path.heatCurve(gw.gatewayId, ref.id),
+                                remoteControl: true))
+                    } catch  where error.kind == .rejected { state["heat_curve"] = .null }
                     do throws(CloudError) {
-                        state["distribution"] = .string(try await get(BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
-                                                                      remoteControl: true, keepFor: Self.staticTTL).heatingDistributionType.lowercased())
-                    } catch where error.kind == .rejected { state["distribution"] = .null }
+                        state["distribution"] = .string(
+                            try await get(
+                                BoschWire.HeatingDistribution.self, BoschWire.Path.distribution(gw.gatewayId, ref.id),
+                                remoteControl: true, keepFor: Self.staticTTL
+                            ).heatingDistributionType.lowercased())
+                    } catch  where error.kind == .rejected { state["distribution"] = .null }
                     var program: WeekSchedule?
                     if let tp = hc.autoModeSettings?.timeProgramId {
                         do throws(CloudError) {
-                            let p = try await get(BoschWire.TimeProgram.self,
-                                                  BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true,
-                                                  priority: .sync)
+                            let p = try await get(
+                                BoschWire.TimeProgram.self,
+                                BoschWire.Path.heatingTimeProgram(gw.gatewayId, ref.id, tp), remoteControl: true,
+                                priority: .sync)
                             program = Self.schedule(p, levels: hc.autoModeSettings?.temperatureLevels ?? [:])
-                        } catch where error.kind == .rejected {
+                        } catch  where error.kind == .rejected {
                             // 404 and friends: this circuit has no readable program (e.g. ISRC); the rest still counts.
                         }
                     }
@@ -296,10 +313,11 @@ public struct BoschAdapter: VendorAdapter {
                     let tp = dhw.autoModeSettings?.timeProgramId ?? BoschWire.defaultDhwProgram
                     var program: WeekSchedule?
                     do throws(CloudError) {
-                        let p = try await get(BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(gw.gatewayId, ref.id, tp),
-                                              remoteControl: true, priority: .sync)
+                        let p = try await get(
+                            BoschWire.TimeProgram.self, BoschWire.Path.dhwTimeProgram(gw.gatewayId, ref.id, tp),
+                            remoteControl: true, priority: .sync)
                         program = Self.schedule(p, levels: Self.dhwLevels(dhw))
-                    } catch where error.kind == .rejected {
+                    } catch  where error.kind == .rejected {
                         // No DHW program on this controller (404): the circuit itself still counts.
                     }
                     return (Self.nodeState(dhw, charge: charge), program)
@@ -308,14 +326,16 @@ public struct BoschAdapter: VendorAdapter {
             try await part(BoschNode.systemId) { () async throws(CloudError) -> (JSONValue, WeekSchedule?) in
                 (try await systemState(gw.gatewayId), nil)
             }
-            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
-                                  schedules: schedules)
+            return DeviceSnapshot(
+                id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: true, attributes: attributes, nodes: nodes,
+                schedules: schedules)
         } catch {
             // Errors about this gateway alone leave the account healthy; the rest fail the whole poll.
             guard error.accountState == nil else { throw error }
             let online: Bool? = error.kind == .deviceOffline ? false : nil
-            return DeviceSnapshot(id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: online, attributes: attributes,
-                                  nodes: [:], error: error)
+            return DeviceSnapshot(
+                id: id, vendorId: gw.gatewayId, model: gw.deviceType, online: online, attributes: attributes,
+                nodes: [:], error: error)
         }
     }
 
@@ -330,10 +350,10 @@ public struct BoschAdapter: VendorAdapter {
         var components: JSONValue = .null
         do {
             silent = .string(try await get(BoschWire.SilentMode.self, BoschWire.Path.silentMode(gw), remoteControl: true).silentMode.lowercased())
-        } catch where error.kind == .rejected {}
+        } catch  where error.kind == .rejected {}
         do {
             holidays = .array(try await get([BoschWire.HolidayMode].self, BoschWire.Path.holidayModes(gw), remoteControl: true).map(Self.holidayJSON))
-        } catch where error.kind == .rejected {}
+        } catch  where error.kind == .rejected {}
         do {
             let path = BoschWire.Path.dateTime(gw)
             let t = try await get(BoschWire.DateTime.self, path, remoteControl: true, keepFor: Self.syncTTL, priority: .sync)
@@ -343,13 +363,20 @@ public struct BoschAdapter: VendorAdapter {
             if let readAt = await answers?.storedAt(path) ?? clock?.now(), let gwWall = Timestamp.parse(t.dateTime + "Z") {
                 clockOffset = .number((gwWall - Self.localWall(readAt, localTime)).rounded())
             }
-        } catch where error.kind == .rejected {}
+        } catch  where error.kind == .rejected {}
         do {
-            components = .array(try await get([BoschWire.Component].self, BoschWire.Path.components(gw), keepFor: Self.syncTTL, priority: .sync)
-                .map { ["id": .string($0.id), "type": .string($0.type), "software_version": .string($0.softwareVersion),
-                        "serial_number": .string($0.serialNumber)] })
-        } catch where error.kind == .rejected {}
-        return ["kind": "system", "silent_mode": silent, "holidays": holidays, "date_time": dateTime, "clock_offset_s": clockOffset,
-                "components": components]
+            components = .array(
+                try await get([BoschWire.Component].self, BoschWire.Path.components(gw), keepFor: Self.syncTTL, priority: .sync)
+                    .map {
+                        [
+                            "id": .string($0.id), "type": .string($0.type), "software_version": .string($0.softwareVersion),
+                            "serial_number": .string($0.serialNumber),
+                        ]
+                    })
+        } catch  where error.kind == .rejected {}
+        return [
+            "kind": "system", "silent_mode": silent, "holidays": holidays, "date_time": dateTime, "clock_offset_s": clockOffset,
+            "components": components,
+        ]
     }
 }

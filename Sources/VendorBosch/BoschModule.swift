@@ -24,8 +24,10 @@ public struct BoschModule: VendorModule {
     public let requiresScope = true
     public let pushesEvents = true
 
-    public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
-                              decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
+    public func decodeAccount(
+        _ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+        decoder d: inout ConfigDecoder
+    ) -> (any VendorAccountSettings)? {
         // Behind a relay (mutual TLS with the box's certificate) the relay holds the partner key.
         let relay = common.connection.isRelay
         let apiKey = d.partnerSecret(m, base: "api_key", at: mark, common: common, what: "API key", hint: "the partner x-api-key")
@@ -38,8 +40,9 @@ public struct BoschModule: VendorModule {
             rotateKey = r
             if r, relay { d.error(rmark, "\"rotate_key\" does not apply behind a relay", hint: "the partner's keys are rotated at the relay") }
             if r, let ref = apiKey, case .credential = ref.source {
-                d.error(rmark, "\"rotate_key\" needs \"api_key_file\": a systemd credential is read-only",
-                        hint: "keep the key in a file owned by the heatbridge user, mode 0600")
+                d.error(
+                    rmark, "\"rotate_key\" needs \"api_key_file\": a systemd credential is read-only",
+                    hint: "keep the key in a file owned by the heatbridge user, mode 0600")
             }
         }
         guard apiKey != nil || relay, let userId else { return nil }
@@ -56,8 +59,10 @@ public struct BoschModule: VendorModule {
             return .failure(VendorSetupError("account \(a.name): cannot read the API key"))
         }
         if oneShot {
-            return .success(BoschAdapter(transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
-                                         allowList: nil))
+            return .success(
+                BoschAdapter(
+                    transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
+                    allowList: nil))
         }
         var rotation: BoschKey.Rotation?
         if s.rotateKey, case .file(let path)? = s.apiKey?.source {
@@ -65,11 +70,14 @@ public struct BoschModule: VendorModule {
             let write = c.writeSecret
             rotation = BoschKey.Rotation(persist: { newKey in write(path, newKey).map { "\(path): \($0)" } })
         }
-        return .success(BoschAdapter(transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
-                                     allowList: a.devices, budget: a.rateLimit ? RateBudget(clock: c.clock) : nil,
-                                     answerCache: AnswerCache(clock: c.clock), rotation: rotation, clock: c.clock, localTime: c.localTime,
-                                     companyWide: CompanyWideReads(clock: c.clock, boxes: c.fleetBoxes,
-                                                                   perSecond: BoschWire.companyWideLimit.perSecond)))
+        return .success(
+            BoschAdapter(
+                transport: c.transport, baseURL: a.baseURL, apiKey: key, userId: s.userId, timeout: a.timeoutS,
+                allowList: a.devices, budget: a.rateLimit ? RateBudget(clock: c.clock) : nil,
+                answerCache: AnswerCache(clock: c.clock), rotation: rotation, clock: c.clock, localTime: c.localTime,
+                companyWide: CompanyWideReads(
+                    clock: c.clock, boxes: c.fleetBoxes,
+                    perSecond: BoschWire.companyWideLimit.perSecond)))
     }
 }
 
@@ -88,7 +96,8 @@ extension BoschModule {
         }
         let caps = BoschAdapter.table(node)?.names ?? []
         guard let handler = BoschAdapter.table(node)?[capability] else {
-            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(caps.sorted().joined(separator: ", "))")
+            return CommandRejection(
+                .unsupported, "\"\(capability)\" is not supported on \(node); supported: \(caps.sorted().joined(separator: ", "))")
         }
         guard handler.checkedAtConfig(params) else { return nil }
         let device = DeviceSnapshot(id: "bosch-check", vendorId: "check", online: true, nodes: [node: .object([:])])

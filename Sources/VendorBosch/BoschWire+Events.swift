@@ -38,8 +38,10 @@ extension BoschWire {
 
     /// An event as the simulator sends it (the INFERRED envelope). `payload` is the type's own object.
     public static func event(type: String, gatewayId: String, at: EpochSeconds, id: String, payload: JSONValue) -> JSONValue {
-        ["eventId": .string(id), "eventType": .string(type), "gatewayId": .string(gatewayId),
-         "timestamp": .string(Timestamp.iso8601(at)), "payload": payload]
+        [
+            "eventId": .string(id), "eventType": .string(type), "gatewayId": .string(gatewayId),
+            "timestamp": .string(Timestamp.iso8601(at)), "payload": payload,
+        ]
     }
 
     /// A data point event's payload.

@@ -36,7 +36,9 @@ extension BoschWire {
 
         /// The segments after the API base.
         public var segments: [String] {
-            let hc = Self.heatingCircuitsSegment, dhw = Self.dhwCircuitsSegment, sys = Self.systemSegment
+            let hc = Self.heatingCircuitsSegment
+            let dhw = Self.dhwCircuitsSegment
+            let sys = Self.systemSegment
             switch self {
             case .gateways: return [Self.hvacs]
             case .status(let gw): return [Self.hvacs, gw, "status"]
@@ -70,11 +72,16 @@ extension BoschWire {
         /// The route a path names; nil for a path the API does not have.
         public init?(path: String) {
             let p = path.split(separator: "/").map(String.init)
-            let hc = Self.heatingCircuitsSegment, dhw = Self.dhwCircuitsSegment, sys = Self.systemSegment
+            let hc = Self.heatingCircuitsSegment
+            let dhw = Self.dhwCircuitsSegment
+            let sys = Self.systemSegment
             guard let first = p.first else { return nil }
             if first != Self.hvacs {
                 let fixed: [Route] = [.contracts, .apiKeysMe, .apiKeys, .health, .webhookSimulation]
-                if let r = fixed.first(where: { $0.segments == p }) { self = r; return }
+                if let r = fixed.first(where: { $0.segments == p }) {
+                    self = r
+                    return
+                }
                 switch (p.count, first) {
                 case (2, "contracts"): self = .contract(p[1])
                 case (2, "api-keys"): self = .apiKey(p[1])
@@ -82,8 +89,12 @@ extension BoschWire {
                 }
                 return
             }
-            guard p.count > 1 else { self = .gateways; return }
-            let gw = p[1], rest = Array(p.dropFirst(2))
+            guard p.count > 1 else {
+                self = .gateways
+                return
+            }
+            let gw = p[1]
+            let rest = Array(p.dropFirst(2))
             switch rest.count {
             case 0: return nil
             case 1:

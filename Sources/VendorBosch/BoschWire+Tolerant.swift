@@ -66,16 +66,17 @@ extension BoschWire {
     static func describe(_ e: DecodingError) -> ([any CodingKey], String) {
         func kind(_ t: Any.Type) -> String {
             switch t {
-            case is Double.Type, is Int.Type, is Float.Type, is Optional<Double>.Type, is Optional<Int>.Type: return "a number"
-            case is String.Type, is Optional<String>.Type: return "a string"
-            case is Bool.Type, is Optional<Bool>.Type: return "true or false"
+            case is Double.Type, is Int.Type, is Float.Type, is Double?.Type, is Int?.Type: return "a number"
+            case is String.Type, is String?.Type: return "a string"
+            case is Bool.Type, is Bool?.Type: return "true or false"
             default:
                 let name = String(describing: t)
                 return name.hasPrefix("Array") || name.hasPrefix("[") ? "a list" : "an object"
             }
         }
         switch e {
-        case .typeMismatch(let t, let c): return (c.codingPath, "expected \(kind(t)), found \(c.debugDescription.lowercased().contains("null") ? "null" : "another type")")
+        case .typeMismatch(let t, let c):
+            return (c.codingPath, "expected \(kind(t)), found \(c.debugDescription.lowercased().contains("null") ? "null" : "another type")")
         case .valueNotFound(let t, let c): return (c.codingPath, "expected \(kind(t)), found null")
         case .keyNotFound(let k, let c): return (c.codingPath + [k], "required field is missing")
         case .dataCorrupted(let c): return (c.codingPath, "unreadable value")
@@ -100,7 +101,10 @@ extension JSONValue {
 
     /// Replaces the value at a coding path (nothing happens where the path does not lead).
     mutating func set(_ v: JSONValue, at path: [any CodingKey]) {
-        guard let first = path.first else { self = v; return }
+        guard let first = path.first else {
+            self = v
+            return
+        }
         let rest = Array(path.dropFirst())
         switch self {
         case .object(var o):
@@ -150,8 +154,10 @@ final class WireIssues: Sendable {
 
     /// A part's `error`: the code, every issue in words, and the fields, for a front end or a drift report.
     static func errorJSON(_ issues: [WireIssue]) -> JSONValue {
-        ["code": .string(ResultCode.badResponse.rawValue),
-         "message": .string(issues.prefix(5).map(\.description).joined(separator: "; ") + (issues.count > 5 ? "; …" : "")),
-         "fields": .array(issues.map { .string($0.field.isEmpty ? $0.request : "\($0.request) \($0.field)") })]
+        [
+            "code": .string(ResultCode.badResponse.rawValue),
+            "message": .string(issues.prefix(5).map(\.description).joined(separator: "; ") + (issues.count > 5 ? "; …" : "")),
+            "fields": .array(issues.map { .string($0.field.isEmpty ? $0.request : "\($0.request) \($0.field)") }),
+        ]
     }
 }

@@ -99,9 +99,11 @@ public enum BoschWire {
         public var endpointTemperature: Double?
         public var roomInfluenceTemperature: Double?
         public var roomTemperatureOffset: Double?
-        public init(controlType: String? = nil, minFlowTemperature: Double? = nil, maxFlowTemperature: Double? = nil,
-                    basepointTemperature: Double? = nil, endpointTemperature: Double? = nil, roomInfluenceTemperature: Double? = nil,
-                    roomTemperatureOffset: Double? = nil) {
+        public init(
+            controlType: String? = nil, minFlowTemperature: Double? = nil, maxFlowTemperature: Double? = nil,
+            basepointTemperature: Double? = nil, endpointTemperature: Double? = nil, roomInfluenceTemperature: Double? = nil,
+            roomTemperatureOffset: Double? = nil
+        ) {
             self.controlType = controlType
             self.minFlowTemperature = minFlowTemperature
             self.maxFlowTemperature = maxFlowTemperature
@@ -170,8 +172,10 @@ public enum BoschWire {
         public var partnerUserId: String?
         public var userId: String?
         public var addressLines: [String]?
-        public init(gatewayId: String, status: String, statusDate: String? = nil, partnerUserId: String? = nil, userId: String? = nil,
-                    addressLines: [String]? = nil) {
+        public init(
+            gatewayId: String, status: String, statusDate: String? = nil, partnerUserId: String? = nil, userId: String? = nil,
+            addressLines: [String]? = nil
+        ) {
             self.gatewayId = gatewayId
             self.status = status
             self.statusDate = statusDate
@@ -195,7 +199,9 @@ public enum BoschWire {
         public static let accept = "ACCEPT", reject = "REJECT", revoke = "REVOKE"
     }
     public static let contractActions = [ContractVerb.accept, ContractVerb.reject, ContractVerb.revoke]
-    public static let contractStatuses = [ContractState.pending, ContractState.active, ContractState.rejected, ContractState.revoked, ContractState.closed]
+    public static let contractStatuses = [
+        ContractState.pending, ContractState.active, ContractState.rejected, ContractState.revoked, ContractState.closed,
+    ]
     /// `GET /hvacs/{id}/status` [doc].
     public static let gatewayOnline = "ONLINE", gatewayOffline = "OFFLINE"
     /// `GET /health` statuses that mean the service is up (INFERRED, see `health` above).
@@ -208,8 +214,10 @@ public enum BoschWire {
     }
 
     /// The Gateway Management Portal host per brand, for the partner redirect link [doc].
-    public static let portalHosts = ["bosch": "devices.bosch-homecom.com", "buderus": "devices.buderus-connect.de",
-                                     "ivt": "devices.ivt-connect.com"]
+    public static let portalHosts = [
+        "bosch": "devices.bosch-homecom.com", "buderus": "devices.buderus-connect.de",
+        "ivt": "devices.ivt-connect.com",
+    ]
 
     /// The expiry date keys embed (UTC) [pub]. INFERRED position: the last eight characters, `YYYYMMDD`
     /// (`xHCSAPI-…-20270522`); nil when the key does not end that way.
@@ -217,7 +225,9 @@ public enum BoschWire {
         let tail = Array(key.utf8.suffix(8))
         guard tail.count == 8, tail.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
         let digits = tail.map { Int64($0 - 0x30) }
-        let y = digits[0...3].reduce(0) { $0 * 10 + $1 }, m = digits[4] * 10 + digits[5], d = digits[6] * 10 + digits[7]
+        let y = digits[0...3].reduce(0) { $0 * 10 + $1 }
+        let m = digits[4] * 10 + digits[5]
+        let d = digits[6] * 10 + digits[7]
         guard (2000...2200).contains(y), (1...12).contains(m), (1...31).contains(d) else { return nil }
         return EpochSeconds(Timestamp.daysFromCivil(y, m, d) * 86_400)
     }
@@ -259,8 +269,10 @@ public enum BoschWire {
         public var autoModeSettings: AutoModeSettings?
         public var overridingModes: [OverridingMode]?
 
-        public init(id: String, operationMode: String?, currentSetPointTemperature: Double?, roomTemperature: Double?,
-                    manualModeSettings: ManualModeSettings?, autoModeSettings: AutoModeSettings?, overridingModes: [OverridingMode]?) {
+        public init(
+            id: String, operationMode: String?, currentSetPointTemperature: Double?, roomTemperature: Double?,
+            manualModeSettings: ManualModeSettings?, autoModeSettings: AutoModeSettings?, overridingModes: [OverridingMode]?
+        ) {
             self.id = id
             self.operationMode = operationMode
             self.currentSetPointTemperature = currentSetPointTemperature
@@ -309,8 +321,10 @@ public enum BoschWire {
         /// `autoModeSettings.operationMode` [doc v1.7]; its `timeProgramId` is INFERRED like the heating one's.
         public var autoModeSettings: DhwAutoModeSettings?
 
-        public init(id: String, operationMode: String?, actualTemperature: Double?, ecoModeSettings: DhwModeSettings?,
-                    lowModeSettings: DhwModeSettings?, highModeSettings: DhwModeSettings?, autoModeSettings: DhwAutoModeSettings? = nil) {
+        public init(
+            id: String, operationMode: String?, actualTemperature: Double?, ecoModeSettings: DhwModeSettings?,
+            lowModeSettings: DhwModeSettings?, highModeSettings: DhwModeSettings?, autoModeSettings: DhwAutoModeSettings? = nil
+        ) {
             self.id = id
             self.operationMode = operationMode
             self.actualTemperature = actualTemperature
@@ -381,8 +395,10 @@ public enum BoschWire {
         public var ecoModeSettings: DhwModeSettings?
         public var lowModeSettings: DhwModeSettings?
         public var highModeSettings: DhwModeSettings?
-        public init(operationMode: String? = nil, ecoModeSettings: DhwModeSettings? = nil, lowModeSettings: DhwModeSettings? = nil,
-                    highModeSettings: DhwModeSettings? = nil) {
+        public init(
+            operationMode: String? = nil, ecoModeSettings: DhwModeSettings? = nil, lowModeSettings: DhwModeSettings? = nil,
+            highModeSettings: DhwModeSettings? = nil
+        ) {
             self.operationMode = operationMode
             self.ecoModeSettings = ecoModeSettings
             self.lowModeSettings = lowModeSettings

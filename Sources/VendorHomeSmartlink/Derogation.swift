@@ -28,7 +28,10 @@ public enum DerogationRequest {
             throw CommandRejection(.invalidPayload, "\"\(key)\" must be a local time \"HH:MM\"")
         }
         guard m % HSLWire.gridMinutes == 0 else {
-            throw CommandRejection(.outOfRange, "\"\(key)\" \(s) is not on the \(HSLWire.gridMinutes)-minute grid (e.g. \(WeekSchedule.hhmm(m - m % 5)) or \(WeekSchedule.hhmm((m - m % 5 + 5) % 1440)))")
+            throw CommandRejection(
+                .outOfRange,
+                "\"\(key)\" \(s) is not on the \(HSLWire.gridMinutes)-minute grid (e.g. \(WeekSchedule.hhmm(m - m % 5)) or \(WeekSchedule.hhmm((m - m % 5 + 5) % 1440)))"
+            )
         }
         return m
     }
@@ -74,20 +77,27 @@ public enum DerogationRequest {
         let from = localTime.instant(day: startDay, minute: start)
         let until = localTime.instant(day: endDay, minute: end)
         guard until > from else {
-            throw CommandRejection(.outOfRange, endDay == startDay
-                ? "\"end\" \(WeekSchedule.hhmm(end)) must be after \"start\" \(WeekSchedule.hhmm(start)); for a window past midnight add \"end_date\""
-                : "\"end\" must be after \"start\"")
+            throw CommandRejection(
+                .outOfRange,
+                endDay == startDay
+                    ? "\"end\" \(WeekSchedule.hhmm(end)) must be after \"start\" \(WeekSchedule.hhmm(start)); for a window past midnight add \"end_date\""
+                    : "\"end\" must be after \"start\"")
         }
         guard until - from <= Double(maxMinutes) * 60 else {
             throw CommandRejection(.outOfRange, "a derogation lasts at most \(maxMinutes / 60) h")
         }
-        guard until > now else { throw CommandRejection(.outOfRange, "the window \(date(startDay)) \(WeekSchedule.hhmm(start))–\(WeekSchedule.hhmm(end)) is already over") }
+        guard until > now else {
+            throw CommandRejection(.outOfRange, "the window \(date(startDay)) \(WeekSchedule.hhmm(start))–\(WeekSchedule.hhmm(end)) is already over")
+        }
         return ["delta": .int(delta), "start_day": .int(Int(startDay)), "start": .int(start), "end_day": .int(Int(endDay)), "end": .int(end)]
     }
 
     /// The wire windows of normalised parameters, split at local midnight; windows already over are dropped.
     public static func windows(_ p: JSONValue, now: EpochSeconds, localTime: any LocalTime) -> [Window] {
-        var startDay: Int64, start: Int, endDay: Int64, end: Int
+        var startDay: Int64
+        var start: Int
+        var endDay: Int64
+        var end: Int
         if let d = p["duration_min"]?.intValue {
             let c = localTime.components(now)
             startDay = c.day
@@ -101,19 +111,27 @@ public enum DerogationRequest {
             endDay = startDay + Int64(total / 1440)
             end = total % 1440
         } else {
-            guard let sd = p["start_day"]?.intValue, let s = p["start"]?.intValue, let ed = p["end_day"]?.intValue, let e = p["end"]?.intValue else { return [] }
+            guard let sd = p["start_day"]?.intValue, let s = p["start"]?.intValue, let ed = p["end_day"]?.intValue, let e = p["end"]?.intValue else {
+                return []
+            }
             (startDay, start, endDay, end) = (Int64(sd), s, Int64(ed), e)
         }
         var out: [Window] = []
         if endDay == startDay {
-            out.append(Window(date: date(startDay), start: start, end: end, from: localTime.instant(day: startDay, minute: start),
-                              until: localTime.instant(day: endDay, minute: end)))
+            out.append(
+                Window(
+                    date: date(startDay), start: start, end: end, from: localTime.instant(day: startDay, minute: start),
+                    until: localTime.instant(day: endDay, minute: end)))
         } else {
-            out.append(Window(date: date(startDay), start: start, end: HSLWire.midnight, from: localTime.instant(day: startDay, minute: start),
-                              until: localTime.instant(day: endDay, minute: 0)))
+            out.append(
+                Window(
+                    date: date(startDay), start: start, end: HSLWire.midnight, from: localTime.instant(day: startDay, minute: start),
+                    until: localTime.instant(day: endDay, minute: 0)))
             if end > 0 {
-                out.append(Window(date: date(endDay), start: 0, end: end, from: localTime.instant(day: endDay, minute: 0),
-                                  until: localTime.instant(day: endDay, minute: end)))
+                out.append(
+                    Window(
+                        date: date(endDay), start: 0, end: end, from: localTime.instant(day: endDay, minute: 0),
+                        until: localTime.instant(day: endDay, minute: end)))
             }
         }
         return out.filter { $0.until > now }

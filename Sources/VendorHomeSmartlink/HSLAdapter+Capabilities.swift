@@ -8,23 +8,27 @@ extension HSLAdapter {
     static let room = CapabilityTable<HSLAdapter>([
         // Cannot be read back (a second one would be sent as another derogation): one that may have reached the
         // cloud before the daemon died ends `IN_DOUBT` (`resendWhenUnconfirmed: false`).
-        Handler("derogation", validate: { i throws(CommandRejection) in
-            try DerogationRequest.validate(i.body, now: i.now ?? HSLModule.referenceDay, localTime: i.localTime ?? FixedOffsetTime(offsetS: 0))
-        }, facts: { p in CommandFacts(offsetDelta: p["delta"]?.intValue, offsetMinutes: derogationMinutes(p)) }, restore: nil,
-           execute: { a, c, d, progress throws(CloudError) in try await a.derogateRoom(c, device: d, progress: progress) },
-           confirm: { _, _, _ in nil },
-           group: { a, c, members, progress in await a.derogateGroup(c, members: members, progress: progress) },
-           resendWhenUnconfirmed: false),
+        Handler(
+            "derogation",
+            validate: { i throws(CommandRejection) in
+                try DerogationRequest.validate(i.body, now: i.now ?? HSLModule.referenceDay, localTime: i.localTime ?? FixedOffsetTime(offsetS: 0))
+            }, facts: { p in CommandFacts(offsetDelta: p["delta"]?.intValue, offsetMinutes: derogationMinutes(p)) }, restore: nil,
+            execute: { a, c, d, progress throws(CloudError) in try await a.derogateRoom(c, device: d, progress: progress) },
+            confirm: { _, _, _ in nil },
+            group: { a, c, members, progress in await a.derogateGroup(c, members: members, progress: progress) },
+            resendWhenUnconfirmed: false)
     ])
 
     static let system = CapabilityTable<HSLAdapter>([
         // A second diagnosis request is harmless: sent again when it cannot be told whether the first arrived.
-        Handler("diagnosis", validate: { i throws(CommandRejection) in
-            try CapabilityValidation.allowOnly(i.body, [])
-            return [:]
-        }, facts: Handler.noFacts, restore: nil,
-           execute: { a, _, d, _ throws(CloudError) in try await a.startDiagnosis(device: d) },
-           confirm: { _, _, _ in nil }, resendWhenUnconfirmed: true),
+        Handler(
+            "diagnosis",
+            validate: { i throws(CommandRejection) in
+                try CapabilityValidation.allowOnly(i.body, [])
+                return [:]
+            }, facts: Handler.noFacts, restore: nil,
+            execute: { a, _, d, _ throws(CloudError) in try await a.startDiagnosis(device: d) },
+            confirm: { _, _, _ in nil }, resendWhenUnconfirmed: true)
     ])
 
     static func table(_ node: String) -> CapabilityTable<HSLAdapter>? {
@@ -38,7 +42,8 @@ extension HSLAdapter {
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         guard device.nodes[node] != nil else {
             let known = device.nodes.keys.sorted().joined(separator: ", ")
-            throw CommandRejection(.unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
+            throw CommandRejection(
+                .unknownTarget, "home \"\(device.vendorId)\" has no room \"\(node)\"; rooms: \(known.isEmpty ? "none known" : known)")
         }
         guard let table = Self.table(node) else { throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node)") }
         return try table.handler(capability, node: node)
@@ -63,8 +68,10 @@ extension HSLAdapter {
         return try await h.execute(self, command, device, progress)
     }
 
-    public func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
-                             progress: @escaping ProgressSink) async -> [MemberOutcome] {
+    public func executeGroup(
+        _ command: Command, members: [(device: DeviceSnapshot, node: String)],
+        progress: @escaping ProgressSink
+    ) async -> [MemberOutcome] {
         guard let group = Self.room[command.capability]?.executeGroup else {
             let e = CloudError(.rejected, message: "\(command.capability) cannot be sent to a HomeSmartlink group")
             return members.map { MemberOutcome(member: "\($0.device.id)/\($0.node)", error: e) }

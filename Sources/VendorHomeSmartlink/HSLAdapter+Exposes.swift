@@ -7,8 +7,10 @@ extension HSLAdapter {
         guard node.hasPrefix(Self.roomPrefix) else { return [] }
         let label = state["name"]?.stringValue.map { $0.isEmpty ? node : $0 } ?? node
         var out: [Expose] = [
-            .sensor(.init(id: "temperature", name: "\(label) temperature", field: "temperature", unit: "°C", deviceClass: "temperature",
-                          measurement: true)),
+            .sensor(
+                .init(
+                    id: "temperature", name: "\(label) temperature", field: "temperature", unit: "°C", deviceClass: "temperature",
+                    measurement: true)),
             .sensor(.init(id: "setpoint", name: "\(label) setpoint", field: "setpoint", unit: "°C", deviceClass: "temperature")),
         ]
         if caps.contains("derogation") {

@@ -6,19 +6,22 @@ import HeatbridgeCore
 extension HSLAdapter: Probing {
     typealias W = HSLWire.F
 
-    static let deviceShape: WireShape = .object([
-        // Required by the doc: header, roomId, roomName, softwareVersion (an int), category, online; the rest only
-        // while the device is online (their absence is a note).
-        W.header: .string, W.roomId: .number, W.roomName: .string, W.softwareVersion: .number,
-        W.category: .oneOf(HSLWire.categories), W.online: .bool, W.mode: .nullable(.oneOf(HSLWire.modes)),
-        W.setpoint: .nullable(.number),
-        // The measured temperature is a string on the wire [doc]; the daemon reads a number as well.
-        W.measured: .nullable(.string), W.lastUpdate: .nullable(.string),
-        W.weekSchedule: .nullable(.list(.list(.object([W.start: .number, W.end: .number], required: [W.start, W.end])))),
-    ], required: [W.header, W.roomId, W.roomName, W.softwareVersion, W.category, W.online])
+    static let deviceShape: WireShape = .object(
+        [
+            // Required by the doc: header, roomId, roomName, softwareVersion (an int), category, online; the rest only
+            // while the device is online (their absence is a note).
+            W.header: .string, W.roomId: .number, W.roomName: .string, W.softwareVersion: .number,
+            W.category: .oneOf(HSLWire.categories), W.online: .bool, W.mode: .nullable(.oneOf(HSLWire.modes)),
+            W.setpoint: .nullable(.number),
+            // The measured temperature is a string on the wire [doc]; the daemon reads a number as well.
+            W.measured: .nullable(.string), W.lastUpdate: .nullable(.string),
+            W.weekSchedule: .nullable(.list(.list(.object([W.start: .number, W.end: .number], required: [W.start, W.end])))),
+        ], required: [W.header, W.roomId, W.roomName, W.softwareVersion, W.category, W.online])
 
-    static let gatewayShape: WireShape = .object([W.token: .nullable(.string), W.version: .nullable(.string), W.lastPing: .nullable(.string),
-                                                  W.installationDate: .nullable(.string)])
+    static let gatewayShape: WireShape = .object([
+        W.token: .nullable(.string), W.version: .nullable(.string), W.lastPing: .nullable(.string),
+        W.installationDate: .nullable(.string),
+    ])
 
     public func probe() async -> [ProbeAnswer] {
         var out: [ProbeAnswer] = []
@@ -35,8 +38,10 @@ extension HSLAdapter: Probing {
                 out.append(ProbeAnswer(request: request, status: 200, body: e.root.bytes, findings: findings))
             } catch {
                 let detail = error.status.map { "HTTP \($0), expected 200: \(error.message)" } ?? error.message
-                out.append(ProbeAnswer(request: request, status: error.status, body: [],
-                                       findings: [ProbeFinding(field: "", kind: error.kind == .badResponse ? .unreadable : .status, detail: detail)]))
+                out.append(
+                    ProbeAnswer(
+                        request: request, status: error.status, body: [],
+                        findings: [ProbeFinding(field: "", kind: error.kind == .badResponse ? .unreadable : .status, detail: detail)]))
             }
         }
         return out

@@ -28,9 +28,11 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     /// A diagnosis result is asked for no sooner than this after the request, then on every poll.
     let diagnosisCheckS: Double
 
-    public init(transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String?, homes: [String], timeout: Double,
-                clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10,
-                diagnosisCheckS: Double = 60) {
+    public init(
+        transport: any HTTPTransport, baseURL: String, clientId: String, clientSecret: String?, homes: [String], timeout: Double,
+        clock: any Clock, localTime: any LocalTime, reportTimeoutS: Double = 300, reportIntervalS: Double = 10,
+        diagnosisCheckS: Double = 60
+    ) {
         self.diagnosisCheckS = diagnosisCheckS
         self.transport = transport
         self.baseURL = baseURL
@@ -83,9 +85,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     }
 
     static func classify(_ r: HTTPResponse, what: String, relay: Bool = false) -> CloudError {
-        .status(r, api: "HomeSmartlink API", what: what, detail: HSLWire.errorMessage(r.body),
-                unauthorized: relay ? CloudError.relayRefusedBox : "client id or secret rejected",
-                forbidden: "this home is not shared with the partner", retryAfterDefault: 30)
+        .status(
+            r, api: "HomeSmartlink API", what: what, detail: HSLWire.errorMessage(r.body),
+            unauthorized: relay ? CloudError.relayRefusedBox : "client id or secret rejected",
+            forbidden: "this home is not shared with the partner", retryAfterDefault: 30)
     }
 
     // MARK: reading
@@ -97,7 +100,7 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
             let e: HSLWire.Envelope
             do {
                 e = try await call("POST", HSLWire.Path.config, body: [F.homeId: .string(home)])
-            } catch where error.accountState == nil {
+            } catch  where error.accountState == nil {
                 // This home alone is refused (not shared, unknown): report it on its device, keep the others.
                 out.append(DeviceSnapshot(id: Self.deviceId(home), vendorId: home, online: nil, nodes: [:], error: error))
                 continue
@@ -153,18 +156,23 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         let online: Bool? = devices.isEmpty ? nil : hasGateway && (gatewayOnline ?? anyOnline)
         var attributes: [String: JSONValue] = [:]
         if let g = gateway, g.objectValue != nil {
-            attributes["gateway"] = ["id": g[F.token] ?? .null, "version": g[F.version] ?? .null, "last_ping": g[F.lastPing] ?? .null,
-                                     "installation_date": g[F.installationDate] ?? .null]
+            attributes["gateway"] = [
+                "id": g[F.token] ?? .null, "version": g[F.version] ?? .null, "last_ping": g[F.lastPing] ?? .null,
+                "installation_date": g[F.installationDate] ?? .null,
+            ]
         }
-        return DeviceSnapshot(id: Self.deviceId(home), vendorId: home, model: "HomeSmartlink home", online: online,
-                              attributes: attributes, nodes: nodes, schedules: schedules)
+        return DeviceSnapshot(
+            id: Self.deviceId(home), vendorId: home, model: "HomeSmartlink home", online: online,
+            attributes: attributes, nodes: nodes, schedules: schedules)
     }
 
     static func heater(_ d: JSONValue) -> JSONValue {
-        return ["id": d[F.header] ?? .null, "category": d[F.category] ?? .null, "online": d[F.online] ?? .null,
-                "mode": .string(d[F.mode]?.stringValue?.lowercased()), "setpoint": .number(HSLWire.number(d[F.setpoint])),
-                "temperature": .number(HSLWire.number(d[F.measured])), "last_update": d[F.lastUpdate] ?? .null,
-                "software_version": d[F.softwareVersion] ?? .null]
+        return [
+            "id": d[F.header] ?? .null, "category": d[F.category] ?? .null, "online": d[F.online] ?? .null,
+            "mode": .string(d[F.mode]?.stringValue?.lowercased()), "setpoint": .number(HSLWire.number(d[F.setpoint])),
+            "temperature": .number(HSLWire.number(d[F.measured])), "last_update": d[F.lastUpdate] ?? .null,
+            "software_version": d[F.softwareVersion] ?? .null,
+        ]
     }
 
     /// Seven days (Monday first) of comfort ranges → switch points: `comfort` at each start, `eco` at each end.
@@ -188,7 +196,8 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
     /// Node `system`: the home's diagnosis, requested with `system/diagnosis/set` and fetched here once ready.
     func systemNode(home: String, now: EpochSeconds) async throws(CloudError) -> JSONValue {
         if let p = await diagnoses.pending(home), now - p.requestedAt >= diagnosisCheckS,
-           let result = try await diagnosisResult(messageId: p.messageId) {
+            let result = try await diagnosisResult(messageId: p.messageId)
+        {
             await diagnoses.complete(home, result: result, at: now)
         }
         return ["kind": "system", "diagnosis": await diagnoses.state(home)]
@@ -210,8 +219,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
     /// A group derogation: one call per window for every room of the group (the API wants all items of a call
     /// to share start and end), one delivery report; members in homes that did not acknowledge fail.
-    func derogateGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
-                       progress: @escaping ProgressSink) async -> [MemberOutcome] {
+    func derogateGroup(
+        _ command: Command, members: [(device: DeviceSnapshot, node: String)],
+        progress: @escaping ProgressSink
+    ) async -> [MemberOutcome] {
         let keys = members.map { "\($0.device.id)/\($0.node)" }
         func all(_ e: CloudError?) -> [MemberOutcome] { keys.map { MemberOutcome(member: $0, error: e) } }
         var items: [(home: String, room: Int)] = []
@@ -249,13 +260,17 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         var error: CloudError?
     }
 
-    func derogate(items: [(home: String, room: Int)], delta: Int, windows: [DerogationRequest.Window],
-                  progress: ProgressSink) async throws(CloudError) -> Delivery {
+    func derogate(
+        items: [(home: String, room: Int)], delta: Int, windows: [DerogationRequest.Window],
+        progress: ProgressSink
+    ) async throws(CloudError) -> Delivery {
         var triggers: [String] = []
         for w in windows {
             let list: [JSONValue] = items.map {
-                [F.homeId: .string($0.home), F.roomId: .int($0.room), F.startTime: .int(w.start), F.endTime: .int(w.end),
-                 F.delta: .int(delta), F.date: .string(w.date)]
+                [
+                    F.homeId: .string($0.home), F.roomId: .int($0.room), F.startTime: .int(w.start), F.endTime: .int(w.end),
+                    F.delta: .int(delta), F.date: .string(w.date),
+                ]
             }
             let e = try await call("POST", HSLWire.Path.derogations, body: [F.derogations: .array(list)])
             guard let t = e.root[F.startTrigger]?.stringValue ?? e.root[F.startTrigger]?.intValue.map(String.init) else {
@@ -267,7 +282,9 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
         let deadline = clock.now() + reportTimeoutS
         var last: JSONValue = .null
         while true {
-            var requested = 0, sent = 0, received = 0
+            var requested = 0
+            var sent = 0
+            var received = 0
             var missing = Set<String>()
             for t in triggers {
                 let r = try await call("POST", HSLWire.Path.report, body: [F.trigger: .string(t)])
@@ -288,14 +305,21 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
                 await progress(p, "\(received) of \(requested) acknowledged")
             }
             if requested > 0 && received >= requested && missing.isEmpty {
-                let span = windows.map { "\($0.date) \(WeekSchedule.hhmm($0.start))–\(WeekSchedule.hhmm(min($0.end, 1439)))" }.joined(separator: " and ")
-                return Delivery(message: "derogation \(delta > 0 ? "+" : "")\(delta) °C \(span) acknowledged by \(received) of \(requested)",
-                                missingHomes: [], error: nil)
+                let span = windows.map { "\($0.date) \(WeekSchedule.hhmm($0.start))–\(WeekSchedule.hhmm(min($0.end, 1439)))" }.joined(
+                    separator: " and ")
+                return Delivery(
+                    message: "derogation \(delta > 0 ? "+" : "")\(delta) °C \(span) acknowledged by \(received) of \(requested)",
+                    missingHomes: [], error: nil)
             }
             if clock.now() >= deadline {
                 let homes = missing.isEmpty ? Set(items.map(\.home)) : missing
-                return Delivery(message: "", missingHomes: homes, error: CloudError(.notAcknowledged,
-                    message: "not acknowledged within \(JSONValue.format(reportTimeoutS)) s by home(s) \(homes.sorted().joined(separator: ", ")) (\(received) of \(requested) received)"))
+                return Delivery(
+                    message: "", missingHomes: homes,
+                    error: CloudError(
+                        .notAcknowledged,
+                        message:
+                            "not acknowledged within \(JSONValue.format(reportTimeoutS)) s by home(s) \(homes.sorted().joined(separator: ", ")) (\(received) of \(requested) received)"
+                    ))
             }
             do { try await clock.sleep(seconds: reportIntervalS) } catch {
                 throw CloudError(.unavailable, message: "stopped while waiting for the delivery report")
@@ -306,7 +330,10 @@ public struct HSLAdapter: VendorAdapter, GroupExecuting {
 
 /// Diagnoses per home: the pending request and the last result.
 actor DiagnosisBook {
-    struct Pending { var messageId: String; var requestedAt: EpochSeconds }
+    struct Pending {
+        var messageId: String
+        var requestedAt: EpochSeconds
+    }
     var pendingByHome: [String: Pending] = [:]
     var results: [String: JSONValue] = [:]
 
@@ -314,8 +341,10 @@ actor DiagnosisBook {
     func pending(_ home: String) -> Pending? { pendingByHome[home] }
     func complete(_ home: String, result: JSONValue, at: EpochSeconds) {
         guard let p = pendingByHome.removeValue(forKey: home) else { return }
-        results[home] = ["state": "ready", "message_id": .string(p.messageId), "requested_at": .string(Timestamp.iso8601(p.requestedAt)),
-                         "ready_at": .string(Timestamp.iso8601(at)), "result": result]
+        results[home] = [
+            "state": "ready", "message_id": .string(p.messageId), "requested_at": .string(Timestamp.iso8601(p.requestedAt)),
+            "ready_at": .string(Timestamp.iso8601(at)), "result": result,
+        ]
     }
     func state(_ home: String) -> JSONValue {
         if let p = pendingByHome[home] {
@@ -328,7 +357,11 @@ actor DiagnosisBook {
 /// Derogations this process sent, so the room state can say one is active and until when. In memory only:
 /// after a restart the room's setpoint (read back from the cloud) still shows the effect.
 actor DerogationBook {
-    struct Entry { var from: EpochSeconds; var until: EpochSeconds; var delta: Int }
+    struct Entry {
+        var from: EpochSeconds
+        var until: EpochSeconds
+        var delta: Int
+    }
     var entries: [String: [Entry]] = [:]
 
     func add(home: String, room: Int, from: EpochSeconds, until: EpochSeconds, delta: Int) {
@@ -343,8 +376,13 @@ actor DerogationBook {
         let list = (entries[key] ?? []).sorted { $0.from < $1.from }
         guard let current = list.first(where: { $0.from <= now }) else {
             if let next = list.first {
-                return ["active": false, "next": ["delta": .int(next.delta), "from": .string(Timestamp.iso8601(next.from)),
-                                                  "until": .string(Timestamp.iso8601(next.until))]]
+                return [
+                    "active": false,
+                    "next": [
+                        "delta": .int(next.delta), "from": .string(Timestamp.iso8601(next.from)),
+                        "until": .string(Timestamp.iso8601(next.until)),
+                    ],
+                ]
             }
             return ["active": false]
         }
@@ -392,7 +430,7 @@ extension HSLAdapter {
     public func diagnosisResult(messageId: String) async throws(CloudError) -> JSONValue? {
         do {
             return try await call("PUT", HSLWire.Path.request, body: [F.messageId: .string(messageId)]).response
-        } catch where error.status == 404 {
+        } catch  where error.status == 404 {
             return nil
         }
     }

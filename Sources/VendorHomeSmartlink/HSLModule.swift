@@ -22,18 +22,23 @@ public struct HSLModule: VendorModule {
     public init() {}
 
     public let name = "homesmartlink"
-    public let accountKeys = ["client_id", "client_secret_file", "client_secret_credential", "homes", "report_timeout_s",
-                              "report_interval_s", "diagnosis_check_s"]
+    public let accountKeys = [
+        "client_id", "client_secret_file", "client_secret_credential", "homes", "report_timeout_s",
+        "report_interval_s", "diagnosis_check_s",
+    ]
     public let inlineSecrets = ["client_secret": "client_secret_file or client_secret_credential"]
     public let deviceIdPrefix = "hsl-"
 
-    public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
-                              decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
+    public func decodeAccount(
+        _ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+        decoder d: inout ConfigDecoder
+    ) -> (any VendorAccountSettings)? {
         let clientId = d.string(m, "client_id")
         // The client id stays on the box even behind a relay: it is no secret, and the box checks every answer's
         // `authorisation.client` against it.
-        let clientSecret = d.partnerSecret(m, base: "client_secret", at: mark, common: common, what: "client secret",
-                                           hint: "the ClientSecret, in a file readable only by heatbridge")
+        let clientSecret = d.partnerSecret(
+            m, base: "client_secret", at: mark, common: common, what: "client secret",
+            hint: "the ClientSecret, in a file readable only by heatbridge")
         let homes = d.scalarList(m, "homes", what: "HomeSmartlink home ids") ?? []
         if clientId == nil && d.value(m, "client_id") == nil {
             d.error(mark, "homesmartlink account needs \"client_id\"", hint: "the ClientId received at partner registration")
@@ -45,8 +50,9 @@ public struct HSLModule: VendorModule {
         let reportInterval = d.number(m, "report_interval_s", range: 0.2...600) ?? 10
         let diagnosisCheck = d.number(m, "diagnosis_check_s", range: 0...3600) ?? 60
         guard let clientId, clientSecret != nil || common.connection.isRelay else { return nil }
-        return HSLAccountSettings(clientId: clientId, clientSecret: clientSecret, homes: homes, reportTimeoutS: reportTimeout,
-                                  reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck)
+        return HSLAccountSettings(
+            clientId: clientId, clientSecret: clientSecret, homes: homes, reportTimeoutS: reportTimeout,
+            reportIntervalS: reportInterval, diagnosisCheckS: diagnosisCheck)
     }
 
     /// A home must be in some account's `homes`, then in its `devices` when those are given.
@@ -72,9 +78,11 @@ public struct HSLModule: VendorModule {
             guard let value = c.readSecret(ref) else { return .failure(VendorSetupError("account \(a.name): cannot read the client secret")) }
             secret = value
         }
-        return .success(HSLAdapter(transport: c.transport, baseURL: a.baseURL, clientId: s.clientId, clientSecret: secret, homes: s.homes,
-                                   timeout: a.timeoutS, clock: c.clock, localTime: c.localTime, reportTimeoutS: s.reportTimeoutS,
-                                   reportIntervalS: s.reportIntervalS, diagnosisCheckS: s.diagnosisCheckS))
+        return .success(
+            HSLAdapter(
+                transport: c.transport, baseURL: a.baseURL, clientId: s.clientId, clientSecret: secret, homes: s.homes,
+                timeout: a.timeoutS, clock: c.clock, localTime: c.localTime, reportTimeoutS: s.reportTimeoutS,
+                reportIntervalS: s.reportIntervalS, diagnosisCheckS: s.diagnosisCheckS))
     }
 }
 
@@ -89,7 +97,8 @@ extension HSLModule {
         do { handler = try table.handler(capability, node: node) } catch { return error }
         let device = DeviceSnapshot(id: "hsl-check", vendorId: "check", online: true, nodes: [node: .object([:])])
         return Self.parameterError { () throws(CommandRejection) in
-            _ = try handler.validate(ValidationInput(body: params, node: node, device: device, now: Self.referenceDay, localTime: FixedOffsetTime(offsetS: 0)))
+            _ = try handler.validate(
+                ValidationInput(body: params, node: node, device: device, now: Self.referenceDay, localTime: FixedOffsetTime(offsetS: 0)))
         }
     }
 

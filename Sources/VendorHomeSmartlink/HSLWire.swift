@@ -127,7 +127,8 @@ public enum HSLWire {
     public static func open(_ body: [UInt8], clientId: String) -> Result<Envelope, EnvelopeError> {
         guard let root = try? JSONValue.parse(body), root.objectValue != nil else { return .failure(.notJSON) }
         guard let auth = root["authorisation"], let type = auth["type"]?.stringValue, let client = auth["client"]?.stringValue,
-              type.uppercased() == "BASIC" else { return .failure(.missingAuthorisation) }
+            type.uppercased() == "BASIC"
+        else { return .failure(.missingAuthorisation) }
         guard client == clientId else { return .failure(.otherClient(client)) }
         return .success(Envelope(response: root["response"] ?? root["reponse"] ?? .null, root: root))
     }

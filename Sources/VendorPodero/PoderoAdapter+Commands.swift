@@ -6,56 +6,67 @@ extension PoderoAdapter {
     typealias Handler = CapabilityHandler<PoderoAdapter>
 
     static let handlers = CapabilityTable<PoderoAdapter>([
-        preference("optimization", validate: { i throws(CommandRejection) in try validateOptimization(i.body, i.state) }, restoreKeys: ["active", "level"],
-                   body: { _, p in fields(p, ["active": F.optimizationActive, "level": F.optimizationLevel]) },
-                   message: { p, _ in
-                       [p["active"]?.boolValue.map { $0 ? "smart optimisation on" : "smart optimisation off" },
-                        p["level"]?.stringValue.map { "level \($0)" }].compactMap { $0 }.joined(separator: ", ")
-                   }),
-        preference("comfort", validate: { i throws(CommandRejection) in try validateComfort(i.body, i.state) },
-                   // The comfort band's ends are room setpoints for the installer's limits.
-                   facts: { p in CommandFacts(setpoints: ["min", "max"].compactMap { k in p[k]?.doubleValue.map { .init(k, $0) } }) },
-                   restoreKeys: ["min", "max"],
-                   body: { _, p in fields(p, ["min": F.comfortMin, "max": F.comfortMax]) },
-                   message: { p, _ in degrees("comfort", p) }),
-        preference("dhw", validate: { i throws(CommandRejection) in try validateDhw(i.body, i.state) }, restoreKeys: ["standard", "minimum"],
-                   body: { _, p in fields(p, ["standard": F.dhwStandard, "minimum": F.dhwMinimum]) },
-                   message: { p, _ in degrees("dhw", p) }),
-        preference("away", validate: { i throws(CommandRejection) in try validateAway(i.body, now: i.now ?? 0) }, restoreKeys: nil,
-                   body: { a, p in
-                       if p["action"]?.stringValue == "stop" { return [F.awayEnabled: false] }
-                       var b: [String: JSONValue] = [F.awayEnabled: true, F.awayStart: p["start"] ?? .string(Timestamp.iso8601(a.clock.now())),
-                                                     F.awayEnd: p["end"] ?? .null]
-                       if let v = p["minimum"] { b[F.awayMinimum] = v }
-                       if let v = p["minimum_dhw"] { b[F.awayMinimumDhw] = v }
-                       return b
-                   },
-                   // A start computed at send time cannot be compared afterwards; the flag and the end can.
-                   unverifiable: { p in p["start"] == nil ? [F.awayStart] : [] },
-                   message: { p, _ in p["action"] != nil ? "away mode off" : "away mode until \(p["end"]?.stringValue ?? "?")" },
-                   // Its start and end are times, checked against when it runs.
-                   checkedAtConfig: { _ in false }),
-        preference("pause", validate: { i throws(CommandRejection) in try validatePause(i.body, now: i.now ?? 0) }, restoreKeys: nil,
-                   body: { a, p in
-                       if p["action"]?.stringValue == "stop" { return [F.pauseActive: false] }
-                       // Counted from when the pause is sent: a pause queued while the cloud was away lasts as asked.
-                       let until = p["duration_min"]?.doubleValue.map { JSONValue.string(Timestamp.iso8601(a.clock.now() + $0 * 60)) }
-                       return [F.pauseActive: true, F.pauseUntil: until ?? p["until"] ?? .null]
-                   },
-                   unverifiable: { p in p["duration_min"] != nil ? [F.pauseUntil] : [] },
-                   message: { p, body in p["action"] != nil ? "power pause ended" : "power paused until \(body[F.pauseUntil]?.stringValue ?? "?")" },
-                   // A pause `until` a time is checked when it runs; one for `duration_min` at once.
-                   checkedAtConfig: { p in p["until"] == nil }),
+        preference(
+            "optimization", validate: { i throws(CommandRejection) in try validateOptimization(i.body, i.state) }, restoreKeys: ["active", "level"],
+            body: { _, p in fields(p, ["active": F.optimizationActive, "level": F.optimizationLevel]) },
+            message: { p, _ in
+                [
+                    p["active"]?.boolValue.map { $0 ? "smart optimisation on" : "smart optimisation off" },
+                    p["level"]?.stringValue.map { "level \($0)" },
+                ].compactMap { $0 }.joined(separator: ", ")
+            }),
+        preference(
+            "comfort", validate: { i throws(CommandRejection) in try validateComfort(i.body, i.state) },
+            // The comfort band's ends are room setpoints for the installer's limits.
+            facts: { p in CommandFacts(setpoints: ["min", "max"].compactMap { k in p[k]?.doubleValue.map { .init(k, $0) } }) },
+            restoreKeys: ["min", "max"],
+            body: { _, p in fields(p, ["min": F.comfortMin, "max": F.comfortMax]) },
+            message: { p, _ in degrees("comfort", p) }),
+        preference(
+            "dhw", validate: { i throws(CommandRejection) in try validateDhw(i.body, i.state) }, restoreKeys: ["standard", "minimum"],
+            body: { _, p in fields(p, ["standard": F.dhwStandard, "minimum": F.dhwMinimum]) },
+            message: { p, _ in degrees("dhw", p) }),
+        preference(
+            "away", validate: { i throws(CommandRejection) in try validateAway(i.body, now: i.now ?? 0) }, restoreKeys: nil,
+            body: { a, p in
+                if p["action"]?.stringValue == "stop" { return [F.awayEnabled: false] }
+                var b: [String: JSONValue] = [
+                    F.awayEnabled: true, F.awayStart: p["start"] ?? .string(Timestamp.iso8601(a.clock.now())),
+                    F.awayEnd: p["end"] ?? .null,
+                ]
+                if let v = p["minimum"] { b[F.awayMinimum] = v }
+                if let v = p["minimum_dhw"] { b[F.awayMinimumDhw] = v }
+                return b
+            },
+            // A start computed at send time cannot be compared afterwards; the flag and the end can.
+            unverifiable: { p in p["start"] == nil ? [F.awayStart] : [] },
+            message: { p, _ in p["action"] != nil ? "away mode off" : "away mode until \(p["end"]?.stringValue ?? "?")" },
+            // Its start and end are times, checked against when it runs.
+            checkedAtConfig: { _ in false }),
+        preference(
+            "pause", validate: { i throws(CommandRejection) in try validatePause(i.body, now: i.now ?? 0) }, restoreKeys: nil,
+            body: { a, p in
+                if p["action"]?.stringValue == "stop" { return [F.pauseActive: false] }
+                // Counted from when the pause is sent: a pause queued while the cloud was away lasts as asked.
+                let until = p["duration_min"]?.doubleValue.map { JSONValue.string(Timestamp.iso8601(a.clock.now() + $0 * 60)) }
+                return [F.pauseActive: true, F.pauseUntil: until ?? p["until"] ?? .null]
+            },
+            unverifiable: { p in p["duration_min"] != nil ? [F.pauseUntil] : [] },
+            message: { p, body in p["action"] != nil ? "power pause ended" : "power paused until \(body[F.pauseUntil]?.stringValue ?? "?")" },
+            // A pause `until` a time is checked when it runs; one for `duration_min` at once.
+            checkedAtConfig: { p in p["until"] == nil }),
     ])
 
     /// A preference change: `body` gives the PUT's fields for validated parameters, `message` the `done` text;
     /// the read-back compares the same fields except those `unverifiable` names (times computed at send time).
-    static func preference(_ name: String, validate: @escaping Handler.Validate,
-                           facts: @escaping @Sendable (JSONValue) -> CommandFacts = Handler.noFacts, restoreKeys: [String]?,
-                           body: @escaping @Sendable (PoderoAdapter, JSONValue) -> [String: JSONValue],
-                           unverifiable: @escaping @Sendable (JSONValue) -> [String] = { _ in [] },
-                           message: @escaping @Sendable (JSONValue, [String: JSONValue]) -> String,
-                           checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }) -> Handler {
+    static func preference(
+        _ name: String, validate: @escaping Handler.Validate,
+        facts: @escaping @Sendable (JSONValue) -> CommandFacts = Handler.noFacts, restoreKeys: [String]?,
+        body: @escaping @Sendable (PoderoAdapter, JSONValue) -> [String: JSONValue],
+        unverifiable: @escaping @Sendable (JSONValue) -> [String] = { _ in [] },
+        message: @escaping @Sendable (JSONValue, [String: JSONValue]) -> String,
+        checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }
+    ) -> Handler {
         var restore: (@Sendable (JSONValue) -> JSONValue?)?
         if let keys = restoreKeys {
             restore = { (node: JSONValue) -> JSONValue? in
@@ -86,8 +97,9 @@ extension PoderoAdapter {
             }
             return true
         }
-        return Handler(name, validate: validate, facts: facts, restore: restore, execute: execute, confirm: confirm,
-                       checkedAtConfig: checkedAtConfig)
+        return Handler(
+            name, validate: validate, facts: facts, restore: restore, execute: execute, confirm: confirm,
+            checkedAtConfig: checkedAtConfig)
     }
 
     /// The PUT fields of the parameters present: parameter → wire field.
@@ -110,8 +122,10 @@ extension PoderoAdapter {
     }
 
     /// Also what a trigger action is checked with at config time (`PoderoModule.checkAction`).
-    static func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot,
-                         now: EpochSeconds) throws(CommandRejection) -> JSONValue {
+    static func validate(
+        node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot,
+        now: EpochSeconds
+    ) throws(CommandRejection) -> JSONValue {
         guard node == Self.node, device.nodes[node] != nil else {
             throw CommandRejection(.unknownTarget, "device \"\(device.id)\" has no node \"\(node)\"; nodes: \(Self.node)")
         }
@@ -129,7 +143,9 @@ extension PoderoAdapter {
     }
 
     public func execute(_ command: Command, device: DeviceSnapshot) async throws(CloudError) -> String? {
-        guard let h = Self.handlers[command.capability] else { throw CloudError(.rejected, message: "\(command.capability) is not a Podero capability") }
+        guard let h = Self.handlers[command.capability] else {
+            throw CloudError(.rejected, message: "\(command.capability) is not a Podero capability")
+        }
         return try await h.execute(self, command, device) { _, _ in }
     }
 
@@ -161,7 +177,8 @@ extension PoderoAdapter {
         let lo = try CapabilityValidation.optionalTemperature(body, "min", Self.comfortRange)
         let hi = try CapabilityValidation.optionalTemperature(body, "max", Self.comfortRange)
         guard lo != nil || hi != nil else { throw CommandRejection(.invalidPayload, "give \"min\" and/or \"max\" (°C)") }
-        try Self.ordered(low: ("min", lo ?? state["comfort"]?["min"]?.doubleValue), high: ("max", hi ?? state["comfort"]?["max"]?.doubleValue), strict: true)
+        try Self.ordered(
+            low: ("min", lo ?? state["comfort"]?["min"]?.doubleValue), high: ("max", hi ?? state["comfort"]?["max"]?.doubleValue), strict: true)
         var out: [String: JSONValue] = [:]
         if let lo { out["min"] = .number(lo) }
         if let hi { out["max"] = .number(hi) }
@@ -173,8 +190,9 @@ extension PoderoAdapter {
         let std = try CapabilityValidation.optionalTemperature(body, "standard", Self.dhwRange)
         let min = try CapabilityValidation.optionalTemperature(body, "minimum", Self.dhwRange)
         guard std != nil || min != nil else { throw CommandRejection(.invalidPayload, "give \"standard\" and/or \"minimum\" (°C)") }
-        try Self.ordered(low: ("minimum", min ?? state["dhw"]?["minimum"]?.doubleValue),
-                         high: ("standard", std ?? state["dhw"]?["standard"]?.doubleValue), strict: false)
+        try Self.ordered(
+            low: ("minimum", min ?? state["dhw"]?["minimum"]?.doubleValue),
+            high: ("standard", std ?? state["dhw"]?["standard"]?.doubleValue), strict: false)
         var out: [String: JSONValue] = [:]
         if let std { out["standard"] = .number(std) }
         if let min { out["minimum"] = .number(min) }
@@ -185,7 +203,8 @@ extension PoderoAdapter {
     static func ordered(low: (String, Double?), high: (String, Double?), strict: Bool) throws(CommandRejection) {
         guard let l = low.1, let h = high.1 else { return }
         if strict ? l >= h : l > h {
-            throw CommandRejection(.outOfRange, "\"\(low.0)\" (\(JSONValue.format(l))) must be \(strict ? "below" : "at most") \"\(high.0)\" (\(JSONValue.format(h)))")
+            throw CommandRejection(
+                .outOfRange, "\"\(low.0)\" (\(JSONValue.format(l))) must be \(strict ? "below" : "at most") \"\(high.0)\" (\(JSONValue.format(h)))")
         }
     }
 
@@ -233,7 +252,8 @@ extension PoderoAdapter {
             let left = until - now
             guard left > 0 else { throw CommandRejection(.outOfRange, "\"until\" \(Timestamp.iso8601(until)) is in the past") }
             guard left <= Double(Self.maxPauseMinutes) * 60 else {
-                throw CommandRejection(.outOfRange, "\"until\" is more than \(Self.maxPauseMinutes / 60) h away; pauses are at most \(Self.maxPauseMinutes) min")
+                throw CommandRejection(
+                    .outOfRange, "\"until\" is more than \(Self.maxPauseMinutes / 60) h away; pauses are at most \(Self.maxPauseMinutes) min")
             }
             return ["until": .string(Timestamp.iso8601(until))]
         case (nil, .some(let d)):

@@ -21,7 +21,8 @@ extension PoderoAdapter: EnergyStatistics {
 
     public func readEnergyStatistics(_ device: DeviceSnapshot) async throws(CloudError) -> [MeterReading] {
         guard let owner = device.attributes["owner_id"]?.stringValue else { return [] }
-        let path = PoderoWire.Path.statistics(client.orgId, owner, device.vendorId)
+        let path =
+            PoderoWire.Path.statistics(client.orgId, owner, device.vendorId)
             + PoderoWire.Statistics.query(resolutions: ["1DAY"], keywords: [PoderoWire.Statistics.consumption])
         let answer = try await client.request("GET", path)
         return Self.dayReadings(answer, now: clock.now())
@@ -36,10 +37,12 @@ extension PoderoAdapter: EnergyStatistics {
         let at = answer[S.metadata]?["requested_at"]?.stringValue.flatMap(Timestamp.parse) ?? now
         return (answer[S.data]?.arrayValue ?? []).compactMap { row -> MeterReading? in
             guard (row[S.resolution]?.stringValue ?? "1DAY") == "1DAY",
-                  let start = row[S.period]?[S.startPeriod]?.stringValue.flatMap(Timestamp.parse),
-                  let end = row[S.period]?[S.endPeriod]?.stringValue.flatMap(Timestamp.parse), end > start,
-                  let wh = row[S.consumption]?[S.total]?.doubleValue, wh.isFinite, wh >= 0 else { return nil }
-            return MeterReading(key: .electricityTotal, value: .period(start: start, end: end, kwh: wh / divisor), source: .estimated, at: min(at, now))
+                let start = row[S.period]?[S.startPeriod]?.stringValue.flatMap(Timestamp.parse),
+                let end = row[S.period]?[S.endPeriod]?.stringValue.flatMap(Timestamp.parse), end > start,
+                let wh = row[S.consumption]?[S.total]?.doubleValue, wh.isFinite, wh >= 0
+            else { return nil }
+            return MeterReading(
+                key: .electricityTotal, value: .period(start: start, end: end, kwh: wh / divisor), source: .estimated, at: min(at, now))
         }
     }
 }

@@ -7,16 +7,26 @@ extension PoderoAdapter {
     public func exposes(node: String, state: JSONValue, capabilities caps: Set<String>) -> [Expose] {
         guard node == Self.node, caps.contains("optimization") else { return [] }
         var out: [Expose] = []
-        for (key, name) in [("outdoor", "Outdoor temperature"), ("indoor", "Indoor temperature"), ("outlet", "Flow temperature"),
-                            ("inlet", "Return temperature"), ("dhw", "Hot water temperature")] {
+        for (key, name) in [
+            ("outdoor", "Outdoor temperature"), ("indoor", "Indoor temperature"), ("outlet", "Flow temperature"),
+            ("inlet", "Return temperature"), ("dhw", "Hot water temperature"),
+        ] {
             // A missing sensor is null in the state; a front end shows it as unknown.
-            out.append(.sensor(.init(id: "temp_\(key)", name: name, field: "temperatures.\(key)", unit: "°C", deviceClass: "temperature",
-                                     measurement: true)))
+            out.append(
+                .sensor(
+                    .init(
+                        id: "temp_\(key)", name: name, field: "temperatures.\(key)", unit: "°C", deviceClass: "temperature",
+                        measurement: true)))
         }
-        out.append(.toggle(id: "optimization", name: "Smart optimisation", field: "optimization.active", capability: "optimization",
-                           on: #"{"active": true}"#, off: #"{"active": false}"#))
-        out.append(.choice(id: "optimization_level", name: "Optimisation level", field: "optimization.level", options: PoderoWire.optimizationLevels.map { $0.lowercased() },
-                           capability: "optimization", param: "level"))
+        out.append(
+            .toggle(
+                id: "optimization", name: "Smart optimisation", field: "optimization.active", capability: "optimization",
+                on: #"{"active": true}"#, off: #"{"active": false}"#))
+        out.append(
+            .choice(
+                id: "optimization_level", name: "Optimisation level", field: "optimization.level",
+                options: PoderoWire.optimizationLevels.map { $0.lowercased() },
+                capability: "optimization", param: "level"))
         if caps.contains("pause") {
             out.append(.action(id: "pause_1h", name: "Pause 1 h", capability: "pause", payload: #"{"duration_min": 60}"#))
             out.append(.action(id: "pause_end", name: "End pause", capability: "pause", payload: #"{"action": "stop"}"#))

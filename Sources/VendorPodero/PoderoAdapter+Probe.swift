@@ -10,25 +10,30 @@ extension PoderoAdapter: Probing {
 
     /// The heat-pump object as the adapter reads it (cloud-apis.md §3; `dhw_actual_temperature` is the older
     /// name of `dhw_temperature`, so neither is required).
-    static let heatPumpShape: WireShape = .object([
-        F.id: .string, F.deletedAt: .nullable(.string),
-        F.deviceModel: .nullable(.object([F.deviceType: .nullable(.object([F.shortName: .nullable(.string), F.longName: .nullable(.string)])),
-                                          F.manufacturer: .nullable(.string), F.model: .nullable(.string), F.year: .nullable(.number)])),
-        F.connectionStatus: statuses, F.monitoringStatus: statuses, F.steeringStatus: statuses,
-        F.lifecycleState: .nullable(.string), F.lifecycleError: .nullable(.string), F.actionNeeded: .nullable(.bool),
-        F.actions: .nullable(.list(.object([F.actionCode: .nullable(.string), F.resolutionLink: .nullable(.string)]))),
-        F.power: .nullable(.number), F.mode: .nullable(.oneOf(PoderoWire.modes)), F.outdoor: .nullable(.number), F.indoor: .nullable(.number),
-        F.indoorTarget: .nullable(.number), F.inlet: .nullable(.number), F.outlet: .nullable(.number), F.dhw: .nullable(.number),
-        F.stateUpdatedAt: .nullable(.string),
-        F.optimizationActive: .nullable(.bool), F.optimizationLevel: .nullable(.oneOf(PoderoWire.optimizationLevels)),
-        F.optimizationScore: .nullable(.number), F.comfortMin: .nullable(.number), F.comfortMax: .nullable(.number),
-        F.heatingPolicy: .nullable(.bool), F.dhwStandard: .nullable(.number), F.dhwMinimum: .nullable(.number),
-        F.awayEnabled: .nullable(.bool), F.awayStart: .nullable(.string), F.awayEnd: .nullable(.string), F.awayMinimum: .nullable(.number),
-        F.awayMinimumDhw: .nullable(.number), F.pauseActive: .nullable(.bool), F.pauseUntil: .nullable(.string),
-    ], required: [F.id])
+    static let heatPumpShape: WireShape = .object(
+        [
+            F.id: .string, F.deletedAt: .nullable(.string),
+            F.deviceModel: .nullable(
+                .object([
+                    F.deviceType: .nullable(.object([F.shortName: .nullable(.string), F.longName: .nullable(.string)])),
+                    F.manufacturer: .nullable(.string), F.model: .nullable(.string), F.year: .nullable(.number),
+                ])),
+            F.connectionStatus: statuses, F.monitoringStatus: statuses, F.steeringStatus: statuses,
+            F.lifecycleState: .nullable(.string), F.lifecycleError: .nullable(.string), F.actionNeeded: .nullable(.bool),
+            F.actions: .nullable(.list(.object([F.actionCode: .nullable(.string), F.resolutionLink: .nullable(.string)]))),
+            F.power: .nullable(.number), F.mode: .nullable(.oneOf(PoderoWire.modes)), F.outdoor: .nullable(.number), F.indoor: .nullable(.number),
+            F.indoorTarget: .nullable(.number), F.inlet: .nullable(.number), F.outlet: .nullable(.number), F.dhw: .nullable(.number),
+            F.stateUpdatedAt: .nullable(.string),
+            F.optimizationActive: .nullable(.bool), F.optimizationLevel: .nullable(.oneOf(PoderoWire.optimizationLevels)),
+            F.optimizationScore: .nullable(.number), F.comfortMin: .nullable(.number), F.comfortMax: .nullable(.number),
+            F.heatingPolicy: .nullable(.bool), F.dhwStandard: .nullable(.number), F.dhwMinimum: .nullable(.number),
+            F.awayEnabled: .nullable(.bool), F.awayStart: .nullable(.string), F.awayEnd: .nullable(.string), F.awayMinimum: .nullable(.number),
+            F.awayMinimumDhw: .nullable(.number), F.pauseActive: .nullable(.bool), F.pauseUntil: .nullable(.string),
+        ], required: [F.id])
 
-    static let userShape: WireShape = .object([F.id: .string, F.email: .nullable(.string), F.role: .nullable(.string), F.deletedAt: .nullable(.string)],
-                                              required: [F.id])
+    static let userShape: WireShape = .object(
+        [F.id: .string, F.email: .nullable(.string), F.role: .nullable(.string), F.deletedAt: .nullable(.string)],
+        required: [F.id])
 
     public func probe() async -> [ProbeAnswer] {
         await RequestPriority.$current.withValue(.sync) { await probeAll() }
@@ -57,7 +62,8 @@ extension PoderoAdapter: Probing {
                 answer.body = JSONValue.array(own).bytes
                 if own.isEmpty && allowList != nil { continue }
             } else if list != nil {
-                answer.findings.append(ProbeFinding(field: "", kind: .type, detail: "expected a list, found \(list.map { WireShape.kindName($0) } ?? "nothing")"))
+                answer.findings.append(
+                    ProbeFinding(field: "", kind: .type, detail: "expected a list, found \(list.map { WireShape.kindName($0) } ?? "nothing")"))
             }
             out.append(answer)
         }
@@ -77,7 +83,8 @@ extension PoderoAdapter: Probing {
             let v = try await client.request("GET", path)
             return (ProbeAnswer(request: "GET \(path)", status: 200, body: v.bytes, findings: shape.check(v)), v)
         } catch {
-            let finding = ProbeFinding(field: "", kind: .status, detail: error.status.map { "HTTP \($0), expected 200: \(error.message)" } ?? "no answer: \(error.message)")
+            let finding = ProbeFinding(
+                field: "", kind: .status, detail: error.status.map { "HTTP \($0), expected 200: \(error.message)" } ?? "no answer: \(error.message)")
             return (ProbeAnswer(request: "GET \(path)", status: error.status, body: [], findings: [finding]), nil)
         }
     }

@@ -66,7 +66,7 @@ public struct PoderoAdapter: VendorAdapter {
             do throws(CloudError) {
                 let hp = try await client.request("GET", PoderoWire.Path.heatPump(client.orgId, owner, id))
                 out.append(Self.snapshot(hp, owner: owner))
-            } catch where error.status == 403 || error.status == 404 {
+            } catch  where error.status == 403 || error.status == 404 {
                 await companyWide.evidence(ownersKey)
             }
         }
@@ -118,7 +118,8 @@ public struct PoderoAdapter: VendorAdapter {
             }
             for hp in pumps {
                 guard let id = hp[PoderoWire.F.id]?.stringValue, hp[PoderoWire.F.deletedAt]?.stringValue == nil,
-                      allowList?.contains(id) ?? true else { continue }
+                    allowList?.contains(id) ?? true
+                else { continue }
                 out.append((hp, uid))
             }
         }
@@ -156,8 +157,9 @@ public struct PoderoAdapter: VendorAdapter {
             "actions": .array(actions),
         ]
         if attributes["lifecycle_error"]?.stringValue?.isEmpty == true { attributes["lifecycle_error"] = .null }
-        return DeviceSnapshot(id: deviceId(id), vendorId: id, model: modelName.isEmpty ? nil : modelName, online: online,
-                              attributes: attributes, nodes: [node: nodeState(hp)])
+        return DeviceSnapshot(
+            id: deviceId(id), vendorId: id, model: modelName.isEmpty ? nil : modelName, online: online,
+            attributes: attributes, nodes: [node: nodeState(hp)])
     }
 
     static func nodeState(_ hp: JSONValue) -> JSONValue {
@@ -183,12 +185,16 @@ public struct PoderoAdapter: VendorAdapter {
             "status": ["connection": v(F.connectionStatus), "monitoring": v(F.monitoringStatus), "steering": v(F.steeringStatus)],
             // One spelling on MQTT, state and commands alike: lowercase, as every other enum here (the API's
             // "Mid" is its wire spelling only; commands take any case).
-            "optimization": ["active": v(F.optimizationActive), "level": .string(hp[F.optimizationLevel]?.stringValue?.lowercased()),
-                             "score": v(F.optimizationScore)],
+            "optimization": [
+                "active": v(F.optimizationActive), "level": .string(hp[F.optimizationLevel]?.stringValue?.lowercased()),
+                "score": v(F.optimizationScore),
+            ],
             "comfort": ["min": v(F.comfortMin), "max": v(F.comfortMax), "policy_enabled": v(F.heatingPolicy)],
             "dhw": ["standard": v(F.dhwStandard), "minimum": v(F.dhwMinimum)],
-            "away": ["enabled": v(F.awayEnabled), "start": v(F.awayStart), "end": v(F.awayEnd),
-                     "minimum": v(F.awayMinimum), "minimum_dhw": v(F.awayMinimumDhw)],
+            "away": [
+                "enabled": v(F.awayEnabled), "start": v(F.awayStart), "end": v(F.awayEnd),
+                "minimum": v(F.awayMinimum), "minimum_dhw": v(F.awayMinimumDhw),
+            ],
             "pause": ["active": v(F.pauseActive), "until": v(F.pauseUntil)],
             "state_updated_at": v(F.stateUpdatedAt),
         ]
@@ -197,8 +203,10 @@ public struct PoderoAdapter: VendorAdapter {
     // MARK: installer tools
 
     /// Creates a device onboarding session (`POST /device-onboarding`); returns the session object.
-    public static func onboardingBody(user: String, language: String, priceZone: String, successURL: String, cancelURL: String,
-                                      building: String?, optimize: Bool) -> JSONValue {
+    public static func onboardingBody(
+        user: String, language: String, priceZone: String, successURL: String, cancelURL: String,
+        building: String?, optimize: Bool
+    ) -> JSONValue {
         var o: [String: JSONValue] = [
             PoderoWire.Onboarding.userId: .string(user), PoderoWire.Onboarding.language: .string(language),
             PoderoWire.Onboarding.priceZone: .string(priceZone),

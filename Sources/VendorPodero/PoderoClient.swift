@@ -49,8 +49,10 @@ public actor PoderoSession {
     /// A token is renewed this long (or a tenth of its lifetime, if shorter) before it expires.
     static let renewAheadS = 300.0
 
-    public init(transport: any HTTPTransport, tokenURL: String, clientId: String, clientSecret: String, timeout: Double,
-                clock: any Clock, persistence: TokenPersistence = .none) {
+    public init(
+        transport: any HTTPTransport, tokenURL: String, clientId: String, clientSecret: String, timeout: Double,
+        clock: any Clock, persistence: TokenPersistence = .none
+    ) {
         self.transport = transport
         self.tokenURL = tokenURL
         self.clientId = clientId
@@ -98,10 +100,13 @@ public actor PoderoSession {
     }
 
     func tokenRequest() -> HTTPRequest {
-        HTTPRequest(method: "POST", url: tokenURL,
-                    headers: [("Authorization", Base64.basicAuthorization(user: clientId, password: clientSecret)),
-                              ("Cache-Control", "no-cache"), ("Content-Type", "application/json"), ("Accept", "application/json")],
-                    body: JSONValue.object([PoderoWire.Token.grantType: .string(PoderoWire.Token.clientCredentials)]).bytes, timeout: timeout)
+        HTTPRequest(
+            method: "POST", url: tokenURL,
+            headers: [
+                ("Authorization", Base64.basicAuthorization(user: clientId, password: clientSecret)),
+                ("Cache-Control", "no-cache"), ("Content-Type", "application/json"), ("Accept", "application/json"),
+            ],
+            body: JSONValue.object([PoderoWire.Token.grantType: .string(PoderoWire.Token.clientCredentials)]).bytes, timeout: timeout)
     }
 
     static func fetch(_ transport: any HTTPTransport, _ request: HTTPRequest, clock: any Clock) async -> Result<BearerToken, CloudError> {
@@ -110,7 +115,9 @@ public actor PoderoSession {
             r = try await transport.send(request)
         } catch {
             switch error {
-            case .timeout: return .failure(CloudError(.unavailable, message: "no answer from the Podero token endpoint within \(JSONValue.format(request.timeout)) s"))
+            case .timeout:
+                return .failure(
+                    CloudError(.unavailable, message: "no answer from the Podero token endpoint within \(JSONValue.format(request.timeout)) s"))
             case .connection(let why), .unsent(let why):
                 return .failure(CloudError(.unavailable, message: "cannot reach the Podero token endpoint: \(why)"))
             }
@@ -189,8 +196,10 @@ public struct PoderoClient: Sendable {
         case 409: return CloudError(.conflict, status: 409, message: msg("the heat pump refused the change in its current state"))
         case 422: return CloudError(.rejected, status: 422, message: msg("Podero rejected the values"))
         default:
-            return .status(r, api: "Podero API", what: what, detail: detail, unauthorized: relay ? CloudError.relayRefusedBox : "access token rejected twice; check the client credentials",
-                           forbidden: "not allowed for this organisation", retryAfterDefault: 30)
+            return .status(
+                r, api: "Podero API", what: what, detail: detail,
+                unauthorized: relay ? CloudError.relayRefusedBox : "access token rejected twice; check the client credentials",
+                forbidden: "not allowed for this organisation", retryAfterDefault: 30)
         }
     }
 }

@@ -25,17 +25,22 @@ public struct PoderoModule: VendorModule {
     /// repeats the same answer.
     public let defaultPollIntervalS = 300.0
 
-    public func decodeAccount(_ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
-                              decoder d: inout ConfigDecoder) -> (any VendorAccountSettings)? {
+    public func decodeAccount(
+        _ m: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+        decoder d: inout ConfigDecoder
+    ) -> (any VendorAccountSettings)? {
         let clientId = d.string(m, "client_id")
-        let clientSecret = d.partnerSecret(m, base: "client_secret", at: mark, common: common, what: "client secret",
-                                           hint: "the OAuth client secret, in a file readable only by heatbridge")
+        let clientSecret = d.partnerSecret(
+            m, base: "client_secret", at: mark, common: common, what: "client secret",
+            hint: "the OAuth client secret, in a file readable only by heatbridge")
         let orgId = d.string(m, "org_id")
         var tokenURL: String?
         if let (u, umark) = d.stringWithMark(m, "token_url") {
             if common.connection.isRelay {
                 d.error(umark, "\"token_url\" does not apply behind a relay", hint: "the relay obtains the Podero token itself")
-            } else if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" { tokenURL = u } else {
+            } else if let p = ParsedURL.parse(u), p.scheme == "http" || p.scheme == "https" {
+                tokenURL = u
+            } else {
                 d.error(umark, "bad token_url \"\(ConfigText.redactedURL(u))\"", hint: "use https://HOST[:PORT]/oauth2/token/")
             }
         }
@@ -51,8 +56,9 @@ public struct PoderoModule: VendorModule {
 
     public func makeAdapter(_ account: AccountConfig, context: VendorContext) -> Result<any VendorAdapter, VendorSetupError> {
         client(account, context: context).map {
-            PoderoAdapter(client: $0, allowList: account.devices, clock: context.clock,
-                          companyWide: CompanyWideReads(clock: context.clock, boxes: context.fleetBoxes, perSecond: PoderoAdapter.companyWidePerSecond))
+            PoderoAdapter(
+                client: $0, allowList: account.devices, clock: context.clock,
+                companyWide: CompanyWideReads(clock: context.clock, boxes: context.fleetBoxes, perSecond: PoderoAdapter.companyWidePerSecond))
         }
     }
 
@@ -74,9 +80,10 @@ public struct PoderoModule: VendorModule {
             let key = "token/\(a.name)"
             persistence = TokenPersistence(load: { store.load(key).flatMap(BearerToken.init(json:)) }, save: { store.save(key, $0.json) })
         }
-        let session = PoderoSession(transport: c.transport, tokenURL: s.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
-                                    clientId: s.clientId, clientSecret: secret, timeout: a.timeoutS, clock: c.clock,
-                                    persistence: persistence)
+        let session = PoderoSession(
+            transport: c.transport, tokenURL: s.tokenURL ?? PoderoWire.tokenURL(forBase: a.baseURL),
+            clientId: s.clientId, clientSecret: secret, timeout: a.timeoutS, clock: c.clock,
+            persistence: persistence)
         return .success(PoderoClient(transport: c.transport, baseURL: a.baseURL, orgId: s.orgId, session: session, timeout: a.timeoutS))
     }
 }
@@ -95,7 +102,9 @@ extension PoderoModule {
             return CommandRejection(.unknownTarget, "\"\(node)\" is not a Podero node; the node is \(PoderoAdapter.node)")
         }
         guard let handler = PoderoAdapter.handlers[capability] else {
-            return CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(PoderoAdapter.capabilities.sorted().joined(separator: ", "))")
+            return CommandRejection(
+                .unsupported,
+                "\"\(capability)\" is not supported on \(node); supported: \(PoderoAdapter.capabilities.sorted().joined(separator: ", "))")
         }
         guard handler.checkedAtConfig(params) else { return nil }
         let device = DeviceSnapshot(id: "podero-check", vendorId: "check", online: true, nodes: [node: .object([:])])

@@ -68,7 +68,9 @@ public enum PoderoWire {
         public static func users(_ org: String) -> String { Route.users(org: org).path }
         public static func heatPumps(_ org: String, _ user: String) -> String { Route.heatPumps(org: org, user: user).path }
         public static func heatPump(_ org: String, _ user: String, _ hp: String) -> String { Route.heatPump(org: org, user: user, heatPump: hp).path }
-        public static func statistics(_ org: String, _ user: String, _ hp: String) -> String { Route.statistics(org: org, user: user, heatPump: hp).path }
+        public static func statistics(_ org: String, _ user: String, _ hp: String) -> String {
+            Route.statistics(org: org, user: user, heatPump: hp).path
+        }
         public static let onboarding = Route.onboarding.path
         public static func onboardingSession(_ id: String) -> String { Route.onboardingSession(id).path }
     }
@@ -115,7 +117,8 @@ public enum PoderoWire {
     /// `https://app.podero.com/oauth2/token/` (whatever precedes `/api/partners/…` is kept, so a simulator
     /// mounted under `/podero` works the same way).
     public static func tokenURL(forBase base: String) -> String {
-        let chars = Array(base), needle = Array("/api/partners/")
+        let chars = Array(base)
+        let needle = Array("/api/partners/")
         if chars.count >= needle.count {
             for i in 0...(chars.count - needle.count) where Array(chars[i..<(i + needle.count)]) == needle {
                 return String(chars[..<i]) + tokenPath
@@ -191,8 +194,10 @@ public enum PoderoWire {
     /// `language` enum of the onboarding session (the guide's "fr" is not in the OAS enum).
     public static let languages = ["sv", "de", "en", "hu", "it", "et", "pl", "ro"]
     /// `price_zone_default` enum (the guides' "DE" is `DE_LU` in the OAS).
-    public static let priceZones = ["AT", "AT_HOURLY", "BE", "CH", "EE", "DE_LU", "HU", "IT_CNOR", "IT_CSUD", "IT_NORD", "IT_PUN",
-                                    "IT_SARD", "IT_SICI", "IT_SUD", "PT", "RO", "SE_1", "SE_2", "SE_3", "SE_4", "UK"]
+    public static let priceZones = [
+        "AT", "AT_HOURLY", "BE", "CH", "EE", "DE_LU", "HU", "IT_CNOR", "IT_CSUD", "IT_NORD", "IT_PUN",
+        "IT_SARD", "IT_SICI", "IT_SUD", "PT", "RO", "SE_1", "SE_2", "SE_3", "SE_4", "UK",
+    ]
     /// Statistics `resolution` values [pub].
     public static let resolutions = ["1DAY", "1WEEK", "1MONTH", "1QUARTER", "1YEAR"]
     /// The Connect UI page that skips the device-type choice and goes straight to heat pumps [doc].

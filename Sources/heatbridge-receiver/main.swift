@@ -42,27 +42,40 @@ struct ReceiverCommand: AsyncParsableCommand {
         }
         for p in scope.problems { logger.warning("scope map", metadata: ["problem": "\(p)"]) }
         if check {
-            print("config ok: listen \(c.listenHost):\(c.listenPort), \(scope.boxOf.count) gateways in \(Set(scope.boxOf.values).count) boxes, broker \(c.mqttHost):\(c.mqttPort)")
+            print(
+                "config ok: listen \(c.listenHost):\(c.listenPort), \(scope.boxOf.count) gateways in \(Set(scope.boxOf.values).count) boxes, broker \(c.mqttHost):\(c.mqttPort)"
+            )
             return
         }
         let spool: EventSpool
         do { spool = try EventSpool(path: c.spoolPath) } catch { fail(1, "cannot open the spool \(c.spoolPath): \(error)") }
-        let password = c.mqttPasswordFile.map(credentialPath).flatMap(readFile).map { String(decoding: $0, as: UTF8.self).filter { $0 != "\n" && $0 != "\r" } }
+        let password = c.mqttPasswordFile.map(credentialPath).flatMap(readFile).map {
+            String(decoding: $0, as: UTF8.self).filter { $0 != "\n" && $0 != "\r" }
+        }
         let mqtt: MosquittoClient
         do {
             // A clean session: the spool, not the broker, keeps what was not delivered.
-            mqtt = try MosquittoClient(MQTTConnectOptions(host: c.mqttHost, port: c.mqttPort, clientId: c.mqttClientId, cleanSession: true,
-                                                          username: c.mqttUsername, password: password, caFile: c.mqttCAFile, tls: c.mqttTLS))
+            mqtt = try MosquittoClient(
+                MQTTConnectOptions(
+                    host: c.mqttHost, port: c.mqttPort, clientId: c.mqttClientId, cleanSession: true,
+                    username: c.mqttUsername, password: password, caFile: c.mqttCAFile, tls: c.mqttTLS))
         } catch { fail(1, "cannot set up MQTT: \(error)") }
         let forwarder = Forwarder(spool: spool, mqtt: mqtt, window: c.window, logger: logger)
         let receiver = Receiver(config: c, token: token, spool: spool, forwarder: forwarder, scope: scope, logger: logger)
         forwarder.start()
         let prune = Task { await receiver.pruneLoop() }
-        let app = Application(router: receiver.router(), configuration: .init(address: .hostname(c.listenHost, port: c.listenPort),
-                                                                              serverName: nil, backlog: 1024),
-                              logger: logger)
-        logger.info("receiving", metadata: ["listen": "\(c.listenHost):\(c.listenPort)", "gateways": "\(scope.boxOf.count)",
-                                            "spool_depth": "\((try? spool.depth()) ?? -1)"])
+        let app = Application(
+            router: receiver.router(),
+            configuration: .init(
+                address: .hostname(c.listenHost, port: c.listenPort),
+                serverName: nil, backlog: 1024),
+            logger: logger)
+        logger.info(
+            "receiving",
+            metadata: [
+                "listen": "\(c.listenHost):\(c.listenPort)", "gateways": "\(scope.boxOf.count)",
+                "spool_depth": "\((try? spool.depth()) ?? -1)",
+            ])
         try await app.runService()
         prune.cancel()
         forwarder.stop()

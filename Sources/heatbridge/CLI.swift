@@ -16,7 +16,10 @@ struct HeatbridgeCommand: ParsableCommand {
         abstract: "Bridges heating-vendor clouds (Bosch, HomeSmartlink, Podero) to local MQTT.",
         // No default subcommand: a bare `heatbridge` shows this help instead of starting a daemon in the foreground
         // (the unit and the scripts say `run`).
-        subcommands: [Run.self, CheckConfig.self, Status.self, Energy.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self, PoderoTools.self, HomeSmartlinkTools.self, Version.self])
+        subcommands: [
+            Run.self, CheckConfig.self, Status.self, Energy.self, Triggers.self, Contracts.self, Onboard.self, Probe.self, BoschTools.self,
+            PoderoTools.self, HomeSmartlinkTools.self, Version.self,
+        ])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -54,17 +57,22 @@ struct CheckConfig: ParsableCommand {
         case .success(let loaded):
             let c = loaded.config
             print("\(options.path): OK (config \(loaded.hash.prefix(12)))")
-            print("  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)")
+            print(
+                "  mqtt: \(c.mqtt.tls ? "mqtts" : "mqtt")://\(c.mqtt.host):\(c.mqtt.port) base topic \(c.mqtt.baseTopic), client id \(c.mqtt.clientId)"
+            )
             let storeDir = c.store.path.contains("/") ? String(c.store.path[..<c.store.path.lastIndex(of: "/")!]) : "."
             var st = stat()
             let missing = !storeDir.isEmpty && stat(storeDir, &st) != 0
             print("  store: \(c.store.path)\(missing ? " (its directory is created at the first start)" : "")")
             for a in c.accounts {
                 let scope = a.devices.map { "\($0.count) device\($0.count == 1 ? "" : "s")" } ?? "every device"
-                print("  account \(a.name): \(a.vendor) at \(ConfigText.redactedURL(a.baseURL)), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)")
+                print(
+                    "  account \(a.name): \(a.vendor) at \(ConfigText.redactedURL(a.baseURL)), poll every \(JSONValue.format(a.pollIntervalS)) s, \(scope)"
+                )
                 if a.allDevices {
-                    printErr("warning: account \(a.name) has devices: all: it bridges every device of the partner account; "
-                             + "only for a partner's own back-office box, never on a customer's box")
+                    printErr(
+                        "warning: account \(a.name) has devices: all: it bridges every device of the partner account; "
+                            + "only for a partner's own back-office box, never on a customer's box")
                 }
             }
             if let n = c.fleet.boxes, n > 1 { print("  fleet: \(n) boxes share the partner accounts") }
@@ -109,10 +117,14 @@ struct Status: ParsableCommand {
         print(daemon.line)
         if let freeBytes = SQLiteStore.freeBytes(path: config.store.path) {
             let free = Double(freeBytes)
-            print("store: \(config.store.path), \(JSONValue.format((free / 1_048_576 * 10).rounded() / 10)) MiB free\(free < 8 * 1_048_576 ? "  LOW" : "")")
+            print(
+                "store: \(config.store.path), \(JSONValue.format((free / 1_048_576 * 10).rounded() / 10)) MiB free\(free < 8 * 1_048_576 ? "  LOW" : "")"
+            )
         }
         if let r = report["store_recovered"], r != .null {
-            print("store: DAMAGED at \(r["at"]?.stringValue ?? "?") (\(r["reason"]?.stringValue ?? "?")); started fresh, the damaged file is kept as \(r["kept_as"]?.stringValue ?? "?")")
+            print(
+                "store: DAMAGED at \(r["at"]?.stringValue ?? "?") (\(r["reason"]?.stringValue ?? "?")); started fresh, the damaged file is kept as \(r["kept_as"]?.stringValue ?? "?")"
+            )
         }
         // While the daemon is stopped, what the store has is the last state it saw, not the accounts' state now.
         print(daemon.running ? "accounts:" : "accounts (as last seen; the daemon is not running):")
@@ -124,9 +136,13 @@ struct Status: ParsableCommand {
         for d in report["devices"]?.arrayValue ?? [] {
             let age = d["age_s"]?.intValue ?? 0
             let stale = Double(age) > config.bridge.staleAfterS ? "  STALE" : ""
-            print("  \(d["device"]?.stringValue ?? "?")  \(d["availability"]?.stringValue ?? "unknown")  updated \(d["updated_at"]?.stringValue ?? "?") (\(age) s ago)\(stale)")
+            print(
+                "  \(d["device"]?.stringValue ?? "?")  \(d["availability"]?.stringValue ?? "unknown")  updated \(d["updated_at"]?.stringValue ?? "?") (\(age) s ago)\(stale)"
+            )
         }
-        print("outbox: \(report["outbox_depth"]?.intValue ?? 0) open command(s), \(report["unpublished_results"]?.intValue ?? 0) result(s) not yet published")
+        print(
+            "outbox: \(report["outbox_depth"]?.intValue ?? 0) open command(s), \(report["unpublished_results"]?.intValue ?? 0) result(s) not yet published"
+        )
         print("last commands:")
         for c in report["commands"]?.arrayValue ?? [] {
             let steps = (c["results"]?.arrayValue ?? []).map { r in

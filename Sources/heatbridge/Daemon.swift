@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 import Glibc
 import HeatbridgeApp
 import HeatbridgeConfig
@@ -10,6 +9,7 @@ import HeatbridgeStore
 import HeatbridgeSystem
 import HeatbridgeVendors
 import Logging
+import Synchronization
 
 /// Wires the real parts together and runs the bridge until SIGTERM/SIGINT; SIGHUP reloads the config.
 enum Daemon {
@@ -45,8 +45,9 @@ enum Daemon {
         case .failure(let failure): return failure.exitStatus
         }
         let (store, bridge, accounts, requestMetrics) = (services.store, services.bridge, services.accounts, services.metrics)
-        let reloader = Reloader(path: configPath, current: config, bridge: bridge, ports: ports, store: store, logger: logger,
-                                metrics: requestMetrics)
+        let reloader = Reloader(
+            path: configPath, current: config, bridge: bridge, ports: ports, store: store, logger: logger,
+            metrics: requestMetrics)
         let web = StatusListener.start(config.http, bridge: bridge, metrics: requestMetrics, environment: env, logger: logger)
         let testHooks = env["HEATBRIDGE_TEST_HOOKS"] == "1"
         let testClock = TestClockHook(environment: env)
@@ -126,22 +127,28 @@ enum Daemon {
 
     /// The daemon's ports: libcurl, libmosquitto, the system clock (with its test offset) and glibc's local time.
     static func ports(environment env: [String: String], transport: any HTTPTransport, accounts: Int) -> AppPorts {
-        var ports = AppPorts(transport: transport, clock: SystemClock(), localTime: GlibcLocalTime(), makeMQTT: { setup in
-            try MosquittoClient(MQTTConnectOptions(
-                host: setup.config.host, port: setup.config.port, clientId: setup.config.clientId, cleanSession: false,
-                username: setup.config.username, password: setup.password, caFile: setup.config.caFile, tls: setup.config.tls,
-                keepaliveS: setup.config.keepaliveS, will: setup.will, maxPayloadBytes: setup.config.maxPayloadBytes),
-                intake: setup.intake)
-        }, environment: env, version: heatbridgeVersion)
+        var ports = AppPorts(
+            transport: transport, clock: SystemClock(), localTime: GlibcLocalTime(),
+            makeMQTT: { setup in
+                try MosquittoClient(
+                    MQTTConnectOptions(
+                        host: setup.config.host, port: setup.config.port, clientId: setup.config.clientId, cleanSession: false,
+                        username: setup.config.username, password: setup.password, caFile: setup.config.caFile, tls: setup.config.tls,
+                        keepaliveS: setup.config.keepaliveS, will: setup.will, maxPayloadBytes: setup.config.maxPayloadBytes),
+                    intake: setup.intake)
+            }, environment: env, version: heatbridgeVersion)
         ports.processStats = { ProcessStats.sample() }
-        ports.logLevel = LogLevelControl(set: { level in
-            let configured = Logger.Level(rawValue: configuredLogLevel.withLock { $0 }) ?? .info
-            currentLogLevel.withLock { $0 = level.flatMap(Logger.Level.init(rawValue:)) ?? configured }
-        }, current: { currentLogLevel.withLock { $0.rawValue } })
+        ports.logLevel = LogLevelControl(
+            set: { level in
+                let configured = Logger.Level(rawValue: configuredLogLevel.withLock { $0 }) ?? .info
+                currentLogLevel.withLock { $0 = level.flatMap(Logger.Level.init(rawValue:)) ?? configured }
+            }, current: { currentLogLevel.withLock { $0.rawValue } })
         ports.readinessChanged = { ready, reason in
             // systemd cannot take READY=1 back; STATUS= shows in `systemctl status` what the health topic says.
-            SDNotify.send(ready ? "STATUS=Bridging \(accounts) account(s); the store writes again"
-                                : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
+            SDNotify.send(
+                ready
+                    ? "STATUS=Bridging \(accounts) account(s); the store writes again"
+                    : "STATUS=Not ready: \(reason ?? "the store cannot write"); commands are refused STORE_FAILED")
         }
         return ports
     }
@@ -158,8 +165,10 @@ actor Reloader {
     let logger: Logger
     let metrics: RequestMetrics?
 
-    init(path: String, current: HeatbridgeConfig, bridge: Bridge, ports: AppPorts, store: SQLiteStore, logger: Logger,
-         metrics: RequestMetrics? = nil) {
+    init(
+        path: String, current: HeatbridgeConfig, bridge: Bridge, ports: AppPorts, store: SQLiteStore, logger: Logger,
+        metrics: RequestMetrics? = nil
+    ) {
         self.metrics = metrics
         self.store = store
         self.path = path
@@ -194,14 +203,17 @@ actor Reloader {
             if new.http != current.http { restartNeeded.append("http") }
             currentLogLevel.withLock { $0 = Logger.Level(rawValue: new.log.level) ?? .info }
             configuredLogLevel.withLock { $0 = new.log.level }
-            await bridge.reconfigure(accounts: accounts, behaviour: new.bridge, configHash: String(loaded.hash.prefix(12)),
-                                     configDocument: loaded.document)
+            await bridge.reconfigure(
+                accounts: accounts, behaviour: new.bridge, configHash: String(loaded.hash.prefix(12)),
+                configDocument: loaded.document)
             current = new
             if restartNeeded.isEmpty {
                 SDNotify.send("READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); bridging \(accounts.count) account(s)")
             } else {
-                logger.warning("reloaded; changes to these sections need a restart", metadata: ["sections": "\(restartNeeded.joined(separator: ","))"])
-                SDNotify.send("READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); restart to apply: \(restartNeeded.joined(separator: ", "))")
+                logger.warning(
+                    "reloaded; changes to these sections need a restart", metadata: ["sections": "\(restartNeeded.joined(separator: ","))"])
+                SDNotify.send(
+                    "READY=1\nSTATUS=Config reloaded (\(loaded.hash.prefix(12))); restart to apply: \(restartNeeded.joined(separator: ", "))")
             }
         }
     }
@@ -212,10 +224,11 @@ struct SystemClock: HeatbridgeCore.Clock {
     /// Test hook: with `HEATBRIDGE_TEST_HOOKS=1`, `HEATBRIDGE_TEST_CLOCK_OFFSET_S` shifts the daemon's wall clock,
     /// so black-box tests can put it seconds before a trigger's time instead of waiting for it; the file named by
     /// `HEATBRIDGE_TEST_CLOCK_FILE` moves it further (see `TestClockHook`).
-    static let offset = Mutex<Double>({
-        guard ProcessEnvironment.value("HEATBRIDGE_TEST_HOOKS") == "1" else { return 0 }
-        return ProcessEnvironment.value("HEATBRIDGE_TEST_CLOCK_OFFSET_S").flatMap(Double.init) ?? 0
-    }())
+    static let offset = Mutex<Double>(
+        {
+            guard ProcessEnvironment.value("HEATBRIDGE_TEST_HOOKS") == "1" else { return 0 }
+            return ProcessEnvironment.value("HEATBRIDGE_TEST_CLOCK_OFFSET_S").flatMap(Double.init) ?? 0
+        }())
 
     func now() -> EpochSeconds {
         var ts = timespec()

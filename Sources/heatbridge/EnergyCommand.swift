@@ -42,7 +42,9 @@ struct Energy: ParsableCommand {
         }
         let answer = EnergyHistory.answer(device: device, from: range.from, to: range.to, buckets: buckets)
         if json { return print(answer.serialized) }
-        let meters = (answer["meters"]?.objectValue ?? [:]).keys.sorted { (MeterKey(id: $0) ?? .electricityTotal) < (MeterKey(id: $1) ?? .electricityTotal) }
+        let meters = (answer["meters"]?.objectValue ?? [:]).keys.sorted {
+            (MeterKey(id: $0) ?? .electricityTotal) < (MeterKey(id: $1) ?? .electricityTotal)
+        }
         func cell(_ m: String, _ i: Int) -> String {
             answer["meters"]?[m]?.arrayValue?[i].doubleValue.map(JSONValue.format) ?? ""
         }

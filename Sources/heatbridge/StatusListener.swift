@@ -7,8 +7,10 @@ import Logging
 /// supervisor, `/status.json` the status document. A listener that cannot start is logged and left out: the
 /// bridge's job does not depend on it.
 enum StatusListener {
-    static func start(_ config: HTTPConfig, bridge: Bridge, metrics: RequestMetrics, environment env: [String: String],
-                      logger: Logger) -> WebListener? {
+    static func start(
+        _ config: HTTPConfig, bridge: Bridge, metrics: RequestMetrics, environment env: [String: String],
+        logger: Logger
+    ) -> WebListener? {
         guard config.port != 0 else { return nil }
         var token: String?
         if let ref = config.token {

@@ -12,7 +12,9 @@ final class FuzzRegressionTests: XCTestCase {
         try ["corpus", "regressions"].flatMap { kind -> [URL] in
             let dir = Self.root.appendingPathComponent("\(kind)/\(target)")
             guard FileManager.default.fileExists(atPath: dir.path) else { return [] }
-            return try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil).filter { !$0.lastPathComponent.hasPrefix(".") }
+            return try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil).filter {
+                !$0.lastPathComponent.hasPrefix(".")
+            }
         }
     }
 

@@ -65,11 +65,13 @@ final class AppServicesTests: XCTestCase {
         let sim = Simulator(bosch: .defaultScenario())
         let clock = ManualClock(start: Date().timeIntervalSince1970)
         let client = Mutex<RecordingMQTT?>(nil)
-        let ports = AppPorts(transport: InProcessTransport(sim), clock: clock, localTime: FixedOffsetTime(offsetS: 3600), makeMQTT: { setup in
-            let mqtt = RecordingMQTT(intake: setup.intake)
-            client.withLock { $0 = mqtt }
-            return mqtt
-        }, environment: [:], version: "test")
+        let ports = AppPorts(
+            transport: InProcessTransport(sim), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
+            makeMQTT: { setup in
+                let mqtt = RecordingMQTT(intake: setup.intake)
+                client.withLock { $0 = mqtt }
+                return mqtt
+            }, environment: [:], version: "test")
         let loaded = try load(sim)
         let services: AppServices
         switch AppServices.build(loaded, ports: ports, logger: .init(label: "test")) {
@@ -113,8 +115,9 @@ final class AppServicesTests: XCTestCase {
         let sim = Simulator(bosch: .defaultScenario())
         let loaded = try load(sim)
         try FileManager.default.removeItem(at: dir.appendingPathComponent("bosch.key"))
-        let ports = AppPorts(transport: InProcessTransport(sim), clock: ManualClock(), localTime: FixedOffsetTime(offsetS: 0),
-                             makeMQTT: { _ in RecordingMQTT() }, environment: [:], version: "test")
+        let ports = AppPorts(
+            transport: InProcessTransport(sim), clock: ManualClock(), localTime: FixedOffsetTime(offsetS: 0),
+            makeMQTT: { _ in RecordingMQTT() }, environment: [:], version: "test")
         switch AppServices.build(loaded, ports: ports, logger: .init(label: "test")) {
         case .success: XCTFail("built without its key")
         case .failure(let f):

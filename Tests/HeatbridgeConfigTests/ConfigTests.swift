@@ -24,7 +24,9 @@ final class ConfigTests: XCTestCase {
 
     func testValidConfigWithDefaultsAndCredential() throws {
         _ = write("bosch.key", "xHCSAPI-secret\n")
-        let path = write("ok.yaml", """
+        let path = write(
+            "ok.yaml",
+            """
             mqtt:
               url: mqtts://broker.local
               username: hb
@@ -54,20 +56,24 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.bridge.validFor("charge"), 1800)
         XCTAssertEqual(c.bridge.validFor("mode"), 600)
         XCTAssertEqual(loaded.hash.count, 16)
-        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].settings(as: BoschAccountSettings.self)!.apiKey!, environment: [:]) else { return XCTFail() }
+        guard case .success(let key) = ConfigLoader.readSecret(c.accounts[0].settings(as: BoschAccountSettings.self)!.apiKey!, environment: [:])
+        else { return XCTFail() }
         XCTAssertEqual(key, "xHCSAPI-secret")
     }
 
     func diagnostics(_ text: String, env: [String: String] = [:]) -> [ConfigDiagnostic] {
         let path = write("c.yaml", text)
         switch ConfigLoader.load(path: path, environment: env) {
-        case .success: XCTFail("expected errors"); return []
+        case .success:
+            XCTFail("expected errors")
+            return []
         case .failure(let e): return e.diagnostics
         }
     }
 
     func testEveryErrorIsReportedWithPosition() {
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
               keepalive_s: 2
@@ -103,7 +109,8 @@ final class ConfigTests: XCTestCase {
     }
 
     func testGroupsAreCheckedMemberByMember() throws {
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
             groups:
@@ -132,7 +139,8 @@ final class ConfigTests: XCTestCase {
         let key = write("box.key", "key")
         chmod(key, 0o600)
         let relay = "ca_file: \(dir!)/box.crt, client_cert_file: \(dir!)/box.crt, client_key_file: \(key)"
-        let bad = diagnostics("""
+        let bad = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -142,7 +150,8 @@ final class ConfigTests: XCTestCase {
               - {name: n, vendor: homesmartlink, base_url: "https://x", client_id: c, homes: ["64f"]}
               - {name: x, vendor: homesmartlink, base_url: "https://x", proxy: "socks5://p:1080", client_id: c, client_secret_file: \(dir!)/k, homes: ["64f"]}
               - {name: y, vendor: homesmartlink, base_url: "https://x", client_cert_file: \(dir!)/box.crt, client_id: c, homes: ["64f"]}
-            """).map(\.message)
+            """
+        ).map(\.message)
         XCTAssertTrue(bad.contains("a homesmartlink account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
         XCTAssertTrue(bad.contains("a podero account behind a relay (client_cert_file) holds no client secret"), "\(bad)")
         XCTAssertTrue(bad.contains("\"token_url\" does not apply behind a relay"), "\(bad)")
@@ -150,7 +159,9 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(bad.contains("bad proxy \"socks5://p:1080\""), "\(bad)")
         XCTAssertTrue(bad.contains("\"client_cert_file\" and \"client_key_file\" go together"), "\(bad)")
         XCTAssertEqual(bad.count, 6, "\(bad)")
-        let path = write("relay.yaml", """
+        let path = write(
+            "relay.yaml",
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -163,7 +174,9 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(ok.accounts.allSatisfy { $0.connection.isRelay })
 
         // The box key as a systemd credential: found in $CREDENTIALS_DIRECTORY, checked like a key file.
-        let cred = write("cred.yaml", """
+        let cred = write(
+            "cred.yaml",
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -171,10 +184,14 @@ final class ConfigTests: XCTestCase {
             """)
         let viaCredential = try ConfigLoader.load(path: cred, environment: ["CREDENTIALS_DIRECTORY": dir]).get().config
         XCTAssertEqual(viaCredential.accounts[0].connection.clientKeyFile, key)
-        guard case .failure(let noDir) = ConfigLoader.load(path: cred, environment: [:]) else { return XCTFail("loaded without $CREDENTIALS_DIRECTORY") }
+        guard case .failure(let noDir) = ConfigLoader.load(path: cred, environment: [:]) else {
+            return XCTFail("loaded without $CREDENTIALS_DIRECTORY")
+        }
         XCTAssertEqual(noDir.diagnostics.map(\.message), ["client_key_credential: credential \"box.key\" needs $CREDENTIALS_DIRECTORY"])
         chmod(key, 0o640)
-        guard case .failure(let loose) = ConfigLoader.load(path: cred, environment: ["CREDENTIALS_DIRECTORY": dir]) else { return XCTFail("loose key accepted") }
+        guard case .failure(let loose) = ConfigLoader.load(path: cred, environment: ["CREDENTIALS_DIRECTORY": dir]) else {
+            return XCTFail("loose key accepted")
+        }
         XCTAssertEqual(loose.diagnostics.map(\.message), ["client_key_file \(key) is readable by group or others (mode 640)"])
     }
 
@@ -188,7 +205,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ConfigText.echo("xHCSAPI-0123456789"), "a 18-character value (not shown: it could be a secret)")
         _ = write("k", "key")
         let secret = "xHCSAPI-TYPED-INTO-THE-WRONG-PLACE"
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://heatbridge:\(secret)@127.0.0.1:1883
               keepalive_s: \(secret)
@@ -204,7 +222,8 @@ final class ConfigTests: XCTestCase {
 
     func testTriggersAreValidatedWithPositions() throws {
         _ = write("k", "key")
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -243,7 +262,8 @@ final class ConfigTests: XCTestCase {
     func testTriggerActionsAreCheckedLikeCommands() throws {
         _ = write("k", "key")
         _ = write("s", "secret")
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -285,7 +305,9 @@ final class ConfigTests: XCTestCase {
 
     func testExampleTriggersDecode() throws {
         _ = write("k", "key")
-        let path = write("t.yaml", """
+        let path = write(
+            "t.yaml",
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -310,19 +332,30 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.bridge.triggers[0].runIfWithinS, 900)
         XCTAssertEqual(c.bridge.triggers[0].action.params, ["action": "start", "duration_min": 30])
         XCTAssertEqual(c.bridge.triggers[0].action.validForS, 600)
-        XCTAssertEqual(c.bridge.triggers[1].kind, .condition(TopicCondition(topic: "pv/surplus_w", path: ["value"], test: .above(2000),
-                                                                          hysteresis: 200, holdS: 300)))
+        XCTAssertEqual(
+            c.bridge.triggers[1].kind,
+            .condition(
+                TopicCondition(
+                    topic: "pv/surplus_w", path: ["value"], test: .above(2000),
+                    hysteresis: 200, holdS: 300)))
     }
 
     func testHomeAssistantSection() throws {
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt: {url: "mqtt://h", base_topic: home}
             homeassistant: {discovery: yes, prefix: home}
             """)
-        XCTAssertEqual(d.map(\.message), ["\"discovery\" must be true or false, found \"yes\"",
-                                          "discovery prefix \"home\" overlaps the base topic \"home\""])
-        let ok = try ConfigLoader.load(path: write("ha.yaml", "mqtt: {url: \"mqtt://h\"}\nhomeassistant: {discovery: true}\n"),
-                                       environment: [:]).get()
+        XCTAssertEqual(
+            d.map(\.message),
+            [
+                "\"discovery\" must be true or false, found \"yes\"",
+                "discovery prefix \"home\" overlaps the base topic \"home\"",
+            ])
+        let ok = try ConfigLoader.load(
+            path: write("ha.yaml", "mqtt: {url: \"mqtt://h\"}\nhomeassistant: {discovery: true}\n"),
+            environment: [:]
+        ).get()
         XCTAssertTrue(ok.config.homeAssistant.discovery)
         XCTAssertEqual(ok.config.homeAssistant.prefix, "homeassistant")
     }
@@ -333,29 +366,37 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ok.config.http.listen, "127.0.0.1")
         XCTAssertEqual(ok.config.http.port, 8787)
         XCTAssertNil(ok.config.http.token)
-        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0}\n").map(\.message),
-                       ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status"])
-        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token: abcdefabcdefabcdef}\n").map(\.message),
-                       ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status", "inline secret \"token\" is not allowed in http"])
-        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: lan, port: 99999}\n").map(\.message),
-                       ["\"listen\" must be an IP address, found \"lan\"", "\"port\" must be within 0…65535, found \"99999\""])
+        XCTAssertEqual(
+            diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0}\n").map(\.message),
+            ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status"])
+        XCTAssertEqual(
+            diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token: abcdefabcdefabcdef}\n").map(\.message),
+            ["listening on 0.0.0.0 needs a token: anyone on the LAN could read the box's status", "inline secret \"token\" is not allowed in http"])
+        XCTAssertEqual(
+            diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: lan, port: 99999}\n").map(\.message),
+            ["\"listen\" must be an IP address, found \"lan\"", "\"port\" must be within 0…65535, found \"99999\""])
         let open = write("open.token", "0123456789abcdef0123\n")
         chmod(open, 0o644)
-        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(open)}\n").map(\.message),
-                       ["token_file \(open) is readable by others (mode 644)"])
+        XCTAssertEqual(
+            diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(open)}\n").map(\.message),
+            ["token_file \(open) is readable by others (mode 644)"])
         let short = write("short.token", "abc\n")
         chmod(short, 0o600)
-        XCTAssertEqual(diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(short)}\n").map(\.message),
-                       ["the HTTP token is 3 characters; at least 16"])
+        XCTAssertEqual(
+            diagnostics("mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, token_file: \(short)}\n").map(\.message),
+            ["the HTTP token is 3 characters; at least 16"])
         let good = write("good.token", "0123456789abcdef0123\n")
         chmod(good, 0o600)
-        let lan = try ConfigLoader.load(path: write("h1.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 9100, token_file: \(good)}\n"),
-                                        environment: [:]).get()
+        let lan = try ConfigLoader.load(
+            path: write("h1.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 9100, token_file: \(good)}\n"),
+            environment: [:]
+        ).get()
         XCTAssertEqual(lan.config.http.port, 9100)
         XCTAssertNotNil(lan.config.http.token)
         XCTAssertEqual(lan.document["http"]?["token_file"]?.stringValue, good, "the config answer names the file, not the token")
         XCTAssertFalse(lan.document.serialized.contains("0123456789abcdef0123"))
-        let off = try ConfigLoader.load(path: write("h2.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 0}\n"), environment: [:]).get()
+        let off = try ConfigLoader.load(path: write("h2.yaml", "mqtt: {url: \"mqtt://h\"}\nhttp: {listen: 0.0.0.0, port: 0}\n"), environment: [:])
+            .get()
         XCTAssertEqual(off.config.http.port, 0, "port 0 turns the listener off, and off needs no token")
     }
 
@@ -367,13 +408,15 @@ final class ConfigTests: XCTestCase {
         // Nested and in JSON-style flow mappings too: a key given twice is an error, never last-wins.
         let nested = diagnostics("mqtt: {url: mqtt://h}\nstore:\n  path: /a.db\n  path: /b.db\n")
         XCTAssertTrue(nested.contains { $0.message == "duplicate key \"path\"" && $0.mark.line == 4 }, "\(nested.map(\.message))")
-        XCTAssertTrue(diagnostics(#"{"mqtt": {"url": "mqtt://h", "url": "mqtt://x"}}"# + "\n").contains { $0.message.contains("duplicate key \"url\"") })
+        XCTAssertTrue(
+            diagnostics(#"{"mqtt": {"url": "mqtt://h", "url": "mqtt://x"}}"# + "\n").contains { $0.message.contains("duplicate key \"url\"") })
         XCTAssertTrue(diagnostics("").first?.message.contains("missing required section \"mqtt\"") ?? false)
     }
 
     func testSecretProblemsNeverShowTheSecret() {
         _ = write("empty.key", "\n")
-        let d = diagnostics("""
+        let d = diagnostics(
+            """
             mqtt:
               url: mqtt://h
               password_file: \(dir!)/empty.key
@@ -436,7 +479,9 @@ final class ShippedConfigTests: XCTestCase {
 extension ConfigTests {
     func testPollPacingAndKeyRotationKeys() throws {
         _ = write("bosch.key", "xHCSAPI-secret-20270101\n")
-        let good = write("rot.yaml", """
+        let good = write(
+            "rot.yaml",
+            """
             mqtt:
               url: mqtt://127.0.0.1:1883
             accounts:
@@ -453,7 +498,9 @@ extension ConfigTests {
         guard case .success(let l) = ConfigLoader.load(path: good, environment: [:]) else { return XCTFail("refused") }
         XCTAssertEqual(l.config.accounts[0].maxPollIntervalS, 300)
         XCTAssertEqual(l.config.accounts[0].settings(as: BoschAccountSettings.self)?.rotateKey, true)
-        let bad = write("rot-bad.yaml", """
+        let bad = write(
+            "rot-bad.yaml",
+            """
             mqtt:
               url: mqtt://127.0.0.1:1883
             accounts:
@@ -493,7 +540,8 @@ extension ConfigLoader {
 extension ConfigTests {
     func testPushSettingsAreCheckedWhereTheyAreWritten() throws {
         _ = write("k", "key")
-        let bad = diagnostics("""
+        let bad = diagnostics(
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:
@@ -508,10 +556,14 @@ extension ConfigTests {
         XCTAssertTrue(messages.contains { $0.contains("must not be below poll_interval_s") }, "\(messages)")
         XCTAssertTrue(messages.contains { $0.contains("silent_after") }, "\(messages)")
         XCTAssertTrue(messages.contains { $0.contains("\"push\" must be true, false or a mapping") }, "\(messages)")
-        XCTAssertTrue(messages.contains { $0.contains("\"push\" is only for accounts whose cloud pushes events (bosch); homesmartlink is polled") }, "\(messages)")
+        XCTAssertTrue(
+            messages.contains { $0.contains("\"push\" is only for accounts whose cloud pushes events (bosch); homesmartlink is polled") },
+            "\(messages)")
         XCTAssertEqual(bad.count, 5, "\(messages)")
         XCTAssertTrue(bad.allSatisfy { $0.mark.line >= 4 }, "every error names its line")
-        let path = write("push.yaml", """
+        let path = write(
+            "push.yaml",
+            """
             mqtt:
               url: mqtt://h:1883
             accounts:

@@ -3,8 +3,9 @@ import XCTest
 
 final class BridgeRequestsTests: XCTestCase {
     func parse(_ payload: String, name: String = "status", retained: Bool = false) -> Result<BridgeRequests.Parsed, BridgeRequests.Failure> {
-        BridgeRequests.parse(MQTTMessage(topic: "hb/bridge/request/\(name)", payload: Array(payload.utf8), retained: retained), name: name,
-                             maxPayloadBytes: 200)
+        BridgeRequests.parse(
+            MQTTMessage(topic: "hb/bridge/request/\(name)", payload: Array(payload.utf8), retained: retained), name: name,
+            maxPayloadBytes: 200)
     }
 
     func code(_ r: Result<BridgeRequests.Parsed, BridgeRequests.Failure>) -> String? {
@@ -44,16 +45,21 @@ final class BridgeRequestsTests: XCTestCase {
 
     func testTheConfigDocumentRedactsSecretsAndURLPasswords() {
         let m = SourceMark(line: 1, column: 1)
-        let node = ConfigNode.mapping([
-            (key: "mqtt", keyMark: m, value: .mapping([
-                (key: "url", keyMark: m, value: .scalar("mqtts://box:hunter2@broker.example:8883", m, plain: true)),
-                (key: "password_file", keyMark: m, value: .scalar("/etc/heatbridge/mqtt.pass", m, plain: true)),
-                (key: "password", keyMark: m, value: .scalar("hunter2", m, plain: true)),
-                (key: "keepalive_s", keyMark: m, value: .scalar("30", m, plain: true)),
-                (key: "tls", keyMark: m, value: .scalar("true", m, plain: true)),
-                (key: "client_id", keyMark: m, value: .scalar("30", m, plain: false)),
-            ], m)),
-        ], m)
+        let node = ConfigNode.mapping(
+            [
+                (
+                    key: "mqtt", keyMark: m,
+                    value: .mapping(
+                        [
+                            (key: "url", keyMark: m, value: .scalar("mqtts://box:hunter2@broker.example:8883", m, plain: true)),
+                            (key: "password_file", keyMark: m, value: .scalar("/etc/heatbridge/mqtt.pass", m, plain: true)),
+                            (key: "password", keyMark: m, value: .scalar("hunter2", m, plain: true)),
+                            (key: "keepalive_s", keyMark: m, value: .scalar("30", m, plain: true)),
+                            (key: "tls", keyMark: m, value: .scalar("true", m, plain: true)),
+                            (key: "client_id", keyMark: m, value: .scalar("30", m, plain: false)),
+                        ], m)
+                )
+            ], m)
         let doc = node.redactedJSON
         XCTAssertEqual(doc["mqtt"]?["url"], "mqtts://<redacted>@broker.example:8883")
         XCTAssertEqual(doc["mqtt"]?["password_file"], "/etc/heatbridge/mqtt.pass")

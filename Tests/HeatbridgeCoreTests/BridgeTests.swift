@@ -17,7 +17,9 @@ final class BridgeTests: XCTestCase {
         clock = ManualClock()
         adapter = ScriptedAdapter()
         adapter.snapshots.withLock {
-            $0 = [DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50], "hc1": ["setpoint": 21]])]
+            $0 = [
+                DeviceSnapshot(id: "fake-1", vendorId: "1", model: "M", online: true, nodes: ["dhw1": ["temperature": 50], "hc1": ["setpoint": 21]])
+            ]
         }
     }
 
@@ -26,11 +28,16 @@ final class BridgeTests: XCTestCase {
     func start(pollIntervalS: Double = 3600, maxPollIntervalS: Double? = nil, push: PushSettings? = nil, scope: [String]? = nil) -> Bridge {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let bridge = Bridge(settings: BridgeSettings(topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
-                                                     accounts: [AccountRuntime(name: "acc", vendor: "fake", pollIntervalS: pollIntervalS,
-                                                                                maxPollIntervalS: maxPollIntervalS, adapter: adapter,
-                                                                                scope: scope, push: push)]),
-                            mqtt: mqtt, store: store, clock: clock, logger: logger)
+        let bridge = Bridge(
+            settings: BridgeSettings(
+                topics: topics, version: "t", configHash: "h", behaviour: BridgeBehaviour(),
+                accounts: [
+                    AccountRuntime(
+                        name: "acc", vendor: "fake", pollIntervalS: pollIntervalS,
+                        maxPollIntervalS: maxPollIntervalS, adapter: adapter,
+                        scope: scope, push: push)
+                ]),
+            mqtt: mqtt, store: store, clock: clock, logger: logger)
         clock.drive(quiesce: { await bridge.quiesce() }, nextDeadline: { bridge.nextTimer })
         task = Task { await bridge.run() }
         mqtt.continuation.yield(.connected)
@@ -144,7 +151,8 @@ final class BridgeTests: XCTestCase {
         // Back to every second: twice, a second on the clock brings a poll. Each step first waits until the poll
         // before it has scheduled the next (a sleeper a second away), so a slow machine cannot skip one.
         for step in 1...2 {
-            let at = clock.now(), before = polls()
+            let at = clock.now()
+            let before = polls()
             eventually("poll \(step) scheduled") { (clock.nextDeadline ?? .infinity) <= at + 1.001 }
             await clock.advance(by: 1)
             eventually("the rate came back after a change: poll \(step) a second later") { polls() > before }
@@ -161,7 +169,8 @@ final class BridgeTests: XCTestCase {
         mqtt.send("hb/fake-1/dhw1/charge/set", #"{"id":"r","action":"start"}"#, retained: true)
         mqtt.send("hb/fake-1/dhw1/charge/set", "")  // the clearing publish: ignored
         eventually("five rejections") { results().count == 5 }
-        XCTAssertEqual(results().map { $0["code"]?.stringValue }, ["INVALID_PAYLOAD", "INVALID_PAYLOAD", "OUT_OF_RANGE", "INVALID_PAYLOAD", "RETAINED_COMMAND"])
+        XCTAssertEqual(
+            results().map { $0["code"]?.stringValue }, ["INVALID_PAYLOAD", "INVALID_PAYLOAD", "OUT_OF_RANGE", "INVALID_PAYLOAD", "RETAINED_COMMAND"])
         XCTAssertTrue(results().allSatisfy { $0["status"]?.stringValue == "rejected" })
         XCTAssertTrue(mqtt.published.withLock { $0.contains { $0.topic == "hb/fake-1/dhw1/charge/set" && $0.payload.isEmpty && $0.retain } })
         XCTAssertTrue(adapter.executed.withLock { $0.isEmpty })
@@ -241,8 +250,9 @@ final class BridgeTests: XCTestCase {
 
     func testCachedStateIsPublishedBeforeTheCloudAnswers() {
         store.devices.withLock {
-            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1", "model": "M"], availability: "online",
-                                        nodes: ["dhw1": ["temperature": 44]], updatedAt: 1_700_000_000)
+            $0["fake-1"] = CachedDevice(
+                deviceId: "fake-1", account: "acc", state: ["vendor_id": "1", "model": "M"], availability: "online",
+                nodes: ["dhw1": ["temperature": 44]], updatedAt: 1_700_000_000)
         }
         adapter.fetchError.withLock { $0 = CloudError(.unavailable, message: "down") }
         _ = start()
@@ -281,12 +291,16 @@ final class BridgeTests: XCTestCase {
 
     func testOpenCommandsFromTheStoreResumeOnStart() {
         store.commands.withLock {
-            $0 = [Command(id: "old", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
-                          receivedAt: 1_800_000_000, validUntil: 1_800_000_600)]
+            $0 = [
+                Command(
+                    id: "old", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                    receivedAt: 1_800_000_000, validUntil: 1_800_000_600)
+            ]
         }
         store.devices.withLock {
-            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
-                                        nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
+            $0["fake-1"] = CachedDevice(
+                deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
+                nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
         }
         _ = start()
         eventually("resumed") { results("old").last?["status"]?.stringValue == "done" }
@@ -364,8 +378,11 @@ final class BridgeTests: XCTestCase {
 
     func testCommandInDoubtAfterACrashIsConfirmedByReadBackNotResent() {
         store.commands.withLock {
-            $0 = [Command(id: "doubt", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
-                          receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)]
+            $0 = [
+                Command(
+                    id: "doubt", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                    receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)
+            ]
         }
         adapter.confirmAnswer.withLock { $0 = true }
         _ = start()
@@ -377,8 +394,11 @@ final class BridgeTests: XCTestCase {
 
     func testCommandInDoubtNotVisibleIsSentAgain() {
         store.commands.withLock {
-            $0 = [Command(id: "doubt2", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
-                          receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)]
+            $0 = [
+                Command(
+                    id: "doubt2", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                    receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)
+            ]
         }
         adapter.confirmAnswer.withLock { $0 = false }
         _ = start()
@@ -388,8 +408,9 @@ final class BridgeTests: XCTestCase {
 
     func testInboxMessagesFromBeforeACrashAreHandledOnceOnStart() async throws {
         store.devices.withLock {
-            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
-                                        nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
+            $0["fake-1"] = CachedDevice(
+                deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
+                nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
         }
         _ = try store.inboxAdd(MQTTMessage(topic: "hb/fake-1/dhw1/charge/set", payload: Array(#"{"id":"in1","action":"stop"}"#.utf8)))
         _ = start()
@@ -411,8 +432,9 @@ final class BridgeTests: XCTestCase {
 
     func testScheduleIsPublishedAndScheduleNowMovesAtSwitchPoints() async {
         // The manual clock starts 2027-01-15T08:00:00Z (UTC box); switch points at 08:01 (eco) and 08:03 (comfort).
-        let program = WeekSchedule(days: Array(repeating: [.init(minute: 481, level: "eco"), .init(minute: 483, level: "comfort")], count: 7),
-                                   levels: ["eco": 17, "comfort": 21])
+        let program = WeekSchedule(
+            days: Array(repeating: [.init(minute: 481, level: "eco"), .init(minute: 483, level: "comfort")], count: 7),
+            levels: ["eco": 17, "comfort": 21])
         adapter.snapshots.withLock { $0[0].schedules = ["hc1": program] }
         _ = start()
         eventually("schedule topic") { !mqtt.json("hb/fake-1/hc1/schedule").isEmpty }

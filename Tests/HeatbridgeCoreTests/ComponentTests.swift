@@ -1,8 +1,9 @@
 import Dispatch
-@testable import HeatbridgeCore
 import HeatbridgeTesting
 import Synchronization
 import XCTest
+
+@testable import HeatbridgeCore
 
 /// Milliseconds of computing on a dispatch queue, awaited: work the clock cannot see.
 func workOnAnotherThread() async {
@@ -27,9 +28,9 @@ final class TimerQueueTests: XCTestCase {
         timers.schedule("a", at: t0 + 5)
         timers.schedule("b", at: t0 + 2)
         timers.schedule("c", at: t0 + 3)
-        timers.schedule("a", at: t0 + 1)           // moved earlier
+        timers.schedule("a", at: t0 + 1)  // moved earlier
         timers.cancel("b")
-        timers.scheduleEarliest("c", at: t0 + 8)   // later than its deadline: ignored
+        timers.scheduleEarliest("c", at: t0 + 8)  // later than its deadline: ignored
         await clock.advance(by: 10)
         XCTAssertEqual(fired.withLock { $0.map(\.0) }, ["a", "c"])
         XCTAssertEqual(fired.withLock { $0.map { $0.1 - t0 } }, [1, 3])
@@ -86,7 +87,7 @@ final class TimerQueueTests: XCTestCase {
         let timers = TimerQueue<String>()
         let fired = Mutex<[String]>([])
         let loop = Task { await timers.run(clock: clock) { key in fired.withLock { $0.append(key) } } }
-        timers.schedule("lease-end", at: clock.now() + 3600)   // the loop sleeps an hour of real time on it
+        timers.schedule("lease-end", at: clock.now() + 3600)  // the loop sleeps an hour of real time on it
         timers.schedule("later", at: clock.now() + 7200)
         await timers.settle(through: clock.now())
         XCTAssertEqual(fired.withLock { $0 }, [], "nothing is due yet")
@@ -139,7 +140,8 @@ extension CommandIntake.Outcome {
         switch (a, b) {
         case (.notCommand, .notCommand), (.deletion, .deletion): return true
         case (.command(let t1, let i1, let b1), .command(let t2, let i2, let b2)): return t1 == t2 && i1 == i2 && b1 == b2
-        case (.rejected(let t1, let i1, let r1, let c1), .rejected(let t2, let i2, let r2, let c2)): return t1 == t2 && i1 == i2 && r1 == r2 && c1 == c2
+        case (.rejected(let t1, let i1, let r1, let c1), .rejected(let t2, let i2, let r2, let c2)):
+            return t1 == t2 && i1 == i2 && r1 == r2 && c1 == c2
         default: return false
         }
     }
@@ -152,14 +154,16 @@ final class LimitsPolicyTests: XCTestCase {
         l.derogationMaxDelta = 2
         l.minSpacingS = 60
         var p = LimitsPolicy(limits: l, settings: [:])
-        XCTAssertEqual(p.check(device: "d", node: "n", facts: CommandFacts(setpoints: [.init("setpoint", 25)]), source: .mqtt, now: 0)?.code,
-                       .outOfRange)
+        XCTAssertEqual(
+            p.check(device: "d", node: "n", facts: CommandFacts(setpoints: [.init("setpoint", 25)]), source: .mqtt, now: 0)?.code,
+            .outOfRange)
         XCTAssertEqual(p.check(device: "d", node: "n", facts: CommandFacts(offsetDelta: -3), source: .mqtt, now: 0)?.code, .safetyLimit)
         XCTAssertNil(p.check(device: "d", node: "n", facts: CommandFacts(setpoints: [.init("setpoint", 21)]), source: .mqtt, now: 0))
         p.accepted(devices: ["d"], now: 100)
         XCTAssertEqual(p.check(device: "d", node: "n", facts: CommandFacts(), source: .mqtt, now: 130)?.code, .safetyLimit)
-        XCTAssertNil(p.check(device: "d", node: "n", facts: CommandFacts(), source: .limit("legionella"), now: 130),
-                     "the bridge's own safety action is not held back by the spacing")
+        XCTAssertNil(
+            p.check(device: "d", node: "n", facts: CommandFacts(), source: .limit("legionella"), now: 130),
+            "the bridge's own safety action is not held back by the spacing")
         XCTAssertNil(p.check(device: "d", node: "n", facts: CommandFacts(), source: .mqtt, now: 161))
     }
 
@@ -172,8 +176,9 @@ final class LimitsPolicyTests: XCTestCase {
         var o = p.observe(device: "d", hotWater: low, canCharge: { _ in true }, now: 0)
         XCTAssertEqual(o.saves.map(\.key), ["legionella/d/w"])
         XCTAssertTrue(o.charge.isEmpty)
-        XCTAssertEqual(p.check(device: "d", node: "w", facts: CommandFacts(hotWaterTarget: 0), source: .mqtt, now: 3600), nil,
-                       "switching off is allowed before max_hours")
+        XCTAssertEqual(
+            p.check(device: "d", node: "w", facts: CommandFacts(hotWaterTarget: 0), source: .mqtt, now: 3600), nil,
+            "switching off is allowed before max_hours")
         o = p.observe(device: "d", hotWater: low, canCharge: { _ in true }, now: 24 * 3600)
         XCTAssertEqual(o.charge.map(\.node), ["w"])
         XCTAssertEqual(p.check(device: "d", node: "w", facts: CommandFacts(hotWaterTarget: 0), source: .mqtt, now: 24 * 3600)?.code, .safetyLimit)
@@ -191,8 +196,9 @@ final class LimitsPolicyTests: XCTestCase {
 final class LeaseBookTests: XCTestCase {
     func testTimeCountsFromDoneAndAFailedLeaseRestoresNothing() throws {
         var book = LeaseBook(settings: [:])
-        let c = Command(id: "c1", device: "d", node: "hc1", capability: "setpoint", params: ["setpoint": 23], source: .mqtt,
-                        receivedAt: 0, validUntil: 600)
+        let c = Command(
+            id: "c1", device: "d", node: "hc1", capability: "setpoint", params: ["setpoint": 23], source: .mqtt,
+            receivedAt: 0, validUntil: 600)
         let lease = book.starting(c, request: LeaseRequest(durationS: 3600, renewWithinS: nil), restore: ["setpoint": 20], now: 0, group: nil)
         book.set(lease, key: lease.key)
         guard case .rearm(let done)? = book.commandFinished(c, .done, now: 100) else { return XCTFail("done did not re-arm") }
@@ -210,8 +216,9 @@ final class TriggerEngineTests: XCTestCase {
     let tz = FixedOffsetTime(offsetS: 0)
 
     func testATimeRuleFiresOnceForItsTime() {
-        let rule = TriggerRule(name: "morning", kind: .time(.daily(minute: 6 * 60, days: Set(0..<7))),
-                               action: TriggerAction(device: "d", node: "n", capability: "charge", params: ["action": "start"]))
+        let rule = TriggerRule(
+            name: "morning", kind: .time(.daily(minute: 6 * 60, days: Set(0..<7))),
+            action: TriggerAction(device: "d", node: "n", capability: "charge", params: ["action": "start"]))
         var e = TriggerEngine(rules: [])
         let day0: EpochSeconds = 1_800_000_000 - 1_800_000_000.truncatingRemainder(dividingBy: 86_400)
         let start = e.start(rules: [rule], persisted: { _ in nil }, now: day0 + 3600, localTime: tz)
@@ -226,8 +233,9 @@ final class TriggerEngineTests: XCTestCase {
     }
 
     func testAConditionFiresAfterItsHoldTime() {
-        let rule = TriggerRule(name: "pv", kind: .condition(TopicCondition(topic: "pv/w", path: [], test: .above(2000), holdS: 60)),
-                               action: TriggerAction(device: "d", node: "n", capability: "charge", params: ["action": "start"]))
+        let rule = TriggerRule(
+            name: "pv", kind: .condition(TopicCondition(topic: "pv/w", path: [], test: .above(2000), holdS: 60)),
+            action: TriggerAction(device: "d", node: "n", capability: "charge", params: ["action": "start"]))
         var e = TriggerEngine(rules: [rule])
         let m = MQTTMessage(topic: "pv/w", payload: Array("2500".utf8))
         let (first, matched) = e.evaluate(m, now: 100)

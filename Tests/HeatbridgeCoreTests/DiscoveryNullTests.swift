@@ -17,8 +17,9 @@ final class DiscoveryNullTests: XCTestCase {
         let ha = HomeAssistantDiscovery(enabled: true, prefix: "homeassistant", topics: TopicLayout(base: "hb"), version: "t")
         for model in [nil, "", "WLW186i"] as [String?] {
             let d = DeviceSnapshot(id: "bosch-1", vendorId: "1", model: model, online: nil, nodes: ["dhw1": ["temperature": .null]])
-            let config = ha.deviceConfig(d, names: FrontEndName(manufacturer: "Bosch", name: "Bosch 1"), capabilities: { _ in ["charge"] },
-                                         exposes: { _, _ in [.sensor(.init(id: "t", name: "T", field: "temperature"))] })
+            let config = ha.deviceConfig(
+                d, names: FrontEndName(manufacturer: "Bosch", name: "Bosch 1"), capabilities: { _ in ["charge"] },
+                exposes: { _, _ in [.sensor(.init(id: "t", name: "T", field: "temperature"))] })
             XCTAssertEqual(nulls(config), [], "model \(model ?? "nil")")
             XCTAssertEqual(config["dev"]?["mdl"]?.stringValue, model?.isEmpty == false ? model : nil)
             XCTAssertEqual(config["dev"]?["name"], "Bosch 1")

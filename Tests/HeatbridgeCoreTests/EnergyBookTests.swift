@@ -1,6 +1,7 @@
-@testable import HeatbridgeCore
 import HeatbridgeTesting
 import XCTest
+
+@testable import HeatbridgeCore
 
 /// The meter as a person reads it: each test writes down the total (and the hours) a person would expect.
 final class EnergyBookTests: XCTestCase {
@@ -44,9 +45,9 @@ final class EnergyBookTests: XCTestCase {
 
     func testRisesGoIntoTheHoursTheyHappenedIn() {
         var b = EnergyBook()
-        b.apply([counter(100, at: day0 + 1800)], device: "hp", now: day0 + 1800, localTime: utc)   // 00:30
-        b.apply([counter(101, at: day0 + 3000)], device: "hp", now: day0 + 3000, localTime: utc)   // 00:50: +1 in hour 0
-        b.apply([counter(103, at: day0 + 4800)], device: "hp", now: day0 + 4800, localTime: utc)   // 01:20: +2 over 00:50–01:20
+        b.apply([counter(100, at: day0 + 1800)], device: "hp", now: day0 + 1800, localTime: utc)  // 00:30
+        b.apply([counter(101, at: day0 + 3000)], device: "hp", now: day0 + 3000, localTime: utc)  // 00:50: +1 in hour 0
+        b.apply([counter(103, at: day0 + 4800)], device: "hp", now: day0 + 4800, localTime: utc)  // 01:20: +2 over 00:50–01:20
         XCTAssertEqual(total(b), 103)
         let h = hours(b)
         XCTAssertEqual(h[0]!, 1 + 2 * (600.0 / 1800), accuracy: 1e-9, "10 of the 30 minutes were in hour 0")
@@ -68,7 +69,7 @@ final class EnergyBookTests: XCTestCase {
     func testASmallFallIsNoiseAndTheWayBackUpIsNotCountedTwice() {
         var b = EnergyBook()
         b.apply([counter(1_000, at: day0)], device: "hp", now: day0, localTime: utc)
-        b.apply([counter(999.8, at: day0 + 60)], device: "hp", now: day0 + 60, localTime: utc)   // rounding, 0.2 kWh
+        b.apply([counter(999.8, at: day0 + 60)], device: "hp", now: day0 + 60, localTime: utc)  // rounding, 0.2 kWh
         b.apply([counter(1_000.5, at: day0 + 120)], device: "hp", now: day0 + 120, localTime: utc)
         XCTAssertEqual(total(b), 1_000.5, "the fall was noise: only the 0.5 above the old reading counts")
     }
@@ -90,21 +91,23 @@ final class EnergyBookTests: XCTestCase {
         after.restore("hp", saved.record)
         after.apply([counter(204, at: day0 + 43_200)], device: "hp", now: day0 + 43_200, localTime: utc)  // 12:00
         XCTAssertEqual(total(after), 204)
-        XCTAssertEqual(after.stateJSON("hp", now: day0 + 43_200, localTime: utc)?["today"]?["electricity_total"]?.doubleValue, 4,
-                       "3 before the restart and 1 after")
+        XCTAssertEqual(
+            after.stateJSON("hp", now: day0 + 43_200, localTime: utc)?["today"]?["electricity_total"]?.doubleValue, 4,
+            "3 before the restart and 1 after")
         XCTAssertEqual(hours(after).values.reduce(0, +), 1, accuracy: 1e-9, "the buckets before the restart were saved already")
     }
 
     func testTodayStartsOverAtLocalMidnight() {
         var b = EnergyBook()
         let cet = FixedOffsetTime(offsetS: 3600)
-        b.apply([counter(0.0, at: day0 - 7200)], device: "hp", now: day0 - 7200, localTime: cet)        // 23:00 local
+        b.apply([counter(0.0, at: day0 - 7200)], device: "hp", now: day0 - 7200, localTime: cet)  // 23:00 local
         b.apply([counter(1.0, at: day0 - 3600 - 60)], device: "hp", now: day0 - 3660, localTime: cet)  // 23:59 local
-        b.apply([counter(1.5, at: day0 - 1800)], device: "hp", now: day0 - 1800, localTime: cet)      // 00:30 local, next day
+        b.apply([counter(1.5, at: day0 - 1800)], device: "hp", now: day0 - 1800, localTime: cet)  // 00:30 local, next day
         let j = b.stateJSON("hp", now: day0 - 1800, localTime: cet)
         XCTAssertEqual(j?["today"]?["day"]?.stringValue, "2026-12-05")
-        XCTAssertEqual(j?["today"]?["electricity_total"]?.doubleValue ?? -1, 0.5, accuracy: 0.02,
-                       "the 00:00–00:30 local part of the last rise; yesterday's kWh are not today's")
+        XCTAssertEqual(
+            j?["today"]?["electricity_total"]?.doubleValue ?? -1, 0.5, accuracy: 0.02,
+            "the 00:00–00:30 local part of the last rise; yesterday's kWh are not today's")
     }
 
     func testEfficiencyIsTheDaysHeatOverItsElectricity() {
@@ -163,8 +166,9 @@ final class EnergyBookTests: XCTestCase {
         b.apply([day(-3, 15, readAt: now), day(-1, 20, readAt: now)], device: "hp", now: now, localTime: utc)
         XCTAssertEqual(total(b), 35)
         XCTAssertNil(hours(b)[-48], "no hour of the missing day is invented")
-        b.apply([day(-3, 15, readAt: now + 3600), day(-2, 17, readAt: now + 3600), day(-1, 20, readAt: now + 3600)],
-                device: "hp", now: now + 3600, localTime: utc)
+        b.apply(
+            [day(-3, 15, readAt: now + 3600), day(-2, 17, readAt: now + 3600), day(-1, 20, readAt: now + 3600)],
+            device: "hp", now: now + 3600, localTime: utc)
         XCTAssertEqual(total(b), 52, "15 + 17 + 20, each once")
     }
 
@@ -242,10 +246,12 @@ final class EnergyHistoryRangeTests: XCTestCase {
     }
 
     func testTheAnswerHasOneValuePerHourAndNullForAnHourWithoutABucket() {
-        let j = EnergyHistory.answer(device: "d", from: 100, to: 103, buckets: [
-            EnergyBucket(device: "d", meter: "electricity_total", hour: 100, kwh: 0.5),
-            EnergyBucket(device: "d", meter: "electricity_total", hour: 102, kwh: 0.25),
-        ])
+        let j = EnergyHistory.answer(
+            device: "d", from: 100, to: 103,
+            buckets: [
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 100, kwh: 0.5),
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 102, kwh: 0.25),
+            ])
         XCTAssertEqual(j["meters"]?["electricity_total"], [0.5, nil, 0.25])
         XCTAssertEqual(j["totals"]?["electricity_total"]?.doubleValue, 0.75)
     }

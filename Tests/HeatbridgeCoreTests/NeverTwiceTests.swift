@@ -7,8 +7,9 @@ import XCTest
 extension BridgeTests {
     func knownDevice() {
         store.devices.withLock {
-            $0["fake-1"] = CachedDevice(deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
-                                        nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
+            $0["fake-1"] = CachedDevice(
+                deviceId: "fake-1", account: "acc", state: ["vendor_id": "1"], availability: "online",
+                nodes: ["dhw1": [:]], updatedAt: 1_800_000_000)
         }
     }
 
@@ -45,12 +46,17 @@ extension BridgeTests {
     func testAnUnknownAttemptOlderThanAFinishedNewerCommandIsSupersededOnResume() {
         knownDevice()
         store.commands.withLock {
-            $0 = [Command(id: "old", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "start", "duration_min": 20],
-                          source: "mqtt", receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1),
-                  Command(id: "newer", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"],
-                          source: "mqtt", receivedAt: 1_800_000_100, validUntil: 1_900_000_000, status: .done, attempts: 1),
-                  Command(id: "other-target", device: "fake-1", node: "hc1", capability: "charge", params: ["action": "stop"],
-                          source: "mqtt", receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1)]
+            $0 = [
+                Command(
+                    id: "old", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "start", "duration_min": 20],
+                    source: "mqtt", receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1),
+                Command(
+                    id: "newer", device: "fake-1", node: "dhw1", capability: "charge", params: ["action": "stop"],
+                    source: "mqtt", receivedAt: 1_800_000_100, validUntil: 1_900_000_000, status: .done, attempts: 1),
+                Command(
+                    id: "other-target", device: "fake-1", node: "hc1", capability: "charge", params: ["action": "stop"],
+                    source: "mqtt", receivedAt: 1_800_000_000, validUntil: 1_900_000_000, attempts: 1),
+            ]
         }
         adapter.confirmAnswer.withLock { $0 = false }
         _ = start()

@@ -1,6 +1,7 @@
-@testable import HeatbridgeCore
 import HeatbridgeTesting
 import XCTest
+
+@testable import HeatbridgeCore
 
 /// Energy counters as a person reads a meter: each test writes down the total it expects.
 final class MonotonicCounterTests: XCTestCase {

@@ -1,5 +1,6 @@
-@testable import HeatbridgeCore
 import XCTest
+
+@testable import HeatbridgeCore
 
 final class TriggerTests: XCTestCase {
     let utc = FixedOffsetTime(offsetS: 0)

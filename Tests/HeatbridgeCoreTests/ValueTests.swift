@@ -20,9 +20,11 @@ final class JSONTests: XCTestCase {
     /// An object naming a key twice means one thing to a first-wins reader and another to a last-wins one: refused,
     /// naming the key (escaped, so a key cannot forge a log line), at any depth and with escapes spelling it.
     func testDuplicateKeysAreRefused() {
-        for (text, key) in [(#"{"id":"a","id":"b"}"#, #""id""#), (#"{"x":{"action":"start","action":"stop"}}"#, #""action""#),
-                            (#"[{"a":1},{"b":1,"b":2}]"#, #""b""#), (#"{"id":1,"\u0069d":2}"#, #""id""#),
-                            (#"{"k\n":1,"k\n":2}"#, #""k\n""#)] {
+        for (text, key) in [
+            (#"{"id":"a","id":"b"}"#, #""id""#), (#"{"x":{"action":"start","action":"stop"}}"#, #""action""#),
+            (#"[{"a":1},{"b":1,"b":2}]"#, #""b""#), (#"{"id":1,"\u0069d":2}"#, #""id""#),
+            (#"{"k\n":1,"k\n":2}"#, #""k\n""#),
+        ] {
             XCTAssertThrowsError(try JSONValue.parse(text), text) { e in
                 XCTAssertEqual((e as? JSONParseError)?.reason, "duplicate key \(key)", text)
             }
@@ -39,8 +41,10 @@ final class JSONTests: XCTestCase {
         }
         let limits = JSONLimits(maxDepth: 3, maxMembers: 2, maxStringBytes: 4)
         XCTAssertNoThrow(try JSONValue.parse(#"{"a":[1,"abcd"]}"#, limits: limits))
-        for (text, reason) in [(#"[[[1]]]"#, "nesting deeper than 3"), (#"{"a":1,"b":2,"c":3}"#, "more than 2 members in one object"),
-                               ("[1,2,3]", "more than 2 items in one array"), (#"["abcde"]"#, "a string longer than 4 bytes")] {
+        for (text, reason) in [
+            (#"[[[1]]]"#, "nesting deeper than 3"), (#"{"a":1,"b":2,"c":3}"#, "more than 2 members in one object"),
+            ("[1,2,3]", "more than 2 items in one array"), (#"["abcde"]"#, "a string longer than 4 bytes"),
+        ] {
             XCTAssertThrowsError(try JSONValue.parse(text, limits: limits), text) {
                 let e = $0 as? JSONParseError
                 XCTAssertEqual(e?.reason, reason)
@@ -86,7 +90,10 @@ final class ChargeValidationTests: XCTestCase {
         XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "start"]), ["action": "start", "duration_min": 60])
         XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "stop"]), ["action": "stop"])
         func code(_ b: [String: JSONValue]) -> ResultCode? {
-            do { _ = try CapabilityValidation.dhwCharge(b); return nil } catch { return error.code }
+            do {
+                _ = try CapabilityValidation.dhwCharge(b)
+                return nil
+            } catch { return error.code }
         }
         XCTAssertEqual(code([:]), .invalidPayload)
         XCTAssertEqual(code(["action": "boil"]), .invalidPayload)
@@ -131,14 +138,16 @@ final class ScheduleValidationTests: XCTestCase {
     }
 
     func testValidation() throws {
-        let ok = try CapabilityValidation.weekSchedule(week([["at": "06:00", "level": "comfort"], ["at": "22:00", "level": "eco"]]),
-                                                       current: current, limits: limits)
+        let ok = try CapabilityValidation.weekSchedule(
+            week([["at": "06:00", "level": "comfort"], ["at": "22:00", "level": "eco"]]),
+            current: current, limits: limits)
         XCTAssertEqual(ok["days"]?["sun"]?.arrayValue?.count, 2)
         XCTAssertEqual(ok["force"], false)
         XCTAssertNil(code(week([])))
         XCTAssertEqual(code(week([["at": "06:10", "level": "comfort"]])), .outOfRange)
         XCTAssertEqual(code(week([["at": "06:00", "level": "boost"]])), .outOfRange)
-        XCTAssertEqual(code(week([["at": "06:00", "level": "eco"], ["at": "07:00", "level": "eco"], ["at": "08:00", "level": "eco"]])), .outOfRange)
+        XCTAssertEqual(
+            code(week([["at": "06:00", "level": "eco"], ["at": "07:00", "level": "eco"], ["at": "08:00", "level": "eco"]])), .outOfRange)
         XCTAssertEqual(code(week([["at": "6:00", "level": "eco"]])), .invalidPayload)
         XCTAssertEqual(code(week([["at": "06:00", "level": "eco"], ["at": "06:00", "level": "comfort"]])), .invalidPayload)
         XCTAssertEqual(code(["days": ["mon": []]]), .invalidPayload)
@@ -163,7 +172,10 @@ final class RateBudgetTests: XCTestCase {
         try await budget.acquire("a", limit, priority: .command)
         var waits = await budget.waits
         XCTAssertEqual(waits, 0, "the burst must not wait")
-        let third = Task { try await budget.acquire("a", limit, priority: .command); return clock.now() }
+        let third = Task {
+            try await budget.acquire("a", limit, priority: .command)
+            return clock.now()
+        }
         await clock.settle()
         waits = await budget.waits
         XCTAssertEqual(waits, 1, "the third request waits for a token")
@@ -204,10 +216,10 @@ final class RateBudgetTests: XCTestCase {
         try await budget.acquire("k", limit, priority: .poll)
         let second = Task { try await budget.acquire("k", limit, priority: .poll) }
         await clock.settle()
-        try await budget.acquire("k", limit, priority: .command)   // would hang if the poll had taken it
+        try await budget.acquire("k", limit, priority: .command)  // would hang if the poll had taken it
         let waitsSoFar = await budget.waits
         XCTAssertEqual(waitsSoFar, 1, "only the second poll waited")
-        await clock.advance(by: 4)   // two tokens back: the poll may take one and leave one
+        await clock.advance(by: 4)  // two tokens back: the poll may take one and leave one
         try await second.value
     }
 
@@ -229,7 +241,7 @@ final class RateBudgetTests: XCTestCase {
             await order.add("read-back")
         }
         await clock.settle()
-        await clock.advance(by: 2)   // one token: the read-back, although it came later
+        await clock.advance(by: 2)  // one token: the read-back, although it came later
         try await readBack.value
         var seen = await order.items
         XCTAssertEqual(seen, ["read-back"])

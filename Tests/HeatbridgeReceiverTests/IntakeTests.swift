@@ -1,11 +1,13 @@
 import HeatbridgeCore
-@testable import HeatbridgeReceiver
 import HeatbridgeStore
 import XCTest
 
+@testable import HeatbridgeReceiver
+
 /// The receiver's routing and its spool, on a real SQLite file.
 final class IntakeTests: XCTestCase {
-    let map = ScopeMap.parse("""
+    let map = ScopeMap.parse(
+        """
         # boxes.map as relay-ca writes it
         box-1 "bosch:101000001 hsl:64f1c0a2e9b3";
         box-2 "bosch:101000002 podero:u/hp";
@@ -14,7 +16,9 @@ final class IntakeTests: XCTestCase {
         bad line
         """)
 
-    var intake: Intake { Intake(scope: map, topicTemplate: "partner/boxes/{box}/heatbridge/push/bosch/{gateway}", partnerTopic: "partner/contracts/{gateway}") }
+    var intake: Intake {
+        Intake(scope: map, topicTemplate: "partner/boxes/{box}/heatbridge/push/bosch/{gateway}", partnerTopic: "partner/contracts/{gateway}")
+    }
 
     func event(_ gw: String, type: String = "DATA_POINT", value: Int = 1) -> String {
         #"{"eventType":"\#(type)","gatewayId":"\#(gw)","timestamp":"2026-12-04T10:00:00Z","payload":{"key":"hvac.emon.compressor.powerCurrent","value":\#(value)}}"#
@@ -26,15 +30,23 @@ final class IntakeTests: XCTestCase {
     }
 
     func testEachEventGoesToItsBoxsTopicContractsToThePartnerAndTheRestNowhere() throws {
-        let routed = try intake.route(Array("[\(event("101000001")),\(event("101000002")),\(event("101000009")),\(event("101000001", type: "CONTRACT_STATUS"))]".utf8)).get()
+        let routed = try intake.route(
+            Array("[\(event("101000001")),\(event("101000002")),\(event("101000009")),\(event("101000001", type: "CONTRACT_STATUS"))]".utf8)
+        ).get()
         XCTAssertEqual(routed.map(\.route), [.box("box-1"), .box("box-2"), .noBox, .partner])
-        XCTAssertEqual(routed.map(\.item.topic), ["partner/boxes/box-1/heatbridge/push/bosch/101000001", "partner/boxes/box-2/heatbridge/push/bosch/101000002",
-                                                  "", "partner/contracts/101000001"])
+        XCTAssertEqual(
+            routed.map(\.item.topic),
+            [
+                "partner/boxes/box-1/heatbridge/push/bosch/101000001", "partner/boxes/box-2/heatbridge/push/bosch/101000002",
+                "", "partner/contracts/101000001",
+            ])
     }
 
     func testOneBadEventRefusesTheWholeRequest() {
-        for body in ["garbage", "[]", "[\(event("101000001")), {\"eventType\":\"DATA_POINT\"}]", #"{"a":1,"a":2}"#, "42",
-                     "[" + Array(repeating: event("101000001"), count: Intake.maxEventsPerRequest + 1).joined(separator: ",") + "]"] {
+        for body in [
+            "garbage", "[]", "[\(event("101000001")), {\"eventType\":\"DATA_POINT\"}]", #"{"a":1,"a":2}"#, "42",
+            "[" + Array(repeating: event("101000001"), count: Intake.maxEventsPerRequest + 1).joined(separator: ",") + "]",
+        ] {
             guard case .failure(let r) = intake.route(Array(body.utf8)) else { return XCTFail("taken: \(body.prefix(60))") }
             XCTAssertTrue([400, 413].contains(r.status))
             XCTAssertFalse(r.message.contains("DATA_POINT"), "a refusal quotes nothing of the body")
@@ -67,7 +79,8 @@ final class IntakeTests: XCTestCase {
     }
 
     func testTheConfigSaysWhatIsWrongWhere() {
-        guard case .failure(let errors) = ReceiverConfig.parse("listen: nowhere\ntopic: partner/#\nmqtt:\n  port: 99999\nextra: 1\n", file: "r.yaml") else {
+        guard case .failure(let errors) = ReceiverConfig.parse("listen: nowhere\ntopic: partner/#\nmqtt:\n  port: 99999\nextra: 1\n", file: "r.yaml")
+        else {
             return XCTFail("accepted")
         }
         let ds = errors.diagnostics

@@ -1,7 +1,8 @@
-@testable import HeatbridgeSimulator
-import VendorBosch
 import Foundation
+import VendorBosch
 import XCTest
+
+@testable import HeatbridgeSimulator
 
 /// The Bosch fake must enforce what cloud-apis.md §1 documents, or the daemon's tests prove nothing.
 final class BoschCloudTests: XCTestCase {
@@ -52,7 +53,8 @@ final class BoschCloudTests: XCTestCase {
         let limited = cloud.handle(method: "GET", path: p, headers: key, body: [], now: 100)
         XCTAssertEqual(limited.status, 429)
         XCTAssertEqual(limited.headers["retry-after"], "2")
-        XCTAssertEqual(cloud.handle(method: "GET", path: "/hvacs/101000002/status", headers: key, body: [], now: 100).status, 200, "other path, own bucket")
+        XCTAssertEqual(
+            cloud.handle(method: "GET", path: "/hvacs/101000002/status", headers: key, body: [], now: 100).status, 200, "other path, own bucket")
         XCTAssertEqual(cloud.handle(method: "GET", path: p, headers: key, body: [], now: 102).status, 200)
         // Without a gateway id: burst 5, 2 per second.
         for _ in 0..<5 { XCTAssertEqual(cloud.handle(method: "GET", path: "/hvacs", headers: key, body: [], now: 200).status, 200) }

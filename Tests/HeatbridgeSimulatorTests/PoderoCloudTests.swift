@@ -1,7 +1,8 @@
-@testable import HeatbridgeSimulator
 import HeatbridgeCore
 import VendorPodero
 import XCTest
+
+@testable import HeatbridgeSimulator
 
 /// The Podero fake must behave as cloud-apis.md §3 describes, or the daemon's tests prove nothing.
 final class PoderoCloudTests: XCTestCase {
@@ -10,9 +11,10 @@ final class PoderoCloudTests: XCTestCase {
     let user = "7d0c2f4e-5b1a-4c3e-9f20-1a2b3c4d5e6f"
 
     func token(_ cloud: inout PoderoCloud, now: Double, secret: String = "demo-secret") -> (Int, String?) {
-        let r = cloud.handle(method: "POST", path: PoderoWire.tokenPath,
-                             headers: ["authorization": Base64.basicAuthorization(user: "demo-client", password: secret)],
-                             body: Array(#"{"grant_type":"client_credentials"}"#.utf8), now: now)
+        let r = cloud.handle(
+            method: "POST", path: PoderoWire.tokenPath,
+            headers: ["authorization": Base64.basicAuthorization(user: "demo-client", password: secret)],
+            body: Array(#"{"grant_type":"client_credentials"}"#.utf8), now: now)
         return (r.status, (try? JSONValue.parse(r.body))?["access_token"]?.stringValue)
     }
 
@@ -27,8 +29,11 @@ final class PoderoCloudTests: XCTestCase {
         XCTAssertEqual(cloud.handle(method: "GET", path: users, headers: [:], body: [], now: 1001).status, 401)
         XCTAssertEqual(cloud.handle(method: "GET", path: users, headers: ["authorization": "Bearer \(t)"], body: [], now: 1050).status, 200)
         XCTAssertEqual(cloud.handle(method: "GET", path: users, headers: ["authorization": "Bearer \(t)"], body: [], now: 1101).status, 401)
-        XCTAssertEqual(cloud.handle(method: "GET", path: "\(api)/org/other/users", headers: ["authorization": "Bearer \(token(&cloud, now: 1200).1!)"],
-                                    body: [], now: 1200).status, 403)
+        XCTAssertEqual(
+            cloud.handle(
+                method: "GET", path: "\(api)/org/other/users", headers: ["authorization": "Bearer \(token(&cloud, now: 1200).1!)"],
+                body: [], now: 1200
+            ).status, 403)
     }
 
     func testStateMovesOnlyOnItsCadence() throws {
@@ -66,8 +71,9 @@ final class PoderoCloudTests: XCTestCase {
         var cloud = PoderoCloud.defaultScenario()
         let auth = ["authorization": "Bearer \(token(&cloud, now: 86_400 * 20_000).1!)"]
         func create(_ lang: String, _ zone: String) -> BoschCloud.Reply {
-            let body = PoderoAdapter.onboardingBody(user: user, language: lang, priceZone: zone, successURL: "https://a", cancelURL: "https://b",
-                                                    building: nil, optimize: true)
+            let body = PoderoAdapter.onboardingBody(
+                user: user, language: lang, priceZone: zone, successURL: "https://a", cancelURL: "https://b",
+                building: nil, optimize: true)
             return cloud.handle(method: "POST", path: "\(api)/device-onboarding", headers: auth, body: body.bytes, now: 86_400 * 20_000 + 10)
         }
         XCTAssertEqual(create("fr", "AT").status, 422)

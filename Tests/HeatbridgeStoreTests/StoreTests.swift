@@ -17,19 +17,27 @@ final class StoreTests: XCTestCase {
     /// stored in the same transaction as the settings that go with them, and forgotten after the retention.
     func testEnergyBucketsAddUpPerHourAndAreForgottenAfterTheRetention() throws {
         let s = try SQLiteStore(path: path)
-        try s.saveLive(settings: [("meter.d", ["counters": [:]])], buckets: [
-            EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.5),
-            EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 2),
-            EnergyBucket(device: "other", meter: "electricity_total", hour: 10, kwh: 9),
-        ])
-        try s.saveLive(settings: [], buckets: [EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.25),
-                                               EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
-                                               EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: -5)])
-        XCTAssertEqual(try s.energyBuckets(device: "d", fromHour: 0, toHour: 100), [
-            EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.75),
-            EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 0),
-            EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
-        ])
+        try s.saveLive(
+            settings: [("meter.d", ["counters": [:]])],
+            buckets: [
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.5),
+                EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 2),
+                EnergyBucket(device: "other", meter: "electricity_total", hour: 10, kwh: 9),
+            ])
+        try s.saveLive(
+            settings: [],
+            buckets: [
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.25),
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
+                EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: -5),
+            ])
+        XCTAssertEqual(
+            try s.energyBuckets(device: "d", fromHour: 0, toHour: 100),
+            [
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 10, kwh: 0.75),
+                EnergyBucket(device: "d", meter: "heat_total", hour: 10, kwh: 0),
+                EnergyBucket(device: "d", meter: "electricity_total", hour: 11, kwh: 1),
+            ])
         XCTAssertEqual(try s.energyBuckets(device: "d", fromHour: 11, toHour: 12).count, 1, "[from, to)")
         XCTAssertEqual(try s.loadSettings()["meter.d"], ["counters": [:]])
         try s.saveLive(settings: [("meter.d", nil)], buckets: [])
@@ -42,19 +50,26 @@ final class StoreTests: XCTestCase {
         do {
             let s = try SQLiteStore(path: path)
             XCTAssertEqual(s.schemaVersion, SQLiteStore.latestSchemaVersion)
-            try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
-                                          nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
-            try s.saveDevice(CachedDevice(deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
-                                          nodes: ["hc1": ["setpoint": 19]], updatedAt: 200, schedules: ["hc1": ["days": [:]]]))
-            let c = Command(id: "c1", device: "d", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
-                            receivedAt: 1, validUntil: 601)
+            try s.saveDevice(
+                CachedDevice(
+                    deviceId: "d", account: "a", state: ["model": "M"], availability: "online",
+                    nodes: ["hc1": ["setpoint": 21], "dhw1": ["temperature": 50]], updatedAt: 100))
+            try s.saveDevice(
+                CachedDevice(
+                    deviceId: "d", account: "a", state: ["model": "M2"], availability: "offline",
+                    nodes: ["hc1": ["setpoint": 19]], updatedAt: 200, schedules: ["hc1": ["days": [:]]]))
+            let c = Command(
+                id: "c1", device: "d", node: "dhw1", capability: "charge", params: ["action": "stop"], source: "mqtt",
+                receivedAt: 1, validUntil: 601)
             try s.insertCommand(c)
             var q = c
             q.status = .queued
             q.notBefore = 50
             q.attempts = 1
             try s.updateCommand(q)
-            let r1 = try s.appendResult(commandId: "c1", topic: "t", payload: Array("one".utf8), reply: nil, command: nil, isNew: false, inboxRow: nil).row
+            let r1 = try s.appendResult(
+                commandId: "c1", topic: "t", payload: Array("one".utf8), reply: nil, command: nil, isNew: false, inboxRow: nil
+            ).row
             _ = try s.appendResult(commandId: "c1", topic: "t", payload: Array("two".utf8), reply: nil, command: nil, isNew: false, inboxRow: nil)
             try s.markResultPublished(r1)
             try s.saveSetting("d/dhw1/charge_duration_min", 45)
@@ -144,8 +159,10 @@ final class StoreTests: XCTestCase {
             for suffix in ["-wal", "-shm"] { unlink(path + suffix) }  // as after a clean stop: the WAL was checkpointed
             let (fresh, recovery) = try SQLiteStore.openChecked(path: path, now: 1_800_000_000 + (damage == "page" ? 60 : 0))
             let r = try XCTUnwrap(recovery, damage)
-            XCTAssertTrue(damage == "truncate" ? r.reason == "the store file is empty (truncated)" : r.reason.hasPrefix("quick_check:") || r.reason.contains("malformed"),
-                          "\(damage): \(r.reason)")
+            XCTAssertTrue(
+                damage == "truncate"
+                    ? r.reason == "the store file is empty (truncated)" : r.reason.hasPrefix("quick_check:") || r.reason.contains("malformed"),
+                "\(damage): \(r.reason)")
             XCTAssertTrue(r.keptAs.hasPrefix(path + ".damaged-2027"), r.keptAs)
             XCTAssertEqual(access(r.keptAs, F_OK), 0, "the damaged file is kept")
             XCTAssertEqual(fresh.quickCheck(), ["ok"])
@@ -176,8 +193,9 @@ final class StoreTests: XCTestCase {
     func testAnUnchangedDeviceIsNotRewrittenOnEveryPoll() throws {
         let s = try SQLiteStore(path: path)
         func device(_ model: String, at t: Double) -> CachedDevice {
-            CachedDevice(deviceId: "d", account: "a", state: ["model": .string(model)], availability: "online",
-                         nodes: ["hc1": ["setpoint": 21], "dhw1": ["charge": ["active": false]]], updatedAt: t)
+            CachedDevice(
+                deviceId: "d", account: "a", state: ["model": .string(model)], availability: "online",
+                nodes: ["hc1": ["setpoint": 21], "dhw1": ["charge": ["active": false]]], updatedAt: t)
         }
         try s.saveDevice(device("M", at: 1000))
         let written = s.rowsWritten

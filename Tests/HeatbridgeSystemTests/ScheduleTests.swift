@@ -7,8 +7,9 @@ import XCTest
 final class ScheduleTests: XCTestCase {
     let week = WeekSchedule(
         days: (0..<7).map { d in
-            d < 5 ? [.init(minute: 6 * 60, level: "comfort"), .init(minute: 22 * 60, level: "eco")]
-                  : [.init(minute: 2 * 60 + 30, level: "comfort"), .init(minute: 23 * 60, level: "eco")]
+            d < 5
+                ? [.init(minute: 6 * 60, level: "comfort"), .init(minute: 22 * 60, level: "eco")]
+                : [.init(minute: 2 * 60 + 30, level: "comfort"), .init(minute: 23 * 60, level: "eco")]
         },
         levels: ["comfort": 21, "eco": 17])
 
@@ -54,8 +55,9 @@ final class ScheduleTests: XCTestCase {
         // Sunday 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice, the switch once (first).
         let n = try XCTUnwrap(week.now(at: try XCTUnwrap(Timestamp.parse("2026-10-24T23:00:00Z")), in: tz))  // 01:00 CEST
         let at = try XCTUnwrap(n.next?.at)
-        XCTAssertTrue(Timestamp.iso8601(at) == "2026-10-25T00:30:00Z" || Timestamp.iso8601(at) == "2026-10-25T01:30:00Z",
-                      Timestamp.iso8601(at))
+        XCTAssertTrue(
+            Timestamp.iso8601(at) == "2026-10-25T00:30:00Z" || Timestamp.iso8601(at) == "2026-10-25T01:30:00Z",
+            Timestamp.iso8601(at))
         let later = try XCTUnwrap(week.now(at: at + 3600 * 2, in: tz))
         XCTAssertEqual(later.level, "comfort")
         XCTAssertEqual(later.next?.level, "eco")
@@ -64,7 +66,8 @@ final class ScheduleTests: XCTestCase {
     func testFixedOffsetMatchesGlibcUTC() {
         setenv("TZ", "UTC", 1)
         tzset()
-        let g = GlibcLocalTime(), f = FixedOffsetTime(offsetS: 0)
+        let g = GlibcLocalTime()
+        let f = FixedOffsetTime(offsetS: 0)
         for t in stride(from: 1_790_000_000.0, to: 1_790_700_000, by: 37_111) {
             XCTAssertTrue(g.components(t) == f.components(t), "\(t)")
             let c = f.components(t)

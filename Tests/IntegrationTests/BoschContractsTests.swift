@@ -56,9 +56,14 @@ final class BoschContractsTests: XCTestCase {
     func testOnboardingLinkAndKeyExpiryWarning() throws {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
-        let ok = try h.cli(["onboard", "bosch", "--brand", "buderus", "--redirect-uri", "https://installer.example/done?x=1", "--session-id", "job-42"])
+        let ok = try h.cli([
+            "onboard", "bosch", "--brand", "buderus", "--redirect-uri", "https://installer.example/done?x=1", "--session-id", "job-42",
+        ])
         XCTAssertEqual(ok.status, 0, ok.output)
-        XCTAssertTrue(ok.output.contains("https://devices.buderus-connect.de/invite?companyId=C-4711&redirectUri=https%3A%2F%2Finstaller.example%2Fdone%3Fx%3D1&sessionId=job-42"), ok.output)
+        XCTAssertTrue(
+            ok.output.contains(
+                "https://devices.buderus-connect.de/invite?companyId=C-4711&redirectUri=https%3A%2F%2Finstaller.example%2Fdone%3Fx%3D1&sessionId=job-42"
+            ), ok.output)
         let token = try h.cli(["onboard", "bosch", "--brand", "bosch", "--redirect-uri", "https://a.example", "--session-id", "a b&c"])
         XCTAssertEqual(token.status, 2)
         XCTAssertTrue(token.output.contains("--session-id must be a plain token"), token.output)
@@ -70,7 +75,9 @@ final class BoschContractsTests: XCTestCase {
 
         // The simulator's key expires 2027-05-22: three weeks before, the account says so.
         let threeWeeksBefore = Timestamp.daysFromCivil(2027, 5, 1) * 86_400
-        try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1", "HEATBRIDGE_TEST_CLOCK_OFFSET_S": String(Double(threeWeeksBefore) - Date().timeIntervalSince1970)])
+        try h.startDaemon(env: [
+            "HEATBRIDGE_TEST_HOOKS": "1", "HEATBRIDGE_TEST_CLOCK_OFFSET_S": String(Double(threeWeeksBefore) - Date().timeIntervalSince1970),
+        ])
         let account = h.client.waitJSON("heatbridge/bridge/account/bosch-test") { $0["warning"] != nil }
         XCTAssertEqual(account?["key_expires_at"], "2027-05-22T00:00:00Z")
         XCTAssertTrue(account?["warning"]?.stringValue?.contains("expires in 21 days") ?? false, "\(account ?? .null)")

@@ -94,7 +94,9 @@ final class BoschControlTests: XCTestCase {
         XCTAssertEqual(sys["holidays"], [])
         c.publish("\(dev)/system/silent-mode/set", #"{"id":"s","mode":"auto"}"#)
         c.waitResult("\(dev)/system/silent-mode/result", id: "s", status: "done")
-        c.publish("\(dev)/system/holiday/set", #"{"id":"h1","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco","dhw_mode":"off"}"#)
+        c.publish(
+            "\(dev)/system/holiday/set",
+            #"{"id":"h1","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc1","dhw1"],"hc_mode":"eco","dhw_mode":"off"}"#)
         let created = c.waitResult("\(dev)/system/holiday/result", id: "h1", status: "done")
         XCTAssertEqual(created?["message"], "holiday mode hm1 2026-12-20…2027-01-03 for hc1, dhw1")
         let after = c.waitJSON("\(dev)/system/state") { $0["silent_mode"] == "auto" && ($0["holidays"]?.arrayValue?.count ?? 0) == 1 }
@@ -102,10 +104,22 @@ final class BoschControlTests: XCTestCase {
         // Bad input is refused before any call, naming the field.
         try h.admin("DELETE", "/admin/requests")
         let cases: [(String, String, String, String)] = [
-            ("holiday", #"{"id":"b1","action":"create","start":"2027-01-03","end":"2026-12-20"}"#, "OUT_OF_RANGE", "\"end\" 2026-12-20 is before \"start\" 2027-01-03"),
-            ("holiday", #"{"id":"b2","action":"create","start":"2026-13-01","end":"2027-01-03"}"#, "INVALID_PAYLOAD", "\"start\" must be a date YYYY-MM-DD"),
-            ("holiday", #"{"id":"b3","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc7"]}"#, "UNKNOWN_TARGET", "no circuit \"hc7\""),
-            ("holiday", #"{"id":"b4","action":"create","start":"2026-12-20","end":"2027-01-03","hc_mode":"party"}"#, "INVALID_PAYLOAD", "\"hc_mode\" must be one of"),
+            (
+                "holiday", #"{"id":"b1","action":"create","start":"2027-01-03","end":"2026-12-20"}"#, "OUT_OF_RANGE",
+                "\"end\" 2026-12-20 is before \"start\" 2027-01-03"
+            ),
+            (
+                "holiday", #"{"id":"b2","action":"create","start":"2026-13-01","end":"2027-01-03"}"#, "INVALID_PAYLOAD",
+                "\"start\" must be a date YYYY-MM-DD"
+            ),
+            (
+                "holiday", #"{"id":"b3","action":"create","start":"2026-12-20","end":"2027-01-03","assigned_to":["hc7"]}"#, "UNKNOWN_TARGET",
+                "no circuit \"hc7\""
+            ),
+            (
+                "holiday", #"{"id":"b4","action":"create","start":"2026-12-20","end":"2027-01-03","hc_mode":"party"}"#, "INVALID_PAYLOAD",
+                "\"hc_mode\" must be one of"
+            ),
             ("holiday", #"{"id":"b5","action":"delete","holiday_id":"hm9"}"#, "UNKNOWN_TARGET", "no holiday mode \"hm9\""),
             ("silent-mode", #"{"id":"b6","mode":"loud"}"#, "INVALID_PAYLOAD", "\"mode\" must be one of on, off, auto"),
         ]
@@ -137,12 +151,16 @@ final class BoschControlTests: XCTestCase {
             ("heat-curve", #"{"id":"c6"}"#, "INVALID_PAYLOAD", "give at least one of"),
         ]
         c.expectRejections("\(dev)/hc1", cases)
-        XCTAssertTrue((try h.admin("GET", "/admin/requests").arrayValue ?? []).allSatisfy { $0["method"]?.stringValue == "GET" }, "bad input reached the cloud")
+        XCTAssertTrue(
+            (try h.admin("GET", "/admin/requests").arrayValue ?? []).allSatisfy { $0["method"]?.stringValue == "GET" }, "bad input reached the cloud")
         c.publish("\(dev)/hc1/heat-curve/set", #"{"id":"ok","max_flow":50,"room_influence_k":2.5}"#)
         c.waitResult("\(dev)/hc1/heat-curve/result", id: "ok", status: "done")
-        c.waitJSON("\(dev)/hc1/state") { $0["heat_curve"]?["max_flow"] == 50 && $0["heat_curve"]?["room_influence_k"] == 2.5 && $0["heat_curve"]?["min_flow"] == 25 }
+        c.waitJSON("\(dev)/hc1/state") {
+            $0["heat_curve"]?["max_flow"] == 50 && $0["heat_curve"]?["room_influence_k"] == 2.5 && $0["heat_curve"]?["min_flow"] == 25
+        }
         let patch = (try h.admin("GET", "/admin/requests").arrayValue ?? []).first { $0["method"]?.stringValue == "PATCH" }
-        XCTAssertEqual(try JSONValue.parse(patch?["body"]?.stringValue ?? ""), ["maxFlowTemperature": 50, "roomInfluenceTemperature": 2.5],
-                       "only the changed fields are sent, the room term in Kelvin")
+        XCTAssertEqual(
+            try JSONValue.parse(patch?["body"]?.stringValue ?? ""), ["maxFlowTemperature": 50, "roomInfluenceTemperature": 2.5],
+            "only the changed fields are sent, the room term in Kelvin")
     }
 }

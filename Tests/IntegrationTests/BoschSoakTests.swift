@@ -39,7 +39,8 @@ final class BoschSoakTests: XCTestCase {
             for (id, s) in sent where finished[id] == nil {
                 for m in c.all(s.topic).reversed() {
                     guard let j = try? JSONValue.parse(m.payload), j["id"]?.stringValue == id,
-                          let st = j["status"]?.stringValue, ["done", "failed", "rejected", "expired"].contains(st) else { continue }
+                        let st = j["status"]?.stringValue, ["done", "failed", "rejected", "expired"].contains(st)
+                    else { continue }
                     finished[id] = (st, j["code"]?.stringValue, Date().timeIntervalSince(s.at))
                     break
                 }
@@ -88,8 +89,9 @@ final class BoschSoakTests: XCTestCase {
             .filter { $0["path"]?.stringValue == "/hvacs" }.compactMap { $0["at"]?.doubleValue }
         let cycles = zip(listReads.dropFirst(), listReads).map { $0 - $1 }.sorted()
         let cycle = cycles.isEmpty ? .nan : cycles[cycles.count / 2]
-        print("soak: \(Int(duration)) s, \(ids.count) gateways, \(total) Bosch requests, \(limited) answered 429; "
-              + "\(sent.count) commands, latency p50 \(pct(0.5)) s, p95 \(pct(0.95)) s, max \(latencies.last ?? .nan) s; poll cycle p50 \(cycle) s")
+        print(
+            "soak: \(Int(duration)) s, \(ids.count) gateways, \(total) Bosch requests, \(limited) answered 429; "
+                + "\(sent.count) commands, latency p50 \(pct(0.5)) s, p95 \(pct(0.95)) s, max \(latencies.last ?? .nan) s; poll cycle p50 \(cycle) s")
 
         XCTAssertEqual(limited, 0, "the simulator answered 429 \(limited) times")
         XCTAssertEqual(stats["bosch 401"]?.intValue ?? 0, 0)

@@ -27,12 +27,16 @@ final class BoschSystemTests: XCTestCase {
 
         c.publish("\(dev)/system/date-time/set", #"{"id":"t2","date_time":"2030-01-01T12:00:00"}"#)
         c.waitResult("\(dev)/system/date-time/result", id: "t2", status: "done")
-        XCTAssertGreaterThan(try h.admin("GET", "/admin/state")["bosch"]?["gateways"]?["101000001"]?["clock_offset_s"]?.doubleValue ?? 0, 86_400 * 365)
+        XCTAssertGreaterThan(
+            try h.admin("GET", "/admin/state")["bosch"]?["gateways"]?["101000001"]?["clock_offset_s"]?.doubleValue ?? 0, 86_400 * 365)
 
         try h.admin("DELETE", "/admin/requests")
         let bad: [(String, String, String, String)] = [
             ("date-time", #"{"id":"b1","date_time":"2026-11-22 10:00"}"#, "INVALID_PAYLOAD", "\"date_time\" must be local time YYYY-MM-DDTHH:MM:SS"),
-            ("date-time", #"{"id":"b2","date_time":"2019-05-01T10:00:00"}"#, "OUT_OF_RANGE", "\"date_time\" 2019-05-01T10:00:00 is outside 2020…2099"),
+            (
+                "date-time", #"{"id":"b2","date_time":"2019-05-01T10:00:00"}"#, "OUT_OF_RANGE",
+                "\"date_time\" 2019-05-01T10:00:00 is outside 2020…2099"
+            ),
             ("date-time", #"{"id":"b3","sync":true,"date_time":"2026-11-22T10:00:00"}"#, "INVALID_PAYLOAD", "either"),
             ("date-time", #"{"id":"b4","zone":"UTC"}"#, "INVALID_PAYLOAD", "zone"),
         ]
@@ -45,8 +49,9 @@ final class BoschSystemTests: XCTestCase {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        try h.admin("POST", "/admin/bosch/gateways/101000001",
-                    #"{"undetected":[{"type":"POOLMODULE","software_version":"1.0.3","serial_number":"PM-1"}]}"#)
+        try h.admin(
+            "POST", "/admin/bosch/gateways/101000001",
+            #"{"undetected":[{"type":"POOLMODULE","software_version":"1.0.3","serial_number":"PM-1"}]}"#)
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         let sys = try XCTUnwrap(c.waitJSON("\(dev)/system/state") { $0["components"]?.arrayValue != nil })
@@ -105,9 +110,10 @@ final class BoschSystemTests: XCTestCase {
         try (oldKey + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
         try h.startDaemon()
         let c: TestMQTTClient = h.client
-        let account = try XCTUnwrap(c.waitJSON("heatbridge/bridge/account/bosch-test", timeout: 20) {
-            $0["state"] == "ready" && ($0["key_expires_at"]?.stringValue ?? "") > "2027"
-        })
+        let account = try XCTUnwrap(
+            c.waitJSON("heatbridge/bridge/account/bosch-test", timeout: 20) {
+                $0["state"] == "ready" && ($0["key_expires_at"]?.stringValue ?? "") > "2027"
+            })
         XCTAssertNil(account["warning"]?.stringValue, "the fresh key is far from expiry")
         let newKey = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(newKey.hasPrefix("xHCSAPI-sim1-"), "key file holds \(newKey.prefix(12))…")
@@ -124,10 +130,11 @@ final class BoschSystemTests: XCTestCase {
         let log = h.daemonOutput()
         XCTAssertTrue(log.contains("API key rotated and stored"), log)
         XCTAssertFalse(log.contains(newKey) || log.contains(oldKey), "a key appeared in the log")
-        XCTAssertFalse(c.recorder.messages.withLock { $0 }.contains {
-            let p = String(decoding: $0.payload, as: UTF8.self)
-            return p.contains(newKey) || p.contains(oldKey)
-        }, "a key appeared on MQTT")
+        XCTAssertFalse(
+            c.recorder.messages.withLock { $0 }.contains {
+                let p = String(decoding: $0.payload, as: UTF8.self)
+                return p.contains(newKey) || p.contains(oldKey)
+            }, "a key appeared on MQTT")
     }
 
     func testKeysAndWebhookTestFromTheCLI() throws {
@@ -168,7 +175,8 @@ final class BoschSystemTests: XCTestCase {
 
         let hook = try h.cli(["bosch", "webhook-test", "--event", "data_point", "--gateway", "101000001"])
         XCTAssertEqual(hook.status, 0, hook.output)
-        XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["webhook_simulations"], [["event_type": "DATA_POINT", "gateway_id": "101000001"]])
+        XCTAssertEqual(
+            try h.admin("GET", "/admin/state")["bosch"]?["webhook_simulations"], [["event_type": "DATA_POINT", "gateway_id": "101000001"]])
         try h.admin("DELETE", "/admin/requests")
         let badEvent = try h.cli(["bosch", "webhook-test", "--event", "SOMETHING"])
         XCTAssertEqual(badEvent.status, 2)

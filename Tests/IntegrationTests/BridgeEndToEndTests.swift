@@ -266,7 +266,8 @@ final class BridgeEndToEndTests: XCTestCase {
         c.publish("\(charge)/set", #"{"id":"r-3","action":"start","duration_min":100000}"#)
         XCTAssertEqual(c.waitResult("\(charge)/result", id: "r-3", status: "rejected")?["code"]?.stringValue, "OUT_OF_RANGE")
         c.publish("heatbridge/bosch-999999999/dhw1/charge/set", #"{"id":"r-4","action":"start"}"#)
-        XCTAssertEqual(c.waitResult("heatbridge/bosch-999999999/dhw1/charge/result", id: "r-4", status: "rejected")?["code"]?.stringValue, "UNKNOWN_TARGET")
+        XCTAssertEqual(
+            c.waitResult("heatbridge/bosch-999999999/dhw1/charge/result", id: "r-4", status: "rejected")?["code"]?.stringValue, "UNKNOWN_TARGET")
         c.publish("heatbridge/\(gw)/dhw7/charge/set", #"{"id":"r-5","action":"start"}"#)
         XCTAssertEqual(c.waitResult("heatbridge/\(gw)/dhw7/charge/result", id: "r-5", status: "rejected")?["code"]?.stringValue, "UNKNOWN_TARGET")
         c.publish("heatbridge/\(gw)/hc1/charge/set", #"{"id":"r-6","action":"start"}"#)

@@ -48,7 +48,8 @@ final class BridgeRequestTests: XCTestCase {
         // config: the file as loaded, with its hash; the key file's path, never the key.
         let config = try XCTUnwrap(ask("config", "{}", transaction: "t-config"))
         XCTAssertEqual(config["data"]?["hash"], status["data"]?["config_hash"])
-        XCTAssertEqual(config["data"]?["config"]?["accounts"]?.arrayValue?.first?["api_key_file"]?.stringValue, h.dir.appendingPathComponent("bosch.key").path)
+        XCTAssertEqual(
+            config["data"]?["config"]?["accounts"]?.arrayValue?.first?["api_key_file"]?.stringValue, h.dir.appendingPathComponent("bosch.key").path)
         XCTAssertEqual(config["data"]?["config"]?["accounts"]?.arrayValue?.first?["poll_interval_s"], 3600)
         XCTAssertFalse(config.serialized.contains(Harness.apiKey), "the API key in the config answer")
 

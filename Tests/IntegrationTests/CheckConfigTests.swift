@@ -15,22 +15,22 @@ final class CheckConfigTests: XCTestCase {
         try "xHCSAPI-super-secret-value\n".write(to: secret, atomically: true, encoding: .utf8)
         let file = dir.appendingPathComponent("bad.yaml")
         try """
-            mqtt:
-              url: http://broker:1883
-              base_topc: heatbridge
-            accounts:
-              - name: bosch-main
-                vendor: bosh
-                base_url: https://example.invalid/api
-                api_key_file: /nonexistent/bosch.key
-                user_id: me
-                poll_interval_s: fast
-              - name: bosch-two
-                vendor: bosch
-                base_url: https://example.invalid/api
-                api_key: xHCSAPI-inline-secret
-                user_id: me
-            """.write(to: file, atomically: true, encoding: .utf8)
+        mqtt:
+          url: http://broker:1883
+          base_topc: heatbridge
+        accounts:
+          - name: bosch-main
+            vendor: bosh
+            base_url: https://example.invalid/api
+            api_key_file: /nonexistent/bosch.key
+            user_id: me
+            poll_interval_s: fast
+          - name: bosch-two
+            vendor: bosch
+            base_url: https://example.invalid/api
+            api_key: xHCSAPI-inline-secret
+            user_id: me
+        """.write(to: file, atomically: true, encoding: .utf8)
         let (code, out) = try run(["check-config", "--config", file.path])
         XCTAssertNotEqual(code, 0)
         let p = file.path
@@ -40,16 +40,17 @@ final class CheckConfigTests: XCTestCase {
         XCTAssertTrue(out.contains("\(p):8:19: error: api_key_file: cannot read secret file /nonexistent/bosch.key"), out)
         XCTAssertTrue(out.contains("\(p):10:22: error: \"poll_interval_s\" must be a number"), out)
         XCTAssertTrue(out.contains("\(p):14:5: error: inline secret \"api_key\""), out)
-        XCTAssertTrue(out.contains("\(p):11:5: error: missing required key \"devices\" in bosch account \"bosch-two\" (hint: list this customer's"), out)
+        XCTAssertTrue(
+            out.contains("\(p):11:5: error: missing required key \"devices\" in bosch account \"bosch-two\" (hint: list this customer's"), out)
         XCTAssertTrue(out.contains("7 errors"), out)
         XCTAssertFalse(out.contains("xHCSAPI-inline-secret"), "a secret was printed")
 
         let good = dir.appendingPathComponent("good.yaml")
         try """
-            mqtt: {url: "mqtt://127.0.0.1:1883"}
-            accounts:
-              - {name: b, vendor: bosch, base_url: "https://example.invalid/api", api_key_file: \(secret.path), user_id: me, devices: ["101000001"]}
-            """.write(to: good, atomically: true, encoding: .utf8)
+        mqtt: {url: "mqtt://127.0.0.1:1883"}
+        accounts:
+          - {name: b, vendor: bosch, base_url: "https://example.invalid/api", api_key_file: \(secret.path), user_id: me, devices: ["101000001"]}
+        """.write(to: good, atomically: true, encoding: .utf8)
         let (okCode, okOut) = try run(["check-config", "--config", good.path])
         XCTAssertEqual(okCode, 0, okOut)
         XCTAssertTrue(okOut.contains("OK"), okOut)
@@ -98,18 +99,18 @@ final class NewcomerTests: XCTestCase {
         func config(_ store: String) throws -> String {
             let file = dir.appendingPathComponent("c-\(UUID().uuidString.prefix(4)).yaml")
             try """
-                mqtt:
-                  url: mqtt://127.0.0.1:1
-                store:
-                  path: \(store)
-                accounts:
-                  - name: b
-                    vendor: bosch
-                    base_url: http://127.0.0.1:1/bosch
-                    api_key_file: \(key.path)
-                    user_id: me
-                    devices: ["101000001"]
-                """.write(to: file, atomically: true, encoding: .utf8)
+            mqtt:
+              url: mqtt://127.0.0.1:1
+            store:
+              path: \(store)
+            accounts:
+              - name: b
+                vendor: bosch
+                base_url: http://127.0.0.1:1/bosch
+                api_key_file: \(key.path)
+                user_id: me
+                devices: ["101000001"]
+            """.write(to: file, atomically: true, encoding: .utf8)
             return file.path
         }
         let fresh = dir.appendingPathComponent("new/deeper/heatbridge.db").path
@@ -121,7 +122,12 @@ final class NewcomerTests: XCTestCase {
         daemon.arguments = ["run", "--config", try config(fresh)]
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
-        defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL); daemon.waitUntilExit() } }
+        defer {
+            if daemon.isRunning {
+                kill(daemon.processIdentifier, SIGKILL)
+                daemon.waitUntilExit()
+            }
+        }
         let deadline = Date().addingTimeInterval(10)
         while !FileManager.default.fileExists(atPath: fresh), daemon.isRunning, Date() < deadline { usleep(50_000) }
         XCTAssertTrue(FileManager.default.fileExists(atPath: fresh), "run did not create the store in its new directory")
@@ -143,7 +149,8 @@ final class NewcomerTests: XCTestCase {
         defer { h.stopAll() }
         try h.writeConfig(pollIntervalS: 30, timeoutS: 2)
         var s = try h.cli(["status"])
-        XCTAssertTrue(s.output.contains("daemon: not running (no daemon has run on this store yet)") || s.output.contains("cannot read the store"), s.output)
+        XCTAssertTrue(
+            s.output.contains("daemon: not running (no daemon has run on this store yet)") || s.output.contains("cannot read the store"), s.output)
         try h.startDaemon()
         h.client.waitJSON("heatbridge/bridge/state") { $0["state"] == "online" }
         s = try h.cli(["status"])

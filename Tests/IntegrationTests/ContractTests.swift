@@ -55,8 +55,9 @@ final class ContractTests: XCTestCase {
         c.waitResult("\(charge)/result", id: "pair", status: "done")
         XCTAssertEqual(c.waitResult("\(charge)/result", id: "pair", status: "rejected")?["code"]?.stringValue, "DUPLICATE_ID")
         h.barrier()
-        XCTAssertEqual(c.statuses("\(charge)/result", id: "pair").filter { $0 == "accepted" || $0 == "rejected" }.sorted(), ["accepted", "rejected"],
-                       "each of the two messages gets exactly one first answer")
+        XCTAssertEqual(
+            c.statuses("\(charge)/result", id: "pair").filter { $0 == "accepted" || $0 == "rejected" }.sorted(), ["accepted", "rejected"],
+            "each of the two messages gets exactly one first answer")
         // Two charges reached the cloud: "same" once and "pair" once.
         let patches = try chargePatches(h)
         XCTAssertEqual(patches.count, 2, "\(patches)")
@@ -81,8 +82,9 @@ final class ContractTests: XCTestCase {
         }
         func status(_ m: MQTTMessage) -> String { (try? JSONValue.parse(m.payload))?["status"]?.stringValue ?? "?" }
 
-        c.publishRequest("\(charge)/set", #"{"id":"v5-1","action":"start","duration_min":25}"#, responseTopic: "ems/replies/box",
-                         correlationData: corr, userProperties: [("trace", "t-1"), ("tenant", "x")])
+        c.publishRequest(
+            "\(charge)/set", #"{"id":"v5-1","action":"start","duration_min":25}"#, responseTopic: "ems/replies/box",
+            correlationData: corr, userProperties: [("trace", "t-1"), ("tenant", "x")])
         c.waitResult("ems/replies/box", id: "v5-1", status: "done")
         XCTAssertEqual(replies("v5-1").map(status), ["accepted", "done"])
         XCTAssertEqual(replies("v5-1").map(\.correlationData), [corr, corr])
@@ -108,8 +110,9 @@ final class ContractTests: XCTestCase {
         // Across a restart: queued while the cloud is down, finished by the next daemon, still answered there.
         try h.admin("POST", "/admin/down", #"{"down":true}"#)
         c.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
-        c.publishRequest("\(charge)/set", #"{"id":"v5-3","action":"start","duration_min":26,"valid_for_s":600}"#,
-                         responseTopic: "ems/replies/box", correlationData: corr)
+        c.publishRequest(
+            "\(charge)/set", #"{"id":"v5-3","action":"start","duration_min":26,"valid_for_s":600}"#,
+            responseTopic: "ems/replies/box", correlationData: corr)
         c.waitResult("ems/replies/box", id: "v5-3", status: "queued")
         XCTAssertEqual(h.stopDaemon(), 0)
         try h.admin("POST", "/admin/down", #"{"down":false}"#)

@@ -12,8 +12,9 @@ final class EnergyTests: XCTestCase {
 
     func harness() throws -> Harness {
         let h = try Harness(pollIntervalS: 30)
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 2, discovery: true, devices: ["101000001"],
-                          extraAccounts: "\n    push: true" + (try h.poderoAccount(pollIntervalS: 5)) + (try h.hslAccount(pollIntervalS: 30)))
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 2, discovery: true, devices: ["101000001"],
+            extraAccounts: "\n    push: true" + (try h.poderoAccount(pollIntervalS: 5)) + (try h.hslAccount(pollIntervalS: 30)))
         return h
     }
 
@@ -35,7 +36,8 @@ final class EnergyTests: XCTestCase {
         let first = c.waitJSON("\(podero)/state") { $0["meter"]?["power_w"]?.doubleValue != nil }
         XCTAssertEqual(first?["meter"]?["power_source"], "measured")
         try h.advanceClock(by: 61)
-        let withEnergy = try XCTUnwrap(c.waitJSON("\(podero)/state", timeout: 20) { $0["meter"]?["energy"]?["electricity_total"]?["kwh"]?.doubleValue != nil })
+        let withEnergy = try XCTUnwrap(
+            c.waitJSON("\(podero)/state", timeout: 20) { $0["meter"]?["energy"]?["electricity_total"]?["kwh"]?.doubleValue != nil })
         let total = try XCTUnwrap(withEnergy["meter"]?["energy"]?["electricity_total"]?["kwh"]?.doubleValue)
         // The simulator's 7 days: 6 whole days of 18.4 + (day % 5) · 0.3 kWh and today so far.
         let today = (Date().timeIntervalSince1970 / 86_400).rounded(.down)
@@ -68,7 +70,10 @@ final class EnergyTests: XCTestCase {
         // An appliance reset: the counter starts over; the total goes on.
         c.publish("heatbridge/push/bosch/101000001", event("hvac.emon.energyConsumptionTotal", 0.5, unit: "kWh", at: t0 + 2400))
         XCTAssertNotNil(c.waitJSON("\(bosch)/state") { $0["meter"]?["energy"]?["electricity_total"]?["kwh"] == 5_002.5 })
-        let bc = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_bosch-101000001/config") { $0["cmps"]?["heatbridge_bosch-101000001_meter_efficiency_today"] != nil })
+        let bc = try XCTUnwrap(
+            c.waitJSON("homeassistant/device/heatbridge_bosch-101000001/config") {
+                $0["cmps"]?["heatbridge_bosch-101000001_meter_efficiency_today"] != nil
+            })
         XCTAssertEqual(bc["cmps"]?["heatbridge_bosch-101000001_meter_energy_heat_total"]?["device_class"], "energy")
         // The config that gained the meter's components is sent once more (Home Assistant may miss additions while it
         // still sets up the device's first components).
@@ -79,15 +84,20 @@ final class EnergyTests: XCTestCase {
         }
 
         // The history request: the same buckets on the result topic, the v5 response topic and from the CLI.
-        let from = Timestamp.iso8601((today - 7) * 86_400), to = Timestamp.iso8601((Date().timeIntervalSince1970 / 3600).rounded(.up) * 3600)
+        let from = Timestamp.iso8601((today - 7) * 86_400)
+        let to = Timestamp.iso8601((Date().timeIntervalSince1970 / 3600).rounded(.up) * 3600)
         c.subscribe("ems/replies")
-        c.publishRequest("\(podero)/energy/history/set", #"{"id":"h1","from":"\#(from)","to":"\#(to)"}"#, responseTopic: "ems/replies",
-                         correlationData: Array("h1".utf8))
+        c.publishRequest(
+            "\(podero)/energy/history/set", #"{"id":"h1","from":"\#(from)","to":"\#(to)"}"#, responseTopic: "ems/replies",
+            correlationData: Array("h1".utf8))
         let result = try XCTUnwrap(c.waitResult("\(podero)/energy/history/result", id: "h1", status: "done"))
         let history = try XCTUnwrap(result["history"])
-        XCTAssertEqual(history["totals"]?["electricity_total"]?.doubleValue ?? 0, total, accuracy: 0.01,
-                       "the hours add up to the total: the first read brought the days as history")
-        XCTAssertEqual(history["meters"]?["electricity_total"]?.arrayValue?.count, Int(((Date().timeIntervalSince1970 / 3600).rounded(.up) * 3600 - (today - 7) * 86_400) / 3600))
+        XCTAssertEqual(
+            history["totals"]?["electricity_total"]?.doubleValue ?? 0, total, accuracy: 0.01,
+            "the hours add up to the total: the first read brought the days as history")
+        XCTAssertEqual(
+            history["meters"]?["electricity_total"]?.arrayValue?.count,
+            Int(((Date().timeIntervalSince1970 / 3600).rounded(.up) * 3600 - (today - 7) * 86_400) / 3600))
         XCTAssertEqual(c.waitJSON("ems/replies") { $0["status"] == "done" }?["history"], history)
         let cli = try h.cli(["energy", "podero-3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b", "--from", from, "--to", to, "--json"])
         XCTAssertEqual(cli.status, 0, cli.output)
@@ -96,8 +106,9 @@ final class EnergyTests: XCTestCase {
         XCTAssertTrue(csv.output.hasPrefix("hour,electricity_total\n"), csv.output)
         c.publish("\(bosch)/energy/history/set", #"{"id":"h2","meter":"electricity_total"}"#)
         let boschHistory = try XCTUnwrap(c.waitResult("\(bosch)/energy/history/result", id: "h2", status: "done"))
-        XCTAssertEqual(boschHistory["history"]?["totals"]?["electricity_total"]?.doubleValue ?? 0, 2.5, accuracy: 1e-6,
-                       "2 kWh before the reset and 0.5 after; the lifetime before install is in no hour")
+        XCTAssertEqual(
+            boschHistory["history"]?["totals"]?["electricity_total"]?.doubleValue ?? 0, 2.5, accuracy: 1e-6,
+            "2 kWh before the reset and 0.5 after; the lifetime before install is in no hour")
         XCTAssertNil(boschHistory["history"]?["meters"]?["heat_total"], "only the counter asked for")
 
         // Bad requests: each rejected with a stable code.

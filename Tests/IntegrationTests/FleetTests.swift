@@ -16,36 +16,38 @@ final class FleetTests: XCTestCase {
 
     /// Starts `count` boxes on `h`'s broker and simulator, each publishing under its own base topic.
     /// `brokerPorts`: each box's own local broker (nil: all on `h`'s broker, each under its own base topic).
-    func startBoxes(_ h: Harness, gateways: [String], pollIntervalS: Double, brokerPorts: [Int]? = nil, statesFleet: Bool = true,
-                    push: String = "") throws -> [Box] {
+    func startBoxes(
+        _ h: Harness, gateways: [String], pollIntervalS: Double, brokerPorts: [Int]? = nil, statesFleet: Bool = true,
+        push: String = ""
+    ) throws -> [Box] {
         let key = h.dir.appendingPathComponent("bosch.key")
         try (Harness.apiKey + "\n").write(to: key, atomically: true, encoding: .utf8)
         var boxes: [Box] = []
         for (k, gw) in gateways.enumerated() {
             let config = h.dir.appendingPathComponent("box\(k).yaml")
             try """
-                mqtt:
-                  url: mqtt://127.0.0.1:\(brokerPorts?[k] ?? h.brokerPort)
-                  base_topic: \(brokerPorts == nil ? "box\(k)" : "heatbridge")
-                  client_id: box\(k)
-                store:
-                  path: \(h.dir.appendingPathComponent("box\(k).db").path)
-                \(statesFleet ? "fleet:\n  boxes: \(gateways.count)" : "")
-                accounts:
-                  - name: bosch
-                    vendor: bosch
-                    base_url: http://127.0.0.1:\(h.simPort)/bosch
-                    api_key_file: \(key.path)
-                    user_id: box-\(k)
-                    devices: ["\(gw)"]
-                    poll_interval_s: \(pollIntervalS)
-                    poll_max_interval_s: \(pollIntervalS)
-                    timeout_s: 10\(push)
-                log:
-                  level: notice
-                http:
-                  port: 0
-                """.write(to: config, atomically: true, encoding: .utf8)
+            mqtt:
+              url: mqtt://127.0.0.1:\(brokerPorts?[k] ?? h.brokerPort)
+              base_topic: \(brokerPorts == nil ? "box\(k)" : "heatbridge")
+              client_id: box\(k)
+            store:
+              path: \(h.dir.appendingPathComponent("box\(k).db").path)
+            \(statesFleet ? "fleet:\n  boxes: \(gateways.count)" : "")
+            accounts:
+              - name: bosch
+                vendor: bosch
+                base_url: http://127.0.0.1:\(h.simPort)/bosch
+                api_key_file: \(key.path)
+                user_id: box-\(k)
+                devices: ["\(gw)"]
+                poll_interval_s: \(pollIntervalS)
+                poll_max_interval_s: \(pollIntervalS)
+                timeout_s: 10\(push)
+            log:
+              level: notice
+            http:
+              port: 0
+            """.write(to: config, atomically: true, encoding: .utf8)
             let p = try h.launch(Harness.binary("heatbridge"), ["run", "--config", config.path], log: "box\(k).log")
             boxes.append(Box(k: k, gateway: gw, process: p, base: brokerPorts == nil ? "box\(k)" : "heatbridge"))
         }
@@ -55,7 +57,8 @@ final class FleetTests: XCTestCase {
     /// Resident memory (KiB) and CPU time (s) of a process, from /proc.
     func usage(_ pid: Int32) -> (rssKiB: Int, cpuS: Double) {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        let rss =
+            status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
             .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
         // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
@@ -85,7 +88,12 @@ final class FleetTests: XCTestCase {
         try c.waitConnected()
         c.subscribe("#")
         let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: poll)
-        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        defer {
+            for b in boxes where b.process.isRunning {
+                kill(b.process.processIdentifier, SIGKILL)
+                b.process.waitUntilExit()
+            }
+        }
         let started = Date()
         for b in boxes {
             c.waitJSON("\(b.base)/bridge/account/bosch", timeout: 120) { $0["state"] == "ready" }
@@ -99,7 +107,9 @@ final class FleetTests: XCTestCase {
         var limitedRequests: Set<String> = []
         func collect() throws {
             for r in try h.admin("GET", "/admin/requests").arrayValue ?? [] {
-                if r["status"] == 429 { limitedRequests.insert("\(r["method"]?.stringValue ?? "") \(r["path"]?.stringValue ?? "") at \(r["at"]?.doubleValue ?? 0)") }
+                if r["status"] == 429 {
+                    limitedRequests.insert("\(r["method"]?.stringValue ?? "") \(r["path"]?.stringValue ?? "") at \(r["at"]?.doubleValue ?? 0)")
+                }
                 guard let path = r["path"]?.stringValue, path.hasSuffix("/status"), let at = r["at"]?.doubleValue else { continue }
                 statusReads[String(path.dropFirst("/hvacs/".count).prefix(9)), default: []].insert(at)
             }
@@ -134,25 +144,34 @@ final class FleetTests: XCTestCase {
             XCTAssertEqual(c.all("\(b.base)/bridge/account/bosch").last.flatMap { try? JSONValue.parse($0.payload) }?["state"], "ready", "box \(b.k)")
             // Each gateway is read at least once per poll interval (plus the time a poll takes).
             let reads = (statusReads[b.gateway] ?? []).filter { $0 >= windowStart }.sorted()
-            let gaps = zip(reads.dropFirst(), reads).map { $0 - $1 } + [(reads.first ?? windowEnd) - windowStart, windowEnd - (reads.last ?? windowStart)]
+            let gaps =
+                zip(reads.dropFirst(), reads).map { $0 - $1 } + [(reads.first ?? windowEnd) - windowStart, windowEnd - (reads.last ?? windowStart)]
             if (gaps.max() ?? .infinity) > poll * 1.5 + 5 { late.append("\(b.gateway): \(gaps.map { Int($0) })") }
             // A box publishes its own gateway only.
-            let foreign = c.recorder.messages.withLock { $0 }.filter { $0.topic.hasPrefix("\(b.base)/bosch-") && !$0.topic.hasPrefix("\(b.base)/\(b.device)/") && $0.topic != "\(b.base)/\(b.device)" }
+            let foreign = c.recorder.messages.withLock { $0 }.filter {
+                $0.topic.hasPrefix("\(b.base)/bosch-") && !$0.topic.hasPrefix("\(b.base)/\(b.device)/") && $0.topic != "\(b.base)/\(b.device)"
+            }
             XCTAssertTrue(foreign.isEmpty, "box \(b.k) published \(foreign.first?.topic ?? "")")
         }
         XCTAssertTrue(late.isEmpty, "gateways not read within \(poll) s: \(late.prefix(5))")
-        let companyWide = ((try h.admin("GET", "/admin/requests").arrayValue) ?? []).filter { ["/hvacs", "/health"].contains($0["path"]?.stringValue ?? "") }.count
+        let companyWide = ((try h.admin("GET", "/admin/requests").arrayValue) ?? []).filter {
+            ["/hvacs", "/health"].contains($0["path"]?.stringValue ?? "")
+        }.count
 
-        var rss = 0, cpu = 0.0
+        var rss = 0
+        var cpu = 0.0
         for b in boxes {
             let u = usage(b.process.processIdentifier)
             rss += u.rssKiB
             cpu += u.cpuS
         }
         let elapsedH = Date().timeIntervalSince(started) / 3600
-        print(String(format: "fleet: %d boxes, poll %.0f s, %.0f s window; all ready after %.1f s; %d Bosch requests (%.0f per device per hour), %d answered 429; company-wide reads in the last window: %d; RSS %.1f MiB summed (%.1f per box), CPU %.1f s summed (%.2f %% of one core per box)",
-                     count, poll, duration, readyAfter, total, Double(total) / Double(count) / elapsedH, limited, companyWide,
-                     Double(rss) / 1024, Double(rss) / 1024 / Double(count), cpu, cpu / Double(count) / (elapsedH * 3600) * 100))
+        print(
+            String(
+                format:
+                    "fleet: %d boxes, poll %.0f s, %.0f s window; all ready after %.1f s; %d Bosch requests (%.0f per device per hour), %d answered 429; company-wide reads in the last window: %d; RSS %.1f MiB summed (%.1f per box), CPU %.1f s summed (%.2f %% of one core per box)",
+                count, poll, duration, readyAfter, total, Double(total) / Double(count) / elapsedH, limited, companyWide,
+                Double(rss) / 1024, Double(rss) / 1024 / Double(count), cpu, cpu / Double(count) / (elapsedH * 3600) * 100))
     }
 
     /// Each box's local mosquitto bridged to one central broker with the shipped `heatbridge-bridge.conf`
@@ -171,8 +190,9 @@ final class FleetTests: XCTestCase {
         defer { h.stopAll() }
         let relayPort = try Harness.freePort()
         func startRelay() throws -> Process {
-            let p = try h.launch("/usr/bin/socat", ["TCP-LISTEN:\(relayPort),fork,reuseaddr,bind=127.0.0.1", "TCP:127.0.0.1:\(h.brokerPort)"],
-                                 log: "relay.log")
+            let p = try h.launch(
+                "/usr/bin/socat", ["TCP-LISTEN:\(relayPort),fork,reuseaddr,bind=127.0.0.1", "TCP:127.0.0.1:\(h.brokerPort)"],
+                log: "relay.log")
             try h.waitForPort(relayPort, what: "socat relay")
             return p
         }
@@ -187,7 +207,12 @@ final class FleetTests: XCTestCase {
         let shipped = try String(contentsOf: Harness.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge-bridge.conf"), encoding: .utf8)
         var localPorts: [Int] = []
         var brokers: [Process] = []
-        defer { for b in brokers where b.isRunning { b.terminate(); b.waitUntilExit() } }
+        defer {
+            for b in brokers where b.isRunning {
+                b.terminate()
+                b.waitUntilExit()
+            }
+        }
         for k in 0..<count {
             let port = try Harness.freePort()
             let tls = ["bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure"]
@@ -209,7 +234,12 @@ final class FleetTests: XCTestCase {
         try c.waitConnected()
         c.subscribe("partner/#")
         let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 5, brokerPorts: localPorts)
-        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        defer {
+            for b in boxes where b.process.isRunning {
+                kill(b.process.processIdentifier, SIGKILL)
+                b.process.waitUntilExit()
+            }
+        }
         func central(_ k: Int, _ rest: String) -> String { "partner/boxes/box-\(k)/heatbridge/\(rest)" }
         func uplink(_ k: Int) -> String? { c.all("partner/boxes/box-\(k)/uplink").last.map { String(decoding: $0.payload, as: UTF8.self) } }
         for b in boxes {
@@ -219,7 +249,8 @@ final class FleetTests: XCTestCase {
         }
 
         // A command for box 0 runs there only, and its results come back to the centre.
-        let gw0 = boxes[0].device, gw1 = boxes[1].device
+        let gw0 = boxes[0].device
+        let gw1 = boxes[1].device
         c.publish(central(0, "\(gw0)/dhw1/charge/set"), #"{"id":"central-1","action":"start","duration_min":17}"#)
         XCTAssertNotNil(c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "central-1", status: "done", timeout: 30))
         let patches = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["method"] == "PATCH" } ?? []
@@ -253,19 +284,23 @@ final class FleetTests: XCTestCase {
         try local1.waitConnected()
         local1.subscribe("heatbridge/#")
         local1.publish("heatbridge/\(gw1)/dhw1/charge/set", #"{"id":"local-during-cut","action":"start","duration_min":19}"#)
-        XCTAssertNotNil(local1.waitResult("heatbridge/\(gw1)/dhw1/charge/result", id: "local-during-cut", status: "done", timeout: 30),
-                        "box 1 kept working without its uplink")
+        XCTAssertNotNil(
+            local1.waitResult("heatbridge/\(gw1)/dhw1/charge/result", id: "local-during-cut", status: "done", timeout: 30),
+            "box 1 kept working without its uplink")
         Thread.sleep(forTimeInterval: 60)  // the subject: sixty seconds without an uplink
         XCTAssertTrue(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").isEmpty, "the uplink was not cut")
         relay = try startRelay()
         // The bridge retries with mosquitto's jittered backoff up to the shipped `restart_timeout 5 120`: its next
         // try can come up to 120 s after the last failed one (seen: 104 s after the relay was back, on a loaded box).
-        XCTAssertNotNil(c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut", status: "done", timeout: 160),
-                        "the command sent during the cut was lost")
-        XCTAssertNotNil(c.waitResult(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut", status: "done", timeout: 60),
-                        "a result produced during the cut was lost")
-        XCTAssertEqual(c.statuses(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut"), ["accepted", "done"],
-                       "every stage once, in order")
+        XCTAssertNotNil(
+            c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut", status: "done", timeout: 160),
+            "the command sent during the cut was lost")
+        XCTAssertNotNil(
+            c.waitResult(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut", status: "done", timeout: 60),
+            "a result produced during the cut was lost")
+        XCTAssertEqual(
+            c.statuses(central(1, "\(gw1)/dhw1/charge/result"), id: "local-during-cut"), ["accepted", "done"],
+            "every stage once, in order")
         XCTAssertEqual(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").filter { $0 == "done" }.count, 1)
 
         // The last wills: the daemon's (through the bridge) and the box's own (the central broker's).
@@ -293,7 +328,12 @@ final class FleetTests: XCTestCase {
         try c.waitConnected()
         c.subscribe("#")
         let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 10, statesFleet: false)
-        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        defer {
+            for b in boxes where b.process.isRunning {
+                kill(b.process.processIdentifier, SIGKILL)
+                b.process.waitUntilExit()
+            }
+        }
         for b in boxes { c.waitJSON("\(b.base)/\(b.device)/dhw1/state", timeout: 120) }
         // Past the spread (60 s) and a retry: every box has read the gateway list once (its brand is known).
         let started = Date()
@@ -304,7 +344,9 @@ final class FleetTests: XCTestCase {
         let total = (stats.objectValue ?? [:]).filter { $0.key.hasPrefix("bosch ") }.values.compactMap(\.intValue).reduce(0, +)
         let limited = stats["bosch 429"]?.intValue ?? 0
         let lists = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["path"] == "/hvacs" }.count ?? 0
-        print("fleet start: \(count) boxes together, 10 s poll, no fleet: setting: \(total) Bosch answers, \(limited) × 429, \(lists) gateway-list reads; every box had its list after \(Int(Date().timeIntervalSince(started))) s more")
+        print(
+            "fleet start: \(count) boxes together, 10 s poll, no fleet: setting: \(total) Bosch answers, \(limited) × 429, \(lists) gateway-list reads; every box had its list after \(Int(Date().timeIntervalSince(started))) s more"
+        )
         XCTAssertGreaterThan(total, count * 10, "the boxes were not polling")
         XCTAssertEqual(limited, 0)
     }
@@ -334,7 +376,12 @@ final class FleetTests: XCTestCase {
         try c.waitConnected()
         c.subscribe("#")
         let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 60, push: "\n    push: true")
-        defer { for b in boxes where b.process.isRunning { kill(b.process.processIdentifier, SIGKILL); b.process.waitUntilExit() } }
+        defer {
+            for b in boxes where b.process.isRunning {
+                kill(b.process.processIdentifier, SIGKILL)
+                b.process.waitUntilExit()
+            }
+        }
         for b in boxes { c.waitJSON("\(b.base)/\(b.device)/dhw1/state", timeout: 180) }
 
         func answers() throws -> Int {
@@ -343,9 +390,11 @@ final class FleetTests: XCTestCase {
         }
         func rate(_ n: Int, _ s: Double) -> Double { Double(n) / Double(count) / (s / 3600) }
         // Polling only: push is configured, no event has come (silent).
-        let a0 = try answers(), t0 = Date()
+        let a0 = try answers()
+        let t0 = Date()
         Thread.sleep(forTimeInterval: window)  // the measured window: the test's input
-        let polled = try answers() - a0, polledS = Date().timeIntervalSince(t0)
+        let polled = try answers() - a0
+        let polledS = Date().timeIntervalSince(t0)
 
         try h.admin("POST", "/admin/bosch/webhooks", #"{"urls":["\#(receiver.directURL)"],"interval_s":10}"#)
         for b in boxes {
@@ -354,22 +403,36 @@ final class FleetTests: XCTestCase {
         }
         // Each box's poll planned before push went live still comes; then only reconcile polls.
         Thread.sleep(forTimeInterval: 65)
-        let a1 = try answers(), t1 = Date()
+        let a1 = try answers()
+        let t1 = Date()
         Thread.sleep(forTimeInterval: window)
-        let pushed = try answers() - a1, pushedS = Date().timeIntervalSince(t1)
+        let pushed = try answers() - a1
+        let pushedS = Date().timeIntervalSince(t1)
         let stats = try h.admin("GET", "/admin/stats")
         let limited = stats["bosch 429"]?.intValue ?? 0
         let events = receiver.health()
-        print(String(format: "fleet with push: %d boxes, defaults (60 s poll, reconcile 900 s): Bosch requests per device-hour %.0f polling only (%.0f s), %.0f with push live (%.0f s); %d × 429; receiver accepted %d events, %d duplicates, ack p99 %@ ms",
-                     count, rate(polled, polledS), polledS, rate(pushed, pushedS), pushedS, limited, events["accepted"]?.intValue ?? 0,
-                     events["duplicates"]?.intValue ?? 0, events["broker"]?["ack_ms"]?["p99"].map { $0.serialized } ?? "?"))
-        let which = try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["status"] == 429 }
-            .map { "\($0["method"]?.stringValue ?? "") \($0["path"]?.stringValue ?? "") at \(Int(($0["at"]?.doubleValue ?? 0) - t0.timeIntervalSince1970)) s" } ?? []
+        print(
+            String(
+                format:
+                    "fleet with push: %d boxes, defaults (60 s poll, reconcile 900 s): Bosch requests per device-hour %.0f polling only (%.0f s), %.0f with push live (%.0f s); %d × 429; receiver accepted %d events, %d duplicates, ack p99 %@ ms",
+                count, rate(polled, polledS), polledS, rate(pushed, pushedS), pushedS, limited, events["accepted"]?.intValue ?? 0,
+                events["duplicates"]?.intValue ?? 0, events["broker"]?["ack_ms"]?["p99"].map { $0.serialized } ?? "?"))
+        let which =
+            try h.admin("GET", "/admin/requests").arrayValue?.filter { $0["status"] == 429 }
+            .map {
+                "\($0["method"]?.stringValue ?? "") \($0["path"]?.stringValue ?? "") at \(Int(($0["at"]?.doubleValue ?? 0) - t0.timeIntervalSince1970)) s"
+            } ?? []
         XCTAssertEqual(limited, 0, "\(which.prefix(10))")
         XCTAssertLessThanOrEqual(rate(pushed, pushedS), 60, "Bosch requests per device-hour with push live")
         XCTAssertGreaterThan(rate(polled, polledS), 300, "the polling window was not polling")
         // Power keeps moving on every box (the simulator walks it): the state is live.
-        let moved = boxes.filter { b in Set(c.all("\(b.base)/\(b.device)/heatpump/state").compactMap { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"]?.doubleValue }).count > 1 }
+        let moved = boxes.filter { b in
+            Set(
+                c.all("\(b.base)/\(b.device)/heatpump/state").compactMap {
+                    (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"]?.doubleValue
+                }
+            ).count > 1
+        }
         XCTAssertGreaterThan(moved.count, count * 9 / 10, "boxes whose power changed while push was live")
     }
 }

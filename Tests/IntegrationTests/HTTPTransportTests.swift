@@ -75,9 +75,13 @@ final class TLSTerminator {
         port = try Harness.freePort()
         caFile = d + "/ca.crt"
         log = h.dir.appendingPathComponent("tls.log")
-        process = try h.launch("/usr/bin/socat", ["-d", "-d",
-            "OPENSSL-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork,cert=\(d)/server.crt,key=\(d)/server.key,verify=0",
-            "TCP:127.0.0.1:\(h.simPort)"], log: "tls.log")
+        process = try h.launch(
+            "/usr/bin/socat",
+            [
+                "-d", "-d",
+                "OPENSSL-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork,cert=\(d)/server.crt,key=\(d)/server.key,verify=0",
+                "TCP:127.0.0.1:\(h.simPort)",
+            ], log: "tls.log")
         try h.waitForPort(port, what: "socat TLS terminator")
     }
 

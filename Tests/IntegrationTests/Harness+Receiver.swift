@@ -20,16 +20,16 @@ final class TestReceiver {
         self.port = try port ?? Harness.freePort()
         try (token + "\n").write(to: h.dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
         try """
-            listen: 127.0.0.1:\(self.port)
-            token_file: \(h.dir.appendingPathComponent("token").path)
-            spool: \(h.dir.appendingPathComponent("spool.db").path)
-            scope_map: \(scopeMap)
-            topic: "\(topic)"
-            mqtt:
-              host: 127.0.0.1
-              port: \(h.brokerPort)
-              client_id: receiver-it
-            """.write(to: config, atomically: true, encoding: .utf8)
+        listen: 127.0.0.1:\(self.port)
+        token_file: \(h.dir.appendingPathComponent("token").path)
+        spool: \(h.dir.appendingPathComponent("spool.db").path)
+        scope_map: \(scopeMap)
+        topic: "\(topic)"
+        mqtt:
+          host: 127.0.0.1
+          port: \(h.brokerPort)
+          client_id: receiver-it
+        """.write(to: config, atomically: true, encoding: .utf8)
         try start()
     }
 

@@ -1,11 +1,12 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HeatbridgeCore
 import HeatbridgeMQTT
 import Synchronization
 import XCTest
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Real parts for black-box tests: a private mosquitto on a loopback port, `heatbridge-sim`, and the
 /// `heatbridge` daemon as separate processes, plus an MQTT client that records everything it sees.
@@ -36,8 +37,10 @@ final class Harness: @unchecked Sendable {
     /// Whether the broker keeps sessions and retained messages across its own restarts.
     let brokerPersistence: Bool
 
-    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = [],
-         mqttUser: (name: String, password: String)? = nil, brokerPersistence: Bool = false) throws {
+    init(
+        pollIntervalS: Double = 2, timeoutS: Double = 1.5, simArgs: [String] = [],
+        mqttUser: (name: String, password: String)? = nil, brokerPersistence: Bool = false
+    ) throws {
         self.mqttUser = mqttUser
         self.brokerPersistence = brokerPersistence
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-it-\(UUID().uuidString.prefix(8))")
@@ -60,7 +63,12 @@ final class Harness: @unchecked Sendable {
             kill(d.processIdentifier, SIGKILL)
             d.waitUntilExit()
         }
-        for p in [sim, broker] { if let p, p.isRunning { p.terminate(); p.waitUntilExit() } }
+        for p in [sim, broker] {
+            if let p, p.isRunning {
+                p.terminate()
+                p.waitUntilExit()
+            }
+        }
         client?.close()
     }
 
@@ -169,8 +177,10 @@ final class Harness: @unchecked Sendable {
 
     var configPath: String { dir.appendingPathComponent("heatbridge.yaml").path }
 
-    func writeConfig(pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug",
-                     discovery: Bool = false, devices: [String]? = nil, extraAccounts: String = "", extraSections: String = "") throws {
+    func writeConfig(
+        pollIntervalS: Double, timeoutS: Double, accountName: String = "bosch-test", logLevel: String = "debug",
+        discovery: Bool = false, devices: [String]? = nil, extraAccounts: String = "", extraSections: String = ""
+    ) throws {
         let keyFile = dir.appendingPathComponent("bosch.key")
         try (Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
         var auth = ""
@@ -206,8 +216,10 @@ final class Harness: @unchecked Sendable {
     }
 
     /// A Podero account against the simulator, to pass as `extraAccounts` (the built-in scenario's client).
-    func poderoAccount(secret: String = "demo-secret", pollIntervalS: Double = 1, name: String = "podero-test",
-                       devices: String = "all") throws -> String {
+    func poderoAccount(
+        secret: String = "demo-secret", pollIntervalS: Double = 1, name: String = "podero-test",
+        devices: String = "all"
+    ) throws -> String {
         let file = dir.appendingPathComponent("\(name).secret")
         try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
         return """
@@ -225,8 +237,10 @@ final class Harness: @unchecked Sendable {
     }
 
     /// A HomeSmartlink account against the simulator's built-in home, to pass as `extraAccounts`.
-    func hslAccount(secret: String = "hsl-demo-secret", pollIntervalS: Double = 1, reportTimeoutS: Double = 10,
-                    name: String = "hsl-test", homes: [String] = ["64f1c0a2e9b3"]) throws -> String {
+    func hslAccount(
+        secret: String = "hsl-demo-secret", pollIntervalS: Double = 1, reportTimeoutS: Double = 10,
+        name: String = "hsl-test", homes: [String] = ["64f1c0a2e9b3"]
+    ) throws -> String {
         let file = dir.appendingPathComponent("\(name).secret")
         try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
         return """
@@ -261,7 +275,8 @@ final class Harness: @unchecked Sendable {
         guard let d = daemon else { return nil }
         let pid = d.processIdentifier
         if let kids = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8),
-           let child = kids.split(separator: " ").first.flatMap({ Int32($0) }) {
+            let child = kids.split(separator: " ").first.flatMap({ Int32($0) })
+        {
             return child
         }
         return pid
@@ -283,7 +298,8 @@ final class Harness: @unchecked Sendable {
         try Data("\(clockSequence) \(clockAdvanced)".utf8).write(to: tmp)
         _ = rename(tmp.path, clockFile.path)
         signalDaemon(SIGUSR1)
-        let ack = clockFile.path + ".ack", expected = "\(clockSequence)"
+        let ack = clockFile.path + ".ack"
+        let expected = "\(clockSequence)"
         waitUntil("the daemon's clock to move \(seconds) s", file: file, line: line) {
             (try? String(contentsOfFile: ack, encoding: .utf8)) == expected
         }
@@ -341,7 +357,8 @@ final class Harness: @unchecked Sendable {
     }
 
     /// Waits (bounded) until `condition` holds; fails the test naming `what` otherwise.
-    func waitUntil(_ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ condition: () throws -> Bool) rethrows {
+    func waitUntil(_ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ condition: () throws -> Bool) rethrows
+    {
         let deadline = Date().addingTimeInterval(timeout)
         while try !condition() {
             if Date() > deadline { return XCTFail("timed out waiting for \(what)", file: file, line: line) }
@@ -391,9 +408,11 @@ final class TestMQTTClient: @unchecked Sendable {
     var reader: Task<Void, Never>?
 
     init(port: Int, user: (name: String, password: String)? = nil, persistentId: String? = nil) throws {
-        mqtt = try MosquittoClient(MQTTConnectOptions(host: "127.0.0.1", port: port, clientId: persistentId ?? "it-\(UUID().uuidString.prefix(8))",
-                                                      cleanSession: persistentId == nil, username: user?.name, password: user?.password,
-                                                      keepaliveS: 10))
+        mqtt = try MosquittoClient(
+            MQTTConnectOptions(
+                host: "127.0.0.1", port: port, clientId: persistentId ?? "it-\(UUID().uuidString.prefix(8))",
+                cleanSession: persistentId == nil, username: user?.name, password: user?.password,
+                keepaliveS: 10))
         let m = mqtt
         let r = recorder
         reader = Task.detached {
@@ -457,10 +476,13 @@ final class TestMQTTClient: @unchecked Sendable {
     }
 
     /// Publishes a v5 request: Response Topic, Correlation Data and user properties.
-    func publishRequest(_ topic: String, _ payload: String, responseTopic: String, correlationData: [UInt8]?,
-                        userProperties: [(String, String)] = []) {
-        let ok = mqtt.publish(topic: topic, payload: Array(payload.utf8), qos: 1, retain: false, responseTopic: responseTopic,
-                              correlationData: correlationData, userProperties: userProperties)
+    func publishRequest(
+        _ topic: String, _ payload: String, responseTopic: String, correlationData: [UInt8]?,
+        userProperties: [(String, String)] = []
+    ) {
+        let ok = mqtt.publish(
+            topic: topic, payload: Array(payload.utf8), qos: 1, retain: false, responseTopic: responseTopic,
+            correlationData: correlationData, userProperties: userProperties)
         precondition(ok, "test client publish failed")
     }
 
@@ -478,8 +500,10 @@ final class TestMQTTClient: @unchecked Sendable {
 
     /// Waits for a message on `topic` whose JSON satisfies `predicate`; fails the test with what was seen.
     @discardableResult
-    func waitJSON(_ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
-                  _ predicate: (JSONValue) -> Bool = { _ in true }) -> JSONValue? {
+    func waitJSON(
+        _ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+        _ predicate: (JSONValue) -> Bool = { _ in true }
+    ) -> JSONValue? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             for m in all(topic) {
@@ -494,28 +518,36 @@ final class TestMQTTClient: @unchecked Sendable {
 
     /// Waits until the newest message on `topic` satisfies `predicate` (older matches do not count).
     @discardableResult
-    func waitLatest(_ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
-                    _ predicate: (JSONValue) -> Bool) -> JSONValue? {
+    func waitLatest(
+        _ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+        _ predicate: (JSONValue) -> Bool
+    ) -> JSONValue? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let m = all(topic).last, let j = try? JSONValue.parse(m.payload), predicate(j) { return j }
             usleep(50_000)
         }
-        XCTFail("the newest message on \(topic) did not match within \(timeout) s; last: \(all(topic).last.map { String(decoding: $0.payload, as: UTF8.self) } ?? "none")", file: file, line: line)
+        XCTFail(
+            "the newest message on \(topic) did not match within \(timeout) s; last: \(all(topic).last.map { String(decoding: $0.payload, as: UTF8.self) } ?? "none")",
+            file: file, line: line)
         return nil
     }
 
     /// Waits for the result with `status` of command `id` on `topic`.
     @discardableResult
-    func waitResult(_ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath,
-                    line: UInt = #line) -> JSONValue? {
+    func waitResult(
+        _ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath,
+        line: UInt = #line
+    ) -> JSONValue? {
         waitJSON(topic, timeout: timeout, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
     }
 
     /// Publishes each bad command to `<prefix>/<target>/set` and checks that it is rejected with `code` and a
     /// message containing `text` (each payload carries its own `"id"`).
-    func expectRejections(_ prefix: String, _ cases: [(target: String, payload: String, code: String, text: String)],
-                          file: StaticString = #filePath, line: UInt = #line) {
+    func expectRejections(
+        _ prefix: String, _ cases: [(target: String, payload: String, code: String, text: String)],
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         for (target, payload, code, text) in cases {
             publish("\(prefix)/\(target)/set", payload)
             guard let id = (try? JSONValue.parse(Array(payload.utf8)))?["id"]?.stringValue else {
@@ -524,7 +556,8 @@ final class TestMQTTClient: @unchecked Sendable {
             }
             let r = waitResult("\(prefix)/\(target)/result", id: id, status: "rejected", file: file, line: line)
             XCTAssertEqual(r?["code"]?.stringValue, code, payload, file: file, line: line)
-            XCTAssertTrue(r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")", file: file, line: line)
+            XCTAssertTrue(
+                r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")", file: file, line: line)
         }
     }
 

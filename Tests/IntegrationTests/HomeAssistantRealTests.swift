@@ -30,8 +30,9 @@ final class HomeAssistantRealTests: XCTestCase {
         }
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 2, discovery: true, devices: ["101000001"],
-                          extraAccounts: "\n    push: true" + (try h.poderoAccount(pollIntervalS: 5)) + (try h.hslAccount(pollIntervalS: 30)))
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 2, discovery: true, devices: ["101000001"],
+            extraAccounts: "\n    push: true" + (try h.poderoAccount(pollIntervalS: 5)) + (try h.hslAccount(pollIntervalS: 30)))
 
         // Home Assistant's config: MQTT as a config entry (what the UI would store), recorder, energy, the probe.
         let ha = h.dir.appendingPathComponent("ha")
@@ -43,36 +44,44 @@ final class HomeAssistantRealTests: XCTestCase {
         let output = ha.appendingPathComponent("check.json").path
         let httpPort = try Harness.freePort()
         try """
-            homeassistant:
-              name: heatbridge test
-              latitude: 52.52
-              longitude: 13.40
-              elevation: 35
-              unit_system: metric
-              time_zone: UTC
-              currency: EUR
-              country: DE
-            http:
-              server_host: 127.0.0.1
-              server_port: \(httpPort)
-            recorder:
-              db_url: sqlite:///\(ha.appendingPathComponent("ha.db").path)
-              commit_interval: 1
-            history:
-            energy:
-            logger:
-              default: warning
-            heatbridge_check:
-              output: \(output)
-              wait_s: 120
-              devices: ["\(Self.podero)", "\(Self.bosch)", "\(Self.hsl)"]
-              energy_sensors: 3
-            """.write(to: ha.appendingPathComponent("configuration.yaml"), atomically: true, encoding: .utf8)
-        let entry: JSONValue = ["version": 1, "minor_version": 1, "key": "core.config_entries", "data": ["entries": [[
-            "entry_id": "01heatbridgetestmqtt000000", "version": 1, "minor_version": 1, "domain": "mqtt", "title": "127.0.0.1",
-            "data": ["broker": "127.0.0.1", "port": .int(h.brokerPort)], "options": ["discovery": true, "discovery_prefix": "homeassistant"],
-            "source": "user", "unique_id": nil, "disabled_by": nil, "pref_disable_new_entities": false, "pref_disable_polling": false,
-        ]]]]
+        homeassistant:
+          name: heatbridge test
+          latitude: 52.52
+          longitude: 13.40
+          elevation: 35
+          unit_system: metric
+          time_zone: UTC
+          currency: EUR
+          country: DE
+        http:
+          server_host: 127.0.0.1
+          server_port: \(httpPort)
+        recorder:
+          db_url: sqlite:///\(ha.appendingPathComponent("ha.db").path)
+          commit_interval: 1
+        history:
+        energy:
+        logger:
+          default: warning
+        heatbridge_check:
+          output: \(output)
+          wait_s: 120
+          devices: ["\(Self.podero)", "\(Self.bosch)", "\(Self.hsl)"]
+          energy_sensors: 3
+        """.write(to: ha.appendingPathComponent("configuration.yaml"), atomically: true, encoding: .utf8)
+        let entry: JSONValue = [
+            "version": 1, "minor_version": 1, "key": "core.config_entries",
+            "data": [
+                "entries": [
+                    [
+                        "entry_id": "01heatbridgetestmqtt000000", "version": 1, "minor_version": 1, "domain": "mqtt", "title": "127.0.0.1",
+                        "data": ["broker": "127.0.0.1", "port": .int(h.brokerPort)],
+                        "options": ["discovery": true, "discovery_prefix": "homeassistant"],
+                        "source": "user", "unique_id": nil, "disabled_by": nil, "pref_disable_new_entities": false, "pref_disable_polling": false,
+                    ]
+                ]
+            ],
+        ]
         try Data(entry.bytes).write(to: ha.appendingPathComponent(".storage/core.config_entries"))
 
         let c: TestMQTTClient = h.client
@@ -80,9 +89,11 @@ final class HomeAssistantRealTests: XCTestCase {
         try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         c.waitJSON("heatbridge/\(Self.bosch)/state")
         let t0 = Date().timeIntervalSince1970 - 1800
-        for (k, v, dt) in [("hvac.emon.energyConsumptionTotal", 5_000.0, 0.0), ("hvac.emon.energySupplyTotal", 18_000, 0),
-                           ("hvac.emon.compressor.powerCurrent", 1.6, 600), ("hvac.emon.energyConsumptionTotal", 5_001.5, 900),
-                           ("hvac.emon.energySupplyTotal", 18_006, 900)] {
+        for (k, v, dt) in [
+            ("hvac.emon.energyConsumptionTotal", 5_000.0, 0.0), ("hvac.emon.energySupplyTotal", 18_000, 0),
+            ("hvac.emon.compressor.powerCurrent", 1.6, 600), ("hvac.emon.energyConsumptionTotal", 5_001.5, 900),
+            ("hvac.emon.energySupplyTotal", 18_006, 900),
+        ] {
             c.publish("heatbridge/push/bosch/101000001", event(k, v, unit: k.hasSuffix("powerCurrent") ? "kW" : "kWh", at: t0 + dt))
         }
         c.waitJSON("heatbridge/\(Self.podero)/state") { $0["meter"]?["power_w"] != nil }
@@ -90,7 +101,12 @@ final class HomeAssistantRealTests: XCTestCase {
         let podero = try XCTUnwrap(c.waitJSON("heatbridge/\(Self.podero)/state", timeout: 20) { $0["meter"]?["energy"]?["electricity_total"] != nil })
         c.waitJSON("homeassistant/device/heatbridge_\(Self.bosch)/config") { $0["cmps"]?["heatbridge_\(Self.bosch)_meter_energy_heat_total"] != nil }
         let hassProcess = try h.launch(hass, ["-c", ha.path, "--skip-pip"], log: "homeassistant.log")
-        defer { if hassProcess.isRunning { hassProcess.terminate(); hassProcess.waitUntilExit() } }
+        defer {
+            if hassProcess.isRunning {
+                hassProcess.terminate()
+                hassProcess.waitUntilExit()
+            }
+        }
         // Home Assistant's MQTT birth message: it is connected and reads the retained configs of the fresh box, each
         // device's first (and only) message with every component: what it makes of them is what a user gets.
         // (Started before heatbridge, 2025.4.4 twice in ~10 runs did not create the meter components that a device's
@@ -102,10 +118,11 @@ final class HomeAssistantRealTests: XCTestCase {
             return XCTFail("Home Assistant did not come up: \(haLog(h).suffix(3000))")
         }
 
-
         h.waitUntil("Home Assistant's probe to report", timeout: 180) { fm.fileExists(atPath: output) }
         let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: output))))
-        print("Home Assistant \(report["version"]?.stringValue ?? "?"): \(report["devices"]?.arrayValue?.count ?? 0) devices, \(report["entities"]?.arrayValue?.count ?? 0) entities, energy validation \(report["energy_validation"]?.serialized ?? "none")")
+        print(
+            "Home Assistant \(report["version"]?.stringValue ?? "?"): \(report["devices"]?.arrayValue?.count ?? 0) devices, \(report["entities"]?.arrayValue?.count ?? 0) entities, energy validation \(report["energy_validation"]?.serialized ?? "none")"
+        )
         let entities = report["entities"]?.arrayValue ?? []
         let devices = report["devices"]?.arrayValue ?? []
 
@@ -117,7 +134,8 @@ final class HomeAssistantRealTests: XCTestCase {
             let device = devices.first { $0["identifiers"]?.arrayValue?.contains(.string("heatbridge_\(d)")) == true }
             XCTAssertNotNil(device, "Home Assistant has no device \(d): \(haLog(h).suffix(3000))")
             let created = Set(entities.filter { $0["device_id"] == device?["id"] }.compactMap { $0["unique_id"]?.stringValue })
-            XCTAssertEqual(created, announced, "\(d): announced but not created: \(announced.subtracting(created).sorted()); log: \(report["log"] ?? [])")
+            XCTAssertEqual(
+                created, announced, "\(d): announced but not created: \(announced.subtracting(created).sorted()); log: \(report["log"] ?? [])")
             XCTAssertNotNil(device?["via_device_id"]?.stringValue, "\(d) hangs under the bridge")
         }
         let rejected = (report["log"]?.arrayValue ?? []).compactMap(\.stringValue).filter { $0.contains("heatbridge") || $0.contains("mqtt") }
@@ -133,8 +151,9 @@ final class HomeAssistantRealTests: XCTestCase {
         XCTAssertEqual(pEnergy["attributes"]?["device_class"], "energy")
         XCTAssertEqual(pEnergy["attributes"]?["state_class"], "total_increasing")
         XCTAssertEqual(pEnergy["attributes"]?["unit_of_measurement"], "kWh")
-        XCTAssertEqual(pEnergy["state"]?.stringValue.flatMap(Double.init) ?? -1,
-                       podero["meter"]?["energy"]?["electricity_total"]?["kwh"]?.doubleValue ?? -2, accuracy: 0.01)
+        XCTAssertEqual(
+            pEnergy["state"]?.stringValue.flatMap(Double.init) ?? -1,
+            podero["meter"]?["energy"]?["electricity_total"]?["kwh"]?.doubleValue ?? -2, accuracy: 0.01)
         let bHeat = entities.first { $0["unique_id"]?.stringValue == "heatbridge_\(Self.bosch)_meter_energy_heat_total" }
         XCTAssertEqual(bHeat?["state"]?.stringValue.flatMap(Double.init), 18_006)
         let bPower = entities.first { $0["unique_id"]?.stringValue == "heatbridge_\(Self.bosch)_meter_power" }

@@ -27,7 +27,8 @@ final class HomeAssistantTests: XCTestCase {
     func assertTopicsReal(_ config: JSONValue, published: Set<String>, except: Set<String> = [], file: StaticString = #filePath, line: UInt = #line) {
         for (key, topic) in topics(in: config) where !except.contains(topic) {
             if key.hasSuffix("command_topic") {
-                XCTAssertNotNil(TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic", file: file, line: line)
+                XCTAssertNotNil(
+                    TopicLayout(base: "heatbridge").parseCommand(topic), "\(key): \(topic) is not a command topic", file: file, line: line)
             } else {
                 XCTAssertTrue(published.contains(topic), "\(key): nothing is published on \(topic)", file: file, line: line)
             }
@@ -46,10 +47,13 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(config["o"]?["name"]?.stringValue, "heatbridge")
         XCTAssertEqual(config["o"]?["sw"]?.stringValue, "0.1.0")
         XCTAssertEqual(config["availability_mode"]?.stringValue, "all")
-        XCTAssertEqual(config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
-                       ["heatbridge/bridge/state", "heatbridge/bosch-101000001/availability"])
+        XCTAssertEqual(
+            config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
+            ["heatbridge/bridge/state", "heatbridge/bosch-101000001/availability"])
         let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
-        XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["climate", "water_heater", "button", "number", "binary_sensor", "select", "sensor"])
+        XCTAssertEqual(
+            Set(cmps.values.compactMap { $0["p"]?.stringValue }),
+            ["climate", "water_heater", "button", "number", "binary_sensor", "select", "sensor"])
         for (key, cmp) in cmps {
             XCTAssertEqual(cmp["unique_id"]?.stringValue, key)
             XCTAssertTrue(key.hasPrefix("heatbridge_bosch-101000001_"), key)
@@ -79,8 +83,9 @@ final class HomeAssistantTests: XCTestCase {
         c.publish(button["command_topic"]!.stringValue!, button["payload_press"]!.stringValue!)
         c.waitJSON("heatbridge/bosch-101000001/dhw1/charge/result") { $0["status"]?.stringValue == "done" }
         let state = try h.admin("GET", "/admin/state")
-        XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45,
-                       "the button's charge used the number's duration")
+        XCTAssertEqual(
+            state["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"]?.intValue, 45,
+            "the button's charge used the number's duration")
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["charge"]?["active"]?.boolValue == true }
         // The gateway's system entities: silent mode select, clock sync and detection buttons.
         let silent = try XCTUnwrap(cmps["heatbridge_bosch-101000001_system_silent_mode"])
@@ -107,12 +112,14 @@ final class HomeAssistantTests: XCTestCase {
         try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, discovery: true, extraAccounts: try h.hslAccount())
         // Presets come from the config: replace the default with two of the installer's own.
         var yaml = try String(contentsOfFile: h.configPath, encoding: .utf8)
-        yaml = yaml.replacingOccurrences(of: "  discovery: true", with: """
-              discovery: true
-              derogation_presets:
-                - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
-                - {name: "-1 °C for 30 min", delta: -1, duration_min: 30}
-            """)
+        yaml = yaml.replacingOccurrences(
+            of: "  discovery: true",
+            with: """
+                  discovery: true
+                  derogation_presets:
+                    - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
+                    - {name: "-1 °C for 30 min", delta: -1, duration_min: 30}
+                """)
         try yaml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
         h.client.subscribe("homeassistant/#")
         try h.startDaemon()
@@ -144,8 +151,9 @@ final class HomeAssistantTests: XCTestCase {
         let c: TestMQTTClient = h.client
         let dev = "podero-3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b"
         let config = try XCTUnwrap(c.waitJSON("homeassistant/device/heatbridge_\(dev)/config"))
-        XCTAssertEqual(config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
-                       ["heatbridge/bridge/state", "heatbridge/\(dev)/availability"])
+        XCTAssertEqual(
+            config["availability"]?.arrayValue?.compactMap { $0["topic"]?.stringValue },
+            ["heatbridge/bridge/state", "heatbridge/\(dev)/availability"])
         let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
         XCTAssertEqual(Set(cmps.values.compactMap { $0["p"]?.stringValue }), ["sensor", "switch", "select", "button", "binary_sensor"])
         // Power (and energy) are the device's meter, read from the device state, not a sensor of the node.
@@ -190,15 +198,19 @@ final class HomeAssistantTests: XCTestCase {
         // The cloud reports gateway 1 offline: its availability goes offline (and so do its entities).
         try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"online":false}"#)
         let d1 = Date().addingTimeInterval(10)
-        while Date() < d1, String(decoding: c.all("heatbridge/bosch-101000001/availability").last?.payload ?? [], as: UTF8.self) != "offline" { usleep(50_000) }
+        while Date() < d1, String(decoding: c.all("heatbridge/bosch-101000001/availability").last?.payload ?? [], as: UTF8.self) != "offline" {
+            usleep(50_000)
+        }
         XCTAssertEqual(String(decoding: c.all("heatbridge/bosch-101000001/availability").last?.payload ?? [], as: UTF8.self), "offline")
         // Gateway 2 leaves the config: after two polls without it, its config and state are cleared.
         try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, discovery: true, devices: ["101000001"])
         h.signalDaemon(SIGHUP)
         let d2 = Date().addingTimeInterval(15)
         // The config is cleared before the device's state topics: wait for both, not only the first.
-        while Date() < d2, c.all(gw2Config).last?.payload.isEmpty != true
-            || c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty != true { usleep(50_000) }
+        while Date() < d2,
+            c.all(gw2Config).last?.payload.isEmpty != true
+                || c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty != true
+        { usleep(50_000) }
         XCTAssertEqual(c.all(gw2Config).last?.payload.isEmpty, true, "removed device's config not cleared")
         XCTAssertEqual(c.all("heatbridge/bosch-101000002/state").last?.payload.isEmpty, true)
         // Discovery switched off (needs a restart): what was announced is taken back.
@@ -207,8 +219,10 @@ final class HomeAssistantTests: XCTestCase {
         try h.startDaemon()
         let d3 = Date().addingTimeInterval(15)
         // Both are cleared, in whichever order the daemon gets to them: wait for both.
-        while Date() < d3, c.all(gw1Config).last?.payload.isEmpty != true
-            || c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty != true { usleep(50_000) }
+        while Date() < d3,
+            c.all(gw1Config).last?.payload.isEmpty != true
+                || c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty != true
+        { usleep(50_000) }
         XCTAssertEqual(c.all(gw1Config).last?.payload.isEmpty, true, "configs not cleared when discovery was switched off")
         XCTAssertEqual(c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty, true)
     }
@@ -239,10 +253,12 @@ final class HomeAssistantTests: XCTestCase {
         XCTAssertEqual(wh["power_command_topic"]?.stringValue, "\(gw)/dhw1/mode/set")
         // Every mode one to one, and back.
         XCTAssertEqual(wh["modes"], ["off", "eco", "low", "performance", "auto"])
-        XCTAssertEqual(wh["mode_command_template"]?.stringValue,
-                       #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'performance': 'high', 'auto': 'auto'}[value] }}"}"#)
-        XCTAssertEqual(wh["mode_state_template"]?.stringValue,
-                       "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'high': 'performance', 'auto': 'auto'}.get(value_json.operation_mode, 'auto') }}")
+        XCTAssertEqual(
+            wh["mode_command_template"]?.stringValue,
+            #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'performance': 'high', 'auto': 'auto'}[value] }}"}"#)
+        XCTAssertEqual(
+            wh["mode_state_template"]?.stringValue,
+            "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'high': 'performance', 'auto': 'auto'}.get(value_json.operation_mode, 'auto') }}")
         for (front, device) in [("low", "low"), ("eco", "eco"), ("performance", "high"), ("auto", "auto"), ("off", "off")] {
             c.clear()
             c.publish(wh["mode_command_topic"]!.stringValue!, "{\"mode\": \"\(device)\"}")  // HA's template for `front`
@@ -306,12 +322,14 @@ final class HomeAssistantTests: XCTestCase {
         let extra = try h.hslAccount() + "\n" + h.poderoAccount()
         try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, discovery: true, extraAccounts: extra)
         var yaml = try String(contentsOfFile: h.configPath, encoding: .utf8)
-        yaml = yaml.replacingOccurrences(of: "  discovery: true", with: """
-              discovery: true
-              derogation_presets:
-                - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
-                - {name: "+2 °C for 2 h", delta: 2, duration_min: 120}
-            """)
+        yaml = yaml.replacingOccurrences(
+            of: "  discovery: true",
+            with: """
+                  discovery: true
+                  derogation_presets:
+                    - {name: "-2 °C for 2 h", delta: -2, duration_min: 120}
+                    - {name: "+2 °C for 2 h", delta: 2, duration_min: 120}
+                """)
         try yaml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
         h.client.subscribe("homeassistant/#")
         try h.startDaemon()

@@ -8,8 +8,9 @@ final class HomeSmartlinkTests: XCTestCase {
 
     func harness(secret: String = "hsl-demo-secret", poll: Double = 1, reportTimeoutS: Double = 10) throws -> Harness {
         let h = try Harness(pollIntervalS: 30)
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5,
-                          extraAccounts: try h.hslAccount(secret: secret, pollIntervalS: poll, reportTimeoutS: reportTimeoutS))
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 1.5,
+            extraAccounts: try h.hslAccount(secret: secret, pollIntervalS: poll, reportTimeoutS: reportTimeoutS))
         return h
     }
 
@@ -37,8 +38,12 @@ final class HomeSmartlinkTests: XCTestCase {
         XCTAssertEqual(bath["heaters"]?.arrayValue?.map { $0["online"] }, [false, true], "the offline heater is listed")
         XCTAssertEqual(bath["heaters"]?.arrayValue?.first?["temperature"], .null)
         let schedule = try XCTUnwrap(c.waitJSON("\(dev)/room-2/schedule"))
-        XCTAssertEqual(schedule["days"]?["mon"], [["at": "06:00", "level": "comfort"], ["at": "08:30", "level": "eco"],
-                                                  ["at": "17:00", "level": "comfort"], ["at": "22:00", "level": "eco"]])
+        XCTAssertEqual(
+            schedule["days"]?["mon"],
+            [
+                ["at": "06:00", "level": "comfort"], ["at": "08:30", "level": "eco"],
+                ["at": "17:00", "level": "comfort"], ["at": "22:00", "level": "eco"],
+            ])
         XCTAssertEqual(schedule["days"]?["sun"], [["at": "08:00", "level": "comfort"], ["at": "23:00", "level": "eco"]])
         XCTAssertNotNil(c.waitJSON("\(dev)/room-2/state")?["schedule_now"]?["level"]?.stringValue)
         // The simulator answers /config with the doc's "reponse" spelling: the rooms above came through it.
@@ -84,7 +89,9 @@ final class HomeSmartlinkTests: XCTestCase {
         t += 86_400
         localtime_r(&t, &tm)
         let next = String(format: "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday)
-        c.publish("\(dev)/room-2/derogation/set", "{\"id\":\"night\",\"delta\":-1,\"start\":\"23:00\",\"end\":\"01:00\",\"date\":\"\(day)\",\"end_date\":\"\(next)\"}")
+        c.publish(
+            "\(dev)/room-2/derogation/set",
+            "{\"id\":\"night\",\"delta\":-1,\"start\":\"23:00\",\"end\":\"01:00\",\"date\":\"\(day)\",\"end_date\":\"\(next)\"}")
         XCTAssertNotNil(c.waitResult("\(dev)/room-2/derogation/result", id: "night", status: "done"))
         let calls = try hslRequests(h, path: "/partners/1/derogations").compactMap {
             try? JSONValue.parse($0["body"]?.stringValue ?? "")["derogations"]?.arrayValue?.first
@@ -127,7 +134,10 @@ final class HomeSmartlinkTests: XCTestCase {
             ("room-2", #"{"id":"r4","delta":-1,"start":"20:00","end":"18:00"}"#, "OUT_OF_RANGE", "\"end\" 18:00 must be after \"start\" 20:00"),
             ("room-9", #"{"id":"r5","delta":-1,"duration_min":30}"#, "UNKNOWN_TARGET", "has no room \"room-9\""),
             ("room-2", #"{"id":"r6","delta":-1,"duration_min":2000}"#, "OUT_OF_RANGE", "\"duration_min\" must be 5…1440"),
-            ("room-2", #"{"id":"r7","delta":-1,"start":"18:00","end":"19:00","date":"2026-02-31"}"#, "INVALID_PAYLOAD", "\"date\" must be YYYY-MM-DD"),
+            (
+                "room-2", #"{"id":"r7","delta":-1,"start":"18:00","end":"19:00","date":"2026-02-31"}"#, "INVALID_PAYLOAD",
+                "\"date\" must be YYYY-MM-DD"
+            ),
             ("room-2", #"{"id":"r8","delta":-1,"start":"18:00","end":"19:00","date":"2020-01-01"}"#, "OUT_OF_RANGE", "already over"),
             ("room-2", #"{"id":"r9","delta":-1}"#, "INVALID_PAYLOAD", "give \"start\" and \"end\" (HH:MM) or \"duration_min\""),
         ]
@@ -199,14 +209,15 @@ final class HomeSmartlinkTests: XCTestCase {
         defer { h.stopAll() }
         let second = "64f1c0a2e9c7"
         try h.admin("POST", "/admin/homesmartlink", "{\"add_home\":\"\(second)\"}")
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5,
-                          extraAccounts: try h.hslAccount(reportTimeoutS: 3, homes: ["64f1c0a2e9b3", second]),
-                          extraSections: """
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 1.5,
+            extraAccounts: try h.hslAccount(reportTimeoutS: 3, homes: ["64f1c0a2e9b3", second]),
+            extraSections: """
 
-                              groups:
-                                evening-peak: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-2, hsl-\(second)/room-1]
-                                wrong: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-9]
-                              """)
+                groups:
+                  evening-peak: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-2, hsl-\(second)/room-1]
+                  wrong: [hsl-64f1c0a2e9b3/room-1, hsl-64f1c0a2e9b3/room-9]
+                """)
         try h.startDaemon()
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/hsl-\(second)/room-1/state")
@@ -214,8 +225,9 @@ final class HomeSmartlinkTests: XCTestCase {
         let (g1Minutes, g1Calls) = Self.window(about: 120)
         c.publish("heatbridge/group/evening-peak/derogation/set", #"{"id":"g1","delta":-2,"duration_min":\#(g1Minutes)}"#)
         let done = c.waitResult("heatbridge/group/evening-peak/derogation/result", id: "g1", status: "done")
-        XCTAssertEqual(done?["members"]?.objectValue?.keys.sorted(),
-                       ["hsl-64f1c0a2e9b3/room-1", "hsl-64f1c0a2e9b3/room-2", "hsl-\(second)/room-1"])
+        XCTAssertEqual(
+            done?["members"]?.objectValue?.keys.sorted(),
+            ["hsl-64f1c0a2e9b3/room-1", "hsl-64f1c0a2e9b3/room-2", "hsl-\(second)/room-1"])
         XCTAssertTrue(c.statuses("heatbridge/group/evening-peak/derogation/result", id: "g1").contains("progress"))
         // One API call per window for the three rooms of two homes, all items sharing start and end.
         let calls = try hslRequests(h, path: "/partners/1/derogations")
@@ -253,7 +265,10 @@ final class HomeSmartlinkTests: XCTestCase {
         let now = Date()
         let minute = cal.component(.hour, from: now) * 60 + cal.component(.minute, from: now)
         var duration = minutes
-        func end(_ d: Int) -> Int { let e = minute + d; return e + (5 - e % 5) % 5 }
+        func end(_ d: Int) -> Int {
+            let e = minute + d
+            return e + (5 - e % 5) % 5
+        }
         if abs(end(duration) - 1440) <= 10 { duration -= 30 }
         return (duration, end(duration) > 1440 ? 2 : 1)
     }

@@ -24,12 +24,16 @@ final class HostileInputTests: XCTestCase {
         c.publish("\(charge)/set", big)
         let tooLarge = c.waitJSON("\(charge)/result") { $0["code"] == "PAYLOAD_TOO_LARGE" }
         XCTAssertNotEqual(tooLarge?["id"], "big", "the id of an oversized payload is not read")
-        XCTAssertTrue(tooLarge?["message"]?.stringValue?.contains("is above the limit of 65536 bytes (mqtt.max_payload_bytes)") ?? false, "\(tooLarge ?? .null)")
+        XCTAssertTrue(
+            tooLarge?["message"]?.stringValue?.contains("is above the limit of 65536 bytes (mqtt.max_payload_bytes)") ?? false, "\(tooLarge ?? .null)"
+        )
         // Small but too deep, too wide, a string too long: refused by the JSON reader's bounds.
         let deep = String(repeating: #"{"a":"#, count: 20) + "1" + String(repeating: "}", count: 20)
         let wide = "{" + (0..<300).map { "\"k\($0)\":1" }.joined(separator: ",") + "}"
         let long = #"{"id":"long","action":"start","x":""# + String(repeating: "y", count: 5000) + #""}"#
-        for (payload, reason) in [(deep, "nesting deeper than 16"), (wide, "more than 256 members in one object"), (long, "a string longer than 4096 bytes")] {
+        for (payload, reason) in [
+            (deep, "nesting deeper than 16"), (wide, "more than 256 members in one object"), (long, "a string longer than 4096 bytes"),
+        ] {
             c.clear()
             c.publish("\(charge)/set", payload)
             let r = c.waitJSON("\(charge)/result") { $0["code"] == "PAYLOAD_TOO_LARGE" }
@@ -70,7 +74,8 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(log.contains(#"a\n<0>FORGED accepted\r\u{1b}[2J"#), "the id is logged, escaped")
         XCTAssertTrue(log.contains(#"r\n<0>FORGED rejected x=\"1\""#), "quotes inside a quoted value are escaped")
         let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
-        XCTAssertFalse(lines.contains { $0.hasPrefix("<0>") || $0.contains("\u{1b}") || $0.contains("\r") }, "a forged line or a raw control character")
+        XCTAssertFalse(
+            lines.contains { $0.hasPrefix("<0>") || $0.contains("\u{1b}") || $0.contains("\r") }, "a forged line or a raw control character")
         XCTAssertTrue(lines.filter { !$0.isEmpty }.allSatisfy { $0.hasPrefix("<") }, "every line starts with its priority")
     }
 
@@ -110,13 +115,18 @@ final class HostileInputTests: XCTestCase {
         }
         // Just under the bounds, every pass must stay linear: these finish (the cap above fails a hang), each
         // with its one error per mistake.
-        let manyGroups = try write("many-groups.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n" + (0..<6_000).map { "  g\($0): [hsl-1/room-\($0)]\n" }.joined())
-        let longList = try write("long-list.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n  g: [" + (0..<19_000).map { "hsl-1/room-\($0)" }.joined(separator: ",") + "]\n")
+        let manyGroups = try write(
+            "many-groups.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n" + (0..<6_000).map { "  g\($0): [hsl-1/room-\($0)]\n" }.joined())
+        let longList = try write(
+            "long-list.yaml",
+            "mqtt:\n  url: mqtt://127.0.0.1:1883\ngroups:\n  g: [" + (0..<19_000).map { "hsl-1/room-\($0)" }.joined(separator: ",") + "]\n")
         let manyKeys = try write("many-keys.yaml", "mqtt:\n  url: mqtt://127.0.0.1:1883\n" + (0..<9_000).map { "unknown\($0): 1\n" }.joined())
         for path in [manyGroups, longList, manyKeys] {
             let start = Date()
             let r = try cli(["check-config", "--config", path])
-            print("check-config \(URL(fileURLWithPath: path).lastPathComponent): \(String(format: "%.2f", Date().timeIntervalSince(start))) s, exit \(r.status)")
+            print(
+                "check-config \(URL(fileURLWithPath: path).lastPathComponent): \(String(format: "%.2f", Date().timeIntervalSince(start))) s, exit \(r.status)"
+            )
             XCTAssertTrue([0, 1].contains(r.status), r.output.suffix(300).description)
             XCTAssertFalse(r.output.contains("more than 20000 values"), "\(path) is under the bound")
         }
@@ -273,8 +283,9 @@ final class HostileInputTests: XCTestCase {
 
         // The derogation's end, refused while the disk was full, was recorded once space returned (before the
         // next command ran). The daemon dies; after the restart nothing of it is resumed or sent again.
-        XCTAssertEqual(try runProcess("/usr/bin/sqlite3", [db, "SELECT status FROM commands WHERE id = 'shed'"]).output
-            .trimmingCharacters(in: .whitespacesAndNewlines), "failed", "the derogation's end was not recorded late")
+        XCTAssertEqual(
+            try runProcess("/usr/bin/sqlite3", [db, "SELECT status FROM commands WHERE id = 'shed'"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines), "failed", "the derogation's end was not recorded late")
         h.killDaemon()
         c.clear()
         try h.startDaemon()

@@ -42,8 +42,9 @@ final class NeverTwiceTests: XCTestCase {
         let filler = try h.fillSmallDisk(small)
         // The cloud took it; its end is published but cannot be stored, and the bridge says it is not ready.
         XCTAssertNotNil(c.waitResult("\(hc1)/setpoint/result", id: "df-full-1", status: "done", timeout: 45))
-        XCTAssertTrue(h.daemonOutput().split(separator: "\n").contains { $0.contains("cannot persist result") && $0.hasSuffix("id=df-full-1") },
-                      "df-full-1's end was stored after all")
+        XCTAssertTrue(
+            h.daemonOutput().split(separator: "\n").contains { $0.contains("cannot persist result") && $0.hasSuffix("id=df-full-1") },
+            "df-full-1's end was stored after all")
         c.waitJSON("heatbridge/bridge/health") { $0["ready"] == false && $0["store"]?["writable"] == false }
 
         // Space returns; two newer setpoints for the same circuit run.
@@ -149,7 +150,9 @@ final class NeverTwiceTests: XCTestCase {
         XCTAssertNotNil(down?["store"]?["problem"]?.stringValue)
         XCTAssertTrue(h.daemonOutput().contains("the store cannot write"), h.daemonOutput())
         // systemd's view (`systemctl status`) says so too.
-        h.waitUntil("STATUS= to say the store cannot write") { notify.all().contains { $0.text.hasPrefix("STATUS=Not ready: the store cannot write") } }
+        h.waitUntil("STATUS= to say the store cannot write") {
+            notify.all().contains { $0.text.hasPrefix("STATUS=Not ready: the store cannot write") }
+        }
 
         for f in files { XCTAssertEqual(try runProcess("/usr/bin/chattr", ["-i", f]).status, 0) }
         c.waitJSON("heatbridge/bridge/health", timeout: 30) { $0["ready"] == true && $0["store"]?["writable"] == true }

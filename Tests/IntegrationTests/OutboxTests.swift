@@ -104,14 +104,17 @@ final class OutboxTests: XCTestCase {
             try h.startDaemon()
         }
         for i in 0..<n {
-            c.waitJSON("\(gw1)/result", timeout: 30) { $0["id"]?.stringValue == "k\(i)" && ["done", "failed", "expired"].contains($0["status"]?.stringValue ?? "") }
+            c.waitJSON("\(gw1)/result", timeout: 30) {
+                $0["id"]?.stringValue == "k\(i)" && ["done", "failed", "expired"].contains($0["status"]?.stringValue ?? "")
+            }
         }
         h.barrier()  // every result the daemon had to send again has arrived: duplicates would be here now
         var seen = Set<[UInt8]>()
         var terminal: [String: [String]] = [:]
         for m in c.all("\(gw1)/result") where seen.insert(m.payload).inserted {
             guard let j = try? JSONValue.parse(m.payload), let id = j["id"]?.stringValue, let st = j["status"]?.stringValue,
-                  ["done", "failed", "expired", "rejected"].contains(st) else { continue }
+                ["done", "failed", "expired", "rejected"].contains(st)
+            else { continue }
             terminal[id, default: []].append(st)
         }
         for i in 0..<n {
@@ -125,19 +128,26 @@ final class OutboxTests: XCTestCase {
         var resent: [String: Int] = [:]
         for line in h.daemonOutput().split(separator: "\n") where line.contains("result sent again from the outbox") {
             if let id = line.split(separator: " ").first(where: { $0.hasPrefix("id=") })?.dropFirst(3),
-               ["status=accepted", "status=rejected"].contains(where: { line.contains($0) }) { resent[String(id), default: 0] += 1 }
+                ["status=accepted", "status=rejected"].contains(where: { line.contains($0) })
+            {
+                resent[String(id), default: 0] += 1
+            }
         }
-        var first: [String: Int] = [:], repeated = 0
+        var first: [String: Int] = [:]
+        var repeated = 0
         for m in c.all("\(gw1)/result") {
             guard let j = try? JSONValue.parse(m.payload), let id = j["id"]?.stringValue else { continue }
             if ["accepted", "rejected"].contains(j["status"]?.stringValue ?? "") { first[id, default: 0] += 1 }
             if j["status"] == "repeated" { repeated += 1 }
         }
         for i in 0..<n {
-            let answers = first["k\(i)"] ?? 0, copies = resent["k\(i)"] ?? 0
+            let answers = first["k\(i)"] ?? 0
+            let copies = resent["k\(i)"] ?? 0
             XCTAssertTrue((1...1 + copies).contains(answers), "k\(i): first answers \(answers), re-sent by the outbox \(copies)")
         }
-        print("kill loop: \(repeated) redelivered message(s) answered `repeated`; \(resent.values.reduce(0, +)) first answer(s) re-sent from the outbox")
+        print(
+            "kill loop: \(repeated) redelivered message(s) answered `repeated`; \(resent.values.reduce(0, +)) first answer(s) re-sent from the outbox"
+        )
         let patches = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PATCH" }
         var perDuration: [Int: Int] = [:]
         for p in patches {

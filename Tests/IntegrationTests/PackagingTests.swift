@@ -42,11 +42,13 @@ final class PackagingTests: XCTestCase {
         // @resources syscalls Dispatch uses (setpriority).
         XCTAssertLessThanOrEqual(score ?? 99, 1.2, String(line ?? ""))
         let text = try String(contentsOf: unit, encoding: .utf8)
-        for required in ["Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "User=heatbridge",
-                         "StateDirectory=heatbridge", "ConfigurationDirectory=heatbridge", "ProtectSystem=strict",
-                         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
-                         "CapabilityBoundingSet=", "UMask=0077", "NoNewPrivileges=yes", "PrivateMounts=yes",
-                         "RestartPreventExitStatus=78"] {
+        for required in [
+            "Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "User=heatbridge",
+            "StateDirectory=heatbridge", "ConfigurationDirectory=heatbridge", "ProtectSystem=strict",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
+            "CapabilityBoundingSet=", "UMask=0077", "NoNewPrivileges=yes", "PrivateMounts=yes",
+            "RestartPreventExitStatus=78",
+        ] {
             XCTAssertTrue(text.contains(required), "unit lacks \(required)")
         }
     }
@@ -72,21 +74,28 @@ final class PackagingTests: XCTestCase {
         var denyGroups: [String] = []
         for line in unit.split(separator: "\n") where line.hasPrefix("SystemCallFilter=") {
             let value = line.dropFirst("SystemCallFilter=".count)
-            if value.hasPrefix("~") { denyGroups += value.dropFirst().split(separator: " ").map(String.init) }
-            else { allowGroups += value.split(separator: " ").map(String.init) }
+            if value.hasPrefix("~") {
+                denyGroups += value.dropFirst().split(separator: " ").map(String.init)
+            } else {
+                allowGroups += value.split(separator: " ").map(String.init)
+            }
         }
         var seen = Set<String>()
         var allowed = Set<String>()
         for g in allowGroups { allowed.formUnion(try expand(g, seen: &seen)) }
         var denied = Set<String>()
-        for g in denyGroups { seen = []; denied.formUnion(try expand(g, seen: &seen)) }
+        for g in denyGroups {
+            seen = []
+            denied.formUnion(try expand(g, seen: &seen))
+        }
         XCTAssertGreaterThan(allowed.count, 100)
 
         let h = try Harness()
         defer { h.stopAll() }
         let trace = h.dir.appendingPathComponent("strace.txt").path
-        try h.startDaemon(env: ["NOTIFY_SOCKET": h.dir.appendingPathComponent("nowhere.sock").path, "WATCHDOG_USEC": "1000000"],
-                          wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", trace])
+        try h.startDaemon(
+            env: ["NOTIFY_SOCKET": h.dir.appendingPathComponent("nowhere.sock").path, "WATCHDOG_USEC": "1000000"],
+            wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", trace])
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state")
         c.publish("heatbridge/bosch-101000001/dhw1/charge/set", #"{"id":"sb-1","action":"start"}"#)
@@ -153,8 +162,10 @@ final class PackagingTests: XCTestCase {
         XCTAssertEqual(try sh("dpkg-deb --field '\(deb)' Package"), "heatbridge\n")
         let contents = try sh("dpkg-deb --contents '\(deb)'")
         XCTAssertTrue(contents.hasPrefix("drwxr-xr-x root/root"), "package root must be 0755: \(contents.prefix(60))")
-        for f in ["./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml",
-                  "./usr/share/doc/heatbridge/examples/heatbridge-bridge.conf", "./usr/share/doc/heatbridge/examples/mosquitto-heatbridge.conf"] {
+        for f in [
+            "./usr/bin/heatbridge", "./lib/systemd/system/heatbridge.service", "./etc/heatbridge/heatbridge.yaml",
+            "./usr/share/doc/heatbridge/examples/heatbridge-bridge.conf", "./usr/share/doc/heatbridge/examples/mosquitto-heatbridge.conf",
+        ] {
             XCTAssertTrue(contents.contains(f), "missing \(f)")
         }
         let conffiles = try sh("dpkg-deb --ctrl-tarfile '\(deb)' | tar -xOf - ./conffiles")
@@ -184,8 +195,9 @@ final class PackagingTests: XCTestCase {
         let firstText = lines.dropFirst().first { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         XCTAssertTrue(firstText?.hasPrefix("heatbridge is ") == true, "the README opens with \(firstText ?? "nothing")")
         let firstCode = lines.firstIndex { $0.hasPrefix("```") } ?? 0
-        XCTAssertTrue(lines[firstCode + 1].hasPrefix("Scripts/demo") && lines[firstCode + 2].hasPrefix("Scripts/test"),
-                      "the first commands shown are the two commands")
+        XCTAssertTrue(
+            lines[firstCode + 1].hasPrefix("Scripts/demo") && lines[firstCode + 2].hasPrefix("Scripts/test"),
+            "the first commands shown are the two commands")
         XCTAssertFalse(readme.lowercased().contains("open issue"), "stale status")
         let example = try String(contentsOf: Self.root.appendingPathComponent("etc/heatbridge/heatbridge.yaml"), encoding: .utf8)
         XCTAssertTrue(example.contains("0600"))
@@ -196,6 +208,8 @@ final class PackagingTests: XCTestCase {
         let codes = try String(contentsOf: Self.root.appendingPathComponent("Sources/HeatbridgeCore/Model/Commands.swift"), encoding: .utf8)
             .components(separatedBy: "ResultCode(rawValue: \"").dropFirst().compactMap { $0.split(separator: "\"").first.map(String.init) }
         XCTAssertGreaterThan(codes.count, 20)
-        for code in codes { XCTAssertTrue(readme.contains("| `\(code)`") || readme.contains("`\(code)`, "), "result code \(code) is not in the README's table") }
+        for code in codes {
+            XCTAssertTrue(readme.contains("| `\(code)`") || readme.contains("`\(code)`, "), "result code \(code) is not in the README's table")
+        }
     }
 }

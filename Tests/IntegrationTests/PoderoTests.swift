@@ -193,8 +193,10 @@ final class PoderoTests: XCTestCase {
         defer { h.stopAll() }
         let bin = Harness.binary("heatbridge")
         let user = "7d0c2f4e-5b1a-4c3e-9f20-1a2b3c4d5e6f"
-        let base = ["onboard", "podero", "--config", h.configPath, "--user", user, "--success-url", "https://installer.example/ok",
-                    "--cancel-url", "https://installer.example/cancel"]
+        let base = [
+            "onboard", "podero", "--config", h.configPath, "--user", user, "--success-url", "https://installer.example/ok",
+            "--cancel-url", "https://installer.example/cancel",
+        ]
         let ok = try runProcess(bin, base + ["--language", "de", "--price-zone", "DE_LU", "--heat-pumps-only"])
         XCTAssertEqual(ok.status, 0, ok.output)
         XCTAssertTrue(ok.output.contains("https://connect.podero.com/heat-pumps?onboarding_session_id="), ok.output)
@@ -207,17 +209,28 @@ final class PoderoTests: XCTestCase {
         let zone = try runProcess(bin, base + ["--language", "de", "--price-zone", "DE"])
         XCTAssertEqual(zone.status, 2)
         XCTAssertTrue(zone.output.contains("--price-zone \"DE\" is not a Podero price zone (Germany is DE_LU); valid: AT,"), zone.output)
-        let uuid = try runProcess(bin, ["onboard", "podero", "--config", h.configPath, "--user", "bob", "--language", "de",
-                                        "--price-zone", "AT", "--success-url", "https://a.example", "--cancel-url", "https://b.example"])
+        let uuid = try runProcess(
+            bin,
+            [
+                "onboard", "podero", "--config", h.configPath, "--user", "bob", "--language", "de",
+                "--price-zone", "AT", "--success-url", "https://a.example", "--cancel-url", "https://b.example",
+            ])
         XCTAssertEqual(uuid.status, 2)
         XCTAssertTrue(uuid.output.contains("--user \"bob\" is not a UUID"), uuid.output)
         // Every bad argument at once, each with what would be valid.
-        let all = try runProcess(bin, ["onboard", "podero", "--config", h.configPath, "--user", "bob", "--language", "fr",
-                                       "--price-zone", "DE", "--success-url", "ftp://a.example", "--cancel-url", "https://b.example",
-                                       "--building", "b1"])
+        let all = try runProcess(
+            bin,
+            [
+                "onboard", "podero", "--config", h.configPath, "--user", "bob", "--language", "fr",
+                "--price-zone", "DE", "--success-url", "ftp://a.example", "--cancel-url", "https://b.example",
+                "--building", "b1",
+            ])
         XCTAssertEqual(all.status, 2)
-        for part in ["--user \"bob\" is not a UUID", "--building \"b1\" is not a UUID", "--language \"fr\" is not supported; valid: sv,",
-                     "--price-zone \"DE\" is not a Podero price zone (Germany is DE_LU); valid: AT,", "--success-url \"ftp://a.example\" is not an http(s) URL"] {
+        for part in [
+            "--user \"bob\" is not a UUID", "--building \"b1\" is not a UUID", "--language \"fr\" is not supported; valid: sv,",
+            "--price-zone \"DE\" is not a Podero price zone (Germany is DE_LU); valid: AT,",
+            "--success-url \"ftp://a.example\" is not an http(s) URL",
+        ] {
             XCTAssertTrue(all.output.contains(part), "missing \(part) in \(all.output)")
         }
         XCTAssertEqual(all.output.components(separatedBy: "error: ").count - 1, 5, all.output)

@@ -49,8 +49,10 @@ final class PushTests: XCTestCase {
         let receiverPort = try Harness.freePort()
         webhookPort = try Harness.freePort()
         let run = h.dir.appendingPathComponent("relay-run")
-        try relayTool(["render", relayDir.path, run.path, "127.0.0.1:\(try Harness.freePort())", "--bosch", "http://127.0.0.1:\(h.simPort)/bosch",
-                     "--webhook", "127.0.0.1:\(webhookPort)", "--receiver", "127.0.0.1:\(receiverPort)"])
+        try relayTool([
+            "render", relayDir.path, run.path, "127.0.0.1:\(try Harness.freePort())", "--bosch", "http://127.0.0.1:\(h.simPort)/bosch",
+            "--webhook", "127.0.0.1:\(webhookPort)", "--receiver", "127.0.0.1:\(receiverPort)",
+        ])
         nginx = try h.launch("/usr/sbin/nginx", ["-c", run.appendingPathComponent("nginx.conf").path, "-g", "daemon off;"], log: "nginx.log")
         try h.waitForPort(webhookPort, what: "nginx webhook listener")
         // The simulator posts to the relay's HTTPS listener: it trusts the relay's CA.
@@ -86,10 +88,21 @@ final class PushTests: XCTestCase {
     }
 
     override func tearDown() {
-        for b in boxes { if let p = b.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        for b in boxes {
+            if let p = b.process, p.isRunning {
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
+        }
         receiver?.kill9()
-        if let n = nginx, n.isRunning { n.terminate(); n.waitUntilExit() }
-        for b in brokers where b.isRunning { b.terminate(); b.waitUntilExit() }
+        if let n = nginx, n.isRunning {
+            n.terminate()
+            n.waitUntilExit()
+        }
+        for b in brokers where b.isRunning {
+            b.terminate()
+            b.waitUntilExit()
+        }
         central?.close()
         h?.stopAll()
     }
@@ -100,30 +113,31 @@ final class PushTests: XCTestCase {
         try (Harness.apiKey + "\n").write(to: key, atomically: true, encoding: .utf8)
         let config = h.dir.appendingPathComponent("box\(k).yaml")
         try """
-            mqtt:
-              url: mqtt://127.0.0.1:\(b.port)
-              base_topic: heatbridge
-              client_id: box\(k)
-            store:
-              path: \(h.dir.appendingPathComponent("box\(k).db").path)
-            accounts:
-              - name: bosch
-                vendor: bosch
-                base_url: http://127.0.0.1:\(h.simPort)/bosch
-                api_key_file: \(key.path)
-                user_id: box-\(k)
-                devices: ["\(b.gateway)"]
-                poll_interval_s: 10
-                timeout_s: 5
-                push:
-                  reconcile_interval_s: 600
-                  silent_after_s: 1800
-            log:
-              level: info
-            """.write(to: config, atomically: true, encoding: .utf8)
+        mqtt:
+          url: mqtt://127.0.0.1:\(b.port)
+          base_topic: heatbridge
+          client_id: box\(k)
+        store:
+          path: \(h.dir.appendingPathComponent("box\(k).db").path)
+        accounts:
+          - name: bosch
+            vendor: bosch
+            base_url: http://127.0.0.1:\(h.simPort)/bosch
+            api_key_file: \(key.path)
+            user_id: box-\(k)
+            devices: ["\(b.gateway)"]
+            poll_interval_s: 10
+            timeout_s: 5
+            push:
+              reconcile_interval_s: 600
+              silent_after_s: 1800
+        log:
+          level: info
+        """.write(to: config, atomically: true, encoding: .utf8)
         let clock = h.dir.appendingPathComponent("clock\(k)")
-        boxes[k].process = try h.launch(Harness.binary("heatbridge"), ["run", "--config", config.path], log: "box\(k).log",
-                                        env: ["HEATBRIDGE_TEST_HOOKS": "1", "HEATBRIDGE_TEST_CLOCK_FILE": clock.path])
+        boxes[k].process = try h.launch(
+            Harness.binary("heatbridge"), ["run", "--config", config.path], log: "box\(k).log",
+            env: ["HEATBRIDGE_TEST_HOOKS": "1", "HEATBRIDGE_TEST_CLOCK_FILE": clock.path])
     }
 
     /// Moves box `k`'s clock forward (its test hook) and waits until it fired what became due.
@@ -151,9 +165,12 @@ final class PushTests: XCTestCase {
     let http = CurlTransport(maxIdleHandles: 0)
 
     /// A POST as Bosch (or anyone) would send it: through the relay's webhook listener, or (`direct`) to the receiver.
-    func post(_ path: String, _ body: [UInt8], headers: [String: String] = [:], direct: Bool = false, method: String = "POST") -> (status: Int, body: String) {
-        var r = HTTPRequest(method: method, url: direct ? "http://127.0.0.1:\(receiverPort)\(path)" : "https://127.0.0.1:\(webhookPort)\(path)",
-                            headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) }, body: body)
+    func post(_ path: String, _ body: [UInt8], headers: [String: String] = [:], direct: Bool = false, method: String = "POST") -> (
+        status: Int, body: String
+    ) {
+        var r = HTTPRequest(
+            method: method, url: direct ? "http://127.0.0.1:\(receiverPort)\(path)" : "https://127.0.0.1:\(webhookPort)\(path)",
+            headers: [("Content-Type", "application/json")] + headers.map { ($0.key, $0.value) }, body: body)
         r.connection = ConnectionOptions(caFile: relayCA)
         switch blockingSend(http, r) {
         case .success(let a): return (a.status, String(decoding: a.body, as: UTF8.self))
@@ -164,8 +181,9 @@ final class PushTests: XCTestCase {
     func receiverHealth() -> JSONValue { receiver.health() }
 
     func webhooks(walk: Bool) throws {
-        try h.admin("POST", "/admin/bosch/webhooks",
-                    #"{"urls":["https://127.0.0.1:\#(webhookPort)/bosch/events/\#(token)"],"interval_s":1,"walk":\#(walk)}"#)
+        try h.admin(
+            "POST", "/admin/bosch/webhooks",
+            #"{"urls":["https://127.0.0.1:\#(webhookPort)/bosch/events/\#(token)"],"interval_s":1,"walk":\#(walk)}"#)
     }
 
     func power(_ c: TestMQTTClient, _ b: Box) -> Double? { c.latest("heatbridge/\(b.device)/heatpump/state")?["compressor"]?["power_w"]?.doubleValue }
@@ -174,8 +192,12 @@ final class PushTests: XCTestCase {
     /// a repeated event changes state once, box 2's gateway never shows on box 1's broker, Home Assistant's energy
     /// sensors are announced, and an event for another box's gateway published straight to a box is dropped there.
     func testEventsReachTheirBoxOnceAndOnlyTheirBox() throws {
-        let l0 = try local(0), l1 = try local(1)
-        defer { l0.close(); l1.close() }
+        let l0 = try local(0)
+        let l1 = try local(1)
+        defer {
+            l0.close()
+            l1.close()
+        }
         for (k, c) in [(0, l0), (1, l1)] {
             c.waitJSON("heatbridge/bridge/account/bosch", timeout: 60) { $0["state"] == "ready" }
             c.waitJSON("heatbridge/\(boxes[k].device)/dhw1/state", timeout: 60)
@@ -195,26 +217,37 @@ final class PushTests: XCTestCase {
         for i in 0..<20 {
             let w = Double(5000 + i * 10)
             let sent = Date()
-            try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":\#(w),"unit":"W"}"#)
+            try h.admin(
+                "POST", "/admin/bosch/events",
+                #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":\#(w),"unit":"W"}"#)
             // Watched every 0.5 ms (waitJSON's 50 ms steps would be the measurement).
             while power(l0, boxes[0]) != w, Date().timeIntervalSince(sent) < 10 { usleep(500) }
             XCTAssertEqual(power(l0, boxes[0]), w)
             latencies.append(Date().timeIntervalSince(sent) * 1000)
         }
         let sorted = latencies.sorted()
-        print(String(format: "push latency (simulator POST → retained state on the box, via nginx, receiver, central broker and bridge): p50 %.1f ms, p99 %.1f ms",
-                     sorted[sorted.count / 2], sorted[sorted.count - 1]))
+        print(
+            String(
+                format:
+                    "push latency (simulator POST → retained state on the box, via nginx, receiver, central broker and bridge): p50 %.1f ms, p99 %.1f ms",
+                sorted[sorted.count / 2], sorted[sorted.count - 1]))
 
         // A repeat: the simulator sends the next event twice; the state changes once.
         try h.admin("POST", "/admin/bosch/webhooks/faults", #"{"duplicate":1}"#)
         let before = receiverHealth()["duplicates"]?.intValue ?? 0
-        try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":7777,"unit":"W"}"#)
+        try h.admin(
+            "POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":7777,"unit":"W"}"#
+        )
         l0.waitJSON("heatbridge/\(boxes[0].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 7777 }
         h.waitUntil("the receiver saw the repeat") { (self.receiverHealth()["duplicates"]?.intValue ?? 0) == before + 1 }
         // A later event shows everything before it was handled.
-        try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":6666,"unit":"W"}"#)
+        try h.admin(
+            "POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":6666,"unit":"W"}"#
+        )
         l0.waitJSON("heatbridge/\(boxes[0].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 6666 }
-        XCTAssertEqual(l0.all("heatbridge/\(boxes[0].device)/heatpump/state").filter { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"] == 7777 }.count, 1)
+        XCTAssertEqual(
+            l0.all("heatbridge/\(boxes[0].device)/heatpump/state").filter { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"] == 7777 }
+                .count, 1)
 
         // A DHW charge: done, and the charge status event (not a read-back) brings the new state.
         try h.admin("DELETE", "/admin/requests")
@@ -222,22 +255,31 @@ final class PushTests: XCTestCase {
         XCTAssertNotNil(l0.waitResult("heatbridge/\(boxes[0].device)/dhw1/charge/result", id: "push-charge", status: "done", timeout: 15))
         l0.waitJSON("heatbridge/\(boxes[0].device)/dhw1/state", timeout: 10) { $0["charge"]?["active"] == true && $0["pushed_at"] != nil }
         Thread.sleep(forTimeInterval: 2)  // the read-back would come 1 s after done: this window must stay silent
-        let reads = try h.admin("GET", "/admin/requests").arrayValue?.filter {
-            $0["method"] == "GET" && ($0["path"]?.stringValue ?? "").hasPrefix("/hvacs/\(boxes[0].gateway)")
-        }.map { $0["path"]?.stringValue ?? "" } ?? []
+        let reads =
+            try h.admin("GET", "/admin/requests").arrayValue?.filter {
+                $0["method"] == "GET" && ($0["path"]?.stringValue ?? "").hasPrefix("/hvacs/\(boxes[0].gateway)")
+            }.map { $0["path"]?.stringValue ?? "" } ?? []
         XCTAssertEqual(reads, [], "box 0 read its gateway back although the event confirmed the charge")
 
         // Box 1's gateway never appears on box 0's broker, neither as an event nor as a device.
-        try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[1].gateway)","key":"hvac.emon.compressor.powerCurrent","value":4321,"unit":"W"}"#)
+        try h.admin(
+            "POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[1].gateway)","key":"hvac.emon.compressor.powerCurrent","value":4321,"unit":"W"}"#
+        )
         l1.waitJSON("heatbridge/\(boxes[1].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 4321 }
-        try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":1111,"unit":"W"}"#)
+        try h.admin(
+            "POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":1111,"unit":"W"}"#
+        )
         l0.waitJSON("heatbridge/\(boxes[0].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 1111 }
         let foreign = l0.recorder.messages.withLock { $0 }.filter { $0.topic.contains(boxes[1].gateway) }
         XCTAssertEqual(foreign.map(\.topic), [], "box 1's gateway on box 0's broker")
         // Published straight onto box 0's broker (a misrouted event): dropped by the daemon and counted.
-        l0.publish("heatbridge/push/bosch/\(boxes[1].gateway)",
-                   #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[1].gateway)","timestamp":"\#(Timestamp.iso8601(Date().timeIntervalSince1970))","payload":{"key":"hvac.emon.compressor.powerCurrent","value":9}}"#)
-        try h.admin("POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":2222,"unit":"W"}"#)
+        l0.publish(
+            "heatbridge/push/bosch/\(boxes[1].gateway)",
+            #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[1].gateway)","timestamp":"\#(Timestamp.iso8601(Date().timeIntervalSince1970))","payload":{"key":"hvac.emon.compressor.powerCurrent","value":9}}"#
+        )
+        try h.admin(
+            "POST", "/admin/bosch/events", #"{"gateway_id":"\#(boxes[0].gateway)","key":"hvac.emon.compressor.powerCurrent","value":2222,"unit":"W"}"#
+        )
         l0.waitJSON("heatbridge/\(boxes[0].device)/heatpump/state", timeout: 10) { $0["compressor"]?["power_w"] == 2222 }
         XCTAssertFalse(l0.recorder.messages.withLock { $0 }.contains { $0.topic.hasPrefix("heatbridge/bosch-\(boxes[1].gateway)") })
         let log = (try? String(contentsOf: h.dir.appendingPathComponent("box0.log"), encoding: .utf8)) ?? ""
@@ -273,7 +315,8 @@ final class PushTests: XCTestCase {
         var ids: [Double] = []
         for i in 0..<5 {
             let w = Double(3000 + i)
-            let e = #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[0].gateway)","timestamp":"\#(Timestamp.iso8601(now + Double(i)))","payload":{"key":"hvac.emon.compressor.powerCurrent","value":\#(w)}}"#
+            let e =
+                #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[0].gateway)","timestamp":"\#(Timestamp.iso8601(now + Double(i)))","payload":{"key":"hvac.emon.compressor.powerCurrent","value":\#(w)}}"#
             XCTAssertEqual(post("/bosch/events/\(token)", Array(e.utf8)).status, 202)
             ids.append(w)
         }
@@ -287,8 +330,10 @@ final class PushTests: XCTestCase {
         // Each value arrives on the box, in order, and the daemon applies each once.
         var seen: [Double] = []
         h.waitUntil("all five on the box", timeout: 90) {
-            seen = l0.all("heatbridge/\(boxes[0].device)/heatpump/state").compactMap { (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"]?.doubleValue }
-                .filter { $0 >= 3000 && $0 < 3005 }
+            seen = l0.all("heatbridge/\(boxes[0].device)/heatpump/state").compactMap {
+                (try? JSONValue.parse($0.payload))?["compressor"]?["power_w"]?.doubleValue
+            }
+            .filter { $0 >= 3000 && $0 < 3005 }
             return seen.last == 3004
         }
         XCTAssertEqual(seen, ids, "each once, in order; receiver: \(receiverHealth()); log: \(receiver.log().suffix(1500))")
@@ -297,7 +342,8 @@ final class PushTests: XCTestCase {
 
     /// Bad input at the receiver: 4xx, nothing stored, nothing published.
     func testGarbageOversizedAndUnauthenticatedPostsAreRefusedAndNothingIsStored() throws {
-        let good = #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[0].gateway)","timestamp":"2026-12-04T10:00:00Z","payload":{"key":"hvac.emon.compressor.powerCurrent","value":1}}"#
+        let good =
+            #"{"eventType":"DATA_POINT","gatewayId":"\#(boxes[0].gateway)","timestamp":"2026-12-04T10:00:00Z","payload":{"key":"hvac.emon.compressor.powerCurrent","value":1}}"#
         // Through nginx: the receiver's answers, and nginx's own for what never reaches it.
         let cases: [(String, [UInt8], String, Int)] = [
             ("/bosch/events/wrong-token-0123456789abcdef", Array(good.utf8), "POST", 401),

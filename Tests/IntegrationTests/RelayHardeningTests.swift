@@ -15,7 +15,9 @@ extension RelayTests {
     }
 
     /// One request with the box's own extra headers.
-    func send(_ url: String, method: String = "GET", headers: [(String, String)], body: String? = nil, options: ConnectionOptions) -> Result<HTTPResponse, HTTPTransportError> {
+    func send(_ url: String, method: String = "GET", headers: [(String, String)], body: String? = nil, options: ConnectionOptions) -> Result<
+        HTTPResponse, HTTPTransportError
+    > {
         let t = AccountTransport(CurlTransport(), options: options)
         return blockingSend(t, HTTPRequest(method: method, url: url, headers: headers, body: body.map { Array($0.utf8) }, timeout: 5))
     }
@@ -24,10 +26,12 @@ extension RelayTests {
     /// preloaded into nginx itself (the `faketime` wrapper would stand between the test and nginx's process).
     func restart(_ relay: inout Relay, _ h: Harness, daysAhead days: Int) throws {
         stop(relay)
-        let lib = try XCTUnwrap(try runShell("ls /usr/lib/*/faketime/libfaketime.so.1").output.split(separator: "\n").first.map(String.init),
-                                "libfaketime is not installed (Scripts/test installs the faketime package)")
-        relay.process = try h.launch("/usr/sbin/nginx", ["-c", relay.conf, "-g", "daemon off;"], log: "nginx.log",
-                                     env: ["LD_PRELOAD": lib, "FAKETIME": "+\(days)d"])
+        let lib = try XCTUnwrap(
+            try runShell("ls /usr/lib/*/faketime/libfaketime.so.1").output.split(separator: "\n").first.map(String.init),
+            "libfaketime is not installed (Scripts/test installs the faketime package)")
+        relay.process = try h.launch(
+            "/usr/sbin/nginx", ["-c", relay.conf, "-g", "daemon off;"], log: "nginx.log",
+            env: ["LD_PRELOAD": lib, "FAKETIME": "+\(days)d"])
         try h.waitForPort(relay.port, what: "nginx relay (\(days) days ahead)")
     }
 
@@ -40,7 +44,8 @@ extension RelayTests {
         defer { h.stopAll() }
         var relay = try startRelay(h, scopes: ["box-1": "bosch:101000001"])
         defer { stop(relay) }
-        let box1 = options(relay, "box-1"), status = "\(base(relay))/bosch/hvacs/101000001/status"
+        let box1 = options(relay, "box-1")
+        let status = "\(base(relay))/bosch/hvacs/101000001/status"
         XCTAssertEqual(try send(status, options: box1).get().status, 200)
 
         // 31 days on without a renewal: every box is refused (the finding).
@@ -75,7 +80,8 @@ extension RelayTests {
         XCTAssertEqual(try send(status, options: box1).get().status, 200, "a renewed CRL still refused the box")
         let fine = try runShell("faketime -f +31d \(statusCommand)")
         XCTAssertEqual(fine.status, 0, fine.output)
-        XCTAssertTrue(fine.output.contains("relay certificate") && fine.output.contains("box CA") && fine.output.contains("1 with a scope"), fine.output)
+        XCTAssertTrue(
+            fine.output.contains("relay certificate") && fine.output.contains("box CA") && fine.output.contains("1 with a scope"), fine.output)
 
         // Nine years on: the CAs are re-signed with their own keys a year before they end, the relay
         // certificate re-issued; a box certificate and a box's old relay-ca.crt stay good under them.
@@ -89,8 +95,10 @@ extension RelayTests {
         for part in ["relay certificate: re-issued", "box CA: re-signed", "relay CA: re-signed"] {
             XCTAssertTrue(renewed.output.contains(part), renewed.output)
         }
-        let dir = relay.dir.path, later = Int(Date().timeIntervalSince1970) + 3401 * 86_400
-        let chains = try runShell("""
+        let dir = relay.dir.path
+        let later = Int(Date().timeIntervalSince1970) + 3401 * 86_400
+        let chains = try runShell(
+            """
             openssl verify -attime \(later) -CAfile \(dir)/box-ca.crt \(dir)/boxes/box-late.crt &&
             openssl verify -attime \(later) -CAfile \(oldRelayCA.path) \(dir)/relay.crt &&
             openssl verify -attime \(later + 400 * 86_400) -CAfile \(dir)/relay-ca.crt \(dir)/relay.crt
@@ -103,10 +111,15 @@ extension RelayTests {
     func testOneBoxCannotStarveTheCompanyWidePathsOfTheOthers() throws {
         let h = try Harness()
         defer { h.stopAll() }
-        let relay = try startRelay(h, scopes: ["box-1": "bosch:101000001 podero:\(Self.user)/\(Self.heatPump)",
-                                               "box-2": "bosch:101000002 podero:\(Self.user)/another-heat-pump"])
+        let relay = try startRelay(
+            h,
+            scopes: [
+                "box-1": "bosch:101000001 podero:\(Self.user)/\(Self.heatPump)",
+                "box-2": "bosch:101000002 podero:\(Self.user)/another-heat-pump",
+            ])
         defer { stop(relay) }
-        let box1 = options(relay, "box-1"), box2 = options(relay, "box-2")
+        let box1 = options(relay, "box-1")
+        let box2 = options(relay, "box-2")
         let paths = ["/bosch/hvacs", "/bosch/health", "/podero/api/partners/v2.0/org/org-demo/users"]
         try h.admin("DELETE", "/admin/requests")
 
@@ -124,7 +137,8 @@ extension RelayTests {
         XCTAssertEqual(try JSONValue.parse(users.body).arrayValue?.compactMap { $0["id"]?.stringValue }, [Self.user])
 
         // Box 1 hammering the gateway list while box 2 asks 20 times: box 2 gets 20 answers of 20.
-        let hammer = Hammer(), list = base(relay) + paths[0]
+        let hammer = Hammer()
+        let list = base(relay) + paths[0]
         let thread = Thread {
             let t = AccountTransport(CurlTransport(), options: box1)
             while !hammer.stopped {
@@ -183,7 +197,9 @@ extension RelayTests {
         let first = try send(pump, headers: [("Accept-Encoding", "gzip, deflate")], options: options(relay, "box-1")).get()
         XCTAssertEqual(first.status, 200, String(decoding: first.body, as: UTF8.self))
         XCTAssertEqual(try JSONValue.parse(first.body)["id"]?.stringValue, Self.heatPump)
-        let other = try send("\(base(relay))/podero/api/partners/v2.0/org/org-demo/users", headers: [("Accept-Encoding", "gzip")], options: options(relay, "box-2")).get()
+        let other = try send(
+            "\(base(relay))/podero/api/partners/v2.0/org/org-demo/users", headers: [("Accept-Encoding", "gzip")], options: options(relay, "box-2")
+        ).get()
         XCTAssertEqual(other.status, 200, String(decoding: other.body, as: UTF8.self))
         let tokens = try requests(h).filter { $0["path"]?.stringValue?.contains("oauth2/token") ?? false }
         XCTAssertEqual(tokens.count, 1)
@@ -196,9 +212,12 @@ extension RelayTests {
         defer { h.stopAll() }
         let relay = try startRelay(h, scopes: ["box-1": "bosch:101000001 hsl:\(Self.home) podero:\(Self.user)/\(Self.heatPump)"])
         defer { stop(relay) }
-        let box1 = options(relay, "box-1"), url = base(relay)
+        let box1 = options(relay, "box-1")
+        let url = base(relay)
         try h.admin("DELETE", "/admin/requests")
-        func refused(_ method: String, _ path: String, _ body: String?, _ status: Int, _ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        func refused(
+            _ method: String, _ path: String, _ body: String?, _ status: Int, _ text: String, file: StaticString = #filePath, line: UInt = #line
+        ) throws {
             let r = try send(url + path, method: method, headers: [("Content-Type", "application/json")], body: body, options: box1).get()
             XCTAssertEqual(r.status, status, "\(method) \(path)", file: file, line: line)
             let message = (try? JSONValue.parse(r.body))?["message"]?.stringValue ?? String(decoding: r.body, as: UTF8.self)
@@ -207,16 +226,21 @@ extension RelayTests {
         // (a) A body two parsers could read differently is refused; a good one goes up serialised anew.
         try refused("POST", "/hsl/partners/1/config", #"{"homeId":"\#(Self.home)","HomeId":"64f1c0a2e9ff"}"#, 400, #"names key "HomeId" twice"#)
         try refused("POST", "/hsl/partners/1/config", #"{"homeId":"64f1c0a2e9ff","homeId":"\#(Self.home)"}"#, 400, #"names key "homeId" twice"#)
-        try refused("POST", "/hsl/partners/1/derogations",
-                    #"{"derogations":[{"homeId":"\#(Self.home)","roomId":1,"roomid":2,"startTime":0,"endTime":5,"delta":-1,"date":"2030-01-02"}]}"#, 400, "twice")
+        try refused(
+            "POST", "/hsl/partners/1/derogations",
+            #"{"derogations":[{"homeId":"\#(Self.home)","roomId":1,"roomid":2,"startTime":0,"endTime":5,"delta":-1,"date":"2030-01-02"}]}"#, 400,
+            "twice")
         try refused("PATCH", "/bosch/hvacs/101000001/dhwCircuits/1/charge", #"{"chargeDuration":60,"chargeduration":600}"#, 400, "twice")
-        let good = try send(url + "/hsl/partners/1/config", method: "POST", headers: [], body: "{ \"homeId\" :\n \"\(Self.home)\" }", options: box1).get()
+        let good = try send(url + "/hsl/partners/1/config", method: "POST", headers: [], body: "{ \"homeId\" :\n \"\(Self.home)\" }", options: box1)
+            .get()
         XCTAssertEqual(good.status, 200, String(decoding: good.body, as: UTF8.self))
         XCTAssertEqual(try requests(h).last { $0["path"] == "/partners/1/config" }?["body"]?.stringValue, #"{"homeId":"\#(Self.home)"}"#)
 
         // (b) Path segments outside [A-Za-z0-9_-] never reach a cloud.
-        for path in ["/bosch/hvacs/101000001/..;/101000002/status", "/bosch/hvacs/101000001/status;x=1", "/bosch/hvacs/101000001/%2e%2e;/x",
-                     "/podero/api/partners/v2.0/org/org-demo/users/\(Self.user)/heat-pumps/\(Self.heatPump);x"] {
+        for path in [
+            "/bosch/hvacs/101000001/..;/101000002/status", "/bosch/hvacs/101000001/status;x=1", "/bosch/hvacs/101000001/%2e%2e;/x",
+            "/podero/api/partners/v2.0/org/org-demo/users/\(Self.user)/heat-pumps/\(Self.heatPump);x",
+        ] {
             try refused("GET", path, nil, 400, "path segment")
         }
 
@@ -231,12 +255,18 @@ extension RelayTests {
 
         // (d) The box's headers stay at the relay; an upstream that echoes its request is not passed back.
         try h.admin("POST", "/admin/faults", #"{"echo":true}"#)
-        let forged: [(String, String)] = [("X-Original-URL", "/hvacs/101000002/status"), ("X-HTTP-Method-Override", "DELETE"),
-                                          ("X-Forwarded-For", "203.0.113.7"), ("Authorization", "Basic Ym94OmJveA=="), ("Cookie", "s=1"),
-                                          ("x-user-id", "someone-else"), ("Accept-Encoding", "gzip")]
-        let credentials = [Harness.apiKey, "hsl-demo:\(Self.hslSecret)", Self.hslSecret, Data("hsl-demo:\(Self.hslSecret)".utf8).base64EncodedString()]
-        for (method, path, body) in [("PATCH", "/bosch/hvacs/101000001/dhwCircuits/1/charge", #"{"chargeDuration":60}"#),
-                                     ("POST", "/hsl/partners/1/config", #"{"homeId":"\#(Self.home)"}"#)] {
+        let forged: [(String, String)] = [
+            ("X-Original-URL", "/hvacs/101000002/status"), ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Forwarded-For", "203.0.113.7"), ("Authorization", "Basic Ym94OmJveA=="), ("Cookie", "s=1"),
+            ("x-user-id", "someone-else"), ("Accept-Encoding", "gzip"),
+        ]
+        let credentials = [
+            Harness.apiKey, "hsl-demo:\(Self.hslSecret)", Self.hslSecret, Data("hsl-demo:\(Self.hslSecret)".utf8).base64EncodedString(),
+        ]
+        for (method, path, body) in [
+            ("PATCH", "/bosch/hvacs/101000001/dhwCircuits/1/charge", #"{"chargeDuration":60}"#),
+            ("POST", "/hsl/partners/1/config", #"{"homeId":"\#(Self.home)"}"#),
+        ] {
             let r = try send(url + path, method: method, headers: forged, body: body, options: box1).get()
             let text = String(decoding: r.body, as: UTF8.self)
             XCTAssertEqual(r.status, 502, text)
@@ -251,7 +281,9 @@ extension RelayTests {
         XCTAssertEqual(echoed.count, 2)
         for request in echoed {
             let names = Set((request["headers"]?.arrayValue ?? []).compactMap(\.stringValue))
-            XCTAssertTrue(names.isSubset(of: ["host", "connection", "content-length", "content-type", "accept", "x-api-key", "authorization", "x-user-id"]), "\(names)")
+            XCTAssertTrue(
+                names.isSubset(of: ["host", "connection", "content-length", "content-type", "accept", "x-api-key", "authorization", "x-user-id"]),
+                "\(names)")
         }
         // Bosch's audit header names the box, whatever the box claims, and only where the box sent one.
         try h.admin("DELETE", "/admin/faults")
@@ -268,5 +300,10 @@ final class Hammer: Sendable {
     private let state = Mutex<(stopped: Bool, count: Int)>((false, 0))
     var stopped: Bool { state.withLock { $0.stopped } }
     func count() { state.withLock { $0.count += 1 } }
-    func stop() -> Int { state.withLock { $0.stopped = true; return $0.count } }
+    func stop() -> Int {
+        state.withLock {
+            $0.stopped = true
+            return $0.count
+        }
+    }
 }

@@ -41,7 +41,8 @@ final class ScheduleEditTests: XCTestCase {
         c.publish("heatbridge/bosch-101000001/dhw1/schedule/set", edit(mondayStart: "05:30", version: nil, id: "e4"))
         let e4 = c.waitResult("heatbridge/bosch-101000001/dhw1/schedule/result", id: "e4", status: "rejected")
         XCTAssertEqual(e4?["code"]?.stringValue, "OUT_OF_RANGE")
-        XCTAssertTrue(e4?["message"]?.stringValue?.contains("unknown level \"comfort\"; levels: eco, high, low") ?? false, "\(String(describing: e4))")
+        XCTAssertTrue(
+            e4?["message"]?.stringValue?.contains("unknown level \"comfort\"; levels: eco, high, low") ?? false, "\(String(describing: e4))")
         let puts = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PUT" }
         XCTAssertEqual(puts.count, 1)
     }
@@ -58,8 +59,10 @@ final class ScheduleEditTests: XCTestCase {
         XCTAssertEqual(current["days"]?["mon"], [["at": "05:30", "level": "high"], ["at": "21:00", "level": "eco"]])
         var days: [String: JSONValue] = [:]
         for d in WeekSchedule.dayNames {
-            days[d] = d == "sat" || d == "sun" ? [["at": "07:00", "level": "high"], ["at": "12:00", "level": "low"], ["at": "21:00", "level": "eco"]]
-                                                 : [["at": "05:00", "level": "high"], ["at": "21:00", "level": "eco"]]
+            days[d] =
+                d == "sat" || d == "sun"
+                ? [["at": "07:00", "level": "high"], ["at": "12:00", "level": "low"], ["at": "21:00", "level": "eco"]]
+                : [["at": "05:00", "level": "high"], ["at": "21:00", "level": "eco"]]
         }
         let edit: JSONValue = ["id": "d1", "days": .object(days), "version": current["version"] ?? .null]
         c.publish("\(dhw)/schedule/set", edit.serialized)
@@ -92,8 +95,10 @@ final class ScheduleEditTests: XCTestCase {
         c.waitResult("\(node)/schedule/result", id: "off-1", status: "queued")
         // Meanwhile somebody edits the program in the vendor's app.
         let other = (0..<7).flatMap { d in
-            [["dayOfWeek": JSONValue.string(["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"][d]), "time": 420, "setpoint": "comfort"] as JSONValue,
-             ["dayOfWeek": .string(["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"][d]), "time": 1380, "setpoint": "eco"]]
+            [
+                ["dayOfWeek": JSONValue.string(["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"][d]), "time": 420, "setpoint": "comfort"] as JSONValue,
+                ["dayOfWeek": .string(["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"][d]), "time": 1380, "setpoint": "eco"],
+            ]
         }
         try h.admin("POST", "/admin/bosch/gateways/101000001/programs/1/A", JSONValue.object(["id": "A", "switchPoints": .array(other)]).serialized)
         try h.admin("POST", "/admin/down", #"{"down":false}"#)

@@ -21,18 +21,19 @@ final class StatusPageTests: XCTestCase {
     func startBox(pollIntervalS: Double = 2) throws -> Box {
         let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("status-page-\(getpid()).yaml")
         try """
-            bosch:
-              gateways:
-                - {id: "101000001", brand: bosch}
-                - {id: "101000003", brand: buderus, device_type: "\(Self.scriptModel)"}
-            """.write(to: scenario, atomically: true, encoding: .utf8)
+        bosch:
+          gateways:
+            - {id: "101000001", brand: bosch}
+            - {id: "101000003", brand: buderus, device_type: "\(Self.scriptModel)"}
+        """.write(to: scenario, atomically: true, encoding: .utf8)
         let h = try Harness(pollIntervalS: pollIntervalS, simArgs: ["--scenario", scenario.path])
         let port = try Harness.freePort()
         let tokenFile = h.dir.appendingPathComponent("http.token")
         try (Self.token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
         chmod(tokenFile.path, 0o600)
-        try h.writeConfig(pollIntervalS: pollIntervalS, timeoutS: 5, logLevel: "info", devices: ["101000001", "101000003"],
-                          extraSections: "\nfleet:\n  boxes: 1\nhttp:\n  listen: 127.0.0.1\n  port: \(port)\n  token_file: \(tokenFile.path)\n")
+        try h.writeConfig(
+            pollIntervalS: pollIntervalS, timeoutS: 5, logLevel: "info", devices: ["101000001", "101000003"],
+            extraSections: "\nfleet:\n  boxes: 1\nhttp:\n  listen: 127.0.0.1\n  port: \(port)\n  token_file: \(tokenFile.path)\n")
         let check = try h.cli(["check-config"])
         XCTAssertEqual(check.status, 0, check.output)
         try h.startDaemon()
@@ -66,7 +67,9 @@ final class StatusPageTests: XCTestCase {
         XCTAssertNotNil(c.waitResult("heatbridge/bosch-101000001/dhw1/charge/result", id: "page-1", status: "done", timeout: 20))
 
         // The token: none or a wrong one gets 401 and nothing else; the right one as a header or in the query.
-        for (token, path) in [(nil, "/"), ("wrong-token-wrong-token-wrong-tok", "/"), (nil, "/metrics"), (nil, "/healthz"), (nil, "/status.json")] as [(String?, String)] {
+        for (token, path) in [(nil, "/"), ("wrong-token-wrong-token-wrong-tok", "/"), (nil, "/metrics"), (nil, "/healthz"), (nil, "/status.json")]
+            as [(String?, String)]
+        {
             let r = get(box.base + path, token: token)
             XCTAssertEqual(r?.status, 401, path)
             XCTAssertEqual(text(r), "unauthorized\n", "a refused request got more than the refusal")
@@ -89,8 +92,13 @@ final class StatusPageTests: XCTestCase {
         XCTAssertEqual(healthz.status, 200)
         XCTAssertEqual(try JSONValue.parse(healthz.body)["healthy"], true)
         XCTAssertEqual(get(box.base + "/nope")?.status, 404)
-        XCTAssertEqual(try blockingSend(CurlTransport(), HTTPRequest(method: "POST", url: box.base + "/", headers: [("Authorization", "Bearer \(Self.token)")],
-                                                                     body: Array("x".utf8), timeout: 5)).get().status, 413)
+        XCTAssertEqual(
+            try blockingSend(
+                CurlTransport(),
+                HTTPRequest(
+                    method: "POST", url: box.base + "/", headers: [("Authorization", "Bearer \(Self.token)")],
+                    body: Array("x".utf8), timeout: 5)
+            ).get().status, 413)
 
         // /metrics passes promtool and carries the figures.
         let metrics = text(get(box.base + "/metrics"))
@@ -145,20 +153,28 @@ final class StatusPageTests: XCTestCase {
         let promPort = try Harness.freePort()
         let conf = h.dir.appendingPathComponent("prometheus.yml")
         try """
-            global:
-              scrape_interval: 1s
-            scrape_configs:
-              - job_name: heatbridge
-                authorization:
-                  credentials_file: \(box.tokenFile.path)
-                static_configs:
-                  - targets: ["127.0.0.1:\(box.port)"]
-            """.write(to: conf, atomically: true, encoding: .utf8)
-        let binary = try XCTUnwrap(["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first { FileManager.default.isExecutableFile(atPath: $0) },
-                                   "prometheus is not installed (Scripts/test installs Debian's prometheus)")
-        let prom = try h.launch(binary, ["--config.file=\(conf.path)", "--storage.tsdb.path=\(h.dir.appendingPathComponent("tsdb").path)",
-                                         "--web.listen-address=127.0.0.1:\(promPort)"], log: "prometheus.log")
-        defer { prom.terminate(); prom.waitUntilExit() }
+        global:
+          scrape_interval: 1s
+        scrape_configs:
+          - job_name: heatbridge
+            authorization:
+              credentials_file: \(box.tokenFile.path)
+            static_configs:
+              - targets: ["127.0.0.1:\(box.port)"]
+        """.write(to: conf, atomically: true, encoding: .utf8)
+        let binary = try XCTUnwrap(
+            ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "prometheus is not installed (Scripts/test installs Debian's prometheus)")
+        let prom = try h.launch(
+            binary,
+            [
+                "--config.file=\(conf.path)", "--storage.tsdb.path=\(h.dir.appendingPathComponent("tsdb").path)",
+                "--web.listen-address=127.0.0.1:\(promPort)",
+            ], log: "prometheus.log")
+        defer {
+            prom.terminate()
+            prom.waitUntilExit()
+        }
         try h.waitForPort(promPort, what: "prometheus")
         func query(_ q: String) -> [JSONValue] {
             let url = "http://127.0.0.1:\(promPort)/api/v1/query?query=" + (q.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? q)
@@ -188,10 +204,14 @@ final class StatusPageTests: XCTestCase {
         c.publish("heatbridge/bosch-101000001/dhw1/charge/set", #"{"id":"seen-in-chromium","action":"start","duration_min":20}"#)
         XCTAssertNotNil(c.waitResult("heatbridge/bosch-101000001/dhw1/charge/result", id: "seen-in-chromium", status: "done", timeout: 20))
         // The browser itself, not Debian's launcher script (whose memory check breaks in some shells).
-        let chromium = try XCTUnwrap(["/usr/lib/chromium/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) },
-                                     "chromium is not installed (Scripts/test installs Debian's chromium)")
+        let chromium = try XCTUnwrap(
+            ["/usr/lib/chromium/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "chromium is not installed (Scripts/test installs Debian's chromium)")
         let url = box.base + "/?token=" + Self.token
-        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(h.dir.appendingPathComponent("chromium").path)"]
+        let flags = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--user-data-dir=\(h.dir.appendingPathComponent("chromium").path)",
+        ]
         let dom = try runProcess(chromium, flags + ["--dump-dom", url])
         XCTAssertEqual(dom.status, 0, dom.output)
         // What a person reads: device names, states, the last command and its results.
@@ -226,8 +246,13 @@ final class RawClient: @unchecked Sendable {
         sa.sin_family = sa_family_t(AF_INET)
         sa.sin_port = in_port_t(UInt16(port).bigEndian)
         sa.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { Glibc.close(fd); return nil }
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            Glibc.close(fd)
+            return nil
+        }
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }

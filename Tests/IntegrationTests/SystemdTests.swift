@@ -60,7 +60,9 @@ final class NotifySocket: @unchecked Sendable {
     }
 
     @discardableResult
-    func wait(for line: String, count: Int = 1, timeout: Double = 20, file: StaticString = #filePath, line l: UInt = #line) -> [(at: Date, text: String)] {
+    func wait(for line: String, count: Int = 1, timeout: Double = 20, file: StaticString = #filePath, line l: UInt = #line) -> [(
+        at: Date, text: String
+    )] {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let m = with(line)

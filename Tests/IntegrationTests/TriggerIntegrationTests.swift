@@ -19,14 +19,16 @@ final class TriggerIntegrationTests: XCTestCase {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraSections: """
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 1.5,
+            extraSections: """
 
-            triggers:
-              - {name: catch-up, at: "03:00", run_if_within_s: 600,
-                 action: {target: bosch-101000001/dhw1, capability: charge, params: {action: start, duration_min: 15}}}
-              - {name: skip-missed, at: "03:00", action: {target: bosch-101000002/dhw1, capability: charge, params: {action: start}}}
-              - {name: live, at: "03:01", action: {target: bosch-101000001/hc1, capability: setpoint, params: {setpoint: 21}}}
-            """)
+                triggers:
+                  - {name: catch-up, at: "03:00", run_if_within_s: 600,
+                     action: {target: bosch-101000001/dhw1, capability: charge, params: {action: start, duration_min: 15}}}
+                  - {name: skip-missed, at: "03:00", action: {target: bosch-101000002/dhw1, capability: charge, params: {action: start}}}
+                  - {name: live, at: "03:01", action: {target: bosch-101000001/hc1, capability: setpoint, params: {setpoint: 21}}}
+                """)
         let c: TestMQTTClient = h.client
         let tomorrow = (Date().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400 + 86_400
         // 1: the daemon runs shortly before 03:00 and stops: the rules' history starts, nothing fires.
@@ -40,7 +42,8 @@ final class TriggerIntegrationTests: XCTestCase {
         try h.startDaemon(env: clockAt(tomorrow + 3 * 3600 + 55))
         let caught = c.waitJSON("heatbridge/bosch-101000001/dhw1/charge/result") { $0["source"] == "trigger:catch-up" && $0["status"] == "done" }
         XCTAssertNotNil(caught)
-        XCTAssertNotNil(c.waitJSON("heatbridge/bosch-101000001/hc1/setpoint/result", timeout: 20) { $0["source"] == "trigger:live" && $0["status"] == "done" })
+        XCTAssertNotNil(
+            c.waitJSON("heatbridge/bosch-101000001/hc1/setpoint/result", timeout: 20) { $0["source"] == "trigger:live" && $0["status"] == "done" })
         XCTAssertEqual(firings(c, "skip-missed").count, 0, "a missed time without run_if_within_s is skipped")
         XCTAssertEqual(try h.admin("GET", "/admin/state")["bosch"]?["gateways"]?["101000001"]?["charges"]?["1"]?["duration_min"], 15)
         XCTAssertEqual(h.stopDaemon(), 0)
@@ -49,7 +52,9 @@ final class TriggerIntegrationTests: XCTestCase {
         // 3: a restart after the firings fires nothing again (only what this run publishes counts).
         c.clear()
         try h.startDaemon(env: clockAt(tomorrow + 3 * 3600 + 70))
-        c.waitJSON("heatbridge/bridge/triggers") { $0["triggers"]?.arrayValue?.last?["next_fire"]?.stringValue == Timestamp.iso8601(tomorrow + 86_400 + 3 * 3600 + 60) }
+        c.waitJSON("heatbridge/bridge/triggers") {
+            $0["triggers"]?.arrayValue?.last?["next_fire"]?.stringValue == Timestamp.iso8601(tomorrow + 86_400 + 3 * 3600 + 60)
+        }
         c.waitJSON("heatbridge/bosch-101000001/dhw1/state") { $0["source"] == "cloud" }
         // A wrong firing would be issued once the first polls are done, before the daemon answers the barrier.
         h.barrier()
@@ -70,16 +75,18 @@ final class TriggerIntegrationTests: XCTestCase {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraSections: """
+        try h.writeConfig(
+            pollIntervalS: 30, timeoutS: 1.5,
+            extraSections: """
 
-            groups:
-              heating: [bosch-101000001/hc1, bosch-101000002/hc1]
-            triggers:
-              - {name: peak-shed, topic: test/tariff, path: state, equals: peak,
-                 action: {target: group/heating, capability: setpoint, params: {setpoint: 18, duration_s: 4}, valid_for_s: 300}}
-              - {name: pv-charge, topic: test/pv_w, above: 2000, hysteresis: 200, hold_s: 2,
-                 action: {target: bosch-101000001/dhw1, capability: charge, params: {action: start, duration_min: 20}}}
-            """)
+                groups:
+                  heating: [bosch-101000001/hc1, bosch-101000002/hc1]
+                triggers:
+                  - {name: peak-shed, topic: test/tariff, path: state, equals: peak,
+                     action: {target: group/heating, capability: setpoint, params: {setpoint: 18, duration_s: 4}, valid_for_s: 300}}
+                  - {name: pv-charge, topic: test/pv_w, above: 2000, hysteresis: 200, hold_s: 2,
+                     action: {target: bosch-101000001/dhw1, capability: charge, params: {action: start, duration_min: 20}}}
+                """)
         try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         let c: TestMQTTClient = h.client
         c.waitJSON("heatbridge/bosch-101000002/hc1/state")
@@ -94,7 +101,10 @@ final class TriggerIntegrationTests: XCTestCase {
         // The shed is a lease: at its end each room gets its own previous setpoint back.
         let gid = try XCTUnwrap(shed?["id"]?.stringValue)
         for gw in ["101000001", "101000002"] {
-            XCTAssertNotNil(c.waitJSON("heatbridge/bosch-\(gw)/hc1/setpoint/result", timeout: 20) { $0["source"]?.stringValue == "lease:\(gid)" && $0["status"] == "done" })
+            XCTAssertNotNil(
+                c.waitJSON("heatbridge/bosch-\(gw)/hc1/setpoint/result", timeout: 20) {
+                    $0["source"]?.stringValue == "lease:\(gid)" && $0["status"] == "done"
+                })
             c.waitLatest("heatbridge/bosch-\(gw)/hc1/state", timeout: 20) { $0["manual_setpoint"] == 20 && $0["leases"] == nil }
         }
 
@@ -133,14 +143,16 @@ final class TriggerIntegrationTests: XCTestCase {
         let h = try Harness(pollIntervalS: 1)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        try h.writeConfig(pollIntervalS: 1, timeoutS: 1.5, extraAccounts: try h.hslAccount(), extraSections: """
+        try h.writeConfig(
+            pollIntervalS: 1, timeoutS: 1.5, extraAccounts: try h.hslAccount(),
+            extraSections: """
 
-            limits:
-              setpoint: {min: 16, max: 23}
-              derogation: {max_delta: 3, max_duration_min: 180}
-              min_spacing_s: 5
-              legionella: {min_temperature: 50, max_hours: 1}
-            """)
+                limits:
+                  setpoint: {min: 16, max: 23}
+                  derogation: {max_delta: 3, max_duration_min: 180}
+                  min_spacing_s: 5
+                  legionella: {min_temperature: 50, max_hours: 1}
+                """)
         try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])
         let c: TestMQTTClient = h.client
         let gw = "heatbridge/bosch-101000001"
@@ -254,10 +266,12 @@ final class TriggerIntegrationTests: XCTestCase {
         // The replaced lease would have ended 3 s after l3: let that time pass on the daemon's clock, then check.
         try h.advanceClock(by: 3.5)
         h.barrier()
-        XCTAssertEqual(c.all("\(gw)/hc1/setpoint/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:l3" }.count, 0)
+        XCTAssertEqual(
+            c.all("\(gw)/hc1/setpoint/result").compactMap { try? JSONValue.parse($0.payload) }.filter { $0["source"] == "lease:l3" }.count, 0)
         c.waitLatest("\(gw)/hc1/state") { $0["manual_setpoint"] == 21.5 && $0["leases"] == nil }
         c.publish("\(gw)/dhw1/charge/set", #"{"id":"bad","action":"start","renew_within_s":5}"#)
-        XCTAssertEqual(c.waitResult("\(gw)/dhw1/charge/result", id: "bad", status: "rejected")?["code"], "INVALID_PAYLOAD",
-                       "a capability with its own duration takes no lease members")
+        XCTAssertEqual(
+            c.waitResult("\(gw)/dhw1/charge/result", id: "bad", status: "rejected")?["code"], "INVALID_PAYLOAD",
+            "a capability with its own duration takes no lease members")
     }
 }

@@ -20,12 +20,14 @@ final class WireDriftTests: XCTestCase {
         c.waitJSON("\(gw)/hc1/state")
         // hc1: a number sent as a string, an unknown enum value, a field of the wrong type, a field the
         // definition does not have. dhw1: a list where an object belongs.
-        try fault(h, path: "/hvacs/101000001/heatingCircuits/1", body: [
-            "id": "1", "operationMode": "TURBO", "currentSetPointTemperature": 21, "roomTemperature": "20.5",
-            "manualModeSettings": ["setPointTemperature": true],
-            "autoModeSettings": ["timeProgramId": "A", "temperatureLevels": ["comfort": 21, "eco": 17]],
-            "overridingModes": [], "someNewField": ["x": 1],
-        ])
+        try fault(
+            h, path: "/hvacs/101000001/heatingCircuits/1",
+            body: [
+                "id": "1", "operationMode": "TURBO", "currentSetPointTemperature": 21, "roomTemperature": "20.5",
+                "manualModeSettings": ["setPointTemperature": true],
+                "autoModeSettings": ["timeProgramId": "A", "temperatureLevels": ["comfort": 21, "eco": 17]],
+                "overridingModes": [], "someNewField": ["x": 1],
+            ])
         try fault(h, path: "/hvacs/101000001/dhwCircuits/1", body: [])
         let hc = try XCTUnwrap(c.waitJSON("\(gw)/hc1/state", timeout: 20) { $0["error"] != .null && $0["error"] != nil })
         XCTAssertEqual(hc["room_temperature"]?.doubleValue, 20.5, "a number sent as a string is read")
@@ -65,17 +67,23 @@ final class WireDriftTests: XCTestCase {
         XCTAssertTrue(clean.output.contains("no drift"), clean.output)
         try h.admin("DELETE", "/admin/requests")
 
-        try fault(h, path: "/hvacs/101000001/heatingCircuits/1", body: [
-            "id": "1", "operationMode": "TURBO", "currentSetPointTemperature": "21", "roomTemp": 20.5,
-            "autoModeSettings": ["timeProgramId": "A", "temperatureLevels": ["comfort": 21, "eco": 17]], "overridingModes": [],
-            "brandNewField": true,
-        ])
+        try fault(
+            h, path: "/hvacs/101000001/heatingCircuits/1",
+            body: [
+                "id": "1", "operationMode": "TURBO", "currentSetPointTemperature": "21", "roomTemp": 20.5,
+                "autoModeSettings": ["timeProgramId": "A", "temperatureLevels": ["comfort": 21, "eco": 17]], "overridingModes": [],
+                "brandNewField": true,
+            ])
         try fault(h, path: "/hvacs/101000001/dhwCircuits/1", body: [])
         let secrets = ["SN-SEEDED-4711", "anna.muster@example.org", "Anna Muster", "Hauptstrasse 12"]
-        try fault(h, path: "/hvacs/101000001/components", body: [
-            ["id": "gateway", "type": "GATEWAY", "serialNumber": .string(secrets[0]), "ownerEmail": .string(secrets[1]),
-             "ownerName": .string(secrets[2]), "installationAddress": ["street": .string(secrets[3])]],
-        ])
+        try fault(
+            h, path: "/hvacs/101000001/components",
+            body: [
+                [
+                    "id": "gateway", "type": "GATEWAY", "serialNumber": .string(secrets[0]), "ownerEmail": .string(secrets[1]),
+                    "ownerName": .string(secrets[2]), "installationAddress": ["street": .string(secrets[3])],
+                ]
+            ])
         let fixtures = h.dir.appendingPathComponent("fixtures").path
         let drift = try h.cli(["probe", "bosch-test", "--json", "--save", fixtures])
         XCTAssertEqual(drift.status, 1, drift.output)
@@ -85,8 +93,10 @@ final class WireDriftTests: XCTestCase {
                 .flatMap { $0["findings"]?.arrayValue ?? [] }.map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "") }
         }
         let hc = findings("GET /hvacs/101000001/heatingCircuits/1")
-        for expected in [("extra", "roomTemp"), ("missing", "roomTemperature"), ("extra", "brandNewField"), ("type", "currentSetPointTemperature"),
-                         ("enum", "operationMode")] {
+        for expected in [
+            ("extra", "roomTemp"), ("missing", "roomTemperature"), ("extra", "brandNewField"), ("type", "currentSetPointTemperature"),
+            ("enum", "operationMode"),
+        ] {
             XCTAssertTrue(hc.contains { $0 == expected }, "\(expected) not in \(hc)")
         }
         let dhw = findings("GET /hvacs/101000001/dhwCircuits/1")
@@ -120,13 +130,20 @@ final class WireDriftTests: XCTestCase {
         func states() -> [String: JSONValue] {
             var out: [String: JSONValue] = [:]
             for n in nodes {
-                guard var o = c.waitJSON("heatbridge/bosch-101000001/\(n)/state", timeout: 20, { $0["source"] == "cloud" })?.objectValue else { continue }
+                guard var o = c.waitJSON("heatbridge/bosch-101000001/\(n)/state", timeout: 20, { $0["source"] == "cloud" })?.objectValue else {
+                    continue
+                }
                 // What depends on when it was read, not on the answers.
                 for k in ["updated_at", "source", "stale", "age_s", "schedule_now", "date_time", "clock_offset_s"] { o[k] = nil }
                 // Serial numbers are what the recording replaces (placeholders): compared apart.
                 if let list = o["components"]?.arrayValue {
                     serials[n, default: []] += list.map { $0["serial_number"] ?? .null }
-                    o["components"] = .array(list.map { var x = $0.objectValue ?? [:]; x["serial_number"] = nil; return .object(x) })
+                    o["components"] = .array(
+                        list.map {
+                            var x = $0.objectValue ?? [:]
+                            x["serial_number"] = nil
+                            return .object(x)
+                        })
                 }
                 out[n] = .object(o)
             }
@@ -149,7 +166,8 @@ final class WireDriftTests: XCTestCase {
         XCTAssertEqual(serials["system"]?.first?.stringValue?.hasPrefix("<serialnumber:"), true, "\(serials)")
         let served = (try h.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["path"]?.stringValue == "/hvacs/101000001/status" }
         XCTAssertFalse(served.isEmpty, "the daemon did not read the recorded status")
-        XCTAssertEqual(c.latest("heatbridge/bosch-101000001/state")?["online"], true, "the simulated (offline) answer was served, not the recorded one")
+        XCTAssertEqual(
+            c.latest("heatbridge/bosch-101000001/state")?["online"], true, "the simulated (offline) answer was served, not the recorded one")
     }
 
     /// The Podero probe: its heat-pump object against `PoderoWire`'s fields as shapes; a box's fixtures keep
@@ -163,17 +181,24 @@ final class WireDriftTests: XCTestCase {
         let report = try JSONValue.parse(clean.output.split(separator: "\n").last.map(String.init) ?? "")
         let requests = (report["answers"]?.arrayValue ?? []).compactMap { $0["request"]?.stringValue }
         let one = try XCTUnwrap(requests.first { $0.hasSuffix("/heat-pumps/3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b") }, "\(requests)")
-        let f: JSONValue = ["vendor": "podero", "method": "GET", "path": .string("/api/partners/v2.0" + one.dropFirst(4)), "status": 200,
-                            "body": .string(JSONValue.object(["id": "3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b", "current_power_consumption_w": "1450",
-                                                              "current_mode": "turbo", "brand_new_field": 1, "connection_status": 3]).serialized)]
+        let f: JSONValue = [
+            "vendor": "podero", "method": "GET", "path": .string("/api/partners/v2.0" + one.dropFirst(4)), "status": 200,
+            "body": .string(
+                JSONValue.object([
+                    "id": "3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b", "current_power_consumption_w": "1450",
+                    "current_mode": "turbo", "brand_new_field": 1, "connection_status": 3,
+                ]).serialized),
+        ]
         try h.injectFault(f.serialized)
         let drift = try h.cli(["probe", "podero-test", "--json"])
         XCTAssertEqual(drift.status, 1, drift.output)
         let found = (try JSONValue.parse(drift.output.split(separator: "\n").last.map(String.init) ?? "")["answers"]?.arrayValue ?? [])
             .filter { $0["request"]?.stringValue == one }.flatMap { $0["findings"]?.arrayValue ?? [] }
             .map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "") }
-        for expected in [("type", "current_power_consumption_w"), ("enum", "current_mode"), ("extra", "brand_new_field"), ("type", "connection_status"),
-                         ("missing", "optimization_level")] {
+        for expected in [
+            ("type", "current_power_consumption_w"), ("enum", "current_mode"), ("extra", "brand_new_field"), ("type", "connection_status"),
+            ("missing", "optimization_level"),
+        ] {
             XCTAssertTrue(found.contains { $0 == expected }, "\(expected) not in \(found)")
         }
     }
@@ -186,16 +211,24 @@ final class WireDriftTests: XCTestCase {
         try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.hslAccount())
         let clean = try h.cli(["probe", "hsl-test"])
         XCTAssertEqual(clean.status, 0, clean.output)
-        let body: JSONValue = ["authorisation": ["type": "BASIC", "client": "hsl-demo"],
-                               "reponse": [["header": "H1", "roomId": "1", "softwareVersion": 42, "category": "Toaster", "online": true, "pv": 20.5]]]
-        let f: JSONValue = ["vendor": "homesmartlink", "method": "POST", "path": "/partners/1/config", "status": 200, "body": .string(body.serialized)]
+        let body: JSONValue = [
+            "authorisation": ["type": "BASIC", "client": "hsl-demo"],
+            "reponse": [["header": "H1", "roomId": "1", "softwareVersion": 42, "category": "Toaster", "online": true, "pv": 20.5]],
+        ]
+        let f: JSONValue = [
+            "vendor": "homesmartlink", "method": "POST", "path": "/partners/1/config", "status": 200, "body": .string(body.serialized),
+        ]
         try h.injectFault(f.serialized)
         let drift = try h.cli(["probe", "hsl-test", "--json"])
         XCTAssertEqual(drift.status, 1, drift.output)
         let found = (try JSONValue.parse(drift.output.split(separator: "\n").last.map(String.init) ?? "")["answers"]?.arrayValue ?? [])
-            .flatMap { $0["findings"]?.arrayValue ?? [] }.map { ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "", $0["drift"]?.boolValue ?? false) }
-        for expected in [("type", "response.0.roomId", true), ("enum", "response.0.category", true), ("type", "response.0.pv", true),
-                         ("missing", "response.0.roomName", true), ("missing", "response.0.mode", false)] {
+            .flatMap { $0["findings"]?.arrayValue ?? [] }.map {
+                ($0["kind"]?.stringValue ?? "", $0["field"]?.stringValue ?? "", $0["drift"]?.boolValue ?? false)
+            }
+        for expected in [
+            ("type", "response.0.roomId", true), ("enum", "response.0.category", true), ("type", "response.0.pv", true),
+            ("missing", "response.0.roomName", true), ("missing", "response.0.mode", false),
+        ] {
             XCTAssertTrue(found.contains { $0 == expected }, "\(expected) not in \(found)")
         }
     }

@@ -30,8 +30,9 @@ final class BoschAdapterTests: XCTestCase {
     /// Bosch's request id travels with the error (#18 item 4): from the body's `requestId`, else a request-id
     /// header; something that does not look like an id is dropped, never echoed.
     func testTheCloudsRequestIdIsKeptForSupport() {
-        let body = BoschAdapter.classify(HTTPResponse(status: 400, body: Array(#"{"message":"bad","requestId":"9f2c-77:a"}"#.utf8)),
-                                         method: "PATCH", path: "/x")
+        let body = BoschAdapter.classify(
+            HTTPResponse(status: 400, body: Array(#"{"message":"bad","requestId":"9f2c-77:a"}"#.utf8)),
+            method: "PATCH", path: "/x")
         XCTAssertEqual(body.requestId, "9f2c-77:a")
         XCTAssertTrue(body.description.hasSuffix("(request id 9f2c-77:a)"), body.description)
         let header = BoschAdapter.classify(HTTPResponse(status: 503, headers: ["x-request-id": "abc-123"]), method: "GET", path: "/x")
@@ -91,9 +92,15 @@ final class BoschAdapterTests: XCTestCase {
 
     func testGarbageBodyIsBadResponseAnd429FailsTheAccount() async {
         let garbage = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array("<html>".utf8))) }
-        do { _ = try await adapter(garbage).fetchDevices(); XCTFail() } catch { XCTAssertEqual(error.code, .badResponse) }
+        do {
+            _ = try await adapter(garbage).fetchDevices()
+            XCTFail()
+        } catch { XCTAssertEqual(error.code, .badResponse) }
         let limited = ScriptedTransport { _ in .success(HTTPResponse(status: 429)) }
-        do { _ = try await adapter(limited).fetchDevices(); XCTFail() } catch { XCTAssertEqual(error.accountState, .rateLimited) }
+        do {
+            _ = try await adapter(limited).fetchDevices()
+            XCTFail()
+        } catch { XCTAssertEqual(error.accountState, .rateLimited) }
     }
 
     /// A cloud answer naming a key twice is unreadable (a strict JSON decoder would silently take one), and the
@@ -102,8 +109,13 @@ final class BoschAdapterTests: XCTestCase {
         let (value, issues) = BoschWire.decodeTolerant([BoschWire.Gateway].self, Array(#"[{"gatewayId":"101000001","gatewayId":"101000009"}]"#.utf8))
         XCTAssertNil(value)
         XCTAssertEqual(issues.first?.problem, #"names a key twice (duplicate key "gatewayId")"#)
-        let twice = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(#"[{"gatewayId":"101000001","gatewayId":"101000009"}]"#.utf8))) }
-        do { _ = try await adapter(twice).fetchDevices(); XCTFail("read") } catch {
+        let twice = ScriptedTransport { _ in
+            .success(HTTPResponse(status: 200, body: Array(#"[{"gatewayId":"101000001","gatewayId":"101000009"}]"#.utf8)))
+        }
+        do {
+            _ = try await adapter(twice).fetchDevices()
+            XCTFail("read")
+        } catch {
             XCTAssertEqual(error.code, .badResponse)
             XCTAssertTrue(error.message.contains("names a key twice"), error.message)
         }
@@ -112,7 +124,10 @@ final class BoschAdapterTests: XCTestCase {
     func testValidation() {
         let a = adapter(ScriptedTransport { _ in .success(HTTPResponse(status: 204)) })
         func code(_ node: String, _ cap: String, _ body: [String: JSONValue]) -> ResultCode? {
-            do { _ = try a.validate(node: node, capability: cap, body: body, device: device); return nil } catch { return error.code }
+            do {
+                _ = try a.validate(node: node, capability: cap, body: body, device: device)
+                return nil
+            } catch { return error.code }
         }
         XCTAssertNil(code("dhw1", "charge", ["action": "start"]))
         XCTAssertEqual(code("dhw2", "charge", ["action": "start"]), .unknownTarget)
@@ -126,9 +141,14 @@ final class BoschAdapterTests: XCTestCase {
             "/hvacs/101000001/status": (200, #"{"status":"ONLINE"}"#),
             "/hvacs/101000001/heatingCircuits": (200, #"[{"id":"1"},{"id":"2"}]"#),
             "/hvacs/101000001/dhwCircuits": (200, "[]"),
-            "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"A","temperatureLevels":{"comfort":21.5,"eco":16}}}"#),
+            "/hvacs/101000001/heatingCircuits/1": (
+                200, #"{"id":"1","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"A","temperatureLevels":{"comfort":21.5,"eco":16}}}"#
+            ),
             "/hvacs/101000001/heatingCircuits/2": (200, #"{"id":"2","operationMode":"AUTO","autoModeSettings":{"timeProgramId":"B"}}"#),
-            "/hvacs/101000001/heatingCircuits/1/timePrograms/A": (200, #"{"id":"A","switchPoints":[{"dayOfWeek":"Mo","time":360,"setpoint":"comfort"},{"dayOfWeek":"Mo","time":1320,"setpoint":"eco"},{"dayOfWeek":"Xx","time":1,"setpoint":"eco"}]}"#),
+            "/hvacs/101000001/heatingCircuits/1/timePrograms/A": (
+                200,
+                #"{"id":"A","switchPoints":[{"dayOfWeek":"Mo","time":360,"setpoint":"comfort"},{"dayOfWeek":"Mo","time":1320,"setpoint":"eco"},{"dayOfWeek":"Xx","time":1,"setpoint":"eco"}]}"#
+            ),
         ])
         let d = try await adapter(t).fetchDevices()
         let program = try XCTUnwrap(d.first?.schedules["hc1"])
@@ -141,8 +161,9 @@ final class BoschAdapterTests: XCTestCase {
 
     func testModeChangeUnderAnOverridingModeSaysItIsNotEffective() async throws {
         let t = ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }
-        let dev = DeviceSnapshot(id: "bosch-1", vendorId: "101000001", online: true,
-                                 nodes: ["hc1": ["operation_mode": "auto", "overriding_modes": ["holiday"]]])
+        let dev = DeviceSnapshot(
+            id: "bosch-1", vendorId: "101000001", online: true,
+            nodes: ["hc1": ["operation_mode": "auto", "overriding_modes": ["holiday"]]])
         let a = adapter(t)
         let params = try a.validate(node: "hc1", capability: "mode", body: ["mode": "Manual"], device: dev)
         XCTAssertEqual(params, ["mode": "MANUAL"])
@@ -164,8 +185,9 @@ final class BoschAdapterTests: XCTestCase {
             "/hvacs/101000001/heatingCircuits/1": (200, #"{"id":"1","autoModeSettings":{"timeProgramId":"A"}}"#),
         ])
         let clock = ManualClock()
-        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
-                             answerCache: AnswerCache(clock: clock))
+        let a = BoschAdapter(
+            transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
+            answerCache: AnswerCache(clock: clock))
         let program = "/hvacs/101000001/heatingCircuits/1/timePrograms/A"
         func asked() -> Int { t.requests.withLock { $0.filter { $0.url.hasSuffix(program) }.count } }
         _ = try await a.fetchDevices()
@@ -196,8 +218,14 @@ final class BoschAdapterTests: XCTestCase {
         let issued = Mutex(0)
         let t = ScriptedTransport { r in
             if r.method == "POST" && r.url.hasSuffix("/api-keys") {
-                let n = issued.withLock { $0 += 1; return $0 }
-                return .success(HTTPResponse(status: 201, body: Array(#"{"keyId":"k\#(n)","apiKey":"xHCSAPI-new\#(n)-20270601","expiresAt":"2027-06-01T00:00:00Z"}"#.utf8)))
+                let n = issued.withLock {
+                    $0 += 1
+                    return $0
+                }
+                return .success(
+                    HTTPResponse(
+                        status: 201, body: Array(#"{"keyId":"k\#(n)","apiKey":"xHCSAPI-new\#(n)-20270601","expiresAt":"2027-06-01T00:00:00Z"}"#.utf8))
+                )
             }
             return .success(HTTPResponse(status: 200, body: Array("[]".utf8)))
         }
@@ -208,8 +236,9 @@ final class BoschAdapterTests: XCTestCase {
             stored.withLock { $0.append(key) }
             return nil
         }
-        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "xHCSAPI-old-20261201", userId: "u", timeout: 2, allowList: nil,
-                             rotation: rotation)
+        let a = BoschAdapter(
+            transport: t, baseURL: "https://api.test", apiKey: "xHCSAPI-old-20261201", userId: "u", timeout: 2, allowList: nil,
+            rotation: rotation)
         let now = Timestamp.parse("2026-11-22T00:00:00Z")!
         func keyUsed() async throws -> String? {
             _ = try await a.fetchDevices()
@@ -241,13 +270,15 @@ final class BoschAdapterTests: XCTestCase {
     /// A holiday entirely in the past is refused naming the field (#17 item 14); one ending today is not.
     func testAHolidayInThePastIsRefused() {
         let clock = ManualClock(start: 1_795_000_000)  // 2026-11-18T…Z
-        let a = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }, baseURL: "https://api.test",
-                             apiKey: "xHCSAPI-k", userId: "u1", timeout: 2, allowList: nil, clock: clock)
+        let a = BoschAdapter(
+            transport: ScriptedTransport { _ in .success(HTTPResponse(status: 204)) }, baseURL: "https://api.test",
+            apiKey: "xHCSAPI-k", userId: "u1", timeout: 2, allowList: nil, clock: clock)
         var d = device
         d.nodes["system"] = ["holidays": []]
         func check(_ start: String, _ end: String) -> CommandRejection? {
             do {
-                _ = try a.validate(node: "system", capability: "holiday", body: ["action": "create", "start": .string(start), "end": .string(end)], device: d)
+                _ = try a.validate(
+                    node: "system", capability: "holiday", body: ["action": "create", "start": .string(start), "end": .string(end)], device: d)
                 return nil
             } catch { return error }
         }
@@ -264,7 +295,10 @@ final class BoschAdapterTests: XCTestCase {
         d.nodes["system"] = ["date_time": "2026-11-22T10:00:00", "silent_mode": .null, "holidays": .null]
         d.schedules["dhw1"] = WeekSchedule(days: Array(repeating: [], count: 7), levels: ["eco": 45, "low": 50, "high": 55])
         func code(_ node: String, _ cap: String, _ body: [String: JSONValue]) -> ResultCode? {
-            do { _ = try a.validate(node: node, capability: cap, body: body, device: d); return nil } catch { return error.code }
+            do {
+                _ = try a.validate(node: node, capability: cap, body: body, device: d)
+                return nil
+            } catch { return error.code }
         }
         XCTAssertNil(code("system", "date-time", ["sync": true]))
         XCTAssertNil(code("system", "date-time", ["date_time": "2026-11-22T10:00:00"]))
@@ -299,8 +333,9 @@ final class BoschAdapterTests: XCTestCase {
             "/hvacs/101000001/system/dateTime": (200, #"{"dateTime":"\#(gatewayTime)"}"#),
             "/hvacs/101000001/components": (200, #"[{"type":"GATEWAY","softwareVersion":"05.04.00","serialNumber":"SN1"}]"#),
         ])
-        let a = BoschAdapter(transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
-                             answerCache: AnswerCache(clock: clock), clock: clock, localTime: local)
+        let a = BoschAdapter(
+            transport: t, baseURL: "https://api.test", apiKey: "k", userId: "u", timeout: 2, allowList: nil,
+            answerCache: AnswerCache(clock: clock), clock: clock, localTime: local)
         let system = try await a.fetchDevices().first?.nodes["system"]
         XCTAssertEqual(system?["clock_offset_s"], 120)
         XCTAssertEqual(system?["date_time"]?.stringValue, gatewayTime)

@@ -1,20 +1,27 @@
 import HeatbridgeCore
 import HeatbridgeTesting
-@testable import VendorBosch
 import XCTest
+
+@testable import VendorBosch
 
 /// The capability tables: every capability of every Bosch node kind is one complete handler, and everything that
 /// names a capability (Home Assistant's entities, leases, trigger checks) names a registered one.
 final class BoschCapabilityTests: XCTestCase {
-    let device = DeviceSnapshot(id: "bosch-1", vendorId: "1", model: "CS7001iAW", online: true, nodes: [
-        "hc1": ["operation_mode": "manual", "setpoint": 21, "manual_setpoint": 21, "time_program": "A",
+    let device = DeviceSnapshot(
+        id: "bosch-1", vendorId: "1", model: "CS7001iAW", online: true,
+        nodes: [
+            "hc1": [
+                "operation_mode": "manual", "setpoint": 21, "manual_setpoint": 21, "time_program": "A",
                 "levels": ["eco": 17, "comfort": 21], "overriding_modes": [],
-                "heat_curve": ["control_type": "wdcoptimized", "min_flow": 25, "max_flow": 45, "basepoint": 25, "endpoint": 45]],
-        "dhw1": ["operation_mode": "high", "temperature": 48,
-                 "levels": ["eco": ["start": 40, "stop": 45], "high": ["start": 45, "stop": 55]],
-                 "charge": ["active": false, "remaining_min": 0]],
-        "system": ["silent_mode": "off", "holidays": [], "date_time": "2026-12-05T08:00:00"],
-    ])
+                "heat_curve": ["control_type": "wdcoptimized", "min_flow": 25, "max_flow": 45, "basepoint": 25, "endpoint": 45],
+            ],
+            "dhw1": [
+                "operation_mode": "high", "temperature": 48,
+                "levels": ["eco": ["start": 40, "stop": 45], "high": ["start": 45, "stop": 55]],
+                "charge": ["active": false, "remaining_min": 0],
+            ],
+            "system": ["silent_mode": "off", "holidays": [], "date_time": "2026-12-05T08:00:00"],
+        ])
     let tables = ["hc1": BoschAdapter.heatingCircuit, "dhw1": BoschAdapter.dhwCircuit, "system": BoschAdapter.system]
 
     func testEachNodeKindHasItsCapabilitiesOnce() {
@@ -54,8 +61,9 @@ final class BoschCapabilityTests: XCTestCase {
     }
 
     func testEveryEntityCommandsARegisteredCapability() {
-        let adapter = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://x", apiKey: "k",
-                                   userId: "u", timeout: 1, allowList: nil)
+        let adapter = BoschAdapter(
+            transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://x", apiKey: "k",
+            userId: "u", timeout: 1, allowList: nil)
         for (node, table) in tables {
             var used: Set<String> = []
             for e in adapter.exposes(node: node, state: device.nodes[node]!, capabilities: adapter.capabilities(of: node)) {
@@ -69,8 +77,9 @@ final class BoschCapabilityTests: XCTestCase {
     }
 
     func testLimitsFactsComeFromTheHandlers() {
-        let a = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://x", apiKey: "k",
-                             userId: "u", timeout: 1, allowList: nil)
+        let a = BoschAdapter(
+            transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://x", apiKey: "k",
+            userId: "u", timeout: 1, allowList: nil)
         XCTAssertEqual(a.facts(node: "hc1", capability: "setpoint", params: ["setpoint": 22]).setpoints.map(\.value), [22])
         XCTAssertEqual(a.facts(node: "hc1", capability: "target", params: ["temperature": 23]).setpoints.map(\.value), [23])
         XCTAssertEqual(a.facts(node: "dhw1", capability: "target", params: ["temperature": 50]).hotWaterTarget, 50)
@@ -84,7 +93,8 @@ final class BoschCapabilityTests: XCTestCase {
     func testAnUnregisteredCapabilityIsUnsupportedNamingTheRegisteredOnes() {
         XCTAssertThrowsError(try BoschAdapter.validate(ValidationInput(body: [:], node: "dhw1", device: device), capability: "boost")) {
             XCTAssertEqual(($0 as? CommandRejection)?.code, .unsupported)
-            XCTAssertEqual(($0 as? CommandRejection)?.message, "\"boost\" is not supported on dhw1; supported: charge, mode, schedule, setpoint, target")
+            XCTAssertEqual(
+                ($0 as? CommandRejection)?.message, "\"boost\" is not supported on dhw1; supported: charge, mode, schedule, setpoint, target")
         }
     }
 }

@@ -20,14 +20,16 @@ final class BoschFixtureTests: XCTestCase {
             let loaded = await sim.loadFixtures(files)
             XCTAssertEqual(loaded, files.count, "\(name): unreadable fixture files")
             // The gateways the recording has answers for (the listing names the partner's whole fleet).
-            let recorded = Set(files.compactMap { try? JSONValue.parse($0)["request"]?.stringValue }
-                .compactMap { r -> String? in
-                    let p = r.split(separator: "/")
-                    return p.count == 4 && p[1] == "hvacs" && p[3] == "status" ? String(p[2]) : nil
-                })
+            let recorded = Set(
+                files.compactMap { try? JSONValue.parse($0)["request"]?.stringValue }
+                    .compactMap { r -> String? in
+                        let p = r.split(separator: "/")
+                        return p.count == 4 && p[1] == "hvacs" && p[3] == "status" ? String(p[2]) : nil
+                    })
             XCTAssertFalse(recorded.isEmpty, "\(name): no gateway status recorded")
-            let a = BoschAdapter(transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: key, userId: "u1", timeout: 2,
-                                 allowList: Array(recorded))
+            let a = BoschAdapter(
+                transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: key, userId: "u1", timeout: 2,
+                allowList: Array(recorded))
             let devices = try await a.fetchDevices()
             XCTAssertEqual(Set(devices.map(\.vendorId)), recorded, name)
             for d in devices {

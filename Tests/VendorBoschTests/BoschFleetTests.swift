@@ -35,8 +35,9 @@ final class BoschFleetTests: XCTestCase {
         let transport = CountingTransport(InProcessTransport(sim))
         // No jitter in the test: the random source sits in the middle of its range.
         let reads = CompanyWideReads(clock: clock, boxes: boxes, perSecond: 2, random: { 0.5 })
-        let adapter = BoschAdapter(transport: transport, baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey,
-                                   userId: "u1", timeout: 2, allowList: allowList, clock: clock, companyWide: reads)
+        let adapter = BoschAdapter(
+            transport: transport, baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey,
+            userId: "u1", timeout: 2, allowList: allowList, clock: clock, companyWide: reads)
         return (adapter, transport, clock, sim)
     }
 
@@ -69,8 +70,9 @@ final class BoschFleetTests: XCTestCase {
         let (a, t, clock, sim) = await setUp(boxes: 1, allowList: ["101000001", "101000002"])
         let before = try await poll(a, clock)
         XCTAssertEqual(before.count, 2)
-        _ = await sim.handle(method: "PATCH", path: "/bosch/contracts/101000002", headers: ["x-api-key": BoschCloud.defaultScenario().apiKey],
-                             body: Array(#"{"action":"REVOKE"}"#.utf8))
+        _ = await sim.handle(
+            method: "PATCH", path: "/bosch/contracts/101000002", headers: ["x-api-key": BoschCloud.defaultScenario().apiKey],
+            body: Array(#"{"action":"REVOKE"}"#.utf8))
         await clock.advance(by: 60)
         let revoked = try await poll(a, clock)
         XCTAssertEqual(revoked.first { $0.id == "bosch-101000002" }?.error?.status, 403, "the revoked gateway shows its 403")
@@ -114,8 +116,9 @@ final class BoschFleetTests: XCTestCase {
         XCTAssertEqual(t.count("/hvacs"), 0, "asked in the start's first second")
         XCTAssertGreaterThan(t.count("/hvacs/101000001/status"), 0, "the own gateway is read meanwhile")
         await clock.advance(by: 30)  // the spread is 60 s; the test's random draw is its middle
-        _ = await sim.handle(method: "POST", path: "/admin/faults", headers: [:],
-                             body: Array(#"{"vendor":"bosch","path":"/hvacs","status":429,"retry_after":1,"count":3}"#.utf8))
+        _ = await sim.handle(
+            method: "POST", path: "/admin/faults", headers: [:],
+            body: Array(#"{"vendor":"bosch","path":"/hvacs","status":429,"retry_after":1,"count":3}"#.utf8))
         _ = try await poll(a, clock)
         XCTAssertEqual(t.count("/hvacs"), 1)
         // Failed: again after 60 s × (0.5 + 0.5 × 0.5) = 45 s, then 90 s, then 180 s.

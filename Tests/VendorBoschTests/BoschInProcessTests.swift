@@ -8,8 +8,9 @@ import XCTest
 /// exercised end to end without a socket.
 final class BoschInProcessTests: XCTestCase {
     func adapter(_ sim: Simulator) -> BoschAdapter {
-        BoschAdapter(transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey,
-                     userId: "u1", timeout: 2, allowList: nil)
+        BoschAdapter(
+            transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: BoschCloud.defaultScenario().apiKey,
+            userId: "u1", timeout: 2, allowList: nil)
     }
 
     func testGatewaysAreReadAndAChargeIsSeenOnReadBack() async throws {
@@ -23,8 +24,9 @@ final class BoschInProcessTests: XCTestCase {
         XCTAssertEqual(gw.nodes["dhw1"]?["charge"]?["active"], false)
         XCTAssertEqual(gw.schedules["hc1"]?.levels["comfort"], 21)
         let params = try a.validate(node: "dhw1", capability: "charge", body: ["action": "start", "duration_min": 30], device: gw)
-        let command = Command(id: "c1", device: gw.id, node: "dhw1", capability: "charge", params: params, source: .mqtt,
-                              receivedAt: 0, validUntil: .infinity)
+        let command = Command(
+            id: "c1", device: gw.id, node: "dhw1", capability: "charge", params: params, source: .mqtt,
+            receivedAt: 0, validUntil: .infinity)
         _ = try await a.execute(command, device: gw)
         let confirmed = try await a.confirm(command, device: gw)
         XCTAssertEqual(confirmed, true, "the simulated cloud did not take the charge")
@@ -34,8 +36,9 @@ final class BoschInProcessTests: XCTestCase {
 
     func testAWrongKeyIsAuthFailedAndAnOfflineGatewayIsReportedAsSuch() async throws {
         let sim = Simulator(bosch: .defaultScenario())
-        let wrong = BoschAdapter(transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: "xHCSAPI-wrong",
-                                 userId: "u1", timeout: 2, allowList: nil)
+        let wrong = BoschAdapter(
+            transport: InProcessTransport(sim), baseURL: "http://sim.test/bosch", apiKey: "xHCSAPI-wrong",
+            userId: "u1", timeout: 2, allowList: nil)
         do {
             _ = try await wrong.fetchDevices()
             XCTFail("a wrong key was accepted")

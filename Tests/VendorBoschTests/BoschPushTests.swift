@@ -1,13 +1,15 @@
 import HeatbridgeCore
 import HeatbridgeTesting
-@testable import VendorBosch
 import XCTest
+
+@testable import VendorBosch
 
 /// Bosch webhook events read as the box gets them from the receiver: each data point to its node and field, and
 /// every kind of bad input to its code.
 final class BoschPushTests: XCTestCase {
-    let adapter = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://api.test",
-                               apiKey: "xHCSAPI-k", userId: "u", timeout: 2, allowList: nil)
+    let adapter = BoschAdapter(
+        transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://api.test",
+        apiKey: "xHCSAPI-k", userId: "u", timeout: 2, allowList: nil)
     let at = "2026-12-04T10:00:00Z"
 
     func decode(_ text: String) -> Result<PushEvent, PushRejection> { adapter.decodePush(Array(text.utf8)) }
@@ -23,7 +25,10 @@ final class BoschPushTests: XCTestCase {
             ("hvac.emon.energyConsumptionTotal", "1234.56", .node("heatpump"), ["energy", "consumed_kwh"]),
             ("hvac.emon.energySupplyTotal", "4000.1", .node("heatpump"), ["energy", "supplied_kwh"]),
             ("hvac.emon.compressor.energyConsumptionTotal.centralHeating", "800", .node("heatpump"), ["energy", "compressor_heating_kwh"]),
-            ("hvac.emon.compressor.energyConsumptionTotal.domesticHotWater.lowRes", "80", .node("heatpump"), ["energy_lowres", "compressor_dhw_kwh"]),
+            (
+                "hvac.emon.compressor.energyConsumptionTotal.domesticHotWater.lowRes", "80", .node("heatpump"),
+                ["energy_lowres", "compressor_dhw_kwh"]
+            ),
             ("hvac.emon.eheater.energyConsumptionTotal.centralHeating.lowRes", "3", .node("heatpump"), ["energy_lowres", "eheater_heating_kwh"]),
             ("hvac.emon.compressor.powerCurrent", "1400", .node("heatpump"), ["compressor", "power_w"]),
             ("hvac.emon.eheater.powerCurrent", "0", .node("heatpump"), ["eheater", "power_w"]),
@@ -93,18 +98,23 @@ final class BoschPushTests: XCTestCase {
         XCTAssertEqual(code(#"{"eventType":"DATA_POINT","gatewayId":"101000001"}"#), .invalid, "no time")
         XCTAssertEqual(code(#"{"gatewayId":"101000001","timestamp":"\#(at)"}"#), .invalid, "no type")
         XCTAssertEqual(code(#"{"eventType":"CONTRACT_STATUS","gatewayId":"101000001","timestamp":"\#(at)","payload":{}}"#), .notForBox)
-        XCTAssertEqual(code(#"{"eventType":"CONNECTIVITY_STATUS","gatewayId":"101000001","timestamp":"\#(at)","payload":{"status":"MAYBE"}}"#), .invalid)
-        XCTAssertEqual(code(#"{"eventType":"DATA_POINT","gatewayId":"101000001","gatewayId":"101000002","timestamp":"\#(at)"}"#), .malformed,
-                       "a key named twice")
+        XCTAssertEqual(
+            code(#"{"eventType":"CONNECTIVITY_STATUS","gatewayId":"101000001","timestamp":"\#(at)","payload":{"status":"MAYBE"}}"#), .invalid)
+        XCTAssertEqual(
+            code(#"{"eventType":"DATA_POINT","gatewayId":"101000001","gatewayId":"101000002","timestamp":"\#(at)"}"#), .malformed,
+            "a key named twice")
     }
 
     func testConnectivityAndApplianceStatus() throws {
-        let off = try decode(#"{"eventType":"CONNECTIVITY_STATUS","gatewayId":"101000001","createdAt":"\#(at)","payload":{"status":"OFFLINE"}}"#).get()
+        let off = try decode(#"{"eventType":"CONNECTIVITY_STATUS","gatewayId":"101000001","createdAt":"\#(at)","payload":{"status":"OFFLINE"}}"#)
+            .get()
         XCTAssertEqual(off.updates.first?.value, .online(false))
-        let fault = try decode(#"""
+        let fault = try decode(
+            #"""
             {"eventType":"APPLIANCE_STATUS","gatewayId":"101000001","createdAt":"\#(at)","payload":{"applianceStatus":"ERROR",
              "faultClass":4,"causeCode":"5243","descriptions":[{"language":"de","text":"Störung"},{"language":"en","text":"Flow sensor fault"}]}}
-            """#).get()
+            """#
+        ).get()
         guard case .set(let f)? = fault.updates.first?.value else { return XCTFail("no fault") }
         XCTAssertEqual(f["active"], true)
         XCTAssertEqual(f["class"], 4)
@@ -115,10 +125,12 @@ final class BoschPushTests: XCTestCase {
     }
 
     func testDailyAggregatesKeepTheirDay() throws {
-        let e = try decode(#"""
+        let e = try decode(
+            #"""
             {"eventType":"DAILY_AGGREGATE","gatewayId":"101000001","timestamp":"2026-12-04T00:05:00Z","payload":{"date":"2026-12-03",
              "aggregates":[{"key":"hvac.compressor.centralHeating.numberOfStarts","value":14},{"key":"hvac.centralHeating.waterPressure.min","value":1.4}]}}
-            """#).get()
+            """#
+        ).get()
         XCTAssertEqual(e.updates.map(\.path), [["daily", "water_pressure_min"], ["daily", "compressor_starts_heating"]])
         XCTAssertEqual(e.updates.last?.value, .set(["value": 14, "day": "2026-12-03"]))
     }
@@ -127,18 +139,22 @@ final class BoschPushTests: XCTestCase {
     /// device class energy, state class total_increasing; power in W as a measurement; no null anywhere; and one
     /// sensor per value (the node announces no second power or energy sensor of its own).
     func testTheHeatPumpNodeAnnouncesSensorsTheEnergyDashboardAccepts() {
-        let state: JSONValue = ["compressor": ["power_w": 1400, "running": true, "status": "heating"],
-                                "energy": ["consumed_kwh": 1234.5, "supplied_kwh": 4000]]
+        let state: JSONValue = [
+            "compressor": ["power_w": 1400, "running": true, "status": "heating"],
+            "energy": ["consumed_kwh": 1234.5, "supplied_kwh": 4000],
+        ]
         let ha = HomeAssistantDiscovery(enabled: true, prefix: "homeassistant", topics: TopicLayout(base: "hb"), version: "t")
         let d = DeviceSnapshot(id: "bosch-101000001", vendorId: "101000001", online: true, nodes: ["heatpump": state])
-        let config = ha.deviceConfig(d, names: adapter.frontEndName(d), capabilities: adapter.capabilities(of:),
-                                     exposes: { node, caps in adapter.exposes(node: node, state: d.nodes[node] ?? [:], capabilities: caps) },
-                                     meter: adapter.meterLayout(d))
+        let config = ha.deviceConfig(
+            d, names: adapter.frontEndName(d), capabilities: adapter.capabilities(of:),
+            exposes: { node, caps in adapter.exposes(node: node, state: d.nodes[node] ?? [:], capabilities: caps) },
+            meter: adapter.meterLayout(d))
         let cmps = config["cmps"]?.objectValue ?? [:]
         let energy = cmps.values.filter { $0["device_class"] == "energy" }
         XCTAssertEqual(energy.count, 2)
-        XCTAssertEqual(Set(energy.compactMap { $0["unique_id"]?.stringValue }),
-                       ["heatbridge_bosch-101000001_meter_energy_electricity_total", "heatbridge_bosch-101000001_meter_energy_heat_total"])
+        XCTAssertEqual(
+            Set(energy.compactMap { $0["unique_id"]?.stringValue }),
+            ["heatbridge_bosch-101000001_meter_energy_electricity_total", "heatbridge_bosch-101000001_meter_energy_heat_total"])
         XCTAssertEqual(Set(energy.compactMap { $0["state_topic"]?.stringValue }), ["hb/bosch-101000001/state"])
         for e in energy {
             XCTAssertEqual(e["unit_of_measurement"], "kWh")
@@ -159,14 +175,17 @@ final class BoschPushTests: XCTestCase {
 
 /// The Bosch meter from what events put in the `heatpump` node.
 final class BoschMeterTests: XCTestCase {
-    let adapter = BoschAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://api.test",
-                               apiKey: "xHCSAPI-k", userId: "u", timeout: 2, allowList: nil)
+    let adapter = BoschAdapter(
+        transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://api.test",
+        apiKey: "xHCSAPI-k", userId: "u", timeout: 2, allowList: nil)
 
     func testCountersPowerAndUsesAddTheCompressorAndTheElectricHeater() {
-        let hp: JSONValue = ["pushed_at": "2026-12-05T10:00:00Z",
-                             "compressor": ["power_w": 1400], "eheater": ["power_w": 3000],
-                             "energy": ["consumed_kwh": 5000, "supplied_kwh": 18_000, "compressor_dhw_kwh": 700, "eheater_dhw_kwh": 12.5],
-                             "energy_lowres": ["consumed_kwh": 4999, "compressor_heating_kwh": 3000]]
+        let hp: JSONValue = [
+            "pushed_at": "2026-12-05T10:00:00Z",
+            "compressor": ["power_w": 1400], "eheater": ["power_w": 3000],
+            "energy": ["consumed_kwh": 5000, "supplied_kwh": 18_000, "compressor_dhw_kwh": 700, "eheater_dhw_kwh": 12.5],
+            "energy_lowres": ["consumed_kwh": 4999, "compressor_heating_kwh": 3000],
+        ]
         let d = DeviceSnapshot(id: "bosch-1", vendorId: "1", online: true, nodes: ["heatpump": hp, "hs1": ["energy": ["consumed_kwh": 1]]])
         let r = adapter.meterReadings(d)
         let at = Timestamp.parse("2026-12-05T10:00:00Z")!
@@ -177,7 +196,9 @@ final class BoschMeterTests: XCTestCase {
         XCTAssertEqual(counter(MeterKey(.electricity, .dhw)), .counter(712.5))
         XCTAssertEqual(counter(MeterKey(.electricity, .heating)), .counter(3000), "the low-resolution one when only that comes")
         XCTAssertNil(counter(MeterKey(.electricity, .cooling)))
-        XCTAssertEqual(adapter.meterLayout(d), MeterLayout(power: true, counters: [.electricityTotal, .heatTotal, MeterKey(.electricity, .heating), MeterKey(.electricity, .dhw)]))
+        XCTAssertEqual(
+            adapter.meterLayout(d),
+            MeterLayout(power: true, counters: [.electricityTotal, .heatTotal, MeterKey(.electricity, .heating), MeterKey(.electricity, .dhw)]))
     }
 
     func testAGatewayWithoutEventsHasNoMeter() {

@@ -1,7 +1,8 @@
 import HeatbridgeCore
 import HeatbridgeTesting
-@testable import VendorHomeSmartlink
 import XCTest
+
+@testable import VendorHomeSmartlink
 
 final class HSLAdapterTests: XCTestCase {
     /// The box is at UTC+1 (Paris in winter); "today" is 2026-11-22.
@@ -13,13 +14,14 @@ final class HSLAdapterTests: XCTestCase {
         let now = at(today, 14 * 60 + 2) + 30  // 14:02:30 local
         let p = try DerogationRequest.validate(["delta": -2, "duration_min": 90], now: now, localTime: tz)
         let w = DerogationRequest.windows(p, now: now, localTime: tz)
-        XCTAssertEqual(w.map(\.start), [14 * 60])          // 14:00: the grid point the command falls in
-        XCTAssertEqual(w.map(\.end), [15 * 60 + 30])       // 90 min later: the asked length
+        XCTAssertEqual(w.map(\.start), [14 * 60])  // 14:00: the grid point the command falls in
+        XCTAssertEqual(w.map(\.end), [15 * 60 + 30])  // 90 min later: the asked length
         XCTAssertEqual(w.map(\.date), ["2026-11-22"])
         // The issue's case: 120 min at 19:11:59 is 19:10–21:10 (it was 19:10–21:15, 125 min).
         let evening = at(today, 19 * 60 + 11) + 59
-        let e = DerogationRequest.windows(try DerogationRequest.validate(["delta": -2, "duration_min": 120], now: evening, localTime: tz),
-                                          now: evening, localTime: tz)
+        let e = DerogationRequest.windows(
+            try DerogationRequest.validate(["delta": -2, "duration_min": 120], now: evening, localTime: tz),
+            now: evening, localTime: tz)
         XCTAssertEqual(e.map(\.start), [19 * 60 + 10])
         XCTAssertEqual(e.map(\.end), [21 * 60 + 10])
         XCTAssertEqual(e.map { $0.until - $0.from }, [7200])
@@ -31,8 +33,9 @@ final class HSLAdapterTests: XCTestCase {
 
     func testAWindowPastMidnightIsSplitIntoTwoDates() throws {
         let now = at(today, 12 * 60)
-        let p = try DerogationRequest.validate(["delta": -1, "start": "22:30", "end": "01:15", "date": "2026-11-22", "end_date": "2026-11-23"],
-                                               now: now, localTime: tz)
+        let p = try DerogationRequest.validate(
+            ["delta": -1, "start": "22:30", "end": "01:15", "date": "2026-11-22", "end_date": "2026-11-23"],
+            now: now, localTime: tz)
         let w = DerogationRequest.windows(p, now: now, localTime: tz)
         XCTAssertEqual(w.map(\.date), ["2026-11-22", "2026-11-23"])
         XCTAssertEqual(w.map(\.start), [1350, 0])
@@ -40,7 +43,8 @@ final class HSLAdapterTests: XCTestCase {
         XCTAssertEqual(w[0].until, w[1].from, "the two halves meet at midnight")
         // A duration crossing midnight splits the same way; one ending exactly at midnight does not.
         let late = at(today, 23 * 60)
-        XCTAssertEqual(DerogationRequest.windows(["delta": -1, "duration_min": 120], now: late, localTime: tz).map(\.date), ["2026-11-22", "2026-11-23"])
+        XCTAssertEqual(
+            DerogationRequest.windows(["delta": -1, "duration_min": 120], now: late, localTime: tz).map(\.date), ["2026-11-22", "2026-11-23"])
         XCTAssertEqual(DerogationRequest.windows(["delta": -1, "duration_min": 60], now: late, localTime: tz).map(\.end), [1440])
     }
 
@@ -55,7 +59,10 @@ final class HSLAdapterTests: XCTestCase {
             (["delta": -2, "start": "20:00", "end": "18:00"], .outOfRange, "add \"end_date\""),
             (["delta": -2, "start": "6pm", "end": "19:00"], .invalidPayload, "\"start\" must be a local time"),
             (["delta": -2, "start": "18:00", "end": "19:00", "date": "2026-13-01"], .invalidPayload, "\"date\" must be YYYY-MM-DD"),
-            (["delta": -2, "start": "18:00", "end": "19:00", "end_date": "2026-11-25"], .outOfRange, "\"end_date\" must be the start date or the day after"),
+            (
+                ["delta": -2, "start": "18:00", "end": "19:00", "end_date": "2026-11-25"], .outOfRange,
+                "\"end_date\" must be the start date or the day after"
+            ),
             (["delta": -2, "start": "08:00", "end": "09:00"], .outOfRange, "already over"),
             (["delta": -2, "duration_min": 30, "start": "18:00"], .invalidPayload, "does not go with \"start\""),
             (["delta": -2, "duration_min": 3], .outOfRange, "\"duration_min\" must be 5…1440"),
@@ -98,9 +105,14 @@ final class HSLAdapterTests: XCTestCase {
     /// Behind a relay the box has no secret: no Authorization header leaves it, and a 401 is the relay
     /// refusing the box's certificate, not a wrong client secret.
     func testBehindARelayNoAuthorizationIsSentAndA401NamesTheCertificate() async {
-        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 401, body: Array(#"{"message":"relay: a valid box certificate is required (FAILED:certificate revoked)"}"#.utf8))) }
-        let a = HSLAdapter(transport: t, baseURL: "https://relay.test/hsl", clientId: "me", clientSecret: nil, homes: ["h1"], timeout: 1,
-                           clock: ManualClock(), localTime: tz)
+        let t = ScriptedTransport { _ in
+            .success(
+                HTTPResponse(status: 401, body: Array(#"{"message":"relay: a valid box certificate is required (FAILED:certificate revoked)"}"#.utf8))
+            )
+        }
+        let a = HSLAdapter(
+            transport: t, baseURL: "https://relay.test/hsl", clientId: "me", clientSecret: nil, homes: ["h1"], timeout: 1,
+            clock: ManualClock(), localTime: tz)
         do {
             _ = try await a.fetchDevices()
             XCTFail("accepted")
@@ -113,9 +125,12 @@ final class HSLAdapterTests: XCTestCase {
     }
 
     func testAnswersForAnotherClientAreRefused() async {
-        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(#"{"authorisation":{"type":"BASIC","client":"partner-4711"},"reponse":[]}"#.utf8))) }
-        let a = HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
-                           clock: ManualClock(), localTime: tz)
+        let t = ScriptedTransport { _ in
+            .success(HTTPResponse(status: 200, body: Array(#"{"authorisation":{"type":"BASIC","client":"partner-4711"},"reponse":[]}"#.utf8)))
+        }
+        let a = HSLAdapter(
+            transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
+            clock: ManualClock(), localTime: tz)
         do {
             _ = try await a.fetchDevices()
             XCTFail("accepted")
@@ -123,7 +138,8 @@ final class HSLAdapterTests: XCTestCase {
             XCTAssertEqual(error.code, .badResponse)
             XCTAssertFalse(error.message.contains("partner-4711"), "another partner's id is not repeated")
         }
-        XCTAssertEqual(t.requests.withLock { $0.first?.headers.first { $0.0 == "Authorization" }?.1 }, Base64.basicAuthorization(user: "me", password: "s"))
+        XCTAssertEqual(
+            t.requests.withLock { $0.first?.headers.first { $0.0 == "Authorization" }?.1 }, Base64.basicAuthorization(user: "me", password: "s"))
     }
 
     func testAvailabilityFollowsTheGateway() async throws {
@@ -136,8 +152,10 @@ final class HSLAdapterTests: XCTestCase {
             return ScriptedTransport { _ in .success(HTTPResponse(status: 200, body: Array(body.utf8))) }
         }
         func online(_ t: ScriptedTransport) async throws -> Bool? {
-            try await HSLAdapter(transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
-                                 clock: ManualClock(), localTime: tz).fetchDevices().first?.online
+            try await HSLAdapter(
+                transport: t, baseURL: "https://h.test", clientId: "me", clientSecret: "s", homes: ["h1"], timeout: 1,
+                clock: ManualClock(), localTime: tz
+            ).fetchDevices().first?.online
         }
         let ok = try await online(devices(gateway: #"{"token":"GW","version":"1"}"#, gatewayDeviceOnline: true))
         XCTAssertEqual(ok, true)

@@ -1,13 +1,15 @@
 import HeatbridgeCore
 import HeatbridgeTesting
-@testable import VendorHomeSmartlink
 import XCTest
+
+@testable import VendorHomeSmartlink
 
 /// The capability tables: a room's derogation (alone or in a group, never sent twice in doubt) and the home's
 /// diagnosis, each one complete handler; what names a capability names a registered one.
 final class HSLCapabilityTests: XCTestCase {
-    let adapter = HSLAdapter(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://h.test", clientId: "me",
-                             clientSecret: "s", homes: ["h1"], timeout: 1, clock: ManualClock(), localTime: FixedOffsetTime(offsetS: 3600))
+    let adapter = HSLAdapter(
+        transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://h.test", clientId: "me",
+        clientSecret: "s", homes: ["h1"], timeout: 1, clock: ManualClock(), localTime: FixedOffsetTime(offsetS: 3600))
 
     func testTablesAndWhatEachHandlerPromises() {
         XCTAssertEqual(HSLAdapter.room.names, ["derogation"])
@@ -16,10 +18,16 @@ final class HSLCapabilityTests: XCTestCase {
         XCTAssertEqual(adapter.capabilities(of: "system"), ["diagnosis"])
         XCTAssertTrue(adapter.capabilities(of: "boiler").isEmpty)
         // A derogation that may have reached the cloud is never sent again; a diagnosis may be.
-        XCTAssertFalse(adapter.resendWhenUnconfirmed(Command(id: "d", device: "hsl-h1", node: "room-3", capability: "derogation", params: [:],
-                                                             source: .mqtt, receivedAt: 0, validUntil: 1)))
-        XCTAssertTrue(adapter.resendWhenUnconfirmed(Command(id: "g", device: "hsl-h1", node: "system", capability: "diagnosis", params: [:],
-                                                            source: .mqtt, receivedAt: 0, validUntil: 1)))
+        XCTAssertFalse(
+            adapter.resendWhenUnconfirmed(
+                Command(
+                    id: "d", device: "hsl-h1", node: "room-3", capability: "derogation", params: [:],
+                    source: .mqtt, receivedAt: 0, validUntil: 1)))
+        XCTAssertTrue(
+            adapter.resendWhenUnconfirmed(
+                Command(
+                    id: "g", device: "hsl-h1", node: "system", capability: "diagnosis", params: [:],
+                    source: .mqtt, receivedAt: 0, validUntil: 1)))
         XCTAssertNotNil(HSLAdapter.room["derogation"]?.executeGroup)
         XCTAssertNil(HSLAdapter.system["diagnosis"]?.executeGroup)
         XCTAssertNil(HSLAdapter.room["derogation"]?.restore, "a derogation has its own end: not leasable")

@@ -25,9 +25,10 @@ final class HSLFixtureTests: XCTestCase {
             let sim = Simulator(bosch: .defaultScenario(), hsl: cloud)
             let loaded = await sim.loadFixtures(files)
             XCTAssertEqual(loaded, files.count, name)
-            let adapter = HSLAdapter(transport: InProcessTransport(sim), baseURL: "http://sim.test/homesmartlink", clientId: client,
-                                     clientSecret: cloud.clientSecret, homes: homes, timeout: 2, clock: ManualClock(start: Date().timeIntervalSince1970),
-                                     localTime: GlibcLocalTime(), reportIntervalS: 1)
+            let adapter = HSLAdapter(
+                transport: InProcessTransport(sim), baseURL: "http://sim.test/homesmartlink", clientId: client,
+                clientSecret: cloud.clientSecret, homes: homes, timeout: 2, clock: ManualClock(start: Date().timeIntervalSince1970),
+                localTime: GlibcLocalTime(), reportIntervalS: 1)
             let devices = try await adapter.fetchDevices()
             XCTAssertEqual(Set(devices.map(\.vendorId)), Set(homes), name)
             for d in devices {

@@ -1,8 +1,9 @@
 import HeatbridgeCore
 import HeatbridgeTesting
 import Synchronization
-@testable import VendorPodero
 import XCTest
+
+@testable import VendorPodero
 
 /// A clock that stands still unless the test moves it, whose sleeps return at once (the session tests only ask whether a token is still fresh).
 final class StandingClock: Clock {
@@ -25,26 +26,38 @@ final class PoderoAdapterTests: XCTestCase {
     ]
 
     /// Token endpoint plus a small API; `apiStatus` lets a test refuse API calls.
-    static func transport(apiStatus: @escaping @Sendable (HTTPRequest) -> Int = { _ in 200 }, tokenStatus: Int = 200,
-                          expiresIn: Double = 36_000) -> ScriptedTransport {
+    static func transport(
+        apiStatus: @escaping @Sendable (HTTPRequest) -> Int = { _ in 200 }, tokenStatus: Int = 200,
+        expiresIn: Double = 36_000
+    ) -> ScriptedTransport {
         let issued = Mutex(0)
         return ScriptedTransport { r in
             if r.url == "https://p.test/oauth2/token/" {
                 guard tokenStatus == 200 else { return .success(HTTPResponse(status: tokenStatus, body: Array(#"{"error":"invalid_client"}"#.utf8))) }
-                let n = issued.withLock { $0 += 1; return $0 }
-                return .success(HTTPResponse(status: 200, body: Array(#"{"access_token":"tok\#(n)","expires_in":\#(Int(expiresIn)),"token_type":"Bearer"}"#.utf8)))
+                let n = issued.withLock {
+                    $0 += 1
+                    return $0
+                }
+                return .success(
+                    HTTPResponse(status: 200, body: Array(#"{"access_token":"tok\#(n)","expires_in":\#(Int(expiresIn)),"token_type":"Bearer"}"#.utf8))
+                )
             }
             let status = apiStatus(r)
             if status != 200 { return .success(HTTPResponse(status: status, body: Array(#"{"detail":"nope from cloud"}"#.utf8))) }
-            if r.url.hasSuffix("/org/o1/users") { return .success(HTTPResponse(status: 200, body: Array(#"[{"id":"u1"},{"id":"u2","deleted_at":"2026-01-01T00:00:00Z"}]"#.utf8))) }
+            if r.url.hasSuffix("/org/o1/users") {
+                return .success(HTTPResponse(status: 200, body: Array(#"[{"id":"u1"},{"id":"u2","deleted_at":"2026-01-01T00:00:00Z"}]"#.utf8)))
+            }
             if r.url.hasSuffix("/org/o1/users/u1/heat-pumps") { return .success(HTTPResponse(status: 200, body: JSONValue.array([heatPump]).bytes)) }
             return .success(HTTPResponse(status: 200, body: Array("{}".utf8)))
         }
     }
 
-    func adapter(_ t: ScriptedTransport, clock: StandingClock = StandingClock(), persistence: TokenPersistence = .none) -> (PoderoAdapter, PoderoSession) {
-        let session = PoderoSession(transport: t, tokenURL: PoderoWire.tokenURL(forBase: "https://p.test/api/partners/v2.0"), clientId: "cid",
-                                    clientSecret: "s3cret", timeout: 2, clock: clock, persistence: persistence)
+    func adapter(_ t: ScriptedTransport, clock: StandingClock = StandingClock(), persistence: TokenPersistence = .none) -> (
+        PoderoAdapter, PoderoSession
+    ) {
+        let session = PoderoSession(
+            transport: t, tokenURL: PoderoWire.tokenURL(forBase: "https://p.test/api/partners/v2.0"), clientId: "cid",
+            clientSecret: "s3cret", timeout: 2, clock: clock, persistence: persistence)
         let client = PoderoClient(transport: t, baseURL: "https://p.test/api/partners/v2.0", orgId: "o1", session: session, timeout: 2)
         return (PoderoAdapter(client: client, allowList: nil, clock: clock), session)
     }
@@ -52,7 +65,11 @@ final class PoderoAdapterTests: XCTestCase {
     /// Behind a relay: no token request, no Authorization header, and a 401 is not retried with a new token
     /// (the box has none to renew) but reported as the relay refusing the certificate.
     func testBehindARelayNoTokenIsAskedAndA401NamesTheCertificate() async {
-        let t = ScriptedTransport { _ in .success(HTTPResponse(status: 401, body: Array(#"{"detail":"relay: a valid box certificate is required (FAILED:certificate has expired)"}"#.utf8))) }
+        let t = ScriptedTransport { _ in
+            .success(
+                HTTPResponse(
+                    status: 401, body: Array(#"{"detail":"relay: a valid box certificate is required (FAILED:certificate has expired)"}"#.utf8)))
+        }
         let client = PoderoClient(transport: t, baseURL: "https://relay.test/podero/api/partners/v2.0", orgId: "o1", session: nil, timeout: 2)
         do {
             _ = try await client.request("GET", PoderoWire.Path.users("o1"))
@@ -140,7 +157,13 @@ final class PoderoAdapterTests: XCTestCase {
     func testA401RenewsOnceThenFailsAsAuth() async throws {
         // The first API call is refused (revoked token), the retry with a new token succeeds.
         let refusedOnce = Mutex(false)
-        let t = Self.transport(apiStatus: { _ in refusedOnce.withLock { if $0 { return 200 }; $0 = true; return 401 } })
+        let t = Self.transport(apiStatus: { _ in
+            refusedOnce.withLock {
+                if $0 { return 200 }
+                $0 = true
+                return 401
+            }
+        })
         let (a, session) = adapter(t)
         _ = try await a.fetchDevices()
         let count = await session.tokensIssued
@@ -171,10 +194,12 @@ final class PoderoAdapterTests: XCTestCase {
 
     func testCloudErrorsKeepTheCloudsWords() async throws {
         let device = DeviceSnapshot(id: "podero-hp1", vendorId: "hp1", online: true, attributes: ["owner_id": "u1"], nodes: ["hp": Self.heatPump])
-        for (status, code) in [(409, ResultCode.conflict), (422, .cloudRejected), (403, .forbidden), (503, .cloudUnavailable), (404, .cloudRejected)] {
+        for (status, code) in [(409, ResultCode.conflict), (422, .cloudRejected), (403, .forbidden), (503, .cloudUnavailable), (404, .cloudRejected)]
+        {
             let (a, _) = adapter(Self.transport(apiStatus: { $0.method == "PUT" ? status : 200 }))
-            let cmd = Command(id: "c", device: device.id, node: "hp", capability: "pause", params: ["duration_min": 30], source: "mqtt",
-                              receivedAt: 0, validUntil: .infinity)
+            let cmd = Command(
+                id: "c", device: device.id, node: "hp", capability: "pause", params: ["duration_min": 30], source: "mqtt",
+                receivedAt: 0, validUntil: .infinity)
             do {
                 _ = try await a.execute(cmd, device: device)
                 XCTFail("no error for \(status)")
@@ -183,18 +208,21 @@ final class PoderoAdapterTests: XCTestCase {
                 XCTAssertTrue(error.message.contains("nope from cloud"), error.message)
             }
         }
-        XCTAssertEqual(PoderoWire.errorDetail(PoderoWire.validationBody(field: "optimization_level", "Input should be 'Low'")),
-                       "optimization_level: Input should be 'Low'")
+        XCTAssertEqual(
+            PoderoWire.errorDetail(PoderoWire.validationBody(field: "optimization_level", "Input should be 'Low'")),
+            "optimization_level: Input should be 'Low'")
     }
 
     func testPartialBodiesCarryOnlyTheNamedFields() async throws {
         let clock = StandingClock()
         let t = Self.transport()
         let (a, _) = adapter(t, clock: clock)
-        let device = DeviceSnapshot(id: "podero-hp1", vendorId: "hp1", online: true, attributes: ["owner_id": "u1"], nodes: ["hp": PoderoAdapterTests.heatPumpNode])
+        let device = DeviceSnapshot(
+            id: "podero-hp1", vendorId: "hp1", online: true, attributes: ["owner_id": "u1"], nodes: ["hp": PoderoAdapterTests.heatPumpNode])
         func run(_ cap: String, _ body: JSONValue) async throws -> JSONValue {
             let params = try a.validate(node: "hp", capability: cap, body: body.objectValue!, device: device)
-            let cmd = Command(id: "c", device: device.id, node: "hp", capability: cap, params: params, source: "mqtt", receivedAt: 0, validUntil: .infinity)
+            let cmd = Command(
+                id: "c", device: device.id, node: "hp", capability: cap, params: params, source: "mqtt", receivedAt: 0, validUntil: .infinity)
             _ = try await a.execute(cmd, device: device)
             let put = try XCTUnwrap(t.requests.withLock { $0.last })
             XCTAssertEqual(put.method, "PUT")

@@ -1,17 +1,21 @@
 import HeatbridgeCore
 import HeatbridgeTesting
-@testable import VendorPodero
 import XCTest
+
+@testable import VendorPodero
 
 /// The capability table: every capability of the heat pump node is one complete handler, and everything that names
 /// a capability (Home Assistant's entities, leases, trigger checks) names a registered one.
 final class PoderoCapabilityTests: XCTestCase {
-    let state: JSONValue = ["optimization": ["active": true, "level": "mid"], "comfort": ["min": 19, "max": 21.5],
-                            "dhw": ["standard": 48, "minimum": 40]]
+    let state: JSONValue = [
+        "optimization": ["active": true, "level": "mid"], "comfort": ["min": 19, "max": 21.5],
+        "dhw": ["standard": 48, "minimum": 40],
+    ]
 
     func input(_ body: [String: JSONValue]) -> ValidationInput {
-        ValidationInput(body: body, node: PoderoAdapter.node,
-                        device: DeviceSnapshot(id: "podero-x", vendorId: "x", online: true, nodes: [PoderoAdapter.node: state]), now: 1_800_000_000)
+        ValidationInput(
+            body: body, node: PoderoAdapter.node,
+            device: DeviceSnapshot(id: "podero-x", vendorId: "x", online: true, nodes: [PoderoAdapter.node: state]), now: 1_800_000_000)
     }
 
     func testEveryCapabilityIsRegisteredOnce() {
@@ -38,9 +42,11 @@ final class PoderoCapabilityTests: XCTestCase {
     }
 
     func testEveryEntityCommandsARegisteredCapability() {
-        let adapter = PoderoAdapter(client: PoderoClient(transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) },
-                                                         baseURL: "https://x", orgId: "o", session: nil, timeout: 1),
-                                    allowList: nil, clock: ManualClock())
+        let adapter = PoderoAdapter(
+            client: PoderoClient(
+                transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) },
+                baseURL: "https://x", orgId: "o", session: nil, timeout: 1),
+            allowList: nil, clock: ManualClock())
         let exposes = adapter.exposes(node: PoderoAdapter.node, state: state, capabilities: adapter.capabilities(of: PoderoAdapter.node))
         var used: Set<String> = []
         for e in exposes {

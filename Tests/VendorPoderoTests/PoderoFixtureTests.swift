@@ -15,8 +15,9 @@ final class PoderoFixtureTests: XCTestCase {
         XCTAssertFalse(sets.isEmpty)
         for (name, files) in sets {
             var cloud = PoderoCloud.defaultScenario(now: Date().timeIntervalSince1970)
-            let org = try XCTUnwrap(files.compactMap { try? JSONValue.parse($0)["request"]?.stringValue }
-                .compactMap { $0.split(separator: "/").dropFirst().first == "org" ? String($0.split(separator: "/")[2]) : nil }.first)
+            let org = try XCTUnwrap(
+                files.compactMap { try? JSONValue.parse($0)["request"]?.stringValue }
+                    .compactMap { $0.split(separator: "/").dropFirst().first == "org" ? String($0.split(separator: "/")[2]) : nil }.first)
             cloud.orgId = org
             cloud.users = []
             cloud.heatPumps = [:]
@@ -26,10 +27,12 @@ final class PoderoFixtureTests: XCTestCase {
             let transport = InProcessTransport(sim)
             let base = "http://sim.test/podero" + PoderoWire.apiPrefix
             let clock = ManualClock(start: Date().timeIntervalSince1970)
-            let session = PoderoSession(transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
-                                        clientSecret: cloud.clientSecret, timeout: 2, clock: clock)
-            let adapter = PoderoAdapter(client: PoderoClient(transport: transport, baseURL: base, orgId: org, session: session, timeout: 2),
-                                        allowList: nil, clock: clock)
+            let session = PoderoSession(
+                transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
+                clientSecret: cloud.clientSecret, timeout: 2, clock: clock)
+            let adapter = PoderoAdapter(
+                client: PoderoClient(transport: transport, baseURL: base, orgId: org, session: session, timeout: 2),
+                allowList: nil, clock: clock)
             let devices = try await adapter.fetchDevices()
             XCTAssertFalse(devices.isEmpty, "\(name): no heat pump read from the recording")
             for d in devices {

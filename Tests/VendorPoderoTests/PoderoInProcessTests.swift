@@ -12,8 +12,9 @@ final class PoderoInProcessTests: XCTestCase {
         let sim = Simulator(bosch: .defaultScenario(), podero: cloud)
         let transport = InProcessTransport(sim)
         let base = "http://sim.test/podero" + PoderoWire.apiPrefix
-        let session = PoderoSession(transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
-                                    clientSecret: cloud.clientSecret, timeout: 2, clock: ManualClock(start: Date().timeIntervalSince1970))
+        let session = PoderoSession(
+            transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
+            clientSecret: cloud.clientSecret, timeout: 2, clock: ManualClock(start: Date().timeIntervalSince1970))
         let client = PoderoClient(transport: transport, baseURL: base, orgId: cloud.orgId, session: session, timeout: 2)
         let adapter = PoderoAdapter(client: client, allowList: nil, clock: ManualClock(start: Date().timeIntervalSince1970))
         let devices = try await adapter.fetchDevices()
@@ -21,8 +22,9 @@ final class PoderoInProcessTests: XCTestCase {
         XCTAssertTrue(hp.id.hasPrefix("podero-"))
         XCTAssertNotNil(hp.nodes[PoderoAdapter.node])
         let params = try adapter.validate(node: PoderoAdapter.node, capability: "optimization", body: ["level": "Low"], device: hp)
-        let command = Command(id: "p1", device: hp.id, node: PoderoAdapter.node, capability: "optimization", params: params, source: .mqtt,
-                              receivedAt: 0, validUntil: .infinity)
+        let command = Command(
+            id: "p1", device: hp.id, node: PoderoAdapter.node, capability: "optimization", params: params, source: .mqtt,
+            receivedAt: 0, validUntil: .infinity)
         _ = try await adapter.execute(command, device: hp)
         let stored = await sim.handle(method: "GET", path: "/admin/state", headers: [:], body: [])
         let state = try JSONValue.parse(stored.body)
@@ -51,12 +53,14 @@ final class PoderoFleetTests: XCTestCase {
         let transport = Paths(InProcessTransport(sim))
         let base = "http://sim.test/podero" + PoderoWire.apiPrefix
         let clock = ManualClock(start: start)
-        let session = PoderoSession(transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
-                                    clientSecret: cloud.clientSecret, timeout: 2, clock: clock)
+        let session = PoderoSession(
+            transport: transport, tokenURL: PoderoWire.tokenURL(forBase: base), clientId: cloud.clientId,
+            clientSecret: cloud.clientSecret, timeout: 2, clock: clock)
         let client = PoderoClient(transport: transport, baseURL: base, orgId: cloud.orgId, session: session, timeout: 2)
         let hp = "3b1f6c2e-8d4a-4e0b-9a61-1c2d3e4f5a6b"
-        let adapter = PoderoAdapter(client: client, allowList: [hp, "not-ours"], clock: clock,
-                                    companyWide: CompanyWideReads(clock: clock, boxes: 1, perSecond: 1, random: { 0.5 }))
+        let adapter = PoderoAdapter(
+            client: client, allowList: [hp, "not-ours"], clock: clock,
+            companyWide: CompanyWideReads(clock: clock, boxes: 1, perSecond: 1, random: { 0.5 }))
         func poll() async throws -> [DeviceSnapshot] {
             if let at = await adapter.nextBackgroundRead(), at <= clock.now() { await adapter.backgroundRead() }
             return try await adapter.fetchDevices()

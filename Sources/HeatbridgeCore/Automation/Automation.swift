@@ -69,8 +69,9 @@ final class Automation {
             return host.timers.schedule(.lease(key), at: now + 1)
         }
         let lapsed = lease.renewBy.map { $0 < lease.until && now >= $0 } ?? false
-        logger.info(lapsed ? "lease lapsed (not renewed): restoring" : "lease ended: restoring",
-                    metadata: ["target": "\(key)", "id": "\(lease.commandId)"])
+        logger.info(
+            lapsed ? "lease lapsed (not renewed): restoring" : "lease ended: restoring",
+            metadata: ["target": "\(key)", "id": "\(lease.commandId)"])
         saveLease(nil, key: key, host: host)
         // A lease whose command has not run yet still restores: the command may run later, the restore after it.
         if let restore = LeaseBook.restoreCommand(lease) { host.submit(restore) }
@@ -90,8 +91,10 @@ final class Automation {
     func startTriggers(host: isolated some AutomationHost) {
         host.timers.cancelAll { if case .trigger = $0 { return true } else { return false } }
         let persisted = host.localSettings
-        apply(triggers.start(rules: host.settings.behaviour.triggers, persisted: { persisted[$0] }, now: clock.now(),
-                             localTime: host.settings.localTime), host: host)
+        apply(
+            triggers.start(
+                rules: host.settings.behaviour.triggers, persisted: { persisted[$0] }, now: clock.now(),
+                localTime: host.settings.localTime), host: host)
         if host.mqttConnected { for topic in triggers.conditionTopics { host.subscribe(topic) } }
         publishTriggers(host: host)
     }
@@ -108,8 +111,9 @@ final class Automation {
             if let state = triggers.states[name] { host.saveSetting(TriggerEngine.storageKey(name), state.json, what: "trigger state") }
         }
         for (name, missed) in o.skipped {
-            logger.notice("trigger time missed while the daemon was down; skipped",
-                          metadata: ["trigger": "\(name)", "missed": "\(Timestamp.iso8601(missed))"])
+            logger.notice(
+                "trigger time missed while the daemon was down; skipped",
+                metadata: ["trigger": "\(name)", "missed": "\(Timestamp.iso8601(missed))"])
         }
         for (name, at) in o.timers { host.timers.schedule(.trigger(name), at: at) }
         for (rule, reason) in o.fires {
@@ -122,8 +126,12 @@ final class Automation {
     func fire(_ rule: TriggerRule, reason: String, host: isolated some AutomationHost) {
         let now = clock.now()
         let command = TriggerEngine.submission(rule, now: now)
-        logger.info("trigger fired", metadata: ["trigger": "\(rule.name)", "target": "\(rule.action.target)", "reason": "\(reason)",
-                                                "id": "\(command.id)"])
+        logger.info(
+            "trigger fired",
+            metadata: [
+                "trigger": "\(rule.name)", "target": "\(rule.action.target)", "reason": "\(reason)",
+                "id": "\(command.id)",
+            ])
         do { try store.recordTriggerFire(name: rule.name, at: now, commandId: command.id, reason: reason) } catch {
             logger.error("cannot audit trigger firing", metadata: ["trigger": "\(rule.name)", "error": "\(error)"])
         }
@@ -139,13 +147,18 @@ final class Automation {
     /// After each successful read of a device: the legionella watch.
     func watchLegionella(_ snapshot: DeviceSnapshot, account: AccountRuntime, now: EpochSeconds, host: isolated some AutomationHost) {
         let hotWater = snapshot.nodes.compactMap { node, state in account.adapter.hotWaterTarget(node: node, state: state).map { (node, $0) } }
-        let o = host.limits.observe(device: snapshot.id, hotWater: hotWater.sorted { $0.0 < $1.0 },
-                               canCharge: { account.adapter.capabilities(of: $0).contains(HotWaterCharge.capability) }, now: now)
+        let o = host.limits.observe(
+            device: snapshot.id, hotWater: hotWater.sorted { $0.0 < $1.0 },
+            canCharge: { account.adapter.capabilities(of: $0).contains(HotWaterCharge.capability) }, now: now)
         for (key, value) in o.saves { host.saveSetting(key, value, what: "the legionella watch") }
         for (node, since) in o.charge {
-            logger.warning("hot water low for too long: charging it", metadata: ["target": "\(snapshot.id)/\(node)", "since": "\(Timestamp.iso8601(since))"])
-            host.submit(Submission(target: Target(device: snapshot.id, node: node, capability: HotWaterCharge.capability), id: "limit-legionella-\(Int64(now * 1000))",
-                              body: ["action": "start"], source: .limit("legionella")))
+            logger.warning(
+                "hot water low for too long: charging it", metadata: ["target": "\(snapshot.id)/\(node)", "since": "\(Timestamp.iso8601(since))"])
+            host.submit(
+                Submission(
+                    target: Target(device: snapshot.id, node: node, capability: HotWaterCharge.capability),
+                    id: "limit-legionella-\(Int64(now * 1000))",
+                    body: ["action": "start"], source: .limit("legionella")))
         }
     }
 

@@ -33,7 +33,9 @@ struct AccountBook {
     var lostAccess: [String: String] = [:]
 
     /// Records `state`; `since` moves only when the state changes. Returns the previous status.
-    mutating func set(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds?, now: EpochSeconds) -> (previous: Status?, current: Status) {
+    mutating func set(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds?, now: EpochSeconds) -> (
+        previous: Status?, current: Status
+    ) {
         let previous = status[name]
         let since = previous?.state == state ? previous!.since : now
         let current = Status(state: state, since: since, retryAt: retryAt, error: error)
@@ -51,7 +53,8 @@ struct AccountBook {
 
     /// The retained payload of an account; `keyExpiry` adds when its credential expires and a warning close to it.
     /// `notVisible`: devices in the account's scope that its last poll did not return.
-    static func payload(_ s: Status, keyExpiry: EpochSeconds?, notVisible: [String] = [], now: EpochSeconds) -> (payload: JSONValue, warning: String?) {
+    static func payload(_ s: Status, keyExpiry: EpochSeconds?, notVisible: [String] = [], now: EpochSeconds) -> (payload: JSONValue, warning: String?)
+    {
         var o: [String: JSONValue] = [
             "state": .string(s.state.rawValue), "since": .string(Timestamp.iso8601(s.since)),
             "retry_at": .string(s.retryAt.map(Timestamp.iso8601)), "error": .string(s.error),
@@ -88,8 +91,10 @@ struct AccountBook {
         var perAccount: [String: JSONValue] = [:]
         for name in accounts {
             let s = stats[name] ?? Stats()
-            perAccount[name] = ["polls": .int(s.polls), "commands": .int(s.commands), "errors": .int(s.errors),
-                                "rate_limited": .int(s.rateLimited)]
+            perAccount[name] = [
+                "polls": .int(s.polls), "commands": .int(s.commands), "errors": .int(s.errors),
+                "rate_limited": .int(s.rateLimited),
+            ]
         }
         return .object(perAccount)
     }

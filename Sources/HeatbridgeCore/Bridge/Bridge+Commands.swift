@@ -70,8 +70,10 @@ extension Bridge: CommandHost {
 
     func publishLastResult(_ summary: JSONValue) { retained.publish(topics.bridgeLastResult, summary) }
 
-    func answerLocally(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
-                       validFor: Double, source: CommandSource, inbound: Inbound?) -> Bool {
+    func answerLocally(
+        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
+        validFor: Double, source: CommandSource, inbound: Inbound?
+    ) -> Bool {
         LocalAnswers.answer(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: self)
     }
 

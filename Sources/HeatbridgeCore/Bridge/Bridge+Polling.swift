@@ -34,7 +34,10 @@ extension Bridge: PollHost {
         var changedList = !gone.isEmpty
         var changed = anyMissing
         for s in snapshots {
-            if devices[s.id] == nil { changedList = true; book.lostAccess[s.id] = nil }
+            if devices[s.id] == nil {
+                changedList = true
+                book.lostAccess[s.id] = nil
+            }
             if update(s, account: account, now: now) { changed = true }
         }
         if changedList { publishInfo() }
@@ -47,7 +50,9 @@ extension Bridge: PollHost {
         live.onPoll(&s, account: account, now: now, host: self)
         let (entry, changed) = devices.update(s, account: account, now: now)
         publishDevice(entry, at: now)
-        if entry.snapshot.error == nil, let runtime = accounts[account] { automation.watchLegionella(entry.snapshot, account: runtime, now: now, host: self) }
+        if entry.snapshot.error == nil, let runtime = accounts[account] {
+            automation.watchLegionella(entry.snapshot, account: runtime, now: now, host: self)
+        }
         // Saved on every successful read, not only on change: the row's time is when the cloud last
         // confirmed the state, which is what staleness (and `heatbridge status`) is about.
         do {
@@ -84,8 +89,10 @@ extension Bridge: PollHost {
         let id = e.snapshot.id
         publishDeviceDiscovery(e)
         let now = clock.now()
-        let view = DeviceView(e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: live.staleAfter(account: e.account, host: self),
-                              localTime: settings.localTime) { node, n in
+        let view = DeviceView(
+            e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: live.staleAfter(account: e.account, host: self),
+            localTime: settings.localTime
+        ) { node, n in
             if let l = automation.leases.state(device: id, node: node, now: now) { n["leases"] = l }
             if case .object(var charge)? = n[HotWaterCharge.stateMember] {
                 charge["default_duration_min"] = .int(chargeDefault(id, node))

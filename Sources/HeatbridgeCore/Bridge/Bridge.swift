@@ -56,9 +56,11 @@ public actor Bridge {
 
     /// - Parameter readinessChanged: told when the bridge stops or starts being ready (the store cannot write, or
     ///   writes again), with the reason; the daemon turns it into the service's `STATUS=`.
-    public init(settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
-                processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] },
-                readinessChanged: @escaping @Sendable (_ ready: Bool, _ reason: String?) -> Void = { _, _ in }) {
+    public init(
+        settings: BridgeSettings, mqtt: any MQTTPort, store: any StatePort, clock: any Clock, logger: Logger,
+        processStats: @escaping @Sendable () -> [String: JSONValue] = { [:] },
+        readinessChanged: @escaping @Sendable (_ ready: Bool, _ reason: String?) -> Void = { _, _ in }
+    ) {
         self.readinessChanged = readinessChanged
         self.settings = settings
         self.topics = settings.topics
@@ -120,7 +122,8 @@ public actor Bridge {
     /// Waits until the bridge is ready or `timeoutS` passed; returns whether it is ready.
     public func waitUntilReady(timeoutS: Double) async -> Bool {
         if isReady { return true }
-        let ready = self.ready, clock = self.clock
+        let ready = self.ready
+        let clock = self.clock
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await ready.wait() }
             group.addTask { try? await clock.sleep(seconds: timeoutS) }
@@ -160,8 +163,10 @@ public actor Bridge {
     /// Applies a reloaded config's accounts and behaviour without touching the MQTT connection. Devices of
     /// removed accounts go offline and their retained topics are cleared.
     /// `configHash`/`configDocument`: the reloaded file's (nil keeps the current ones).
-    public func reconfigure(accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour, configHash: String? = nil,
-                            configDocument: JSONValue? = nil) {
+    public func reconfigure(
+        accounts newAccounts: [AccountRuntime], behaviour: BridgeBehaviour, configHash: String? = nil,
+        configDocument: JSONValue? = nil
+    ) {
         stopPolling()
         if let configHash { settings.configHash = configHash }
         if let configDocument { settings.configDocument = configDocument }
@@ -282,8 +287,12 @@ public actor Bridge {
             if state == .ready || state == .starting {
                 logger.info("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)"])
             } else {
-                logger.warning("account state", metadata: ["account": "\(name)", "state": "\(state.rawValue)",
-                                                            "error": "\(error ?? "")"])
+                logger.warning(
+                    "account state",
+                    metadata: [
+                        "account": "\(name)", "state": "\(state.rawValue)",
+                        "error": "\(error ?? "")",
+                    ])
             }
             publishInfo()
         }

@@ -13,8 +13,10 @@ public struct AccountRuntime: Sendable {
     /// `push:`: the account takes pushed events (its adapter is `PushDecoding`); nil polls only.
     public var push: PushSettings?
 
-    public init(name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter,
-                scope: [String]? = nil, push: PushSettings? = nil) {
+    public init(
+        name: String, vendor: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, adapter: any VendorAdapter,
+        scope: [String]? = nil, push: PushSettings? = nil
+    ) {
         self.push = push
         self.name = name
         self.vendor = vendor
@@ -43,10 +45,12 @@ public struct BridgeSettings: Sendable {
     /// How `log_level` requests change the level (nil: they are refused `UNSUPPORTED`).
     public var logLevel: LogLevelControl?
 
-    public init(topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
-                localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil,
-                maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes, configDocument: JSONValue? = nil,
-                logLevel: LogLevelControl? = nil) {
+    public init(
+        topics: TopicLayout, version: String, configHash: String, behaviour: BridgeBehaviour, accounts: [AccountRuntime],
+        localTime: any LocalTime = FixedOffsetTime(offsetS: 0), discovery: HomeAssistantDiscovery? = nil,
+        maxPayloadBytes: Int = MQTTConfig.defaultMaxPayloadBytes, configDocument: JSONValue? = nil,
+        logLevel: LogLevelControl? = nil
+    ) {
         self.maxPayloadBytes = maxPayloadBytes
         self.configDocument = configDocument
         self.logLevel = logLevel

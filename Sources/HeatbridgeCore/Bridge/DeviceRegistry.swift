@@ -76,8 +76,10 @@ struct DeviceRegistry {
     }
 
     /// Device-level keys the bridge sets itself; everything else in a cached state is the adapter's.
-    static let commonDeviceKeys: Set<String> = ["vendor", "vendor_id", "account", "model", "online", "nodes", "source",
-                                                "stale", "error", "updated_at"]
+    static let commonDeviceKeys: Set<String> = [
+        "vendor", "vendor_id", "account", "model", "online", "nodes", "source",
+        "stale", "error", "updated_at",
+    ]
 
     /// An entry from the store's cache, as it was last read from the cloud.
     static func entry(cached c: CachedDevice) -> Entry {
@@ -96,9 +98,10 @@ struct DeviceRegistry {
         var state: [String: JSONValue] = snap.attributes
         state["vendor_id"] = .string(snap.vendorId)
         state["model"] = .string(snap.model)
-        return CachedDevice(deviceId: snap.id, account: e.account, state: .object(state),
-                            availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: e.updatedAt,
-                            schedules: snap.schedules.mapValues(\.json))
+        return CachedDevice(
+            deviceId: snap.id, account: e.account, state: .object(state),
+            availability: snap.online.map { $0 ? "online" : "offline" }, nodes: snap.nodes, updatedAt: e.updatedAt,
+            schedules: snap.schedules.mapValues(\.json))
     }
 }
 
@@ -113,8 +116,10 @@ struct DeviceView {
     var nextSwitch: EpochSeconds?
 
     /// `extras(node)` are bridge-side node fields (leases, charge defaults) merged into the node state.
-    init(_ e: DeviceRegistry.Entry, vendor: String?, now: EpochSeconds, staleAfterS: Double, localTime: any LocalTime,
-         extras: (String, inout [String: JSONValue]) -> Void) {
+    init(
+        _ e: DeviceRegistry.Entry, vendor: String?, now: EpochSeconds, staleAfterS: Double, localTime: any LocalTime,
+        extras: (String, inout [String: JSONValue]) -> Void
+    ) {
         let s = e.snapshot
         let stale = now - e.updatedAt > staleAfterS
         var o = s.attributes

@@ -62,7 +62,8 @@ struct RetainedTopics {
             pendingClears.remove(topic)
         }
         for (topic, payload) in payloads.sorted(by: { a, b in
-            let ca = first.map { a.key.hasPrefix($0) } ?? false, cb = first.map { b.key.hasPrefix($0) } ?? false
+            let ca = first.map { a.key.hasPrefix($0) } ?? false
+            let cb = first.map { b.key.hasPrefix($0) } ?? false
             return ca != cb ? ca : a.key < b.key
         }) {
             mqtt.publish(topic: topic, payload: payload, qos: 1, retain: true)

@@ -18,8 +18,10 @@ protocol CommandHost: Actor {
     func wake(_ device: String, at: EpochSeconds)
     /// A command answered by the bridge itself (no cloud call), e.g. the energy history or the charge duration;
     /// true when `target` is one and it has been answered.
-    func answerLocally(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
-                       validFor: Double, source: CommandSource, inbound: Inbound?) -> Bool
+    func answerLocally(
+        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
+        validFor: Double, source: CommandSource, inbound: Inbound?
+    ) -> Bool
     /// The duration of a charge that names none.
     func chargeDefault(_ device: String, _ node: String) -> Int
 

@@ -57,7 +57,7 @@ public enum CommandIntake {
                 return reject(nil, .invalidPayload, "command must be a JSON object")
             }
             body = o
-        } catch where error.overLimit {
+        } catch  where error.overLimit {
             return reject(nil, .payloadTooLarge, "payload is too complex: \(error)")
         } catch {
             return reject(nil, .invalidPayload, "payload is not JSON: \(error)")
@@ -69,8 +69,11 @@ public enum CommandIntake {
             } else if case .number = v {
                 // Ids are strings: a number would come back as a string (4711 → "4711") and a client matching
                 // results by JSON value would miss it. Refused, with the id echoed exactly as sent.
-                return .rejected(target, id: nil, CommandRejection(.invalidPayload, "\"id\" must be a string: send \"\(v.serialized)\" instead of \(v.serialized)",
-                                                                   idAsSent: v), clearRetained: m.retained)
+                return .rejected(
+                    target, id: nil,
+                    CommandRejection(
+                        .invalidPayload, "\"id\" must be a string: send \"\(v.serialized)\" instead of \(v.serialized)",
+                        idAsSent: v), clearRetained: m.retained)
             } else {
                 return reject(nil, .invalidPayload, "\"id\" must be a non-empty string of at most \(maxIdBytes) bytes")
             }

@@ -31,7 +31,10 @@ final class CommandPipeline {
     }
 
     /// Validates a command and accepts or rejects it; every outcome is a result on the target's result topic.
-    func submit(_ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, source: CommandSource, now: EpochSeconds, host: isolated some CommandHost) {
+    func submit(
+        _ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, source: CommandSource, now: EpochSeconds,
+        host: isolated some CommandHost
+    ) {
         func refuse(_ r: CommandRejection) { reject(target, id: id, r, source: source, inbound: inbound, host: host) }
         let validFor: Double
         switch CommandIntake.validity(body, default: host.settings.behaviour.validFor(target.capability)) {
@@ -70,7 +73,8 @@ final class CommandPipeline {
         }
         let facts = account.adapter.facts(node: node, capability: capability, params: normalised)
         if let r = host.limits.check(device: device, node: node, facts: facts, source: source, now: now) { return refuse(r) }
-        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source, host: host) else { return }
+        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source, host: host)
+        else { return }
         if let lease, let restore {
             let value = queue.pendingValue(device, node, capability, over: restore, before: command.id)
             host.startLease(command, request: lease, restore: value, now: now, group: nil)
@@ -86,8 +90,10 @@ final class CommandPipeline {
     /// A validated command: recognised as a broker redelivery, or stored with its `accepted` result (in one
     /// transaction) and queued; `STORE_FAILED` when the store refuses it.
     @discardableResult
-    func accept(_ target: Target, id: String?, params: JSONValue, inbound: Inbound?, now: EpochSeconds, validFor: Double,
-                source: CommandSource, host: isolated some CommandHost) -> Command? {
+    func accept(
+        _ target: Target, id: String?, params: JSONValue, inbound: Inbound?, now: EpochSeconds, validFor: Double,
+        source: CommandSource, host: isolated some CommandHost
+    ) -> Command? {
         if let id, source == .mqtt, let prior = try? store.priorCommand(id: id, since: now - Self.idReuseWindowS) {
             if prior.isSame(target, params: params) {
                 // The same command again: a broker redelivery (stored just before a crash let the daemon
@@ -98,16 +104,24 @@ final class CommandPipeline {
                 outbox.repeated(prior, target: target, id: id, inbound: inbound, at: now)
                 return nil
             }
-            reject(target, id: id, CommandRejection(.duplicateId, "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"),
-                   source: source, inbound: inbound, host: host)
+            reject(
+                target, id: id,
+                CommandRejection(
+                    .duplicateId,
+                    "id \"\(id)\" was already used at \(Timestamp.iso8601(prior.command.receivedAt)) by a command for \(prior.command.target) with other parameters; ids must be unique for 24 h"
+                ),
+                source: source, inbound: inbound, host: host)
             return nil
         }
-        let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-                              params: params, source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? inbound?.reply : nil)
+        let command = Command(
+            id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
+            params: params, source: source, receivedAt: now, validUntil: now + validFor,
+            reply: source == .mqtt ? inbound?.reply : nil)
         guard emitted(outbox.accepted(command, inbound: inbound, at: now, extra: ResultOutbox.sourceExtra(source)), host: host) else {
-            reject(target, id: command.id,
-                   CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source, inbound: inbound, host: host)
+            reject(
+                target, id: command.id,
+                CommandRejection(.storeFailed, "command could not be stored (disk full or I/O error); it was not run"), source: source,
+                inbound: inbound, host: host)
             return nil
         }
         logger.info("command accepted", metadata: ["id": "\(command.id)", "target": "\(target)"])
@@ -123,14 +137,18 @@ final class CommandPipeline {
 
     // MARK: results
 
-    func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt, inbound: Inbound? = nil, host: isolated some CommandHost) {
+    func reject(
+        _ target: Target, id: String?, _ r: CommandRejection, source: CommandSource = .mqtt, inbound: Inbound? = nil, host: isolated some CommandHost
+    ) {
         let cid = id ?? CommandIntake.newId()
         logger.notice("command rejected", metadata: ["id": "\(cid)", "code": "\(r.code)", "reason": "\(r.message)", "source": "\(source)"])
         emitted(outbox.rejected(target, id: cid, r, source: source, inbound: inbound, at: clock.now()), host: host)
     }
 
     /// Records `c` (already carrying its new status) together with its result, then publishes the result.
-    func publishResult(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:], host: isolated some CommandHost) {
+    func publishResult(
+        _ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:], host: isolated some CommandHost
+    ) {
         emitted(outbox.result(c, status, code: code, message: message, extra: extra, at: clock.now()), host: host)
     }
 
@@ -153,7 +171,10 @@ final class CommandPipeline {
         host.noteStore(outbox.recordUnrecorded())
     }
 
-    func finish(_ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:], host: isolated some CommandHost) {
+    func finish(
+        _ original: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue] = [:],
+        host: isolated some CommandHost
+    ) {
         var c = original
         c.status = status
         queue.transientFailures[c.id] = nil
@@ -173,7 +194,9 @@ final class CommandPipeline {
                 // A newer command for the same target was accepted after it (and may have finished): running the
                 // older one now would undo it. As in the live queue, the older one is superseded.
                 if let newer = try store.newerCommand(than: c) {
-                    finish(c, .expired, code: .superseded, message: "superseded by command \(newer), accepted after it (found when resuming after a restart)", host: host)
+                    finish(
+                        c, .expired, code: .superseded,
+                        message: "superseded by command \(newer), accepted after it (found when resuming after a restart)", host: host)
                 } else {
                     open.append(c)
                 }
@@ -204,8 +227,9 @@ final class CommandPipeline {
             // Every command waiting for this device says so, not only the first in line; retry_at is the
             // account's next try, the command itself runs as soon as the account is back.
             for q in queue.markQueued(device) {
-                publishResult(q, .queued, code: code, message: "account \(account) is \(status.state.rawValue)\(status.error.map { ": \($0)" } ?? "")",
-                              extra: ["retry_at": .string(Timestamp.iso8601(retryAt))], host: host)
+                publishResult(
+                    q, .queued, code: code, message: "account \(account) is \(status.state.rawValue)\(status.error.map { ": \($0)" } ?? "")",
+                    extra: ["retry_at": .string(Timestamp.iso8601(retryAt))], host: host)
             }
             // Wake for expiry; recovery wakes it through setAccount(.ready).
             host.wake(device, at: now + max(0.05, first.validUntil - now + 0.01))
@@ -238,7 +262,8 @@ final class CommandPipeline {
         if c.attempts > 0 {
             let applied: Bool?
             do {
-                applied = try await RequestPriority.with(.readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) })
+                applied = try await RequestPriority.with(
+                    .readBack, { () async throws(CloudError) in try await account.adapter.confirm(c, device: entry.snapshot) })
             } catch {
                 logger.notice("read-back failed; the command is not sent blind", metadata: ["id": "\(c.id)", "error": "\(error)"])
                 return failed(&c, error, account: account, afterSend: false, host: host)
@@ -248,9 +273,13 @@ final class CommandPipeline {
                 return finish(c, .done, code: nil, message: "confirmed by read-back after an unanswered attempt", host: host)
             }
             if applied == nil && !account.adapter.resendWhenUnconfirmed(c) {
-                logger.warning("command in doubt: it may have reached the cloud, which cannot be read back; not sent again", metadata: ["id": "\(c.id)"])
-                return finish(c, .failed, code: .inDoubt,
-                              message: "it may have reached \(account.adapter.vendor) (an attempt got no answer, or the daemon stopped during it) and cannot be read back: not sent again; check the device and send it again if it did not take effect", host: host)
+                logger.warning(
+                    "command in doubt: it may have reached the cloud, which cannot be read back; not sent again", metadata: ["id": "\(c.id)"])
+                return finish(
+                    c, .failed, code: .inDoubt,
+                    message:
+                        "it may have reached \(account.adapter.vendor) (an attempt got no answer, or the daemon stopped during it) and cannot be read back: not sent again; check the device and send it again if it did not take effect",
+                    host: host)
             }
             // Read back as not applied: sending it is safe, as if for the first time.
             if applied == false { c.attempts = 0 }
@@ -299,8 +328,9 @@ final class CommandPipeline {
         }
         if c.status != .queued {
             c.status = .queued
-            publishResult(c, .queued, code: .storeFailed, message: "the store cannot record the attempt (disk full?); waiting for it before sending",
-                          extra: ["retry_at": .string(Timestamp.iso8601(retryAt))], host: host)
+            publishResult(
+                c, .queued, code: .storeFailed, message: "the store cannot record the attempt (disk full?); waiting for it before sending",
+                extra: ["retry_at": .string(Timestamp.iso8601(retryAt))], host: host)
         }
         c.notBefore = retryAt
         queue.putBack(c)
@@ -330,7 +360,8 @@ final class CommandPipeline {
             code = .rateLimited
             host.setAccount(account.name, .rateLimited, error: error.message, retryAt: retryAt)
             if retryAt > c.validUntil {
-                return finish(c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s", extra: Self.support(error), host: host)
+                return finish(
+                    c, .expired, code: .expired, message: "rate-limited by the cloud until after valid_for_s", extra: Self.support(error), host: host)
             }
         } else if error.isTransient {
             let n = (queue.transientFailures[c.id] ?? 0) + 1
@@ -340,9 +371,11 @@ final class CommandPipeline {
             logger.notice("command hit a transient cloud failure; retrying", metadata: ["id": "\(c.id)", "failures": "\(n)", "error": "\(error)"])
             // The account's state is the polls' to say: one failed PATCH does not take every device offline.
             if retryAt > c.validUntil {
-                return finish(c, .expired, code: .expired,
-                              message: "\(account.adapter.vendor) unavailable (\(n) \(n == 1 ? "try" : "tries")), and valid_for_s runs out before the next: \(error.message)",
-                              extra: Self.support(error), host: host)
+                return finish(
+                    c, .expired, code: .expired,
+                    message:
+                        "\(account.adapter.vendor) unavailable (\(n) \(n == 1 ? "try" : "tries")), and valid_for_s runs out before the next: \(error.message)",
+                    extra: Self.support(error), host: host)
             }
         } else {
             logger.warning("command failed", metadata: ["id": "\(c.id)", "code": "\(error.code)", "error": "\(error)"])
@@ -359,8 +392,9 @@ final class CommandPipeline {
                 logger.error("cannot persist queued command", metadata: ["id": "\(c.id)", "error": "\(error)"])
             }
         } else {
-            publishResult(c, .queued, code: code, message: error.message,
-                          extra: ["retry_at": .string(Timestamp.iso8601(retryAt))].merging(Self.support(error)) { a, _ in a }, host: host)
+            publishResult(
+                c, .queued, code: code, message: error.message,
+                extra: ["retry_at": .string(Timestamp.iso8601(retryAt))].merging(Self.support(error)) { a, _ in a }, host: host)
         }
         queue.putBack(c)
     }
@@ -369,10 +403,13 @@ final class CommandPipeline {
 
     /// A group command: validated for every member (by the member's own adapter) before it is accepted, so a
     /// mistake is named with the member it concerns; then stored and queued like any command.
-    func acceptGroup(_ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, now: EpochSeconds, validFor: Double,
-                     source: CommandSource, host: isolated some CommandHost) {
+    func acceptGroup(
+        _ target: Target, id: String?, body: [String: JSONValue], inbound: Inbound?, now: EpochSeconds, validFor: Double,
+        source: CommandSource, host: isolated some CommandHost
+    ) {
         func refuse(_ r: CommandRejection) { reject(target, id: id, r, source: source, inbound: inbound, host: host) }
-        let group = target.node, capability = target.capability
+        let group = target.node
+        let capability = target.capability
         guard let members = host.settings.behaviour.groups[group] else {
             let known = host.settings.behaviour.groups.keys.sorted().joined(separator: ", ")
             return refuse(CommandRejection(.unknownTarget, "unknown group \"\(group)\"; groups: \(known.isEmpty ? "none configured" : known)"))
@@ -405,9 +442,13 @@ final class CommandPipeline {
             }
         }
         guard vendors.count == 1, let normalised else {
-            return refuse(CommandRejection(.unsupported, "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
+            return refuse(
+                CommandRejection(
+                    .unsupported,
+                    "group \"\(group)\" mixes vendors (\(vendors.sorted().joined(separator: ", "))); one command cannot mean the same for each"))
         }
-        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source, host: host) else { return }
+        guard let command = accept(target, id: id, params: normalised, inbound: inbound, now: now, validFor: validFor, source: source, host: host)
+        else { return }
         if let lease {
             for m in members {
                 var one = command
@@ -449,7 +490,9 @@ final class CommandPipeline {
                     var one = c
                     one.target = c.target.member(snapshot.id, node)
                     do {
-                        _ = try await RequestPriority.with(.command) { () async throws(CloudError) in try await account.adapter.execute(one, device: snapshot, progress: sink) }
+                        _ = try await RequestPriority.with(.command) { () async throws(CloudError) in
+                            try await account.adapter.execute(one, device: snapshot, progress: sink)
+                        }
                         outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: nil))
                     } catch {
                         outcomes.append(MemberOutcome(member: "\(snapshot.id)/\(node)", error: error))
@@ -463,17 +506,21 @@ final class CommandPipeline {
         }
         var report: [String: JSONValue] = [:]
         for o in outcomes {
-            report[o.member] = o.error.map { e -> JSONValue in
-                .object(["status": "failed", "code": .string(e.code.rawValue), "message": .string(e.message)].merging(Self.support(e)) { a, _ in a })
-            } ?? ["status": "done"]
+            report[o.member] =
+                o.error.map { e -> JSONValue in
+                    .object(
+                        ["status": "failed", "code": .string(e.code.rawValue), "message": .string(e.message)].merging(Self.support(e)) { a, _ in a })
+                } ?? ["status": "done"]
         }
         let failed = outcomes.compactMap { o in o.error.map { (o.member, $0) } }
         if let (_, firstError) = failed.first {
-            finish(c, .failed, code: firstError.code,
-                   message: "\(failed.count) of \(outcomes.count) members failed: \(failed.map(\.0).joined(separator: ", "))",
-                   extra: ["members": .object(report)], host: host)
+            finish(
+                c, .failed, code: firstError.code,
+                message: "\(failed.count) of \(outcomes.count) members failed: \(failed.map(\.0).joined(separator: ", "))",
+                extra: ["members": .object(report)], host: host)
         } else {
-            finish(c, .done, code: nil, message: "\(outcomes.count) of \(outcomes.count) members done", extra: ["members": .object(report)], host: host)
+            finish(
+                c, .done, code: nil, message: "\(outcomes.count) of \(outcomes.count) members done", extra: ["members": .object(report)], host: host)
         }
     }
 }

@@ -2,14 +2,17 @@
 /// for charges without `duration_min`) and a device's energy history. Accepted and ended through the pipeline like
 /// every command, so they have the same results, outbox and response topic.
 enum LocalAnswers {
-    static func answer(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
-                       validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost) -> Bool {
+    static func answer(
+        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
+        validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost
+    ) -> Bool {
         if target.node == EnergyHistory.node, target.capability == EnergyHistory.capability {
             energyHistory(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
             return true
         }
         if target.capability == HotWaterCharge.durationSetting, entry.snapshot.nodes[target.node]?[HotWaterCharge.stateMember] != nil {
-            setChargeDuration(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
+            setChargeDuration(
+                target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
             return true
         }
         return false
@@ -17,8 +20,10 @@ enum LocalAnswers {
 
     /// `<node>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
     /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
-    static func setChargeDuration(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
-                                  now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost) {
+    static func setChargeDuration(
+        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
+        now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost
+    ) {
         let value: JSONValue
         do throws(CommandRejection) {
             try CapabilityValidation.allowOnly(params, ["minutes"])
@@ -32,12 +37,14 @@ enum LocalAnswers {
         } catch {
             return host.commands.reject(target, id: id, error, source: source, inbound: inbound, host: host)
         }
-        let command = Command(id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-                              params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? inbound?.reply : nil)
+        let command = Command(
+            id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
+            params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
+            reply: source == .mqtt ? inbound?.reply : nil)
         guard host.commands.emitted(host.commands.outbox.accepted(command, inbound: inbound, at: now, extra: [:]), host: host) else {
-            return host.commands.reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound,
-                                   host: host)
+            return host.commands.reject(
+                target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound,
+                host: host)
         }
         let key = chargeDefaultKey(target.device, target.node)
         do {
@@ -54,16 +61,19 @@ enum LocalAnswers {
 
     /// `<device>/energy/history/set` with `from`/`to` (and `meter`): the device's hourly buckets, answered `done`
     /// on the result path with `history` (at most `EnergyHistory.maxHours` hours). No cloud call.
-    static func energyHistory(_ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
-                              now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost) {
+    static func energyHistory(
+        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
+        now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost
+    ) {
         func reject(_ target: Target, id: String?, _ r: CommandRejection, source: CommandSource) {
             host.commands.reject(target, id: id, r, source: source, inbound: inbound, host: host)
         }
         let device = target.device
         let layout = (host.accounts[entry.account]?.adapter as? any EnergyMetering)?.meterLayout(entry.snapshot)
         guard host.live.energyBook.hasMeter(device) || layout.map({ !$0.isEmpty }) == true else {
-            return reject(target, id: id, CommandRejection(.noMeter, "device \"\(device)\" has no meter: its vendor reports no power or energy"),
-                          source: source)
+            return reject(
+                target, id: id, CommandRejection(.noMeter, "device \"\(device)\" has no meter: its vendor reports no power or energy"),
+                source: source)
         }
         let range: (from: Int64, to: Int64)
         var meter: MeterKey?
@@ -84,11 +94,13 @@ enum LocalAnswers {
         do { buckets = try host.store.energyBuckets(device: device, fromHour: range.from, toHour: range.to) } catch {
             return reject(target, id: id, CommandRejection(.storeFailed, "energy history could not be read: \(error)"), source: source)
         }
-        let history = EnergyHistory.answer(device: device, from: range.from, to: range.to,
-                                           buckets: buckets.filter { meter == nil || $0.meter == meter!.id })
-        let command = Command(id: id ?? CommandIntake.newId(), device: device, node: target.node, capability: target.capability,
-                              params: .object(params), source: source, receivedAt: now, validUntil: now + validFor,
-                              reply: source == .mqtt ? inbound?.reply : nil)
+        let history = EnergyHistory.answer(
+            device: device, from: range.from, to: range.to,
+            buckets: buckets.filter { meter == nil || $0.meter == meter!.id })
+        let command = Command(
+            id: id ?? CommandIntake.newId(), device: device, node: target.node, capability: target.capability,
+            params: .object(params), source: source, receivedAt: now, validUntil: now + validFor,
+            reply: source == .mqtt ? inbound?.reply : nil)
         guard host.commands.emitted(host.commands.outbox.accepted(command, inbound: inbound, at: now, extra: [:]), host: host) else {
             return reject(target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source)
         }

@@ -51,34 +51,44 @@ struct ResultOutbox {
     /// store failure nothing is published: the caller rejects the command `STORE_FAILED`.
     mutating func accepted(_ c: Command, inbound: Inbound?, at now: EpochSeconds, extra: [String: JSONValue]) -> Emitted {
         let payload = CommandResultPayload.make(id: c.id, status: .accepted, code: nil, message: nil, at: now, extra: extra)
-        return emit(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: c, isNew: true, inbound: inbound, at: now)
+        return emit(
+            commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: c, isNew: true, inbound: inbound, at: now)
     }
 
     /// A refused command's only answer, on the topic it was sent to (sanitised) and its response topic.
-    mutating func rejected(_ target: Target, id: String, _ r: CommandRejection, source: CommandSource, inbound: Inbound?, at now: EpochSeconds) -> Emitted {
-        let topic = topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
-                                  capability: TopicLayout.sanitize(target.capability))
+    mutating func rejected(_ target: Target, id: String, _ r: CommandRejection, source: CommandSource, inbound: Inbound?, at now: EpochSeconds)
+        -> Emitted
+    {
+        let topic = topics.result(
+            device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
+            capability: TopicLayout.sanitize(target.capability))
         var extra = Self.sourceExtra(source)
         if let sent = r.idAsSent { extra["id"] = sent }
         let payload = CommandResultPayload.make(id: id, status: .rejected, code: r.code, message: r.message, at: now, extra: extra)
-        return emit(commandId: id, topic: topic, payload: payload, reply: source == .mqtt ? inbound?.reply : nil, command: nil, isNew: false,
-                    inbound: inbound, at: now)
+        return emit(
+            commandId: id, topic: topic, payload: payload, reply: source == .mqtt ? inbound?.reply : nil, command: nil, isNew: false,
+            inbound: inbound, at: now)
     }
 
     /// `c` (already carrying its new status) recorded together with its result.
-    mutating func result(_ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue],
-                         at now: EpochSeconds) -> Emitted {
-        let payload = CommandResultPayload.make(id: c.id, status: status, code: code, message: message, at: now,
-                                                extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
+    mutating func result(
+        _ c: Command, _ status: CommandStatus, code: ResultCode?, message: String?, extra: [String: JSONValue],
+        at now: EpochSeconds
+    ) -> Emitted {
+        let payload = CommandResultPayload.make(
+            id: c.id, status: status, code: code, message: message, at: now,
+            extra: extra.merging(Self.sourceExtra(c.source)) { a, _ in a })
         return emit(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: c, isNew: false, inbound: nil, at: now)
     }
 
     /// A delivery report while the command runs. Stored and published like every result, but the command's own
     /// row keeps its status, so a restart still finds it open.
     mutating func progress(_ c: Command, _ progress: JSONValue, message: String?, at now: EpochSeconds) -> Emitted {
-        let payload = CommandResultPayload.make(id: c.id, status: .progress, code: nil, message: message, at: now,
-                                                extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
-        return emit(commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: nil, isNew: false, inbound: nil, at: now)
+        let payload = CommandResultPayload.make(
+            id: c.id, status: .progress, code: nil, message: message, at: now,
+            extra: ["progress": progress].merging(Self.sourceExtra(c.source)) { a, _ in a })
+        return emit(
+            commandId: c.id, topic: c.resultTopic(topics), payload: payload, reply: c.reply, command: nil, isNew: false, inbound: nil, at: now)
     }
 
     /// The same command again (a broker redelivery, or the sender's retry): told where it is under a status of its
@@ -86,9 +96,11 @@ struct ResultOutbox {
     func repeated(_ prior: PriorCommand, target: Target, id: String, inbound: Inbound?, at now: EpochSeconds) {
         let current = prior.lastResult.flatMap { try? JSONValue.parse($0.payload) } ?? .null
         let payload = CommandResultPayload.repeated(id: id, current: current, firstAt: prior.command.receivedAt, at: now)
-        let topic = prior.lastResult?.topic
-            ?? topics.result(device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
-                             capability: TopicLayout.sanitize(target.capability))
+        let topic =
+            prior.lastResult?.topic
+            ?? topics.result(
+                device: TopicLayout.sanitize(target.device), node: TopicLayout.sanitize(target.node),
+                capability: TopicLayout.sanitize(target.capability))
         mqtt.publish(topic: topic, payload: payload.bytes, qos: 1, retain: false)
         if let reply = inbound?.reply { mqtt.publishReply(topic: reply.topic, payload: payload.bytes, correlationData: reply.correlationData) }
     }
@@ -96,8 +108,10 @@ struct ResultOutbox {
     // MARK: the protocol
 
     /// Stores, then publishes. A first answer (`isNew`) the store refuses is not published.
-    private mutating func emit(commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool,
-                               inbound: Inbound?, at now: EpochSeconds) -> Emitted {
+    private mutating func emit(
+        commandId: String, topic: String, payload: JSONValue, reply: ReplyAddress?, command: Command?, isNew: Bool,
+        inbound: Inbound?, at now: EpochSeconds
+    ) -> Emitted {
         let bytes = payload.bytes
         recent.record(commandId: commandId, topic: topic, payload: payload, base: topics.base, at: now)
         var rowId: Int64?
@@ -105,8 +119,9 @@ struct ResultOutbox {
         var effect = StoreEffect.worked
         let inboxRow = inbound?.takeInboxRow()
         do {
-            (rowId, replyRow) = try store.appendResult(commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
-                                                       isNew: isNew, inboxRow: inboxRow)
+            (rowId, replyRow) = try store.appendResult(
+                commandId: commandId, topic: topic, payload: bytes, reply: reply, command: command,
+                isNew: isNew, inboxRow: inboxRow)
         } catch {
             inbound?.restore(inboxRow)
             logger.error("cannot persist result", metadata: ["id": "\(commandId)", "error": "\(error)"])
@@ -129,8 +144,9 @@ struct ResultOutbox {
         if rowId == nil, let command, command.status.isTerminal {
             // The command ended (its cloud call may have succeeded) but the store still has it open: a restart
             // would resume it and send it again. Kept until the store takes it (`recordUnrecorded`).
-            unrecorded[commandId] = UnrecordedResult(command: command, topic: topic, payload: bytes, reply: reply,
-                                                     published: published, replied: replied)
+            unrecorded[commandId] = UnrecordedResult(
+                command: command, topic: topic, payload: bytes, reply: reply,
+                published: published, replied: replied)
         }
         return Emitted(stored: rowId != nil, store: effect, ended: ended)
     }
@@ -149,8 +165,9 @@ struct ResultOutbox {
         guard !unrecorded.isEmpty else { return .untouched }
         for (id, u) in unrecorded.sorted(by: { $0.value.command.receivedAt < $1.value.command.receivedAt }) {
             do {
-                let (row, replyRow) = try store.appendResult(commandId: id, topic: u.topic, payload: u.payload, reply: u.reply, command: u.command,
-                                                             isNew: false, inboxRow: nil)
+                let (row, replyRow) = try store.appendResult(
+                    commandId: id, topic: u.topic, payload: u.payload, reply: u.reply, command: u.command,
+                    isNew: false, inboxRow: nil)
                 unrecorded[id] = nil
                 logger.notice("result recorded late: the store refused it when the command ended", metadata: ["id": "\(id)"])
                 if u.published { markPublished(row, id) }
@@ -167,14 +184,16 @@ struct ResultOutbox {
     func flushUnpublished() {
         do {
             for r in try store.unpublishedResults() {
-                let sent = r.reply.map { mqtt.publishReply(topic: $0.topic, payload: r.payload, correlationData: $0.correlationData) }
+                let sent =
+                    r.reply.map { mqtt.publishReply(topic: $0.topic, payload: r.payload, correlationData: $0.correlationData) }
                     ?? mqtt.publish(topic: r.topic, payload: r.payload, qos: 1, retain: false)
                 guard sent else { return }
                 // At-least-once: the broker may have had it already (the daemon stopped before marking it); the
                 // same bytes again, which a client tells by their identity, not a new answer.
                 let j = try? JSONValue.parse(r.payload)
-                logger.info("result sent again from the outbox",
-                            metadata: ["id": "\(j?["id"]?.stringValue ?? "?")", "status": "\(j?["status"]?.stringValue ?? "?")"])
+                logger.info(
+                    "result sent again from the outbox",
+                    metadata: ["id": "\(j?["id"]?.stringValue ?? "?")", "status": "\(j?["status"]?.stringValue ?? "?")"])
                 try store.markResultPublished(r.rowId)
             }
         } catch {

@@ -5,7 +5,9 @@ extension ConfigDecoder {
         guard let top = mapping(root, path: "the file") else { return config }
         let known = ["mqtt", "store", "accounts", "log", "bridge", "homeassistant", "groups", "triggers", "limits", "fleet", "http"]
         checkKeys(top, known: known, section: "top level")
-        if let n = value(top, "mqtt") { config.mqtt = decodeMQTT(n) } else {
+        if let n = value(top, "mqtt") {
+            config.mqtt = decodeMQTT(n)
+        } else {
             error(root.mark, "missing required section \"mqtt\"", hint: "add mqtt: { url: mqtt://127.0.0.1:1883 }")
         }
         if let n = value(top, "homeassistant"), let m = mapping(n, path: "homeassistant") {
@@ -19,9 +21,13 @@ extension ConfigDecoder {
                         let name = string(p, "name")
                         let delta = number(p, "delta", range: -5...5)
                         let duration = number(p, "duration_min", range: 5...1440)
-                        if let delta, delta.rounded() != delta || delta == 0 { error(item.mark, "\"delta\" must be a whole number of °C other than 0") }
+                        if let delta, delta.rounded() != delta || delta == 0 {
+                            error(item.mark, "\"delta\" must be a whole number of °C other than 0")
+                        }
                         guard let name, let delta, let duration else {
-                            error(item.mark, "a derogation preset needs \"name\", \"delta\" and \"duration_min\"", hint: "e.g. {name: \"-2 °C for 2 h\", delta: -2, duration_min: 120}")
+                            error(
+                                item.mark, "a derogation preset needs \"name\", \"delta\" and \"duration_min\"",
+                                hint: "e.g. {name: \"-2 °C for 2 h\", delta: -2, duration_min: 120}")
                             continue
                         }
                         presets.append(DerogationPreset(name: name, delta: Int(delta), durationMin: Int(duration)))
@@ -32,7 +38,9 @@ extension ConfigDecoder {
                 }
             }
             if let (d, mark) = stringWithMark(m, "discovery") {
-                if d == "true" || d == "false" { config.homeAssistant.discovery = d == "true" } else {
+                if d == "true" || d == "false" {
+                    config.homeAssistant.discovery = d == "true"
+                } else {
                     error(mark, "\"discovery\" must be true or false, found \(ConfigText.echo(d))")
                 }
             }
@@ -40,8 +48,9 @@ extension ConfigDecoder {
                 if p.isEmpty || p.contains("+") || p.contains("#") || p.hasPrefix("/") || p.hasSuffix("/") {
                     error(mark, "bad discovery prefix \"\(p)\"", hint: "topic levels without wildcards, e.g. homeassistant")
                 } else if p == config.mqtt.baseTopic || p.hasPrefix(config.mqtt.baseTopic + "/") || config.mqtt.baseTopic.hasPrefix(p + "/") {
-                    error(mark, "discovery prefix \"\(p)\" overlaps the base topic \"\(config.mqtt.baseTopic)\"",
-                          hint: "they must differ, e.g. homeassistant and heatbridge")
+                    error(
+                        mark, "discovery prefix \"\(p)\" overlaps the base topic \"\(config.mqtt.baseTopic)\"",
+                        hint: "they must differ, e.g. homeassistant and heatbridge")
                 } else {
                     config.homeAssistant.prefix = p
                 }
@@ -54,9 +63,17 @@ extension ConfigDecoder {
         if let n = value(top, "http"), let m = mapping(n, path: "http") {
             checkKeys(m, known: ["listen", "port", "token_file", "token_credential"], section: "http", inlineSecrets: ["token": "token_file"])
             if let (l, mark) = stringWithMark(m, "listen") {
-                let ok = !l.isEmpty && l.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x3a || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) } || l == "localhost"
-                if ok { config.http.listen = l } else {
-                    error(mark, "\"listen\" must be an IP address, found \(ConfigText.echo(l))", hint: "127.0.0.1 (this box only), 0.0.0.0 (every interface) or one LAN address")
+                let ok =
+                    !l.isEmpty
+                    && l.utf8.allSatisfy {
+                        ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x3a || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46)
+                    } || l == "localhost"
+                if ok {
+                    config.http.listen = l
+                } else {
+                    error(
+                        mark, "\"listen\" must be an IP address, found \(ConfigText.echo(l))",
+                        hint: "127.0.0.1 (this box only), 0.0.0.0 (every interface) or one LAN address")
                 }
                 config.http.listenMark = mark
             }
@@ -65,8 +82,10 @@ extension ConfigDecoder {
             }
             config.http.token = secret(m, base: "token")
             if config.http.port != 0, !HTTPConfig.isLoopback(config.http.listen), config.http.token == nil {
-                error(config.http.listenMark ?? n.mark, "listening on \(config.http.listen) needs a token: anyone on the LAN could read the box's status",
-                      hint: "add token_file: /etc/heatbridge/http.token (mode 0600, e.g. from `openssl rand -hex 24`), or listen: 127.0.0.1")
+                error(
+                    config.http.listenMark ?? n.mark,
+                    "listening on \(config.http.listen) needs a token: anyone on the LAN could read the box's status",
+                    hint: "add token_file: /etc/heatbridge/http.token (mode 0600, e.g. from `openssl rand -hex 24`), or listen: 127.0.0.1")
             }
         }
         if let n = value(top, "fleet"), let m = mapping(n, path: "fleet") {
@@ -102,7 +121,9 @@ extension ConfigDecoder {
                     continue
                 }
                 guard case .sequence(let items, _) = e.value, !items.isEmpty else {
-                    error(e.value.mark, "group \"\(e.key)\" must be a non-empty list of \"<device>/<node>\"", hint: "e.g. [<device>/<node>, <device>/<node>] as in the topics")
+                    error(
+                        e.value.mark, "group \"\(e.key)\" must be a non-empty list of \"<device>/<node>\"",
+                        hint: "e.g. [<device>/<node>, <device>/<node>] as in the topics")
                     continue
                 }
                 var members: [GroupMember] = []
@@ -114,12 +135,17 @@ extension ConfigDecoder {
                     }
                     let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
                     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
-                          TopicLayout.sanitize(parts[0]) == parts[0], TopicLayout.sanitize(parts[1]) == parts[1] else {
+                        TopicLayout.sanitize(parts[0]) == parts[0], TopicLayout.sanitize(parts[1]) == parts[1]
+                    else {
                         error(mark, "bad group member \"\(text)\"", hint: "<device>/<node> as in the topics")
                         continue
                     }
                     let member = GroupMember(device: parts[0], node: parts[1])
-                    if !seen.insert(member).inserted { error(mark, "\"\(text)\" is listed twice in group \"\(e.key)\"") } else { members.append(member) }
+                    if !seen.insert(member).inserted {
+                        error(mark, "\"\(text)\" is listed twice in group \"\(e.key)\"")
+                    } else {
+                        members.append(member)
+                    }
                 }
                 config.bridge.groups[e.key] = members
             }
@@ -152,13 +178,18 @@ extension ConfigDecoder {
     mutating func decodeMQTT(_ node: ConfigNode) -> MQTTConfig {
         var c = MQTTConfig()
         guard let m = mapping(node, path: "mqtt") else { return c }
-        checkKeys(m, known: ["url", "base_topic", "client_id", "username", "password_file", "password_credential",
-                             "ca_file", "keepalive_s", "max_payload_bytes"], section: "mqtt",
-                  inlineSecrets: ["password": "password_file or password_credential"])
+        checkKeys(
+            m,
+            known: [
+                "url", "base_topic", "client_id", "username", "password_file", "password_credential",
+                "ca_file", "keepalive_s", "max_payload_bytes",
+            ], section: "mqtt",
+            inlineSecrets: ["password": "password_file or password_credential"])
         if let (url, mark) = stringWithMark(m, "url") {
             if ConfigText.hasUserInfo(url) {
-                error(mark, "the MQTT URL \"\(ConfigText.redactedURL(url))\" holds a user or password",
-                      hint: "use mqtt.username and mqtt.password_file (or password_credential): a URL is printed and logged")
+                error(
+                    mark, "the MQTT URL \"\(ConfigText.redactedURL(url))\" holds a user or password",
+                    hint: "use mqtt.username and mqtt.password_file (or password_credential): a URL is printed and logged")
             } else if let u = ParsedURL.parse(url), u.scheme == "mqtt" || u.scheme == "mqtts", u.path.isEmpty || u.path == "/" {
                 c.host = u.host
                 c.tls = u.scheme == "mqtts"
@@ -205,16 +236,23 @@ extension ConfigDecoder {
         checkKeys(pm, known: ["reconcile_interval_s", "silent_after_s"], section: "push")
         var p = PushSettings()
         if let v = number(pm, "reconcile_interval_s", range: 60...86_400) {
-            if v < poll { error(node.mark, "\"reconcile_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
-                                hint: "while events arrive the account is polled less often, not more") } else { p.reconcileIntervalS = v }
+            if v < poll {
+                error(
+                    node.mark, "\"reconcile_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
+                    hint: "while events arrive the account is polled less often, not more")
+            } else {
+                p.reconcileIntervalS = v
+            }
         }
         if let v = number(pm, "silent_after_s", range: 60...86_400) { p.silentAfterS = v }
         return p
     }
 
     /// Keys every account has, whatever its vendor.
-    static let commonAccountKeys = ["name", "vendor", "base_url", "poll_interval_s", "poll_max_interval_s", "timeout_s", "devices",
-                                    "rate_limit", "ca_file", "client_cert_file", "client_key_file", "client_key_credential", "proxy", "push"]
+    static let commonAccountKeys = [
+        "name", "vendor", "base_url", "poll_interval_s", "poll_max_interval_s", "timeout_s", "devices",
+        "rate_limit", "ca_file", "client_cert_file", "client_key_file", "client_key_credential", "proxy", "push",
+    ]
 
     /// One account: the keys every account has here, the vendor's own keys by its module.
     mutating func decodeAccount(_ node: ConfigNode) -> AccountConfig? {
@@ -222,8 +260,9 @@ extension ConfigDecoder {
         let vendorKeys = vendors.flatMap(\.accountKeys)
         var inlineSecrets: [String: String] = [:]
         for v in vendors { inlineSecrets.merge(v.inlineSecrets) { a, _ in a } }
-        checkKeys(m, known: Self.commonAccountKeys + vendorKeys.filter { !Self.commonAccountKeys.contains($0) }, section: "account",
-                  inlineSecrets: inlineSecrets)
+        checkKeys(
+            m, known: Self.commonAccountKeys + vendorKeys.filter { !Self.commonAccountKeys.contains($0) }, section: "account",
+            inlineSecrets: inlineSecrets)
         let name = string(m, "name")
         if name == nil && value(m, "name") == nil {
             error(node.mark, "missing required key \"name\" in account", hint: "a short id such as heating-main")
@@ -258,17 +297,24 @@ extension ConfigDecoder {
         let rateLimit = bool(m, "rate_limit")?.0 ?? true
         var maxPoll: Double?
         if let (_, mark) = stringWithMark(m, "poll_max_interval_s"), let v = number(m, "poll_max_interval_s", range: 1...86_400) {
-            if v < poll { error(mark, "\"poll_max_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
-                                hint: "set it equal to poll_interval_s to poll at a fixed rate") } else { maxPoll = v }
+            if v < poll {
+                error(
+                    mark, "\"poll_max_interval_s\" (\(JSONValue.format(v))) must not be below poll_interval_s (\(JSONValue.format(poll)))",
+                    hint: "set it equal to poll_interval_s to poll at a fixed rate")
+            } else {
+                maxPoll = v
+            }
         }
-        var account = AccountConfig(name: name ?? "", vendor: module?.name ?? "", baseURL: baseURL ?? "", pollIntervalS: poll,
-                                    maxPollIntervalS: maxPoll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
+        var account = AccountConfig(
+            name: name ?? "", vendor: module?.name ?? "", baseURL: baseURL ?? "", pollIntervalS: poll,
+            maxPollIntervalS: maxPoll, timeoutS: timeout, devices: devices, rateLimit: rateLimit)
         account.allDevices = allDevices
         for key in ["ca_file", "client_cert_file", "client_key_file"] {
             if let (_, mark) = stringWithMark(m, key) { account.connectionMarks[key] = mark }
         }
-        account.connection = ConnectionOptions(caFile: string(m, "ca_file"), clientCertFile: string(m, "client_cert_file"),
-                                               clientKeyFile: string(m, "client_key_file"), proxy: string(m, "proxy"))
+        account.connection = ConnectionOptions(
+            caFile: string(m, "ca_file"), clientCertFile: string(m, "client_cert_file"),
+            clientKeyFile: string(m, "client_key_file"), proxy: string(m, "proxy"))
         if let (name, mark) = stringWithMark(m, "client_key_credential") {
             if account.connection.clientKeyFile != nil {
                 error(mark, "give either \"client_key_file\" or \"client_key_credential\", not both")
@@ -290,9 +336,10 @@ extension ConfigDecoder {
         guard let module else { return nil }
         // Partner-wide credentials reach every customer of the partner: a box says which devices are its own.
         if module.requiresScope, value(m, "devices") == nil {
-            error(node.mark, "missing required key \"devices\" in \(module.name) account \"\(name ?? "")\"",
-                  hint: "list this customer's \(module.name) device ids (devices: [\"…\"]); without it the box would publish every device "
-                      + "of the partner account. A partner's own back-office box may write devices: all")
+            error(
+                node.mark, "missing required key \"devices\" in \(module.name) account \"\(name ?? "")\"",
+                hint: "list this customer's \(module.name) device ids (devices: [\"…\"]); without it the box would publish every device "
+                    + "of the partner account. A partner's own back-office box may write devices: all")
         }
         // A key of another vendor is a mistake the installer should see, not a key silently ignored; its value
         // is still checked the way its own vendor reads it.

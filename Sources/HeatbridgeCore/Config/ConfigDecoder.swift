@@ -76,8 +76,9 @@ public struct ConfigDecoder {
     public mutating func checkKeys(_ m: Entries, known: [String], section: String, inlineSecrets: [String: String] = [:]) {
         for e in m where !known.contains(e.key) {
             if let use = inlineSecrets[e.key] {
-                error(e.keyMark, "inline secret \"\(e.key)\" is not allowed in \(section)",
-                      hint: "put it in a file readable only by heatbridge and use \(use)")
+                error(
+                    e.keyMark, "inline secret \"\(e.key)\" is not allowed in \(section)",
+                    hint: "put it in a file readable only by heatbridge and use \(use)")
                 continue
             }
             if let s = closest(e.key, in: known, limit: max(2, e.key.count / 3)) {
@@ -104,7 +105,9 @@ public struct ConfigDecoder {
             return nil
         }
         guard range.contains(v) else {
-            error(mark, "\"\(key)\" must be within \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)), found \(ConfigText.echo(s))")
+            error(
+                mark,
+                "\"\(key)\" must be within \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)), found \(ConfigText.echo(s))")
             return nil
         }
         return v
@@ -122,7 +125,8 @@ public struct ConfigDecoder {
 
     /// `<base>_file` or `<base>_credential` (not both).
     public mutating func secret(_ m: Entries, base: String) -> SecretRef? {
-        let fileKey = base + "_file", credKey = base + "_credential"
+        let fileKey = base + "_file"
+        let credKey = base + "_credential"
         let file = stringWithMark(m, fileKey)
         let cred = stringWithMark(m, credKey)
         if file != nil, let cred {
@@ -146,18 +150,22 @@ public struct ConfigDecoder {
     /// The partner's credential for a vendor (`<base>_file` or `<base>_credential`): required on a box that
     /// talks to the cloud itself, refused on a box behind a relay (`client_cert_file`), where the relay injects
     /// it so a box never holds a partner-wide secret. `what` names it in messages ("API key", "client secret").
-    public mutating func partnerSecret(_ m: Entries, base: String, at mark: SourceMark, common: AccountConfig,
-                                       what: String, hint: String) -> SecretRef? {
+    public mutating func partnerSecret(
+        _ m: Entries, base: String, at mark: SourceMark, common: AccountConfig,
+        what: String, hint: String
+    ) -> SecretRef? {
         let ref = secret(m, base: base)
         let vendor = common.vendor
         if common.connection.isRelay {
             if ref != nil {
-                error(mark, "a \(vendor) account behind a relay (client_cert_file) holds no \(what)",
-                      hint: "remove \(base)_file/\(base)_credential: the relay injects the partner's \(what), so a box never has it")
+                error(
+                    mark, "a \(vendor) account behind a relay (client_cert_file) holds no \(what)",
+                    hint: "remove \(base)_file/\(base)_credential: the relay injects the partner's \(what), so a box never has it")
             }
         } else if ref == nil && value(m, base) == nil {
-            error(mark, "\(vendor) account needs \"\(base)_file\" or \"\(base)_credential\"",
-                  hint: "\(hint), or client_cert_file + client_key_file for a relay that holds it")
+            error(
+                mark, "\(vendor) account needs \"\(base)_file\" or \"\(base)_credential\"",
+                hint: "\(hint), or client_cert_file + client_key_file for a relay that holds it")
         }
         return ref
     }
@@ -178,7 +186,8 @@ func closest(_ word: String, in candidates: [String], limit: Int) -> String? {
 
 /// Levenshtein distance over UTF-8 bytes (config keys and enum values are ASCII).
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a.utf8), b = Array(b.utf8)
+    let a = Array(a.utf8)
+    let b = Array(b.utf8)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
     var prev = Array(0...b.count)

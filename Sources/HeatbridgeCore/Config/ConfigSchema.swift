@@ -187,8 +187,10 @@ public struct AccountConfig: Sendable, Equatable {
     /// `push:`: events pushed by the cloud, through the partner's receiver and the box's broker; nil polls only.
     public var push: PushSettings?
 
-    public init(name: String, vendor: String, baseURL: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, timeoutS: Double,
-                devices: [String]? = nil, rateLimit: Bool = true, vendorSettings: any VendorAccountSettings = NoVendorSettings()) {
+    public init(
+        name: String, vendor: String, baseURL: String, pollIntervalS: Double, maxPollIntervalS: Double? = nil, timeoutS: Double,
+        devices: [String]? = nil, rateLimit: Bool = true, vendorSettings: any VendorAccountSettings = NoVendorSettings()
+    ) {
         self.name = name
         self.vendor = vendor
         self.baseURL = baseURL
@@ -343,7 +345,6 @@ public struct HeatbridgeConfig: Sendable, Equatable {
     }
 }
 
-
 extension ConfigNode {
     /// The config as JSON for the `config` bridge request: scalars as the file spells them (plain numbers and
     /// booleans typed), secrets redacted. Secrets are never inline (the decoder refuses them), so this is a second
@@ -368,7 +369,8 @@ extension ConfigNode {
         switch self {
         case .scalar(let text, _, let plain):
             if let key, !key.hasSuffix("_file"), !key.hasSuffix("_credential"),
-               Self.secretWords.contains(where: { key.lowercased().contains($0) }) {
+                Self.secretWords.contains(where: { key.lowercased().contains($0) })
+            {
                 return "<redacted>"
             }
             if let url = Self.withoutUserinfo(text) { return .string(url) }

@@ -57,7 +57,8 @@ public enum ConfigText {
     /// The index just past `scheme://`, if the text starts with one.
     static func afterSchemeIndex(_ url: String) -> String.Index? {
         guard let colon = url.firstIndex(of: ":"), url[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }),
-              url[colon...].hasPrefix("://") else { return nil }
+            url[colon...].hasPrefix("://")
+        else { return nil }
         return url.index(colon, offsetBy: 3)
     }
 }

@@ -27,8 +27,12 @@ extension ConfigDecoder {
 
     mutating func decodeTrigger(_ node: ConfigNode, groups: [String: [GroupMember]], accounts: [AccountConfig]) -> TriggerRule? {
         guard let m = mapping(node, path: "trigger") else { return nil }
-        checkKeys(m, known: ["name", "at", "days", "cron", "run_if_within_s", "topic", "path", "equals", "above", "below", "changes",
-                             "hysteresis", "hold_s", "action"], section: "trigger")
+        checkKeys(
+            m,
+            known: [
+                "name", "at", "days", "cron", "run_if_within_s", "topic", "path", "equals", "above", "below", "changes",
+                "hysteresis", "hold_s", "action",
+            ], section: "trigger")
         guard let (name, nameMark) = stringWithMark(m, "name") else {
             if value(m, "name") == nil { error(node.mark, "missing required key \"name\" in trigger", hint: "a short id such as peak-shed") }
             return nil
@@ -43,10 +47,15 @@ extension ConfigDecoder {
             if kinds.isEmpty && !tests.isEmpty {
                 error(node.mark, "trigger \"\(name)\": a condition (\(tests[0])) needs a \"topic\"", hint: "the MQTT topic whose payload is tested")
             } else {
-                error(node.mark, "trigger \"\(name)\" needs exactly one of \"at\", \"cron\" or \"topic\"\(kinds.isEmpty ? "" : ", found \(kinds.joined(separator: " and "))")")
+                error(
+                    node.mark,
+                    "trigger \"\(name)\" needs exactly one of \"at\", \"cron\" or \"topic\"\(kinds.isEmpty ? "" : ", found \(kinds.joined(separator: " and "))")"
+                )
             }
         } else if kinds[0] == "topic" {
-            if let d = value(m, "days") { error(d.mark, "trigger \"\(name)\": \"days\" goes with \"at\"; a topic rule fires whenever its condition holds") }
+            if let d = value(m, "days") {
+                error(d.mark, "trigger \"\(name)\": \"days\" goes with \"at\"; a topic rule fires whenever its condition holds")
+            }
             kind = decodeCondition(m, name: name, mark: node.mark, tests: tests)
         } else {
             for t in tests { error(value(m, t)!.mark, "trigger \"\(name)\": \"\(t)\" only goes with \"topic\"") }
@@ -87,7 +96,8 @@ extension ConfigDecoder {
             days = []
             for item in items {
                 guard case .scalar(let s, let mark, _) = item, let i = Self.dayNames.firstIndex(of: s.lowercased().prefix(3).description),
-                      s.count >= 3 else {
+                    s.count >= 3
+                else {
                     error(item.mark, "unknown weekday \"\(itemText(item))\"", hint: "mon, tue, wed, thu, fri, sat, sun")
                     continue
                 }
@@ -99,17 +109,26 @@ extension ConfigDecoder {
         return .time(.daily(minute: minute, days: days))
     }
 
-    func itemText(_ n: ConfigNode) -> String { if case .scalar(let s, _, _) = n { return s }; return n.kindName }
+    func itemText(_ n: ConfigNode) -> String {
+        if case .scalar(let s, _, _) = n { return s }
+        return n.kindName
+    }
 
     mutating func decodeCondition(_ m: Entries, name: String, mark: SourceMark, tests: [String]) -> TriggerRule.Kind? {
         guard let (topic, topicMark) = stringWithMark(m, "topic") else { return nil }
         let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
-        if topic.isEmpty || levels.enumerated().contains(where: { i, l in (l.contains("#") && (l != "#" || i != levels.count - 1)) || (l.contains("+") && l != "+") }) {
+        if topic.isEmpty
+            || levels.enumerated().contains(where: { i, l in (l.contains("#") && (l != "#" || i != levels.count - 1)) || (l.contains("+") && l != "+")
+            })
+        {
             error(topicMark, "bad topic filter \"\(topic)\"", hint: "'+' stands for one whole level, '#' only as the last level")
             return nil
         }
         guard tests.count == 1 else {
-            error(mark, "trigger \"\(name)\" needs exactly one of \"equals\", \"above\", \"below\" or \"changes\"\(tests.isEmpty ? "" : ", found \(tests.joined(separator: " and "))")")
+            error(
+                mark,
+                "trigger \"\(name)\" needs exactly one of \"equals\", \"above\", \"below\" or \"changes\"\(tests.isEmpty ? "" : ", found \(tests.joined(separator: " and "))")"
+            )
             return nil
         }
         var test: TopicCondition.Test
@@ -134,8 +153,10 @@ extension ConfigDecoder {
             error(value(m, "hysteresis")!.mark, "\"hysteresis\" only goes with \"above\" or \"below\"")
         }
         let path = string(m, "path").map { $0.split(separator: ".").map(String.init) } ?? []
-        return .condition(TopicCondition(topic: topic, path: path, test: test, hysteresis: hysteresis,
-                                         holdS: number(m, "hold_s", range: 0...86_400) ?? 0))
+        return .condition(
+            TopicCondition(
+                topic: topic, path: path, test: test, hysteresis: hysteresis,
+                holdS: number(m, "hold_s", range: 0...86_400) ?? 0))
     }
 
     mutating func decodeAction(_ node: ConfigNode, name: String, groups: [String: [GroupMember]], accounts: [AccountConfig]) -> TriggerAction? {
@@ -157,7 +178,9 @@ extension ConfigDecoder {
         }
         if parts[0] == "group" {
             if groups[parts[1]] == nil {
-                error(mark, "unknown target group \"\(parts[1])\"", hint: groups.isEmpty ? "define it under groups:" : "groups: \(groups.keys.sorted().joined(separator: ", "))")
+                error(
+                    mark, "unknown target group \"\(parts[1])\"",
+                    hint: groups.isEmpty ? "define it under groups:" : "groups: \(groups.keys.sorted().joined(separator: ", "))")
             }
         } else if let why = unknownDevice(parts[0], accounts: accounts) {
             error(mark, "unknown target device \"\(parts[0])\": \(why)")
@@ -172,7 +195,8 @@ extension ConfigDecoder {
         }
         // The same validators as an MQTT command's, as far as they need no device state: for a group, each
         // member's node with its vendor's rules.
-        let nodes: [(device: String, node: String)] = parts[0] == "group"
+        let nodes: [(device: String, node: String)] =
+            parts[0] == "group"
             ? (groups[parts[1]] ?? []).map { ($0.device, $0.node) } : [(parts[0], parts[1])]
         var body = params
         body["valid_for_s"] = nil
@@ -185,12 +209,15 @@ extension ConfigDecoder {
             }
             guard let r = leaseError ?? module.checkAction(node: member, capability: capability, params: own) else { continue }
             let which = parts[0] == "group" ? "group \"\(parts[1])\" member \(device)/\(member): " : ""
-            let at = r.code == .invalidPayload || r.code == .outOfRange ? (value(m, "params")?.mark ?? node.mark) : (r.code == .unsupported ? capMark : mark)
+            let at =
+                r.code == .invalidPayload || r.code == .outOfRange
+                ? (value(m, "params")?.mark ?? node.mark) : (r.code == .unsupported ? capMark : mark)
             error(at, "trigger \"\(name)\": \(which)\(r.message) (\(r.code))")
             break
         }
-        return TriggerAction(device: parts[0], node: parts[1], capability: capability, params: params,
-                             validForS: number(m, "valid_for_s", range: 1...604_800))
+        return TriggerAction(
+            device: parts[0], node: parts[1], capability: capability, params: params,
+            validForS: number(m, "valid_for_s", range: 1...604_800))
     }
 
     /// Why a target device cannot be one of the configured accounts' devices; nil when it can.

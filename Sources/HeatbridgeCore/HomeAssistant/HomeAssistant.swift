@@ -50,7 +50,8 @@ public struct HomeAssistantDiscovery: Sendable {
         ]
         cmps["heatbridge_bridge_last_result"] = [
             "p": "sensor", "unique_id": "heatbridge_bridge_last_result", "name": "Last command result",
-            "state_topic": .string(topics.bridgeLastResult), "value_template": "{{ value_json.status }}{{ ' ' ~ value_json.code if value_json.code else '' }}",
+            "state_topic": .string(topics.bridgeLastResult),
+            "value_template": "{{ value_json.status }}{{ ' ' ~ value_json.code if value_json.code else '' }}",
             "json_attributes_topic": .string(topics.bridgeLastResult), "entity_category": "diagnostic",
         ]
         return Self.withoutNulls([
@@ -62,14 +63,17 @@ public struct HomeAssistantDiscovery: Sendable {
 
     /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
     /// bridge's own `charge-duration` setting for nodes that charge.
-    public func deviceConfig(_ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
-                             exposes: (String, Set<String>) -> [Expose], meter: MeterLayout = MeterLayout(power: false, counters: [])) -> JSONValue {
+    public func deviceConfig(
+        _ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
+        exposes: (String, Set<String>) -> [Expose], meter: MeterLayout = MeterLayout(power: false, counters: [])
+    ) -> JSONValue {
         var cmps: [String: JSONValue] = [:]
         meterEntities(d.id, meter, into: &cmps)
         for node in d.nodes.keys.sorted() {
             let caps = capabilities(node)
-            let entity = EntityContext(state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
-                                       commandPrefix: "\(topics.base)/\(d.id)/\(node)/")
+            let entity = EntityContext(
+                state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
+                commandPrefix: "\(topics.base)/\(d.id)/\(node)/")
             for e in exposes(node, caps) { add(e, entity, into: &cmps) }
             if caps.contains(HotWaterCharge.durationSetting) {
                 let id = entity.uid("charge_duration")
@@ -83,9 +87,11 @@ public struct HomeAssistantDiscovery: Sendable {
             }
         }
         return Self.withoutNulls([
-            "dev": ["ids": [.string("heatbridge_\(d.id)")], "name": .string(names.name),
-                    "mf": .string(names.manufacturer), "mdl": .string(d.model?.isEmpty == false ? d.model : nil),
-                    "via_device": .string(bridgeDeviceId)],
+            "dev": [
+                "ids": [.string("heatbridge_\(d.id)")], "name": .string(names.name),
+                "mf": .string(names.manufacturer), "mdl": .string(d.model?.isEmpty == false ? d.model : nil),
+                "via_device": .string(bridgeDeviceId),
+            ],
             "o": origin, "cmps": .object(cmps), "qos": 1,
             "availability": availability(device: d.id), "availability_mode": "all",
         ])
@@ -106,17 +112,29 @@ public struct HomeAssistantDiscovery: Sendable {
             cmps[uid(e)] = .object(o)
         }
         if m.power {
-            put("power", ["name": "Power", "value_template": "{{ value_json.get('meter', {}).get('power_w') }}", "unit_of_measurement": "W",
-                          "device_class": "power", "state_class": "measurement"])
+            put(
+                "power",
+                [
+                    "name": "Power", "value_template": "{{ value_json.get('meter', {}).get('power_w') }}", "unit_of_measurement": "W",
+                    "device_class": "power", "state_class": "measurement",
+                ])
         }
         for k in m.counters.sorted() {
-            put("energy_\(k.id)", ["name": .string(Self.meterName(k)), "unit_of_measurement": "kWh", "device_class": "energy",
-                                   "state_class": "total_increasing",
-                                   "value_template": .string("{{ value_json.get('meter', {}).get('energy', {}).get('\(k.id)', {}).get('kwh') }}")])
+            put(
+                "energy_\(k.id)",
+                [
+                    "name": .string(Self.meterName(k)), "unit_of_measurement": "kWh", "device_class": "energy",
+                    "state_class": "total_increasing",
+                    "value_template": .string("{{ value_json.get('meter', {}).get('energy', {}).get('\(k.id)', {}).get('kwh') }}"),
+                ])
         }
         if m.hasEfficiency {
-            put("efficiency_today", ["name": "Efficiency today", "state_class": "measurement", "icon": "mdi:heat-pump",
-                                     "value_template": "{{ value_json.get('meter', {}).get('efficiency_today') }}"])
+            put(
+                "efficiency_today",
+                [
+                    "name": "Efficiency today", "state_class": "measurement", "icon": "mdi:heat-pump",
+                    "value_template": "{{ value_json.get('meter', {}).get('efficiency_today') }}",
+                ])
         }
     }
 
@@ -217,8 +235,12 @@ public struct HomeAssistantDiscovery: Sendable {
             if let category { o["entity_category"] = .string(category.rawValue) }
             put(id, "select", name, o)
         case .toggle(let id, let name, let field, let capability, let on, let off):
-            put(id, "switch", name, ["state_topic": .string(n.state), "value_template": onOff(field), "state_on": "ON", "state_off": "OFF",
-                                     "command_topic": n.set(capability), "payload_on": .string(on), "payload_off": .string(off)])
+            put(
+                id, "switch", name,
+                [
+                    "state_topic": .string(n.state), "value_template": onOff(field), "state_on": "ON", "state_off": "OFF",
+                    "command_topic": n.set(capability), "payload_on": .string(on), "payload_off": .string(off),
+                ])
         case .action(let id, let name, let capability, let payload, let category):
             var o: [String: JSONValue] = ["command_topic": n.set(capability), "payload_press": .string(payload)]
             if let category { o["entity_category"] = .string(category.rawValue) }
@@ -228,9 +250,12 @@ public struct HomeAssistantDiscovery: Sendable {
                 // Home Assistant makes the entity id from the name, dropping the sign ("−2 °C" and "+2 °C"
                 // both became `…_2_degc…`): name it ourselves, sign spelled out.
                 let sign = p.delta < 0 ? "minus_\(-p.delta)" : "plus_\(p.delta)"
-                put("derogation_preset_\(i + 1)", "button", "\(label) \(p.name)",
-                    ["command_topic": n.set(capability), "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#),
-                     "default_entity_id": .string("button.\(n.entityPrefix)derogation_\(sign)_for_\(p.durationMin)_min")])
+                put(
+                    "derogation_preset_\(i + 1)", "button", "\(label) \(p.name)",
+                    [
+                        "command_topic": n.set(capability), "payload_press": .string(#"{"delta": \#(p.delta), "duration_min": \#(p.durationMin)}"#),
+                        "default_entity_id": .string("button.\(n.entityPrefix)derogation_\(sign)_for_\(p.durationMin)_min"),
+                    ])
             }
         }
     }
@@ -242,8 +267,9 @@ public struct HomeAssistantDiscovery: Sendable {
         guard let (modeField, program) = programMode else {
             return .string("{{ value_json.\(field) if value_json.\(field) is not none else '' }}")
         }
-        return .string("{% if value_json.\(modeField) == '\(program)' and value_json.schedule_now is defined and value_json.schedule_now.setpoint is not none %}"
-                       + "{{ value_json.schedule_now.setpoint }}{% elif value_json.\(field) is not none %}{{ value_json.\(field) }}{% endif %}")
+        return .string(
+            "{% if value_json.\(modeField) == '\(program)' and value_json.schedule_now is defined and value_json.schedule_now.setpoint is not none %}"
+                + "{{ value_json.schedule_now.setpoint }}{% elif value_json.\(field) is not none %}{{ value_json.\(field) }}{% endif %}")
     }
 
     /// Modes mapped one by one between Home Assistant's names and the device's values.

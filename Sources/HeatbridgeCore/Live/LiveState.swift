@@ -53,11 +53,16 @@ final class LiveState {
         let now = clock.now()
         // The box's own scope decides, whatever the receiver or the central broker sent: a device of another box
         // never enters this one's state.
-        guard let (id, account) = host.devices.ids.lazy.compactMap({ id -> (String, AccountRuntime)? in
-            guard let e = host.devices[id], e.snapshot.vendorId == vendorId, let a = candidates.first(where: { $0.name == e.account }) else { return nil }
-            return (id, a)
-        }).first, let decoder = account.adapter as? any PushDecoding else {
-            return pushRejected(candidates[0].name, PushRejection(.unknownDevice, "no device \(vendor) \(vendorId) on this box"), now: now, host: host)
+        guard
+            let (id, account) = host.devices.ids.lazy.compactMap({ id -> (String, AccountRuntime)? in
+                guard let e = host.devices[id], e.snapshot.vendorId == vendorId, let a = candidates.first(where: { $0.name == e.account }) else {
+                    return nil
+                }
+                return (id, a)
+            }).first, let decoder = account.adapter as? any PushDecoding
+        else {
+            return pushRejected(
+                candidates[0].name, PushRejection(.unknownDevice, "no device \(vendor) \(vendorId) on this box"), now: now, host: host)
         }
         let event: PushEvent
         switch decoder.decodePush(m.payload) {
@@ -65,7 +70,8 @@ final class LiveState {
         case .failure(let r): return pushRejected(account.name, r, now: now, host: host)
         }
         guard event.vendorId == vendorId else {
-            return pushRejected(account.name, PushRejection(.invalid, "the event names device \(event.vendorId), its topic \(vendorId)"), now: now, host: host)
+            return pushRejected(
+                account.name, PushRejection(.invalid, "the event names device \(event.vendorId), its topic \(vendorId)"), now: now, host: host)
         }
         if !event.issues.isEmpty {
             logger.notice("pushed event read with repairs", metadata: ["device": "\(id)", "issues": "\(event.issues.joined(separator: "; "))"])
@@ -85,8 +91,9 @@ final class LiveState {
             scheduleLiveSave(now, host: host)
         }
         if !wasLive, pushBook.isLive(account.name, settings: account.push!, now: now) {
-            logger.info("push events are live; polling at the reconcile interval",
-                        metadata: ["account": "\(account.name)", "reconcile_interval_s": "\(JSONValue.format(account.push!.reconcileIntervalS))"])
+            logger.info(
+                "push events are live; polling at the reconcile interval",
+                metadata: ["account": "\(account.name)", "reconcile_interval_s": "\(JSONValue.format(account.push!.reconcileIntervalS))"])
             if let s = host.book.status[account.name] { host.setAccount(account.name, s.state, error: s.error, retryAt: s.retryAt) }
         }
     }
@@ -100,8 +107,12 @@ final class LiveState {
         let n = pushBook.stats[account]?.rejected.values.reduce(0, +) ?? 0
         guard n <= Self.pushLogLimit else { return }
         // The message quotes no payload: what a sender wrote never reaches the journal as it came.
-        logger.warning("pushed event dropped", metadata: ["account": "\(account)", "code": "\(r.code.rawValue)", "error": "\(r.message)",
-                                                          "note": "\(n == Self.pushLogLimit ? "further drops are only counted (bridge/health)" : "")"])
+        logger.warning(
+            "pushed event dropped",
+            metadata: [
+                "account": "\(account)", "code": "\(r.code.rawValue)", "error": "\(r.message)",
+                "note": "\(n == Self.pushLogLimit ? "further drops are only counted (bridge/health)" : "")",
+            ])
     }
 
     /// Whether the account's polls may slow to the reconcile interval: push is on and live.
@@ -146,7 +157,9 @@ final class LiveState {
     /// The meter of a device's fresh state: the adapter's readings go into the book, the book's state into `meter`.
     func meterize(_ s: inout DeviceSnapshot, account: String, now: EpochSeconds, host: isolated some LiveHost) {
         guard let m = host.accounts[account]?.adapter as? any EnergyMetering else { return }
-        if energyBook.apply(m.meterReadings(s), device: s.id, now: now, localTime: host.settings.localTime), energyBook.isDirty(s.id) { scheduleLiveSave(now, host: host) }
+        if energyBook.apply(m.meterReadings(s), device: s.id, now: now, localTime: host.settings.localTime), energyBook.isDirty(s.id) {
+            scheduleLiveSave(now, host: host)
+        }
         s.attributes["meter"] = energyBook.stateJSON(s.id, now: now, localTime: host.settings.localTime)
     }
 

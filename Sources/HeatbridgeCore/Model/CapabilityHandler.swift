@@ -28,11 +28,17 @@ public struct ValidationInput: Sendable {
 public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     public typealias Validate = @Sendable (_ input: ValidationInput) throws(CommandRejection) -> JSONValue
     /// `progress` publishes a non-terminal `progress` result, for commands whose delivery the cloud reports in steps.
-    public typealias Execute = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot,
-                                          _ progress: @escaping ProgressSink) async throws(CloudError) -> String?
+    public typealias Execute =
+        @Sendable (
+            _ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot,
+            _ progress: @escaping ProgressSink
+        ) async throws(CloudError) -> String?
     /// One command for several members at once (a group), with one outcome per member.
-    public typealias ExecuteGroup = @Sendable (_ adapter: Adapter, _ command: Command, _ members: [(device: DeviceSnapshot, node: String)],
-                                               _ progress: @escaping ProgressSink) async -> [MemberOutcome]
+    public typealias ExecuteGroup =
+        @Sendable (
+            _ adapter: Adapter, _ command: Command, _ members: [(device: DeviceSnapshot, node: String)],
+            _ progress: @escaping ProgressSink
+        ) async -> [MemberOutcome]
     public typealias Confirm = @Sendable (_ adapter: Adapter, _ command: Command, _ device: DeviceSnapshot) async throws(CloudError) -> Bool?
 
     public let name: String
@@ -58,10 +64,12 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     /// or on when it runs (a holiday names the gateway's circuits; an away period's start and end are times).
     public let checkedAtConfig: @Sendable (_ params: [String: JSONValue]) -> Bool
 
-    public init(_ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
-                restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm,
-                group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false, confirmedByEvents: Bool = false,
-                checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }) {
+    public init(
+        _ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
+        restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm,
+        group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false, confirmedByEvents: Bool = false,
+        checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }
+    ) {
         self.confirmedByEvents = confirmedByEvents
         self.checkedAtConfig = checkedAtConfig
         self.executeGroup = group
@@ -94,7 +102,8 @@ public struct CapabilityTable<Adapter: Sendable>: Sendable {
     /// The handler of `capability`, or `UNSUPPORTED` naming the node's capabilities.
     public func handler(_ capability: String, node: String) throws(CommandRejection) -> CapabilityHandler<Adapter> {
         guard let h = handlers[capability] else {
-            throw CommandRejection(.unsupported, "\"\(capability)\" is not supported on \(node); supported: \(names.sorted().joined(separator: ", "))")
+            throw CommandRejection(
+                .unsupported, "\"\(capability)\" is not supported on \(node); supported: \(names.sorted().joined(separator: ", "))")
         }
         return h
     }

@@ -72,9 +72,11 @@ public struct Command: Sendable, Equatable {
     /// The MQTT v5 Response Topic (and Correlation Data) the command came with: every result goes there too.
     public var reply: ReplyAddress?
 
-    public init(id: String, device: String, node: String, capability: String, params: JSONValue, source: CommandSource,
-                receivedAt: EpochSeconds, validUntil: EpochSeconds, status: CommandStatus = .accepted,
-                attempts: Int = 0, notBefore: EpochSeconds? = nil, reply: ReplyAddress? = nil) {
+    public init(
+        id: String, device: String, node: String, capability: String, params: JSONValue, source: CommandSource,
+        receivedAt: EpochSeconds, validUntil: EpochSeconds, status: CommandStatus = .accepted,
+        attempts: Int = 0, notBefore: EpochSeconds? = nil, reply: ReplyAddress? = nil
+    ) {
         self.reply = reply
         self.id = id
         self.device = device
@@ -127,13 +129,19 @@ public enum CommandResultPayload {
     /// The answer to a message repeating a command already taken (a broker redelivery, the sender's retry):
     /// status `repeated`, never a second first answer; `current` is the command's latest result.
     public static func repeated(id: String, current: JSONValue, firstAt: EpochSeconds, at: EpochSeconds) -> JSONValue {
-        ["id": .string(id), "status": "repeated", "code": .null,
-         "message": .string("the same command again (a redelivery or a retry), first taken at \(Timestamp.iso8601(firstAt)): not run again; its latest result is under current"),
-         "current": current, "ts": .string(Timestamp.iso8601(at))]
+        [
+            "id": .string(id), "status": "repeated", "code": .null,
+            "message": .string(
+                "the same command again (a redelivery or a retry), first taken at \(Timestamp.iso8601(firstAt)): not run again; its latest result is under current"
+            ),
+            "current": current, "ts": .string(Timestamp.iso8601(at)),
+        ]
     }
 
-    public static func make(id: String, status: CommandStatus, code: ResultCode?, message: String?, at: EpochSeconds,
-                            extra: [String: JSONValue] = [:]) -> JSONValue {
+    public static func make(
+        id: String, status: CommandStatus, code: ResultCode?, message: String?, at: EpochSeconds,
+        extra: [String: JSONValue] = [:]
+    ) -> JSONValue {
         var o: [String: JSONValue] = [
             "id": .string(id), "status": .string(status.rawValue), "code": .string(code?.rawValue),
             "message": .string(message), "ts": .string(Timestamp.iso8601(at)),
@@ -191,7 +199,8 @@ public enum CapabilityValidation {
     /// `<node>/schedule/set`: a whole week in the neutral format, checked against the device's limits and
     /// the levels of its current program. Optional `"version"` (the program the edit was based on) and
     /// `"force"`. Normalised to `{"days":…,"base_version":…,"force":…}`.
-    public static func weekSchedule(_ body: [String: JSONValue], current: WeekSchedule?, limits: ScheduleLimits) throws(CommandRejection) -> JSONValue {
+    public static func weekSchedule(_ body: [String: JSONValue], current: WeekSchedule?, limits: ScheduleLimits) throws(CommandRejection) -> JSONValue
+    {
         try allowOnly(body, ["days", "levels", "version", "force"])
         guard let current else {
             throw CommandRejection(.unsupported, "no week program is known for this node yet; wait for the first poll")
@@ -222,7 +231,8 @@ public enum CapabilityValidation {
                     throw CommandRejection(.invalidPayload, "\(name) \(atText): missing \"level\"")
                 }
                 guard current.levels[level] != nil else {
-                    throw CommandRejection(.outOfRange, "\(name) \(atText): unknown level \"\(level)\"; levels: \(current.levels.keys.sorted().joined(separator: ", "))")
+                    throw CommandRejection(
+                        .outOfRange, "\(name) \(atText): unknown level \"\(level)\"; levels: \(current.levels.keys.sorted().joined(separator: ", "))")
                 }
                 if day.contains(where: { $0.minute == at }) {
                     throw CommandRejection(.invalidPayload, "\(name) \(atText): two switch points at the same time")
@@ -236,7 +246,9 @@ public enum CapabilityValidation {
         }
         var version: JSONValue = .null
         if let v = body["version"] {
-            guard let s = v.stringValue, !s.isEmpty else { throw CommandRejection(.invalidPayload, "\"version\" must be the program's version string") }
+            guard let s = v.stringValue, !s.isEmpty else {
+                throw CommandRejection(.invalidPayload, "\"version\" must be the program's version string")
+            }
             version = .string(s)
         }
         var force = false
@@ -259,12 +271,16 @@ public enum CapabilityValidation {
     }
 
     /// A required temperature in °C within `range`, on a `step` grid (0.5 °C unless the vendor takes finer).
-    public static func temperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
-                                   step: Double = 0.5) throws(CommandRejection) -> Double {
+    public static func temperature(
+        _ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
+        step: Double = 0.5
+    ) throws(CommandRejection) -> Double {
         guard let v = body[key] else { throw CommandRejection(.invalidPayload, "missing \"\(key)\" (°C)") }
         guard let t = v.doubleValue else { throw CommandRejection(.invalidPayload, "\"\(key)\" must be a number of °C") }
         guard range.contains(t) else {
-            throw CommandRejection(.outOfRange, "\"\(key)\" must be \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)) °C, got \(JSONValue.format(t))")
+            throw CommandRejection(
+                .outOfRange,
+                "\"\(key)\" must be \(JSONValue.format(range.lowerBound))…\(JSONValue.format(range.upperBound)) °C, got \(JSONValue.format(t))")
         }
         guard ((t / step).rounded() * step - t).magnitude < 1e-9 else {
             throw CommandRejection(.outOfRange, "\"\(key)\" must be in \(JSONValue.format(step)) °C steps, got \(JSONValue.format(t))")
@@ -273,8 +289,10 @@ public enum CapabilityValidation {
     }
 
     /// Like `temperature`, but nil when the member is absent.
-    public static func optionalTemperature(_ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
-                                           step: Double = 0.5) throws(CommandRejection) -> Double? {
+    public static func optionalTemperature(
+        _ body: [String: JSONValue], _ key: String, _ range: ClosedRange<Double>,
+        step: Double = 0.5
+    ) throws(CommandRejection) -> Double? {
         body[key] == nil ? nil : try temperature(body, key, range, step: step)
     }
 

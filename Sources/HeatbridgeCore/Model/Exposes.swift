@@ -14,8 +14,9 @@ public enum Expose: Sendable, Equatable {
     /// A hot-water tank: measured temperature, optionally modes.
     case waterHeater(WaterHeater)
     /// One of fixed options, set with `{"<param>": "<option>"}`.
-    case choice(id: String, name: String, field: String, options: [String], capability: String, param: String,
-                category: ExposeCategory? = nil)
+    case choice(
+        id: String, name: String, field: String, options: [String], capability: String, param: String,
+        category: ExposeCategory? = nil)
     /// On/off, with the payload each sends.
     case toggle(id: String, name: String, field: String, capability: String, on: String, off: String)
     /// A command with a fixed payload.
@@ -49,14 +50,19 @@ public enum Expose: Sendable, Equatable {
         /// A measurement that varies continuously (worth long-term statistics).
         public var measurement: Bool { stateClass == .measurement }
 
-        public init(id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, measurement: Bool = false,
-                    category: ExposeCategory? = nil) {
-            self.init(id: id, name: name, field: field, unit: unit, deviceClass: deviceClass,
-                      stateClass: measurement ? .measurement : nil, category: category)
+        public init(
+            id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, measurement: Bool = false,
+            category: ExposeCategory? = nil
+        ) {
+            self.init(
+                id: id, name: name, field: field, unit: unit, deviceClass: deviceClass,
+                stateClass: measurement ? .measurement : nil, category: category)
         }
 
-        public init(id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, stateClass: StateClass?,
-                    category: ExposeCategory? = nil) {
+        public init(
+            id: String, name: String, field: String, unit: String? = nil, deviceClass: String? = nil, stateClass: StateClass?,
+            category: ExposeCategory? = nil
+        ) {
             self.id = id
             self.name = name
             self.field = field
@@ -110,8 +116,10 @@ public enum Expose: Sendable, Equatable {
         /// shown then is the program's level now (`schedule_now.setpoint`), not `targetField`.
         public var programMode: String?
 
-        public init(id: String, name: String, currentField: String, targetField: String, min: Double, max: Double, step: Double,
-                    modes: Modes? = nil, setTarget: (capability: String, param: String)? = nil, programMode: String? = nil) {
+        public init(
+            id: String, name: String, currentField: String, targetField: String, min: Double, max: Double, step: Double,
+            modes: Modes? = nil, setTarget: (capability: String, param: String)? = nil, programMode: String? = nil
+        ) {
             self.programMode = programMode
             self.id = id
             self.name = name
@@ -167,8 +175,10 @@ public enum Expose: Sendable, Equatable {
             }
         }
 
-        public init(id: String, name: String, currentField: String, min: Double, max: Double, modes: Modes? = nil, targetField: String? = nil,
-                    programMode: String? = nil, setTarget: Setter? = nil, power: Power? = nil) {
+        public init(
+            id: String, name: String, currentField: String, min: Double, max: Double, modes: Modes? = nil, targetField: String? = nil,
+            programMode: String? = nil, setTarget: Setter? = nil, power: Power? = nil
+        ) {
             self.id = id
             self.name = name
             self.currentField = currentField

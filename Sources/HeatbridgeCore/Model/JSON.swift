@@ -209,9 +209,15 @@ private struct JSONParser {
         case UInt8(ascii: "{"): return try object(depth: depth)
         case UInt8(ascii: "["): return try array(depth: depth)
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         default: return .number(try number())
         }
     }
@@ -227,7 +233,10 @@ private struct JSONParser {
         i += 1
         var members: [String: JSONValue] = [:]
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+            i += 1
+            return .object(members)
+        }
         while true {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -245,8 +254,14 @@ private struct JSONParser {
             guard members.count <= limits.maxMembers else { throw over("more than \(limits.maxMembers) members in one object") }
             skipSpace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                return .object(members)
+            }
             throw fail("expected ',' or '}'")
         }
     }
@@ -255,15 +270,24 @@ private struct JSONParser {
         i += 1
         var items: [JSONValue] = []
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
+            i += 1
+            return .array(items)
+        }
         while true {
             skipSpace()
             items.append(try value(depth: depth + 1))
             guard items.count <= limits.maxMembers else { throw over("more than \(limits.maxMembers) items in one array") }
             skipSpace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "]") {
+                i += 1
+                return .array(items)
+            }
             throw fail("expected ',' or ']'")
         }
     }
@@ -292,10 +316,17 @@ private struct JSONParser {
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let c = bytes[i]
-            if c == UInt8(ascii: "\"") { i += 1; break }
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                break
+            }
             if c < 0x20 { throw fail("control character in string") }
             guard buf.count < limits.maxStringBytes else { throw over("a string longer than \(limits.maxStringBytes) bytes") }
-            if c != UInt8(ascii: "\\") { buf.append(c); i += 1; continue }
+            if c != UInt8(ascii: "\\") {
+                buf.append(c)
+                i += 1
+                continue
+            }
             i += 1
             guard i < bytes.count else { throw fail("unterminated escape") }
             let e = bytes[i]
@@ -334,9 +365,15 @@ private struct JSONParser {
         if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
         let digitsStart = i
         while i < bytes.count, (0x30...0x39).contains(bytes[i]) { i += 1 }
-        guard i > digitsStart else { i = start; throw fail("unexpected character") }
+        guard i > digitsStart else {
+            i = start
+            throw fail("unexpected character")
+        }
         // RFC 8259: no leading zeros ("030" is not JSON, and not 30).
-        guard !(bytes[digitsStart] == UInt8(ascii: "0") && i - digitsStart > 1) else { i = digitsStart; throw fail("leading zero in a number") }
+        guard !(bytes[digitsStart] == UInt8(ascii: "0") && i - digitsStart > 1) else {
+            i = digitsStart
+            throw fail("leading zero in a number")
+        }
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
             i += 1
             let f = i

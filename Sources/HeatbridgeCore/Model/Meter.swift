@@ -25,7 +25,8 @@ public struct MeterKey: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// `electricity_total`.
     public init?(id: String) {
         guard let sep = id.firstIndex(of: "_"), let d = EnergyDirection(rawValue: String(id[..<sep])),
-              let u = EnergyUse(rawValue: String(id[id.index(after: sep)...])) else { return nil }
+            let u = EnergyUse(rawValue: String(id[id.index(after: sep)...]))
+        else { return nil }
         self.init(d, u)
     }
 
@@ -164,7 +165,8 @@ public enum EnergyHistory {
     }
 
     public static func hours(from: EpochSeconds, to: EpochSeconds) throws(CommandRejection) -> (from: Int64, to: Int64) {
-        let f = Int64((from / 3600).rounded(.down)), t = Int64((to / 3600).rounded(.up))
+        let f = Int64((from / 3600).rounded(.down))
+        let t = Int64((to / 3600).rounded(.up))
         guard f < t else {
             throw CommandRejection(.outOfRange, "\"from\" (\(Timestamp.iso8601(from))) must be before \"to\" (\(Timestamp.iso8601(to)))")
         }
@@ -186,9 +188,11 @@ extension EnergyHistory {
             meters[b.meter, default: Array(repeating: .null, count: n)][Int(b.hour - from)] = .number(round(b.kwh))
             totals[b.meter, default: 0] += b.kwh
         }
-        return ["device": .string(device), "from": .string(Timestamp.iso8601(Double(from) * 3600)),
-                "to": .string(Timestamp.iso8601(Double(to) * 3600)), "resolution_s": 3600, "unit": "kWh",
-                "meters": .object(meters.mapValues { .array($0) }), "totals": .object(totals.mapValues { .number(round($0)) })]
+        return [
+            "device": .string(device), "from": .string(Timestamp.iso8601(Double(from) * 3600)),
+            "to": .string(Timestamp.iso8601(Double(to) * 3600)), "resolution_s": 3600, "unit": "kWh",
+            "meters": .object(meters.mapValues { .array($0) }), "totals": .object(totals.mapValues { .number(round($0)) }),
+        ]
     }
 
     /// kWh to 4 decimals (0.1 Wh): what an hour's bucket is reported with.

@@ -115,8 +115,10 @@ public struct MQTTMessage: Sendable, Equatable {
     /// MQTT v5 Correlation Data: returned unchanged with each answer on the response topic.
     public var correlationData: [UInt8]?
 
-    public init(topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil, oversize: Int? = nil,
-                responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
+    public init(
+        topic: String, payload: [UInt8], retained: Bool = false, qos: Int = 1, inboxRow: Int64? = nil, oversize: Int? = nil,
+        responseTopic: String? = nil, correlationData: [UInt8]? = nil
+    ) {
         self.topic = topic
         self.payload = payload
         self.retained = retained
@@ -203,8 +205,10 @@ public struct CachedDevice: Sendable, Equatable {
     /// Week programs by node, in the neutral JSON format.
     public var schedules: [String: JSONValue]
 
-    public init(deviceId: String, account: String, state: JSONValue, availability: String?, nodes: [String: JSONValue], updatedAt: EpochSeconds,
-                schedules: [String: JSONValue] = [:]) {
+    public init(
+        deviceId: String, account: String, state: JSONValue, availability: String?, nodes: [String: JSONValue], updatedAt: EpochSeconds,
+        schedules: [String: JSONValue] = [:]
+    ) {
         self.schedules = schedules
         self.deviceId = deviceId
         self.account = account
@@ -270,8 +274,10 @@ public protocol StatePort: Sendable {
     /// `inboxRow`, when given, is removed from the inbox in the same transaction: the message is handled.
     /// `reply`, when given, stores a copy for the command's v5 Response Topic in the same transaction; the
     /// copy's row id is returned second.
-    func appendResult(commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
-                      inboxRow: Int64?) throws -> (row: Int64, replyRow: Int64?)
+    func appendResult(
+        commandId: String, topic: String, payload: [UInt8], reply: ReplyAddress?, command: Command?, isNew: Bool,
+        inboxRow: Int64?
+    ) throws -> (row: Int64, replyRow: Int64?)
     /// Persists an arriving command message; returns its inbox row.
     func inboxAdd(_ message: MQTTMessage) throws -> Int64
     /// Messages persisted but not handled yet (the daemon died in between), oldest first.

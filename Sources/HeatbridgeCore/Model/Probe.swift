@@ -82,17 +82,23 @@ public indirect enum WireShape: Sendable {
             return [ProbeFinding(field: path, kind: .type, detail: "a number sent as a string (\"\(s.prefix(40))\")")]
         case (.bool, .bool): return []
         case (.oneOf(let allowed), .string(let s)):
-            return allowed.contains { $0.lowercased() == s.lowercased() } ? []
-                : [ProbeFinding(field: path, kind: .enumValue, detail: "\"\(s.prefix(40))\" is not one of \(allowed.joined(separator: ", ")) (kept as its string)")]
+            return allowed.contains { $0.lowercased() == s.lowercased() }
+                ? []
+                : [
+                    ProbeFinding(
+                        field: path, kind: .enumValue,
+                        detail: "\"\(s.prefix(40))\" is not one of \(allowed.joined(separator: ", ")) (kept as its string)")
+                ]
         case (.list(let s), .array(let a)):
             return a.enumerated().flatMap { s.check($0.element, path: at(String($0.offset))) }
         case (.object(let fields, let required), .object(let o)):
             var out: [ProbeFinding] = []
             for k in fields.keys.sorted() {
                 guard let value = o[k] else {
-                    out.append(required.contains(k)
-                        ? ProbeFinding(field: at(k), kind: .missing, detail: "required field is missing", isDrift: true)
-                        : ProbeFinding(field: at(k), kind: .missing, detail: "not in the answer (read as null)"))
+                    out.append(
+                        required.contains(k)
+                            ? ProbeFinding(field: at(k), kind: .missing, detail: "required field is missing", isDrift: true)
+                            : ProbeFinding(field: at(k), kind: .missing, detail: "not in the answer (read as null)"))
                     continue
                 }
                 out += fields[k]!.check(value, path: at(k))
@@ -139,8 +145,10 @@ public struct FixtureRedactor: Sendable {
     public init(known: [String]) { self.known = known.filter { !$0.isEmpty }.sorted { $0.count > $1.count } }
 
     /// Keys whose values identify a person, a home or a credential (lowercased substrings).
-    static let sensitiveKeys = ["key", "token", "secret", "password", "mail", "name", "street", "address", "city", "zip", "postal",
-                                "phone", "serial", "user", "owner", "iban", "latitude", "longitude"]
+    static let sensitiveKeys = [
+        "key", "token", "secret", "password", "mail", "name", "street", "address", "city", "zip", "postal",
+        "phone", "serial", "user", "owner", "iban", "latitude", "longitude",
+    ]
 
     public mutating func redact(_ v: JSONValue, key: String = "") -> JSONValue {
         switch v {

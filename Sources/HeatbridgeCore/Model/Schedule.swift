@@ -96,12 +96,15 @@ public struct WeekSchedule: Sendable, Equatable {
     /// `schedule_now` for node state.
     public func nowJSON(at t: EpochSeconds, in tz: any LocalTime) -> JSONValue {
         guard let n = now(at: t, in: tz) else { return .null }
-        return ["level": .string(n.level), "setpoint": .number(n.setpoint), "source": "computed",
-                "next": n.next.map { ["at": .string(Timestamp.iso8601($0.at)), "level": .string($0.level)] } ?? .null]
+        return [
+            "level": .string(n.level), "setpoint": .number(n.setpoint), "source": "computed",
+            "next": n.next.map { ["at": .string(Timestamp.iso8601($0.at)), "level": .string($0.level)] } ?? .null,
+        ]
     }
 
     public static func hhmm(_ minute: Int) -> String {
-        let h = minute / 60, m = minute % 60
+        let h = minute / 60
+        let m = minute % 60
         return (h < 10 ? "0" : "") + String(h) + ":" + (m < 10 ? "0" : "") + String(m)
     }
 
@@ -109,7 +112,8 @@ public struct WeekSchedule: Sendable, Equatable {
     public static func minutes(_ s: String) -> Int? {
         let parts = s.split(separator: ":")
         guard parts.count == 2, parts[0].count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]),
-              (0..<24).contains(h), (0..<60).contains(m) else { return nil }
+            (0..<24).contains(h), (0..<60).contains(m)
+        else { return nil }
         return h * 60 + m
     }
 }

@@ -51,10 +51,15 @@ public enum CommandSource: Sendable, Equatable, Hashable, CustomStringConvertibl
 
     public init(rawValue: String) {
         func rest(_ prefix: String) -> String? { rawValue.hasPrefix(prefix) ? String(rawValue.dropFirst(prefix.count)) : nil }
-        if let n = rest("trigger:") { self = .trigger(n) }
-        else if let id = rest("lease:") { self = .lease(id) }
-        else if let n = rest("limit:") { self = .limit(n) }
-        else { self = .mqtt }
+        if let n = rest("trigger:") {
+            self = .trigger(n)
+        } else if let id = rest("lease:") {
+            self = .lease(id)
+        } else if let n = rest("limit:") {
+            self = .limit(n)
+        } else {
+            self = .mqtt
+        }
     }
 
     public init(stringLiteral value: String) { self.init(rawValue: value) }

@@ -57,7 +57,7 @@ public struct CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `-_.:`; anything else is dropped rather than echoed into results and logs.
     public static func supportId(_ s: String) -> String? {
         guard !s.isEmpty, s.utf8.count <= 128,
-              s.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || "-_.:".utf8.contains($0) })
+            s.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || "-_.:".utf8.contains($0) })
         else { return nil }
         return s
     }
@@ -122,8 +122,10 @@ public struct DeviceSnapshot: Sendable, Equatable {
     /// Week programs by node, in the neutral format.
     public var schedules: [String: WeekSchedule]
 
-    public init(id: String, vendorId: String, model: String? = nil, online: Bool?, attributes: [String: JSONValue] = [:],
-                nodes: [String: JSONValue], error: CloudError? = nil, schedules: [String: WeekSchedule] = [:]) {
+    public init(
+        id: String, vendorId: String, model: String? = nil, online: Bool?, attributes: [String: JSONValue] = [:],
+        nodes: [String: JSONValue], error: CloudError? = nil, schedules: [String: WeekSchedule] = [:]
+    ) {
         self.schedules = schedules
         self.id = id
         self.vendorId = vendorId
@@ -247,8 +249,10 @@ public struct MemberOutcome: Sendable {
 /// every room sharing a window). Others get a group's members one by one.
 public protocol GroupExecuting: VendorAdapter {
     /// Runs a validated command for all `members` (all of this adapter's account) and reports each one.
-    func executeGroup(_ command: Command, members: [(device: DeviceSnapshot, node: String)],
-                      progress: @escaping ProgressSink) async -> [MemberOutcome]
+    func executeGroup(
+        _ command: Command, members: [(device: DeviceSnapshot, node: String)],
+        progress: @escaping ProgressSink
+    ) async -> [MemberOutcome]
 }
 
 extension CloudError {
@@ -268,8 +272,10 @@ extension CloudError {
     /// The statuses every vendor answers alike: 401, 403, 429 (`Retry-After` clamped to 1…3600 s), 5xx and
     /// other 4xx. Vendors map their own extras (Bosch 451/504, Podero 409/422) before falling back to this.
     /// `detail` is the cloud's own message, already cut short; it never holds a secret we sent.
-    public static func status(_ r: HTTPResponse, api: String, what: String, detail: String?, unauthorized: String, forbidden: String,
-                              retryAfterDefault: Double) -> CloudError {
+    public static func status(
+        _ r: HTTPResponse, api: String, what: String, detail: String?, unauthorized: String, forbidden: String,
+        retryAfterDefault: Double
+    ) -> CloudError {
         func msg(_ fallback: String) -> String { detail.map { "\(fallback): \($0)" } ?? fallback }
         switch r.status {
         case 401: return CloudError(.authFailed, status: 401, message: msg(unauthorized))

@@ -20,8 +20,10 @@ public protocol VendorModule: Sendable {
     var pushesEvents: Bool { get }
     /// Reads the vendor's keys of one account; mistakes are reported on `decoder` with their position.
     /// `common` holds what every account has (name, base URL, devices…).
-    func decodeAccount(_ entries: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
-                       decoder: inout ConfigDecoder) -> (any VendorAccountSettings)?
+    func decodeAccount(
+        _ entries: ConfigDecoder.Entries, at mark: SourceMark, common: AccountConfig,
+        decoder: inout ConfigDecoder
+    ) -> (any VendorAccountSettings)?
     /// Why the vendor id `id` cannot be a device of any of `accounts` (this vendor's accounts), nil when it can:
     /// for trigger targets, checked at config time.
     func outOfScope(_ id: String, accounts: [AccountConfig]) -> String?
@@ -89,10 +91,12 @@ public struct VendorContext: Sendable {
     /// Boxes sharing the partner accounts (`fleet.boxes`): company-wide reads are spaced by it.
     public var fleetBoxes: Int?
 
-    public init(transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
-                readSecret: @escaping @Sendable (SecretRef) -> String?,
-                writeSecret: @escaping @Sendable (String, String) -> String? = { _, _ in "secrets cannot be written here" },
-                settings: SettingsPersistence? = nil) {
+    public init(
+        transport: any HTTPTransport, clock: any Clock, localTime: any LocalTime,
+        readSecret: @escaping @Sendable (SecretRef) -> String?,
+        writeSecret: @escaping @Sendable (String, String) -> String? = { _, _ in "secrets cannot be written here" },
+        settings: SettingsPersistence? = nil
+    ) {
         self.transport = transport
         self.clock = clock
         self.localTime = localTime

@@ -35,8 +35,10 @@ public enum MetricsExposition {
         }
 
         let mqtt = health["mqtt"] ?? .null
-        for (key, help) in [("connects", "Connections made to the broker."), ("published", "Messages published."),
-                            ("publish_failures", "Publishes the broker did not take."), ("received", "Messages received.")] {
+        for (key, help) in [
+            ("connects", "Connections made to the broker."), ("published", "Messages published."),
+            ("publish_failures", "Publishes the broker did not take."), ("received", "Messages received."),
+        ] {
             out.family("heatbridge_mqtt_\(key)_total", "counter", help)
             out.sample("heatbridge_mqtt_\(key)_total", [:], mqtt[key]?.doubleValue ?? 0)
         }
@@ -51,19 +53,25 @@ public enum MetricsExposition {
                 out.sample("heatbridge_account_state", ["account": name, "state": s], s == current ? 1 : 0)
             }
         }
-        for (key, metric, help) in [("polls", "heatbridge_polls_total", "Polls of the account's cloud."),
-                                    ("errors", "heatbridge_poll_errors_total", "Polls that failed."),
-                                    ("rate_limited", "heatbridge_rate_limited_total", "Answers 429 (rate limited) from the cloud."),
-                                    ("commands", "heatbridge_account_commands_total", "Commands sent to the account's cloud.")] {
+        for (key, metric, help) in [
+            ("polls", "heatbridge_polls_total", "Polls of the account's cloud."),
+            ("errors", "heatbridge_poll_errors_total", "Polls that failed."),
+            ("rate_limited", "heatbridge_rate_limited_total", "Answers 429 (rate limited) from the cloud."),
+            ("commands", "heatbridge_account_commands_total", "Commands sent to the account's cloud."),
+        ] {
             out.family(metric, "counter", help)
             for a in accounts { out.sample(metric, ["account": a["name"]?.stringValue ?? ""], a["stats"]?[key]?.doubleValue ?? 0) }
         }
         let pushed = accounts.filter { $0["push"] != nil }
         if !pushed.isEmpty {
-            for (key, help) in [("events", "Pushed events received."), ("applied", "Pushed events that changed the state."),
-                                ("duplicates", "Pushed events seen before."), ("stale", "Pushed events older than what was known.")] {
+            for (key, help) in [
+                ("events", "Pushed events received."), ("applied", "Pushed events that changed the state."),
+                ("duplicates", "Pushed events seen before."), ("stale", "Pushed events older than what was known."),
+            ] {
                 out.family("heatbridge_push_\(key)_total", "counter", help)
-                for a in pushed { out.sample("heatbridge_push_\(key)_total", ["account": a["name"]?.stringValue ?? ""], a["push"]?[key]?.doubleValue ?? 0) }
+                for a in pushed {
+                    out.sample("heatbridge_push_\(key)_total", ["account": a["name"]?.stringValue ?? ""], a["push"]?[key]?.doubleValue ?? 0)
+                }
             }
             out.family("heatbridge_push_live", "gauge", "1 while events arrive (polls slowed to the reconcile interval).")
             for a in pushed { out.sample("heatbridge_push_live", ["account": a["name"]?.stringValue ?? ""], a["push"]?["state"] == "live" ? 1 : 0) }
@@ -79,7 +87,8 @@ public enum MetricsExposition {
             out.family("heatbridge_cloud_request_duration_seconds", "histogram", "Time from sending a cloud request to its answer.")
             for (account, m) in requests.sorted(by: { $0.key < $1.key }) {
                 for (i, bound) in RequestMetrics.bounds.enumerated() {
-                    out.sample("heatbridge_cloud_request_duration_seconds_bucket", ["account": account, "le": JSONValue.format(bound)], Double(m.buckets[i]))
+                    out.sample(
+                        "heatbridge_cloud_request_duration_seconds_bucket", ["account": account, "le": JSONValue.format(bound)], Double(m.buckets[i]))
                 }
                 out.sample("heatbridge_cloud_request_duration_seconds_bucket", ["account": account, "le": "+Inf"], Double(m.buckets.last ?? 0))
                 out.sample("heatbridge_cloud_request_duration_seconds_sum", ["account": account], m.sumS)
@@ -118,12 +127,16 @@ public enum MetricsExposition {
         mutating func sample(_ name: String, _ labels: [String: String], _ value: Double) {
             let base = Self.familyName(name)
             guard let i = families.lastIndex(where: { $0.name == base }) else { return }
-            let l = labels.isEmpty ? "" : "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(MetricsExposition.escape($0.value))\"" }.joined(separator: ",") + "}"
+            let l =
+                labels.isEmpty
+                ? ""
+                : "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(MetricsExposition.escape($0.value))\"" }.joined(separator: ",") + "}"
             families[i].samples.append("\(name)\(l) \(MetricsExposition.number(value))\n")
         }
 
         static func familyName(_ sample: String) -> String {
-            for suffix in ["_bucket", "_sum", "_count"] where sample.hasSuffix(suffix) && sample.hasPrefix("heatbridge_cloud_request_duration_seconds") {
+            for suffix in ["_bucket", "_sum", "_count"]
+            where sample.hasSuffix(suffix) && sample.hasPrefix("heatbridge_cloud_request_duration_seconds") {
                 return String(sample.dropLast(suffix.count))
             }
             return sample

@@ -34,12 +34,19 @@ struct RecentCommands {
 
     /// Newest first.
     var json: JSONValue {
-        .array(entries.reversed().map { e in
-            ["id": .string(e.id), "target": .string(e.target),
-             "results": .array(e.results.map { r in
-                 ["status": .string(r.status), "code": .string(r.code), "message": .string(r.message), "at": .string(Timestamp.iso8601(r.at))]
-             })]
-        })
+        .array(
+            entries.reversed().map { e in
+                [
+                    "id": .string(e.id), "target": .string(e.target),
+                    "results": .array(
+                        e.results.map { r in
+                            [
+                                "status": .string(r.status), "code": .string(r.code), "message": .string(r.message),
+                                "at": .string(Timestamp.iso8601(r.at)),
+                            ]
+                        }),
+                ]
+            })
     }
 
     var endedJSON: JSONValue { .object(ended.mapValues { .object($0.mapValues { .int($0) }) }) }

@@ -39,7 +39,8 @@ public enum StatusPage {
                 line += "<div class=\"meta\">push: \(e(p["state"])) · \(e(p["events"])) events · last \(e(p["last_event_at"]))</div>"
             }
             let s = a["stats"] ?? .null
-            line += "<div class=\"meta\">polls \(e(s["polls"])) · errors \(e(s["errors"])) · answers 429: \(e(s["rate_limited"])) · commands \(e(s["commands"]))</div>"
+            line +=
+                "<div class=\"meta\">polls \(e(s["polls"])) · errors \(e(s["errors"])) · answers 429: \(e(s["rate_limited"])) · commands \(e(s["commands"]))</div>"
             if let nv = a["not_visible"]?.arrayValue, !nv.isEmpty {
                 line += "<div class=\"meta\">not visible to its credentials: \(nv.map { e($0) }.joined(separator: ", "))</div>"
             }
@@ -52,7 +53,8 @@ public enum StatusPage {
             var card = "<div class=\"card device\"><b>\(e(d["name"] != .null ? d["name"] : d["id"]))</b> "
             card += "<span class=\"pill \(online == "online" ? "ok" : "bad")\">\(online)</span>"
             if d["stale"] == true { card += " <span class=\"pill warn\">stale</span>" }
-            card += "<div class=\"meta\"><code>\(e(d["id"]))</code> · \(e(d["account"])) · updated \(duration(d["age_s"]?.doubleValue ?? 0)) ago (\(e(d["source"])))</div>"
+            card +=
+                "<div class=\"meta\"><code>\(e(d["id"]))</code> · \(e(d["account"])) · updated \(duration(d["age_s"]?.doubleValue ?? 0)) ago (\(e(d["source"])))</div>"
             if let err = d["error"], err != .null { card += "<div class=\"meta\">\(e(err["code"])): \(e(err["message"]))</div>" }
             h += card + "</div>\n"
         }
@@ -63,7 +65,8 @@ public enum StatusPage {
             let results = c["results"]?.arrayValue ?? []
             let last = results.last?["status"]?.stringValue ?? ""
             var card = "<div class=\"card command\"><b>\(e(c["target"]))</b> <span class=\"meta\">id <code>\(e(c["id"]))</code></span>"
-            card += " <span class=\"pill \(["done"].contains(last) ? "ok" : (["failed", "rejected", "expired"].contains(last) ? "bad" : "warn"))\">\(e(.string(last)))</span><ol>"
+            card +=
+                " <span class=\"pill \(["done"].contains(last) ? "ok" : (["failed", "rejected", "expired"].contains(last) ? "bad" : "warn"))\">\(e(.string(last)))</span><ol>"
             for r in results {
                 card += "<li>\(e(r["status"]))\(r["code"].flatMap(\.stringValue).map { " · " + escape($0) } ?? "")"
                 card += "\(r["message"].flatMap(\.stringValue).map { " — " + escape($0) } ?? "") <span class=\"meta\">\(e(r["at"]))</span></li>"
@@ -72,10 +75,13 @@ public enum StatusPage {
         }
         let store = health["store"] ?? .null
         h += "<h2>Outbox and store</h2>\n<div class=\"card\">commands waiting: \(e(health["outbox_depth"])) · store "
-        h += store["writable"] == false ? "<span class=\"pill bad\">not writable</span> \(e(store["problem"]))" : "<span class=\"pill ok\">writes</span>"
+        h +=
+            store["writable"] == false
+            ? "<span class=\"pill bad\">not writable</span> \(e(store["problem"]))" : "<span class=\"pill ok\">writes</span>"
         if let free = store["free_bytes"]?.doubleValue { h += " · \(bytes(free)) free" }
         h += " · store errors: \(e(store["errors"])) · memory \(bytes(health["rss_bytes"]?.doubleValue ?? 0))</div>\n"
-        h += "<p class=\"meta\">Also: <code>/metrics</code> (Prometheus), <code>/healthz</code>; on MQTT <code>bridge/request/status</code>.</p>\n</body></html>\n"
+        h +=
+            "<p class=\"meta\">Also: <code>/metrics</code> (Prometheus), <code>/healthz</code>; on MQTT <code>bridge/request/status</code>.</p>\n</body></html>\n"
         return h
     }
 

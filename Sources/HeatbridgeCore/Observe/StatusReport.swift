@@ -19,7 +19,6 @@ enum StatusReport {
         return info
     }
 
-
     /// `bridge/health`'s payload, also part of the status document.
     static func health(host: isolated some StatusHost) -> JSONValue {
         var o = host.processStats()
@@ -37,11 +36,12 @@ enum StatusReport {
         }
         o["accounts"] = .object(perAccount)
         let m = host.mqttCounters
-        o["mqtt"] = ["connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
-                     "received": .int(m.received)]
+        o["mqtt"] = [
+            "connects": .int(m.connects), "published": .int(m.published), "publish_failures": .int(m.publishFailures),
+            "received": .int(m.received),
+        ]
         return .object(o)
     }
-
 
     /// The store's part of `bridge/health`, over what the store reports of itself.
     static func store(_ reported: JSONValue?, host: isolated some StatusHost) -> JSONValue {
@@ -62,8 +62,10 @@ enum StatusReport {
             let state = host.book.status[a.name]?.state
             if state == .offline || state == .authRequired { problems.append("account \(a.name) is \(state!.rawValue)") }
         }
-        return ["healthy": .bool(problems.isEmpty), "problems": .array(problems.map { .string($0) }),
-                "uptime_s": .number((host.clock.now() - host.startedAt).rounded())]
+        return [
+            "healthy": .bool(problems.isEmpty), "problems": .array(problems.map { .string($0) }),
+            "uptime_s": .number((host.clock.now() - host.startedAt).rounded()),
+        ]
     }
 
     /// One snapshot of the bridge: what `bridge/request/status` answers, and what the status page and `/metrics`
@@ -74,7 +76,8 @@ enum StatusReport {
         for a in host.settings.accounts {
             var o: [String: JSONValue] = ["name": .string(a.name), "vendor": .string(a.vendor)]
             if let s = host.book.status[a.name] {
-                let (payload, _) = AccountBook.payload(s, keyExpiry: a.adapter.credentialExpiry(), notVisible: host.book.notVisible[a.name] ?? [], now: now)
+                let (payload, _) = AccountBook.payload(
+                    s, keyExpiry: a.adapter.credentialExpiry(), notVisible: host.book.notVisible[a.name] ?? [], now: now)
                 for (k, v) in payload.objectValue ?? [:] { o[k] = v }
             }
             if let p = host.live.pushJSON(a.name, host: host) { o["push"] = p }
@@ -86,17 +89,22 @@ enum StatusReport {
             let s = e.snapshot
             // The name Home Assistant shows for it, so the page and the dashboard agree.
             let name = host.accounts[e.account]?.adapter.frontEndName(s).name
-            return ["id": .string(id), "name": .string(name), "account": .string(e.account),
-                    "vendor": .string(host.accounts[e.account]?.vendor), "model": .string(s.model),
-                    "online": s.online.map(JSONValue.bool) ?? .null, "source": .string(e.source),
-                    "updated_at": .string(Timestamp.iso8601(e.updatedAt)), "age_s": .number((now - e.updatedAt).rounded()),
-                    "stale": .bool(now - e.updatedAt > host.live.staleAfter(account: e.account, host: host)),
-                    "error": s.error.map { ["code": .string($0.code.rawValue), "message": .string($0.message)] } ?? .null,
-                    "nodes": .array(s.nodes.keys.sorted().map { .string($0) })]
+            return [
+                "id": .string(id), "name": .string(name), "account": .string(e.account),
+                "vendor": .string(host.accounts[e.account]?.vendor), "model": .string(s.model),
+                "online": s.online.map(JSONValue.bool) ?? .null, "source": .string(e.source),
+                "updated_at": .string(Timestamp.iso8601(e.updatedAt)), "age_s": .number((now - e.updatedAt).rounded()),
+                "stale": .bool(now - e.updatedAt > host.live.staleAfter(account: e.account, host: host)),
+                "error": s.error.map { ["code": .string($0.code.rawValue), "message": .string($0.message)] } ?? .null,
+                "nodes": .array(s.nodes.keys.sorted().map { .string($0) }),
+            ]
         }
-        return ["version": .string(host.settings.version), "config_hash": .string(host.settings.configHash),
-                "started_at": .string(Timestamp.iso8601(host.startedAt)), "now": .string(Timestamp.iso8601(now)),
-                "health": health(host: host), "accounts": .array(accountList), "devices": .array(deviceList),
-                "commands": host.commands.outbox.recent.json, "commands_ended": host.commands.outbox.recent.endedJSON, "log_level": .string(host.settings.logLevel?.current())]
+        return [
+            "version": .string(host.settings.version), "config_hash": .string(host.settings.configHash),
+            "started_at": .string(Timestamp.iso8601(host.startedAt)), "now": .string(Timestamp.iso8601(now)),
+            "health": health(host: host), "accounts": .array(accountList), "devices": .array(deviceList),
+            "commands": host.commands.outbox.recent.json, "commands_ended": host.commands.outbox.recent.endedJSON,
+            "log_level": .string(host.settings.logLevel?.current()),
+        ]
     }
 }

@@ -42,8 +42,10 @@ public actor CompanyWideReads {
     /// - Parameters:
     ///   - boxes: boxes on the same partner key (`fleet.boxes`).
     ///   - perSecond: the sustained rate of one company-wide path's bucket, for the whole partner.
-    public init(clock: any Clock, boxes: Int?, perSecond: Double, policy: Policy = Policy(),
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+    public init(
+        clock: any Clock, boxes: Int?, perSecond: Double, policy: Policy = Policy(),
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
         self.clock = clock
         self.boxes = max(1, boxes ?? 1)
         self.stated = boxes != nil

@@ -118,7 +118,8 @@ struct EnergyBook {
         }
         guard d != before else { return false }
         // Power alone is not worth a write (flash wear): the next poll or event brings it again after a restart.
-        var counted = d, was = before
+        var counted = d
+        var was = before
         counted.power = nil
         was.power = nil
         if counted != was { d.dirty = true }
@@ -180,7 +181,8 @@ struct EnergyBook {
         var today: [String: JSONValue] = ["day": .string(Timestamp.date(d.day ?? 0))]
         for k in d.counters.keys.sorted() { today[k] = .number(Self.kwh(d.today[k] ?? 0)) }
         o["today"] = .object(today)
-        let e = d.today[MeterKey.electricityTotal.id] ?? 0, h = d.today[MeterKey.heatTotal.id] ?? 0
+        let e = d.today[MeterKey.electricityTotal.id] ?? 0
+        let h = d.today[MeterKey.heatTotal.id] ?? 0
         if d.counters[MeterKey.heatTotal.id] != nil, d.counters[MeterKey.electricityTotal.id] != nil {
             // Null until the day has enough electricity to say anything (a number from 0.01 kWh would be noise).
             o["efficiency_today"] = e >= Self.minEfficiencyKWh ? .number((h / e * 100).rounded() / 100) : .null
@@ -255,9 +257,13 @@ struct EnergyBook {
         for (k, v) in j["counters"]?.objectValue ?? [:] {
             guard let total = v["total"]?.doubleValue, let at = v["at"]?.doubleValue else { continue }
             var c = Counter(total: total, source: MeterSource(rawValue: v["source"]?.stringValue ?? "") ?? .measured, at: at)
-            if let a = v["raw"]?.arrayValue, a.count == 2, let r = a[0].doubleValue, let t = a[1].doubleValue { c.raw = MonotonicCounter(raw: r, total: t) }
+            if let a = v["raw"]?.arrayValue, a.count == 2, let r = a[0].doubleValue, let t = a[1].doubleValue {
+                c.raw = MonotonicCounter(raw: r, total: t)
+            }
             for (s, p) in v["periods"]?.objectValue ?? [:] {
-                guard let start = Int64(s), let a = p.arrayValue, a.count == 2, let kwh = a[0].doubleValue, let cov = a[1].doubleValue else { continue }
+                guard let start = Int64(s), let a = p.arrayValue, a.count == 2, let kwh = a[0].doubleValue, let cov = a[1].doubleValue else {
+                    continue
+                }
                 c.periods[start] = Period(kwh: kwh, covered: cov)
             }
             c.debt = v["debt"]?.doubleValue ?? 0

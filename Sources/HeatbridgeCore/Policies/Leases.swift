@@ -26,14 +26,18 @@ struct Lease: Sendable, Equatable {
     var endsAt: EpochSeconds { min(until, renewBy ?? .infinity) }
 
     var json: JSONValue {
-        ["command_id": .string(commandId), "device": .string(device), "node": .string(node), "capability": .string(capability),
-         "params": params, "restore": restore, "until": .number(until), "renew_within_s": renewWithinS.map(JSONValue.number) ?? .null,
-         "renew_by": renewBy.map(JSONValue.number) ?? .null, "duration_s": .number(durationS), "applied": .bool(applied),
-         "group": group.map(JSONValue.string) ?? .null]
+        [
+            "command_id": .string(commandId), "device": .string(device), "node": .string(node), "capability": .string(capability),
+            "params": params, "restore": restore, "until": .number(until), "renew_within_s": renewWithinS.map(JSONValue.number) ?? .null,
+            "renew_by": renewBy.map(JSONValue.number) ?? .null, "duration_s": .number(durationS), "applied": .bool(applied),
+            "group": group.map(JSONValue.string) ?? .null,
+        ]
     }
 
-    init(commandId: String, device: String, node: String, capability: String, params: JSONValue, restore: JSONValue, until: EpochSeconds,
-         renewWithinS: Double?, renewBy: EpochSeconds?, durationS: Double, applied: Bool) {
+    init(
+        commandId: String, device: String, node: String, capability: String, params: JSONValue, restore: JSONValue, until: EpochSeconds,
+        renewWithinS: Double?, renewBy: EpochSeconds?, durationS: Double, applied: Bool
+    ) {
         self.durationS = durationS
         self.applied = applied
         self.commandId = commandId
@@ -49,10 +53,12 @@ struct Lease: Sendable, Equatable {
 
     init?(json: JSONValue) {
         guard let id = json["command_id"]?.stringValue, let d = json["device"]?.stringValue, let n = json["node"]?.stringValue,
-              let c = json["capability"]?.stringValue, let p = json["params"], let r = json["restore"], let u = json["until"]?.doubleValue else { return nil }
-        self.init(commandId: id, device: d, node: n, capability: c, params: p, restore: r, until: u,
-                  renewWithinS: json["renew_within_s"]?.doubleValue, renewBy: json["renew_by"]?.doubleValue,
-                  durationS: json["duration_s"]?.doubleValue ?? 0, applied: json["applied"]?.boolValue ?? true)
+            let c = json["capability"]?.stringValue, let p = json["params"], let r = json["restore"], let u = json["until"]?.doubleValue
+        else { return nil }
+        self.init(
+            commandId: id, device: d, node: n, capability: c, params: p, restore: r, until: u,
+            renewWithinS: json["renew_within_s"]?.doubleValue, renewBy: json["renew_by"]?.doubleValue,
+            durationS: json["duration_s"]?.doubleValue ?? 0, applied: json["applied"]?.boolValue ?? true)
         group = json["group"]?.stringValue
     }
 }
@@ -77,7 +83,9 @@ struct LeaseRequest: Sendable {
             duration = Double(v) * 60
         case (nil, .some(let s)):
             guard let v = s.doubleValue else { throw CommandRejection(.invalidPayload, "\"duration_s\" must be a number of seconds") }
-            guard (1...604_800).contains(v) else { throw CommandRejection(.outOfRange, "\"duration_s\" must be 1…604800, got \(JSONValue.format(v))") }
+            guard (1...604_800).contains(v) else {
+                throw CommandRejection(.outOfRange, "\"duration_s\" must be 1…604800, got \(JSONValue.format(v))")
+            }
             duration = v
         case (nil, nil):
             throw CommandRejection(.invalidPayload, "\"renew_within_s\" needs a \"duration_min\" or \"duration_s\"")
@@ -117,10 +125,11 @@ struct LeaseBook {
     /// command, so the lease always ends where it started.
     func starting(_ c: Command, request: LeaseRequest, restore: JSONValue, now: EpochSeconds, group: String?) -> Lease {
         let previous = leases[c.target.key]
-        var lease = Lease(commandId: c.id, device: c.device, node: c.node, capability: c.capability, params: c.params,
-                          restore: previous?.restore ?? restore, until: now + request.durationS, renewWithinS: request.renewWithinS,
-                          renewBy: request.renewWithinS.map { now + $0 }, durationS: request.durationS,
-                          applied: previous?.applied ?? false)
+        var lease = Lease(
+            commandId: c.id, device: c.device, node: c.node, capability: c.capability, params: c.params,
+            restore: previous?.restore ?? restore, until: now + request.durationS, renewWithinS: request.renewWithinS,
+            renewBy: request.renewWithinS.map { now + $0 }, durationS: request.durationS,
+            applied: previous?.applied ?? false)
         lease.group = group
         return lease
     }
@@ -150,16 +159,21 @@ struct LeaseBook {
     static func restoreCommand(_ lease: Lease) -> Submission? {
         guard case .object(let body) = lease.restore else { return nil }
         let rid = lease.group == nil ? "\(lease.commandId)-restore" : "\(lease.commandId)-restore-\(lease.device)-\(lease.node)"
-        return Submission(target: Target(device: lease.device, node: lease.node, capability: lease.capability), id: rid, body: body,
-                          source: .lease(lease.commandId))
+        return Submission(
+            target: Target(device: lease.device, node: lease.node, capability: lease.capability), id: rid, body: body,
+            source: .lease(lease.commandId))
     }
 
     /// The commands that send the leased values of `devices` again (their account came back), for leases still running.
     func reassertions(devices: Set<String>, now: EpochSeconds) -> [(Lease, Submission)] {
         leases.values.sorted { $0.key < $1.key }.compactMap { lease in
             guard devices.contains(lease.device), lease.endsAt > now, case .object(let body) = lease.params else { return nil }
-            return (lease, Submission(target: Target(device: lease.device, node: lease.node, capability: lease.capability),
-                                      id: "\(lease.commandId)-reassert-\(Int64(now))", body: body, source: .lease(lease.commandId)))
+            return (
+                lease,
+                Submission(
+                    target: Target(device: lease.device, node: lease.node, capability: lease.capability),
+                    id: "\(lease.commandId)-reassert-\(Int64(now))", body: body, source: .lease(lease.commandId))
+            )
         }
     }
 
@@ -169,9 +183,11 @@ struct LeaseBook {
         guard !mine.isEmpty else { return nil }
         var o: [String: JSONValue] = [:]
         for l in mine {
-            o[l.capability] = ["until": .string(Timestamp.iso8601(l.until)), "remaining_s": .number(max(0, (l.endsAt - now).rounded())),
-                               "renew_by": l.renewBy.map { .string(Timestamp.iso8601($0)) } ?? .null, "restore": l.restore,
-                               "command_id": .string(l.commandId)]
+            o[l.capability] = [
+                "until": .string(Timestamp.iso8601(l.until)), "remaining_s": .number(max(0, (l.endsAt - now).rounded())),
+                "renew_by": l.renewBy.map { .string(Timestamp.iso8601($0)) } ?? .null, "restore": l.restore,
+                "command_id": .string(l.commandId),
+            ]
         }
         return .object(o)
     }

@@ -69,12 +69,16 @@ struct LimitsPolicy {
             return CommandRejection(.safetyLimit, "\(minutes) min exceeds limits.derogation.max_duration_min (\(max) min)")
         }
         if let minT = l.legionellaMinTemperature, let hours = l.legionellaMaxHours, let since = lowSince[device + "/" + node]?.since,
-           now - since >= hours * 3600, let target = facts.hotWaterTarget, target < minT {
-            return CommandRejection(.safetyLimit, "hot water has been off or below \(f(minT)) °C since \(Timestamp.iso8601(since)); limits.legionella allows \(f(hours)) h")
+            now - since >= hours * 3600, let target = facts.hotWaterTarget, target < minT
+        {
+            return CommandRejection(
+                .safetyLimit,
+                "hot water has been off or below \(f(minT)) °C since \(Timestamp.iso8601(since)); limits.legionella allows \(f(hours)) h")
         }
         // The bridge's own safety actions are never held back by the spacing meant for callers.
         if let spacing = l.minSpacingS, !source.isLimit, let last = lastAcceptedAt[device], now - last < spacing {
-            return CommandRejection(.safetyLimit, "the last command for \(device) was \(f((now - last).rounded())) s ago; limits.min_spacing_s is \(f(spacing)) s")
+            return CommandRejection(
+                .safetyLimit, "the last command for \(device) was \(f((now - last).rounded())) s ago; limits.min_spacing_s is \(f(spacing)) s")
         }
         return nil
     }
@@ -93,8 +97,10 @@ struct LimitsPolicy {
 
     /// After each successful read: tracks since when each hot-water node is low (`hotWater` gives the temperature
     /// each heats to, 0 when off); past `max_hours` a node that can charge is charged once per episode.
-    mutating func observe(device: String, hotWater: [(node: String, target: Double)], canCharge: (String) -> Bool,
-                          now: EpochSeconds) -> Observation {
+    mutating func observe(
+        device: String, hotWater: [(node: String, target: Double)], canCharge: (String) -> Bool,
+        now: EpochSeconds
+    ) -> Observation {
         var o = Observation()
         guard let minT = limits.legionellaMinTemperature, let hours = limits.legionellaMaxHours else { return o }
         for (node, target) in hotWater {

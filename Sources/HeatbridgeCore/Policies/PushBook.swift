@@ -80,7 +80,8 @@ struct PushBook {
         }
         var d = devices[id] ?? Device()
         d.lastEventAt = now
-        var newer = 0, equal = 0
+        var newer = 0
+        var equal = 0
         var onlineChanged = false
         // Against the times before this event: one event may set several values under one key.
         let before = d.seen
@@ -89,7 +90,10 @@ struct PushBook {
             let fingerprint = Self.fingerprint(u.value)
             if let last = before[key] {
                 if u.at < last.at { continue }
-                if u.at == last.at, last.fingerprint == fingerprint { equal += 1; continue }
+                if u.at == last.at, last.fingerprint == fingerprint {
+                    equal += 1
+                    continue
+                }
             }
             d.seen[key] = Seen(at: u.at, fingerprint: fingerprint)
             newer += 1
@@ -129,10 +133,11 @@ struct PushBook {
     mutating func overlay(onPoll s: DeviceSnapshot) -> DeviceSnapshot {
         guard var d = devices[s.id] else { return s }
         for (target, fields) in d.overlay {
-            let polled: JSONValue? = switch target {
-            case .device: .object(s.attributes)
-            case .node(let n): s.nodes[n]
-            }
+            let polled: JSONValue? =
+                switch target {
+                case .device: .object(s.attributes)
+                case .node(let n): s.nodes[n]
+                }
             guard let polled else { continue }
             var kept = fields
             Self.dropPolled(&kept, polled)
@@ -181,7 +186,10 @@ struct PushBook {
 
     static func set(_ object: inout [String: JSONValue], _ path: [String], _ value: JSONValue) {
         guard let first = path.first else { return }
-        if path.count == 1 { object[first] = value; return }
+        if path.count == 1 {
+            object[first] = value
+            return
+        }
         var inner = object[first]?.objectValue ?? [:]
         set(&inner, Array(path.dropFirst()), value)
         object[first] = .object(inner)
@@ -206,10 +214,11 @@ struct PushBook {
     }
 
     static func counterKey(_ target: PushUpdate.Target, _ path: [String]) -> String {
-        let t: String = switch target {
-        case .device: "device"
-        case .node(let n): "node:" + n
-        }
+        let t: String =
+            switch target {
+            case .device: "device"
+            case .node(let n): "node:" + n
+            }
         return t + "/" + path.joined(separator: "/")
     }
 
@@ -230,10 +239,12 @@ struct PushBook {
         let s = stats[account] ?? Stats()
         var rejected: [String: JSONValue] = [:]
         for (k, v) in s.rejected { rejected[k] = .int(v) }
-        return ["state": .string(state(account, settings: settings, now: now)), "events": .int(s.events), "applied": .int(s.applied),
-                "duplicates": .int(s.duplicates), "stale": .int(s.stale), "rejected": .object(rejected),
-                "unknown": .int(s.unknownCount), "unknown_names": .array(s.unknown.sorted().map { .string($0) }),
-                "last_event_at": .string(s.lastEventAt.map(Timestamp.iso8601))]
+        return [
+            "state": .string(state(account, settings: settings, now: now)), "events": .int(s.events), "applied": .int(s.applied),
+            "duplicates": .int(s.duplicates), "stale": .int(s.stale), "rejected": .object(rejected),
+            "unknown": .int(s.unknownCount), "unknown_names": .array(s.unknown.sorted().map { .string($0) }),
+            "last_event_at": .string(s.lastEventAt.map(Timestamp.iso8601)),
+        ]
     }
 
     // MARK: persistence
@@ -264,8 +275,10 @@ struct PushBook {
         for (k, v) in d.seen { seen[k] = .array([.number(v.at), .string(String(v.fingerprint))]) }
         var counters: [String: JSONValue] = [:]
         for (k, c) in d.counters { counters[k] = .array([.number(c.raw), .number(c.total)]) }
-        return ["overlay": .object(overlay), "seen": .object(seen), "counters": .object(counters),
-                "online": d.online.map { .bool($0) } ?? .null, "last_event_at": .number(d.lastEventAt)]
+        return [
+            "overlay": .object(overlay), "seen": .object(seen), "counters": .object(counters),
+            "online": d.online.map { .bool($0) } ?? .null, "last_event_at": .number(d.lastEventAt),
+        ]
     }
 
     /// Restores a device's pushed state from `record`.

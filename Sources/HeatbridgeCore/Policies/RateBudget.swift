@@ -83,8 +83,10 @@ public enum RequestPriority: Int, Sendable, Comparable, CustomStringConvertible 
     public var description: String { ["sync", "poll", "read-back", "command"][rawValue] }
 
     /// Runs `operation` with requests at `priority`.
-    public static func with<T: Sendable>(_ priority: RequestPriority, isolation: isolated (any Actor)? = #isolation,
-                                         _ operation: () async throws(CloudError) -> T) async throws(CloudError) -> T {
+    public static func with<T: Sendable>(
+        _ priority: RequestPriority, isolation: isolated (any Actor)? = #isolation,
+        _ operation: () async throws(CloudError) -> T
+    ) async throws(CloudError) -> T {
         do {
             return try await $current.withValue(priority, operation: { try await operation() }, isolation: isolation)
         } catch let e as CloudError {

@@ -8,8 +8,10 @@ struct TriggerState: Sendable, Equatable {
     var fired = false
 
     var json: JSONValue {
-        ["last_fired": lastFired.map(JSONValue.number) ?? .null, "value": value ?? .null, "held": .bool(held),
-         "since": since.map(JSONValue.number) ?? .null, "fired": .bool(fired)]
+        [
+            "last_fired": lastFired.map(JSONValue.number) ?? .null, "value": value ?? .null, "held": .bool(held),
+            "since": since.map(JSONValue.number) ?? .null, "fired": .bool(fired),
+        ]
     }
 
     init() {}
@@ -176,17 +178,21 @@ struct TriggerEngine {
         var list: [JSONValue] = []
         for rule in rules {
             let state = states[rule.name] ?? TriggerState()
-            var o: [String: JSONValue] = ["name": .string(rule.name), "target": .string(rule.action.target),
-                                          "last_fired": state.lastFired.map { .string(Timestamp.iso8601($0)) } ?? .null]
+            var o: [String: JSONValue] = [
+                "name": .string(rule.name), "target": .string(rule.action.target),
+                "last_fired": state.lastFired.map { .string(Timestamp.iso8601($0)) } ?? .null,
+            ]
             switch rule.kind {
             case .time(let spec):
                 o["kind"] = "time"
                 o["next_fire"] = spec.next(after: max(now, state.lastFired ?? 0), in: localTime).map { .string(Timestamp.iso8601($0)) } ?? .null
             case .condition(let c):
                 o["kind"] = "condition"
-                o["condition"] = ["topic": .string(c.topic), "value": state.value ?? .null, "held": .bool(state.held),
-                                  "since": state.since.map { .string(Timestamp.iso8601($0)) } ?? .null, "fired": .bool(state.fired),
-                                  "hold_s": .number(c.holdS)]
+                o["condition"] = [
+                    "topic": .string(c.topic), "value": state.value ?? .null, "held": .bool(state.held),
+                    "since": state.since.map { .string(Timestamp.iso8601($0)) } ?? .null, "fired": .bool(state.fired),
+                    "hold_s": .number(c.holdS),
+                ]
             }
             list.append(.object(o))
         }
@@ -198,7 +204,8 @@ struct TriggerEngine {
         let a = rule.action
         var body = a.params
         if let v = a.validForS { body["valid_for_s"] = .number(v) }
-        return Submission(target: Target(device: a.device, node: a.node, capability: a.capability),
-                          id: "trigger-\(rule.name)-\(Int64(now * 1000))", body: body, source: .trigger(rule.name))
+        return Submission(
+            target: Target(device: a.device, node: a.node, capability: a.capability),
+            id: "trigger-\(rule.name)-\(Int64(now * 1000))", body: body, source: .trigger(rule.name))
     }
 }

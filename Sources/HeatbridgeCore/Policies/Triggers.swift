@@ -76,18 +76,27 @@ public struct CronExpression: Sendable, Equatable {
     /// Parses `*/15 6-22 * * 1-5`; the error names the field.
     public static func parse(_ text: String) -> Result<CronExpression, CronError> {
         let fields = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-        guard fields.count == 5 else { return .failure(CronError(message: "a cron expression has 5 fields (minute hour day month weekday), found \(fields.count)")) }
-        let specs: [(String, ClosedRange<Int>)] = [("minute", 0...59), ("hour", 0...23), ("day of month", 1...31), ("month", 1...12), ("day of week", 0...7)]
+        guard fields.count == 5 else {
+            return .failure(CronError(message: "a cron expression has 5 fields (minute hour day month weekday), found \(fields.count)"))
+        }
+        let specs: [(String, ClosedRange<Int>)] = [
+            ("minute", 0...59), ("hour", 0...23), ("day of month", 1...31), ("month", 1...12), ("day of week", 0...7),
+        ]
         var sets: [Set<Int>] = []
         for (i, f) in fields.enumerated() {
             guard let s = field(f, specs[i].1) else {
-                return .failure(CronError(message: "bad \(specs[i].0) field \"\(f)\" (allowed \(specs[i].1.lowerBound)-\(specs[i].1.upperBound), *, lists, ranges, /steps)"))
+                return .failure(
+                    CronError(
+                        message:
+                            "bad \(specs[i].0) field \"\(f)\" (allowed \(specs[i].1.lowerBound)-\(specs[i].1.upperBound), *, lists, ranges, /steps)"))
             }
             sets.append(s)
         }
         let dow = Set(sets[4].map { ($0 + 6) % 7 })  // cron 0/7 = Sunday → 6; 1 = Monday → 0
-        return .success(CronExpression(minutes: sets[0], hours: sets[1], daysOfMonth: sets[2], months: sets[3], weekdays: dow,
-                                       domRestricted: fields[2] != "*", dowRestricted: fields[4] != "*"))
+        return .success(
+            CronExpression(
+                minutes: sets[0], hours: sets[1], daysOfMonth: sets[2], months: sets[3], weekdays: dow,
+                domRestricted: fields[2] != "*", dowRestricted: fields[4] != "*"))
     }
 
     static func field(_ f: String, _ range: ClosedRange<Int>) -> Set<Int>? {
@@ -101,7 +110,8 @@ public struct CronExpression: Sendable, Equatable {
                 step = s
             }
             let base = stepParts[0]
-            var lo: Int, hi: Int
+            var lo: Int
+            var hi: Int
             if base == "*" {
                 (lo, hi) = (range.lowerBound, range.upperBound)
             } else if let dash = base.firstIndex(of: "-") {
@@ -123,7 +133,8 @@ public struct CronExpression: Sendable, Equatable {
             let day = c.day + Int64(offset)
             let (_, m, d) = Timestamp.civilFromDays(day)
             guard months.contains(Int(m)) else { continue }
-            let domOK = daysOfMonth.contains(Int(d)), dowOK = weekdays.contains(TimeSpec.weekday(day))
+            let domOK = daysOfMonth.contains(Int(d))
+            let dowOK = weekdays.contains(TimeSpec.weekday(day))
             let dayOK = domRestricted && dowRestricted ? (domOK || dowOK) : (domOK && dowOK)
             guard dayOK else { continue }
             for h in hours.sorted() {

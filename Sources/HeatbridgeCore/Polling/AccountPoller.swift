@@ -85,8 +85,9 @@ final class AccountPoller {
     func scheduleNextPoll(_ account: AccountRuntime, generation: Int, host: isolated some PollHost) {
         guard pollGeneration[account.name, default: 0] == generation else { return }
         let now = clock.now()
-        var wait = account.pacing.interval(unchanged: host.book.unchangedPolls[account.name] ?? 0,
-                                           sinceCommand: host.book.lastCommandAt[account.name].map { now - $0 })
+        var wait = account.pacing.interval(
+            unchanged: host.book.unchangedPolls[account.name] ?? 0,
+            sinceCommand: host.book.lastCommandAt[account.name].map { now - $0 })
         // Events carry the measured values while push is live: polls only reconcile settings and what was lost.
         // Not past the moment push would turn silent (then the normal pace returns at once).
         if let p = account.push, host.pushLive(account), let last = host.lastPushEvent(account: account.name) {
@@ -144,8 +145,9 @@ final class AccountPoller {
         guard missing != host.book.notVisible[account.name] ?? [] else { return }
         host.book.notVisible[account.name] = missing
         if !missing.isEmpty {
-            logger.warning("devices in the account's scope are not visible to its credentials",
-                           metadata: ["account": "\(account.name)", "devices": "\(missing.joined(separator: ","))"])
+            logger.warning(
+                "devices in the account's scope are not visible to its credentials",
+                metadata: ["account": "\(account.name)", "devices": "\(missing.joined(separator: ","))"])
         }
     }
 
@@ -154,8 +156,12 @@ final class AccountPoller {
         switch await account.adapter.renewCredential(now: clock.now()) {
         case nil: return
         case .renewed(let expires)?:
-            logger.notice("API key rotated and stored", metadata: ["account": "\(account.name)",
-                                                                   "expires": "\(expires.map(Timestamp.iso8601) ?? "unknown")"])
+            logger.notice(
+                "API key rotated and stored",
+                metadata: [
+                    "account": "\(account.name)",
+                    "expires": "\(expires.map(Timestamp.iso8601) ?? "unknown")",
+                ])
             host.book.keyWarned.remove(account.name)
         case .failed(let why)?:
             logger.warning("API key rotation failed; the current key stays in use", metadata: ["account": "\(account.name)", "error": "\(why)"])
@@ -178,7 +184,9 @@ final class AccountPoller {
             // Only a poll that is waiting moves; one under way picks its next time when it ends.
             if host.timers.deadline(.poll(account: account.name)) != nil { host.timers.schedule(.poll(account: account.name), at: sooner) }
         }
-        if let capability, host.pushLive(account), let decoder = account.adapter as? any PushDecoding, decoder.confirmedByEvents(capability: capability) {
+        if let capability, host.pushLive(account), let decoder = account.adapter as? any PushDecoding,
+            decoder.confirmedByEvents(capability: capability)
+        {
             logger.debug("no read-back: push events confirm it", metadata: ["device": "\(device)", "capability": "\(capability)"])
             return
         }
@@ -218,7 +226,9 @@ final class AccountPoller {
     /// `BridgeRequests.pollMinGapS`; returns the account asked too early and how long it has to wait, or nil.
     func readOnRequest(_ names: [String], device: String?, host: isolated some PollHost) -> (account: String, wait: Double)? {
         let now = clock.now()
-        let early = names.compactMap { n in requestedPollAt[n].map { (account: n, wait: $0 + BridgeRequests.pollMinGapS - now) } }.filter { $0.wait > 0 }
+        let early = names.compactMap { n in requestedPollAt[n].map { (account: n, wait: $0 + BridgeRequests.pollMinGapS - now) } }.filter {
+            $0.wait > 0
+        }
         if let first = early.max(by: { $0.wait < $1.wait }) { return first }
         for name in names {
             requestedPollAt[name] = now

@@ -49,12 +49,16 @@ public enum BridgeRequests {
         }
         let transaction = body.removeValue(forKey: "transaction").flatMap(echoable)
         if m.retained {
-            return .failure(Failure(.retainedRequest, "retained request ignored: publish requests without the retain flag",
-                                    transaction: transaction))
+            return .failure(
+                Failure(
+                    .retainedRequest, "retained request ignored: publish requests without the retain flag",
+                    transaction: transaction))
         }
         guard names.contains(name) else {
-            return .failure(Failure(.unknownRequest, "unknown request \"\(String(name.prefix(64)))\"; requests: \(names.joined(separator: ", "))",
-                                    transaction: transaction))
+            return .failure(
+                Failure(
+                    .unknownRequest, "unknown request \"\(String(name.prefix(64)))\"; requests: \(names.joined(separator: ", "))",
+                    transaction: transaction))
         }
         return .success(Parsed(name: name, body: body, transaction: transaction))
     }
@@ -71,7 +75,9 @@ public enum BridgeRequests {
     /// The answer for a topic level: a name that could not be a request name is answered under `invalid`, so a
     /// client's odd bytes never become part of a topic the bridge publishes.
     public static func responseName(_ name: String) -> String {
-        let ok = !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d }
+        let ok =
+            !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d }
         return ok ? name : "invalid"
     }
 

@@ -34,7 +34,9 @@ enum RequestDesk {
         case "health_check": return .success(host.healthCheck())
         case "poll": return pollRequest(r.body, host: host)
         case "config":
-            guard let doc = host.settings.configDocument else { return .failure(.init(.unsupported, "this bridge was started without a config file")) }
+            guard let doc = host.settings.configDocument else {
+                return .failure(.init(.unsupported, "this bridge was started without a config file"))
+            }
             return .success(["hash": .string(host.settings.configHash), "config": doc])
         case "log_level": return logLevelRequest(r.body, host: host)
         default: return .failure(.init(.unknownRequest, "unknown request \"\(r.name)\""))
@@ -61,8 +63,10 @@ enum RequestDesk {
             names = host.settings.accounts.map(\.name)
         }
         if let (name, wait) = host.poller.readOnRequest(names, device: device, host: host) {
-            return .failure(.init(.rateLimited, "account \(name) was polled on request \(Int(BridgeRequests.pollMinGapS - wait)) s ago",
-                                  extra: ["retry_after_s": .number(wait.rounded(.up))]))
+            return .failure(
+                .init(
+                    .rateLimited, "account \(name) was polled on request \(Int(BridgeRequests.pollMinGapS - wait)) s ago",
+                    extra: ["retry_after_s": .number(wait.rounded(.up))]))
         }
         var data: [String: JSONValue] = ["accounts": .array(names.map { .string($0) })]
         if let device { data["device"] = .string(device) }

@@ -7,6 +7,7 @@ import HeatbridgeSystem
 import VendorBosch
 import VendorHomeSmartlink
 import VendorPodero
+
 extension BoschAdapter {
     /// An adapter for one configured Bosch account, for a single CLI run.
     static func forCLI(_ a: AccountConfig) throws -> BoschAdapter { try cliBuilt(BoschModule().adapter(a, context: .cli(a), oneShot: true)) }
@@ -15,7 +16,9 @@ extension BoschAdapter {
 /// `heatbridge contracts …`: the Bosch contracts (the owners' consent to this partner), and acting on them.
 struct Contracts: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List and act on Bosch contracts: list, show GATEWAY, accept/reject GATEWAY (pending), revoke GATEWAY (active), ack GATEWAY (closed by the owner).")
+        abstract:
+            "List and act on Bosch contracts: list, show GATEWAY, accept/reject GATEWAY (pending), revoke GATEWAY (active), ack GATEWAY (closed by the owner)."
+    )
     @OptionGroup var account: AccountOption
     @Argument(help: "list, show, accept, reject, revoke or ack.") var action: String
     @Argument(help: "The gateway id (all but list).") var gateway: String?
@@ -34,12 +37,17 @@ struct Contracts: ParsableCommand {
         }
         let (a, _) = try account.resolve(vendor: BoschModule().name)
         let adapter = try BoschAdapter.forCLI(a)
-        let action = action, gateway = gateway ?? "", json = json
+        let action = action
+        let gateway = gateway ?? ""
+        let json = json
         try runCloud("contracts \(action)") { () async throws(CloudError) -> Int32 in
             switch action {
             case "list":
                 let list = try await adapter.contracts()
-                if json { print(String(decoding: BoschWire.encode(list), as: UTF8.self)); return 0 }
+                if json {
+                    print(String(decoding: BoschWire.encode(list), as: UTF8.self))
+                    return 0
+                }
                 if list.isEmpty { print("no contracts") }
                 for c in list { print(Self.line(c)) }
             case "show":
@@ -63,7 +71,8 @@ struct OnboardBosch: ParsableCommand {
         abstract: "Print the Gateway Management Portal link a customer opens to share a gateway with this partner.")
     @OptionGroup var account: AccountOption
     @Option(help: "bosch, buderus or ivt (picks the portal).") var brand: String
-    @Option(name: .customLong("redirect-uri"), help: "Where the portal sends the customer afterwards (https, allow-listed at onboarding).") var redirectURI: String
+    @Option(name: .customLong("redirect-uri"), help: "Where the portal sends the customer afterwards (https, allow-listed at onboarding).")
+    var redirectURI: String
     @Option(name: .customLong("session-id"), help: "Your plain token to recognise the customer when they come back.") var sessionId: String
 
     func run() throws {
@@ -73,14 +82,21 @@ struct OnboardBosch: ParsableCommand {
         }
         let (a, _) = try account.resolve(vendor: BoschModule().name)
         let adapter = try BoschAdapter.forCLI(a)
-        let brand = brand, redirectURI = redirectURI, sessionId = sessionId
+        let brand = brand
+        let redirectURI = redirectURI
+        let sessionId = sessionId
         try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
             let me = try await adapter.identity()
-            guard case .success(let link) = BoschAdapter.onboardingLink(brand: brand, companyId: me.companyId, redirectURI: redirectURI,
-                                                                      sessionId: sessionId) else { return 2 }
+            guard
+                case .success(let link) = BoschAdapter.onboardingLink(
+                    brand: brand, companyId: me.companyId, redirectURI: redirectURI,
+                    sessionId: sessionId)
+            else { return 2 }
             print("company \(me.companyId)")
             print("  open: \(link)")
-            print("  afterwards the portal redirects to \(redirectURI) with gatewayId and contractStatus; accept with: heatbridge contracts accept <gatewayId>")
+            print(
+                "  afterwards the portal redirects to \(redirectURI) with gatewayId and contractStatus; accept with: heatbridge contracts accept <gatewayId>"
+            )
             return 0
         }
     }
@@ -88,8 +104,9 @@ struct OnboardBosch: ParsableCommand {
 
 /// `heatbridge bosch …`: Bosch partner tools (API keys, webhook test events).
 struct BoschTools: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bosch", abstract: "Bosch Partner API tools for installers.",
-                                                    subcommands: [BoschKeys.self, BoschWebhookTest.self])
+    static let configuration = CommandConfiguration(
+        commandName: "bosch", abstract: "Bosch Partner API tools for installers.",
+        subcommands: [BoschKeys.self, BoschWebhookTest.self])
 }
 
 /// `heatbridge bosch keys list|rotate|delete ID`. Keys are never printed: only their ids and dates.
@@ -118,17 +135,27 @@ struct BoschKeys: ParsableCommand {
             keyFile = path
         }
         let adapter = try BoschAdapter.forCLI(a)
-        let action = action, keyId = keyId ?? "", keyPath = keyFile ?? "", force = force, accountName = a.name
+        let action = action
+        let keyId = keyId ?? ""
+        let keyPath = keyFile ?? ""
+        let force = force
+        let accountName = a.name
         // Bosch keys embed their expiry date and the listing gives each key's: that date is how the configured
         // key is recognised in the list (the key itself is never shown or sent anywhere but to Bosch).
         let configuredExpiry = BoschWire.keyExpiry(secret).map { String(Timestamp.iso8601($0).prefix(10)) }
-        @Sendable func inUse(_ k: BoschWire.StoredApiKey) -> Bool { configuredExpiry != nil && k.expiresAt?.prefix(10) == configuredExpiry?.prefix(10) }
+        @Sendable func inUse(_ k: BoschWire.StoredApiKey) -> Bool {
+            configuredExpiry != nil && k.expiresAt?.prefix(10) == configuredExpiry?.prefix(10)
+        }
         try runCloud("keys \(action)") { () async throws(CloudError) -> Int32 in
             switch action {
             case "list":
                 let keys = try await adapter.listKeys()
                 if let exp = BoschWire.keyExpiry(secret) { print("configured key expires \(Timestamp.iso8601(exp))") }
-                for k in keys { print("\(k.keyId)  created \(k.createdAt ?? "?")  expires \(k.expiresAt ?? "?")\(inUse(k) ? "  (in use by account \(accountName))" : "")") }
+                for k in keys {
+                    print(
+                        "\(k.keyId)  created \(k.createdAt ?? "?")  expires \(k.expiresAt ?? "?")\(inUse(k) ? "  (in use by account \(accountName))" : "")"
+                    )
+                }
                 if keys.count >= BoschWire.maxValidKeys - 1 { print("note: Bosch allows \(BoschWire.maxValidKeys) valid keys; delete unused ones") }
             case "rotate":
                 let fresh = try await adapter.newKey()
@@ -146,7 +173,8 @@ struct BoschKeys: ParsableCommand {
                     // Keys made the same day expire the same day: then it may be this one or another.
                     let alike = keys.filter(inUse).map(\.keyId)
                     let which = alike.count == 1 ? "is the one" : "may be the one (\(alike.joined(separator: ", ")) expire the same day)"
-                    printErr("""
+                    printErr(
+                        """
                         key \(keyId) \(which) account \(accountName) uses (it expires \(k.expiresAt ?? "?"), as the configured key does): \
                         deleting it makes every call fail AUTH_FAILED. Rotate first (heatbridge bosch keys rotate, then \
                         systemctl reload heatbridge), or pass --force to delete it anyway.

@@ -7,10 +7,12 @@ import HeatbridgeSystem
 import VendorBosch
 import VendorHomeSmartlink
 import VendorPodero
+
 /// `heatbridge homesmartlink …`: find the home ids to configure, and diagnose a home.
 struct HomeSmartlinkTools: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "homesmartlink", abstract: "HomeSmartlink tools for installers.",
-                                                    subcommands: [HSLHomes.self, HSLUsers.self, HSLDiagnose.self])
+    static let configuration = CommandConfiguration(
+        commandName: "homesmartlink", abstract: "HomeSmartlink tools for installers.",
+        subcommands: [HSLHomes.self, HSLUsers.self, HSLDiagnose.self])
 }
 
 extension HSLAdapter {
@@ -32,9 +34,13 @@ struct HSLHomes: ParsableCommand {
             let homes = try await adapter.invitations(email: email)
             if homes.isEmpty { print("no home is linked to \(email)") }
             for h in homes {
-                print("home \(h["_id"]?.stringValue ?? "?")  \(h["city"]?.stringValue ?? "")  gateway \(h["hasGateway"]?.boolValue == true ? "yes" : "no")\(h["role"]?.intValue == 2 ? "  (admin)" : "")")
+                print(
+                    "home \(h["_id"]?.stringValue ?? "?")  \(h["city"]?.stringValue ?? "")  gateway \(h["hasGateway"]?.boolValue == true ? "yes" : "no")\(h["role"]?.intValue == 2 ? "  (admin)" : "")"
+                )
                 for r in h["rooms"]?.arrayValue ?? [] {
-                    print("  room-\(r["roomNumber"]?.intValue.map(String.init) ?? "?")  \(r["name"]?.stringValue ?? "")  \(r["deviceCount"]?.stringValue ?? r["deviceCount"]?.intValue.map(String.init) ?? "?") device(s)")
+                    print(
+                        "  room-\(r["roomNumber"]?.intValue.map(String.init) ?? "?")  \(r["name"]?.stringValue ?? "")  \(r["deviceCount"]?.stringValue ?? r["deviceCount"]?.intValue.map(String.init) ?? "?") device(s)"
+                    )
                 }
             }
             return 0
@@ -55,7 +61,9 @@ struct HSLUsers: ParsableCommand {
         try runCloud("users") { () async throws(CloudError) -> Int32 in
             let users = try await adapter.allUsers(pageSize: size)
             for u in users {
-                print("home \(u["homeId"]?.stringValue ?? "?")  \(u["firstName"]?.stringValue ?? "") \(u["lastName"]?.stringValue ?? "")  \(u["zipCode"]?.stringValue ?? "") \(u["city"]?.stringValue ?? "")")
+                print(
+                    "home \(u["homeId"]?.stringValue ?? "?")  \(u["firstName"]?.stringValue ?? "") \(u["lastName"]?.stringValue ?? "")  \(u["zipCode"]?.stringValue ?? "") \(u["city"]?.stringValue ?? "")"
+                )
             }
             print("\(users.count) user(s)")
             return 0
@@ -64,8 +72,9 @@ struct HSLUsers: ParsableCommand {
 }
 
 struct HSLDiagnose: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "diagnose",
-                                                    abstract: "Diagnose a home: request, then wait for the result (about 5 min).")
+    static let configuration = CommandConfiguration(
+        commandName: "diagnose",
+        abstract: "Diagnose a home: request, then wait for the result (about 5 min).")
     @OptionGroup var account: AccountOption
     @Argument(help: "Home id (or hsl-<home id>).") var home: String
     @Option(help: "Give up waiting after this many seconds (the message id is printed to fetch it later).") var waitS = 600.0
@@ -75,7 +84,8 @@ struct HSLDiagnose: ParsableCommand {
         let (a, _) = try account.resolve(vendor: HSLModule().name)
         let adapter = try HSLAdapter.forCLI(a)
         let id = home.hasPrefix("hsl-") ? String(home.dropFirst(4)) : home
-        let waitS = waitS, intervalS = max(intervalS, 0.2)
+        let waitS = waitS
+        let intervalS = max(intervalS, 0.2)
         try runCloud("diagnosis") { () async throws(CloudError) -> Int32 in
             let mid = try await adapter.requestDiagnosis(home: id)
             print("diagnosis requested for home \(id): message \(mid)")

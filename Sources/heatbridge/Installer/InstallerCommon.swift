@@ -9,6 +9,7 @@ import HeatbridgeVendors
 import VendorBosch
 import VendorHomeSmartlink
 import VendorPodero
+
 /// `heatbridge onboard …`: installer steps that connect a customer's device to the partner account.
 struct Onboard: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,13 +52,15 @@ struct AccountOption: ParsableArguments {
         let candidates = config.accounts.filter { $0.vendor == vendor && (account == nil || $0.name == account) }
         guard candidates.count == 1, let a = candidates.first else {
             let names = config.accounts.filter { $0.vendor == vendor }.map(\.name)
-            printErr(candidates.isEmpty
-                ? "no \(vendor) account\(account.map { " named \"\($0)\"" } ?? "") in \(options.path)\(names.isEmpty ? "" : "; \(vendor) accounts: \(names.joined(separator: ", "))")"
-                : "several \(vendor) accounts (\(names.joined(separator: ", "))); choose one with --account")
+            printErr(
+                candidates.isEmpty
+                    ? "no \(vendor) account\(account.map { " named \"\($0)\"" } ?? "") in \(options.path)\(names.isEmpty ? "" : "; \(vendor) accounts: \(names.joined(separator: ", "))")"
+                    : "several \(vendor) accounts (\(names.joined(separator: ", "))); choose one with --account")
             throw ExitCode(1)
         }
         guard let ref = a.vendorSettings.secretRefs.first,
-              case .success(let secret) = ConfigLoader.readSecret(ref, environment: ProcessEnvironment.all()) else {
+            case .success(let secret) = ConfigLoader.readSecret(ref, environment: ProcessEnvironment.all())
+        else {
             printErr("account \(a.name): cannot read its secret (run as the heatbridge user or root)")
             throw ExitCode(1)
         }

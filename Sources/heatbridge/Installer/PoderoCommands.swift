@@ -7,10 +7,12 @@ import HeatbridgeSystem
 import VendorBosch
 import VendorHomeSmartlink
 import VendorPodero
+
 /// `heatbridge podero …`: on-demand Podero tools.
 struct PoderoTools: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "podero", abstract: "Podero tools for installers.",
-                                                    subcommands: [PoderoStats.self])
+    static let configuration = CommandConfiguration(
+        commandName: "podero", abstract: "Podero tools for installers.",
+        subcommands: [PoderoStats.self])
 }
 
 extension PoderoClient {
@@ -43,7 +45,8 @@ struct OnboardPodero: ParsableCommand {
         let zone = PoderoWire.priceZones.first(where: { $0 == priceZone.uppercased() })
         if zone == nil {
             let hint = priceZone.uppercased() == "DE" ? " (Germany is DE_LU)" : ""
-            problems.append("--price-zone \"\(priceZone)\" is not a Podero price zone\(hint); valid: \(PoderoWire.priceZones.joined(separator: ", "))")
+            problems.append(
+                "--price-zone \"\(priceZone)\" is not a Podero price zone\(hint); valid: \(PoderoWire.priceZones.joined(separator: ", "))")
         }
         for (name, url) in [("--success-url", successURL), ("--cancel-url", cancelURL)] {
             if let p = ParsedURL.parse(url), p.scheme == "https" || p.scheme == "http" {
@@ -63,8 +66,9 @@ struct OnboardPodero: ParsableCommand {
         let (lang, zone) = try validated()
         let (a, _) = try account.resolve(vendor: PoderoModule().name)
         let client = try PoderoClient.forCLI(a)
-        let body = PoderoAdapter.onboardingBody(user: user, language: lang, priceZone: zone, successURL: successURL,
-                                                cancelURL: cancelURL, building: building, optimize: !noOptimization)
+        let body = PoderoAdapter.onboardingBody(
+            user: user, language: lang, priceZone: zone, successURL: successURL,
+            cancelURL: cancelURL, building: building, optimize: !noOptimization)
         let heatPumpsOnly = heatPumpsOnly
         try runCloud("onboarding") { () async throws(CloudError) -> Int32 in
             let s = try await client.request("POST", PoderoWire.Path.onboarding, body: body)
@@ -86,8 +90,9 @@ struct OnboardPodero: ParsableCommand {
 }
 
 struct PoderoStats: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats",
-                                                    abstract: "Print a heat pump's consumption and savings.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Print a heat pump's consumption and savings.")
     @OptionGroup var account: AccountOption
     @Argument(help: "Device: podero-<heat pump id> or the heat pump id.") var device: String
     @Option(help: "Comma-separated: \(PoderoWire.resolutions.joined(separator: ", ")).") var resolution = "1DAY"
@@ -101,15 +106,19 @@ struct PoderoStats: ParsableCommand {
         let (a, _) = try account.resolve(vendor: PoderoModule().name)
         let client = try PoderoClient.forCLI(a)
         let adapter = PoderoAdapter(client: client, allowList: nil, clock: SystemClock())
-        let wanted = device, json = json
+        let wanted = device
+        let json = json
         try runCloud("stats") { () async throws(CloudError) -> Int32 in
             let devices = try await adapter.fetchDevices()
             guard let d = devices.first(where: { $0.id == wanted || $0.vendorId == wanted }),
-                  let owner = d.attributes["owner_id"]?.stringValue else {
+                let owner = d.attributes["owner_id"]?.stringValue
+            else {
                 printErr("no heat pump \"\(wanted)\" in organisation \(client.orgId); known: \(devices.map(\.id).joined(separator: ", "))")
                 return 1
             }
-            let path = PoderoWire.Path.statistics(client.orgId, owner, d.vendorId) + PoderoWire.Statistics.query(resolutions: resolutions, keywords: [PoderoWire.Statistics.savings, PoderoWire.Statistics.consumption])
+            let path =
+                PoderoWire.Path.statistics(client.orgId, owner, d.vendorId)
+                + PoderoWire.Statistics.query(resolutions: resolutions, keywords: [PoderoWire.Statistics.savings, PoderoWire.Statistics.consumption])
             let stats = try await client.request("GET", path)
             if json {
                 print(stats.serialized)
@@ -117,10 +126,16 @@ struct PoderoStats: ParsableCommand {
             }
             print("\(d.id) (\(d.model ?? "heat pump"))")
             for row in stats[PoderoWire.Statistics.data]?.arrayValue ?? [] {
-                let kwh = row[PoderoWire.Statistics.consumption]?[PoderoWire.Statistics.total]?.doubleValue.map { JSONValue.format(($0 / 100).rounded() / 10) + " kWh" } ?? "?"
+                let kwh =
+                    row[PoderoWire.Statistics.consumption]?[PoderoWire.Statistics.total]?.doubleValue.map {
+                        JSONValue.format(($0 / 100).rounded() / 10) + " kWh"
+                    } ?? "?"
                 let savings = row[PoderoWire.Statistics.savings]?[PoderoWire.Statistics.total]?.doubleValue.map(JSONValue.format) ?? "?"
-                let pct = row[PoderoWire.Statistics.savings]?[PoderoWire.Statistics.percentage]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
-                print("  \(row[PoderoWire.Statistics.resolution]?.stringValue ?? "?")  \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.startPeriod]?.stringValue ?? "?") → \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.endPeriod]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)")
+                let pct =
+                    row[PoderoWire.Statistics.savings]?[PoderoWire.Statistics.percentage]?.doubleValue.map { " (\(JSONValue.format($0)) %)" } ?? ""
+                print(
+                    "  \(row[PoderoWire.Statistics.resolution]?.stringValue ?? "?")  \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.startPeriod]?.stringValue ?? "?") → \(row[PoderoWire.Statistics.period]?[PoderoWire.Statistics.endPeriod]?.stringValue ?? "?")  consumption \(kwh), savings \(savings)\(pct)"
+                )
             }
             return 0
         }

@@ -25,8 +25,9 @@ struct Probe: ParsableCommand {
             printErr("error: no account \"\(account)\" in \(options.path); accounts: \(config.accounts.map(\.name).joined(separator: ", "))")
             throw ExitCode(2)
         }
-        let built = try cliBuilt(HeatbridgeVendors.all.module(a.vendor)?.makeAdapter(a, context: .cli(a))
-            ?? .failure(VendorSetupError("unknown vendor \(a.vendor)")))
+        let built = try cliBuilt(
+            HeatbridgeVendors.all.module(a.vendor)?.makeAdapter(a, context: .cli(a))
+                ?? .failure(VendorSetupError("unknown vendor \(a.vendor)")))
         guard let adapter = built as? any Probing else {
             printErr("error: \(a.vendor) accounts cannot be probed")
             throw ExitCode(2)
@@ -36,7 +37,10 @@ struct Probe: ParsableCommand {
             return nil
         }
         let known = secrets + [a.settings(as: BoschAccountSettings.self)?.userId].compactMap { $0 }
-        let name = a.name, vendor = a.vendor, json = json, save = save
+        let name = a.name
+        let vendor = a.vendor
+        let json = json
+        let save = save
         let code = blockOn { () async -> Int32 in
             let answers = await adapter.probe()
             if let dir = save, case .failure(let why) = Self.saveFixtures(answers, vendor: vendor, to: dir, known: known) {
@@ -54,16 +58,25 @@ struct Probe: ParsableCommand {
         if json {
             let report: JSONValue = [
                 "account": .string(account), "vendor": .string(vendor), "requests": .int(answers.count), "drifted": .int(drifted.count),
-                "answers": .array(answers.map { ["request": .string($0.request), "status": $0.status.map { .int($0) } ?? .null,
-                                                  "findings": .array($0.findings.map(\.json))] }),
+                "answers": .array(
+                    answers.map {
+                        [
+                            "request": .string($0.request), "status": $0.status.map { .int($0) } ?? .null,
+                            "findings": .array($0.findings.map(\.json)),
+                        ]
+                    }),
             ]
             print(report.serialized)
             return
         }
-        print("probe \(account) (\(vendor)): \(answers.count) requests, \(drifted.isEmpty ? "no drift" : "\(drifted.count) differ from the definition")")
+        print(
+            "probe \(account) (\(vendor)): \(answers.count) requests, \(drifted.isEmpty ? "no drift" : "\(drifted.count) differ from the definition")"
+        )
         for d in answers where !d.findings.isEmpty {
             print("  \(d.request)\(d.status.map { " → \($0)" } ?? "")")
-            for f in d.findings { print("    \(f.isDrift ? "" : "(note) ")\(f.kind.rawValue)  \(f.field.isEmpty ? "(answer)" : f.field): \(f.detail)") }
+            for f in d.findings {
+                print("    \(f.isDrift ? "" : "(note) ")\(f.kind.rawValue)  \(f.field.isEmpty ? "(answer)" : f.field): \(f.detail)")
+            }
         }
         if !drifted.isEmpty { print("send this report (heatbridge probe \(account) --json --save DIR, and DIR) to the heatbridge project") }
     }
@@ -90,7 +103,9 @@ struct Probe: ParsableCommand {
             let safe: [Character] = request.map { c -> Character in c.isLetter || c.isNumber ? c : "_" }
             let number = String(i + 1000).dropFirst()
             let name = "\(number)-\(String(safe.prefix(100))).json"
-            if case .failure(let e) = FileIO.writeAtomically(dir + "/" + name, fixture.bytes, mode: 0o600) { return .failure(SaveError(text: "\(e)")) }
+            if case .failure(let e) = FileIO.writeAtomically(dir + "/" + name, fixture.bytes, mode: 0o600) {
+                return .failure(SaveError(text: "\(e)"))
+            }
         }
         return .success(())
     }
