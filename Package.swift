@@ -112,6 +112,7 @@ let package = Package(
             dependencies: [
                 "HeatbridgeApp", "HeatbridgeConfig", "HeatbridgeCore", "HeatbridgeStore",
                 "HeatbridgeTesting", "HeatbridgeSimulator", "HeatbridgeVendors",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "IntegrationTests",

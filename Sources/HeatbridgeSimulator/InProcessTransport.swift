@@ -6,7 +6,14 @@ import HeatbridgeCore
 public struct InProcessTransport: HTTPTransport {
     public let simulator: Simulator
 
-    public init(_ simulator: Simulator) { self.simulator = simulator }
+    /// The time requests arrive at (the simulator's rate limits and clocks follow it); nil: real time.
+    public let clock: (any Clock)?
+
+    /// With a `clock`, the simulated cloud lives on the test's time, as the bridge does (a test's `ManualClock`).
+    public init(_ simulator: Simulator, clock: (any Clock)? = nil) {
+        self.simulator = simulator
+        self.clock = clock
+    }
 
     public func send(_ request: HTTPRequest) async throws(HTTPTransportError) -> HTTPResponse {
         guard let schemeEnd = request.url.range(of: "://") else { throw .connection("not an absolute URL: \(request.url)") }
@@ -14,7 +21,7 @@ public struct InProcessTransport: HTTPTransport {
         let path = afterScheme.firstIndex(of: "/").map { String(afterScheme[$0...]) } ?? "/"
         var headers: [String: String] = [:]
         for (name, value) in request.headers { headers[name.lowercased()] = value }
-        let answer = await simulator.handle(method: request.method, path: path, headers: headers, body: request.body ?? [])
+        let answer = await simulator.handle(method: request.method, path: path, headers: headers, body: request.body ?? [], arrivedAt: clock?.now())
         return HTTPResponse(status: answer.status, headers: answer.headers, body: answer.body)
     }
 }

@@ -20,7 +20,9 @@ extension Bridge {
 
     func storeFailed(_ error: any Error) {
         storeHealth.problem = "\(error)"
-        guard storeHealth.writable else { return }
+        // Already not writable: `bridge/health` follows what changed since (a result the store refused is now
+        // unrecorded); the retained topic publishes only a change.
+        guard storeHealth.writable else { return publishHealth() }
         storeHealth.writable = false
         storeHealth.since = clock.now()
         logger.error("the store cannot write: the bridge is not ready until it can", metadata: ["error": "\(error)"])

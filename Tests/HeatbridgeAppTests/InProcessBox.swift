@@ -1,0 +1,148 @@
+import Foundation
+import HeatbridgeApp
+import HeatbridgeConfig
+import HeatbridgeCore
+import HeatbridgeSimulator
+import HeatbridgeTesting
+import HeatbridgeVendors
+import Logging
+import Synchronization
+import XCTest
+
+/// A box in process: the daemon's own wiring (`AppServices.build`) from a config file like the integration
+/// harness writes, over the simulator without a socket, a recording MQTT client and a manual clock the test moves.
+/// For what needs no real process (no broker restart, no kill -9, no systemd): those stay in IntegrationTests.
+final class InProcessBox {
+    struct ConfigRefused: Error { var lines: [String] }
+    struct NotBuilt: Error { var failure: BuildFailure }
+
+    let dir: URL
+    let sim = Simulator(bosch: .defaultScenario())
+    let clock = ManualClock(start: Date().timeIntervalSince1970)
+    let services: AppServices
+    let mqtt: RecordingMQTT
+    private let stop = OneShotSignal()
+    private var task: Task<Void, Never>?
+
+    /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario.
+    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let key = dir.appendingPathComponent("bosch.key")
+        try Data((BoschCloud.defaultScenario().apiKey + "\n").utf8).write(to: key)
+        chmod(key.path, 0o600)
+        let yaml = """
+            mqtt:
+              url: mqtt://127.0.0.1:1
+              base_topic: heatbridge
+            store:
+              path: \(dir.appendingPathComponent("state.db").path)
+            http:
+              port: 0
+            accounts:
+              - name: bosch-test
+                vendor: bosch
+                base_url: http://sim.test/bosch
+                api_key_file: \(key.path)
+                user_id: it-user
+                poll_interval_s: \(pollIntervalS)
+                timeout_s: \(timeoutS)
+                devices: all
+            """
+        let path = dir.appendingPathComponent("heatbridge.yaml")
+        try Data(yaml.utf8).write(to: path)
+        let loaded: LoadedConfig
+        switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
+        case .success(let l): loaded = l
+        case .failure(let errors): throw ConfigRefused(lines: errors.lines())
+        }
+        let client = Mutex<RecordingMQTT?>(nil)
+        let ports = AppPorts(
+            transport: InProcessTransport(sim, clock: clock), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
+            makeMQTT: { setup in
+                let m = RecordingMQTT(intake: setup.intake)
+                client.withLock { $0 = m }
+                return m
+            }, environment: [:], version: "test")
+        var logger = Logger(label: "box")
+        logger.logLevel = .critical
+        switch AppServices.build(loaded, ports: ports, logger: logger) {
+        case .success(let s): services = s
+        case .failure(let f): throw NotBuilt(failure: f)
+        }
+        mqtt = client.withLock { $0! }
+        let bridge = services.bridge
+        clock.drive(quiesce: { await bridge.quiesce() }, nextDeadline: { bridge.nextTimer })
+    }
+
+    func start() {
+        let services = self.services
+        let stop = self.stop
+        task = Task { await services.run(until: stop) }
+    }
+
+    func stopAll() async {
+        stop.fire()
+        await task?.value
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// A message from the broker (a client's command), through the intake as libmosquitto delivers it.
+    func publish(_ topic: String, _ payload: String) { mqtt.send(topic, payload) }
+
+    /// The first message on `topic` that matches, waiting for the bridge (which works on its own executor).
+    @discardableResult
+    func waitJSON(
+        _ topic: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line,
+        _ predicate: (JSONValue) -> Bool = { _ in true }
+    ) -> JSONValue? {
+        var found: JSONValue?
+        let matched = waitUntil(timeoutS: timeout) {
+            found = mqtt.json(topic).first(where: predicate)
+            return found != nil
+        }
+        if !matched { XCTFail("no matching message on \(topic); seen: \(mqtt.on(topic))", file: file, line: line) }
+        return found
+    }
+
+    /// Moves the box's clock a second at a time, at most `maxS`, until `topic` has a matching message: what a
+    /// real-process test waits for in real time (a read-back, a background read), on the test's time.
+    @discardableResult
+    func advance(
+        untilJSON topic: String, maxS: Int = 30, file: StaticString = #filePath, line: UInt = #line, _ predicate: @escaping (JSONValue) -> Bool
+    ) async -> JSONValue? {
+        for _ in 0...maxS {
+            if let found = mqtt.json(topic).first(where: predicate) { return found }
+            await clock.advance(by: 1)
+        }
+        XCTFail("no matching message on \(topic) within \(maxS) s of the box's time; seen: \(mqtt.on(topic))", file: file, line: line)
+        return nil
+    }
+
+    /// The latest message on `topic`, once it matches.
+    @discardableResult
+    func waitLatest(_ topic: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line, _ predicate: (JSONValue) -> Bool)
+        -> JSONValue?
+    {
+        let matched = waitUntil(timeoutS: timeout) { mqtt.json(topic).last.map(predicate) ?? false }
+        if !matched { XCTFail("the latest message on \(topic) never matched; seen: \(mqtt.on(topic))", file: file, line: line) }
+        return mqtt.json(topic).last
+    }
+
+    @discardableResult
+    func waitResult(_ topic: String, id: String, status: String, file: StaticString = #filePath, line: UInt = #line) -> JSONValue? {
+        waitJSON(topic, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
+    }
+
+    /// Every status the command `id` was answered with, in order.
+    func statuses(_ topic: String, id: String) -> [String] {
+        mqtt.json(topic).filter { $0["id"]?.stringValue == id }.compactMap { $0["status"]?.stringValue }
+    }
+
+    /// The simulator's admin API, in process.
+    @discardableResult
+    func admin(_ method: String, _ path: String, _ body: String? = nil) async throws -> JSONValue {
+        let answer = await sim.handle(method: method, path: path, headers: [:], body: Array((body ?? "").utf8), arrivedAt: clock.now())
+        return answer.body.isEmpty ? .null : try JSONValue.parse(answer.body)
+    }
+}
