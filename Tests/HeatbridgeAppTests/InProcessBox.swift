@@ -90,48 +90,68 @@ final class InProcessBox {
     /// A message from the broker (a client's command), through the intake as libmosquitto delivers it.
     func publish(_ topic: String, _ payload: String) { mqtt.send(topic, payload) }
 
-    /// The first message on `topic` that matches, waiting for the bridge (which works on its own executor).
+    /// The first message on `topic` that matches. What a real-process test waits for in real time, the box waits
+    /// for on its own clock: it lets the bridge answer (its executor is not the test's), then moves the clock a
+    /// second at a time, at most `timeout` seconds, so a read-back, a retry or the next poll comes as it would.
     @discardableResult
     func waitJSON(
-        _ topic: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line,
+        _ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
         _ predicate: (JSONValue) -> Bool = { _ in true }
-    ) -> JSONValue? {
-        var found: JSONValue?
-        let matched = waitUntil(timeoutS: timeout) {
-            found = mqtt.json(topic).first(where: predicate)
-            return found != nil
-        }
-        if !matched { XCTFail("no matching message on \(topic); seen: \(mqtt.on(topic))", file: file, line: line) }
-        return found
-    }
-
-    /// Moves the box's clock a second at a time, at most `maxS`, until `topic` has a matching message: what a
-    /// real-process test waits for in real time (a read-back, a background read), on the test's time.
-    @discardableResult
-    func advance(
-        untilJSON topic: String, maxS: Int = 30, file: StaticString = #filePath, line: UInt = #line, _ predicate: @escaping (JSONValue) -> Bool
     ) async -> JSONValue? {
-        for _ in 0...maxS {
-            if let found = mqtt.json(topic).first(where: predicate) { return found }
+        var found: JSONValue?
+        for step in 0...Int(timeout) {
+            if waitUntil(
+                timeoutS: step == 0 ? 0.1 : 0.02,
+                {
+                    found = mqtt.json(topic).first(where: predicate)
+                    return found != nil
+                })
+            {
+                return found
+            }
             await clock.advance(by: 1)
         }
-        XCTFail("no matching message on \(topic) within \(maxS) s of the box's time; seen: \(mqtt.on(topic))", file: file, line: line)
+        XCTFail("no matching message on \(topic) within \(Int(timeout)) s of the box's time; seen: \(mqtt.on(topic))", file: file, line: line)
         return nil
     }
 
-    /// The latest message on `topic`, once it matches.
+    /// The latest message on `topic`, once it matches (on the box's clock, as `waitJSON`).
     @discardableResult
-    func waitLatest(_ topic: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line, _ predicate: (JSONValue) -> Bool)
-        -> JSONValue?
-    {
-        let matched = waitUntil(timeoutS: timeout) { mqtt.json(topic).last.map(predicate) ?? false }
-        if !matched { XCTFail("the latest message on \(topic) never matched; seen: \(mqtt.on(topic))", file: file, line: line) }
-        return mqtt.json(topic).last
+    func waitLatest(
+        _ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ predicate: (JSONValue) -> Bool
+    ) async -> JSONValue? {
+        for step in 0...Int(timeout) {
+            if waitUntil(timeoutS: step == 0 ? 0.1 : 0.02, { mqtt.json(topic).last.map(predicate) ?? false }) { return mqtt.json(topic).last }
+            await clock.advance(by: 1)
+        }
+        XCTFail("the latest message on \(topic) never matched; seen: \(mqtt.on(topic))", file: file, line: line)
+        return nil
     }
 
     @discardableResult
-    func waitResult(_ topic: String, id: String, status: String, file: StaticString = #filePath, line: UInt = #line) -> JSONValue? {
-        waitJSON(topic, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
+    func waitResult(_ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line)
+        async -> JSONValue?
+    {
+        await waitJSON(topic, timeout: timeout, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
+    }
+
+    /// Publishes each bad command to `<prefix>/<target>/set` and checks that it is rejected with `code` and a
+    /// message containing `text` (each payload carries its own `"id"`).
+    func expectRejections(
+        _ prefix: String, _ cases: [(target: String, payload: String, code: String, text: String)], file: StaticString = #filePath,
+        line: UInt = #line
+    ) async {
+        for (target, payload, code, text) in cases {
+            publish("\(prefix)/\(target)/set", payload)
+            guard let id = (try? JSONValue.parse(Array(payload.utf8)))?["id"]?.stringValue else {
+                XCTFail("test case without an id: \(payload)", file: file, line: line)
+                continue
+            }
+            let r = await waitResult("\(prefix)/\(target)/result", id: id, status: "rejected", file: file, line: line)
+            XCTAssertEqual(r?["code"]?.stringValue, code, payload, file: file, line: line)
+            XCTAssertTrue(
+                r?["message"]?.stringValue?.contains(text) ?? false, "\(payload): \(r?["message"]?.stringValue ?? "")", file: file, line: line)
+        }
     }
 
     /// Every status the command `id` was answered with, in order.

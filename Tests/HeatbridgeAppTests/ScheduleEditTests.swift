@@ -23,22 +23,25 @@ final class ScheduleEditTests: XCTestCase {
     func testEditIsWrittenAndReadBack() async throws {
         let box = try InProcessBox()
         box.start()
-        let v1 = try XCTUnwrap(box.waitJSON("\(node)/schedule")?["version"]?.stringValue)
+        let first = await box.waitJSON("\(node)/schedule")
+        let v1 = try XCTUnwrap(first?["version"]?.stringValue)
         box.publish("\(node)/schedule/set", edit(mondayStart: "05:30", version: v1, id: "e1"))
-        let done = box.waitResult("\(node)/schedule/result", id: "e1", status: "done")
+        let done = await box.waitResult("\(node)/schedule/result", id: "e1", status: "done")
         XCTAssertTrue(done?["message"]?.stringValue?.contains("written") ?? false)
         let state = try await box.admin("GET", "/admin/state")
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["programs"]?["1/A"]?.arrayValue?.first?["time"]?.intValue, 330)
-        let updated = await box.advance(untilJSON: "\(node)/schedule") { $0["version"]?.stringValue != v1 }
+        let updated = await box.waitJSON("\(node)/schedule") { $0["version"]?.stringValue != v1 }
         XCTAssertEqual(updated?["days"]?["mon"]?.arrayValue?.first?["at"]?.stringValue, "05:30")
         // Invalid edits are refused before any cloud call.
         box.publish("\(node)/schedule/set", edit(mondayStart: "05:37", version: nil, id: "e2"))
-        XCTAssertEqual(box.waitResult("\(node)/schedule/result", id: "e2", status: "rejected")?["code"]?.stringValue, "OUT_OF_RANGE")
+        let e2 = await box.waitResult("\(node)/schedule/result", id: "e2", status: "rejected")
+        XCTAssertEqual(e2?["code"]?.stringValue, "OUT_OF_RANGE")
         box.publish("\(node)/schedule/set", #"{"id":"e3","days":{"mon":[]}}"#)
-        XCTAssertEqual(box.waitResult("\(node)/schedule/result", id: "e3", status: "rejected")?["code"]?.stringValue, "INVALID_PAYLOAD")
+        let e3 = await box.waitResult("\(node)/schedule/result", id: "e3", status: "rejected")
+        XCTAssertEqual(e3?["code"]?.stringValue, "INVALID_PAYLOAD")
         // A heating program is not a DHW program: its levels do not exist there.
         box.publish("heatbridge/bosch-101000001/dhw1/schedule/set", edit(mondayStart: "05:30", version: nil, id: "e4"))
-        let e4 = box.waitResult("heatbridge/bosch-101000001/dhw1/schedule/result", id: "e4", status: "rejected")
+        let e4 = await box.waitResult("heatbridge/bosch-101000001/dhw1/schedule/result", id: "e4", status: "rejected")
         XCTAssertEqual(e4?["code"]?.stringValue, "OUT_OF_RANGE")
         XCTAssertTrue(
             e4?["message"]?.stringValue?.contains("unknown level \"comfort\"; levels: eco, high, low") ?? false, "\(String(describing: e4))")
@@ -52,7 +55,8 @@ final class ScheduleEditTests: XCTestCase {
         let box = try InProcessBox()
         box.start()
         let dhw = "heatbridge/bosch-101000001/dhw1"
-        let current = try XCTUnwrap(box.waitJSON("\(dhw)/schedule"))
+        let read = await box.waitJSON("\(dhw)/schedule")
+        let current = try XCTUnwrap(read)
         XCTAssertEqual(current["levels"], ["eco": 45, "low": 50, "high": 55])
         XCTAssertEqual(current["days"]?["mon"], [["at": "05:30", "level": "high"], ["at": "21:00", "level": "eco"]])
         var days: [String: JSONValue] = [:]
@@ -64,17 +68,17 @@ final class ScheduleEditTests: XCTestCase {
         }
         let edit: JSONValue = ["id": "d1", "days": .object(days), "version": current["version"] ?? .null]
         box.publish("\(dhw)/schedule/set", edit.serialized)
-        let done = box.waitResult("\(dhw)/schedule/result", id: "d1", status: "done")
+        let done = await box.waitResult("\(dhw)/schedule/result", id: "d1", status: "done")
         XCTAssertEqual(done?["message"]?.stringValue, "time program A written (16 switch points)")
         let sim = try await box.admin("GET", "/admin/state")["bosch"]?["gateways"]?["101000001"]?["programs"]?["dhw1/A"]?.arrayValue ?? []
         XCTAssertEqual(sim.count, 16)
         XCTAssertEqual(sim.first, ["day": "Mo", "time": 300, "level": "high"])
-        await box.advance(untilJSON: "\(dhw)/schedule") { $0["days"]?["sat"]?.arrayValue?.count == 3 }
+        await box.waitJSON("\(dhw)/schedule") { $0["days"]?["sat"]?.arrayValue?.count == 3 }
         // Too many points in a day is refused before any call, naming the day.
         try await box.admin("DELETE", "/admin/requests")
         days["tue"] = .array((0..<7).map { ["at": .string("0\($0):00"), "level": "eco"] })
         box.publish("\(dhw)/schedule/set", JSONValue.object(["id": "d2", "days": .object(days)]).serialized)
-        let r = box.waitResult("\(dhw)/schedule/result", id: "d2", status: "rejected")
+        let r = await box.waitResult("\(dhw)/schedule/result", id: "d2", status: "rejected")
         XCTAssertEqual(r?["code"]?.stringValue, "OUT_OF_RANGE")
         XCTAssertTrue(r?["message"]?.stringValue?.contains("tue: 7 switch points, at most 6 per day") ?? false, "\(String(describing: r))")
         let writes = (try await box.admin("GET", "/admin/requests").arrayValue ?? []).filter { $0["method"]?.stringValue == "PUT" }
@@ -85,12 +89,12 @@ final class ScheduleEditTests: XCTestCase {
     func testEditWhileCloudDownIsQueuedAndConflictsAreRefused() async throws {
         let box = try InProcessBox(pollIntervalS: 1)
         box.start()
-        let v1 = try XCTUnwrap(box.waitJSON("\(node)/schedule")?["version"]?.stringValue)
+        let first = await box.waitJSON("\(node)/schedule")
+        let v1 = try XCTUnwrap(first?["version"]?.stringValue)
         try await box.admin("POST", "/admin/down", #"{"down":true}"#)
-        await box.clock.advance(by: 2)  // the next poll finds the cloud down
-        box.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
+        await box.waitLatest("heatbridge/bridge/account/bosch-test") { $0["state"]?.stringValue == "offline" }
         box.publish("\(node)/schedule/set", edit(mondayStart: "05:00", version: v1, id: "off-1"))
-        box.waitResult("\(node)/schedule/result", id: "off-1", status: "queued")
+        await box.waitResult("\(node)/schedule/result", id: "off-1", status: "queued")
         // Meanwhile somebody edits the program in the vendor's app.
         let other = (0..<7).flatMap { d in
             [
@@ -101,13 +105,12 @@ final class ScheduleEditTests: XCTestCase {
         try await box.admin(
             "POST", "/admin/bosch/gateways/101000001/programs/1/A", JSONValue.object(["id": "A", "switchPoints": .array(other)]).serialized)
         try await box.admin("POST", "/admin/down", #"{"down":false}"#)
-        await box.clock.advance(by: 20)  // the account's retry finds the cloud back; the queued edit runs
-        let failed = box.waitResult("\(node)/schedule/result", id: "off-1", status: "failed")
+        let failed = await box.waitResult("\(node)/schedule/result", id: "off-1", status: "failed")
         XCTAssertEqual(failed?["code"]?.stringValue, "CONFLICT")
         XCTAssertEqual(box.statuses("\(node)/schedule/result", id: "off-1"), ["accepted", "queued", "failed"])
         // With force it is written anyway.
         box.publish("\(node)/schedule/set", edit(mondayStart: "05:00", version: v1, force: true, id: "off-2"))
-        box.waitResult("\(node)/schedule/result", id: "off-2", status: "done")
+        await box.waitResult("\(node)/schedule/result", id: "off-2", status: "done")
         let state = try await box.admin("GET", "/admin/state")
         XCTAssertEqual(state["bosch"]?["gateways"]?["101000001"]?["programs"]?["1/A"]?.arrayValue?.first?["time"]?.intValue, 300)
         await box.stopAll()
