@@ -24,38 +24,12 @@ final class InProcessBox {
     private let stop = OneShotSignal()
     private var task: Task<Void, Never>?
 
-    /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario.
-    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5) throws {
+    /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario
+    /// (`devices`: only these).
+    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let key = dir.appendingPathComponent("bosch.key")
-        try Data((BoschCloud.defaultScenario().apiKey + "\n").utf8).write(to: key)
-        chmod(key.path, 0o600)
-        let yaml = """
-            mqtt:
-              url: mqtt://127.0.0.1:1
-              base_topic: heatbridge
-            store:
-              path: \(dir.appendingPathComponent("state.db").path)
-            http:
-              port: 0
-            accounts:
-              - name: bosch-test
-                vendor: bosch
-                base_url: http://sim.test/bosch
-                api_key_file: \(key.path)
-                user_id: it-user
-                poll_interval_s: \(pollIntervalS)
-                timeout_s: \(timeoutS)
-                devices: all
-            """
-        let path = dir.appendingPathComponent("heatbridge.yaml")
-        try Data(yaml.utf8).write(to: path)
-        let loaded: LoadedConfig
-        switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
-        case .success(let l): loaded = l
-        case .failure(let errors): throw ConfigRefused(lines: errors.lines())
-        }
+        let loaded = try Self.loadConfig(in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices)
         let client = Mutex<RecordingMQTT?>(nil)
         let ports = AppPorts(
             transport: InProcessTransport(sim, clock: clock), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
@@ -75,15 +49,51 @@ final class InProcessBox {
         clock.drive(quiesce: { await bridge.quiesce() }, nextDeadline: { bridge.nextTimer })
     }
 
+    /// Writes the box's config file (and its key file, `bosch.key`) into `dir` and loads it as the daemon does.
+    static func loadConfig(in dir: URL, pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil) throws -> LoadedConfig {
+        let key = dir.appendingPathComponent("bosch.key")
+        try Data((BoschCloud.defaultScenario().apiKey + "\n").utf8).write(to: key)
+        chmod(key.path, 0o600)
+        let yaml = """
+            mqtt:
+              url: mqtt://127.0.0.1:1
+              base_topic: heatbridge
+            store:
+              path: \(dir.appendingPathComponent("state.db").path)
+            http:
+              port: 0
+            accounts:
+              - name: bosch-test
+                vendor: bosch
+                base_url: http://sim.test/bosch
+                api_key_file: \(key.path)
+                user_id: it-user
+                poll_interval_s: \(pollIntervalS)
+                timeout_s: \(timeoutS)
+                devices: \(devices.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ", ") + "]" } ?? "all")
+            """
+        let path = dir.appendingPathComponent("heatbridge.yaml")
+        try Data(yaml.utf8).write(to: path)
+        switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
+        case .success(let loaded): return loaded
+        case .failure(let errors): throw ConfigRefused(lines: errors.lines())
+        }
+    }
+
     func start() {
         let services = self.services
         let stop = self.stop
         task = Task { await services.run(until: stop) }
     }
 
-    func stopAll() async {
+    /// Stops the services as the daemon does (`AppServices.run` returns); the files stay for the test to read.
+    func stop() async {
         stop.fire()
         await task?.value
+    }
+
+    func stopAll() async {
+        await stop()
         try? FileManager.default.removeItem(at: dir)
     }
 

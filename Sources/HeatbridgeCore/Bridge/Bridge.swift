@@ -1,11 +1,11 @@
 import Logging
 
-/// The coordinator: takes MQTT events, timer firings and poll answers, hands each to the component whose job
-/// it is (retained topics, the device registry, the command queue, account bookkeeping, the lease, limit and
-/// trigger policies), and carries out what they decide through the injected ports.
+/// The coordinator: takes MQTT events, timer firings and poll answers and hands each to the component whose job
+/// it is: `CommandPipeline` (commands), `AccountPoller` (reads), `Automation` (leases, triggers, limits),
+/// `LiveState` (pushed events, meters), `RequestDesk` and `StatusReport` (what the bridge says about itself). Each
+/// runs isolated to this actor and names what it needs of it in a host protocol; the bridge keeps the devices, the
+/// account states and the retained topics.
 ///
-/// Messages are routed in `Bridge+Commands.swift` (commands go on to `CommandPipeline`), device state is kept in
-/// `Bridge+Polling.swift` (the reads themselves are `AccountPoller`'s).
 /// Everything it starts is a child task of `run()`; it runs on a serial queue of its own, so its synchronous
 /// store writes never block Swift's cooperative threads.
 public actor Bridge {
