@@ -21,6 +21,10 @@ final class InProcessBox {
     let clock = ManualClock(start: Date().timeIntervalSince1970)
     let services: AppServices
     let mqtt: RecordingMQTT
+    /// The way to the simulator: cut it to take the cloud away as stopping the simulator process would.
+    let link = InProcessTransport.Link()
+    /// Every line the box logged, at every level (what the daemon would write to its journal).
+    let log = LogRecorder()
     private let stop = OneShotSignal()
     private var task: Task<Void, Never>?
 
@@ -32,14 +36,14 @@ final class InProcessBox {
         let loaded = try Self.loadConfig(in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices)
         let client = Mutex<RecordingMQTT?>(nil)
         let ports = AppPorts(
-            transport: InProcessTransport(sim, clock: clock), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
+            transport: InProcessTransport(sim, clock: clock, link: link), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
             makeMQTT: { setup in
                 let m = RecordingMQTT(intake: setup.intake)
                 client.withLock { $0 = m }
                 return m
             }, environment: [:], version: "test")
-        var logger = Logger(label: "box")
-        logger.logLevel = .critical
+        let log = self.log
+        let logger = Logger(label: "box") { _ in RecordingLogHandler(recorder: log) }
         switch AppServices.build(loaded, ports: ports, logger: logger) {
         case .success(let s): services = s
         case .failure(let f): throw NotBuilt(failure: f)
@@ -169,10 +173,53 @@ final class InProcessBox {
         mqtt.json(topic).filter { $0["id"]?.stringValue == id }.compactMap { $0["status"]?.stringValue }
     }
 
+    /// A fault the simulator answers with (its `/admin/faults` JSON).
+    func injectFault(_ json: String) async throws { try await admin("POST", "/admin/faults", json) }
+
+    /// Waits (on the box's clock, as `waitJSON`) until the simulator has answered `count` more requests whose
+    /// path contains `path`.
+    func waitForRequests(_ path: String, count: Int, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) async throws {
+        let since = try await admin("GET", "/admin/requests").arrayValue?.compactMap { $0["at"]?.doubleValue }.max() ?? 0
+        func seen() async throws -> Int {
+            try await admin("GET", "/admin/requests").arrayValue?.filter {
+                ($0["at"]?.doubleValue ?? 0) > since && ($0["path"]?.stringValue?.contains(path) ?? false)
+            }.count ?? 0
+        }
+        for _ in 0...Int(timeout) {
+            if try await seen() >= count { return }
+            await clock.advance(by: 1)
+        }
+        XCTFail("fewer than \(count) requests for \(path) within \(Int(timeout)) s of the box's time", file: file, line: line)
+    }
+
     /// The simulator's admin API, in process.
     @discardableResult
     func admin(_ method: String, _ path: String, _ body: String? = nil) async throws -> JSONValue {
         let answer = await sim.handle(method: method, path: path, headers: [:], body: Array((body ?? "").utf8), arrivedAt: clock.now())
         return answer.body.isEmpty ? .null : try JSONValue.parse(answer.body)
+    }
+}
+
+/// The lines a box logged, kept for a test to read.
+final class LogRecorder: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+}
+
+/// Records every event, its message and its metadata, at every level: a test reads what the box logged.
+struct RecordingLogHandler: LogHandler {
+    let recorder: LogRecorder
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
+        recorder.append("\(event.level) \(event.message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
     }
 }

@@ -3,8 +3,56 @@ import HeatbridgeCore
 import XCTest
 
 /// A partner's fleet: many boxes (daemon processes), each with its own gateway, all on one Bosch partner key,
-/// against one simulator that enforces the documented company-wide and per-gateway limits.
+/// against one simulator that enforces the documented company-wide and per-gateway limits; and one box under load
+/// (`FleetTests+Soak.swift`).
+///
+/// Each scenario's real-time window is its input (a poll interval held for several rounds, an uplink cut for a
+/// minute), so one after another they spent ~11 minutes of wall time mostly waiting (511 s + 183 s in the last CI
+/// run before this). Each runs against its own simulator and broker, so they run side by side, each on its own
+/// thread, and the suite waits for the longest only. Every window and every assertion is the one they had alone.
 final class FleetTests: XCTestCase {
+    /// Failures come from several threads at once; XCTest records them on this one test case, one at a time.
+    private let failures = NSLock()
+
+    override func recordFailure(withDescription description: String, inFile filePath: String, atLine lineNumber: Int, expected: Bool) {
+        let scenario = Thread.current.name.map { "[\($0)] " } ?? ""
+        failures.withLock {
+            super.recordFailure(withDescription: scenario + description, inFile: filePath, atLine: lineNumber, expected: expected)
+        }
+    }
+
+    /// The scenarios side by side. `HEATBRIDGE_FLEET_ONLY` (a comma-separated list of scenario names) runs some.
+    func testTheFleetScenariosAndTheSoakSideBySide() throws {
+        let scenarios: [(String, () throws -> Void)] = [
+            ("push", hundredBoxesWithPushLivePollLessAndGetNo429),
+            ("soak", twentyGatewaysOnOneBoxWithoutA429),
+            ("hundred", hundredBoxesOnOnePartnerKeyWithoutA429),
+            ("central", boxesBehindACentralBrokerThroughTheShippedBridgeConfig),
+            ("start", fortyBoxesStartedTogetherWithoutAFleetSettingGetNo429),
+        ]
+        let only = ProcessInfo.processInfo.environment["HEATBRIDGE_FLEET_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
+        let group = DispatchGroup()
+        let finished = NSLock()
+        nonisolated(unsafe) var took: [String: Double] = [:]  // under `finished`
+        let started = Date()
+        for (name, run) in scenarios where only?.contains(name) ?? true {
+            group.enter()
+            // The scenario is this test case's method; the test case waits below until every thread has left.
+            nonisolated(unsafe) let run = run
+            let thread = Thread {
+                do { try run() } catch { XCTFail("\(error)") }
+                finished.withLock { took[name] = Date().timeIntervalSince(started) }
+                group.leave()
+            }
+            thread.name = name
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        group.wait()
+        let times = finished.withLock { took }.sorted { $0.value < $1.value }.map { "\($0.key) \(Int($0.value)) s" }
+        print("fleet scenarios side by side, each done after: " + times.joined(separator: ", "))
+    }
+
     struct Box {
         var k: Int
         var gateway: String
@@ -70,7 +118,7 @@ final class FleetTests: XCTestCase {
     /// 100 boxes (HEATBRIDGE_FLEET_BOXES) for 90 s at a 20 s poll (HEATBRIDGE_FLEET_LONG=1: 10 minutes at the
     /// default 60 s): no 429, every box ready, each gateway read within its interval, commands done, and no
     /// box publishing another customer's gateway.
-    func testAHundredBoxesOnOnePartnerKeyWithoutA429() throws {
+    func hundredBoxesOnOnePartnerKeyWithoutA429() throws {
         let env = ProcessInfo.processInfo.environment
         let long = env["HEATBRIDGE_FLEET_LONG"] == "1"
         let count = env["HEATBRIDGE_FLEET_BOXES"].flatMap(Int.init) ?? 100
@@ -178,7 +226,7 @@ final class FleetTests: XCTestCase {
     /// (TLS lines left out; the uplink runs through a TCP relay the test can cut). A command published centrally
     /// for box k runs on box k only and its results arrive centrally; retained commands are still refused; a
     /// 60-second cut of the uplink loses no command and no result; a box's last wills reach the centre.
-    func testBoxesBehindACentralBrokerThroughTheShippedBridgeConfig() throws {
+    func boxesBehindACentralBrokerThroughTheShippedBridgeConfig() throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["HEATBRIDGE_FLEET_CENTRAL_BOXES"].flatMap(Int.init) ?? 3
         let gateways = (0..<count).map { String(format: "1030%05d", $0) }
@@ -314,7 +362,7 @@ final class FleetTests: XCTestCase {
     /// 40 boxes started together (a region's power cut, a rollout) at a 10 s poll, and no `fleet:` in their
     /// configs: the company-wide reads are spread over the first minute and a 429 backs off at random, so the
     /// partner key gets no 429 (measured before: 180 of 7,029 answers).
-    func testFortyBoxesStartedTogetherWithoutAFleetSettingGetNo429() throws {
+    func fortyBoxesStartedTogetherWithoutAFleetSettingGetNo429() throws {
         let count = ProcessInfo.processInfo.environment["HEATBRIDGE_FLEET_START_BOXES"].flatMap(Int.init) ?? 40
         let gateways = (0..<count).map { String(format: "1050%05d", $0) }
         let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("start-\(getpid()).yaml")
@@ -356,7 +404,7 @@ final class FleetTests: XCTestCase {
     /// box id): Bosch requests per device-hour are printed for both windows (HEATBRIDGE_FLEET_PUSH_S each, 90 s; use
     /// 1200 or more to see the steady state, one reconcile poll per 900 s), with no 429 and every box's heat pump
     /// power live.
-    func testAHundredBoxesWithPushLivePollLessAndGetNo429() throws {
+    func hundredBoxesWithPushLivePollLessAndGetNo429() throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["HEATBRIDGE_FLEET_BOXES"].flatMap(Int.init) ?? 100
         let window = env["HEATBRIDGE_FLEET_PUSH_S"].flatMap(Double.init) ?? 90
