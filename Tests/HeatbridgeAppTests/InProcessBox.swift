@@ -17,8 +17,8 @@ final class InProcessBox {
     struct NotBuilt: Error { var failure: BuildFailure }
 
     let dir: URL
-    let sim = Simulator(bosch: .defaultScenario())
-    let clock = ManualClock(start: Date().timeIntervalSince1970)
+    let sim: Simulator
+    let clock: ManualClock
     let services: AppServices
     let mqtt: RecordingMQTT
     /// The way to the simulator: cut it to take the cloud away as stopping the simulator process would.
@@ -29,14 +29,40 @@ final class InProcessBox {
     private var task: Task<Void, Never>?
 
     /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario
-    /// (`devices`: only these).
-    init(pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
+    /// (`devices`: only these); `discovery` turns Home Assistant discovery on; `extraSections` is YAML appended
+    /// to the config (triggers, groups, limits), as the harness's `writeConfig` takes it.
+    convenience init(
+        pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false, extraSections: String = ""
+    ) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let loaded = try Self.loadConfig(in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices)
+        let loaded = try Self.loadConfig(
+            in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices, discovery: discovery, extraSections: extraSections)
+        try self.init(dir: dir, loaded: loaded, sim: Simulator(bosch: .defaultScenario()), startingAt: Date().timeIntervalSince1970)
+    }
+
+    /// The same box started again after `previous` stopped, as the daemon restarts: the same config file and
+    /// store, the same simulated cloud, its clock going on from where the previous one stood. What it publishes
+    /// is recorded afresh (a test that cleared its client before the restart sees the same).
+    convenience init(restarting previous: InProcessBox) throws {
+        let path = previous.dir.appendingPathComponent("heatbridge.yaml")
+        let loaded: LoadedConfig
+        switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
+        case .success(let l): loaded = l
+        case .failure(let errors): throw ConfigRefused(lines: errors.lines())
+        }
+        try self.init(dir: previous.dir, loaded: loaded, sim: previous.sim, startingAt: previous.clock.now())
+    }
+
+    private init(dir: URL, loaded: LoadedConfig, sim: Simulator, startingAt start: Double) throws {
+        self.dir = dir
+        self.sim = sim
+        clock = ManualClock(start: start)
         let client = Mutex<RecordingMQTT?>(nil)
+        // The machine's offset, as the simulated gateways' clocks use it (and as a daemon process would).
+        let local = FixedOffsetTime(offsetS: Int64(TimeZone.current.secondsFromGMT()))
         let ports = AppPorts(
-            transport: InProcessTransport(sim, clock: clock, link: link), clock: clock, localTime: FixedOffsetTime(offsetS: 3600),
+            transport: InProcessTransport(sim, clock: clock, link: link), clock: clock, localTime: local,
             makeMQTT: { setup in
                 let m = RecordingMQTT(intake: setup.intake)
                 client.withLock { $0 = m }
@@ -54,11 +80,15 @@ final class InProcessBox {
     }
 
     /// Writes the box's config file (and its key file, `bosch.key`) into `dir` and loads it as the daemon does.
-    static func loadConfig(in dir: URL, pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil) throws -> LoadedConfig {
+    static func loadConfig(
+        in dir: URL, pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false,
+        extraSections: String = ""
+    ) throws -> LoadedConfig {
         let key = dir.appendingPathComponent("bosch.key")
         try Data((BoschCloud.defaultScenario().apiKey + "\n").utf8).write(to: key)
         chmod(key.path, 0o600)
-        let yaml = """
+        let yaml =
+            """
             mqtt:
               url: mqtt://127.0.0.1:1
               base_topic: heatbridge
@@ -75,7 +105,9 @@ final class InProcessBox {
                 poll_interval_s: \(pollIntervalS)
                 timeout_s: \(timeoutS)
                 devices: \(devices.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ", ") + "]" } ?? "all")
-            """
+            homeassistant:
+              discovery: \(discovery)
+            """ + extraSections
         let path = dir.appendingPathComponent("heatbridge.yaml")
         try Data(yaml.utf8).write(to: path)
         switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
@@ -102,7 +134,16 @@ final class InProcessBox {
     }
 
     /// A message from the broker (a client's command), through the intake as libmosquitto delivers it.
-    func publish(_ topic: String, _ payload: String) { mqtt.send(topic, payload) }
+    func publish(_ topic: String, _ payload: String, retained: Bool = false) { mqtt.send(topic, payload, retained: retained) }
+
+    /// Forgets what the box published so far (a test client's `clear()`).
+    func clear() { mqtt.published.withLock { $0.removeAll() } }
+
+    /// Every message published on `topic`, oldest first.
+    func all(_ topic: String) -> [String] { mqtt.on(topic) }
+
+    /// Every message published on `topic` that parses as JSON, oldest first.
+    func json(_ topic: String) -> [JSONValue] { mqtt.json(topic) }
 
     /// The first message on `topic` that matches. What a real-process test waits for in real time, the box waits
     /// for on its own clock: it lets the bridge answer (its executor is not the test's), then moves the clock a
@@ -128,6 +169,19 @@ final class InProcessBox {
         XCTFail("no matching message on \(topic) within \(Int(timeout)) s of the box's time; seen: \(mqtt.on(topic))", file: file, line: line)
         return nil
     }
+
+    /// Waits until `condition` holds, on the box's clock as `waitJSON`.
+    func waitFor(_ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
+        for step in 0...Int(timeout) {
+            if waitUntil(timeoutS: step == 0 ? 0.1 : 0.02, condition) { return }
+            await clock.advance(by: 1)
+        }
+        XCTFail("timed out waiting for \(what) (\(Int(timeout)) s of the box's time)", file: file, line: line)
+    }
+
+    /// Returns once the bridge has handled everything given to it so far and published what that handling
+    /// publishes (the harness's `barrier()`, without the clock moving).
+    func settle() async { await services.bridge.quiesce() }
 
     /// The latest message on `topic`, once it matches (on the box's clock, as `waitJSON`).
     @discardableResult

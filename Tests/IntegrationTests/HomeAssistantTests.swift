@@ -2,7 +2,8 @@ import Foundation
 import HeatbridgeCore
 import XCTest
 
-/// Home Assistant discovery through the real broker, with commands exactly as Home Assistant renders them.
+/// Home Assistant discovery through the real broker, with commands exactly as Home Assistant renders them. How the
+/// entities behave when Home Assistant uses them runs in process (`HeatbridgeAppTests/HomeAssistantEntityTests`).
 final class HomeAssistantTests: XCTestCase {
     let gw1Config = "homeassistant/device/heatbridge_bosch-101000001/config"
     let gw2Config = "homeassistant/device/heatbridge_bosch-101000002/config"
@@ -225,95 +226,6 @@ final class HomeAssistantTests: XCTestCase {
         { usleep(50_000) }
         XCTAssertEqual(c.all(gw1Config).last?.payload.isEmpty, true, "configs not cleared when discovery was switched off")
         XCTAssertEqual(c.all("homeassistant/device/heatbridge_bridge/config").last?.payload.isEmpty, true)
-    }
-
-    /// The entities as a real Home Assistant 2026.11 uses them (#17 items 8-12): a water heater with its target
-    /// (from the active level, or the program's level in auto), a temperature command that changes that level,
-    /// on/off, every DHW mode one to one; a climate whose target in auto follows the program and moves when set;
-    /// an offline gateway keeps its entities, also after a restart; brand, model and signed preset ids.
-    func testEntitiesBehaveAsHomeAssistantUsesThem() throws {
-        let h = try Harness()
-        defer { h.stopAll() }
-        try start(h)
-        let c: TestMQTTClient = h.client
-        try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
-        let config = try XCTUnwrap(c.waitJSON(gw1Config))
-        let cmps = try XCTUnwrap(config["cmps"]?.objectValue)
-        let gw = "heatbridge/bosch-101000001"
-        // Names: the gateway's brand (Buderus), model and id.
-        XCTAssertEqual(config["dev"]?["mf"]?.stringValue, "Buderus")
-        XCTAssertEqual(config["dev"]?["name"]?.stringValue, "Buderus Logatherm WLW186i 101000001")
-
-        let hc = try XCTUnwrap(c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "auto" && $0["schedule_now"]?["level"] != nil })
-        // Water heater: target temperature announced, with a command, and on/off.
-        let wh = try XCTUnwrap(cmps["heatbridge_bosch-101000001_dhw1_water_heater"])
-        XCTAssertEqual(wh["temperature_command_topic"]?.stringValue, "\(gw)/dhw1/target/set")
-        XCTAssertEqual(wh["temperature_command_template"]?.stringValue, #"{"temperature": {{ value }}}"#)
-        XCTAssertNotNil(wh["temperature_state_template"]?.stringValue)
-        XCTAssertEqual(wh["power_command_topic"]?.stringValue, "\(gw)/dhw1/mode/set")
-        // Every mode one to one, and back.
-        XCTAssertEqual(wh["modes"], ["off", "eco", "low", "performance", "auto"])
-        XCTAssertEqual(
-            wh["mode_command_template"]?.stringValue,
-            #"{"mode": "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'performance': 'high', 'auto': 'auto'}[value] }}"}"#)
-        XCTAssertEqual(
-            wh["mode_state_template"]?.stringValue,
-            "{{ {'off': 'off', 'eco': 'eco', 'low': 'low', 'high': 'performance', 'auto': 'auto'}.get(value_json.operation_mode, 'auto') }}")
-        for (front, device) in [("low", "low"), ("eco", "eco"), ("performance", "high"), ("auto", "auto"), ("off", "off")] {
-            c.clear()
-            c.publish(wh["mode_command_topic"]!.stringValue!, "{\"mode\": \"\(device)\"}")  // HA's template for `front`
-            // The state read back from the cloud: the mode HA shows again is the one chosen.
-            XCTAssertNotNil(c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"]?.stringValue == device }, "HA mode \(front)")
-        }
-        // Off has no target; on (HA's payload_on) goes back to the program.
-        c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "off" && $0["target"] == .null }
-        c.clear()
-        c.publish(wh["power_command_topic"]!.stringValue!, wh["payload_on"]!.stringValue!)
-        c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "auto" }
-        // On a fixed level the target is that level's stop; HA's set_temperature changes it.
-        c.clear()
-        c.publish(wh["mode_command_topic"]!.stringValue!, #"{"mode": "high"}"#)
-        let high = try XCTUnwrap(c.waitJSON("\(gw)/dhw1/state") { $0["operation_mode"] == "high" && $0["target"] != .null })
-        XCTAssertEqual(high["target"], high["levels"]?["high"]?["stop"])
-        c.publish(wh["temperature_command_topic"]!.stringValue!, #"{"temperature": 57.0}"#)
-        c.waitJSON("\(gw)/dhw1/target/result") { $0["status"] == "done" }
-        let after = try XCTUnwrap(c.waitJSON("\(gw)/dhw1/state") { $0["target"]?.doubleValue == 57 })
-        XCTAssertEqual(after["levels"]?["high"]?["stop"]?.doubleValue, 57)
-        XCTAssertLessThan(after["levels"]?["high"]?["start"]?.doubleValue ?? 99, 57)
-
-        // Climate in auto: the target is the program's level now, and HA's set_temperature moves that level.
-        let climate = try XCTUnwrap(cmps["heatbridge_bosch-101000001_hc1_climate"])
-        XCTAssertEqual(climate["temperature_command_topic"]?.stringValue, "\(gw)/hc1/target/set")
-        let level = try XCTUnwrap(hc["schedule_now"]?["level"]?.stringValue)
-        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"temperature": 20.5}"#)
-        c.waitJSON("\(gw)/hc1/target/result") { $0["status"] == "done" }
-        let moved = try XCTUnwrap(c.waitJSON("\(gw)/hc1/state") { $0["schedule_now"]?["setpoint"]?.doubleValue == 20.5 })
-        XCTAssertEqual(moved["levels"]?[level]?.doubleValue, 20.5, "the program's current level (\(level)) took the target")
-        XCTAssertEqual(moved["operation_mode"], "auto", "no hidden switch to manual")
-        XCTAssertTrue(climate["temperature_state_template"]?.stringValue?.contains("schedule_now.setpoint") == true)
-        // In manual the same command is the manual setpoint.
-        c.clear()
-        c.publish(climate["mode_command_topic"]!.stringValue!, #"{"mode": "manual"}"#)
-        c.waitJSON("\(gw)/hc1/state") { $0["operation_mode"] == "manual" }
-        c.publish(climate["temperature_command_topic"]!.stringValue!, #"{"temperature": 19.0}"#)
-        c.waitJSON("\(gw)/hc1/state") { $0["manual_setpoint"]?.doubleValue == 19 && $0["setpoint"]?.doubleValue == 19 }
-
-        // An offline gateway keeps its entities, also when a fresh daemon announces it from the cache.
-        try h.admin("POST", "/admin/bosch/gateways/101000001", #"{"online":false}"#)
-        c.waitJSON("\(gw)/state") { $0["online"] == false }
-        XCTAssertEqual(h.stopDaemon(), 0)
-        c.clear()
-        try h.startDaemon()
-        c.waitJSON("\(gw)/state") { $0["online"] == false && $0["source"] == "cloud" }
-        h.barrier()
-        let offline = try XCTUnwrap(c.all(gw1Config).last.flatMap { try? JSONValue.parse($0.payload) })
-        XCTAssertEqual(Set(offline["cmps"]?.objectValue?.keys.map { $0 } ?? []), Set(cmps.keys), "an offline gateway lost entities")
-        // A fresh Home Assistant (its birth message) gets them too while the gateway is still offline.
-        let before = c.all(gw1Config).count
-        c.publish("homeassistant/status", "online")
-        h.waitUntil("the configs re-announced") { c.all(gw1Config).count > before }
-        let again = try XCTUnwrap(c.all(gw1Config).last.flatMap { try? JSONValue.parse($0.payload) })
-        XCTAssertEqual(Set(again["cmps"]?.objectValue?.keys.map { $0 } ?? []), Set(cmps.keys))
     }
 
     func testNamesOfHomeSmartlinkAndPoderoDevicesAndSignedPresetIds() throws {
