@@ -27,7 +27,7 @@ final class AppServicesTests: XCTestCase {
         XCTAssertTrue(waitUntil { mqtt.json("heatbridge/bosch-101000001/dhw1/charge/result").last?["status"]?.stringValue == "done" }, "done")
         XCTAssertEqual(mqtt.json("heatbridge/bosch-101000001/dhw1/charge/result").map { $0["status"]?.stringValue }, ["accepted", "done"])
         XCTAssertTrue(try services.store.inboxPending().isEmpty, "the intake's inbox row was not consumed with the result")
-        await box.clock.advance(by: 2)  // the read-back after a command
+        await box.advance(by: 2)  // the read-back after a command
         XCTAssertTrue(waitUntil { mqtt.json("heatbridge/bosch-101000001/dhw1/state").last?["charge"]?["active"] == true }, "read back")
 
         await box.stop()

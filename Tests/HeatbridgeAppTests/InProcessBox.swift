@@ -31,27 +31,31 @@ final class InProcessBox {
     /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario
     /// (`devices`: only these); `discovery` turns Home Assistant discovery on; `extraSections` is YAML appended
     /// to the config (triggers, groups, limits), as the harness's `writeConfig` takes it.
+    /// `homeSmartlink`: a second account, `hsl-test`, on the simulator's built-in home (the harness's `hslAccount()`).
     convenience init(
-        pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false, extraSections: String = ""
+        pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false, homeSmartlink: Bool = false,
+        extraSections: String = ""
     ) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let loaded = try Self.loadConfig(
-            in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices, discovery: discovery, extraSections: extraSections)
+            in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices, discovery: discovery,
+            extraAccounts: homeSmartlink ? try Self.homeSmartlinkAccount(in: dir) : "", extraSections: extraSections)
         try self.init(dir: dir, loaded: loaded, sim: Simulator(bosch: .defaultScenario()), startingAt: Date().timeIntervalSince1970)
     }
 
     /// The same box started again after `previous` stopped, as the daemon restarts: the same config file and
     /// store, the same simulated cloud, its clock going on from where the previous one stood. What it publishes
-    /// is recorded afresh (a test that cleared its client before the restart sees the same).
-    convenience init(restarting previous: InProcessBox) throws {
+    /// is recorded afresh (a test that cleared its client before the restart sees the same). `after`: how long the
+    /// box was off (the clock goes on that much later).
+    convenience init(restarting previous: InProcessBox, after offS: Double = 0) throws {
         let path = previous.dir.appendingPathComponent("heatbridge.yaml")
         let loaded: LoadedConfig
         switch ConfigLoader.load(path: path.path, environment: [:], vendors: HeatbridgeVendors.all) {
         case .success(let l): loaded = l
         case .failure(let errors): throw ConfigRefused(lines: errors.lines())
         }
-        try self.init(dir: previous.dir, loaded: loaded, sim: previous.sim, startingAt: previous.clock.now())
+        try self.init(dir: previous.dir, loaded: loaded, sim: previous.sim, startingAt: previous.clock.now() + offS)
     }
 
     private init(dir: URL, loaded: LoadedConfig, sim: Simulator, startingAt start: Double) throws {
@@ -82,7 +86,7 @@ final class InProcessBox {
     /// Writes the box's config file (and its key file, `bosch.key`) into `dir` and loads it as the daemon does.
     static func loadConfig(
         in dir: URL, pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false,
-        extraSections: String = ""
+        extraAccounts: String = "", extraSections: String = ""
     ) throws -> LoadedConfig {
         let key = dir.appendingPathComponent("bosch.key")
         try Data((BoschCloud.defaultScenario().apiKey + "\n").utf8).write(to: key)
@@ -104,7 +108,7 @@ final class InProcessBox {
                 user_id: it-user
                 poll_interval_s: \(pollIntervalS)
                 timeout_s: \(timeoutS)
-                devices: \(devices.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ", ") + "]" } ?? "all")
+                devices: \(devices.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ", ") + "]" } ?? "all")\(extraAccounts)
             homeassistant:
               discovery: \(discovery)
             """ + extraSections
@@ -114,6 +118,27 @@ final class InProcessBox {
         case .success(let loaded): return loaded
         case .failure(let errors): throw ConfigRefused(lines: errors.lines())
         }
+    }
+
+    /// The harness's HomeSmartlink account (`hsl-test`, home `64f1c0a2e9b3`), its secret written into `dir`.
+    static func homeSmartlinkAccount(in dir: URL) throws -> String {
+        let file = dir.appendingPathComponent("hsl-test.secret")
+        try Data("hsl-demo-secret\n".utf8).write(to: file)
+        chmod(file.path, 0o600)
+        return """
+
+              - name: hsl-test
+                vendor: homesmartlink
+                base_url: http://sim.test/homesmartlink
+                client_id: hsl-demo
+                client_secret_file: \(file.path)
+                homes: ["64f1c0a2e9b3"]
+                poll_interval_s: 1
+                timeout_s: 2
+                report_timeout_s: 10
+                report_interval_s: 0.5
+                diagnosis_check_s: 1
+            """
     }
 
     func start() {
@@ -134,7 +159,39 @@ final class InProcessBox {
     }
 
     /// A message from the broker (a client's command), through the intake as libmosquitto delivers it.
-    func publish(_ topic: String, _ payload: String, retained: Bool = false) { mqtt.send(topic, payload, retained: retained) }
+    func publish(_ topic: String, _ payload: String, retained: Bool = false) {
+        unhandled.withLock { $0 = true }
+        mqtt.send(topic, payload, retained: retained)
+    }
+
+    /// Whether the test published since the last barrier.
+    private let unhandled = Mutex(false)
+    private let barriers = Mutex(0)
+
+    /// Returns once the bridge has handled every message published before (the harness's `barrier()`). Messages
+    /// reach the bridge through a stream it reads on its own executor, so without this the clock could move
+    /// before a message is handled and the bridge would see it later than the test meant. A command for a
+    /// device that does not exist is answered in arrival order: its rejection comes after all of them.
+    func barrier(file: StaticString = #filePath, line: UInt = #line) {
+        guard unhandled.withLock({ $0 }) else { return }
+        let n = barriers.withLock { count in
+            count += 1
+            return count
+        }
+        let id = "barrier-\(n)"
+        let topic = "heatbridge/barrier-device/none/charge"
+        mqtt.send("\(topic)/set", #"{"id":"\#(id)","action":"start"}"#)
+        if !waitUntil(timeoutS: 15, { mqtt.on("\(topic)/result").contains { $0.contains("\"\(id)\"") } }) {
+            XCTFail("the box did not answer its barrier within 15 s", file: file, line: line)
+        }
+        unhandled.withLock { $0 = false }
+    }
+
+    /// Moves the box's clock once it has handled what the test published (the harness's `advanceClock`).
+    func advance(by seconds: Double) async {
+        barrier()
+        await clock.advance(by: seconds)
+    }
 
     /// Forgets what the box published so far (a test client's `clear()`).
     func clear() { mqtt.published.withLock { $0.removeAll() } }
@@ -149,11 +206,25 @@ final class InProcessBox {
     /// for on its own clock: it lets the bridge answer (its executor is not the test's), then moves the clock a
     /// second at a time, at most `timeout` seconds, so a read-back, a retry or the next poll comes as it would.
     @discardableResult
+    /// `clockStill`: the clock must not move (a test that times a lease to the second); the wait is in real time.
     func waitJSON(
-        _ topic: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+        _ topic: String, timeout: Double = 15, clockStill: Bool = false, file: StaticString = #filePath, line: UInt = #line,
         _ predicate: (JSONValue) -> Bool = { _ in true }
     ) async -> JSONValue? {
         var found: JSONValue?
+        if clockStill {
+            if waitUntil(
+                timeoutS: timeout,
+                {
+                    found = mqtt.json(topic).first(where: predicate)
+                    return found != nil
+                })
+            {
+                return found
+            }
+            XCTFail("no matching message on \(topic) within \(Int(timeout)) s (clock still); seen: \(mqtt.on(topic))", file: file, line: line)
+            return nil
+        }
         for step in 0...Int(timeout) {
             if waitUntil(
                 timeoutS: step == 0 ? 0.1 : 0.02,
@@ -164,7 +235,7 @@ final class InProcessBox {
             {
                 return found
             }
-            await clock.advance(by: 1)
+            await advance(by: 1)
         }
         XCTFail("no matching message on \(topic) within \(Int(timeout)) s of the box's time; seen: \(mqtt.on(topic))", file: file, line: line)
         return nil
@@ -174,14 +245,17 @@ final class InProcessBox {
     func waitFor(_ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
         for step in 0...Int(timeout) {
             if waitUntil(timeoutS: step == 0 ? 0.1 : 0.02, condition) { return }
-            await clock.advance(by: 1)
+            await advance(by: 1)
         }
         XCTFail("timed out waiting for \(what) (\(Int(timeout)) s of the box's time)", file: file, line: line)
     }
 
     /// Returns once the bridge has handled everything given to it so far and published what that handling
     /// publishes (the harness's `barrier()`, without the clock moving).
-    func settle() async { await services.bridge.quiesce() }
+    func settle() async {
+        barrier()
+        await services.bridge.quiesce()
+    }
 
     /// The latest message on `topic`, once it matches (on the box's clock, as `waitJSON`).
     @discardableResult
@@ -190,17 +264,20 @@ final class InProcessBox {
     ) async -> JSONValue? {
         for step in 0...Int(timeout) {
             if waitUntil(timeoutS: step == 0 ? 0.1 : 0.02, { mqtt.json(topic).last.map(predicate) ?? false }) { return mqtt.json(topic).last }
-            await clock.advance(by: 1)
+            await advance(by: 1)
         }
         XCTFail("the latest message on \(topic) never matched; seen: \(mqtt.on(topic))", file: file, line: line)
         return nil
     }
 
     @discardableResult
-    func waitResult(_ topic: String, id: String, status: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line)
-        async -> JSONValue?
-    {
-        await waitJSON(topic, timeout: timeout, file: file, line: line) { $0["id"]?.stringValue == id && $0["status"]?.stringValue == status }
+    func waitResult(
+        _ topic: String, id: String, status: String, timeout: Double = 15, clockStill: Bool = false, file: StaticString = #filePath,
+        line: UInt = #line
+    ) async -> JSONValue? {
+        await waitJSON(topic, timeout: timeout, clockStill: clockStill, file: file, line: line) {
+            $0["id"]?.stringValue == id && $0["status"]?.stringValue == status
+        }
     }
 
     /// Publishes each bad command to `<prefix>/<target>/set` and checks that it is rejected with `code` and a
@@ -241,7 +318,7 @@ final class InProcessBox {
         }
         for _ in 0...Int(timeout) {
             if try await seen() >= count { return }
-            await clock.advance(by: 1)
+            await advance(by: 1)
         }
         XCTFail("fewer than \(count) requests for \(path) within \(Int(timeout)) s of the box's time", file: file, line: line)
     }
