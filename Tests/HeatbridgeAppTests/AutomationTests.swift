@@ -85,7 +85,7 @@ final class AutomationTests: XCTestCase {
 
     func testLimitsRejectWithTheirCodeAndTheLegionellaGuardCharges() async throws {
         var box = try InProcessBox(
-            pollIntervalS: 1, homeSmartlink: true,
+            pollIntervalS: 1, homeSmartlink: .init(),
             extraSections: """
 
                 limits:

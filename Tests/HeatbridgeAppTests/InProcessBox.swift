@@ -33,14 +33,14 @@ final class InProcessBox {
     /// to the config (triggers, groups, limits), as the harness's `writeConfig` takes it.
     /// `homeSmartlink`: a second account, `hsl-test`, on the simulator's built-in home (the harness's `hslAccount()`).
     convenience init(
-        pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false, homeSmartlink: Bool = false,
-        extraSections: String = ""
+        pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false,
+        homeSmartlink: HomeSmartlinkAccount? = nil, extraSections: String = ""
     ) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let loaded = try Self.loadConfig(
             in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices, discovery: discovery,
-            extraAccounts: homeSmartlink ? try Self.homeSmartlinkAccount(in: dir) : "", extraSections: extraSections)
+            extraAccounts: try homeSmartlink?.yaml(in: dir) ?? "", extraSections: extraSections)
         try self.init(dir: dir, loaded: loaded, sim: Simulator(bosch: .defaultScenario()), startingAt: Date().timeIntervalSince1970)
     }
 
@@ -120,25 +120,32 @@ final class InProcessBox {
         }
     }
 
-    /// The harness's HomeSmartlink account (`hsl-test`, home `64f1c0a2e9b3`), its secret written into `dir`.
-    static func homeSmartlinkAccount(in dir: URL) throws -> String {
-        let file = dir.appendingPathComponent("hsl-test.secret")
-        try Data("hsl-demo-secret\n".utf8).write(to: file)
-        chmod(file.path, 0o600)
-        return """
+    /// The harness's HomeSmartlink account (`hsl-test`), its secret written into the box's directory.
+    struct HomeSmartlinkAccount {
+        var secret = "hsl-demo-secret"
+        var pollIntervalS: Double = 1
+        var reportTimeoutS: Double = 10
+        var homes = ["64f1c0a2e9b3"]
 
-              - name: hsl-test
-                vendor: homesmartlink
-                base_url: http://sim.test/homesmartlink
-                client_id: hsl-demo
-                client_secret_file: \(file.path)
-                homes: ["64f1c0a2e9b3"]
-                poll_interval_s: 1
-                timeout_s: 2
-                report_timeout_s: 10
-                report_interval_s: 0.5
-                diagnosis_check_s: 1
-            """
+        func yaml(in dir: URL) throws -> String {
+            let file = dir.appendingPathComponent("hsl-test.secret")
+            try Data((secret + "\n").utf8).write(to: file)
+            chmod(file.path, 0o600)
+            return """
+
+                  - name: hsl-test
+                    vendor: homesmartlink
+                    base_url: http://sim.test/homesmartlink
+                    client_id: hsl-demo
+                    client_secret_file: \(file.path)
+                    homes: [\(homes.map { "\"\($0)\"" }.joined(separator: ", "))]
+                    poll_interval_s: \(pollIntervalS)
+                    timeout_s: 2
+                    report_timeout_s: \(reportTimeoutS)
+                    report_interval_s: 0.5
+                    diagnosis_check_s: 1
+                """
+        }
     }
 
     func start() {

@@ -24,7 +24,9 @@ final class EnergyTests: XCTestCase {
             + #""payload":{"key":"\#(key)","value":\#(JSONValue.format(value)),"unit":"\#(unit)"}}"#
     }
 
-    func testPoderoAndBoschMetersTheHistoryRequestAndTheCLIAgree() throws {
+    /// Podero's and Bosch's meters, the energy history request and the `energy` CLI give the same figures.
+    /// (Runs in `SideBySideTests`' outage lane: it mostly waits, on its own broker and simulator.)
+    func poderoAndBoschMetersTheHistoryRequestAndTheCLIAgree() throws {
         let h = try harness()
         defer { h.stopAll() }
         try h.startDaemon(env: ["HEATBRIDGE_TEST_HOOKS": "1"])

@@ -6,7 +6,7 @@ extension FleetTests {
     /// Twenty gateways on one box for three minutes (ten with `HEATBRIDGE_SOAK_LONG=1`) under the simulator's
     /// enforcement of the documented Bosch limits: the client-side budget must keep every request inside them (zero
     /// 429 answers, counted by the simulator) while a stream of commands, including bursts on one circuit, still goes
-    /// out ahead of the polls. It runs beside the fleet scenarios (`testTheFleetScenariosAndTheSoakSideBySide`).
+    /// out ahead of the polls. It runs beside the fleet scenarios (`SideBySideTests`).
     func twentyGatewaysOnOneBoxWithoutA429() throws {
         // Three minutes hold every bucket at its limit for dozens of refills, which is what proves zero 429s;
         // HEATBRIDGE_SOAK_LONG=1 runs the full ten minutes, HEATBRIDGE_SOAK_S any length.

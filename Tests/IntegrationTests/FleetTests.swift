@@ -4,55 +4,9 @@ import XCTest
 
 /// A partner's fleet: many boxes (daemon processes), each with its own gateway, all on one Bosch partner key,
 /// against one simulator that enforces the documented company-wide and per-gateway limits; and one box under load
-/// (`FleetTests+Soak.swift`).
-///
-/// Each scenario's real-time window is its input (a poll interval held for several rounds, an uplink cut for a
-/// minute), so one after another they spent ~11 minutes of wall time mostly waiting (511 s + 183 s in the last CI
-/// run before this). Each runs against its own simulator and broker, so they run side by side, each on its own
-/// thread, and the suite waits for the longest only. Every window and every assertion is the one they had alone.
+/// (`FleetTests+Soak.swift`). Each scenario's window of real time is its input, so they run side by side with the
+/// other real-time windows (`SideBySideTests`), not as tests of their own.
 final class FleetTests: XCTestCase {
-    /// Failures come from several threads at once; XCTest records them on this one test case, one at a time.
-    private let failures = NSLock()
-
-    override func recordFailure(withDescription description: String, inFile filePath: String, atLine lineNumber: Int, expected: Bool) {
-        let scenario = Thread.current.name.map { "[\($0)] " } ?? ""
-        failures.withLock {
-            super.recordFailure(withDescription: scenario + description, inFile: filePath, atLine: lineNumber, expected: expected)
-        }
-    }
-
-    /// The scenarios side by side. `HEATBRIDGE_FLEET_ONLY` (a comma-separated list of scenario names) runs some.
-    func testTheFleetScenariosAndTheSoakSideBySide() throws {
-        let scenarios: [(String, () throws -> Void)] = [
-            ("push", hundredBoxesWithPushLivePollLessAndGetNo429),
-            ("soak", twentyGatewaysOnOneBoxWithoutA429),
-            ("hundred", hundredBoxesOnOnePartnerKeyWithoutA429),
-            ("central", boxesBehindACentralBrokerThroughTheShippedBridgeConfig),
-            ("start", fortyBoxesStartedTogetherWithoutAFleetSettingGetNo429),
-        ]
-        let only = ProcessInfo.processInfo.environment["HEATBRIDGE_FLEET_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
-        let group = DispatchGroup()
-        let finished = NSLock()
-        nonisolated(unsafe) var took: [String: Double] = [:]  // under `finished`
-        let started = Date()
-        for (name, run) in scenarios where only?.contains(name) ?? true {
-            group.enter()
-            // The scenario is this test case's method; the test case waits below until every thread has left.
-            nonisolated(unsafe) let run = run
-            let thread = Thread {
-                do { try run() } catch { XCTFail("\(error)") }
-                finished.withLock { took[name] = Date().timeIntervalSince(started) }
-                group.leave()
-            }
-            thread.name = name
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
-        group.wait()
-        let times = finished.withLock { took }.sorted { $0.value < $1.value }.map { "\($0.key) \(Int($0.value)) s" }
-        print("fleet scenarios side by side, each done after: " + times.joined(separator: ", "))
-    }
-
     struct Box {
         var k: Int
         var gateway: String

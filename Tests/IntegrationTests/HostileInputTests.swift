@@ -253,7 +253,8 @@ final class HostileInputTests: XCTestCase {
     /// The store on a 2 MiB filesystem that fills up: a command that cannot be stored is refused (and not run),
     /// writes resume without a restart once space returns, and a derogation whose end could not be stored is
     /// recorded once space returns, so a restart neither resumes nor sends it again.
-    func testAFullDiskNeverRunsACommandTwice() throws {
+    /// (Runs in `SideBySideTests`' outage lane: its subject is a stretch of real time.)
+    func fullDiskNeverRunsACommandTwice() throws {
         let h = try Harness(pollIntervalS: 30)
         defer { h.stopAll() }
         try h.writeConfig(pollIntervalS: 30, timeoutS: 1.5, extraAccounts: try h.hslAccount(pollIntervalS: 1, reportTimeoutS: 20))

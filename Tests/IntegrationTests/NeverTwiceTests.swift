@@ -23,7 +23,8 @@ final class NeverTwiceTests: XCTestCase {
     /// The audit's sequence on a 2 MiB tmpfs: a setpoint the cloud took while the disk filled (its `done`
     /// could not be stored), two newer setpoints for the same circuit after space returned, `kill -9`, restart.
     /// Each command reached the cloud exactly once, and the newest value stands.
-    func testADoneCommandWhoseEndWasNotStoredIsNeverSentAgainNorUndoesANewerOne() throws {
+    /// (Runs in `SideBySideTests`' outage lane: its subject is a stretch of real time.)
+    func doneCommandWhoseEndWasNotStoredIsNeverSentAgainNorUndoesANewerOne() throws {
         let h = try Harness(pollIntervalS: 30, timeoutS: 25)
         defer { h.stopAll() }
         let (small, db) = try h.moveStoreToSmallDisk()
@@ -129,7 +130,8 @@ final class NeverTwiceTests: XCTestCase {
 
     /// The store turns read-only (immutable) while the daemon runs: commands are refused `STORE_FAILED`, the
     /// bridge says it is not ready, and it is ready again on its own once the store writes again.
-    func testAStoreTurningReadOnlyWhileRunningIsNotReadyUntilItWritesAgain() throws {
+    /// (Runs in `SideBySideTests`' outage lane: its subject is a stretch of real time.)
+    func storeTurningReadOnlyWhileRunningIsNotReadyUntilItWritesAgain() throws {
         let h = try Harness()
         defer { h.stopAll() }
         let notify = try NotifySocket(dir: h.dir)

@@ -83,7 +83,8 @@ final class OutboxTests: XCTestCase {
     /// 30 × `kill -9` at random moments while commands stream in: afterwards every command has exactly one
     /// terminal result, the store passes `PRAGMA integrity_check` after every kill, and no charge reached the
     /// cloud twice (each command has its own duration, so the simulator's log tells).
-    func testKillNineLoopLosesAndDuplicatesNothing() throws {
+    /// (Runs in `SideBySideTests`' outage lane: it mostly waits, on its own broker and simulator.)
+    func killNineLoopLosesAndDuplicatesNothing() throws {
         let h = try Harness(pollIntervalS: 5)
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)
@@ -160,7 +161,10 @@ final class OutboxTests: XCTestCase {
         print("kill loop: \(patches.count) PATCHes for \(n) commands; \(confirmed) confirmed by read-back after a kill")
     }
 
-    func testBrokerAwayThirtySecondsLosesNoResult() throws {
+    /// The broker goes away for thirty seconds while a command runs: its `done`, produced meanwhile, reaches a
+    /// persistent subscriber once, after the broker is back. (Runs in `SideBySideTests`' outage lane: its subject
+    /// is a stretch of real time.)
+    func brokerAwayThirtySecondsLosesNoResult() throws {
         let h = try Harness(brokerPersistence: true)
         defer { h.stopAll() }
         // A subscriber with a persistent session: the broker keeps what it misses while it is away.

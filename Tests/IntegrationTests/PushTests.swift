@@ -295,7 +295,8 @@ final class PushTests: XCTestCase {
 
     /// Nothing accepted is lost: the receiver killed with -9 right after its 2xx and the central broker down
     /// meanwhile (HEATBRIDGE_PUSH_OUTAGE_S, 60 s; 15 s in CI) — every event accepted arrives after, each applied once.
-    func testAcceptedEventsSurviveAReceiverKillAndACentralBrokerOutage() throws {
+    /// (Runs in `SideBySideTests`' outage lane: it mostly waits, on its own broker and simulator.)
+    func acceptedEventsSurviveAReceiverKillAndACentralBrokerOutage() throws {
         let l0 = try local(0)
         defer { l0.close() }
         l0.waitJSON("heatbridge/bridge/account/bosch", timeout: 60) { $0["state"] == "ready" }

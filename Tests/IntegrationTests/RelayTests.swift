@@ -111,7 +111,10 @@ final class RelayTests: XCTestCase {
         try writeBoxConfig(h, relay: relay, box: box, accounts: [boschAccount(relay, box: box, devices: devices)])
     }
 
-    func testABoxThroughTheRelayHoldsNoKeyAndReachesOnlyItsOwnGateway() throws {
+    /// A box behind the relay holds no partner key and reaches its own gateways only; a scope the partner changes
+    /// at the relay applies to the box's next connection. (Runs in `SideBySideTests`' outage lane: it mostly waits,
+    /// on its own broker, simulator and nginx.)
+    func boxThroughTheRelayHoldsNoKeyAndReachesOnlyItsOwnGateway() throws {
         let h = try Harness()
         defer { h.stopAll() }
         try h.admin("POST", "/admin/rate-limit", #"{"enabled":false}"#)

@@ -114,7 +114,10 @@ final class SystemdTests: XCTestCase {
         h.killDaemon()
     }
 
-    func testReadyWithoutBrokerAfterABoundedWait() throws {
+    /// No broker at start: the daemon tells systemd it is ready after a bounded wait, saying the broker is
+    /// unreachable, and connects on its own when the broker comes. (Runs in `SideBySideTests`' outage lane: its
+    /// subject is a stretch of real time.)
+    func readyWithoutBrokerAfterABoundedWait() throws {
         let h = try Harness()
         defer { h.stopAll() }
         let notify = try NotifySocket(dir: h.dir)
