@@ -148,7 +148,7 @@ public actor Simulator {
     /// at once) requests queue here, and counting them at their turn would compress them into a burst.
     public func handle(method: String, path: String, headers: [String: String], body: [UInt8], arrivedAt: Double? = nil) -> Answer {
         let now = arrivedAt ?? Self.now()
-        if path.hasPrefix("/admin/") || path == "/admin" { return admin(method: method, path: path, body: body) }
+        if path.hasPrefix("/admin/") || path == "/admin" { return admin(method: method, path: path, body: body, now: now) }
         guard let vendor = Self.vendors.first(where: { path.hasPrefix("/\($0)/") }) else {
             return Answer(status: 404, headers: [:], body: Array("{\"message\":\"unknown vendor\"}".utf8), delayMs: 0)
         }
@@ -249,7 +249,8 @@ public actor Simulator {
     func ok(_ j: JSON = ["ok": true]) -> Answer { Answer(status: 200, headers: [:], body: j.bytes, delayMs: 0) }
     func bad(_ msg: String) -> Answer { Answer(status: 400, headers: [:], body: JSON.object(["error": .string(msg)]).bytes, delayMs: 0) }
 
-    func admin(method: String, path: String, body: [UInt8]) -> Answer {
+    /// `now`: the request's arrival, on the same time as the clouds' (a test's clock in process).
+    func admin(method: String, path: String, body: [UInt8], now: Double) -> Answer {
         let j = body.isEmpty ? JSON.object([:]) : (try? JSON.parse(body))
         if path.hasPrefix("/admin/bosch/webhooks") || path == "/admin/bosch/events", let a = webhookAdmin(method: method, path: path, j: j) {
             return a
@@ -257,7 +258,7 @@ public actor Simulator {
         switch (method, path) {
         case ("GET", "/admin/state"):
             return ok([
-                "bosch": bosch.stateJSON(now: Self.now()), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: Self.now()),
+                "bosch": bosch.stateJSON(now: now), "podero": podero.stateJSON(), "homesmartlink": hsl.stateJSON(now: now),
                 "down": .bool(down), "faults": .int(faults.count),
             ])
         case ("GET", "/admin/requests"):
@@ -313,7 +314,7 @@ public actor Simulator {
             if let v = j?["state_cadence_s"]?.doubleValue { podero.stateCadenceS = v }
             if j?["expire_tokens"]?.boolValue == true { podero.expireTokens() }
             if let v = j?["client_secret"]?.stringValue { podero.clientSecret = v }
-            if j?["refresh"]?.boolValue == true { podero.refresh(now: Self.now(), force: true) }
+            if j?["refresh"]?.boolValue == true { podero.refresh(now: now, force: true) }
             return ok()
         case ("POST", "/admin/homesmartlink"):
             // Knobs: acknowledgement delay, homes that never acknowledge, diagnosis delay, client secret.
@@ -344,7 +345,7 @@ public actor Simulator {
                 }
                 var c = bosch.allContracts().first { $0.gatewayId == id } ?? BoschWire.Contract(gatewayId: id, status: st)
                 c.status = st
-                c.statusDate = Timestamp.iso8601(Self.now())
+                c.statusDate = Timestamp.iso8601(now)
                 bosch.contracts[id] = c
                 if st != BoschWire.ContractState.active { bosch.gateways[id]?.contract = false }
                 gatewayChanged(id, online: nil, contract: st, fault: nil)

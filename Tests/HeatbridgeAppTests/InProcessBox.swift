@@ -31,16 +31,17 @@ final class InProcessBox {
     /// The integration harness's account: `bosch-test` on every gateway of the simulator's default scenario
     /// (`devices`: only these); `discovery` turns Home Assistant discovery on; `extraSections` is YAML appended
     /// to the config (triggers, groups, limits), as the harness's `writeConfig` takes it.
-    /// `homeSmartlink`: a second account, `hsl-test`, on the simulator's built-in home (the harness's `hslAccount()`).
+    /// `homeSmartlink`: a second account, `hsl-test`, on the simulator's built-in home (the harness's `hslAccount()`);
+    /// `podero`: one more, `podero-test`, on the simulator's built-in organisation (the harness's `poderoAccount()`).
     convenience init(
         pollIntervalS: Double = 2, timeoutS: Double = 1.5, devices: [String]? = nil, discovery: Bool = false,
-        homeSmartlink: HomeSmartlinkAccount? = nil, extraSections: String = ""
+        homeSmartlink: HomeSmartlinkAccount? = nil, podero: PoderoAccount? = nil, extraSections: String = ""
     ) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hb-box-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let loaded = try Self.loadConfig(
             in: dir, pollIntervalS: pollIntervalS, timeoutS: timeoutS, devices: devices, discovery: discovery,
-            extraAccounts: try homeSmartlink?.yaml(in: dir) ?? "", extraSections: extraSections)
+            extraAccounts: (try homeSmartlink?.yaml(in: dir) ?? "") + (try podero?.yaml(in: dir) ?? ""), extraSections: extraSections)
         try self.init(dir: dir, loaded: loaded, sim: Simulator(bosch: .defaultScenario()), startingAt: Date().timeIntervalSince1970)
     }
 
@@ -144,6 +145,30 @@ final class InProcessBox {
                     report_timeout_s: \(reportTimeoutS)
                     report_interval_s: 0.5
                     diagnosis_check_s: 1
+                """
+        }
+    }
+
+    /// The harness's Podero account (`podero-test`), its secret written into the box's directory.
+    struct PoderoAccount {
+        var secret = "demo-secret"
+        var pollIntervalS: Double = 1
+
+        func yaml(in dir: URL) throws -> String {
+            let file = dir.appendingPathComponent("podero-test.secret")
+            try Data((secret + "\n").utf8).write(to: file)
+            chmod(file.path, 0o600)
+            return """
+
+                  - name: podero-test
+                    vendor: podero
+                    base_url: http://sim.test/podero/api/partners/v2.0
+                    client_id: demo-client
+                    client_secret_file: \(file.path)
+                    org_id: org-demo
+                    devices: all
+                    poll_interval_s: \(pollIntervalS)
+                    timeout_s: 2
                 """
         }
     }
