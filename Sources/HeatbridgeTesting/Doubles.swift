@@ -204,7 +204,7 @@ public final class ScriptedAdapter: VendorAdapter {
     public func validate(node: String, capability: String, body: [String: JSONValue], device: DeviceSnapshot) throws(CommandRejection) -> JSONValue {
         guard device.nodes[node] != nil else { throw CommandRejection(.unknownTarget, "no node") }
         guard capability == "charge" else { throw CommandRejection(.unsupported, "no") }
-        return try CapabilityValidation.dhwCharge(body)
+        return try CapabilityValidation.startStop(body, duration: "duration_min", maxMinutes: 240, defaultMinutes: 60)
     }
 
     /// Runs inside each execution, after it is counted (e.g. the disk fills while the cloud call is out).

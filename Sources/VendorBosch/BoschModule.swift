@@ -87,6 +87,9 @@ extension BoschModule {
         BoschNode(node) != nil && BoschAdapter.table(node)?[capability]?.restore != nil
     }
 
+    /// The charge's duration default, on hot water nodes.
+    public func localDefaults(of node: String) -> [LocalDefault] { BoschNode(node) != nil ? BoschAdapter.table(node)?.localDefaults ?? [] : [] }
+
     /// Node kinds and capabilities as the adapter knows them; parameters through the adapter's own validation
     /// (a holiday names the gateway's circuits and a week program replaces the one it was read from: both
     /// are only checked when they run).

@@ -86,12 +86,16 @@ final class TopicTests: XCTestCase {
 }
 
 final class ChargeValidationTests: XCTestCase {
+    func charge(_ body: [String: JSONValue]) throws(CommandRejection) -> JSONValue {
+        try CapabilityValidation.startStop(body, duration: "duration_min", maxMinutes: 240, defaultMinutes: 60)
+    }
+
     func testValidation() throws {
-        XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "start"]), ["action": "start", "duration_min": 60])
-        XCTAssertEqual(try CapabilityValidation.dhwCharge(["action": "stop"]), ["action": "stop"])
+        XCTAssertEqual(try charge(["action": "start"]), ["action": "start", "duration_min": 60])
+        XCTAssertEqual(try charge(["action": "stop"]), ["action": "stop"])
         func code(_ b: [String: JSONValue]) -> ResultCode? {
             do {
-                _ = try CapabilityValidation.dhwCharge(b)
+                _ = try charge(b)
                 return nil
             } catch { return error.code }
         }

@@ -60,6 +60,39 @@ final class BoschCapabilityTests: XCTestCase {
         XCTAssertEqual(Set(leasable), ["hc1 mode", "hc1 setpoint", "dhw1 mode"])
     }
 
+    /// The defaults the bridge keeps and the hot water charge the legionella limit starts are declared on handlers
+    /// (Core names no capability): each belongs to a registered capability, its setting is not one, and what the
+    /// bridge fills in or sends validates as a command of that capability.
+    func testLocalDefaultsAndTheHotWaterChargeBelongToTheirHandlers() throws {
+        let module = BoschModule()
+        var declared: [String] = []
+        for (node, table) in tables {
+            XCTAssertEqual(module.localDefaults(of: node).map(\.setting), table.localDefaults.map(\.setting), node)
+            for d in table.localDefaults {
+                declared.append("\(node) \(d.capability) \(d.member) via \(d.setting)")
+                let h = try XCTUnwrap(table[d.capability], "\(node): \(d.capability) is not registered")
+                XCTAssertEqual(h.localDefault?.setting, d.setting)
+                XCTAssertNil(table[d.setting], "\(node): the setting \(d.setting) is also a capability")
+                XCTAssertTrue(d.range.contains(d.initial), "\(node) \(d.setting)")
+                var body: [String: JSONValue] = [:]
+                if let w = d.onlyWhen { body[w.member] = .string(w.value) }
+                XCTAssertTrue(d.applies(to: body))
+                for value in [d.range.lowerBound, d.initial, d.range.upperBound] {
+                    body[d.member] = .int(value)
+                    XCTAssertNoThrow(try h.validate(ValidationInput(body: body, node: node, device: device)), "\(node) \(d.member) \(value)")
+                }
+                XCTAssertFalse(d.applies(to: body), "a command that names the member keeps it")
+            }
+            if let charge = table.hotWaterCharge {
+                let h = try XCTUnwrap(table[charge.capability])
+                XCTAssertNoThrow(try h.validate(ValidationInput(body: charge.params, node: node, device: device)), node)
+            }
+        }
+        XCTAssertEqual(declared, ["dhw1 charge duration_min via charge-duration"])
+        XCTAssertEqual(BoschAdapter.dhwCircuit.hotWaterCharge?.capability, "charge")
+        XCTAssertNil(BoschAdapter.heatingCircuit.hotWaterCharge)
+    }
+
     func testEveryEntityCommandsARegisteredCapability() {
         let adapter = BoschAdapter(
             transport: ScriptedTransport { _ in .success(HTTPResponse(status: 500)) }, baseURL: "https://x", apiKey: "k",

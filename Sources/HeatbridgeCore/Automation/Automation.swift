@@ -149,16 +149,17 @@ final class Automation {
         let hotWater = snapshot.nodes.compactMap { node, state in account.adapter.hotWaterTarget(node: node, state: state).map { (node, $0) } }
         let o = host.limits.observe(
             device: snapshot.id, hotWater: hotWater.sorted { $0.0 < $1.0 },
-            canCharge: { account.adapter.capabilities(of: $0).contains(HotWaterCharge.capability) }, now: now)
+            canCharge: { account.adapter.hotWaterCharge(node: $0) != nil }, now: now)
         for (key, value) in o.saves { host.saveSetting(key, value, what: "the legionella watch") }
         for (node, since) in o.charge {
+            guard let charge = account.adapter.hotWaterCharge(node: node) else { continue }
             logger.warning(
                 "hot water low for too long: charging it", metadata: ["target": "\(snapshot.id)/\(node)", "since": "\(Timestamp.iso8601(since))"])
             host.submit(
                 Submission(
-                    target: Target(device: snapshot.id, node: node, capability: HotWaterCharge.capability),
+                    target: Target(device: snapshot.id, node: node, capability: charge.capability),
                     id: "limit-legionella-\(Int64(now * 1000))",
-                    body: ["action": "start"], source: .limit("legionella")))
+                    body: charge.params, source: .limit("legionella")))
         }
     }
 

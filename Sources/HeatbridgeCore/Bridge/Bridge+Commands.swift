@@ -77,7 +77,7 @@ extension Bridge: CommandHost {
         LocalAnswers.answer(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: self)
     }
 
-    func chargeDefault(_ device: String, _ node: String) -> Int {
-        localSettings[LocalAnswers.chargeDefaultKey(device, node)]?.intValue ?? 60
+    func localDefault(_ d: LocalDefault, device: String, node: String) -> Int {
+        localSettings[LocalAnswers.storageKey(d, device: device, node: node)]?.intValue ?? d.initial
     }
 }

@@ -89,14 +89,16 @@ extension Bridge: PollHost {
         let id = e.snapshot.id
         publishDeviceDiscovery(e)
         let now = clock.now()
+        let adapter = accounts[e.account]?.adapter
         let view = DeviceView(
             e, vendor: accounts[e.account]?.vendor, now: now, staleAfterS: live.staleAfter(account: e.account, host: self),
             localTime: settings.localTime
         ) { node, n in
             if let l = automation.leases.state(device: id, node: node, now: now) { n["leases"] = l }
-            if case .object(var charge)? = n[HotWaterCharge.stateMember] {
-                charge["default_duration_min"] = .int(chargeDefault(id, node))
-                n[HotWaterCharge.stateMember] = .object(charge)
+            for d in adapter?.localDefaults(of: node) ?? [] {
+                guard case .object(var member)? = n[d.stateMember] else { continue }
+                member[d.stateKey] = .int(localDefault(d, device: id, node: node))
+                n[d.stateMember] = .object(member)
             }
         }
         retained.publish(topics.deviceState(id), view.deviceState, stamp: stamp)

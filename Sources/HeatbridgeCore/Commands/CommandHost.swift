@@ -22,8 +22,9 @@ protocol CommandHost: Actor {
         _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
         validFor: Double, source: CommandSource, inbound: Inbound?
     ) -> Bool
-    /// The duration of a charge that names none.
-    func chargeDefault(_ device: String, _ node: String) -> Int
+    /// The value a command gets for a member it leaves out (`LocalDefault`): the one set for the node, or the
+    /// initial one.
+    func localDefault(_ d: LocalDefault, device: String, node: String) -> Int
 
     /// A call to the cloud was answered: the account's state follows (`rateLimited` with its `retryAt`, …).
     func setAccount(_ name: String, _ state: AccountState, error: String?, retryAt: EpochSeconds?)

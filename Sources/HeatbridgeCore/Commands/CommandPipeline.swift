@@ -56,8 +56,9 @@ final class CommandPipeline {
             // We cannot even list this device's nodes: say why, rather than "unknown node".
             return refuse(CommandRejection(deviceError.code, "device \"\(device)\" cannot be read: \(deviceError.message)"))
         }
-        if capability == HotWaterCharge.capability, params["action"]?.stringValue == "start", params[HotWaterCharge.durationMember] == nil {
-            params[HotWaterCharge.durationMember] = .int(host.chargeDefault(device, node))
+        // A member the command leaves out whose default the bridge keeps (a charge's duration).
+        for d in account.adapter.localDefaults(of: node) where d.capability == capability && d.applies(to: params) {
+            params[d.member] = .int(host.localDefault(d, device: device, node: node))
         }
         // Lease members are the bridge's, for capabilities the vendor cannot end by itself.
         var lease: LeaseRequest?

@@ -1,6 +1,6 @@
-/// Commands the bridge answers itself, without a cloud call: a node's charge duration (the bridge-local default
-/// for charges without `duration_min`) and a device's energy history. Accepted and ended through the pipeline like
-/// every command, so they have the same results, outbox and response topic.
+/// Commands the bridge answers itself, without a cloud call: a default the bridge keeps for a node (`LocalDefault`,
+/// such as a charge's duration) and a device's energy history. Accepted and ended through the pipeline like every
+/// command, so they have the same results, outbox and response topic.
 enum LocalAnswers {
     static func answer(
         _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry, now: EpochSeconds,
@@ -10,28 +10,29 @@ enum LocalAnswers {
             energyHistory(target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
             return true
         }
-        if target.capability == HotWaterCharge.durationSetting, entry.snapshot.nodes[target.node]?[HotWaterCharge.stateMember] != nil {
-            setChargeDuration(
-                target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
+        let defaults = host.accounts[entry.account]?.adapter.localDefaults(of: target.node) ?? []
+        if let d = defaults.first(where: { $0.setting == target.capability }), entry.snapshot.nodes[target.node]?[d.stateMember] != nil {
+            setLocalDefault(
+                d, target, id: id, params: params, entry: entry, now: now, validFor: validFor, source: source, inbound: inbound, host: host)
             return true
         }
         return false
     }
 
-    /// `<node>/charge-duration`: the bridge-local default for charges without `duration_min` (what Home
-    /// Assistant's "charge now" button sends). No cloud call: accepted and done at once.
-    static func setChargeDuration(
-        _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
+    /// `<node>/<setting>`: the default the bridge keeps for commands that leave `d.member` out (a charge's
+    /// duration: what Home Assistant's "charge now" button sends). No cloud call: accepted and done at once.
+    static func setLocalDefault(
+        _ d: LocalDefault, _ target: Target, id: String?, params: [String: JSONValue], entry: DeviceRegistry.Entry,
         now: EpochSeconds, validFor: Double, source: CommandSource, inbound: Inbound?, host: isolated some LocalAnswerHost
     ) {
         let value: JSONValue
         do throws(CommandRejection) {
-            try CapabilityValidation.allowOnly(params, ["minutes"])
-            guard let m = params["minutes"]?.intValue else {
-                throw CommandRejection(.invalidPayload, "\"minutes\" must be a whole number")
+            try CapabilityValidation.allowOnly(params, [d.settingMember])
+            guard let m = params[d.settingMember]?.intValue else {
+                throw CommandRejection(.invalidPayload, "\"\(d.settingMember)\" must be a whole number")
             }
-            guard (1...CapabilityValidation.maxChargeMinutes).contains(m) else {
-                throw CommandRejection(.outOfRange, "\"minutes\" must be 1…\(CapabilityValidation.maxChargeMinutes), got \(m)")
+            guard d.range.contains(m) else {
+                throw CommandRejection(.outOfRange, "\"\(d.settingMember)\" must be \(d.range.lowerBound)…\(d.range.upperBound), got \(m)")
             }
             value = .int(m)
         } catch {
@@ -39,21 +40,21 @@ enum LocalAnswers {
         }
         let command = Command(
             id: id ?? CommandIntake.newId(), device: target.device, node: target.node, capability: target.capability,
-            params: ["minutes": value], source: source, receivedAt: now, validUntil: now + validFor,
+            params: [d.settingMember: value], source: source, receivedAt: now, validUntil: now + validFor,
             reply: source == .mqtt ? inbound?.reply : nil)
         guard host.commands.emitted(host.commands.outbox.accepted(command, inbound: inbound, at: now, extra: [:]), host: host) else {
             return host.commands.reject(
                 target, id: command.id, CommandRejection(.storeFailed, "command could not be stored"), source: source, inbound: inbound,
                 host: host)
         }
-        let key = chargeDefaultKey(target.device, target.node)
+        let key = storageKey(d, device: target.device, node: target.node)
         do {
             try host.store.saveSetting(key, value)
         } catch {
             return host.commands.finish(command, .failed, code: .storeFailed, message: "setting could not be stored: \(error)", host: host)
         }
         host.localSettings[key] = value
-        host.commands.finish(command, .done, code: nil, message: "charges without duration_min now last \(value.intValue ?? 0) min", host: host)
+        host.commands.finish(command, .done, code: nil, message: d.done(value.intValue ?? 0), host: host)
         host.publishDevice(entry, at: entry.updatedAt)
     }
 
@@ -107,6 +108,6 @@ enum LocalAnswers {
         host.commands.finish(command, .done, code: nil, message: "\(range.to - range.from) hours", extra: ["history": history], host: host)
     }
 
-    /// Where a node's charge duration is kept among the bridge-local settings.
-    static func chargeDefaultKey(_ device: String, _ node: String) -> String { "\(device)/\(node)/charge_duration_min" }
+    /// Where a node's default is kept among the bridge-local settings.
+    static func storageKey(_ d: LocalDefault, device: String, node: String) -> String { "\(device)/\(node)/\(d.storageKey)" }
 }

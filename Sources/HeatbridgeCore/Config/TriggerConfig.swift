@@ -200,8 +200,10 @@ extension ConfigDecoder {
             ? (groups[parts[1]] ?? []).map { ($0.device, $0.node) } : [(parts[0], parts[1])]
         var body = params
         body["valid_for_s"] = nil
-        for (device, member) in nodes where capability != HotWaterCharge.durationSetting {
+        for (device, member) in nodes {
             guard let module = vendors.first(where: { device.hasPrefix($0.deviceIdPrefix) }) else { continue }
+            // A default the bridge keeps is set by the bridge itself (checked when it runs), not by the vendor.
+            if module.localDefaults(of: member).contains(where: { $0.setting == capability }) { continue }
             var own = body
             var leaseError: CommandRejection?
             if module.isLeasable(node: member, capability: capability) {

@@ -38,12 +38,9 @@ struct DiscoveryPublisher {
         guard let adapter else { return false }
         let config = d.deviceConfig(
             snapshot, names: adapter.frontEndName(snapshot),
-            capabilities: { node in
-                var caps = adapter.capabilities(of: node)
-                // The bridge-local default duration of a charge (`charge-duration`) goes with every charge.
-                if caps.contains(HotWaterCharge.capability) { caps.insert(HotWaterCharge.durationSetting) }
-                return caps
-            }, exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) },
+            capabilities: { adapter.capabilities(of: $0) },
+            exposes: { node, caps in adapter.exposes(node: node, state: snapshot.nodes[node] ?? .null, capabilities: caps) },
+            localDefaults: { adapter.localDefaults(of: $0) },
             meter: (adapter as? any EnergyMetering)?.meterLayout(snapshot) ?? MeterLayout(power: false, counters: []))
         retained.publish(topic, config)
         let ids = Set((config["cmps"]?.objectValue ?? [:]).keys)

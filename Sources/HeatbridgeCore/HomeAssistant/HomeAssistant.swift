@@ -65,7 +65,8 @@ public struct HomeAssistantDiscovery: Sendable {
     /// bridge's own `charge-duration` setting for nodes that charge.
     public func deviceConfig(
         _ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
-        exposes: (String, Set<String>) -> [Expose], meter: MeterLayout = MeterLayout(power: false, counters: [])
+        exposes: (String, Set<String>) -> [Expose], localDefaults: (String) -> [LocalDefault] = { _ in [] },
+        meter: MeterLayout = MeterLayout(power: false, counters: [])
     ) -> JSONValue {
         var cmps: [String: JSONValue] = [:]
         meterEntities(d.id, meter, into: &cmps)
@@ -75,14 +76,15 @@ public struct HomeAssistantDiscovery: Sendable {
                 state: topics.nodeState(d.id, node), uidPrefix: "heatbridge_\(d.id)_\(node)_",
                 commandPrefix: "\(topics.base)/\(d.id)/\(node)/")
             for e in exposes(node, caps) { add(e, entity, into: &cmps) }
-            if caps.contains(HotWaterCharge.durationSetting) {
-                let id = entity.uid("charge_duration")
+            // A default the bridge keeps for a capability of the node: a number the installer sets.
+            for d in localDefaults(node) where caps.contains(d.capability) {
+                let id = entity.uid(d.entity.id)
                 cmps[id] = [
-                    "p": "number", "unique_id": .string(id), "name": "Hot water charge duration",
-                    "command_topic": entity.set(HotWaterCharge.durationSetting), "command_template": #"{"minutes": {{ value | int }}}"#,
-                    "state_topic": .string(entity.state), "value_template": "{{ value_json.charge.default_duration_min }}",
-                    "min": 5, "max": .int(CapabilityValidation.maxChargeMinutes), "step": 5, "unit_of_measurement": "min",
-                    "entity_category": "config",
+                    "p": "number", "unique_id": .string(id), "name": .string(d.entity.name),
+                    "command_topic": entity.set(d.setting), "command_template": .string("{\"\(d.settingMember)\": {{ value | int }}}"),
+                    "state_topic": .string(entity.state), "value_template": .string("{{ value_json.\(d.stateMember).\(d.stateKey) }}"),
+                    "min": .int(d.entity.min), "max": .int(d.range.upperBound), "step": .int(d.entity.step),
+                    "unit_of_measurement": .string(d.entity.unit), "entity_category": "config",
                 ]
             }
         }

@@ -63,13 +63,21 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
     /// Whether a trigger action's parameters can be checked at config time: false for what depends on the device
     /// or on when it runs (a holiday names the gateway's circuits; an away period's start and end are times).
     public let checkedAtConfig: @Sendable (_ params: [String: JSONValue]) -> Bool
+    /// A member whose value the bridge keeps per node for commands that leave it out (nil: none).
+    public let localDefault: LocalDefault?
+    /// The parameters that make this capability start a hot water charge: the legionella limit sends them
+    /// (nil: the capability does not charge hot water).
+    public let startsHotWaterCharge: [String: JSONValue]?
 
     public init(
         _ name: String, validate: @escaping Validate, facts: @escaping @Sendable (JSONValue) -> CommandFacts,
         restore: (@Sendable (JSONValue) -> JSONValue?)?, execute: @escaping Execute, confirm: @escaping Confirm,
         group: ExecuteGroup? = nil, resendWhenUnconfirmed: Bool = false, confirmedByEvents: Bool = false,
-        checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }
+        checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }, localDefault: LocalDefault? = nil,
+        startsHotWaterCharge: [String: JSONValue]? = nil
     ) {
+        self.localDefault = localDefault
+        self.startsHotWaterCharge = startsHotWaterCharge
         self.confirmedByEvents = confirmedByEvents
         self.checkedAtConfig = checkedAtConfig
         self.executeGroup = group
@@ -99,6 +107,14 @@ public struct CapabilityTable<Adapter: Sendable>: Sendable {
 
     public subscript(_ name: String) -> CapabilityHandler<Adapter>? { handlers[name] }
 
+    /// The members whose defaults the bridge keeps, of every capability here.
+    public var localDefaults: [LocalDefault] { handlers.keys.sorted().compactMap { handlers[$0]?.localDefault } }
+
+    /// The capability that starts a hot water charge here, and its parameters.
+    public var hotWaterCharge: (capability: String, params: [String: JSONValue])? {
+        handlers.keys.sorted().lazy.compactMap { name in self.handlers[name]?.startsHotWaterCharge.map { (name, $0) } }.first
+    }
+
     /// The handler of `capability`, or `UNSUPPORTED` naming the node's capabilities.
     public func handler(_ capability: String, node: String) throws(CommandRejection) -> CapabilityHandler<Adapter> {
         guard let h = handlers[capability] else {
@@ -106,5 +122,60 @@ public struct CapabilityTable<Adapter: Sendable>: Sendable {
                 .unsupported, "\"\(capability)\" is not supported on \(node); supported: \(names.sorted().joined(separator: ", "))")
         }
         return h
+    }
+}
+
+/// A member of a capability's commands whose value the bridge keeps per node, for commands that leave it out: a
+/// hot water charge's duration, which Home Assistant's "charge now" button does not send. A vendor declares it on
+/// the capability's handler; the bridge does the rest without knowing the capability: it fills the member in,
+/// answers the command that sets it (`<node>/<setting>/set` `{"<settingMember>": N}`, no cloud call), keeps the
+/// value in the store, shows it in the node's state (`<stateMember>.<stateKey>`) and announces a Home Assistant
+/// number for it.
+public struct LocalDefault: Sendable {
+    /// The capability whose commands take the member, and the member.
+    public var capability: String
+    public var member: String
+    /// The default applies to commands whose `onlyWhen.member` is `onlyWhen.value` (a charge's start), or to all.
+    public var onlyWhen: (member: String, value: String)?
+    /// The capability that sets the default, and the member it takes.
+    public var setting: String
+    public var settingMember: String
+    public var range: ClosedRange<Int>
+    /// The value until one is set.
+    public var initial: Int
+    /// Where the node's state shows it: `<stateMember>.<stateKey>`, on nodes whose state has `stateMember`.
+    public var stateMember: String
+    public var stateKey: String
+    /// The key in the store's settings, under `<device>/<node>/` (kept as it is across versions).
+    public var storageKey: String
+    /// What the setting's `done` says, given the value.
+    public var done: @Sendable (Int) -> String
+    /// Home Assistant's number entity: its name, its object id's last part, and its slider.
+    public var entity: (name: String, id: String, min: Int, step: Int, unit: String)
+
+    public init(
+        capability: String, member: String, onlyWhen: (member: String, value: String)?, setting: String, settingMember: String,
+        range: ClosedRange<Int>, initial: Int, stateMember: String, stateKey: String, storageKey: String,
+        done: @escaping @Sendable (Int) -> String, entity: (name: String, id: String, min: Int, step: Int, unit: String)
+    ) {
+        self.capability = capability
+        self.member = member
+        self.onlyWhen = onlyWhen
+        self.setting = setting
+        self.settingMember = settingMember
+        self.range = range
+        self.initial = initial
+        self.stateMember = stateMember
+        self.stateKey = stateKey
+        self.storageKey = storageKey
+        self.done = done
+        self.entity = entity
+    }
+
+    /// Whether a command with these parameters gets the default (it leaves the member out).
+    public func applies(to params: [String: JSONValue]) -> Bool {
+        guard params[member] == nil else { return false }
+        guard let onlyWhen else { return true }
+        return params[onlyWhen.member]?.stringValue == onlyWhen.value
     }
 }

@@ -153,12 +153,11 @@ public enum CommandResultPayload {
 
 /// Validation shared by every vendor for capabilities whose meaning is the same everywhere.
 public enum CapabilityValidation {
-    /// Longest DHW charge the bridge asks for; longer requests are almost always a unit mistake (s vs min).
-    public static let maxChargeMinutes = 240
-
-    /// `{"action":"start","duration_min":N}` or `{"action":"stop"}` → normalised parameters.
-    public static func dhwCharge(_ body: [String: JSONValue], defaultDurationMin: Int = 60) throws(CommandRejection) -> JSONValue {
-        let duration = HotWaterCharge.durationMember
+    /// `{"action":"start","<duration>":N}` or `{"action":"stop"}` → normalised parameters (N in minutes, within
+    /// `1…maxMinutes`, `defaultMinutes` when the start names none). The vendor names the member.
+    public static func startStop(
+        _ body: [String: JSONValue], duration: String, maxMinutes: Int, defaultMinutes: Int
+    ) throws(CommandRejection) -> JSONValue {
         try allowOnly(body, ["action", duration])
         guard let actionValue = body["action"] else {
             throw CommandRejection(.invalidPayload, "missing \"action\" (\"start\" or \"stop\")")
@@ -172,13 +171,13 @@ public enum CapabilityValidation {
             }
             return ["action": "stop"]
         }
-        var minutes = defaultDurationMin
+        var minutes = defaultMinutes
         if let d = body[duration] {
             guard let m = d.intValue else {
                 throw CommandRejection(.invalidPayload, "\"\(duration)\" must be a whole number of minutes")
             }
-            guard (1...maxChargeMinutes).contains(m) else {
-                throw CommandRejection(.outOfRange, "\"\(duration)\" must be 1…\(maxChargeMinutes), got \(m)")
+            guard (1...maxMinutes).contains(m) else {
+                throw CommandRejection(.outOfRange, "\"\(duration)\" must be 1…\(maxMinutes), got \(m)")
             }
             minutes = m
         }

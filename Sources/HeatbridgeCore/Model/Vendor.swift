@@ -184,6 +184,11 @@ public protocol VendorAdapter: Sendable {
     /// The temperature a hot-water node heats to in `state` (0 when off, `.infinity` when it cannot tell); nil
     /// for nodes that are not hot water. The legionella limit watches these.
     func hotWaterTarget(node: String, state: JSONValue) -> Double?
+    /// The members of `node`'s commands whose defaults the bridge keeps (`LocalDefault`).
+    func localDefaults(of node: String) -> [LocalDefault]
+    /// The capability, and its parameters, that start a hot water charge on `node` (the legionella limit sends
+    /// them); nil: the node cannot charge.
+    func hotWaterCharge(node: String) -> (capability: String, params: [String: JSONValue])?
     /// How a front end names the device and its maker (Home Assistant's device name and manufacturer): the
     /// brand on the box, the model or label a person recognises, and an id short enough to read.
     func frontEndName(_ device: DeviceSnapshot) -> FrontEndName
@@ -227,6 +232,8 @@ extension VendorAdapter {
     public func facts(node: String, capability: String, params: JSONValue) -> CommandFacts { CommandFacts() }
     public func exposes(node: String, state: JSONValue, capabilities: Set<String>) -> [Expose] { [] }
     public func hotWaterTarget(node: String, state: JSONValue) -> Double? { nil }
+    public func localDefaults(of node: String) -> [LocalDefault] { [] }
+    public func hotWaterCharge(node: String) -> (capability: String, params: [String: JSONValue])? { nil }
     public func frontEndName(_ device: DeviceSnapshot) -> FrontEndName {
         let maker = vendor.prefix(1).uppercased() + vendor.dropFirst()
         return FrontEndName(manufacturer: maker, name: "\(maker) \(device.vendorId)")

@@ -37,12 +37,16 @@ public protocol VendorModule: Sendable {
     /// adapter restores it (`VendorAdapter.restoreParams`): the lease members are then the bridge's, not the
     /// vendor's, when a trigger action is checked.
     func isLeasable(node: String, capability: String) -> Bool
+    /// The members of `node`'s commands whose defaults the bridge keeps (`LocalDefault`): a trigger action that
+    /// sets one is the bridge's own command, not the vendor's.
+    func localDefaults(of node: String) -> [LocalDefault]
 }
 
 extension VendorModule {
     public var pushesEvents: Bool { false }
     public func checkAction(node: String, capability: String, params: [String: JSONValue]) -> CommandRejection? { nil }
     public func isLeasable(node: String, capability: String) -> Bool { false }
+    public func localDefaults(of node: String) -> [LocalDefault] { [] }
 
     /// For `checkAction`: a validation run against a device that has only `node`, with no state. Only the
     /// errors about the parameters themselves count; what needs the device's state is for when it fires.
