@@ -59,7 +59,7 @@ extension Bridge: PollHost {
             try store.saveDevice(DeviceRegistry.cacheRecord(entry))
         } catch {
             logger.error("cannot cache device state", metadata: ["device": "\(entry.snapshot.id)", "error": "\(error)"])
-            storeFailed(error)
+            noteStore(.failed(error))
         }
         return changed
     }

@@ -45,8 +45,8 @@ public actor Bridge {
     /// Commands that arrived for a device not known yet, before every account finished its first poll, and
     /// trigger firings waiting for the same (a target is only known once its account answered).
     var deferred: [MQTTMessage] = []
-    /// Whether the store took its last write (`StoreHealth`), for `bridge/health` and readiness.
-    var storeHealth = StoreHealth()
+    /// Whether the store takes writes (`StoreWatch`); it runs on this actor.
+    let storeWatch: StoreWatch
     /// Inbox rows handled at start from the store. The MQTT client runs (and stores what it receives) before
     /// the bridge reads the inbox, so a message that arrived in that moment is read from the store *and*
     /// delivered live: the live copy of a row handled here is dropped, once.
@@ -77,6 +77,7 @@ public actor Bridge {
         self.limits = LimitsPolicy(limits: settings.behaviour.limits, settings: [:])
         self.automation = Automation(store: store, clock: clock, logger: logger)
         self.live = LiveState(store: store, topics: settings.topics, clock: clock, logger: logger)
+        self.storeWatch = StoreWatch(store: store, clock: clock, logger: logger)
         self.discovery = DiscoveryPublisher(settings.discovery)
     }
 
@@ -208,7 +209,7 @@ public actor Bridge {
         case .logLevelBack: RequestDesk.logLevelBack(host: self)
         case .rediscovery: rediscover()
         case .background(let name): poller.startBackgroundRead(name, host: self)
-        case .storeProbe: probeStore()
+        case .storeProbe: storeWatch.probe(host: self)
         case .health:
             publishHealth()
             timers.schedule(.health, at: clock.now() + Self.healthIntervalS)
