@@ -56,7 +56,8 @@ extension BoschAdapter {
         Handler(
             "charge",
             validate: { i throws(CommandRejection) in
-                try CapabilityValidation.startStop(i.body, duration: "duration_min", maxMinutes: maxChargeMinutes, defaultMinutes: 60)
+                try CapabilityValidation.startStop(
+                    i.body, duration: "duration_min", maxMinutes: maxChargeMinutes, defaultMinutes: chargeDuration.initial)
             },
             facts: { p in p["action"]?.stringValue == "stop" ? CommandFacts(hotWaterTarget: 0) : CommandFacts() }, restore: nil,
             execute: { a, c, d, _ throws(CloudError) in try await a.patchCharge(c, device: d) },
@@ -183,7 +184,7 @@ extension BoschAdapter {
     /// `dhw<N>/charge-duration/set` `{"minutes": N}`: the bridge keeps it, shows it as `charge.default_duration_min`
     /// and announces it to Home Assistant as a number.
     static let chargeDuration = LocalDefault(
-        capability: "charge", member: "duration_min", onlyWhen: (member: "action", value: "start"), setting: "charge-duration",
+        member: "duration_min", onlyWhen: (member: "action", value: "start"), setting: "charge-duration",
         settingMember: "minutes", range: 1...maxChargeMinutes, initial: 60, stateMember: "charge", stateKey: "default_duration_min",
         storageKey: "charge_duration_min", done: { "charges without duration_min now last \($0) min" },
         entity: (name: "Hot water charge duration", id: "charge_duration", min: 5, step: 5, unit: "min"))

@@ -61,8 +61,8 @@ public struct HomeAssistantDiscovery: Sendable {
         ])
     }
 
-    /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus the
-    /// bridge's own `charge-duration` setting for nodes that charge.
+    /// A bridged device, with one entity per expose of each node (`exposes(node, capabilities)`), plus a number
+    /// for each default the bridge keeps for one of the node's capabilities (`localDefaults(node)`).
     public func deviceConfig(
         _ d: DeviceSnapshot, names: FrontEndName, capabilities: (String) -> Set<String>,
         exposes: (String, Set<String>) -> [Expose], localDefaults: (String) -> [LocalDefault] = { _ in [] },

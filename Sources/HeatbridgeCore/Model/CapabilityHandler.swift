@@ -76,7 +76,12 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
         checkedAtConfig: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in true }, localDefault: LocalDefault? = nil,
         startsHotWaterCharge: [String: JSONValue]? = nil
     ) {
-        self.localDefault = localDefault
+        // The default belongs to the capability that declares it: its name is this handler's, not a second copy.
+        self.localDefault = localDefault.map {
+            var d = $0
+            d.capability = name
+            return d
+        }
         self.startsHotWaterCharge = startsHotWaterCharge
         self.confirmedByEvents = confirmedByEvents
         self.checkedAtConfig = checkedAtConfig
@@ -97,23 +102,23 @@ public struct CapabilityHandler<Adapter: Sendable>: Sendable {
 /// A node kind's capabilities, by name: the one place a vendor lists them.
 public struct CapabilityTable<Adapter: Sendable>: Sendable {
     public let handlers: [String: CapabilityHandler<Adapter>]
+    /// The members whose defaults the bridge keeps, of every capability here (by capability name).
+    public let localDefaults: [LocalDefault]
+    /// The capability that starts a hot water charge here, and its parameters.
+    public let hotWaterCharge: (capability: String, params: [String: JSONValue])?
 
     /// Two handlers with one name is a programming error, found by the first test that builds the table.
     public init(_ list: [CapabilityHandler<Adapter>]) {
         handlers = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in preconditionFailure("capability \(a.name) registered twice") })
+        // Read on every command and every published state: worked out once, here.
+        let sorted = list.sorted { $0.name < $1.name }
+        localDefaults = sorted.compactMap(\.localDefault)
+        hotWaterCharge = sorted.lazy.compactMap { h in h.startsHotWaterCharge.map { (h.name, $0) } }.first
     }
 
     public var names: Set<String> { Set(handlers.keys) }
 
     public subscript(_ name: String) -> CapabilityHandler<Adapter>? { handlers[name] }
-
-    /// The members whose defaults the bridge keeps, of every capability here.
-    public var localDefaults: [LocalDefault] { handlers.keys.sorted().compactMap { handlers[$0]?.localDefault } }
-
-    /// The capability that starts a hot water charge here, and its parameters.
-    public var hotWaterCharge: (capability: String, params: [String: JSONValue])? {
-        handlers.keys.sorted().lazy.compactMap { name in self.handlers[name]?.startsHotWaterCharge.map { (name, $0) } }.first
-    }
 
     /// The handler of `capability`, or `UNSUPPORTED` naming the node's capabilities.
     public func handler(_ capability: String, node: String) throws(CommandRejection) -> CapabilityHandler<Adapter> {
@@ -132,8 +137,9 @@ public struct CapabilityTable<Adapter: Sendable>: Sendable {
 /// value in the store, shows it in the node's state (`<stateMember>.<stateKey>`) and announces a Home Assistant
 /// number for it.
 public struct LocalDefault: Sendable {
-    /// The capability whose commands take the member, and the member.
-    public var capability: String
+    /// The capability whose commands take the member: set by the handler that declares it.
+    public internal(set) var capability = ""
+    /// The member the bridge fills in.
     public var member: String
     /// The default applies to commands whose `onlyWhen.member` is `onlyWhen.value` (a charge's start), or to all.
     public var onlyWhen: (member: String, value: String)?
@@ -154,11 +160,10 @@ public struct LocalDefault: Sendable {
     public var entity: (name: String, id: String, min: Int, step: Int, unit: String)
 
     public init(
-        capability: String, member: String, onlyWhen: (member: String, value: String)?, setting: String, settingMember: String,
+        member: String, onlyWhen: (member: String, value: String)?, setting: String, settingMember: String,
         range: ClosedRange<Int>, initial: Int, stateMember: String, stateKey: String, storageKey: String,
         done: @escaping @Sendable (Int) -> String, entity: (name: String, id: String, min: Int, step: Int, unit: String)
     ) {
-        self.capability = capability
         self.member = member
         self.onlyWhen = onlyWhen
         self.setting = setting
