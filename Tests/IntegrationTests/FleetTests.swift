@@ -305,8 +305,10 @@ final class FleetTests: XCTestCase {
             "every stage once, in order")
         XCTAssertEqual(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").filter { $0 == "done" }.count, 1)
 
-        // The last wills: the daemon's (through the bridge) and the box's own (the central broker's).
+        // The last wills: the daemon's (through the bridge) and the box's own (the central broker's). The last box's
+        // bridge may still be in the same backoff as box 0's was (up to 120 s): its will goes up once it is back.
         let last = boxes[count - 1]
+        h.waitUntil("box \(last.k)'s uplink back after the cut", timeout: 160) { uplink(last.k) == "1" }
         kill(last.process.processIdentifier, SIGKILL)
         c.waitJSON(central(last.k, "bridge/state"), timeout: 60) { $0["state"] == "offline" }
         brokers[count - 1].terminate()
