@@ -183,6 +183,10 @@ final class FleetTests: XCTestCase {
     func boxesBehindACentralBrokerThroughTheShippedBridgeConfig() throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["HEATBRIDGE_FLEET_CENTRAL_BOXES"].flatMap(Int.init) ?? 3
+        let started = Date()
+        var marks: [String] = []
+        func mark(_ what: String) { marks.append("\(what) \(Int(Date().timeIntervalSince(started))) s") }
+        defer { print("central: \((marks + ["cleaned up \(Int(Date().timeIntervalSince(started))) s"]).joined(separator: ", "))") }
         let gateways = (0..<count).map { String(format: "1030%05d", $0) }
         let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("central-\(getpid()).yaml")
         try ("bosch:\n  rate_limit: true\n  gateways:\n" + gateways.map { "    - {id: \"\($0)\", brand: bosch}\n" }.joined())
@@ -246,6 +250,7 @@ final class FleetTests: XCTestCase {
         defer { c.close() }
         try c.waitConnected()
         c.subscribe("partner/#")
+        mark("brokers up")
         let boxes = try startBoxes(h, gateways: gateways, pollIntervalS: 5, brokerPorts: localPorts)
         defer {
             for b in boxes where b.process.isRunning {
@@ -261,6 +266,7 @@ final class FleetTests: XCTestCase {
             XCTAssertEqual(uplink(b.k), "1")
         }
 
+        mark("boxes up")
         // A command for box 0 runs there only, and its results come back to the centre.
         let gw0 = boxes[0].device
         let gw1 = boxes[1].device
@@ -289,8 +295,10 @@ final class FleetTests: XCTestCase {
 
         // The uplink is cut for 60 s. A command sent centrally meanwhile waits at the centre; box 1 gets one
         // locally and produces its results while no uplink is there.
+        mark("commands done")
         try cut(relay)
         h.waitUntil("the centre to see the uplinks down", timeout: 60) { (0..<count).allSatisfy { uplink($0) == "0" } }
+        mark("uplinks down")
         c.publish(central(0, "\(gw0)/dhw1/charge/set"), #"{"id":"during-cut","action":"start","duration_min":18}"#)
         let local1 = try TestMQTTClient(port: localPorts[1])
         defer { local1.close() }
@@ -302,6 +310,7 @@ final class FleetTests: XCTestCase {
             "box 1 kept working without its uplink")
         Thread.sleep(forTimeInterval: 60)  // the subject: sixty seconds without an uplink
         XCTAssertTrue(c.statuses(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut").isEmpty, "the uplink was not cut")
+        mark("cut over")
         relay = try startRelay()
         XCTAssertNotNil(
             c.waitResult(central(0, "\(gw0)/dhw1/charge/result"), id: "during-cut", status: "done", timeout: 60),
@@ -316,12 +325,15 @@ final class FleetTests: XCTestCase {
 
         // The last wills: the daemon's (through the bridge) and the box's own (the central broker's), once the last
         // box's uplink is back after the cut.
+        mark("results back")
         let last = boxes[count - 1]
         h.waitUntil("box \(last.k)'s uplink back after the cut", timeout: 60) { uplink(last.k) == "1" }
+        mark("uplink back")
         kill(last.process.processIdentifier, SIGKILL)
         c.waitJSON(central(last.k, "bridge/state"), timeout: 60) { $0["state"] == "offline" }
         brokers[count - 1].terminate()
         h.waitUntil("the centre to see box \(last.k) gone", timeout: 60) { uplink(last.k) == "0" }
+        mark("wills seen")
     }
 
     /// 40 boxes started together (a region's power cut, a rollout) at a 10 s poll, and no `fleet:` in their
