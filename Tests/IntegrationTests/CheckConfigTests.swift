@@ -120,8 +120,7 @@ final class NewcomerTests: XCTestCase {
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: Harness.binary("heatbridge"))
         daemon.arguments = ["run", "--config", try config(fresh)]
-        daemon.standardError = FileHandle.nullDevice
-        try daemon.run()
+        try launchAlone(daemon) { daemon.standardError = FileHandle.nullDevice }
         defer {
             if daemon.isRunning {
                 kill(daemon.processIdentifier, SIGKILL)

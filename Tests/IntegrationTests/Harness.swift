@@ -100,11 +100,12 @@ final class Harness: @unchecked Sendable {
         p.environment = e
         let logURL = dir.appendingPathComponent(log)
         if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
-        let h = try FileHandle(forWritingTo: logURL)
-        h.seekToEndOfFile()
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
+        try launchAlone(p) {
+            let h = try FileHandle(forWritingTo: logURL)
+            h.seekToEndOfFile()
+            p.standardOutput = h
+            p.standardError = h
+        }
         return p
     }
 
@@ -566,6 +567,27 @@ final class TestMQTTClient: @unchecked Sendable {
     }
 }
 
+/// Held by every launch in these tests, from the moment its descriptors are opened until `run()` has returned.
+///
+/// Why: Foundation's `Process.run()` on Linux (swift-corelibs-foundation) closes in the child only the descriptors
+/// that were open when it listed `/proc/self/fd`, and each launch opens a socket pair whose far end, held by the
+/// child alone, tells Foundation that the child exited. Two launches at once from two threads (the lanes of
+/// `SideBySideTests`) can hand one child the other's socket end or pipe: Foundation then sees that child's exit, and
+/// a reader its pipe's end, only when the other child exits too. Seen: a lane's `waitUntilExit` waited 190 s for
+/// another lane's 100 boxes, and the central scenario's `pkill` took its whole run to return.
+private let launching = NSLock()
+
+/// Runs `p` while no other launch of these tests opens descriptors (see `launching`); `open` opens the ones `p`
+/// gets (its log, its pipe) under the same lock.
+@discardableResult
+func launchAlone<T>(_ p: Process, opening open: () throws -> T) throws -> T {
+    launching.lock()
+    defer { launching.unlock() }
+    let opened = try open()
+    try p.run()
+    return opened
+}
+
 /// Runs `path` with `args` in the package root; returns its exit status and combined output.
 func runProcess(_ path: String, _ args: [String], env: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let p = Process()
@@ -575,10 +597,12 @@ func runProcess(_ path: String, _ args: [String], env: [String: String] = [:]) t
     var e = ProcessInfo.processInfo.environment
     for (k, v) in env { e[k] = v }
     p.environment = e
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
+    let pipe = try launchAlone(p) {
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        return pipe
+    }
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
