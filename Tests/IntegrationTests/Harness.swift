@@ -573,8 +573,8 @@ final class TestMQTTClient: @unchecked Sendable {
 /// that were open when it listed `/proc/self/fd`, and each launch opens a socket pair whose far end, held by the
 /// child alone, tells Foundation that the child exited. Two launches at once from two threads (the lanes of
 /// `SideBySideTests`) can hand one child the other's socket end or pipe: Foundation then sees that child's exit, and
-/// a reader its pipe's end, only when the other child exits too. Seen: a lane's `waitUntilExit` waited 190 s for
-/// another lane's 100 boxes, and the central scenario's `pkill` took its whole run to return.
+/// a reader its pipe's end, only when the other child exits too. Seen (gdb): a lane's `waitUntilExit` in its cleanup
+/// waited 160 s, until another lane's 100 boxes were stopped.
 private let launching = NSLock()
 
 /// Runs `p` while no other launch of these tests opens descriptors (see `launching`); `open` opens the ones `p`
