@@ -177,9 +177,10 @@ final class FleetTests: XCTestCase {
     }
 
     /// Each box's local mosquitto bridged to one central broker with the shipped `heatbridge-bridge.conf`
-    /// (TLS lines left out, the reconnect backoff shortened; the uplink runs through a TCP relay the test can cut). A command published centrally
-    /// for box k runs on box k only and its results arrive centrally; retained commands are still refused; a
-    /// 60-second cut of the uplink loses no command and no result; a box's last wills reach the centre.
+    /// (as `Harness.startBoxBroker` fills it in; the uplink runs through a TCP relay the test can cut). A command
+    /// published centrally for box k runs on box k only and its results arrive centrally; retained commands are
+    /// still refused; a 60-second cut of the uplink loses no command and no result; a box's last wills reach the
+    /// centre.
     func boxesBehindACentralBrokerThroughTheShippedBridgeConfig() throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["HEATBRIDGE_FLEET_CENTRAL_BOXES"].flatMap(Int.init) ?? 3
@@ -209,18 +210,15 @@ final class FleetTests: XCTestCase {
         var relay = try startRelay()
         defer { if relay.isRunning { try? cut(relay) } }
 
-        // The shipped bridge config, as an installer fills it in.
-        let shipped = try String(contentsOf: Harness.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge-bridge.conf"), encoding: .utf8)
         // The shipped uplink retries with a jittered backoff (`restart_timeout base cap`, two values): after a central
-        // outage 10,000 boxes come back spread over minutes, not in one burst. Here each box retries every 1–2 s
-        // instead: the subject is what survives the cut (sessions, queues, wills), not mosquitto's own timer, and the
-        // shipped cap would let a box wait up to 120 s after the relay is back.
-        let backoff = shipped.split(separator: "\n").filter { $0.hasPrefix("restart_timeout ") }
+        // outage 10,000 boxes come back spread over minutes, not in one burst. The boxes here retry every 1–2 s instead
+        // (`startBoxBroker`): the subject is what survives the cut (sessions, queues, wills), not mosquitto's own
+        // timer, and the shipped cap would let a box wait up to 120 s after the relay is back.
+        let backoff = try Harness.shippedBridgeConfig().split(separator: "\n").filter { $0.hasPrefix("restart_timeout ") }
         XCTAssertEqual(backoff.count, 1, "the shipped uplink sets one restart_timeout")
         let backoffValues = backoff.first.map { $0.split(separator: " ").dropFirst().compactMap { Int($0) } } ?? []
         XCTAssertEqual(backoffValues.count, 2, "the shipped uplink's backoff is jittered (base and cap)")
         XCTAssertGreaterThanOrEqual(backoffValues.last ?? 0, 60, "the shipped uplink's backoff spreads a fleet's reconnects over minutes")
-        let backoffLine = String(try XCTUnwrap(backoff.first))
         var localPorts: [Int] = []
         var brokers: [Process] = []
         defer {
@@ -230,20 +228,8 @@ final class FleetTests: XCTestCase {
             }
         }
         for k in 0..<count {
-            let port = try Harness.freePort()
-            let tls = ["bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure"]
-            let bridge = shipped.split(separator: "\n", omittingEmptySubsequences: false)
-                .filter { line in !tls.contains { line.hasPrefix($0) } }
-                .joined(separator: "\n")
-                .replacingOccurrences(of: "BOX_ID", with: "box-\(k)")
-                .replacingOccurrences(of: "central.partner.example:8883", with: "127.0.0.1:\(relayPort)")
-                .replacingOccurrences(of: backoffLine, with: "restart_timeout 1 2")
-            let conf = h.dir.appendingPathComponent("local\(k).conf")
-            try ("listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" + bridge)
-                .write(to: conf, atomically: true, encoding: .utf8)
-            let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "mosquitto"
-            brokers.append(try h.launch(mosquitto, ["-c", conf.path], log: "local\(k).log"))
-            try h.waitForPort(port, what: "local mosquitto \(k)")
+            let (broker, port) = try h.startBoxBroker(k, centralPort: relayPort)
+            brokers.append(broker)
             localPorts.append(port)
         }
         let c = try TestMQTTClient(port: h.brokerPort)

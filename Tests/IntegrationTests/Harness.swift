@@ -134,10 +134,41 @@ final class Harness: @unchecked Sendable {
             text += "allow_anonymous true\n"
         }
         try text.write(to: conf, atomically: true, encoding: .utf8)
+        broker = try launch(try Self.mosquitto(), ["-c", conf.path], log: "broker.log")
+        try waitForPort(brokerPort, what: "mosquitto")
+    }
+
+    static func mosquitto() throws -> String {
         let path = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let path else { throw HarnessError("mosquitto is not installed (Scripts/test installs it)") }
-        broker = try launch(path, ["-c", conf.path], log: "broker.log")
-        try waitForPort(brokerPort, what: "mosquitto")
+        return path
+    }
+
+    /// The shipped `etc/mosquitto/heatbridge-bridge.conf`, unchanged.
+    static func shippedBridgeConfig() throws -> String {
+        try String(contentsOf: packageRoot.appendingPathComponent("etc/mosquitto/heatbridge-bridge.conf"), encoding: .utf8)
+    }
+
+    /// Starts box `k`'s own mosquitto on a free port, bridged to the central broker on `centralPort` with the shipped
+    /// bridge config as an installer fills it in (`BOX_ID` = `box-<k>`, the central address), with `settings` before
+    /// it. Two lines differ: the TLS lines are left out (loopback), and the uplink retries every 1–2 s instead of
+    /// the shipped backoff (up to 120 s, for a fleet coming back after an outage), so a test's box is back within
+    /// seconds of its central broker.
+    func startBoxBroker(_ k: Int, centralPort: Int, settings: String = "") throws -> (process: Process, port: Int) {
+        let port = try Self.freePort()
+        let tls = ["bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure"]
+        let bridge = try Self.shippedBridgeConfig().split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { line in !tls.contains { line.hasPrefix($0) } }
+            .map { $0.hasPrefix("restart_timeout ") ? "restart_timeout 1 2" : $0 }
+            .joined(separator: "\n")
+            .replacingOccurrences(of: "BOX_ID", with: "box-\(k)")
+            .replacingOccurrences(of: "central.partner.example:8883", with: "127.0.0.1:\(centralPort)")
+        let conf = dir.appendingPathComponent("local\(k).conf")
+        try ("listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" + settings + "\n" + bridge)
+            .write(to: conf, atomically: true, encoding: .utf8)
+        let process = try launch(try Self.mosquitto(), ["-c", conf.path], log: "local\(k).log")
+        try waitForPort(port, what: "local mosquitto \(k)")
+        return (process, port)
     }
 
     func restartBroker() throws {

@@ -62,26 +62,12 @@ final class PushTests: XCTestCase {
         central = try TestMQTTClient(port: h.brokerPort)
         try central.waitConnected()
         central.subscribe("partner/#")
-        let shipped = try String(contentsOf: Harness.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge-bridge.conf"), encoding: .utf8)
         // Both shipped files in the box's conf.d, as the install script puts them (heatbridge.conf: queue depth, nodelay).
         let settings = try String(contentsOf: Harness.packageRoot.appendingPathComponent("etc/mosquitto/heatbridge.conf"), encoding: .utf8)
             .split(separator: "\n").filter { !$0.hasPrefix("max_queued_messages") }.joined(separator: "\n")
         for (k, gw) in gateways.enumerated() {
-            let port = try Harness.freePort()
-            let tls = ["bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure"]
-            let bridge = shipped.split(separator: "\n", omittingEmptySubsequences: false)
-                .filter { line in !tls.contains { line.hasPrefix($0) } }
-                .joined(separator: "\n")
-                .replacingOccurrences(of: "BOX_ID", with: "box-\(k)")
-                .replacingOccurrences(of: "central.partner.example:8883", with: "127.0.0.1:\(h.brokerPort)")
-                // Reconnect quickly after the central broker's outage (the shipped 5…120 s backoff is for fleets).
-                .replacingOccurrences(of: "restart_timeout 5 120", with: "restart_timeout 1 2")
-            let conf = h.dir.appendingPathComponent("local\(k).conf")
-            try ("listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" + settings + "\n" + bridge)
-                .write(to: conf, atomically: true, encoding: .utf8)
-            let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "mosquitto"
-            brokers.append(try h.launch(mosquitto, ["-c", conf.path], log: "local\(k).log"))
-            try h.waitForPort(port, what: "local mosquitto \(k)")
+            let (broker, port) = try h.startBoxBroker(k, centralPort: h.brokerPort, settings: settings)
+            brokers.append(broker)
             boxes.append(Box(k: k, gateway: gw, port: port))
         }
         for k in boxes.indices { try startBox(k) }
